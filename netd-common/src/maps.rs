@@ -1,0 +1,248 @@
+//! Map layouts. Every struct is `#[repr(C)]` with explicit padding and a size assertion, so the
+//! BPF object and the loader cannot silently disagree; the loader also compares these sizes with
+//! any pinned map it is about to reuse.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::assert_size;
+
+/// Map names as they appear in the object file and under the pin directory.
+pub mod names {
+    pub const CONFIG: &str = "NETD_CONFIG";
+    pub const ENDPOINTS: &str = "NETD_ENDPOINTS";
+    pub const FDB: &str = "NETD_FDB";
+    pub const NEIGH: &str = "NETD_NEIGH";
+    pub const VTEPS: &str = "NETD_VTEPS";
+    pub const STATS: &str = "NETD_STATS";
+}
+
+/// Program names (the function names in netd-ebpf).
+pub mod programs {
+    pub const FROM_ENDPOINT: &str = "netd_from_endpoint";
+    pub const FROM_UPLINK: &str = "netd_from_uplink";
+}
+
+/// Maximum entries per map. Changing one changes the pinned layout: the loader refuses to
+/// reuse a pin whose capacity differs.
+pub mod capacity {
+    /// Local endpoints on one host.
+    pub const ENDPOINTS: u32 = 4096;
+    /// Endpoints of all networks, cluster-wide, as seen by one host.
+    pub const FDB: u32 = 65536;
+    pub const NEIGH: u32 = 65536;
+    /// (VTEP, VNI) pairs allowed to send to this host.
+    pub const VTEPS: u32 = 16384;
+}
+
+/// The one entry of the `NETD_CONFIG` array: per-host datapath settings the loader fills.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct DatapathConfig {
+    /// This host's VTEP address (the outer source; decap only for packets sent to it).
+    pub local_vtep: [u8; 4],
+    /// Interface encapsulated packets leave by (the underlay uplink).
+    pub uplink_ifindex: u32,
+    /// UDP destination port of VXLAN (host order).
+    pub vxlan_port: u16,
+    /// MTU of the underlay route; an encapsulated packet longer than this is dropped and counted.
+    pub underlay_mtu: u16,
+    /// `config_flags::*`.
+    pub flags: u32,
+}
+assert_size!(DatapathConfig, 16);
+
+pub mod config_flags {
+    /// Deliver to local endpoints with `bpf_redirect_peer` (kernel ≥ 5.10) instead of
+    /// `bpf_redirect` to the host-side veth.
+    pub const REDIRECT_PEER: u32 = 1 << 0;
+}
+
+/// `NETD_ENDPOINTS` key: ifindex of a local endpoint's host-side veth.
+pub type EndpointKey = u32;
+
+/// A local endpoint: what its host-side veth may send (anti-spoofing) and in which network.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct EndpointInfo {
+    pub vni: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub ipv4: [u8; 4],
+    pub flags: u32,
+}
+assert_size!(EndpointInfo, 20);
+
+/// `NETD_FDB` key: where does a MAC of a network live.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct FdbKey {
+    pub vni: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+assert_size!(FdbKey, 12);
+
+impl FdbKey {
+    pub const fn new(vni: u32, mac: [u8; 6]) -> Self {
+        Self {
+            vni,
+            mac,
+            _pad: [0; 2],
+        }
+    }
+}
+
+pub mod fdb_kind {
+    /// On this host: deliver to `ifindex` (the host-side veth).
+    pub const LOCAL: u32 = 1;
+    /// On another host: encapsulate to `vtep`.
+    pub const REMOTE: u32 = 2;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct FdbEntry {
+    /// `fdb_kind::*`.
+    pub kind: u32,
+    /// Host-side veth of a local endpoint (0 for remote ones).
+    pub ifindex: u32,
+    /// VTEP of a remote endpoint (zero for local ones).
+    pub vtep: [u8; 4],
+}
+assert_size!(FdbEntry, 12);
+
+impl FdbEntry {
+    pub const fn local(ifindex: u32) -> Self {
+        Self {
+            kind: fdb_kind::LOCAL,
+            ifindex,
+            vtep: [0; 4],
+        }
+    }
+
+    pub const fn remote(vtep: [u8; 4]) -> Self {
+        Self {
+            kind: fdb_kind::REMOTE,
+            ifindex: 0,
+            vtep,
+        }
+    }
+}
+
+/// `NETD_NEIGH` key: the ARP table the programs answer from.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct NeighKey {
+    pub vni: u32,
+    pub ipv4: [u8; 4],
+}
+assert_size!(NeighKey, 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NeighEntry {
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+assert_size!(NeighEntry, 8);
+
+impl NeighEntry {
+    pub const fn new(mac: [u8; 6]) -> Self {
+        Self { mac, _pad: [0; 2] }
+    }
+}
+
+/// `NETD_VTEPS` key: decapsulation allow-list. A VXLAN packet is accepted only if its outer
+/// source is a VTEP registered for the packet's VNI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct VtepKey {
+    pub vtep: [u8; 4],
+    pub vni: u32,
+}
+assert_size!(VtepKey, 8);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct VtepEntry {
+    pub flags: u32,
+}
+assert_size!(VtepEntry, 4);
+
+/// Kernel map types, as `bpf_map_type` numbers, for the loader's layout check.
+pub mod map_type {
+    pub const HASH: u32 = 1;
+    pub const ARRAY: u32 = 2;
+    pub const PERCPU_ARRAY: u32 = 6;
+}
+
+/// What a pinned map must look like to be reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapLayout {
+    pub name: &'static str,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// Every map netd pins, with its expected layout.
+pub const LAYOUTS: [MapLayout; 6] = [
+    MapLayout {
+        name: names::CONFIG,
+        map_type: map_type::ARRAY,
+        key_size: 4,
+        value_size: size_of::<DatapathConfig>() as u32,
+        max_entries: 1,
+    },
+    MapLayout {
+        name: names::ENDPOINTS,
+        map_type: map_type::HASH,
+        key_size: size_of::<EndpointKey>() as u32,
+        value_size: size_of::<EndpointInfo>() as u32,
+        max_entries: capacity::ENDPOINTS,
+    },
+    MapLayout {
+        name: names::FDB,
+        map_type: map_type::HASH,
+        key_size: size_of::<FdbKey>() as u32,
+        value_size: size_of::<FdbEntry>() as u32,
+        max_entries: capacity::FDB,
+    },
+    MapLayout {
+        name: names::NEIGH,
+        map_type: map_type::HASH,
+        key_size: size_of::<NeighKey>() as u32,
+        value_size: size_of::<NeighEntry>() as u32,
+        max_entries: capacity::NEIGH,
+    },
+    MapLayout {
+        name: names::VTEPS,
+        map_type: map_type::HASH,
+        key_size: size_of::<VtepKey>() as u32,
+        value_size: size_of::<VtepEntry>() as u32,
+        max_entries: capacity::VTEPS,
+    },
+    MapLayout {
+        name: names::STATS,
+        map_type: map_type::PERCPU_ARRAY,
+        key_size: 4,
+        value_size: 8,
+        max_entries: crate::stats::COUNT as u32,
+    },
+];
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+
+    // SAFETY: every type is repr(C), Pod (no padding, any bit pattern valid).
+    unsafe impl aya::Pod for DatapathConfig {}
+    unsafe impl aya::Pod for EndpointInfo {}
+    unsafe impl aya::Pod for FdbKey {}
+    unsafe impl aya::Pod for FdbEntry {}
+    unsafe impl aya::Pod for NeighKey {}
+    unsafe impl aya::Pod for NeighEntry {}
+    unsafe impl aya::Pod for VtepKey {}
+    unsafe impl aya::Pod for VtepEntry {}
+}

@@ -1,0 +1,245 @@
+//! TC ingress on a container's host-side veth: everything the container sends.
+//!
+//! Anti-spoofing first (source MAC, then source IPv4 or ARP sender), then ARP is answered from the
+//! neighbour map, IPv4 unicast goes to a local endpoint or is encapsulated to the remote
+//! endpoint's VTEP. Everything else is dropped and counted by reason.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
+        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_SHOT,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup, bpf_redir_neigh,
+    },
+    helpers::generated::{
+        bpf_fib_lookup as fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh,
+    },
+    macros::classifier,
+    programs::TcContext,
+};
+use netd_common::{
+    maps::{DatapathConfig, EndpointInfo, FdbKey, NeighKey, fdb_kind},
+    packet::{
+        self, ARP_FRAME_LEN, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_UDP,
+        IPV4_HLEN, OuterParams,
+    },
+    stats,
+};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
+
+use crate::{
+    deliver,
+    maps::{ENDPOINTS, FDB, NEIGH, config, count},
+    skb::{ifindex, is_gso, ptr_at},
+};
+
+const AF_INET: u8 = 2;
+
+/// `bpf_skb_adjust_room` flags for VXLAN over IPv4. FIXED_GSO keeps gso_size as the inner MSS:
+/// without it every GSO segment comes out 50 bytes short (design §8, projectcalico/calico#11252).
+const ENCAP_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
+    | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64
+    | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
+    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64
+    | ((ETH_HLEN as u64) << 56); // BPF_F_ADJ_ROOM_ENCAP_L2(14)
+
+#[classifier]
+pub fn netd_from_endpoint(ctx: TcContext) -> i32 {
+    count(stats::RX);
+    match from_endpoint(&ctx) {
+        Ok(action) => action,
+        Err(reason) => {
+            count(reason);
+            TC_ACT_SHOT as i32
+        }
+    }
+}
+
+fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
+    let ifindex = ifindex(ctx);
+    // SAFETY: the value is copied out before any other map operation.
+    let endpoint = *unsafe { ENDPOINTS.get(ifindex) }.ok_or(stats::DROP_UNKNOWN_ENDPOINT)?;
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let eth = unsafe { &*eth };
+    if eth.src_addr != endpoint.mac {
+        return Err(stats::DROP_SPOOFED_MAC);
+    }
+    match u16::from_be(eth.ether_type) {
+        ETH_P_IP => forward_ipv4(ctx, &endpoint, eth.dst_addr),
+        ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
+        _ => Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
+    }
+}
+
+/// Answers an ARP request with the target endpoint's real MAC, sent straight back to the
+/// container: nothing is flooded, and no ARP ever crosses the underlay.
+fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Result<i32, u32> {
+    let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+    // SAFETY: bounds-checked by ptr_at; nothing else aliases the packet while we hold it.
+    let frame = unsafe { &mut *frame };
+    let request = packet::parse_arp_request(frame, &endpoint.mac, &endpoint.ipv4)?;
+    let key = NeighKey {
+        vni: endpoint.vni,
+        ipv4: request.target_ip,
+    };
+    // SAFETY: copied out at once.
+    let target = *unsafe { NEIGH.get(key) }.ok_or(stats::DROP_ARP_UNKNOWN_TARGET)?;
+    packet::write_arp_reply(frame, &target.mac);
+    count(stats::ARP_REPLY);
+    count(stats::TX);
+    // Out of the host-side veth: the container receives the reply.
+    // SAFETY: helper with no pointer arguments.
+    Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+}
+
+fn forward_ipv4(ctx: &TcContext, endpoint: &EndpointInfo, dst_mac: [u8; 6]) -> Result<i32, u32> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let ip = unsafe { &*ip };
+    if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+        return Err(stats::DROP_BAD_IPV4);
+    }
+    if ip.src_addr != endpoint.ipv4 {
+        return Err(stats::DROP_SPOOFED_IP);
+    }
+    if !packet::is_unicast_mac(&dst_mac) {
+        return Err(stats::DROP_BROADCAST);
+    }
+    let config = config().ok_or(stats::DROP_NO_CONFIG)?;
+    if ip.proto == IPPROTO_UDP && udp_dst_port(ctx, ip.vihl)? == config.vxlan_port {
+        return Err(stats::DROP_VXLAN_FROM_ENDPOINT);
+    }
+    // SAFETY: copied out at once.
+    let dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
+        .ok_or(stats::DROP_UNKNOWN_DESTINATION)?;
+    match dst.kind {
+        fdb_kind::LOCAL => {
+            count(stats::LOCAL);
+            Ok(deliver::to_endpoint(config, dst.ifindex))
+        }
+        fdb_kind::REMOTE => encapsulate(ctx, config, endpoint.vni, dst.vtep, ip.tos),
+        _ => Err(stats::DROP_UNKNOWN_DESTINATION),
+    }
+}
+
+/// Destination port of a UDP packet (host order).
+#[inline(always)]
+fn udp_dst_port(ctx: &TcContext, vihl: u8) -> Result<u16, u32> {
+    let header_len = usize::from(vihl & 0x0f) * 4;
+    if header_len == IPV4_HLEN {
+        let udp = ptr_at::<UdpHdr>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+        // SAFETY: bounds-checked by ptr_at.
+        return Ok(unsafe { &*udp }.dst_port());
+    }
+    // IPv4 options: a variable offset, read through the helper (rare).
+    let port: [u8; 2] = ctx
+        .load(ETH_HLEN + header_len + 2)
+        .map_err(|_| stats::DROP_TRUNCATED)?;
+    Ok(u16::from_be_bytes(port))
+}
+
+/// Wraps the frame in outer Ethernet/IPv4/UDP/VXLAN and sends it out of the uplink.
+fn encapsulate(
+    ctx: &TcContext,
+    config: &DatapathConfig,
+    vni: u32,
+    vtep: [u8; 4],
+    tos: u8,
+) -> Result<i32, u32> {
+    let inner_len = ctx.len();
+    if !is_gso(ctx) && inner_len + ENCAP_HLEN as u32 > u32::from(config.underlay_mtu) {
+        return Err(stats::DROP_OVERSIZE);
+    }
+    // A stable per-flow hash (the kernel caches it in the skb) chooses the outer source port.
+    // SAFETY: the context pointer the kernel passed in.
+    let flow_hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
+    let inner_eth = *unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)? };
+
+    // MAC mode inserts the room right after the Ethernet header: [eth][room 50][inner IPv4...].
+    ctx.adjust_room(ENCAP_ROOM as i32, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS)
+        .map_err(|_| stats::DROP_ENCAP_FAILED)?;
+
+    let outer = ptr_at::<[u8; ENCAP_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
+    let inner = ptr_at::<[u8; ETH_HLEN]>(ctx, ETH_HLEN + ENCAP_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
+    let params = OuterParams {
+        src_vtep: config.local_vtep,
+        dst_vtep: vtep,
+        src_port: packet::udp_src_port(flow_hash),
+        dst_port: config.vxlan_port,
+        vni,
+        tos,
+        inner_len: inner_len as u16,
+    };
+    // SAFETY: both bounds-checked by ptr_at after adjust_room; they do not overlap.
+    unsafe {
+        packet::write_outer_headers(&mut *outer, &params);
+        *inner = inner_eth;
+    }
+    send_to_vtep(ctx, config, vtep)
+}
+
+/// Fills the outer Ethernet header from the kernel's FIB and neighbour tables and redirects to the
+/// underlay device.
+///
+/// `bpf_fib_lookup` answers only where forwarding is enabled on the uplink (as on every Docker
+/// host); it then gives both MACs and the packet leaves at once. Where forwarding is off, or the
+/// next hop is not resolved yet, `bpf_redirect_neigh` (Linux ≥ 5.10) does the route and neighbour
+/// work in the kernel, queueing the packet while ARP resolves instead of dropping the first
+/// packets toward every new VTEP.
+fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Result<i32, u32> {
+    // SAFETY: an all-zero bpf_fib_lookup is a valid request to fill in.
+    let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    fib.family = AF_INET;
+    fib.l4_protocol = IPPROTO_UDP;
+    fib.ifindex = config.uplink_ifindex;
+    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(config.local_vtep);
+    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(vtep);
+    // SAFETY: valid context and a stack struct of the size we pass.
+    let rc = unsafe {
+        fib_lookup(
+            ctx.skb.skb.cast(),
+            &mut fib,
+            size_of::<bpf_fib_lookup>() as i32,
+            BPF_FIB_LOOKUP_OUTPUT,
+        )
+    } as u32;
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_ENCAP_FAILED)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let eth = unsafe { &mut *eth };
+    eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    let action = match rc {
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            eth[0..6].copy_from_slice(&fib.dmac);
+            eth[6..12].copy_from_slice(&fib.smac);
+            // SAFETY: helper with no pointer arguments.
+            unsafe { bpf_redirect(fib.ifindex, 0) }
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            let mut nh = bpf_redir_neigh {
+                nh_family: u32::from(AF_INET),
+                // SAFETY: all-zero is a valid union value; the IPv4 member is set below.
+                __bindgen_anon_1: unsafe { core::mem::zeroed() },
+            };
+            // The FIB wrote the gateway (or the VTEP itself when on-link) into ipv4_dst.
+            // SAFETY: reading the IPv4 member of a union the kernel filled for AF_INET.
+            nh.__bindgen_anon_1.ipv4_nh = unsafe { fib.__bindgen_anon_4.ipv4_dst };
+            count(stats::ENCAP_VIA_NEIGH);
+            // SAFETY: stack struct of the size we pass.
+            unsafe {
+                bpf_redirect_neigh(fib.ifindex, &mut nh, size_of::<bpf_redir_neigh>() as i32, 0)
+            }
+        }
+        BPF_FIB_LKUP_RET_FWD_DISABLED => {
+            count(stats::ENCAP_VIA_NEIGH);
+            // No next hop known: the helper looks the route up itself.
+            // SAFETY: a null parameter block of length 0 is the documented "look it up" form.
+            unsafe { bpf_redirect_neigh(config.uplink_ifindex, core::ptr::null_mut(), 0, 0) }
+        }
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Err(stats::DROP_OVERSIZE),
+        _ => return Err(stats::DROP_NO_ROUTE),
+    };
+    count(stats::ENCAP);
+    count(stats::TX);
+    Ok(action as i32)
+}

@@ -1,0 +1,22 @@
+//! netd's TC programs. One file per hook; packet access, counters and maps each in their own
+//! module; the header logic itself is in `netd_common::packet`, where host tests cover it.
+#![no_std]
+#![no_main]
+
+mod deliver;
+mod from_endpoint;
+mod from_uplink;
+mod maps;
+mod skb;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program: the verifier rejects code that could get here.
+    loop {}
+}
+
+// GPL-compatible: bpf_fib_lookup and bpf_redirect_neigh are GPL-only helpers.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,48 @@
+//! Every map of the datapath, in one place. Names, layouts and capacities come from
+//! `netd_common::maps`, which the loader checks pinned maps against.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray},
+};
+use netd_common::{
+    maps::{
+        DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey,
+        VtepEntry, VtepKey, capacity,
+    },
+    stats,
+};
+
+#[map(name = "NETD_CONFIG")]
+pub static CONFIG: Array<DatapathConfig> = Array::with_max_entries(1, 0);
+
+#[map(name = "NETD_ENDPOINTS")]
+pub static ENDPOINTS: HashMap<EndpointKey, EndpointInfo> =
+    HashMap::with_max_entries(capacity::ENDPOINTS, 0);
+
+#[map(name = "NETD_FDB")]
+pub static FDB: HashMap<FdbKey, FdbEntry> = HashMap::with_max_entries(capacity::FDB, 0);
+
+#[map(name = "NETD_NEIGH")]
+pub static NEIGH: HashMap<NeighKey, NeighEntry> = HashMap::with_max_entries(capacity::NEIGH, 0);
+
+#[map(name = "NETD_VTEPS")]
+pub static VTEPS: HashMap<VtepKey, VtepEntry> = HashMap::with_max_entries(capacity::VTEPS, 0);
+
+#[map(name = "NETD_STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);
+
+/// Adds one to a per-CPU counter (`netd_common::stats::*`).
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// The datapath configuration, if the loader has written it.
+#[inline(always)]
+pub fn config() -> Option<&'static DatapathConfig> {
+    CONFIG.get(0)
+}

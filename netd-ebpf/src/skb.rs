@@ -1,0 +1,29 @@
+//! Bounds-checked access to packet memory.
+
+use aya_ebpf::programs::TcContext;
+
+/// A pointer to a `T` at `offset` bytes into the packet's linear data, or `None` when the packet
+/// is shorter. The comparison against `data_end` is what lets the verifier accept dereferences.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+/// `__sk_buff.ifindex`: the device the packet is on (at TC ingress, the one it arrived on).
+#[inline(always)]
+pub fn ifindex(ctx: &TcContext) -> u32 {
+    // SAFETY: `skb` is the context pointer the kernel passed in; reading a field is allowed.
+    unsafe { (*ctx.skb.skb).ifindex }
+}
+
+/// Whether the kernel will segment this packet later (GSO): its length is not what the wire sees.
+#[inline(always)]
+pub fn is_gso(ctx: &TcContext) -> bool {
+    // SAFETY: as above.
+    unsafe { (*ctx.skb.skb).gso_size != 0 }
+}

@@ -1,0 +1,65 @@
+//! The bpf filesystem: pins live there, and it is not mounted at boot on every machine.
+
+use std::{
+    fs,
+    io,
+    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    path::Path,
+};
+
+use nix::{
+    mount::{MsFlags, mount},
+    sys::statfs::{BPF_FS_MAGIC, statfs},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BpffsError {
+    #[error("{path} is not on a bpf filesystem (mount one with `mount -t bpf bpf {path}`)")]
+    NotBpffs { path: String },
+    #[error("cannot mount bpffs at {path}: {source}")]
+    Mount { path: String, source: nix::Error },
+    #[error("cannot create pin directory {path}: {source}")]
+    CreateDir { path: String, source: io::Error },
+}
+
+/// The standard mount point.
+pub const BPFFS_ROOT: &str = "/sys/fs/bpf";
+
+fn is_bpffs(path: &Path) -> bool {
+    statfs(path).is_ok_and(|s| s.filesystem_type() == BPF_FS_MAGIC)
+}
+
+/// Makes sure `dir` exists on a bpffs, root-only (0700; pins themselves are created 0600 by the
+/// kernel). Mounts bpffs at /sys/fs/bpf first when `dir` is below it and nothing is mounted.
+pub fn ensure_pin_dir(dir: &Path) -> Result<(), BpffsError> {
+    let root = Path::new(BPFFS_ROOT);
+    if dir.starts_with(root) && !is_bpffs(root) {
+        mount(Some("bpf"), root, Some("bpf"), MsFlags::empty(), None::<&str>).map_err(|source| {
+            BpffsError::Mount {
+                path: BPFFS_ROOT.into(),
+                source,
+            }
+        })?;
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| BpffsError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    // An existing directory keeps its mode: tighten it.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+        BpffsError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        }
+    })?;
+    if !is_bpffs(dir) {
+        return Err(BpffsError::NotBpffs {
+            path: dir.display().to_string(),
+        });
+    }
+    Ok(())
+}

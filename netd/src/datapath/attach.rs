@@ -1,0 +1,207 @@
+//! Hooking the programs to interfaces.
+//!
+//! Linux ≥ 6.6: TCX links. With a pin directory each link is pinned as
+//! `<pin-dir>/links/<ifname>@<hook>`, so the program stays attached when netd exits or is
+//! killed, and a restarted netd swaps its freshly loaded program in atomically
+//! (`BPF_LINK_UPDATE`): no packet sees an interface without a program.
+//! Older kernels: clsact qdisc + direct-action filter through netlink, which the kernel keeps
+//! until it is removed.
+
+use std::{fs, io, path::PathBuf};
+
+use aya::{
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::{self, SchedClassifierLink, TcAttachOptions},
+    },
+    util::KernelVersion,
+};
+use netd_common::maps::programs;
+
+use super::{Datapath, DatapathError};
+
+/// Which program, hence which kind of interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// TC ingress of a container's host-side veth.
+    Endpoint,
+    /// TC ingress of the underlay uplink.
+    Uplink,
+}
+
+impl Hook {
+    pub const fn program_name(self) -> &'static str {
+        match self {
+            Self::Endpoint => programs::FROM_ENDPOINT,
+            Self::Uplink => programs::FROM_UPLINK,
+        }
+    }
+
+    const fn label(self) -> &'static str {
+        match self {
+            Self::Endpoint => "endpoint",
+            Self::Uplink => "uplink",
+        }
+    }
+}
+
+/// A link held by an unpinned datapath; dropping it detaches the program.
+pub(super) struct OwnedLink {
+    hook: Hook,
+    ifname: String,
+    _link: SchedClassifierLink,
+}
+
+fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
+fn program_error(hook: Hook) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
+    move |source| DatapathError::Program {
+        name: hook.program_name(),
+        source,
+    }
+}
+
+impl Datapath {
+    fn link_pin_path(&self, hook: Hook, ifname: &str) -> Option<PathBuf> {
+        let dir = self.pin_dir.as_ref()?;
+        Some(dir.join("links").join(format!("{ifname}@{}", hook.label())))
+    }
+
+    fn classifier_mut(&mut self, hook: Hook) -> Result<&mut SchedClassifier, DatapathError> {
+        let name = hook.program_name();
+        self.ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program { name, source })
+    }
+
+    /// Attaches `hook`'s program to TC ingress of `ifname` (in the calling thread's network
+    /// namespace). Idempotent: attaching again replaces the program in place.
+    pub fn attach(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
+        if nix::net::if_::if_nametoindex(ifname).is_err() {
+            return Err(DatapathError::NoSuchInterface(ifname.into()));
+        }
+        if !has_tcx() {
+            return self.attach_netlink(hook, ifname);
+        }
+        let pin = self.link_pin_path(hook, ifname);
+        if let Some(pin) = &pin
+            && pin.exists()
+        {
+            // Atomic replacement of whatever program the pinned link runs now.
+            let pinned = PinnedLink::from_pin(pin).map_err(|e| DatapathError::LinkPin {
+                path: pin.clone(),
+                source: io::Error::other(e),
+            })?;
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
+                .map_err(|e| DatapathError::LinkPin {
+                    path: pin.clone(),
+                    source: io::Error::other(e),
+                })?;
+            let program = self.classifier_mut(hook)?;
+            let id = program.attach_to_link(link).map_err(program_error(hook))?;
+            // The pin keeps the link; our handle can go.
+            drop(program.take_link(id).map_err(program_error(hook))?);
+            return Ok(());
+        }
+        if pin.is_none() {
+            // An unpinned datapath replaces its own earlier link, if any.
+            self.links.retain(|l| !(l.hook == hook && l.ifname == ifname));
+        }
+        let program = self.classifier_mut(hook)?;
+        let id = program
+            .attach_with_options(
+                ifname,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(program_error(hook))?;
+        let link = program.take_link(id).map_err(program_error(hook))?;
+        match pin {
+            Some(pin) => {
+                let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::LinkPin {
+                    path: pin.clone(),
+                    source: io::Error::other(e),
+                })?;
+                if let Some(dir) = pin.parent() {
+                    fs::create_dir_all(dir).map_err(|source| DatapathError::LinkPin {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+                }
+                fd_link.pin(&pin).map_err(|e| DatapathError::LinkPin {
+                    path: pin.clone(),
+                    source: io::Error::other(e),
+                })?;
+            }
+            None => self.links.push(OwnedLink {
+                hook,
+                ifname: ifname.into(),
+                _link: link,
+            }),
+        }
+        Ok(())
+    }
+
+    fn attach_netlink(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
+        // EEXIST when the qdisc is already there is fine.
+        let _already_there = tc::qdisc_add_clsact(ifname);
+        // Replace, not stack: remove an earlier netd filter of this hook first.
+        let _none_yet = tc::qdisc_detach_program(ifname, TcAttachType::Ingress, hook.program_name());
+        let pinned = self.pin_dir.is_some();
+        let program = self.classifier_mut(hook)?;
+        let id = program
+            .attach_with_options(
+                ifname,
+                TcAttachType::Ingress,
+                TcAttachOptions::Netlink(tc::NlOptions::default()),
+            )
+            .map_err(program_error(hook))?;
+        let link = program.take_link(id).map_err(program_error(hook))?;
+        if pinned {
+            // The kernel keeps the filter (and so the program) after we exit; dropping the link
+            // would remove it.
+            std::mem::forget(link);
+        } else {
+            self.links.push(OwnedLink {
+                hook,
+                ifname: ifname.into(),
+                _link: link,
+            });
+        }
+        Ok(())
+    }
+
+    /// Detaches `hook`'s program from `ifname`. Detaching what is not attached is not an error.
+    pub fn detach(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
+        let before = self.links.len();
+        self.links.retain(|l| !(l.hook == hook && l.ifname == ifname));
+        if self.links.len() != before {
+            return Ok(());
+        }
+        if !has_tcx() {
+            return match tc::qdisc_detach_program(ifname, TcAttachType::Ingress, hook.program_name())
+            {
+                Ok(()) => Ok(()),
+                Err(tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(DatapathError::LinkPin {
+                    path: PathBuf::from(ifname),
+                    source: io::Error::other(e),
+                }),
+            };
+        }
+        if let Some(pin) = self.link_pin_path(hook, ifname) {
+            // The link (and the attachment) goes with its last reference: the pin.
+            match fs::remove_file(&pin) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(DatapathError::LinkPin { path: pin, source }),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error(transparent)]
+    Bpffs(#[from] crate::bpffs::BpffsError),
+    #[error(transparent)]
+    Netns(#[from] crate::netns::NetnsError),
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        source: aya::programs::ProgramError,
+    },
+    #[error("program {0} is missing from the eBPF object")]
+    MissingProgram(&'static str),
+    #[error("map {0} is missing from the eBPF object")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error(
+        "pinned map {path} has an incompatible layout ({found}; this netd expects {expected}); \
+         remove the pin directory (traffic through it stops) or run the netd version that made it"
+    )]
+    IncompatiblePin {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("no pinned maps in {0} (is netd set up on this host? see --pin-dir)")]
+    NoPins(PathBuf),
+    #[error("unknown map {0:?}; `netd maps ls` lists them")]
+    UnknownMap(String),
+    #[error("interface {0:?} not found")]
+    NoSuchInterface(String),
+    #[error("link pin {path}: {source}")]
+    LinkPin {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no endpoint on ifindex {0}")]
+    NoSuchEndpoint(u32),
+    #[error("VNI {0} is outside 1..=16777215")]
+    BadVni(u32),
+    #[error("{0} is not a unicast MAC address")]
+    NotUnicast(String),
+}

@@ -1,0 +1,249 @@
+//! Decoding pinned maps, with nothing loaded and no daemon running (`netd maps ls|dump`).
+
+use std::{net::Ipv4Addr, path::Path};
+
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use netd_common::{
+    maps::{
+        DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, LAYOUTS, MapLayout,
+        NeighEntry, NeighKey, VtepEntry, VtepKey, config_flags, fdb_kind, map_type, names,
+    },
+    stats,
+};
+use serde_json::{Value, json};
+
+use super::{DatapathError, layout};
+
+/// A decoded map: column names and one JSON object per entry (keys in column order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<serde_json::Map<String, Value>>,
+}
+
+/// Summary of one pinned map, for `netd maps ls`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MapSummary {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub entries: usize,
+}
+
+pub fn fmt_mac(mac: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]
+    )
+}
+
+fn ip(octets: [u8; 4]) -> String {
+    Ipv4Addr::from(octets).to_string()
+}
+
+/// Finds a map by its full name (`NETD_FDB`) or short one (`fdb`), case-insensitively.
+pub fn resolve_name(name: &str) -> Result<&'static MapLayout, DatapathError> {
+    LAYOUTS
+        .iter()
+        .find(|l| {
+            l.name.eq_ignore_ascii_case(name)
+                || l.name
+                    .strip_prefix("NETD_")
+                    .is_some_and(|short| short.eq_ignore_ascii_case(name))
+        })
+        .ok_or_else(|| DatapathError::UnknownMap(name.into()))
+}
+
+fn open(dir: &Path, layout: &MapLayout) -> Result<Map, DatapathError> {
+    let path = dir.join(layout.name);
+    if !path.exists() {
+        if !dir.exists() || LAYOUTS.iter().all(|l| !dir.join(l.name).exists()) {
+            return Err(DatapathError::NoPins(dir.to_path_buf()));
+        }
+        return Err(DatapathError::UnknownMap(layout.name.into()));
+    }
+    // Decoding a map with another layout would print garbage: check first.
+    layout::check_pin(&path, layout)?;
+    let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
+        name: layout.name,
+        source,
+    })?;
+    Map::from_map_data(data).map_err(|source| DatapathError::Map {
+        name: layout.name,
+        source,
+    })
+}
+
+fn hash_entries<K: aya::Pod, V: aya::Pod>(
+    map: Map,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, DatapathError> {
+    let map: HashMap<MapData, K, V> =
+        HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    map.iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| DatapathError::Map { name, source })
+}
+
+fn row(pairs: Vec<(&'static str, Value)>) -> serde_json::Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Lists the pinned maps in `dir`.
+pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
+    let mut out = Vec::new();
+    for layout in &LAYOUTS {
+        let entries = dump(dir, layout.name)?.rows.len();
+        out.push(MapSummary {
+            name: layout.name,
+            kind: match layout.map_type {
+                map_type::HASH => "hash",
+                map_type::ARRAY => "array",
+                map_type::PERCPU_ARRAY => "percpu_array",
+                _ => "other",
+            },
+            key_size: layout.key_size,
+            value_size: layout.value_size,
+            max_entries: layout.max_entries,
+            entries,
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes one pinned map.
+pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
+    let layout = resolve_name(name)?;
+    let map = open(dir, layout)?;
+    match layout.name {
+        names::CONFIG => dump_config(map),
+        names::ENDPOINTS => {
+            let mut rows = Vec::new();
+            for (ifindex, ep) in hash_entries::<EndpointKey, EndpointInfo>(map, names::ENDPOINTS)? {
+                rows.push(row(vec![
+                    ("ifindex", json!(ifindex)),
+                    ("vni", json!(ep.vni)),
+                    ("mac", json!(fmt_mac(&ep.mac))),
+                    ("ipv4", json!(ip(ep.ipv4))),
+                ]));
+            }
+            Ok(sorted(vec!["ifindex", "vni", "mac", "ipv4"], rows))
+        }
+        names::FDB => {
+            let mut rows = Vec::new();
+            for (k, v) in hash_entries::<FdbKey, FdbEntry>(map, names::FDB)? {
+                let (kind, target) = match v.kind {
+                    fdb_kind::LOCAL => ("local", format!("ifindex {}", v.ifindex)),
+                    fdb_kind::REMOTE => ("remote", format!("vtep {}", ip(v.vtep))),
+                    other => ("invalid", format!("kind {other}")),
+                };
+                rows.push(row(vec![
+                    ("vni", json!(k.vni)),
+                    ("mac", json!(fmt_mac(&k.mac))),
+                    ("kind", json!(kind)),
+                    ("target", json!(target)),
+                ]));
+            }
+            Ok(sorted(vec!["vni", "mac", "kind", "target"], rows))
+        }
+        names::NEIGH => {
+            let mut rows = Vec::new();
+            for (k, v) in hash_entries::<NeighKey, NeighEntry>(map, names::NEIGH)? {
+                rows.push(row(vec![
+                    ("vni", json!(k.vni)),
+                    ("ipv4", json!(ip(k.ipv4))),
+                    ("mac", json!(fmt_mac(&v.mac))),
+                ]));
+            }
+            Ok(sorted(vec!["vni", "ipv4", "mac"], rows))
+        }
+        names::VTEPS => {
+            let mut rows = Vec::new();
+            for (k, _) in hash_entries::<VtepKey, VtepEntry>(map, names::VTEPS)? {
+                rows.push(row(vec![("vtep", json!(ip(k.vtep))), ("vni", json!(k.vni))]));
+            }
+            Ok(sorted(vec!["vtep", "vni"], rows))
+        }
+        names::STATS => dump_stats(map),
+        other => Err(DatapathError::UnknownMap(other.into())),
+    }
+}
+
+/// Rows in a stable order (hash maps iterate in no useful order).
+fn sorted(columns: Vec<&'static str>, mut rows: Vec<serde_json::Map<String, Value>>) -> Table {
+    rows.sort_by_key(|r| {
+        columns
+            .iter()
+            .map(|c| match r.get(*c) {
+                Some(Value::Number(n)) => format!("{:>12}", n),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            })
+            .collect::<Vec<_>>()
+    });
+    Table { columns, rows }
+}
+
+fn dump_config(map: Map) -> Result<Table, DatapathError> {
+    let name = names::CONFIG;
+    let array: Array<MapData, DatapathConfig> =
+        Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let c = array
+        .get(&0, 0)
+        .map_err(|source| DatapathError::Map { name, source })?;
+    let mut flags = Vec::new();
+    if c.flags & config_flags::REDIRECT_PEER != 0 {
+        flags.push("redirect-peer");
+    }
+    Ok(Table {
+        columns: vec!["local_vtep", "uplink_ifindex", "vxlan_port", "underlay_mtu", "flags"],
+        rows: vec![row(vec![
+            ("local_vtep", json!(ip(c.local_vtep))),
+            ("uplink_ifindex", json!(c.uplink_ifindex)),
+            ("vxlan_port", json!(c.vxlan_port)),
+            ("underlay_mtu", json!(c.underlay_mtu)),
+            ("flags", json!(flags.join(","))),
+        ])],
+    })
+}
+
+fn dump_stats(map: Map) -> Result<Table, DatapathError> {
+    let name = names::STATS;
+    let array: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let mut rows = Vec::new();
+    for index in 0..stats::COUNT as u32 {
+        let per_cpu = array
+            .get(&index, 0)
+            .map_err(|source| DatapathError::Map { name, source })?;
+        let total: u64 = per_cpu.iter().sum();
+        rows.push(row(vec![
+            ("counter", json!(stats::name(index).unwrap_or("?"))),
+            ("packets", json!(total)),
+            ("per_cpu", json!(per_cpu.to_vec())),
+        ]));
+    }
+    // Stats keep the counters' own order (outcomes, then drops).
+    Ok(Table {
+        columns: vec!["counter", "packets"],
+        rows,
+    })
+}
+
+/// Summed per-CPU counters by name, from a pinned `NETD_STATS` (tests and `netd status`).
+pub fn counters(dir: &Path) -> Result<Vec<(&'static str, u64)>, DatapathError> {
+    let table = dump(dir, names::STATS)?;
+    Ok(table
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            (
+                stats::name(i as u32).unwrap_or("?"),
+                r.get("packets").and_then(Value::as_u64).unwrap_or(0),
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,139 @@
+//! The eBPF datapath: the only module that touches aya.
+//!
+//! [`Datapath::load`] loads the embedded object (reusing pinned maps after checking their layout),
+//! [`Datapath::attach`] hooks a program to an interface (TCX links, pinned, on Linux ≥ 6.6; clsact
+//! and netlink before), and the typed operations in [`entries`] keep the maps. [`inspect`] decodes
+//! pinned maps without loading anything, for `netd maps`.
+
+mod attach;
+pub mod entries;
+mod error;
+pub mod inspect;
+pub mod layout;
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::SchedClassifier,
+    util::KernelVersion,
+};
+use netd_common::maps::{DatapathConfig, LAYOUTS, config_flags, names, programs};
+
+pub use self::{
+    attach::Hook,
+    entries::{LocalEndpoint, RemoteEndpoint},
+    error::DatapathError,
+};
+
+/// The compiled programs, built by netd/build.rs (aya-build) from netd-ebpf.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
+
+/// Where the datapath keeps its state.
+#[derive(Clone, Debug, Default)]
+pub struct DatapathOptions {
+    /// Pin maps and links here (a bpffs directory, e.g. `/sys/fs/bpf/netd`). `None`: nothing is
+    /// pinned and everything goes away with the [`Datapath`] (tests).
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// A loaded datapath: both programs and all maps of one host.
+pub struct Datapath {
+    ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    /// Links this value owns (unpinned datapaths only); dropping them detaches.
+    links: Vec<attach::OwnedLink>,
+}
+
+impl Datapath {
+    /// Loads the programs into the kernel. With a pin directory, maps already pinned there are
+    /// reused (after a layout check) so that their entries survive a restart; new ones are pinned.
+    pub fn load(options: DatapathOptions) -> Result<Self, DatapathError> {
+        let mut loader = EbpfLoader::new();
+        if let Some(dir) = &options.pin_dir {
+            crate::bpffs::ensure_pin_dir(dir)?;
+            layout::check_pins(dir)?;
+            for layout in &LAYOUTS {
+                loader.map_pin_path(layout.name, dir.join(layout.name));
+            }
+        }
+        let mut ebpf = loader.load(OBJECT)?;
+        for name in [programs::FROM_ENDPOINT, programs::FROM_UPLINK] {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingProgram(name))?
+                .try_into()
+                .map_err(|source| DatapathError::Program { name, source })?;
+            program
+                .load()
+                .map_err(|source| DatapathError::Program { name, source })?;
+        }
+        Ok(Self {
+            ebpf,
+            pin_dir: options.pin_dir,
+            links: Vec::new(),
+        })
+    }
+
+    /// The pin directory, if this datapath is pinned.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pin_dir.as_deref()
+    }
+
+    /// A loaded program, for `BPF_PROG_TEST_RUN` and benchmarks.
+    pub fn program(&self, hook: Hook) -> Result<&SchedClassifier, DatapathError> {
+        let name = hook.program_name();
+        self.ebpf
+            .program(name)
+            .ok_or(DatapathError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program { name, source })
+    }
+
+    /// Writes the per-host settings the programs read on every packet.
+    pub fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
+        let name = names::CONFIG;
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let mut array: Array<&mut MapData, DatapathConfig> =
+            Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        array
+            .set(0, config, 0)
+            .map_err(|source| DatapathError::Map { name, source })
+    }
+
+    /// The flags this kernel supports (`bpf_redirect_peer` needs Linux 5.10).
+    pub fn default_config_flags() -> u32 {
+        match KernelVersion::current() {
+            Ok(v) if v >= KernelVersion::new(5, 10, 0) => config_flags::REDIRECT_PEER,
+            _ => 0,
+        }
+    }
+
+    /// Summed per-CPU counters by name, in counter order.
+    pub fn counters(&self) -> Result<Vec<(&'static str, u64)>, DatapathError> {
+        let name = names::STATS;
+        let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        (0..netd_common::stats::COUNT as u32)
+            .map(|index| {
+                let values = array
+                    .get(&index, 0)
+                    .map_err(|source| DatapathError::Map { name, source })?;
+                Ok((
+                    netd_common::stats::name(index).unwrap_or("?"),
+                    values.iter().sum(),
+                ))
+            })
+            .collect()
+    }
+
+    fn hash_map<K: aya::Pod, V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<HashMap<&mut MapData, K, V>, DatapathError> {
+        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })
+    }
+}

@@ -1,0 +1,13 @@
+//! netd: one shared network for containers on many Linux hosts, with an eBPF VXLAN datapath.
+//!
+//! - [`datapath`]: the only code that touches aya: load, pin, attach, typed map operations,
+//!   and decoding pinned maps for inspection;
+//! - [`bpffs`]: the bpf filesystem the pins live on;
+//! - [`netns`]: entering network namespaces (attach happens in the interface's namespace).
+
+pub mod bpffs;
+pub mod datapath;
+pub mod netns;
+
+/// Default directory for pinned maps and links.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netd";

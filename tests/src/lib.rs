@@ -1,0 +1,42 @@
+//! Test fixtures for netd: network namespaces that clean up after themselves, a two-host lab,
+//! packet builders and a `BPF_PROG_TEST_RUN` wrapper.
+//!
+//! Everything a fixture creates carries a per-run prefix (`nt<pid>x<n>`), so parallel runs never
+//! collide, and is removed on drop, also when a test fails.
+
+#![allow(clippy::expect_used, reason = "test fixtures: a failed expectation is a failed test")]
+
+pub mod lab;
+pub mod netns;
+pub mod pkt;
+pub mod testrun;
+
+/// Runs a command, failing with its command line and stderr.
+pub fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip ARGS...`
+pub fn ip(args: &[&str]) -> anyhow::Result<String> {
+    sh("ip", args)
+}
+
+/// A name unique to this process and call: `<tag><pid>x<n>`, short enough for an interface name
+/// when `tag` has at most 4 characters.
+pub fn unique_name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{tag}{}x{n}", std::process::id() % 100_000)
+}

@@ -1,0 +1,89 @@
+//! A network namespace that is deleted when dropped.
+
+use std::path::PathBuf;
+
+use crate::{ip, sh, unique_name};
+
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `ip netns add <tag><pid>x<n>` with loopback up.
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let name = unique_name(tag);
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        netd::netns::named(&self.name)
+    }
+
+    /// `ip -n NAME ARGS...`
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`), failing when it fails.
+    pub fn exec(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["netns", "exec", self.name.as_str(), program];
+        all.extend_from_slice(args);
+        sh("ip", &all)
+    }
+
+    /// Like [`Self::exec`], but returns whether the command succeeded.
+    pub fn succeeds(&self, program: &str, args: &[&str]) -> bool {
+        self.exec(program, args).is_ok()
+    }
+
+    /// A command to spawn inside the namespace.
+    pub fn command(&self, program: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", self.name.as_str(), program]);
+        cmd
+    }
+
+    /// ifindex of an interface in this namespace.
+    pub fn ifindex(&self, ifname: &str) -> anyhow::Result<u32> {
+        let out = self.ip(&["-o", "link", "show", "dev", ifname])?;
+        out.split(':')
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no ifindex in {out:?}"))
+    }
+
+    /// MAC address of an interface in this namespace.
+    pub fn mac(&self, ifname: &str) -> anyhow::Result<[u8; 6]> {
+        let out = self.ip(&["-o", "link", "show", "dev", ifname])?;
+        let text = out
+            .split("link/ether ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .ok_or_else(|| anyhow::anyhow!("no MAC in {out:?}"))?;
+        parse_mac(text)
+    }
+}
+
+pub fn parse_mac(text: &str) -> anyhow::Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let parts: Vec<&str> = text.split(':').collect();
+    anyhow::ensure!(parts.len() == 6, "bad MAC {text:?}");
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        *byte = u8::from_str_radix(part, 16)?;
+    }
+    Ok(mac)
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes every interface in it (veth peers too).
+        if let Err(e) = sh("ip", &["netns", "del", &self.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}

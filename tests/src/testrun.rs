@@ -1,0 +1,170 @@
+//! A host namespace with an uplink, two local endpoints and a loaded (unpinned) datapath, for
+//! running the programs on hand-made packets with `BPF_PROG_TEST_RUN`.
+//!
+//! `bpf_fib_lookup` and the redirect helpers look at real devices of the namespace the test
+//! thread is in, so the fixture builds them for real: the uplink `up0` (10.200.0.1/24) with a
+//! permanent neighbour for VTEP 10.200.0.2, none for 10.200.0.3, and no route at all to
+//! 192.0.2.1.
+
+use std::{collections::HashMap, net::Ipv4Addr};
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use netd::datapath::{Datapath, DatapathOptions, Hook, LocalEndpoint, RemoteEndpoint};
+use netd_common::maps::DatapathConfig;
+
+use crate::netns::Netns;
+
+pub const VNI: u32 = 4242;
+pub const OTHER_VNI: u32 = 4343;
+pub const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+pub const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+pub const UNRESOLVED_VTEP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 3);
+pub const UNROUTABLE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+pub const NEXT_HOP_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 0x02];
+pub const VXLAN_PORT: u16 = 4789;
+pub const UNDERLAY_MTU: u16 = 1500;
+
+pub const EP_A: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(172, 31, 0, 10), [0x02, 0xaa, 0, 0, 0, 0x0a]);
+pub const EP_B: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(172, 31, 0, 11), [0x02, 0xaa, 0, 0, 0, 0x0b]);
+pub const REMOTE: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(172, 31, 0, 20), [0x02, 0xbb, 0, 0, 0, 0x14]);
+pub const REMOTE_UNRESOLVED: (Ipv4Addr, [u8; 6]) =
+    (Ipv4Addr::new(172, 31, 0, 30), [0x02, 0xbb, 0, 0, 0, 0x1e]);
+pub const REMOTE_UNROUTABLE: (Ipv4Addr, [u8; 6]) =
+    (Ipv4Addr::new(172, 31, 0, 40), [0x02, 0xbb, 0, 0, 0, 0x28]);
+
+/// TC return codes.
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+pub struct PacketLab {
+    pub datapath: Datapath,
+    pub uplink_ifindex: u32,
+    pub uplink_mac: [u8; 6],
+    pub ep_a_ifindex: u32,
+    pub ep_b_ifindex: u32,
+    // Last: dropped after the datapath (its programs reference no device, but order is tidy).
+    pub ns: Netns,
+}
+
+/// Result of one program run.
+#[derive(Debug)]
+pub struct Run {
+    pub verdict: u32,
+    pub out: Vec<u8>,
+    /// Counter increments caused by this run, by name (zeros omitted).
+    pub counted: HashMap<&'static str, u64>,
+}
+
+impl PacketLab {
+    pub fn new() -> anyhow::Result<Self> {
+        let ns = Netns::new("pk")?;
+        ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"])?;
+        ns.ip(&["link", "add", "epa", "type", "veth", "peer", "name", "epa-c"])?;
+        ns.ip(&["link", "add", "epb", "type", "veth", "peer", "name", "epb-c"])?;
+        for dev in ["up0", "up1", "epa", "epa-c", "epb", "epb-c"] {
+            ns.ip(&["link", "set", dev, "up"])?;
+        }
+        ns.ip(&["addr", "add", "10.200.0.1/24", "dev", "up0"])?;
+        // bpf_fib_lookup answers only where forwarding is on (as on Docker hosts); one test
+        // turns it off again to cover the bpf_redirect_neigh path.
+        ns.exec("sysctl", &["-qw", "net.ipv4.conf.up0.forwarding=1"])?;
+        ns.ip(&[
+            "neigh", "replace", "10.200.0.2", "lladdr", "02:ee:00:00:00:02", "dev", "up0", "nud",
+            "permanent",
+        ])?;
+        let uplink_ifindex = ns.ifindex("up0")?;
+        let uplink_mac = ns.mac("up0")?;
+        let ep_a_ifindex = ns.ifindex("epa")?;
+        let ep_b_ifindex = ns.ifindex("epb")?;
+
+        let mut datapath = Datapath::load(DatapathOptions::default())?;
+        datapath.set_config(&DatapathConfig {
+            local_vtep: LOCAL_VTEP.octets(),
+            uplink_ifindex,
+            vxlan_port: VXLAN_PORT,
+            underlay_mtu: UNDERLAY_MTU,
+            flags: Datapath::default_config_flags(),
+        })?;
+        for (ifindex, (ip, mac)) in [(ep_a_ifindex, EP_A), (ep_b_ifindex, EP_B)] {
+            datapath.add_local_endpoint(&LocalEndpoint {
+                ifindex,
+                vni: VNI,
+                mac,
+                ipv4: ip,
+            })?;
+        }
+        for (vtep, (ip, mac)) in [
+            (REMOTE_VTEP, REMOTE),
+            (UNRESOLVED_VTEP, REMOTE_UNRESOLVED),
+            (UNROUTABLE_VTEP, REMOTE_UNROUTABLE),
+        ] {
+            datapath.add_remote_endpoint(&RemoteEndpoint {
+                vni: VNI,
+                mac,
+                ipv4: ip,
+                vtep,
+            })?;
+        }
+        datapath.add_vtep(REMOTE_VTEP, VNI)?;
+        Ok(Self {
+            datapath,
+            uplink_ifindex,
+            uplink_mac,
+            ep_a_ifindex,
+            ep_b_ifindex,
+            ns,
+        })
+    }
+
+    /// Runs `hook`'s program on `frame` as if it arrived on `ifindex`.
+    pub fn run(&self, hook: Hook, ifindex: u32, frame: &[u8]) -> anyhow::Result<Run> {
+        let before = self.counters()?;
+        let program = self.datapath.program(hook)?;
+        // struct __sk_buff: only ifindex (offset 40) set; the kernel requires the rest zero.
+        let mut ctx = [0u8; 192];
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut out = vec![0u8; frame.len() + 256];
+        let result = {
+            let _in_lab = netd::netns::enter(&self.ns.path())?;
+            program.test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ctx_in: Some(&ctx),
+                ..TestRunOptions::default()
+            })?
+        };
+        out.truncate(result.data_size_out as usize);
+        let after = self.counters()?;
+        let counted = after
+            .iter()
+            .filter_map(|(name, value)| {
+                let delta = value - before.get(name).copied().unwrap_or(0);
+                (delta != 0).then_some((*name, delta))
+            })
+            .collect();
+        Ok(Run {
+            verdict: result.return_value,
+            out,
+            counted,
+        })
+    }
+
+    pub fn counters(&self) -> anyhow::Result<HashMap<&'static str, u64>> {
+        Ok(self.datapath.counters()?.into_iter().collect())
+    }
+}
+
+impl Run {
+    /// The drop reasons this run counted.
+    pub fn drops(&self) -> Vec<&'static str> {
+        let mut d: Vec<_> = self
+            .counted
+            .keys()
+            .copied()
+            .filter(|n| n.starts_with("drop-"))
+            .collect();
+        d.sort_unstable();
+        d
+    }
+}

@@ -1,0 +1,49 @@
+//! `cargo xtask <command>`: the developer commands.
+
+mod build_ebpf;
+mod demo;
+mod run;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install what building and testing netd needs on Debian 12 (idempotent).
+    Setup,
+    /// Build the eBPF programs (nightly, build-std, bpf-linker, BTF) and report their size.
+    BuildEbpf,
+    /// Set up, then run every test (unit, kernel packet tests, namespace labs).
+    Test {
+        /// Extra arguments for the test binaries (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run the two-host datapath demo in network namespaces.
+    Demo,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run(),
+        Command::BuildEbpf => build_ebpf::run().map(|_| ()),
+        Command::Test { args } => test::run(&args),
+        Command::Demo => demo::run(),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

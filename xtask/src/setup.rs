@@ -1,0 +1,136 @@
+//! `cargo xtask setup`: installs what is missing on a fresh Debian 12 machine, one line per step.
+//! Everything already present costs a `dpkg-query` or a version check, so a second run takes
+//! seconds.
+
+use std::{process::Command, time::Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::run::{output, status};
+
+/// Debian packages: LLVM 22 for bpf-linker, the tools the tests and the demo run, etcd for the
+/// control plane, protoc for etcd-client's build.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "iproute2",
+    "iputils-ping",
+    "iperf3",
+    "etcd-server",
+    "protobuf-compiler",
+];
+/// A setup step: checks, installs if needed, and says what it did.
+type Step = fn() -> anyhow::Result<String>;
+
+const BPF_LINKER_VERSION: &str = "0.13";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+fn step(n: usize, total: usize, what: &str, f: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("[{n}/{total}] {what} ...");
+    let result = f().with_context(|| format!("setup step {n}/{total} ({what}) failed"))?;
+    eprintln!("[{n}/{total}] {what}: {result} ({:.1}s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn apt() -> anyhow::Result<String> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok("all present".into());
+    }
+    eprintln!("      installing {}", missing.join(" "));
+    status(Command::new("apt-get").args(["update", "-qq"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(format!("installed {}", missing.join(" ")))
+}
+
+fn nightly() -> anyhow::Result<String> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup not found: netd needs rustup with a nightly toolchain")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        return Ok("installed nightly".into());
+    }
+    Ok("present".into())
+}
+
+fn rust_src() -> anyhow::Result<String> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        return Ok("present".into());
+    }
+    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    Ok("installed".into())
+}
+
+fn bpf_linker() -> anyhow::Result<String> {
+    if let Some(v) = output(Command::new("bpf-linker").arg("--version"))
+        && v.contains(&format!("bpf-linker {BPF_LINKER_VERSION}"))
+    {
+        return Ok(format!("present ({})", v.trim()));
+    }
+    eprintln!("      building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (a few minutes)");
+    let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    status(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                &format!("^{BPF_LINKER_VERSION}"),
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ])
+            .env("PATH", path),
+    )?;
+    Ok("installed".into())
+}
+
+fn root() -> anyhow::Result<String> {
+    let uid = output(Command::new("id").arg("-u")).unwrap_or_default();
+    if uid.trim() != "0" {
+        bail!("netd's setup, tests and demo need root (they install packages, load eBPF and create namespaces)");
+    }
+    Ok("running as root".into())
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let steps: [(&str, Step); 5] = [
+        ("root", root),
+        ("Debian packages", apt),
+        ("nightly toolchain", nightly),
+        ("nightly rust-src", rust_src),
+        ("bpf-linker", bpf_linker),
+    ];
+    let total = steps.len();
+    for (i, (what, f)) in steps.into_iter().enumerate() {
+        step(i + 1, total, what, f)?;
+    }
+    eprintln!("setup complete");
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! `cargo xtask test`: setup, then every test of the workspace. The privileged tests (kernel
+//! packet tests, namespace labs) run one at a time: they load programs and create namespaces.
+
+use std::process::Command;
+
+use crate::run::{status, workspace_root};
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    crate::setup::run()?;
+    crate::build_ebpf::run()?;
+    status(
+        Command::new("cargo")
+            .args(["test", "--workspace", "--no-fail-fast", "--", "--test-threads=1"])
+            .args(args)
+            .current_dir(workspace_root()),
+    )
+}
