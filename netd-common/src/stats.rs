@@ -104,6 +104,8 @@ counters! {
     DROP_DECAP_FAILED = 33, "drop-decap-failed";
     /// Datapath configuration missing (loader bug).
     DROP_NO_CONFIG = 34, "drop-no-config";
+    /// Inner IPv4 header malformed (version, header length) or longer than the frame carries.
+    DROP_INNER_BAD_IPV4 = 35, "drop-inner-bad-ipv4";
 }
 
 /// Counters at or above this index are drops.

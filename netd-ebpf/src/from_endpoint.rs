@@ -100,6 +100,11 @@ fn forward_ipv4(ctx: &TcContext, endpoint: &EndpointInfo, dst_mac: [u8; 6]) -> R
     if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
         return Err(stats::DROP_BAD_IPV4);
     }
+    // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
+    // tot_len 0 passes this check.)
+    if u32::from(u16::from_be_bytes(ip.tot_len)) + ETH_HLEN as u32 > ctx.len() {
+        return Err(stats::DROP_TRUNCATED);
+    }
     if ip.src_addr != endpoint.ipv4 {
         return Err(stats::DROP_SPOOFED_IP);
     }

@@ -31,6 +31,7 @@ const DECAP_FLAGS_COMPAT: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64;
 const UDP_OFF: usize = ETH_HLEN + IPV4_HLEN;
 const VXLAN_OFF: usize = UDP_OFF + UDP_HLEN;
 const INNER_ETH_OFF: usize = ETH_HLEN + ENCAP_HLEN;
+const INNER_IP_OFF: usize = INNER_ETH_OFF + ETH_HLEN;
 
 /// What the uplink hook does with a packet that is not refused.
 enum Verdict {
@@ -127,6 +128,17 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
     // skb->protocol stays IPv4 through the redirect: a non-IPv4 inner frame would be misparsed.
     if packet::ethertype(&inner_eth) != ETH_P_IP {
         return Err(stats::DROP_INNER_NOT_IPV4);
+    }
+    // The container's stack would drop a broken inner packet anyway; refusing it here keeps the
+    // promise that nothing malformed is ever redirected, and counts it.
+    let inner_ip = ptr_at::<Ipv4Hdr>(ctx, INNER_IP_OFF).ok_or(stats::DROP_INNER_BAD_IPV4)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let inner_ip = unsafe { &*inner_ip };
+    if inner_ip.vihl >> 4 != 4
+        || inner_ip.vihl & 0x0f < 5
+        || u32::from(u16::from_be_bytes(inner_ip.tot_len)) + INNER_IP_OFF as u32 > ctx.len()
+    {
+        return Err(stats::DROP_INNER_BAD_IPV4);
     }
     // SAFETY: copied out at once.
     let dst = *unsafe { FDB.get(FdbKey::new(vni, inner_dst)) }.ok_or(stats::DROP_NOT_LOCAL)?;

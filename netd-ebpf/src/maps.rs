@@ -41,8 +41,9 @@ pub fn count(index: u32) {
     }
 }
 
-/// The datapath configuration, if the loader has written it.
+/// The datapath configuration, if the loader has written it (an array entry always exists; an
+/// all-zero one, with no uplink, means "not configured").
 #[inline(always)]
 pub fn config() -> Option<&'static DatapathConfig> {
-    CONFIG.get(0)
+    CONFIG.get(0).filter(|c| c.uplink_ifindex != 0)
 }
