@@ -61,6 +61,8 @@ impl TwoHostLab {
         for i in 0..2 {
             h[i].ip(&["addr", "add", &format!("{}/24", vteps[i]), "dev", "ul"])?;
             h[i].ip(&["link", "set", "ul", "up"])?;
+            // As on a Docker host: lets bpf_fib_lookup answer (the fast encap path).
+            h[i].exec("sysctl", &["-qw", "net.ipv4.conf.ul.forwarding=1"])?;
             // The container's veth: host end ep0, container end eth0.
             ip(&[
                 "link", "add", "ep0", "netns", &h[i].name, "type", "veth", "peer", "name", "eth0",

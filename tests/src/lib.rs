@@ -40,3 +40,16 @@ pub fn unique_name(tag: &str) -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{tag}{}x{n}", std::process::id() % 100_000)
 }
+
+/// The `netd` binary of this build: next to this executable (a binary in `target/<profile>/`) or
+/// one level up (a test in `target/<profile>/deps/`). `cargo test` builds it because the netd
+/// package has integration tests of its own.
+pub fn netd_bin() -> anyhow::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("netd"))
+        .find(|bin| bin.is_file())
+        .ok_or_else(|| anyhow::anyhow!("no netd binary near {} (cargo build -p netd)", exe.display()))
+}

@@ -30,6 +30,17 @@ pub use self::{
 /// The compiled programs, built by netd/build.rs (aya-build) from netd-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
 
+/// What the kernel says about a loaded program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramSize {
+    pub name: &'static str,
+    /// BPF instructions after the kernel's rewrites (`xlated_prog_len / 8`).
+    pub instructions: Option<u32>,
+    pub jited_bytes: u32,
+    /// Instructions the verifier processed to prove the program safe (`verified_insns`).
+    pub verified_instructions: Option<u32>,
+}
+
 /// Where the datapath keeps its state.
 #[derive(Clone, Debug, Default)]
 pub struct DatapathOptions {
@@ -89,6 +100,26 @@ impl Datapath {
             .ok_or(DatapathError::MissingProgram(name))?
             .try_into()
             .map_err(|source| DatapathError::Program { name, source })
+    }
+
+    /// Size and verifier cost of each loaded program, as the kernel reports them.
+    pub fn program_sizes(&self) -> Result<Vec<ProgramSize>, DatapathError> {
+        [Hook::Endpoint, Hook::Uplink]
+            .into_iter()
+            .map(|hook| {
+                let name = hook.program_name();
+                let info = self
+                    .program(hook)?
+                    .info()
+                    .map_err(|source| DatapathError::Program { name, source })?;
+                Ok(ProgramSize {
+                    name,
+                    instructions: info.size_translated().map(|bytes| bytes / 8),
+                    jited_bytes: info.size_jitted(),
+                    verified_instructions: info.verified_instruction_count(),
+                })
+            })
+            .collect()
     }
 
     /// Writes the per-host settings the programs read on every packet.
