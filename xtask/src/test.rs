@@ -10,7 +10,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     crate::build_ebpf::run()?;
     status(
         Command::new("cargo")
-            .args(["test", "--workspace", "--no-fail-fast", "--", "--test-threads=1"])
+            // The default members: everything but netd-ebpf, which only builds for BPF (and
+            // was just built by build-ebpf).
+            .args(["test", "--no-fail-fast", "--", "--test-threads=1"])
             .args(args)
             .current_dir(workspace_root()),
     )
