@@ -50,7 +50,7 @@ pub fn netd_from_endpoint(ctx: TcContext) -> i32 {
         Ok(action) => action,
         Err(reason) => {
             count(reason);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     }
 }

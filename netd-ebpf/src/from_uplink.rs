@@ -47,12 +47,12 @@ pub fn netd_from_uplink(ctx: TcContext) -> i32 {
     match from_uplink(&ctx) {
         Ok(Verdict::Pass) => {
             count(stats::PASS);
-            TC_ACT_OK as i32
+            TC_ACT_OK
         }
         Ok(Verdict::Action(action)) => action,
         Err(reason) => {
             count(reason);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
     }
 }

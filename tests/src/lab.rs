@@ -44,89 +44,152 @@ fn host_config(vtep: Ipv4Addr, uplink_ifindex: u32) -> DatapathConfig {
     }
 }
 
+/// The addresses of host `i` (0 or 1) and its container.
+pub const VTEPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 201, 0, 1), Ipv4Addr::new(10, 201, 0, 2)];
+pub const CONTAINER_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(172, 31, 0, 11), Ipv4Addr::new(172, 31, 0, 12)];
+pub const CONTAINER_MACS: [[u8; 6]; 2] = [[0x02, 0x42, 0xac, 0x1f, 0, 11], [0x02, 0x42, 0xac, 0x1f, 0, 12]];
+
+/// Two host namespaces joined by the veth underlay `ul`, and a container namespace on each with
+/// `eth0` (its MAC, address and inner MTU set) whose host-side end is `ep0`.
+fn topology(tag: &str) -> anyhow::Result<([Netns; 2], [Netns; 2])> {
+    let h = [Netns::new(&format!("{tag}h"))?, Netns::new(&format!("{tag}h"))?];
+    let c = [Netns::new(&format!("{tag}c"))?, Netns::new(&format!("{tag}c"))?];
+    ip(&[
+        "link", "add", "ul", "netns", &h[0].name, "type", "veth", "peer", "name", "ul", "netns",
+        &h[1].name,
+    ])?;
+    let inner_mtu = (UNDERLAY_MTU - VXLAN_OVERHEAD).to_string();
+    for i in 0..2 {
+        h[i].ip(&["addr", "add", &format!("{}/24", VTEPS[i]), "dev", "ul"])?;
+        h[i].ip(&["link", "set", "ul", "up"])?;
+        // As on a Docker host: lets bpf_fib_lookup answer (the fast encap path).
+        h[i].exec("sysctl", &["-qw", "net.ipv4.conf.ul.forwarding=1"])?;
+        ip(&[
+            "link", "add", "ep0", "netns", &h[i].name, "type", "veth", "peer", "name", "eth0",
+            "netns", &c[i].name,
+        ])?;
+        h[i].ip(&["link", "set", "ep0", "up"])?;
+        let mac = crate::pkt::fmt_mac(&CONTAINER_MACS[i]);
+        c[i].ip(&["link", "set", "eth0", "address", &mac, "mtu", &inner_mtu, "up"])?;
+        c[i].ip(&["addr", "add", &format!("{}/16", CONTAINER_IPS[i]), "dev", "eth0"])?;
+    }
+    Ok((h, c))
+}
+
+/// Loads, pins, fills and attaches netd's datapath on host `i`, whose peer is host `1 - i`.
+fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
+    let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
+    let datapath = Datapath::load(DatapathOptions {
+        pin_dir: Some(pin_dir.clone()),
+    })?;
+    // From here on, dropping `host` removes the pins, also when a later step fails.
+    let mut host = Host {
+        datapath,
+        pin_dir,
+        vtep: VTEPS[i],
+        container_ip: CONTAINER_IPS[i],
+        container_mac: CONTAINER_MACS[i],
+        container,
+        ns,
+    };
+    let other = 1 - i;
+    let uplink = host.ns.ifindex("ul")?;
+    let endpoint_ifindex = host.ns.ifindex("ep0")?;
+    let dp = &mut host.datapath;
+    dp.set_config(&host_config(VTEPS[i], uplink))?;
+    dp.add_local_endpoint(&LocalEndpoint {
+        ifindex: endpoint_ifindex,
+        vni: VNI,
+        mac: CONTAINER_MACS[i],
+        ipv4: CONTAINER_IPS[i],
+    })?;
+    dp.add_remote_endpoint(&RemoteEndpoint {
+        vni: VNI,
+        mac: CONTAINER_MACS[other],
+        ipv4: CONTAINER_IPS[other],
+        vtep: VTEPS[other],
+    })?;
+    dp.add_vtep(VTEPS[other], VNI)?;
+    {
+        let _in_host = netd::netns::enter(&host.ns.path())?;
+        host.datapath.attach(Hook::Endpoint, "ep0")?;
+        host.datapath.attach(Hook::Uplink, "ul")?;
+    }
+    Ok(host)
+}
+
 impl TwoHostLab {
     /// Builds the topology; `tag` (≤ 3 characters) prefixes every namespace and pin directory.
     pub fn new(tag: &str) -> anyhow::Result<Self> {
-        let h = [Netns::new(&format!("{tag}h"))?, Netns::new(&format!("{tag}h"))?];
-        let c = [Netns::new(&format!("{tag}c"))?, Netns::new(&format!("{tag}c"))?];
-        // The underlay: one veth pair, one end in each host.
-        ip(&[
-            "link", "add", "ul", "netns", &h[0].name, "type", "veth", "peer", "name", "ul",
-            "netns", &h[1].name,
-        ])?;
-        let vteps = [Ipv4Addr::new(10, 201, 0, 1), Ipv4Addr::new(10, 201, 0, 2)];
-        let ips = [Ipv4Addr::new(172, 31, 0, 11), Ipv4Addr::new(172, 31, 0, 12)];
-        let macs = [[0x02, 0x42, 0xac, 0x1f, 0, 11], [0x02, 0x42, 0xac, 0x1f, 0, 12]];
-        let inner_mtu = (UNDERLAY_MTU - VXLAN_OVERHEAD).to_string();
-        for i in 0..2 {
-            h[i].ip(&["addr", "add", &format!("{}/24", vteps[i]), "dev", "ul"])?;
-            h[i].ip(&["link", "set", "ul", "up"])?;
-            // As on a Docker host: lets bpf_fib_lookup answer (the fast encap path).
-            h[i].exec("sysctl", &["-qw", "net.ipv4.conf.ul.forwarding=1"])?;
-            // The container's veth: host end ep0, container end eth0.
-            ip(&[
-                "link", "add", "ep0", "netns", &h[i].name, "type", "veth", "peer", "name", "eth0",
-                "netns", &c[i].name,
-            ])?;
-            h[i].ip(&["link", "set", "ep0", "up"])?;
-            let mac = crate::pkt::fmt_mac(&macs[i]);
-            c[i].ip(&["link", "set", "eth0", "address", &mac, "mtu", &inner_mtu, "up"])?;
-            c[i].ip(&["addr", "add", &format!("{}/16", ips[i]), "dev", "eth0"])?;
-        }
-
-        let [h0, h1] = h;
-        let [c0, c1] = c;
-        let mut hosts = Vec::with_capacity(2);
-        for (i, (ns, container)) in [(h0, c0), (h1, c1)].into_iter().enumerate() {
-            let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
-            let mut datapath = Datapath::load(DatapathOptions {
-                pin_dir: Some(pin_dir.clone()),
-            })?;
-            let uplink = ns.ifindex("ul")?;
-            let endpoint_ifindex = ns.ifindex("ep0")?;
-            datapath.set_config(&host_config(vteps[i], uplink))?;
-            datapath.add_local_endpoint(&LocalEndpoint {
-                ifindex: endpoint_ifindex,
-                vni: VNI,
-                mac: macs[i],
-                ipv4: ips[i],
-            })?;
-            let other = 1 - i;
-            datapath.add_remote_endpoint(&RemoteEndpoint {
-                vni: VNI,
-                mac: macs[other],
-                ipv4: ips[other],
-                vtep: vteps[other],
-            })?;
-            datapath.add_vtep(vteps[other], VNI)?;
-            {
-                let _in_host = netd::netns::enter(&ns.path())?;
-                datapath.attach(Hook::Endpoint, "ep0")?;
-                datapath.attach(Hook::Uplink, "ul")?;
-            }
-            hosts.push(Host {
-                datapath,
-                pin_dir,
-                vtep: vteps[i],
-                container_ip: ips[i],
-                container_mac: macs[i],
-                container,
-                ns,
-            });
-        }
-        let hosts: [Host; 2] = hosts
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("two hosts expected"))?;
-        Ok(Self { hosts })
+        let ([h0, h1], [c0, c1]) = topology(tag)?;
+        let first = netd_host(0, h0, c0)?;
+        let second = netd_host(1, h1, c1)?;
+        Ok(Self {
+            hosts: [first, second],
+        })
     }
 
     /// Summed counters of host `i`, read from its pins like `netd maps dump stats` does.
     pub fn counter(&self, i: usize, name: &str) -> anyhow::Result<u64> {
-        let all = netd::datapath::inspect::counters(&self.hosts[i].pin_dir)?;
+        self.hosts[i].counter(name)
+    }
+}
+
+impl Host {
+    /// A summed counter, read from the pins like `netd maps dump stats` does.
+    pub fn counter(&self, name: &str) -> anyhow::Result<u64> {
+        let all = netd::datapath::inspect::counters(&self.pin_dir)?;
         all.into_iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
             .ok_or_else(|| anyhow::anyhow!("no counter {name}"))
+    }
+}
+
+/// Host 1 runs netd; host 2 runs what Docker's overlay builds: a Linux bridge and the kernel's own
+/// vxlan device with static FDB and neighbour entries. Traffic between them proves netd's wire
+/// format is the kernel's.
+pub struct InteropLab {
+    pub netd: Host,
+    pub kernel_container: Netns,
+    pub kernel_host: Netns,
+}
+
+impl InteropLab {
+    pub fn new(tag: &str) -> anyhow::Result<Self> {
+        let ([h0, h1], [c0, c1]) = topology(tag)?;
+        let vni = VNI.to_string();
+        let port = VXLAN_PORT_DEFAULT.to_string();
+        let local = VTEPS[1].to_string();
+        let inner_mtu = (UNDERLAY_MTU - VXLAN_OVERHEAD).to_string();
+        h1.ip(&[
+            "link", "add", "vx0", "type", "vxlan", "id", &vni, "dstport", &port, "local", &local,
+            "dev", "ul", "nolearning",
+        ])?;
+        h1.ip(&["link", "add", "br0", "type", "bridge"])?;
+        h1.ip(&["link", "set", "vx0", "master", "br0", "mtu", &inner_mtu, "up"])?;
+        h1.ip(&["link", "set", "ep0", "master", "br0"])?;
+        h1.ip(&["link", "set", "br0", "up"])?;
+        let netd_mac = crate::pkt::fmt_mac(&CONTAINER_MACS[0]);
+        crate::sh(
+            "ip",
+            &[
+                "netns", "exec", &h1.name, "bridge", "fdb", "append", &netd_mac, "dev", "vx0",
+                "dst", &VTEPS[0].to_string(),
+            ],
+        )?;
+        // No ARP crosses a kernel vxlan device without a flood entry: the kernel side resolves
+        // statically (netd's side answers ARP itself).
+        c1.ip(&[
+            "neigh", "replace", &CONTAINER_IPS[0].to_string(), "lladdr", &netd_mac, "dev", "eth0",
+            "nud", "permanent",
+        ])?;
+        let netd = netd_host(0, h0, c0)?;
+        Ok(Self {
+            netd,
+            kernel_container: c1,
+            kernel_host: h1,
+        })
     }
 }
 

@@ -147,3 +147,25 @@ fn maps_cli_decodes_the_pins() {
     let stats = netd_tests::sh(netd, &["maps", "dump", "stats", "--pin-dir", &pin_dir]).unwrap();
     assert!(stats.contains("drop-unknown-vtep"), "{stats}");
 }
+
+/// netd on one host, the kernel's vxlan device and a bridge (Docker's overlay datapath) on the
+/// other: the two speak the same wire format, in both directions, for ping and TCP.
+#[test]
+fn interoperates_with_the_kernel_vxlan_device() {
+    let lab = netd_tests::lab::InteropLab::new("io").expect("interop lab");
+    let kernel_ip = netd_tests::lab::CONTAINER_IPS[1];
+    let out = ping(&lab.netd.container, kernel_ip).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+    let out = ping(&lab.kernel_container, lab.netd.container_ip).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+    let _server = iperf3_server(&lab.kernel_container);
+    let ip = kernel_ip.to_string();
+    let out = lab
+        .netd
+        .container
+        .exec("iperf3", &["-c", &ip, "-p", "5201", "-n", "10M", "--connect-timeout", "3000"])
+        .unwrap();
+    assert!(out.contains("receiver"), "{out}");
+    assert!(lab.netd.counter("encap").unwrap() > 100);
+    assert!(lab.netd.counter("decap").unwrap() > 100);
+}
