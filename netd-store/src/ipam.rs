@@ -1,0 +1,92 @@
+//! Address allocation, unique across all hosts.
+//!
+//! An address is claimed by creating `/netd/v1/ipam/<network>/<ip>` if absent (one atomic
+//! create in the store): two hosts asking at once get different addresses, or one of them an
+//! error. Network, broadcast, gateway and aux addresses are never handed out.
+
+use std::{collections::HashSet, net::Ipv4Addr};
+
+use crate::{Store, StoreError, keys, schema::NetworkRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    #[error("address {ip} is outside network {network}'s subnets")]
+    OutsideSubnet { ip: Ipv4Addr, network: String },
+    #[error("address {ip} is outside the ip-range {range} of network {network}")]
+    OutsideRange {
+        ip: Ipv4Addr,
+        range: ipnet::Ipv4Net,
+        network: String,
+    },
+    #[error("address {ip} is reserved in network {network} (network, broadcast, gateway or aux address)")]
+    Reserved { ip: Ipv4Addr, network: String },
+    #[error("address {ip} is already in use in network {network}")]
+    Taken { ip: Ipv4Addr, network: String },
+    #[error("no free address left in network {0}")]
+    Exhausted(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Claims `requested`, or the first free address of the network's pools, for `endpoint_id`.
+pub async fn allocate(
+    store: &Store,
+    network: &NetworkRecord,
+    endpoint_id: &str,
+    requested: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, IpamError> {
+    let name = network.name.clone();
+    if let Some(ip) = requested {
+        let subnet = network.subnet_of(ip).ok_or(IpamError::OutsideSubnet {
+            ip,
+            network: name.clone(),
+        })?;
+        if let Some(range) = subnet.ip_range
+            && !range.contains(&ip)
+        {
+            return Err(IpamError::OutsideRange {
+                ip,
+                range,
+                network: name,
+            });
+        }
+        if subnet.is_reserved(ip) {
+            return Err(IpamError::Reserved { ip, network: name });
+        }
+        return if claim(store, &name, ip, endpoint_id).await? {
+            Ok(ip)
+        } else {
+            Err(IpamError::Taken { ip, network: name })
+        };
+    }
+    let taken: HashSet<Ipv4Addr> = store
+        .list(&keys::ipam_of(&name))
+        .await?
+        .kvs
+        .iter()
+        .filter_map(|kv| kv.key.rsplit('/').next()?.parse().ok())
+        .collect();
+    for subnet in &network.subnets {
+        for ip in subnet.pool().hosts() {
+            if taken.contains(&ip) || subnet.is_reserved(ip) {
+                continue;
+            }
+            // Another host may have claimed it since the listing: then try the next one.
+            if claim(store, &name, ip, endpoint_id).await? {
+                return Ok(ip);
+            }
+        }
+    }
+    Err(IpamError::Exhausted(name))
+}
+
+async fn claim(store: &Store, network: &str, ip: Ipv4Addr, endpoint_id: &str) -> Result<bool, StoreError> {
+    store
+        .create_all(&[(keys::ipam(network, ip), endpoint_id.as_bytes().to_vec())])
+        .await
+}
+
+/// Frees an address (idempotent).
+pub async fn release(store: &Store, network: &str, ip: Ipv4Addr) -> Result<(), StoreError> {
+    store.delete_all(&[keys::ipam(network, ip)]).await.map(|_| ())
+}

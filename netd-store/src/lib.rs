@@ -1,0 +1,199 @@
+//! netd's cluster store.
+//!
+//! One API ([`Store`]) over two backends: etcd v3 ([`etcd::EtcdStore`], `etcd://ADDR[,ADDR...]`)
+//! and an embedded store for one machine ([`file::FileStore`], `file:///PATH`) that several
+//! daemons on that machine can share. Both offer the same semantics, modelled on etcd's: a global
+//! revision that grows with every change, per-key create/mod revisions, atomic create-if-absent
+//! of several keys, leases that delete their keys when not kept alive, and watches from a
+//! revision that fail with [`StoreError::Compacted`] when that history is gone.
+//!
+//! Kept apart from `netd` so that it builds and tests on stable Rust with no BPF toolchain.
+//! The key layout is in [`keys`], the JSON records and their validation in [`schema`], address
+//! allocation in [`ipam`].
+
+pub mod etcd;
+pub mod file;
+pub mod ipam;
+pub mod keys;
+pub mod schema;
+
+use std::time::Duration;
+
+/// One key with its value and revisions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the change that created the key (unchanged by later puts).
+    pub create_revision: i64,
+    /// Revision of the last change to the key.
+    pub mod_revision: i64,
+}
+
+/// The keys under a prefix, consistent as of `revision`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub kvs: Vec<KeyValue>,
+    /// The store's revision when the listing was taken: watch from `revision + 1`.
+    pub revision: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    Put(KeyValue),
+    Delete { key: String, mod_revision: i64 },
+}
+
+impl WatchEvent {
+    pub fn key(&self) -> &str {
+        match self {
+            Self::Put(kv) => &kv.key,
+            Self::Delete { key, .. } => key,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        match self {
+            Self::Put(kv) => kv.mod_revision,
+            Self::Delete { mod_revision, .. } => *mod_revision,
+        }
+    }
+}
+
+/// A lease: keys put with it are deleted when it expires or is revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub i64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("store unreachable: {0}")]
+    Unavailable(String),
+    #[error("watch history before revision {0} was compacted")]
+    Compacted(i64),
+    #[error("lease {0:?} not found or expired")]
+    LeaseLost(LeaseId),
+    #[error("store: {0}")]
+    Other(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A connected store.
+pub enum Store {
+    Etcd(etcd::EtcdStore),
+    File(file::FileStore),
+}
+
+/// Events from [`Store::watch`], in revision order.
+pub enum WatchStream {
+    Etcd(etcd::EtcdWatch),
+    File(file::FileWatch),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Store::Etcd($s) => $e,
+            Store::File($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens `etcd://HOST:PORT[,HOST:PORT...]` or `file:///PATH`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if let Some(endpoints) = url.strip_prefix("etcd://") {
+            let endpoints: Vec<String> = endpoints
+                .split(',')
+                .filter(|e| !e.is_empty())
+                .map(|e| format!("http://{e}"))
+                .collect();
+            if endpoints.is_empty() {
+                return Err(StoreError::BadUrl {
+                    url: url.into(),
+                    reason: "no etcd endpoint".into(),
+                });
+            }
+            return Ok(Self::Etcd(etcd::EtcdStore::connect(&endpoints).await?));
+        }
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(StoreError::BadUrl {
+                    url: url.into(),
+                    reason: "file:// needs an absolute path (file:///var/lib/netd)".into(),
+                });
+            }
+            return Ok(Self::File(file::FileStore::open(path.as_ref())?));
+        }
+        Err(StoreError::BadUrl {
+            url: url.into(),
+            reason: "expected etcd://HOST:PORT[,HOST:PORT...] or file:///PATH".into(),
+        })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        dispatch!(self, s => s.get(key).await)
+    }
+
+    /// Every key under `prefix`, and the revision the listing is consistent at.
+    pub async fn list(&self, prefix: &str) -> Result<Listing> {
+        dispatch!(self, s => s.list(prefix).await)
+    }
+
+    /// Creates every key, atomically, if none of them exists. Returns `false` (and writes nothing)
+    /// when one does: the building block of unique VNIs and addresses.
+    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        dispatch!(self, s => s.create_all(kvs).await)
+    }
+
+    /// Writes a key (creating or replacing it); returns the new revision.
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
+        dispatch!(self, s => s.put(key, value, None).await)
+    }
+
+    /// Writes a key that goes away with `lease`.
+    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<i64> {
+        dispatch!(self, s => s.put(key, value, Some(lease)).await)
+    }
+
+    /// Deletes the keys atomically (missing ones are ignored); returns how many existed.
+    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+        dispatch!(self, s => s.delete_all(keys).await)
+    }
+
+    /// Grants a lease of `ttl`.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        dispatch!(self, s => s.grant_lease(ttl).await)
+    }
+
+    /// Renews a lease for another TTL; [`StoreError::LeaseLost`] when it already expired.
+    pub async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        dispatch!(self, s => s.keep_alive(lease).await)
+    }
+
+    /// Ends a lease now, deleting its keys.
+    pub async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        dispatch!(self, s => s.revoke(lease).await)
+    }
+
+    /// Watches every key under `prefix` from `from_revision` (inclusive).
+    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
+        match self {
+            Self::Etcd(s) => Ok(WatchStream::Etcd(s.watch(prefix, from_revision).await?)),
+            Self::File(s) => Ok(WatchStream::File(s.watch(prefix, from_revision)?)),
+        }
+    }
+}
+
+impl WatchStream {
+    /// The next batch of events (all events of one or more revisions, in order). An error ends the
+    /// stream: the caller re-lists and watches again.
+    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+        match self {
+            Self::Etcd(w) => w.next().await,
+            Self::File(w) => w.next().await,
+        }
+    }
+}

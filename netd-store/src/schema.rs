@@ -1,0 +1,418 @@
+//! The JSON records stored under [`crate::keys`], and their validation.
+//!
+//! Everything read from the store is untrusted: another host, an older netd or an operator with
+//! `etcdctl` may have written it. [`decode`] caps the size and checks the shape; the `validate`
+//! methods check the meaning (VNI range, addresses inside subnets, unicast MACs, a VTEP that
+//! belongs to the host publishing it). The daemon skips, logs and counts what fails.
+
+use std::{collections::BTreeMap, fmt, net::Ipv4Addr, str::FromStr};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Version of the record layout; a record with another version is refused, not misread.
+pub const SCHEMA_VERSION: u32 = 1;
+/// Largest value netd accepts from the store.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Largest VNI (24 bits).
+pub const VNI_MAX: u32 = (1 << 24) - 1;
+/// Where automatic VNI allocation starts (as Docker's overlay driver).
+pub const VNI_FIRST_AUTO: u32 = 256;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SchemaError {
+    #[error("value of {size} bytes exceeds the {MAX_VALUE_BYTES}-byte cap")]
+    TooLarge { size: usize },
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    #[error("schema version {0} (this netd reads {SCHEMA_VERSION})")]
+    Version(u32),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> SchemaError {
+    SchemaError::Invalid(msg.into())
+}
+
+/// Parses a stored value, with the size cap and shape check.
+pub fn decode<T: DeserializeOwned + Versioned>(value: &[u8]) -> Result<T, SchemaError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(SchemaError::TooLarge { size: value.len() });
+    }
+    let record: T = serde_json::from_slice(value).map_err(|e| SchemaError::Json(e.to_string()))?;
+    if record.version() != SCHEMA_VERSION {
+        return Err(SchemaError::Version(record.version()));
+    }
+    Ok(record)
+}
+
+/// Serializes a record for the store.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+pub trait Versioned {
+    fn version(&self) -> u32;
+}
+
+/// A MAC address, `aa:bb:cc:dd:ee:ff` in JSON.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    /// Neither multicast/broadcast nor all-zero.
+    pub fn is_unicast(&self) -> bool {
+        self.0[0] & 1 == 0 && self.0 != [0; 6]
+    }
+
+    /// A locally administered unicast MAC derived from an IPv4 address (as Docker does:
+    /// 02:42 + the four address bytes), so that the same address always gets the same MAC.
+    pub fn from_ipv4(ip: Ipv4Addr) -> Self {
+        let o = ip.octets();
+        Self([0x02, 0x42, o[0], o[1], o[2], o[3]])
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(format!("invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"));
+        }
+        let mut mac = [0u8; 6];
+        for (byte, part) in mac.iter_mut().zip(parts) {
+            if part.len() != 2 {
+                return Err(format!("invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"));
+            }
+            *byte = u8::from_str_radix(part, 16)
+                .map_err(|_| format!("invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"))?;
+        }
+        Ok(Self(mac))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One subnet of a network, as `docker network create --subnet/--gateway/--ip-range/--aux-address`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    pub subnet: Ipv4Net,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<Ipv4Net>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aux: BTreeMap<String, Ipv4Addr>,
+}
+
+impl SubnetRecord {
+    /// Addresses never handed out: network, broadcast, gateway, aux.
+    pub fn is_reserved(&self, ip: Ipv4Addr) -> bool {
+        (self.subnet.prefix_len() < 31
+            && (ip == self.subnet.network() || ip == self.subnet.broadcast()))
+            || self.gateway == Some(ip)
+            || self.aux.values().any(|a| *a == ip)
+    }
+
+    /// Where automatic allocation draws from.
+    pub fn pool(&self) -> Ipv4Net {
+        self.ip_range.unwrap_or(self.subnet)
+    }
+
+    fn validate(&self) -> Result<(), SchemaError> {
+        let net = self.subnet;
+        if net != net.trunc() {
+            return Err(invalid(format!("subnet {net} has host bits set (did you mean {}?)", net.trunc())));
+        }
+        if net.prefix_len() > 30 {
+            return Err(invalid(format!("subnet {net} is too small (at most /30)")));
+        }
+        if let Some(gw) = self.gateway
+            && !net.contains(&gw)
+        {
+            return Err(invalid(format!("gateway {gw} is outside subnet {net}")));
+        }
+        if let Some(range) = self.ip_range
+            && (range != range.trunc() || !net.contains(&range))
+        {
+            return Err(invalid(format!("ip-range {range} is not a subnet of {net}")));
+        }
+        for (name, ip) in &self.aux {
+            if !net.contains(ip) {
+                return Err(invalid(format!("aux address {name}={ip} is outside subnet {net}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `/netd/v1/networks/<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub version: u32,
+    pub name: String,
+    pub driver: String,
+    pub vni: u32,
+    pub subnets: Vec<SubnetRecord>,
+    /// Inner MTU; `None`: underlay MTU - 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl Versioned for NetworkRecord {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+pub const DRIVER_OVERLAY: &str = "overlay";
+
+impl NetworkRecord {
+    /// Checks the record found under `/netd/v1/networks/<key_name>`.
+    pub fn validate(&self, key_name: &str) -> Result<(), SchemaError> {
+        if self.name != key_name {
+            return Err(invalid(format!("name {:?} does not match its key {key_name:?}", self.name)));
+        }
+        if !crate::keys::valid_name(&self.name) {
+            return Err(invalid(format!("invalid network name {:?}", self.name)));
+        }
+        if self.driver != DRIVER_OVERLAY {
+            return Err(invalid(format!("unsupported driver {:?}", self.driver)));
+        }
+        if self.vni == 0 || self.vni > VNI_MAX {
+            return Err(invalid(format!("VNI {} is outside 1..={VNI_MAX}", self.vni)));
+        }
+        if self.subnets.is_empty() {
+            return Err(invalid("no subnet"));
+        }
+        if let Some(mtu) = self.mtu
+            && !(68..=9000).contains(&mtu)
+        {
+            return Err(invalid(format!("MTU {mtu} is outside 68..=9000")));
+        }
+        for (i, s) in self.subnets.iter().enumerate() {
+            s.validate()?;
+            for other in &self.subnets[..i] {
+                if s.subnet.contains(&other.subnet) || other.subnet.contains(&s.subnet) {
+                    return Err(invalid(format!("subnets {} and {} overlap", other.subnet, s.subnet)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The subnet an address belongs to.
+    pub fn subnet_of(&self, ip: Ipv4Addr) -> Option<&SubnetRecord> {
+        self.subnets.iter().find(|s| s.subnet.contains(&ip))
+    }
+
+    /// Whether any subnet of `self` overlaps any of `other`'s.
+    pub fn overlaps(&self, other: &NetworkRecord) -> Option<(Ipv4Net, Ipv4Net)> {
+        self.subnets.iter().find_map(|a| {
+            other.subnets.iter().find_map(|b| {
+                (a.subnet.contains(&b.subnet) || b.subnet.contains(&a.subnet))
+                    .then_some((a.subnet, b.subnet))
+            })
+        })
+    }
+}
+
+/// `/netd/v1/hosts/<host>`, written under the host's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub version: u32,
+    pub vtep_ip: Ipv4Addr,
+    pub uplink_mtu: u16,
+    /// The netd release running there.
+    pub netd: String,
+}
+
+impl Versioned for HostRecord {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl HostRecord {
+    pub fn validate(&self, key_name: &str) -> Result<(), SchemaError> {
+        if !crate::keys::valid_name(key_name) {
+            return Err(invalid(format!("invalid host name {key_name:?}")));
+        }
+        let ip = self.vtep_ip;
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback() {
+            return Err(invalid(format!("VTEP {ip} is not a unicast address")));
+        }
+        if self.uplink_mtu < 68 + 50 {
+            return Err(invalid(format!("uplink MTU {} is too small", self.uplink_mtu)));
+        }
+        Ok(())
+    }
+}
+
+/// `/netd/v1/endpoints/<network>/<id>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub version: u32,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    /// Host the endpoint lives on (its key under `/netd/v1/hosts/`).
+    pub host: String,
+    pub vtep_ip: Ipv4Addr,
+    pub name: String,
+}
+
+impl Versioned for EndpointRecord {
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
+impl EndpointRecord {
+    /// Checks an endpoint against its network and the host that publishes it (`host`, as read
+    /// from the store: `None` when that host is not registered).
+    pub fn validate(
+        &self,
+        key_id: &str,
+        network: &NetworkRecord,
+        host: Option<&HostRecord>,
+    ) -> Result<(), SchemaError> {
+        if self.name != key_id || !crate::keys::valid_name(key_id) {
+            return Err(invalid(format!("endpoint name {:?} does not match its key {key_id:?}", self.name)));
+        }
+        if network.subnet_of(self.ip).is_none() {
+            return Err(invalid(format!("address {} is outside network {}", self.ip, network.name)));
+        }
+        if !self.mac.is_unicast() {
+            return Err(invalid(format!("MAC {} is not unicast", self.mac)));
+        }
+        match host {
+            None => Err(invalid(format!("host {:?} is not registered", self.host))),
+            Some(h) if h.vtep_ip != self.vtep_ip => Err(invalid(format!(
+                "VTEP {} is not host {:?}'s ({})",
+                self.vtep_ip, self.host, h.vtep_ip
+            ))),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(subnets: &[&str]) -> NetworkRecord {
+        NetworkRecord {
+            version: SCHEMA_VERSION,
+            name: "n".into(),
+            driver: DRIVER_OVERLAY.into(),
+            vni: 256,
+            subnets: subnets
+                .iter()
+                .map(|s| SubnetRecord {
+                    subnet: s.parse().unwrap(),
+                    gateway: None,
+                    ip_range: None,
+                    aux: BTreeMap::new(),
+                })
+                .collect(),
+            mtu: None,
+            options: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn network_validation() {
+        assert_eq!(net(&["10.0.0.0/24"]).validate("n"), Ok(()));
+        assert!(net(&["10.0.0.0/24"]).validate("m").is_err());
+        assert!(net(&["10.0.0.0/16", "10.0.1.0/24"]).validate("n").is_err());
+        assert!(net(&["10.0.0.1/24"]).validate("n").is_err());
+        assert!(net(&[]).validate("n").is_err());
+        let mut n = net(&["10.0.0.0/24"]);
+        n.vni = 0;
+        assert!(n.validate("n").is_err());
+        n.vni = VNI_MAX + 1;
+        assert!(n.validate("n").is_err());
+        let mut n = net(&["10.0.0.0/24"]);
+        n.subnets[0].gateway = Some("10.0.1.1".parse().unwrap());
+        assert!(n.validate("n").is_err());
+    }
+
+    #[test]
+    fn decode_caps_and_versions() {
+        let big = vec![b' '; MAX_VALUE_BYTES + 1];
+        assert!(matches!(decode::<HostRecord>(&big), Err(SchemaError::TooLarge { .. })));
+        assert!(matches!(decode::<HostRecord>(b"{"), Err(SchemaError::Json(_))));
+        let v2 = br#"{"version":2,"vtep_ip":"10.0.0.1","uplink_mtu":1500,"netd":"x"}"#;
+        assert_eq!(decode::<HostRecord>(v2), Err(SchemaError::Version(2)));
+        let ok = br#"{"version":1,"vtep_ip":"10.0.0.1","uplink_mtu":1500,"netd":"x"}"#;
+        assert!(decode::<HostRecord>(ok).is_ok());
+    }
+
+    #[test]
+    fn endpoint_validation() {
+        let n = net(&["10.0.0.0/24"]);
+        let host = HostRecord {
+            version: 1,
+            vtep_ip: "192.168.0.1".parse().unwrap(),
+            uplink_mtu: 1500,
+            netd: "t".into(),
+        };
+        let ep = EndpointRecord {
+            version: 1,
+            ip: "10.0.0.5".parse().unwrap(),
+            mac: "02:42:0a:00:00:05".parse().unwrap(),
+            host: "h1".into(),
+            vtep_ip: host.vtep_ip,
+            name: "e".into(),
+        };
+        assert_eq!(ep.validate("e", &n, Some(&host)), Ok(()));
+        assert!(ep.validate("e", &n, None).is_err());
+        let mut bad = ep.clone();
+        bad.ip = "10.0.1.5".parse().unwrap();
+        assert!(bad.validate("e", &n, Some(&host)).is_err());
+        let mut bad = ep.clone();
+        bad.mac = "01:00:5e:00:00:01".parse().unwrap();
+        assert!(bad.validate("e", &n, Some(&host)).is_err());
+        let mut bad = ep.clone();
+        bad.vtep_ip = "192.168.0.9".parse().unwrap();
+        assert!(bad.validate("e", &n, Some(&host)).is_err());
+    }
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!("02:42:AC:1f:00:0b".parse::<Mac>().unwrap().to_string(), "02:42:ac:1f:00:0b");
+        assert!("02:42:ac:1f:00".parse::<Mac>().is_err());
+        assert!("zz:42:ac:1f:00:0b".parse::<Mac>().is_err());
+        assert!(!"ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap().is_unicast());
+    }
+}
