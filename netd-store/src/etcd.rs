@@ -1,52 +1,472 @@
-//! etcd v3 backend. (Being implemented: see the contract in lib.rs.)
+//! etcd v3 backend.
+//!
+//! A thin layer over [`etcd_client`] that maps etcd's responses to this crate's types and, above
+//! all, bounds every call in time: the daemon keeps running while etcd is down, so no call may
+//! wait forever. Every unary call gets a per-request timeout on the gRPC channel *and* an outer
+//! deadline of our own (see [`CALL_DEADLINE`]), because tonic's balanced channel can otherwise
+//! park a request until some endpoint becomes ready. Watch streams have no deadline (events may
+//! legitimately be hours apart) and instead rely on HTTP/2 keep-alive pings to notice a dead peer.
+//!
+//! Errors that mean "etcd could not be reached or did not answer" become
+//! [`StoreError::Unavailable`] so that callers can retry; everything else is
+//! [`StoreError::Other`].
 
+use std::error::Error as _;
+use std::fmt;
+use std::future::Future;
 use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions, WatchResponse, WatchStream,
+};
 
 use crate::{KeyValue, LeaseId, Listing, Result, StoreError, WatchEvent};
 
-fn todo<T>() -> Result<T> {
-    Err(StoreError::Other("etcd backend not implemented yet".into()))
+/// Time to establish a TCP connection to one endpoint. Loopback or LAN: a few seconds is plenty,
+/// and a daemon should learn quickly that etcd is away.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Time for etcd to answer one request once connected. etcd itself gives up on proposals after
+/// ~5 s ("request timed out"), so waiting longer buys nothing.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Our own deadline around each call: connecting plus answering. It is a backstop for the cases
+/// the channel's timeouts do not cover (a request queued in the balancer while no endpoint is
+/// ready is covered by neither).
+const CALL_DEADLINE: Duration = Duration::from_secs(8);
+
+/// HTTP/2 PING interval and timeout on the channel. They only run while a stream (a watch, a
+/// lease keep-alive) is open: etcd refuses pings more frequent than every 5 s, and pings on an
+/// idle connection, with `too_many_pings`. So a silently dead etcd ends a watch within ~15 s.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keep-alive, for half-open connections while no stream is open.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// gRPC status codes (fixed by the gRPC specification) that mean the request did not get an
+/// answer from a healthy etcd: compared by number because tonic's `Code` type is not re-exported
+/// by etcd-client and netd-store does not depend on tonic directly.
+const GRPC_CANCELLED: i32 = 1;
+const GRPC_UNKNOWN: i32 = 2;
+const GRPC_DEADLINE_EXCEEDED: i32 = 4;
+const GRPC_NOT_FOUND: i32 = 5;
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// A client of an etcd cluster.
+///
+/// `etcd_client::Client` takes `&mut self` for every call but is a bundle of reference-counted
+/// handles to one shared channel, so each call works on its own clone: the methods here take
+/// `&self` and may run concurrently.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    endpoints: Vec<String>,
 }
 
-pub struct EtcdStore {}
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
 
 impl EtcdStore {
-    pub async fn connect(_endpoints: &[String]) -> Result<Self> {
-        todo()
+    /// Sets up a client for `endpoints` (`http://HOST:PORT`).
+    ///
+    /// The channel connects lazily: this does not contact etcd, so it succeeds while etcd is
+    /// down, and the first request then fails with [`StoreError::Unavailable`] within
+    /// [`CALL_DEADLINE`]. That is what a daemon wants: start, then retry until etcd is back.
+    pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        if endpoints.is_empty() {
+            return Err(StoreError::BadUrl {
+                url: String::new(),
+                reason: "no etcd endpoint".into(),
+            });
+        }
+        let options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT)
+            .with_keep_alive_while_idle(false)
+            .with_tcp_keepalive(TCP_KEEPALIVE)
+            // A member cut off from its leader answers nothing rather than stale data, and
+            // cancels our watches so that we re-list from a member that has one.
+            .with_require_leader(true);
+        let client = match tokio::time::timeout(
+            CALL_DEADLINE,
+            Client::connect(endpoints, Some(options)),
+        )
+        .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(
+                e @ (etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_)),
+            )) => {
+                return Err(StoreError::BadUrl {
+                    url: endpoints.join(","),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Err(e)) => return Err(map_err("connect", e)),
+            Err(_) => return Err(deadline_passed("connect")),
+        };
+        Ok(Self {
+            client,
+            endpoints: endpoints.to_vec(),
+        })
     }
-    pub async fn get(&self, _key: &str) -> Result<Option<KeyValue>> {
-        todo()
+
+    /// One key, or `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let mut client = self.client.clone();
+        let resp = call("get", client.get(key, None)).await?;
+        Ok(resp.kvs().first().and_then(convert_kv))
     }
-    pub async fn list(&self, _prefix: &str) -> Result<Listing> {
-        todo()
+
+    /// Every key under `prefix` (all keys for `""`), sorted by key, with the revision the
+    /// listing is consistent at (from the response header, so it is valid even when no key
+    /// matches).
+    pub async fn list(&self, prefix: &str) -> Result<Listing> {
+        let mut client = self.client.clone();
+        let resp = call(
+            "list",
+            client.get(prefix, Some(GetOptions::new().with_prefix())),
+        )
+        .await?;
+        let revision = header_revision("list", resp.header())?;
+        let kvs = resp.kvs().iter().filter_map(convert_kv).collect();
+        Ok(Listing { kvs, revision })
     }
-    pub async fn create_all(&self, _kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        todo()
+
+    /// Puts every key in one transaction guarded by "every key's `create_revision` is 0" (that
+    /// is, none exists): either all are written or none is. Returns whether they were written.
+    ///
+    /// etcd limits a transaction to `--max-txn-ops` (128 by default) operations and refuses
+    /// the same key twice in one transaction; both come back as [`StoreError::Other`].
+    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let compares: Vec<Compare> = kvs
+            .iter()
+            .map(|(key, _)| Compare::create_revision(key.as_str(), CompareOp::Equal, 0))
+            .collect();
+        let puts: Vec<TxnOp> = kvs
+            .iter()
+            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
+            .collect();
+        let txn = Txn::new().when(compares).and_then(puts);
+        let mut client = self.client.clone();
+        let resp = call("create", client.txn(txn)).await?;
+        Ok(resp.succeeded())
     }
-    pub async fn put(&self, _key: &str, _value: &[u8], _lease: Option<LeaseId>) -> Result<i64> {
-        todo()
+
+    /// Creates or replaces `key`, attached to `lease` if given; returns the new revision.
+    /// A lease that expired or was revoked gives [`StoreError::LeaseLost`].
+    pub async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<i64> {
+        let options = lease.map(|LeaseId(id)| PutOptions::new().with_lease(id));
+        let mut client = self.client.clone();
+        let resp = match timed("put", client.put(key, value, options)).await? {
+            Ok(resp) => resp,
+            Err(e) => {
+                // The key itself cannot be "not found" for a put: only the lease can.
+                return Err(match lease {
+                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease),
+                    _ => map_err("put", e),
+                });
+            }
+        };
+        header_revision("put", resp.header())
     }
-    pub async fn delete_all(&self, _keys: &[String]) -> Result<usize> {
-        todo()
+
+    /// Deletes the keys in one transaction (one revision, one batch for watchers); missing keys
+    /// are ignored. Returns how many existed. Same transaction limits as
+    /// [`create_all`](Self::create_all).
+    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let deletes: Vec<TxnOp> = keys
+            .iter()
+            .map(|key| TxnOp::delete(key.as_str(), None))
+            .collect();
+        let txn = Txn::new().and_then(deletes);
+        let mut client = self.client.clone();
+        let resp = call("delete", client.txn(txn)).await?;
+        let deleted: i64 = resp
+            .op_responses()
+            .iter()
+            .map(|op| match op {
+                TxnOpResponse::Delete(d) => d.deleted(),
+                _ => 0,
+            })
+            .sum();
+        usize::try_from(deleted)
+            .map_err(|_| StoreError::Other(format!("delete: etcd reported {deleted} deletions")))
     }
-    pub async fn grant_lease(&self, _ttl: Duration) -> Result<LeaseId> {
-        todo()
+
+    /// Grants a lease of `ttl`, rounded up to whole seconds (etcd's unit; at least 1 s). etcd
+    /// may raise a very short TTL to its own minimum (about 1.5 × its election timeout).
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let secs = ttl
+            .as_secs()
+            .saturating_add(u64::from(ttl.subsec_nanos() > 0))
+            .max(1);
+        let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+        let mut client = self.client.clone();
+        let resp = call("grant lease", client.lease_grant(secs, None)).await?;
+        if !resp.error().is_empty() {
+            return Err(StoreError::Other(format!("grant lease: {}", resp.error())));
+        }
+        Ok(LeaseId(resp.id()))
     }
-    pub async fn keep_alive(&self, _lease: LeaseId) -> Result<()> {
-        todo()
+
+    /// Renews `lease` for another TTL with one keep-alive round trip (a short-lived keep-alive
+    /// stream: the caller decides the rhythm). [`StoreError::LeaseLost`] when etcd no longer
+    /// knows the lease, i.e. it expired or was revoked and its keys are gone.
+    pub async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let mut lease_client = self.client.lease_client();
+        // etcd-client sends one request and waits for the first answer; an answer with TTL <= 0
+        // (lease unknown) comes back as `LeaseKeepAliveError`. Dropping the keeper and stream
+        // closes the keep-alive stream.
+        match tokio::time::timeout(CALL_DEADLINE, lease_client.keep_alive(lease.0)).await {
+            Ok(Ok((_keeper, _stream))) => Ok(()),
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Err(StoreError::LeaseLost(lease)),
+            Ok(Err(e)) if is_not_found(&e) => Err(StoreError::LeaseLost(lease)),
+            // The stream ended before any answer (etcd-client reports it as a watch error).
+            Ok(Err(etcd_client::Error::WatchError(msg))) => Err(StoreError::Unavailable(
+                format!("keep-alive: stream ended without an answer: {msg}"),
+            )),
+            Ok(Err(e)) => Err(map_err("keep-alive", e)),
+            Err(_) => Err(deadline_passed("keep-alive")),
+        }
     }
-    pub async fn revoke(&self, _lease: LeaseId) -> Result<()> {
-        todo()
+
+    /// Ends `lease` now; etcd deletes its keys. Revoking a lease that already expired (or was
+    /// revoked) succeeds: its keys are gone either way, which is what the caller asked for.
+    pub async fn revoke(&self, lease: LeaseId) -> Result<()> {
+        let mut client = self.client.clone();
+        match timed("revoke lease", client.lease_revoke(lease.0)).await? {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(map_err("revoke lease", e)),
+        }
     }
-    pub async fn watch(&self, _prefix: &str, _from_revision: i64) -> Result<EtcdWatch> {
-        todo()
+
+    /// Watches every key under `prefix` from `from_revision` on (inclusive; etcd replays the
+    /// history since then first, so events between a [`list`](Self::list) and this call are not
+    /// lost when watching from `listing.revision + 1`).
+    ///
+    /// Waits for etcd to confirm the watch, so an unreachable etcd fails here. History that was
+    /// compacted is normally reported by the first [`EtcdWatch::next`] (etcd confirms the watch
+    /// first and cancels it right after), occasionally by this call already.
+    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<EtcdWatch> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from_revision);
+        let mut client = self.client.clone();
+        let mut stream = call("watch", client.watch(prefix, Some(options))).await?;
+        let first = match tokio::time::timeout(CALL_DEADLINE, stream.message()).await {
+            Ok(Ok(Some(resp))) => resp,
+            Ok(Ok(None)) => {
+                return Err(StoreError::Unavailable(
+                    "watch: stream ended before etcd confirmed the watch".into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(map_err("watch", e)),
+            Err(_) => return Err(deadline_passed("watch")),
+        };
+        if let Some(ended) = Ended::from_response(&first) {
+            return Err(ended.to_error());
+        }
+        // The confirmation carries no events; anything else is kept for `next`.
+        let pending = (!first.created() || !first.events().is_empty()).then_some(first);
+        Ok(EtcdWatch {
+            stream,
+            pending,
+            ended: None,
+        })
     }
 }
 
-pub struct EtcdWatch {}
+/// Why a watch stream ended: remembered so that every later [`EtcdWatch::next`] reports it too.
+#[derive(Clone, Debug)]
+enum Ended {
+    Compacted(i64),
+    Unavailable(String),
+}
+
+impl Ended {
+    /// The end a response announces, if it does: compaction, or a cancellation by etcd (for
+    /// instance when the member lost its leader), after which no event comes.
+    fn from_response(resp: &WatchResponse) -> Option<Self> {
+        if resp.compact_revision() > 0 {
+            Some(Self::Compacted(resp.compact_revision()))
+        } else if resp.canceled() {
+            Some(Self::Unavailable(format!(
+                "watch canceled by etcd: {}",
+                resp.cancel_reason()
+            )))
+        } else {
+            None
+        }
+    }
+
+    fn to_error(&self) -> StoreError {
+        match self {
+            Self::Compacted(rev) => StoreError::Compacted(*rev),
+            Self::Unavailable(msg) => StoreError::Unavailable(msg.clone()),
+        }
+    }
+}
+
+/// An open etcd watch. Dropping it cancels the watch (the gRPC stream is closed).
+pub struct EtcdWatch {
+    /// Holds the request side open too: etcd ends the whole watch stream when the client closes
+    /// its side.
+    stream: WatchStream,
+    /// A response received while setting up the watch that still has to be delivered.
+    pending: Option<WatchResponse>,
+    ended: Option<Ended>,
+}
+
+impl fmt::Debug for EtcdWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdWatch")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
 
 impl EtcdWatch {
+    /// The events of the next watch response that has any (all events of one or more
+    /// revisions, in revision order; responses without events, such as progress notifications,
+    /// are skipped).
+    ///
+    /// Errors end the watch, and later calls repeat them: [`StoreError::Compacted`] when etcd no
+    /// longer has the history asked for, [`StoreError::Unavailable`] when the stream breaks,
+    /// ends, or etcd cancels it. The caller then lists again and watches from the new revision.
+    /// There is no timeout here (events may be far apart); a dead etcd is noticed through the
+    /// connection closing or HTTP/2 keep-alive pings going unanswered.
     pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
-        todo()
+        loop {
+            if let Some(ended) = &self.ended {
+                return Err(ended.to_error());
+            }
+            let resp = match self.pending.take() {
+                Some(resp) => resp,
+                None => match self.stream.message().await {
+                    Ok(Some(resp)) => resp,
+                    Ok(None) => {
+                        self.ended = Some(Ended::Unavailable("watch stream ended".into()));
+                        continue;
+                    }
+                    Err(e) => {
+                        self.ended = Some(Ended::Unavailable(format!("watch stream broke: {e}")));
+                        continue;
+                    }
+                },
+            };
+            if let Some(ended) = Ended::from_response(&resp) {
+                self.ended = Some(ended);
+                continue;
+            }
+            let events: Vec<WatchEvent> = resp.events().iter().filter_map(convert_event).collect();
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+}
+
+/// Runs one etcd call under [`CALL_DEADLINE`] and maps its error.
+async fn call<T>(
+    what: &str,
+    fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    timed(what, fut).await?.map_err(|e| map_err(what, e))
+}
+
+/// Runs one etcd call under [`CALL_DEADLINE`], leaving its own error to the caller (for the
+/// calls where some errors are not errors for us).
+async fn timed<T>(
+    what: &str,
+    fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<std::result::Result<T, etcd_client::Error>> {
+    tokio::time::timeout(CALL_DEADLINE, fut)
+        .await
+        .map_err(|_| deadline_passed(what))
+}
+
+/// etcd's answer for a lease it does not know (`etcdserver: requested lease not found`).
+fn is_not_found(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status) if status.code() as i32 == GRPC_NOT_FOUND)
+}
+
+fn deadline_passed(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("{what}: no answer from etcd within {CALL_DEADLINE:?}"))
+}
+
+/// Sorts etcd-client errors into "etcd not reachable / not answering" (retry later) and the rest.
+fn map_err(what: &str, e: etcd_client::Error) -> StoreError {
+    use etcd_client::Error as E;
+    let unavailable = match &e {
+        E::TransportError(_) | E::IoError(_) => true,
+        E::GRpcStatus(status) => match status.code() as i32 {
+            GRPC_UNAVAILABLE | GRPC_DEADLINE_EXCEEDED | GRPC_CANCELLED => true,
+            // An `Unknown` status with a source was made up on our side from a local
+            // (connection) failure; one sent by etcd has none.
+            GRPC_UNKNOWN => status.source().is_some(),
+            _ => false,
+        },
+        // Only raised when the request channel of a stream is gone, i.e. the stream broke.
+        E::WatchError(_) | E::LeaseKeepAliveError(_) => true,
+        _ => false,
+    };
+    if unavailable {
+        StoreError::Unavailable(format!("{what}: {e}"))
+    } else {
+        StoreError::Other(format!("{what}: {e}"))
+    }
+}
+
+fn header_revision(what: &str, header: Option<&etcd_client::ResponseHeader>) -> Result<i64> {
+    header
+        .map(etcd_client::ResponseHeader::revision)
+        .ok_or_else(|| StoreError::Other(format!("{what}: etcd response without a header")))
+}
+
+/// Our keys are UTF-8; a key that is not was not written by netd, so it is skipped (a lossy
+/// conversion would produce a key that cannot be read, updated or deleted back).
+fn utf8_key(key: &[u8]) -> Option<String> {
+    match std::str::from_utf8(key) {
+        Ok(key) => Some(key.to_owned()),
+        Err(_) => {
+            tracing::warn!(key = %String::from_utf8_lossy(key), "skipping non-UTF-8 etcd key");
+            None
+        }
+    }
+}
+
+fn convert_kv(kv: &etcd_client::KeyValue) -> Option<KeyValue> {
+    Some(KeyValue {
+        key: utf8_key(kv.key())?,
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+    })
+}
+
+fn convert_event(event: &etcd_client::Event) -> Option<WatchEvent> {
+    let kv = event.kv()?;
+    match event.event_type() {
+        EventType::Put => convert_kv(kv).map(WatchEvent::Put),
+        EventType::Delete => Some(WatchEvent::Delete {
+            key: utf8_key(kv.key())?,
+            mod_revision: kv.mod_revision(),
+        }),
     }
 }

@@ -82,13 +82,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A connected store.
 pub enum Store {
-    Etcd(etcd::EtcdStore),
+    // Boxed: the etcd client is large, and a Store is moved around.
+    Etcd(Box<etcd::EtcdStore>),
     File(file::FileStore),
 }
 
 /// Events from [`Store::watch`], in revision order.
 pub enum WatchStream {
-    Etcd(etcd::EtcdWatch),
+    Etcd(Box<etcd::EtcdWatch>),
     File(file::FileWatch),
 }
 
@@ -116,7 +117,7 @@ impl Store {
                     reason: "no etcd endpoint".into(),
                 });
             }
-            return Ok(Self::Etcd(etcd::EtcdStore::connect(&endpoints).await?));
+            return Ok(Self::Etcd(Box::new(etcd::EtcdStore::connect(&endpoints).await?)));
         }
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -181,7 +182,7 @@ impl Store {
     /// Watches every key under `prefix` from `from_revision` (inclusive).
     pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
         match self {
-            Self::Etcd(s) => Ok(WatchStream::Etcd(s.watch(prefix, from_revision).await?)),
+            Self::Etcd(s) => Ok(WatchStream::Etcd(Box::new(s.watch(prefix, from_revision).await?))),
             Self::File(s) => Ok(WatchStream::File(s.watch(prefix, from_revision)?)),
         }
     }

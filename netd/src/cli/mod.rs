@@ -1,11 +1,16 @@
 //! clap commands, one file per verb group; doc comments are the help text.
 
+mod daemon;
+mod endpoint;
 mod maps;
+mod network;
 mod output;
+mod status;
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 
 /// Multi-host container networking with an eBPF VXLAN datapath.
 #[derive(Debug, Parser)]
@@ -15,6 +20,10 @@ struct Cli {
     #[arg(long, global = true, env = "NETD_PIN_DIR", default_value = netd::DEFAULT_PIN_DIR)]
     pin_dir: PathBuf,
 
+    /// The daemon's API socket.
+    #[arg(long, global = true, env = "NETD_SOCKET", default_value = netd::api::DEFAULT_SOCKET)]
+    socket: PathBuf,
+
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = output::Format::Table)]
     format: output::Format,
@@ -23,15 +32,58 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// Log level of the daemon (overrides RUST_LOG): error, warn, info, debug, trace.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the per-host daemon (as root).
+    Daemon(daemon::DaemonArgs),
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Attach network namespaces to networks.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
+    /// The daemon's view: store connection, hosts, endpoints, map fill levels.
+    Status,
     /// Inspect the datapath's pinned maps (works while the daemon is down).
     #[command(subcommand)]
     Maps(maps::MapsCommand),
+}
+
+/// What every client command needs.
+pub struct Ctx {
+    pub socket: PathBuf,
+    pub format: output::Format,
+}
+
+impl Ctx {
+    pub async fn call(&self, request: &netd::api::Request) -> anyhow::Result<Value> {
+        Ok(netd::api::call(&self.socket, request).await?)
+    }
+
+    /// Prints `value` as JSON, or `rows` as a table.
+    pub fn print(&self, value: &Value, columns: &[&str], rows: &[serde_json::Map<String, Value>]) -> anyhow::Result<()> {
+        match self.format {
+            output::Format::Json => output::print_json(value),
+            output::Format::Table => Ok(output::print_table(columns, rows)?),
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>) {
+    let filter = match level {
+        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 pub fn run() -> ExitCode {
@@ -41,8 +93,19 @@ pub fn run() -> ExitCode {
     } else {
         cli.format
     };
+    let ctx = Ctx {
+        socket: cli.socket,
+        format,
+    };
     let result = match cli.command {
+        Command::Daemon(args) => {
+            init_logging(cli.log_level.as_deref());
+            daemon::run(args, cli.pin_dir)
+        }
         Command::Maps(cmd) => maps::run(cmd, &cli.pin_dir, format),
+        Command::Network(cmd) => client(network::run(cmd, &ctx)),
+        Command::Endpoint(cmd) => client(endpoint::run(cmd, &ctx)),
+        Command::Status => client(status::run(&ctx)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -52,4 +115,11 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn client(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
 }

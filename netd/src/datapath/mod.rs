@@ -10,6 +10,7 @@ pub mod entries;
 mod error;
 pub mod inspect;
 pub mod layout;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ pub use self::{
     attach::Hook,
     entries::{LocalEndpoint, RemoteEndpoint},
     error::DatapathError,
+    state::{ApplyStats, MapState},
 };
 
 /// The compiled programs, built by netd/build.rs (aya-build) from netd-ebpf.

@@ -1,0 +1,61 @@
+//! `netd daemon`.
+
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use netd::daemon::DaemonOptions;
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Cluster store: etcd://HOST:PORT[,HOST:PORT...] or file:///PATH (default: the embedded
+    /// store in /var/lib/netd).
+    #[arg(long, env = "NETD_STORE", default_value = "file:///var/lib/netd")]
+    store: String,
+    /// This host's VTEP address (Docker's cluster-advertise).
+    #[arg(long)]
+    advertise: Ipv4Addr,
+    /// Underlay interface (default: the one that routes to --advertise).
+    #[arg(long)]
+    uplink: Option<String>,
+    /// UDP port of VXLAN.
+    #[arg(long, default_value_t = netd_common::VXLAN_PORT_DEFAULT)]
+    vxlan_port: u16,
+    /// Directory of the API socket.
+    #[arg(long, default_value = "/run/netd")]
+    run_dir: PathBuf,
+    /// Name of this host in the cluster (default: the system hostname).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Seconds the other hosts keep this host's endpoints after it stops renewing its lease.
+    #[arg(long, default_value_t = 15)]
+    lease_ttl: u64,
+}
+
+fn system_hostname() -> anyhow::Result<String> {
+    let name = nix::unistd::gethostname()?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
+pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
+    let host_name = match args.hostname {
+        Some(h) => h,
+        None => system_hostname()?,
+    };
+    anyhow::ensure!(
+        netd_store::keys::valid_name(&host_name),
+        "invalid host name {host_name:?}; give --hostname"
+    );
+    anyhow::ensure!(args.lease_ttl >= 2, "--lease-ttl must be at least 2 seconds");
+    let options = DaemonOptions {
+        store: args.store,
+        advertise: args.advertise,
+        uplink: args.uplink,
+        vxlan_port: args.vxlan_port,
+        run_dir: args.run_dir,
+        pin_dir,
+        host_name,
+        lease_ttl: Duration::from_secs(args.lease_ttl),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(netd::daemon::run(options))
+}

@@ -1,0 +1,146 @@
+//! `netd network create|ls|inspect|rm`, with `docker network`'s flags.
+
+use clap::{Args, Subcommand};
+use netd::api::{Request, SubnetSpec};
+use serde_json::Value;
+
+use super::{Ctx, output::Format};
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network (once, from any host; it exists on every host).
+    Create(CreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls,
+    /// Show a network and its endpoints.
+    Inspect { name: String },
+    /// Remove a network (refused while endpoints use it).
+    #[command(alias = "remove")]
+    Rm { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Driver.
+    #[arg(short = 'd', long, default_value = "overlay")]
+    driver: String,
+    /// Subnet in CIDR form; repeat for several.
+    #[arg(long)]
+    subnet: Vec<String>,
+    /// Gateway of the subnet at the same position.
+    #[arg(long)]
+    gateway: Vec<String>,
+    /// Allocate addresses from this sub-range of the subnet at the same position.
+    #[arg(long)]
+    ip_range: Vec<String>,
+    /// Address the IPAM must never hand out: name=IP; repeat.
+    #[arg(long = "aux-address")]
+    aux_address: Vec<String>,
+    /// Driver option KEY=VALUE (mtu=N); repeat.
+    #[arg(short = 'o', long = "opt")]
+    opt: Vec<String>,
+    /// VXLAN network identifier (default: the lowest free from 256).
+    #[arg(long)]
+    vni: Option<u32>,
+    name: String,
+}
+
+fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
+    anyhow::ensure!(
+        args.gateway.len() <= args.subnet.len() && args.ip_range.len() <= args.subnet.len(),
+        "each --gateway and --ip-range needs a --subnet before it"
+    );
+    let mut subnets: Vec<SubnetSpec> = args
+        .subnet
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SubnetSpec {
+            subnet: s.clone(),
+            gateway: args.gateway.get(i).cloned(),
+            ip_range: args.ip_range.get(i).cloned(),
+            aux: Vec::new(),
+        })
+        .collect();
+    for aux in &args.aux_address {
+        let (name, ip) = aux
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid --aux-address {aux:?}: expected name=IP"))?;
+        let ip_addr: std::net::Ipv4Addr = ip
+            .parse()
+            .map_err(|_| anyhow::anyhow!("invalid --aux-address {aux:?}: {ip:?} is not an IPv4 address"))?;
+        // Like Docker: an aux address belongs to the subnet that contains it.
+        let subnet = subnets
+            .iter_mut()
+            .find(|s| s.subnet.parse::<ipnet::Ipv4Net>().is_ok_and(|n| n.contains(&ip_addr)))
+            .ok_or_else(|| anyhow::anyhow!("aux address {aux:?} is in none of the subnets"))?;
+        subnet.aux.push((name.to_string(), ip.to_string()));
+    }
+    let mut mtu = None;
+    let mut options = Vec::new();
+    for o in &args.opt {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("invalid option {o:?}: expected KEY=VALUE"))?;
+        match k {
+            "mtu" | "com.docker.network.driver.mtu" => {
+                mtu = Some(v.parse::<u16>().map_err(|_| anyhow::anyhow!("invalid mtu {v:?}: expected a number"))?);
+            }
+            _ => options.push((k.to_string(), v.to_string())),
+        }
+    }
+    Ok(Request::NetworkCreate {
+        name: args.name,
+        driver: args.driver,
+        subnets,
+        mtu,
+        vni: args.vni,
+        options,
+    })
+}
+
+pub async fn run(cmd: NetworkCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    match cmd {
+        NetworkCommand::Create(args) => {
+            let value = ctx.call(&build_create(args)?).await?;
+            match ctx.format {
+                Format::Json => super::output::print_json(&value)?,
+                Format::Table => println!("{}", value["name"].as_str().unwrap_or_default()),
+            }
+        }
+        NetworkCommand::Ls => {
+            let value = ctx.call(&Request::NetworkLs).await?;
+            let rows: Vec<serde_json::Map<String, Value>> = value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    let subnets: Vec<String> = n["subnets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s["subnet"].as_str().map(str::to_string))
+                        .collect();
+                    let mut row = serde_json::Map::new();
+                    row.insert("name".into(), n["name"].clone());
+                    row.insert("driver".into(), n["driver"].clone());
+                    row.insert("vni".into(), n["vni"].clone());
+                    row.insert("subnets".into(), Value::String(subnets.join(",")));
+                    row.insert("endpoints".into(), n["endpoints"].clone());
+                    row
+                })
+                .collect();
+            ctx.print(&value, &["name", "driver", "vni", "subnets", "endpoints"], &rows)?;
+        }
+        NetworkCommand::Inspect { name } => {
+            // Like `docker network inspect`: JSON either way.
+            let value = ctx.call(&Request::NetworkInspect { name }).await?;
+            super::output::print_json(&value)?;
+        }
+        NetworkCommand::Rm { name } => {
+            ctx.call(&Request::NetworkRm { name: name.clone() }).await?;
+            println!("{name}");
+        }
+    }
+    Ok(())
+}

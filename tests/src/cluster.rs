@@ -1,0 +1,340 @@
+//! A cluster on one machine: N host namespaces on a switch (a bridge in its own namespace), a real
+//! etcd (or the embedded store) and a real `netd daemon` per host, started with `nsenter` so that
+//! it keeps the machine's bpffs (design §6). Containers are namespaces the tests create.
+//!
+//! ```text
+//!   sw: br0 10.201.0.254/24, etcd :2379
+//!    |-- h1: ul 10.201.0.1/24, netd daemon
+//!    |-- h2: ul 10.201.0.2/24, netd daemon
+//!    ...
+//! ```
+
+use std::{
+    fs,
+    net::{Ipv4Addr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{ip, netns::Netns, sh};
+
+pub const STORE_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 254);
+
+/// Which store the daemons share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Etcd,
+    Embedded,
+}
+
+pub struct Etcd {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    switch: String,
+}
+
+impl Etcd {
+    fn start(switch: &Netns, data_dir: PathBuf) -> anyhow::Result<Self> {
+        let mut etcd = Self {
+            child: None,
+            data_dir,
+            switch: switch.name.clone(),
+        };
+        etcd.restart()?;
+        Ok(etcd)
+    }
+
+    /// Starts etcd (again) on the same data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let client = format!("http://{STORE_IP}:2379");
+        let peer = format!("http://{STORE_IP}:2380");
+        let log = fs::File::create(self.data_dir.with_extension("log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.switch, "etcd", "--name", "lab"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("lab={peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start etcd (is etcd-server installed?)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if port_open(&netd::netns::named(&self.switch), STORE_IP, 2379) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("etcd did not come up; see {}", self.data_dir.with_extension("log").display());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills etcd (the outage tests restart it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One simulated host with its daemon.
+pub struct ClusterHost {
+    pub name: String,
+    pub vtep: Ipv4Addr,
+    pub run_dir: PathBuf,
+    pub pin_dir: PathBuf,
+    pub log: PathBuf,
+    daemon: Option<Child>,
+    daemon_args: Vec<String>,
+    pub ns: Netns,
+}
+
+pub struct Cluster {
+    pub hosts: Vec<ClusterHost>,
+    pub etcd: Option<Etcd>,
+    pub store_url: String,
+    /// Containers made by [`Cluster::container`]; dropped before the hosts.
+    pub containers: Vec<Netns>,
+    pub switch: Netns,
+    pub dir: tempdir::Dir,
+}
+
+/// A temporary directory removed on drop (no extra crate needed).
+pub mod tempdir {
+    use std::path::PathBuf;
+
+    pub struct Dir(pub PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> std::io::Result<Self> {
+            let path = std::env::temp_dir().join(crate::unique_name(&format!("netd-{tag}-")));
+            std::fs::create_dir_all(&path)?;
+            Ok(Self(path))
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            if std::env::var_os("NETD_KEEP_LAB").is_none() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// `hosts` hosts, their daemons started and registered, sharing `store`.
+    pub fn new(tag: &str, hosts: usize, store: StoreKind, lease_ttl: u64) -> anyhow::Result<Self> {
+        let dir = tempdir::Dir::new(tag)?;
+        let switch = Netns::new(&format!("{tag}s"))?;
+        switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        switch.ip(&["addr", "add", &format!("{STORE_IP}/24"), "dev", "br0"])?;
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let (etcd, store_url) = match store {
+            StoreKind::Etcd => (
+                Some(Etcd::start(&switch, dir.0.join("etcd"))?),
+                format!("etcd://{STORE_IP}:2379"),
+            ),
+            StoreKind::Embedded => (None, format!("file://{}", dir.0.join("store").display())),
+        };
+        let mut cluster = Self {
+            hosts: Vec::new(),
+            etcd,
+            store_url,
+            containers: Vec::new(),
+            switch,
+            dir,
+        };
+        for i in 0..hosts {
+            cluster.add_host(i, lease_ttl)?;
+        }
+        for i in 0..hosts {
+            cluster.wait_registered(i, hosts)?;
+        }
+        Ok(cluster)
+    }
+
+    fn add_host(&mut self, i: usize, lease_ttl: u64) -> anyhow::Result<()> {
+        let ns = Netns::new("ch")?;
+        let port = format!("sw{}", crate::unique_name("").trim_start_matches('x'));
+        let port = port.chars().take(15).collect::<String>();
+        ip(&["link", "add", "ul", "netns", &ns.name, "type", "veth", "peer", "name", &port, "netns", &self.switch.name])?;
+        self.switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        let vtep = Ipv4Addr::new(10, 201, 0, (i + 1) as u8);
+        ns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "ul"])?;
+        ns.ip(&["link", "set", "ul", "up"])?;
+        ns.exec("sysctl", &["-qw", "net.ipv4.conf.ul.forwarding=1"])?;
+        let name = format!("h{}", i + 1);
+        let run_dir = self.dir.0.join(&name);
+        let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
+        let daemon_args = vec![
+            "daemon".to_string(),
+            "--store".into(),
+            self.store_url.clone(),
+            "--advertise".into(),
+            vtep.to_string(),
+            "--uplink".into(),
+            "ul".into(),
+            "--run-dir".into(),
+            run_dir.display().to_string(),
+            "--pin-dir".into(),
+            pin_dir.display().to_string(),
+            "--hostname".into(),
+            name.clone(),
+            "--lease-ttl".into(),
+            lease_ttl.to_string(),
+            "--log-level".into(),
+            "info".into(),
+        ];
+        let mut host = ClusterHost {
+            log: self.dir.0.join(format!("{name}.log")),
+            name,
+            vtep,
+            run_dir,
+            pin_dir,
+            daemon: None,
+            daemon_args,
+            ns,
+        };
+        host.start()?;
+        self.hosts.push(host);
+        Ok(())
+    }
+
+    /// Waits until host `i`'s daemon sees `expected` hosts.
+    pub fn wait_registered(&self, i: usize, expected: usize) -> anyhow::Result<()> {
+        self.wait_for(Duration::from_secs(15), || {
+            let status = self.netd_json(i, &["status"]).ok()?;
+            (status["hosts"].as_object()?.len() == expected && status["store"]["state"] == "connected").then_some(())
+        })
+        .with_context(|| format!("host {} did not see {expected} hosts; log: {}", i + 1, self.hosts[i].log.display()))
+    }
+
+    /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
+    pub fn wait_for<T>(&self, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check() {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Runs the netd CLI against host `i`'s daemon.
+    pub fn netd(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+        let bin = crate::netd_bin()?;
+        let socket = self.hosts[i].run_dir.join("netd.sock").display().to_string();
+        let pins = self.hosts[i].pin_dir.display().to_string();
+        let mut all = vec!["--socket", socket.as_str(), "--pin-dir", pins.as_str()];
+        all.extend_from_slice(args);
+        sh(bin.to_str().context("netd path")?, &all)
+    }
+
+    /// Like [`Self::netd`] with `--json`, parsed.
+    pub fn netd_json(&self, i: usize, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        Ok(serde_json::from_str(&self.netd(i, &all)?)?)
+    }
+
+    /// A new container namespace (removed with the cluster).
+    pub fn container(&mut self) -> anyhow::Result<usize> {
+        self.containers.push(Netns::new("cc")?);
+        Ok(self.containers.len() - 1)
+    }
+
+    /// The FDB of host `i` as `netd maps dump fdb --json` shows it.
+    pub fn fdb(&self, i: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+        let v = self.netd_json(i, &["maps", "dump", "fdb"])?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+
+}
+
+/// Whether `ip:port` accepts a TCP connection from inside the namespace at `netns`.
+fn port_open(netns: &std::path::Path, ip: Ipv4Addr, port: u16) -> bool {
+    let netns = netns.to_path_buf();
+    thread::spawn(move || {
+        let Ok(_inside) = netd::netns::enter(&netns) else {
+            return false;
+        };
+        TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok()
+    })
+    .join()
+    .unwrap_or(false)
+}
+
+impl ClusterHost {
+    /// Starts (or restarts) the daemon in the host's namespace and waits for its socket.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let bin = crate::netd_bin()?;
+        let socket = self.run_dir.join("netd.sock");
+        let _ = fs::remove_file(&socket);
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns.path().display()))
+            .arg(bin)
+            .args(&self.daemon_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start netd daemon")?;
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !socket.exists() {
+            if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
+                bail!("netd daemon exited ({status}); log: {}", fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            if Instant::now() > deadline {
+                bail!("netd daemon did not open its socket; log: {}", self.log.display());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// `kill -9` of the daemon: the datapath stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ClusterHost {
+    fn drop(&mut self) {
+        self.kill();
+        // Unpinning the links detaches the programs, removing the directory frees the maps; the
+        // namespace (with the uplink and endpoint veths) goes when `ns` drops after this.
+        let _ = fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Containers first (their veth peers live in the hosts), then hosts, then the store.
+        self.containers.clear();
+        self.hosts.clear();
+        self.etcd = None;
+    }
+}
