@@ -95,24 +95,22 @@ impl EtcdStore {
             // A member cut off from its leader answers nothing rather than stale data, and
             // cancels our watches so that we re-list from a member that has one.
             .with_require_leader(true);
-        let client = match tokio::time::timeout(
-            CALL_DEADLINE,
-            Client::connect(endpoints, Some(options)),
-        )
-        .await
-        {
-            Ok(Ok(client)) => client,
-            Ok(Err(
-                e @ (etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_)),
-            )) => {
-                return Err(StoreError::BadUrl {
-                    url: endpoints.join(","),
-                    reason: e.to_string(),
-                });
-            }
-            Ok(Err(e)) => return Err(map_err("connect", e)),
-            Err(_) => return Err(deadline_passed("connect")),
-        };
+        let client =
+            match tokio::time::timeout(CALL_DEADLINE, Client::connect(endpoints, Some(options)))
+                .await
+            {
+                Ok(Ok(client)) => client,
+                Ok(Err(
+                    e @ (etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_)),
+                )) => {
+                    return Err(StoreError::BadUrl {
+                        url: endpoints.join(","),
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(Err(e)) => return Err(map_err("connect", e)),
+                Err(_) => return Err(deadline_passed("connect")),
+            };
         Ok(Self {
             client,
             endpoints: endpoints.to_vec(),
@@ -234,12 +232,14 @@ impl EtcdStore {
         // closes the keep-alive stream.
         match tokio::time::timeout(CALL_DEADLINE, lease_client.keep_alive(lease.0)).await {
             Ok(Ok((_keeper, _stream))) => Ok(()),
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => Err(StoreError::LeaseLost(lease)),
+            Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
+                Err(StoreError::LeaseLost(lease))
+            }
             Ok(Err(e)) if is_not_found(&e) => Err(StoreError::LeaseLost(lease)),
             // The stream ended before any answer (etcd-client reports it as a watch error).
-            Ok(Err(etcd_client::Error::WatchError(msg))) => Err(StoreError::Unavailable(
-                format!("keep-alive: stream ended without an answer: {msg}"),
-            )),
+            Ok(Err(etcd_client::Error::WatchError(msg))) => Err(StoreError::Unavailable(format!(
+                "keep-alive: stream ended without an answer: {msg}"
+            ))),
             Ok(Err(e)) => Err(map_err("keep-alive", e)),
             Err(_) => Err(deadline_passed("keep-alive")),
         }
@@ -407,7 +407,9 @@ fn is_not_found(e: &etcd_client::Error) -> bool {
 }
 
 fn deadline_passed(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("{what}: no answer from etcd within {CALL_DEADLINE:?}"))
+    StoreError::Unavailable(format!(
+        "{what}: no answer from etcd within {CALL_DEADLINE:?}"
+    ))
 }
 
 /// Sorts etcd-client errors into "etcd not reachable / not answering" (retry later) and the rest.

@@ -45,7 +45,10 @@ impl Etcd {
                 // Both bound at once so that they differ.
                 let a = TcpListener::bind("127.0.0.1:0").unwrap();
                 let b = TcpListener::bind("127.0.0.1:0").unwrap();
-                (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+                (
+                    a.local_addr().unwrap().port(),
+                    b.local_addr().unwrap().port(),
+                )
             };
             let mut etcd = Self {
                 child: None,
@@ -76,7 +79,10 @@ impl Etcd {
             .unwrap();
         let child = Command::new(ETCD)
             .arg("--name=t")
-            .arg(format!("--data-dir={}", self.dir.path().join("data").display()))
+            .arg(format!(
+                "--data-dir={}",
+                self.dir.path().join("data").display()
+            ))
             .arg(format!("--listen-client-urls={}", self.url))
             .arg(format!("--advertise-client-urls={}", self.url))
             .arg(format!("--listen-peer-urls={}", self.peer_url))
@@ -202,7 +208,11 @@ async fn get_put_list_track_revisions() {
     // The listing's revision is the store's, not only the prefix's: it counts the /b/ put.
     assert!(listing.revision > r3);
 
-    assert_eq!(store.list("").await.unwrap().kvs.len(), 3, "empty prefix lists all");
+    assert_eq!(
+        store.list("").await.unwrap().kvs.len(),
+        3,
+        "empty prefix lists all"
+    );
 }
 
 #[tokio::test]
@@ -233,7 +243,10 @@ async fn create_all_is_all_or_nothing() {
     );
     let after = store.list("/c/").await.unwrap();
     assert_eq!(after.kvs, first.kvs);
-    assert_eq!(after.revision, first.revision, "a failed create writes nothing");
+    assert_eq!(
+        after.revision, first.revision,
+        "a failed create writes nothing"
+    );
 
     // Disjoint: written.
     assert!(store.create_all(&[kv("/c/3", b"3")]).await.unwrap());
@@ -273,7 +286,11 @@ async fn lease_keeps_key_until_revoked() {
     assert!(store.get("/l/node").await.unwrap().is_some());
 
     store.revoke(lease).await.unwrap();
-    assert_eq!(store.get("/l/node").await.unwrap(), None, "revoke deletes the lease's keys");
+    assert_eq!(
+        store.get("/l/node").await.unwrap(),
+        None,
+        "revoke deletes the lease's keys"
+    );
     assert!(matches!(
         store.keep_alive(lease).await,
         Err(StoreError::LeaseLost(l)) if l == lease
@@ -375,7 +392,10 @@ async fn watch_from_compacted_revision_fails() {
     let first = store.put("/k/x", b"0", None).await.unwrap();
     let mut last = first;
     for i in 1..5 {
-        last = store.put("/k/x", format!("{i}").as_bytes(), None).await.unwrap();
+        last = store
+            .put("/k/x", format!("{i}").as_bytes(), None)
+            .await
+            .unwrap();
     }
     etcd.raw_client().await.compact(last, None).await.unwrap();
 
@@ -386,7 +406,10 @@ async fn watch_from_compacted_revision_fails() {
             .expect("no answer from the watch within 10 s")
             .unwrap_err(),
     };
-    assert!(matches!(err, StoreError::Compacted(rev) if rev == last), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Compacted(rev) if rev == last),
+        "{err:?}"
+    );
 
     // Watching from after the compaction works.
     let mut watch = store.watch("/k/", last + 1).await.unwrap();
@@ -423,10 +446,13 @@ async fn etcd_down_is_unavailable_and_recovers() {
     eprintln!("etcd down noticed in {:?}", started.elapsed());
 
     // A client made while etcd is down connects lazily and fails on use, in bounded time too.
-    let late = timeout(Duration::from_secs(10), EtcdStore::connect(std::slice::from_ref(&etcd.url)))
-        .await
-        .expect("connect hung with etcd down")
-        .unwrap();
+    let late = timeout(
+        Duration::from_secs(10),
+        EtcdStore::connect(std::slice::from_ref(&etcd.url)),
+    )
+    .await
+    .expect("connect hung with etcd down")
+    .unwrap();
     let res = timeout(Duration::from_secs(10), late.get("/x"))
         .await
         .expect("get hung with etcd down");
@@ -481,9 +507,12 @@ async fn silent_peer_is_unavailable_in_bounded_time() {
         .await
         .expect("watch hung on a silent peer");
     assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
-    let res = timeout(Duration::from_secs(10), store.keep_alive(netd_store::LeaseId(1)))
-        .await
-        .expect("keep-alive hung on a silent peer");
+    let res = timeout(
+        Duration::from_secs(10),
+        store.keep_alive(netd_store::LeaseId(1)),
+    )
+    .await
+    .expect("keep-alive hung on a silent peer");
     assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
     eprintln!("silent peer: 3 calls failed in {:?}", started.elapsed());
     drop(listener);

@@ -338,3 +338,22 @@ impl Drop for Cluster {
         self.etcd = None;
     }
 }
+
+impl Cluster {
+    /// Writes a raw value into the store, bypassing netd (as an operator with etcdctl could).
+    pub fn store_put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        let (url, netns) = (self.store_url.clone(), self.switch.path());
+        let (key, value) = (key.to_string(), value.to_vec());
+        thread::spawn(move || -> anyhow::Result<()> {
+            let _inside = netd::netns::enter(&netns)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let store = netd_store::Store::connect(&url).await?;
+                store.put(&key, &value).await?;
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("store writer panicked"))?
+    }
+}
