@@ -1,13 +1,16 @@
-//! `cargo xtask demo`: two simulated hosts, a container on each, traffic across netd's eBPF
-//! VXLAN datapath, the maps and counters, then everything removed.
+//! `cargo xtask demo`: the seed's overlay scenario with netd instead of Docker's cluster store.
+//! A real etcd and two simulated hosts (network namespaces on a switch), `netd daemon` on each,
+//! the seed's network created on host 1 and used from both, ping and iperf3 across, then the
+//! network, maps and counters shown and everything removed.
 
 use std::{
     process::ExitCode,
     sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
 };
 
 use anyhow::Context as _;
-use netd_tests::lab::TwoHostLab;
+use netd_tests::cluster::{Cluster, StoreKind};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -21,78 +24,90 @@ fn step(title: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(out: anyhow::Result<String>) -> anyhow::Result<()> {
-    print!("{}", out?);
-    Ok(())
+/// Runs `netd ARGS` on host `i`, echoing the command line as an operator would type it.
+fn netd(c: &Cluster, i: usize, args: &[&str]) -> anyhow::Result<String> {
+    anyhow::ensure!(!INTERRUPTED.load(Ordering::SeqCst), "interrupted");
+    println!("{}$ netd {}", c.hosts[i].name, args.join(" "));
+    let out = c.netd(i, args)?;
+    print!("{out}");
+    Ok(out)
 }
 
 fn demo() -> anyhow::Result<()> {
-    let netd = netd_tests::netd_bin()?;
-    let netd = netd.to_str().context("netd path is not UTF-8")?;
-
-    step("building two hosts (network namespaces joined by a veth underlay), a container on each")?;
-    let lab = TwoHostLab::new("dm")?;
-    let [h1, h2] = &lab.hosts;
-    for (i, h) in lab.hosts.iter().enumerate() {
+    step("starting etcd, two hosts on a switch, and `netd daemon` on each")?;
+    let mut c = Cluster::new("dm", 2, StoreKind::Etcd, 15)?;
+    println!("etcd:   {}", c.store_url);
+    for h in &c.hosts {
         println!(
-            "host {}: netns {}, VTEP {} | container: netns {}, {} ({})",
-            i + 1,
+            "{}: netns {}, VTEP {}, pins {}, log {}",
+            h.name,
             h.ns.name,
             h.vtep,
-            h.container.name,
-            h.container_ip,
-            netd_tests::pkt::fmt_mac(&h.container_mac)
-        );
-    }
-    println!("programs loaded, pinned under {} and {}, attached with TCX links", h1.pin_dir.display(), h2.pin_dir.display());
-    for p in h1.datapath.program_sizes()? {
-        println!(
-            "  {:<20} {:>5} instructions, {:>5} bytes JIT-compiled, verifier processed {} instructions",
-            p.name,
-            p.instructions.map_or("?".into(), |n| n.to_string()),
-            p.jited_bytes,
-            p.verified_instructions.map_or("?".into(), |n| n.to_string())
+            h.pin_dir.display(),
+            h.log.display()
         );
     }
 
-    step("ping from the container on host 1 to the container on host 2")?;
-    show(h1.container.exec("ping", &["-c", "4", "-i", "0.2", &h2.container_ip.to_string()]))?;
-    step("ping back from host 2 to host 1")?;
-    show(h2.container.exec("ping", &["-c", "4", "-i", "0.2", &h1.container_ip.to_string()]))?;
+    step("the seed's network, created once on host 1")?;
+    netd(&c, 0, &[
+        "network", "create", "-d", "overlay", "--subnet", "172.31.0.0/16", "--gateway", "172.31.0.2",
+        "-o", "mtu=1200", "mynet",
+    ])?;
+    c.wait_for(Duration::from_secs(10), || {
+        (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(())
+    })?;
+    netd(&c, 1, &["network", "ls"])?;
 
-    step("iperf3: 3 s of TCP from host 1's container to host 2's")?;
-    let mut server = h2
-        .container
+    step("a container on each host (any network namespace will do)")?;
+    let c1 = c.container()?;
+    let c2 = c.container()?;
+    let (ns1, ns2) = (c.containers[c1].name.clone(), c.containers[c2].name.clone());
+    netd(&c, 0, &["endpoint", "add", "--network", "mynet", "--netns", &ns1, "web1"])?;
+    netd(&c, 1, &["endpoint", "add", "--network", "mynet", "--netns", &ns2, "--ip", "172.31.0.9", "web2"])?;
+    netd(&c, 1, &["endpoint", "ls"])?;
+    let ip1 = c.netd_json(0, &["endpoint", "ls"])?
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "web1"))
+        .and_then(|e| e["ip"].as_str().map(str::to_string))
+        .context("web1 not listed")?;
+
+    step("ping across hosts, both ways")?;
+    c.wait_for(Duration::from_secs(10), || c.containers[c1].exec("ping", &["-c", "1", "-W", "1", "172.31.0.9"]).ok())?;
+    print!("{}", c.containers[c1].exec("ping", &["-c", "4", "-i", "0.2", "172.31.0.9"])?);
+    print!("{}", c.containers[c2].exec("ping", &["-c", "4", "-i", "0.2", &ip1])?);
+
+    step("iperf3: 3 s of TCP from web1 (host 1) to web2 (host 2)")?;
+    let mut server = c.containers[c2]
         .command("iperf3")
         .args(["-s", "-1"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("cannot start iperf3 -s")?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let client = h1
-        .container
-        .exec("iperf3", &["-c", &h2.container_ip.to_string(), "-t", "3", "-f", "g"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let client = c.containers[c1].exec("iperf3", &["-c", "172.31.0.9", "-t", "3", "-f", "g"]);
     let _ = server.kill();
     let _ = server.wait();
     for line in client?.lines().filter(|l| l.contains("sender") || l.contains("receiver")) {
         println!("{line}");
     }
 
-    let pins = h1.pin_dir.display().to_string();
-    for map in ["config", "endpoints", "fdb", "neigh", "vteps"] {
-        step(&format!("netd maps dump {map}   (host 1)"))?;
-        show(netd_tests::sh(netd, &["maps", "dump", map, "--pin-dir", &pins]))?;
-    }
-    for (i, h) in lab.hosts.iter().enumerate() {
-        step(&format!("counters of host {} (non-zero; `netd maps dump stats` shows all)", i + 1))?;
-        for (name, value) in netd::datapath::inspect::counters(&h.pin_dir)? {
-            if value != 0 {
-                println!("  {name:<28} {value}");
-            }
+    step("what netd knows")?;
+    netd(&c, 0, &["network", "inspect", "mynet"])?;
+    netd(&c, 0, &["status"])?;
+    netd(&c, 0, &["maps", "dump", "fdb"])?;
+    netd(&c, 0, &["maps", "dump", "neigh"])?;
+    step("counters of host 1 (non-zero; `netd maps dump stats` shows them all)")?;
+    for (name, value) in netd::datapath::inspect::counters(&c.hosts[0].pin_dir)? {
+        if value != 0 {
+            println!("  {name:<28} {value}");
         }
     }
-    step("removing namespaces, interfaces and pins")?;
-    drop(lab);
+
+    step("cleaning up: endpoints, network, daemons, etcd, namespaces, pins")?;
+    netd(&c, 0, &["endpoint", "rm", "web1"])?;
+    netd(&c, 1, &["endpoint", "rm", "web2"])?;
+    netd(&c, 0, &["network", "rm", "mynet"])?;
+    drop(c);
     println!("done: nothing left behind");
     Ok(())
 }
