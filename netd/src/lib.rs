@@ -12,6 +12,7 @@ pub mod api;
 pub mod bpffs;
 pub mod daemon;
 pub mod datapath;
+pub mod docker;
 pub mod netlink;
 pub mod netns;
 pub mod reconcile;

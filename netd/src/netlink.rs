@@ -117,6 +117,25 @@ fn configure(link: &EndpointLink<'_>, host: &str, peer: &str) -> Result<(), Netl
     Ok(())
 }
 
+/// Creates a veth pair for a Docker endpoint: both ends stay in this namespace, the peer (named
+/// `<host>p`, with the endpoint's MAC and MTU) is what Docker moves into the container at Join.
+/// Returns (host end, peer).
+pub fn create_docker_endpoint(network: &str, endpoint: &str, mac: &str, mtu: u16) -> Result<(String, String), NetlinkError> {
+    let host = host_ifname(network, endpoint);
+    let peer = format!("{host}p");
+    let mtu = mtu.to_string();
+    // A leftover from a crash between create and delete: start clean.
+    delete_link(&host)?;
+    run("ip", &["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", &peer, "mtu", &mtu, "address", mac])?;
+    let result = run("ip", &["link", "set", &host, "alias", &alias(network, endpoint)])
+        .and_then(|_| run("ip", &["link", "set", &host, "up"]));
+    if let Err(e) = result {
+        let _ = delete_link(&host);
+        return Err(e);
+    }
+    Ok((host, peer))
+}
+
 /// Deletes a link (its veth peer goes with it). Deleting a missing link is not an error.
 pub fn delete_link(name: &str) -> Result<(), NetlinkError> {
     match run("ip", &["link", "del", name]) {

@@ -200,6 +200,7 @@ impl Cluster {
             lease_ttl.to_string(),
             "--log-level".into(),
             "info".into(),
+            "--no-docker".into(),
         ];
         let mut host = ClusterHost {
             log: self.dir.0.join(format!("{name}.log")),

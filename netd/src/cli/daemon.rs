@@ -29,6 +29,15 @@ pub struct DaemonArgs {
     /// Seconds the other hosts keep this host's endpoints after it stops renewing its lease.
     #[arg(long, default_value_t = 15)]
     lease_ttl: u64,
+    /// Directory where Docker discovers plugins; netd serves `netd.sock` there.
+    #[arg(long, default_value = "/run/docker/plugins")]
+    docker_plugin_dir: PathBuf,
+    /// Docker Engine API socket (default: DOCKER_HOST if unix://, else /var/run/docker.sock).
+    #[arg(long)]
+    docker_host: Option<PathBuf>,
+    /// Serve network namespaces only: no Docker plugin, no Engine connection.
+    #[arg(long)]
+    no_docker: bool,
 }
 
 fn system_hostname() -> anyhow::Result<String> {
@@ -55,6 +64,12 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         pin_dir,
         host_name,
         lease_ttl: Duration::from_secs(args.lease_ttl),
+        docker: (!args.no_docker).then(|| netd::docker::DockerOptions {
+            plugin_dir: args.docker_plugin_dir,
+            engine_socket: args
+                .docker_host
+                .unwrap_or_else(|| netd::docker::engine::Engine::from_env().socket().to_path_buf()),
+        }),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(netd::daemon::run(options))

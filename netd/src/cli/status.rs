@@ -35,6 +35,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     println!("networks:    {}", s(&v["networks"]));
     println!("endpoints:   {} here, {} on other hosts", s(&v["endpoints_local"]), s(&v["endpoints_remote"]));
     println!("invalid:     {} store values skipped", s(&v["invalid_values"]));
+    println!("docker:      {}", s(&v["docker"]));
     if let Some(maps) = v["maps"].as_array() {
         let fill: Vec<String> = maps
             .iter()

@@ -62,7 +62,7 @@ fn build_subnets(specs: &[SubnetSpec]) -> anyhow::Result<Vec<SubnetRecord>> {
         .collect()
 }
 
-async fn network_create(
+pub(crate) async fn network_create(
     shared: &Shared,
     name: String,
     driver: String,
@@ -153,7 +153,7 @@ fn network_ls(shared: &Shared) -> Value {
 }
 
 /// Reads a network straight from the store (the view may lag behind a create on another host).
-async fn load_network(shared: &Shared, name: &str) -> anyhow::Result<NetworkRecord> {
+pub(crate) async fn load_network(shared: &Shared, name: &str) -> anyhow::Result<NetworkRecord> {
     let kv = shared
         .store
         .get(&keys::network(name))
@@ -178,7 +178,7 @@ async fn network_inspect(shared: &Shared, name: &str) -> anyhow::Result<Value> {
     Ok(v)
 }
 
-async fn network_rm(shared: &Shared, name: &str) -> anyhow::Result<Value> {
+pub(crate) async fn network_rm(shared: &Shared, name: &str) -> anyhow::Result<Value> {
     let record = load_network(shared, name).await?;
     let endpoints = shared.store.list(&keys::endpoints_of(name)).await?;
     if !endpoints.kvs.is_empty() {
@@ -214,7 +214,7 @@ fn endpoint_ls(shared: &Shared, network: Option<&str>) -> Value {
 
 /// Records a change this daemon just made in its view and applies it at once, instead of waiting
 /// for the watch to echo it (the echo then changes nothing).
-fn apply_locally(shared: &Shared, event: WatchEvent) -> anyhow::Result<()> {
+pub(crate) fn apply_locally(shared: &Shared, event: WatchEvent) -> anyhow::Result<()> {
     {
         let mut view = shared.view();
         let revision = view.revision;
@@ -409,6 +409,7 @@ fn status(shared: &Shared) -> anyhow::Result<Value> {
         "endpoints_local": cluster.endpoints.iter().filter(|e| &e.record.host == me).count(),
         "endpoints_remote": cluster.endpoints.iter().filter(|e| &e.record.host != me).count(),
         "invalid_values": status.invalid_total,
+        "docker": status.docker.clone().unwrap_or_else(|| "disabled".into()),
         "maps": maps,
         "uptime_seconds": shared.started.elapsed().as_secs(),
     }))

@@ -4,10 +4,10 @@
 //! Nothing here ever flushes the datapath: programs and maps are pinned, so traffic keeps
 //! flowing while the daemon restarts or the store is unreachable.
 
-mod handlers;
+pub(crate) mod handlers;
 mod host;
 mod server;
-mod shared;
+pub(crate) mod shared;
 mod sync;
 
 use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -39,6 +39,8 @@ pub struct DaemonOptions {
     pub host_name: String,
     /// TTL of the host's lease: how long the others keep its endpoints after it stops renewing.
     pub lease_ttl: Duration,
+    /// Docker integration, `None` to serve namespaces only.
+    pub docker: Option<crate::docker::DockerOptions>,
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
@@ -77,6 +79,9 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(options, store, datapath, local, uplink, uplink_mtu));
     tokio::spawn(sync::run(shared.clone()));
     tokio::spawn(host::run(shared.clone()));
+    if let Some(docker) = shared.options.docker.clone() {
+        crate::docker::start(shared.clone(), docker)?;
+    }
     let server = server::bind(&shared.options.run_dir)?;
     tracing::info!(socket = %shared.socket_path().display(), host = %shared.options.host_name, "serving");
     tokio::select! {

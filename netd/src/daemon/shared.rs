@@ -25,6 +25,8 @@ pub struct Status {
     pub invalid_total: u64,
     pub last_apply: ApplyStats,
     pub lease: Option<i64>,
+    /// Docker integration state, `None` when disabled.
+    pub docker: Option<String>,
 }
 
 pub struct Shared {
@@ -95,6 +97,14 @@ impl Shared {
     /// The store's contents as of the last reconcile.
     pub fn cluster(&self) -> Arc<Cluster> {
         lock(&self.cluster).clone()
+    }
+
+    pub fn set_docker_state(&self, state: String) {
+        let mut status = self.status();
+        if status.docker.as_deref() != Some(&state) {
+            tracing::info!(docker = %state, "Docker engine");
+            status.docker = Some(state);
+        }
     }
 
     pub fn store_ok(&self) {

@@ -1,0 +1,179 @@
+//! Keeps Docker and the store in step, following the Engine's event stream and re-checking
+//! everything on start, on every reconnect and periodically (the stream drops events for slow
+//! readers, and events are lost while netd is down).
+//!
+//! - store -> Docker: every netd network exists in this host's Docker (created with the
+//!   `netd.network` option); one that left the store leaves Docker.
+//! - Docker -> store: an endpoint of this host that Docker no longer has (its container went
+//!   away while netd was down) is removed, and its address released.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use super::driver::{Driver, NETD_NETWORK_OPTION};
+
+const RESYNC_EVERY: Duration = Duration::from_secs(15);
+/// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).
+const GRACE: Duration = Duration::from_secs(60);
+
+pub async fn run(driver: Arc<Driver>) {
+    let mut seen_in_store: HashSet<String> = HashSet::new();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match follow(&driver, &mut seen_in_store).await {
+            Ok(()) => {}
+            Err(error) => {
+                driver.shared.set_docker_state(format!("unreachable: {error:#} (retrying)"));
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        }
+        backoff = Duration::from_millis(500);
+    }
+}
+
+/// Connects, reconciles, then follows events until the stream breaks.
+async fn follow(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow::Result<()> {
+    driver.engine.ping().await?;
+    let mut events = driver.engine.events().await?;
+    driver.shared.set_docker_state(format!("connected to {}", driver.engine.socket().display()));
+    resync(driver, seen_in_store).await?;
+    let mut next_resync = Instant::now() + RESYNC_EVERY;
+    // Store changes also need mirroring: poll the daemon's view cheaply between events.
+    let mut last_networks = network_names(driver);
+    loop {
+        let wait = tokio::time::sleep(Duration::from_millis(500));
+        tokio::select! {
+            event = events.next() => {
+                let event = event?;
+                let relevant = matches!(
+                    (event["Type"].as_str(), event["Action"].as_str()),
+                    (Some("container"), Some("die" | "destroy" | "stop" | "kill"))
+                        | (Some("network"), Some("disconnect" | "destroy" | "create"))
+                );
+                if relevant {
+                    resync(driver, seen_in_store).await?;
+                }
+            }
+            () = wait => {
+                let now = network_names(driver);
+                if now != last_networks || Instant::now() > next_resync {
+                    resync(driver, seen_in_store).await?;
+                    last_networks = now;
+                    next_resync = Instant::now() + RESYNC_EVERY;
+                }
+            }
+        }
+    }
+}
+
+fn network_names(driver: &Driver) -> Vec<String> {
+    driver.shared.cluster().networks.keys().cloned().collect()
+}
+
+async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow::Result<()> {
+    let cluster = driver.shared.cluster();
+    let docker = driver.engine.networks("netd").await?;
+    let mut by_name: HashMap<String, String> = docker.iter().map(|n| (n.name.clone(), n.id.clone())).collect();
+    let bound = driver.bound_networks();
+
+    // Docker networks found at start-up (or made while we were away): bind them.
+    for n in &docker {
+        if !bound.contains_key(&n.id)
+            && let Some(net) = cluster.networks.get(&n.name)
+        {
+            let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
+            driver.adopt(&n.id, &n.name, &subnets);
+        }
+    }
+
+    // store -> Docker.
+    for (name, net) in &cluster.networks {
+        seen_in_store.insert(name.clone());
+        if by_name.contains_key(name) {
+            continue;
+        }
+        let config: Vec<Value> = net
+            .subnets
+            .iter()
+            .map(|s| {
+                let mut c = json!({ "Subnet": s.subnet.to_string() });
+                if let Some(g) = s.gateway {
+                    c["Gateway"] = json!(g.to_string());
+                }
+                if let Some(r) = s.ip_range {
+                    c["IPRange"] = json!(r.to_string());
+                }
+                if !s.aux.is_empty() {
+                    c["AuxiliaryAddresses"] = json!(s.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<HashMap<_, _>>());
+                }
+                c
+            })
+            .collect();
+        let mut options = json!({ NETD_NETWORK_OPTION: name });
+        if let Some(mtu) = net.mtu {
+            options["com.docker.network.driver.mtu"] = json!(mtu.to_string());
+        }
+        let body = json!({
+            "Name": name,
+            "Driver": "netd",
+            "CheckDuplicate": true,
+            "Attachable": true,
+            "IPAM": { "Driver": "netd", "Config": config, "Options": { NETD_NETWORK_OPTION: name } },
+            "Options": options,
+        });
+        match driver.engine.create_network(&body).await {
+            Ok(()) => {
+                tracing::info!(network = %name, "network mirrored into Docker");
+                by_name.insert(name.clone(), String::new());
+            }
+            Err(error) => tracing::warn!(network = %name, %error, "cannot mirror network into Docker"),
+        }
+    }
+    // A network that was in the store and left it leaves Docker (a network the user just made
+    // and netd has not published yet was never seen in the store, and stays).
+    for (name, id) in &by_name {
+        if !cluster.networks.contains_key(name) && seen_in_store.contains(name) && !id.is_empty() {
+            match driver.engine.remove_network(id).await {
+                Ok(()) => {
+                    tracing::info!(network = %name, "network removed from Docker (gone from the store)");
+                    seen_in_store.remove(name);
+                }
+                Err(error) => tracing::warn!(network = %name, %error, "cannot remove network from Docker"),
+            }
+        }
+    }
+
+    // Docker -> store: endpoints whose container is gone.
+    let me = &driver.shared.options.host_name;
+    let mut live: HashSet<String> = HashSet::new();
+    for nid in driver.bound_networks().keys() {
+        if let Some(n) = driver.engine.network(nid).await? {
+            for c in n["Containers"].as_object().into_iter().flatten().map(|(_, c)| c) {
+                if let Some(eid) = c["EndpointID"].as_str() {
+                    live.insert(eid.to_string());
+                }
+            }
+        }
+    }
+    let young: HashSet<String> = driver
+        .created
+        .lock()
+        .map(|m| m.iter().filter(|(_, t)| t.elapsed() < GRACE).map(|(k, _)| k.clone()).collect())
+        .unwrap_or_default();
+    let bound_names: HashSet<String> = driver.bound_networks().into_values().collect();
+    for ep in cluster.endpoints.iter().filter(|e| &e.record.host == me) {
+        let docker_made = ep.id.len() == 64 && ep.id.bytes().all(|b| b.is_ascii_hexdigit());
+        if docker_made && bound_names.contains(&ep.network) && !live.contains(&ep.id) && !young.contains(&ep.id) {
+            tracing::info!(network = %ep.network, endpoint = %ep.id, "Docker no longer has this endpoint; releasing it");
+            driver.remove_endpoint(&ep.network, &ep.id, true).await?;
+        }
+    }
+    Ok(())
+}
