@@ -32,6 +32,11 @@ pub use self::{
 /// The compiled programs, built by netd/build.rs (aya-build) from netd-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
 
+/// The embedded object, for loading programs netd itself does not (the benchmark's null program).
+pub fn object() -> &'static [u8] {
+    OBJECT
+}
+
 /// What the kernel says about a loaded program.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProgramSize {

@@ -45,6 +45,9 @@ struct Pool {
     ip_range: Option<Ipv4Net>,
     /// The netd network, once known.
     network: Option<String>,
+    /// Whether `CreateNetwork` came for it: before that, Docker only asks for the gateway and
+    /// aux addresses.
+    in_network: bool,
     created: Instant,
 }
 
@@ -87,7 +90,8 @@ impl Driver {
         let result = match path {
             "/Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
             "/NetworkDriver.GetCapabilities" => {
-                Ok(json!({ "Scope": "local", "ConnectivityScope": "global" }))
+                // "global" needs swarm or a cluster store in Docker; netd mirrors networks itself.
+                Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
             }
             "/NetworkDriver.CreateNetwork" => self.create_network(&req).await,
             "/NetworkDriver.DeleteNetwork" => self.delete_network(&req).await,
@@ -100,7 +104,9 @@ impl Driver {
             | "/NetworkDriver.DiscoverDelete"
             | "/NetworkDriver.ProgramExternalConnectivity"
             | "/NetworkDriver.RevokeExternalConnectivity" => Ok(json!({})),
-            "/IpamDriver.GetCapabilities" => Ok(json!({ "RequiresMACAddress": false })),
+            "/IpamDriver.GetCapabilities" => {
+                Ok(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }))
+            }
             "/IpamDriver.GetDefaultAddressSpaces" => Ok(json!({
                 "LocalDefaultAddressSpace": "netd",
                 "GlobalDefaultAddressSpace": "netd",
@@ -120,7 +126,9 @@ impl Driver {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(call = path, error = %format!("{e:#}"), "docker plugin call refused");
-                json!({ "Err": format!("netd: {e:#}") })
+                // The two protocols name the error field differently.
+                let field = if path.starts_with("/IpamDriver.") { "Error" } else { "Err" };
+                json!({ field: format!("netd: {e:#}") })
             }
         }
     }
@@ -156,6 +164,7 @@ impl Driver {
                 subnet,
                 ip_range,
                 network: bound,
+                in_network: false,
                 created: Instant::now(),
             },
         );
@@ -175,6 +184,7 @@ impl Driver {
             subnet: subnet.parse().map_err(|_| anyhow!("unknown address pool {id:?}"))?,
             ip_range: range.parse().ok(),
             network: None,
+            in_network: true,
             // Old: lets `pool_network` ask the Engine at once.
             created: Instant::now().checked_sub(Duration::from_secs(60)).unwrap_or_else(Instant::now),
         };
@@ -242,8 +252,21 @@ impl Driver {
             };
             return Ok(json!({ "Address": format!("{gw}/{prefix}"), "Data": {} }));
         }
+        if let Some(ip) = requested
+            && !pool.in_network
+        {
+            // During `docker network create` (the pool has no network yet) a specific address is
+            // an --aux-address: reserved in the network record, never claimed.
+            return Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }));
+        }
         let name = self.pool_network(pool_id).await?;
         let network = handlers::load_network(&self.shared, &name).await?;
+        if let Some(ip) = requested
+            && network.subnet_of(ip).is_some_and(|s| s.aux.values().any(|a| *a == ip))
+        {
+            // A mirrored network's aux addresses are requested again on each host.
+            return Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }));
+        }
         let ip = ipam::allocate(&self.shared.store, &network, &docker_claim(&self.shared.options.host_name), requested).await?;
         Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }))
     }
@@ -298,14 +321,18 @@ impl Driver {
                 .flatten()
                 .filter_map(|(k, v)| Some((k.clone(), parse_addr(v.as_str()?).ok()?.to_string())))
                 .collect();
-            // The pool Docker got for this subnet (the newest unbound one), for its ip-range.
+            // The pool Docker got for this subnet (the newest one not yet in a network): its
+            // ip-range, and from now on its addresses are containers'.
             let ip_range = {
-                let pools = lock(&self.pools);
-                pools
-                    .values()
-                    .filter(|p| p.subnet == subnet && (p.network.is_none() || p.network == bound))
-                    .max_by_key(|p| p.created)
-                    .and_then(|p| p.ip_range)
+                let mut pools = lock(&self.pools);
+                let pool = pools
+                    .values_mut()
+                    .filter(|p| p.subnet == subnet && !p.in_network)
+                    .max_by_key(|p| p.created);
+                pool.and_then(|p| {
+                    p.in_network = true;
+                    p.ip_range
+                })
             };
             subnets.push(SubnetSpec {
                 subnet: subnet.to_string(),
@@ -337,7 +364,7 @@ impl Driver {
         for s in subnets {
             if let Some(p) = pools
                 .values_mut()
-                .filter(|p| p.subnet.to_string() == s.subnet && p.network.is_none())
+                .filter(|p| p.subnet.to_string() == s.subnet && p.in_network && p.network.is_none())
                 .max_by_key(|p| p.created)
             {
                 p.network = Some(name.to_string());
@@ -516,7 +543,13 @@ impl Driver {
             let id = format!("netd-adopted-{nid}-{subnet}");
             pools.insert(
                 id,
-                Pool { subnet: *subnet, ip_range: None, network: Some(name.to_string()), created: Instant::now() },
+                Pool {
+                    subnet: *subnet,
+                    ip_range: None,
+                    network: Some(name.to_string()),
+                    in_network: true,
+                    created: Instant::now(),
+                },
             );
         }
     }

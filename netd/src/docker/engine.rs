@@ -9,7 +9,8 @@ use tokio::{io::BufReader, net::UnixStream};
 
 use super::http::{self, HttpError};
 
-const API: &str = "/v1.41";
+/// API version used when the engine does not say (Docker 20.10's).
+const FALLBACK_API: &str = "1.41";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -26,6 +27,9 @@ pub enum EngineError {
 #[derive(Clone, Debug)]
 pub struct Engine {
     socket: PathBuf,
+    /// `/v<ApiVersion>` as the engine reported it: some engines refuse versions they consider
+    /// too old, every engine accepts its own.
+    api: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A Docker network as listed.
@@ -37,7 +41,27 @@ pub struct NetworkSummary {
 
 impl Engine {
     pub fn new(socket: PathBuf) -> Self {
-        Self { socket }
+        Self {
+            socket,
+            api: std::sync::Arc::default(),
+        }
+    }
+
+    /// The versioned path prefix, asked once per connection to the engine (`GET /version`).
+    async fn api(&self) -> Result<String, EngineError> {
+        if let Some(api) = self.api.lock().ok().and_then(|a| a.clone()) {
+            return Ok(api);
+        }
+        let mut stream = self.connect().await?;
+        http::send_request(stream.get_mut(), "GET", "/version", None).await?;
+        let head = http::read_response_head(&mut stream).await?;
+        let body = head.read_body(&mut stream).await?;
+        let version: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let api = format!("/v{}", version["ApiVersion"].as_str().unwrap_or(FALLBACK_API));
+        if let Ok(mut slot) = self.api.lock() {
+            *slot = Some(api.clone());
+        }
+        Ok(api)
     }
 
     /// `DOCKER_HOST` (unix:// only), else the default socket.
@@ -65,7 +89,8 @@ impl Engine {
     async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, EngineError> {
         let mut stream = self.connect().await?;
         let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        http::send_request(stream.get_mut(), method, &format!("{API}{path}"), body.as_deref()).await?;
+        let api = self.api().await?;
+        http::send_request(stream.get_mut(), method, &format!("{api}{path}"), body.as_deref()).await?;
         let head = http::read_response_head(&mut stream).await?;
         let raw = head.read_body(&mut stream).await?;
         let value = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -80,7 +105,11 @@ impl Engine {
         Ok(value)
     }
 
+    /// Checks the engine answers; forgets the API version (the engine may have been upgraded).
     pub async fn ping(&self) -> Result<(), EngineError> {
+        if let Ok(mut slot) = self.api.lock() {
+            *slot = None;
+        }
         let mut stream = self.connect().await?;
         http::send_request(stream.get_mut(), "GET", "/_ping", None).await?;
         let head = http::read_response_head(&mut stream).await?;
@@ -129,10 +158,11 @@ impl Engine {
 
     /// Container and network events from now on.
     pub async fn events(&self) -> Result<EventStream, EngineError> {
+        let api = self.api().await?;
         let mut stream = self.connect().await?;
         // {"type":["container","network"]}
         let filter = "%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%7D";
-        http::send_request(stream.get_mut(), "GET", &format!("{API}/events?filters={filter}"), None).await?;
+        http::send_request(stream.get_mut(), "GET", &format!("{api}/events?filters={filter}"), None).await?;
         let head = http::read_response_head(&mut stream).await?;
         if head.status != 200 {
             return Err(EngineError::Status { status: head.status, message: "events".into() });
