@@ -140,6 +140,18 @@ pub mod tempdir {
 impl Cluster {
     /// `hosts` hosts, their daemons started and registered, sharing `store`.
     pub fn new(tag: &str, hosts: usize, store: StoreKind, lease_ttl: u64) -> anyhow::Result<Self> {
+        Self::new_with(tag, hosts, store, lease_ttl, |_, _| Ok(vec!["--no-docker".to_string()]))
+    }
+
+    /// Like [`Self::new`]; `daemon_args(i, host_netns_name)` runs once the host's namespace exists
+    /// and returns extra `netd daemon` arguments (the Docker tests start a dockerd there).
+    pub fn new_with(
+        tag: &str,
+        hosts: usize,
+        store: StoreKind,
+        lease_ttl: u64,
+        mut daemon_args: impl FnMut(usize, &str) -> anyhow::Result<Vec<String>>,
+    ) -> anyhow::Result<Self> {
         let dir = tempdir::Dir::new(tag)?;
         let switch = Netns::new(&format!("{tag}s"))?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
@@ -161,7 +173,7 @@ impl Cluster {
             dir,
         };
         for i in 0..hosts {
-            cluster.add_host(i, lease_ttl)?;
+            cluster.add_host(i, lease_ttl, &mut daemon_args)?;
         }
         for i in 0..hosts {
             cluster.wait_registered(i, hosts)?;
@@ -169,7 +181,12 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn add_host(&mut self, i: usize, lease_ttl: u64) -> anyhow::Result<()> {
+    fn add_host(
+        &mut self,
+        i: usize,
+        lease_ttl: u64,
+        extra_args: &mut impl FnMut(usize, &str) -> anyhow::Result<Vec<String>>,
+    ) -> anyhow::Result<()> {
         let ns = Netns::new("ch")?;
         let port = format!("sw{}", crate::unique_name("").trim_start_matches('x'));
         let port = port.chars().take(15).collect::<String>();
@@ -182,7 +199,7 @@ impl Cluster {
         let name = format!("h{}", i + 1);
         let run_dir = self.dir.0.join(&name);
         let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
-        let daemon_args = vec![
+        let mut daemon_args = vec![
             "daemon".to_string(),
             "--store".into(),
             self.store_url.clone(),
@@ -200,8 +217,8 @@ impl Cluster {
             lease_ttl.to_string(),
             "--log-level".into(),
             "info".into(),
-            "--no-docker".into(),
         ];
+        daemon_args.extend(extra_args(i, &ns.name)?);
         let mut host = ClusterHost {
             log: self.dir.0.join(format!("{name}.log")),
             name,

@@ -1,0 +1,206 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+//! netd as Docker's network and IPAM driver, with the real engine: Debian's docker.io 20.10
+//! running as two simulated hosts, `netd daemon` on each, etcd between them. The user types the
+//! seed's commands with `-d netd` and no cluster store.
+
+use std::time::Duration;
+
+use netd_tests::{
+    cluster::{Cluster, StoreKind},
+    docker::{DockerHost, IMAGE},
+};
+
+/// Engines first: they are dropped before the cluster's namespaces.
+struct DockerCluster {
+    dockers: Vec<DockerHost>,
+    c: Cluster,
+}
+
+fn docker_cluster(tag: &str) -> DockerCluster {
+    let mut dockers = Vec::new();
+    let c = Cluster::new_with(tag, 2, StoreKind::Etcd, 10, |i, ns| {
+        let d = DockerHost::start(ns, &format!("{tag}-host{}", i + 1))?;
+        let args = vec![
+            "--docker-plugin-dir".to_string(),
+            d.plugin_dir().display().to_string(),
+            "--docker-host".to_string(),
+            d.socket().display().to_string(),
+        ];
+        dockers.push(d);
+        Ok(args)
+    })
+    .expect("cluster with Docker engines");
+    let dc = DockerCluster { dockers, c };
+    for i in 0..2 {
+        dc.c
+            .wait_for(Duration::from_secs(20), || {
+                let s = dc.c.netd_json(i, &["status"]).ok()?;
+                s["docker"].as_str()?.starts_with("connected").then_some(())
+            })
+            .expect("netd connected to Docker");
+    }
+    dc
+}
+
+impl DockerCluster {
+    fn docker(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+        self.dockers[i].docker(args)
+    }
+
+    fn ip_of(&self, i: usize, container: &str, network: &str) -> String {
+        let f = format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}");
+        self.docker(i, &["inspect", "-f", &f, container]).unwrap().trim().to_string()
+    }
+
+    fn wait_network(&self, i: usize, name: &str, present: bool) {
+        self.c
+            .wait_for(Duration::from_secs(20), || {
+                let ls = self.docker(i, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok()?;
+                (ls.lines().any(|l| l == format!("{name} netd")) == present).then_some(())
+            })
+            .unwrap_or_else(|e| panic!("network {name} present={present} on host {}: {e}", i + 1));
+    }
+}
+
+#[test]
+fn the_seeds_commands_work_with_dash_d_netd() {
+    let dc = docker_cluster("du");
+    // On host A.
+    dc.docker(0, &[
+        "network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "172.31.0.0/16",
+        "--gateway", "172.31.0.2", "-o", "com.docker.network.driver.mtu=1200", "mynet",
+    ])
+    .unwrap();
+    dc.docker(0, &["run", "-d", "--name", "web", "--network", "mynet", IMAGE, "iperf3", "-s"]).unwrap();
+    // On host B the network is already there.
+    dc.wait_network(1, "mynet", true);
+    let web_ip = dc.ip_of(0, "web", "mynet");
+    assert!(web_ip.starts_with("172.31.") && web_ip != "172.31.0.2", "{web_ip}");
+    let out = dc
+        .docker(1, &["run", "--rm", "--network", "mynet", "--ip", "172.31.0.9", IMAGE, "ping", "-c", "3", &web_ip])
+        .unwrap();
+    assert!(out.contains("3 packets received"), "{out}");
+    // TCP across, and the MTU the user asked for.
+    let out = dc
+        .docker(1, &["run", "--rm", "--network", "mynet", IMAGE, "iperf3", "-c", &web_ip, "-n", "5M"])
+        .unwrap();
+    assert!(out.contains("receiver"), "{out}");
+    let mtu = dc.docker(0, &["exec", "web", "cat", "/sys/class/net/eth0/mtu"]).unwrap();
+    assert_eq!(mtu.trim(), "1200");
+    // Host B's container got the address it asked for, and the endpoint is gone after --rm.
+    dc.c.wait_for(Duration::from_secs(10), || {
+        let eps = dc.c.netd_json(0, &["endpoint", "ls"]).ok()?;
+        (eps.as_array()?.len() == 1).then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn networks_propagate_and_rm_removes_them_everywhere() {
+    let dc = docker_cluster("dp");
+    // Made with netd's own CLI: appears in both Dockers.
+    dc.c.netd(0, &["network", "create", "--subnet", "10.77.0.0/24", "fromnetd"]).unwrap();
+    dc.wait_network(0, "fromnetd", true);
+    dc.wait_network(1, "fromnetd", true);
+    // Made with Docker on B: appears on A.
+    dc.docker(1, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.78.0.0/24", "fromdocker"])
+        .unwrap();
+    dc.wait_network(0, "fromdocker", true);
+    // Removed with Docker on A: gone everywhere, store included; nothing comes back.
+    dc.docker(0, &["network", "rm", "fromdocker"]).unwrap();
+    dc.wait_network(1, "fromdocker", false);
+    dc.wait_network(0, "fromdocker", false);
+    let nets = dc.c.netd_json(0, &["network", "ls"]).unwrap();
+    assert_eq!(nets.as_array().unwrap().len(), 1, "{nets}");
+    std::thread::sleep(Duration::from_secs(2));
+    dc.wait_network(0, "fromdocker", false);
+}
+
+#[test]
+fn addresses_are_unique_across_hosts() {
+    let dc = docker_cluster("da");
+    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.79.0.0/28", "small"])
+        .unwrap();
+    dc.wait_network(1, "small", true);
+    let dc = &dc;
+    std::thread::scope(|s| {
+        for i in 0..2 {
+            for k in 0..4 {
+                s.spawn(move || {
+                    dc.docker(i, &["run", "-d", "--name", &format!("c{k}"), "--network", "small", IMAGE, "sleep", "1000"])
+                        .unwrap();
+                });
+            }
+        }
+    });
+    let mut ips: Vec<String> = (0..2)
+        .flat_map(|i| (0..4).map(move |k| dc.ip_of(i, &format!("c{k}"), "small")))
+        .collect();
+    ips.sort();
+    let before = ips.len();
+    ips.dedup();
+    assert_eq!(ips.len(), before, "an address was given twice: {ips:?}");
+}
+
+#[test]
+fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
+    let mut dc = docker_cluster("dk");
+    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.81.0.0/24", "n"]).unwrap();
+    dc.docker(0, &["run", "-d", "--name", "gone", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    let ip = dc.ip_of(0, "gone", "n");
+    dc.c.hosts[0].kill();
+    // Docker cannot reach the plugin: its cleanup calls fail, the container goes anyway.
+    let _ = dc.docker(0, &["rm", "-f", "gone"]);
+    dc.c.hosts[0].start().unwrap();
+    dc.c.wait_for(Duration::from_secs(30), || {
+        let eps = dc.c.netd_json(0, &["endpoint", "ls"]).ok()?;
+        eps.as_array()?.is_empty().then_some(())
+    })
+    .expect("endpoint released after netd came back");
+    // The address is free again: asking for it works.
+    let out = dc.docker(1, &["run", "--rm", "--network", "n", "--ip", &ip, IMAGE, "true"]);
+    assert!(out.is_ok(), "{out:?}");
+}
+
+#[test]
+fn dockerd_restart_does_not_disturb_running_containers() {
+    let mut dc = docker_cluster("dr");
+    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.82.0.0/24", "n"]).unwrap();
+    dc.docker(0, &["run", "-d", "--name", "a", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    dc.wait_network(1, "n", true);
+    dc.docker(1, &["run", "-d", "--name", "b", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    let b_ip = dc.ip_of(1, "b", "n");
+    // Restart b's engine while a pings b: live-restore keeps b running, netd keeps forwarding.
+    let mut ping = std::process::Command::new(netd_tests::docker::DOCKER_CLI)
+        .args(["-H", &format!("unix://{}", dc.dockers[0].socket().display()), "exec", "a", "ping", "-c", "150", "-i", "0.05", &b_ip])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    dc.dockers[1].restart().unwrap();
+    let status = ping.wait().unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(ping.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(status.success() && out.contains("150 packets received"), "{out}");
+}
+
+#[test]
+fn bad_options_are_clear_errors() {
+    let dc = docker_cluster("de");
+    let e = dc
+        .docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.83.0.0/24", "-o", "mtu=abc", "bad"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("invalid mtu \\\"abc\\\"") || e.contains("invalid mtu \"abc\""), "{e}");
+    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.84.0.0/16", "first"]).unwrap();
+    let e = dc
+        .docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.84.1.0/24", "second"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overlaps netd network") && e.contains("first"), "{e}");
+    let e = dc
+        .docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "nosubnet"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("explicit --subnet"), "{e}");
+}
