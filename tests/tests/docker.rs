@@ -166,13 +166,13 @@ fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
 fn dockerd_restart_does_not_disturb_running_containers() {
     let mut dc = docker_cluster("dr");
     dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.82.0.0/24", "n"]).unwrap();
-    dc.docker(0, &["run", "-d", "--name", "a", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    dc.docker(0, &["run", "-d", "--name", "pinger", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
     dc.wait_network(1, "n", true);
-    dc.docker(1, &["run", "-d", "--name", "b", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
-    let b_ip = dc.ip_of(1, "b", "n");
+    dc.docker(1, &["run", "-d", "--name", "target", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    let b_ip = dc.ip_of(1, "target", "n");
     // Restart b's engine while a pings b: live-restore keeps b running, netd keeps forwarding.
     let mut ping = std::process::Command::new(netd_tests::docker::DOCKER_CLI)
-        .args(["-H", &format!("unix://{}", dc.dockers[0].socket().display()), "exec", "a", "ping", "-c", "150", "-i", "0.05", &b_ip])
+        .args(["-H", &format!("unix://{}", dc.dockers[0].socket().display()), "exec", "pinger", "ping", "-c", "150", "-i", "0.05", &b_ip])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::run::{output, status};
 
 /// Debian packages: LLVM 22 for bpf-linker, the tools the tests and the demo run, etcd for the
-/// control plane, protoc for etcd-client's build.
+/// control plane, protoc for etcd-client's build, Docker for the plugin tests.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -19,6 +19,12 @@ const APT_PACKAGES: &[&str] = &[
     "iperf3",
     "etcd-server",
     "protobuf-compiler",
+    // The Docker integration tests run Debian's engine (20.10) in network namespaces, with an
+    // image made from busybox-static.
+    "docker.io",
+    "busybox-static",
+    // Latency in `cargo xtask bench`.
+    "sockperf",
 ];
 /// A setup step: checks, installs if needed, and says what it did.
 type Step = fn() -> anyhow::Result<String>;
@@ -54,7 +60,7 @@ fn apt() -> anyhow::Result<String> {
     status(Command::new("apt-get").args(["update", "-qq"]))?;
     status(
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(["install", "-y", "-qq"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
