@@ -1,5 +1,7 @@
 //! Two simulated hosts joined by a veth underlay, one container on each, the netd datapath
 //! loaded, pinned and attached on both: the topology of the namespace tests and of the demo.
+//! [`KernelLab`] builds the same hosts and containers with only the kernel's own datapaths (routed,
+//! or bridge + vxlan as Docker's overlay): the benchmark's references.
 //!
 //! ```text
 //!  container c1 (eth0 172.31.0.11)            container c2 (eth0 172.31.0.12)
@@ -158,38 +160,87 @@ pub struct InteropLab {
 impl InteropLab {
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let ([h0, h1], [c0, c1]) = topology(tag)?;
-        let vni = VNI.to_string();
-        let port = VXLAN_PORT_DEFAULT.to_string();
-        let local = VTEPS[1].to_string();
-        let inner_mtu = (UNDERLAY_MTU - VXLAN_OVERHEAD).to_string();
-        h1.ip(&[
-            "link", "add", "vx0", "type", "vxlan", "id", &vni, "dstport", &port, "local", &local,
-            "dev", "ul", "nolearning",
-        ])?;
-        h1.ip(&["link", "add", "br0", "type", "bridge"])?;
-        h1.ip(&["link", "set", "vx0", "master", "br0", "mtu", &inner_mtu, "up"])?;
-        h1.ip(&["link", "set", "ep0", "master", "br0"])?;
-        h1.ip(&["link", "set", "br0", "up"])?;
-        let netd_mac = crate::pkt::fmt_mac(&CONTAINER_MACS[0]);
-        crate::sh(
-            "ip",
-            &[
-                "netns", "exec", &h1.name, "bridge", "fdb", "append", &netd_mac, "dev", "vx0",
-                "dst", &VTEPS[0].to_string(),
-            ],
-        )?;
-        // No ARP crosses a kernel vxlan device without a flood entry: the kernel side resolves
-        // statically (netd's side answers ARP itself).
-        c1.ip(&[
-            "neigh", "replace", &CONTAINER_IPS[0].to_string(), "lladdr", &netd_mac, "dev", "eth0",
-            "nud", "permanent",
-        ])?;
+        kernel_vxlan_host(1, &h1)?;
         let netd = netd_host(0, h0, c0)?;
         Ok(Self {
             netd,
             kernel_container: c1,
             kernel_host: h1,
         })
+    }
+}
+
+/// Makes host `i` what Docker's classic overlay builds: the kernel's vxlan device `vx0` (with
+/// Docker's flags: learning, `proxy l2miss l3miss`) and the container's veth on a Linux bridge,
+/// plus the static entries Docker's peerAdd writes for the container on host `1 - i`: its MAC
+/// behind the other VTEP in the FDB, its address in vx0's neighbour table. With `proxy`, vx0
+/// answers the container's ARP from that table, so no ARP crosses the underlay.
+fn kernel_vxlan_host(i: usize, host: &Netns) -> anyhow::Result<()> {
+    let other = 1 - i;
+    let vni = VNI.to_string();
+    let port = VXLAN_PORT_DEFAULT.to_string();
+    let local = VTEPS[i].to_string();
+    let inner_mtu = (UNDERLAY_MTU - VXLAN_OVERHEAD).to_string();
+    host.ip(&[
+        "link", "add", "vx0", "type", "vxlan", "id", &vni, "dstport", &port, "local", &local,
+        "dev", "ul", "proxy", "l2miss", "l3miss",
+    ])?;
+    host.ip(&["link", "add", "br0", "type", "bridge"])?;
+    host.ip(&["link", "set", "vx0", "master", "br0", "mtu", &inner_mtu, "up"])?;
+    host.ip(&["link", "set", "ep0", "master", "br0"])?;
+    host.ip(&["link", "set", "br0", "up"])?;
+    let other_mac = crate::pkt::fmt_mac(&CONTAINER_MACS[other]);
+    host.exec("bridge", &[
+        "fdb", "replace", &other_mac, "dev", "vx0", "dst", &VTEPS[other].to_string(), "self",
+        "permanent",
+    ])?;
+    host.ip(&[
+        "neigh", "replace", &CONTAINER_IPS[other].to_string(), "lladdr", &other_mac, "dev", "vx0",
+        "nud", "permanent",
+    ])?;
+    Ok(())
+}
+
+/// Makes host `i` route its container without any encapsulation (as Calico does): a /32 route to
+/// its own container on `ep0`, one to the other container via the other host's underlay address,
+/// and proxy ARP on `ep0` so the container's on-link /16 resolves to the host.
+fn routed_host(i: usize, host: &Netns) -> anyhow::Result<()> {
+    let other = 1 - i;
+    host.exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv4.conf.ep0.proxy_arp=1"])?;
+    host.ip(&["route", "add", &format!("{}/32", CONTAINER_IPS[i]), "dev", "ep0"])?;
+    host.ip(&[
+        "route", "add", &format!("{}/32", CONTAINER_IPS[other]), "via", &VTEPS[other].to_string(),
+        "dev", "ul",
+    ])?;
+    Ok(())
+}
+
+/// The same two hosts and containers (same addresses, MACs and inner MTU) with only the kernel's
+/// own datapaths on both hosts and no netd: the references the benchmark compares netd against.
+pub struct KernelLab {
+    pub containers: [Netns; 2],
+    pub hosts: [Netns; 2],
+}
+
+impl KernelLab {
+    /// Routed, no encapsulation: the limit of this machine.
+    pub fn routed(tag: &str) -> anyhow::Result<Self> {
+        Self::build(tag, routed_host)
+    }
+
+    /// Linux bridge and kernel vxlan device on both hosts: the datapath of Docker's overlay.
+    pub fn kernel_vxlan(tag: &str) -> anyhow::Result<Self> {
+        Self::build(tag, kernel_vxlan_host)
+    }
+
+    fn build(tag: &str, configure: fn(usize, &Netns) -> anyhow::Result<()>) -> anyhow::Result<Self> {
+        let (hosts, containers) = topology(tag)?;
+        // Built first, so a failing step below still drops (deletes) every namespace.
+        let lab = Self { containers, hosts };
+        for (i, host) in lab.hosts.iter().enumerate() {
+            configure(i, host)?;
+        }
+        Ok(lab)
     }
 }
 

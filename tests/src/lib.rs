@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, reason = "test fixtures: a failed expectation is a failed test")]
 
 pub mod cluster;
+pub mod docker;
 pub mod lab;
 pub mod netns;
 pub mod pkt;

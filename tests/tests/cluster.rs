@@ -312,8 +312,8 @@ fn malformed_values_written_into_the_store_are_never_programmed() {
     })
     .unwrap();
     // ... and programmed none of them.
-    for h in 0..2 {
-        assert_eq!(fdb_macs(&c, h), before[h], "host {h} FDB changed");
+    for (h, fdb_before) in before.iter().enumerate() {
+        assert_eq!(&fdb_macs(&c, h), fdb_before, "host {h} FDB changed");
         let neigh = c.netd(h, &["maps", "dump", "neigh"]).unwrap();
         assert!(!neigh.contains("172.31.9."), "host {h}: {neigh}");
         let vteps = c.netd(h, &["maps", "dump", "vteps"]).unwrap();

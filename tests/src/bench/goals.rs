@@ -1,0 +1,146 @@
+//! Issue #6's targets for netd-overlay, judged on this run.
+//!
+//! The ratio goals are against Docker's overlay; until that path is measured, kernel-vxlan (the
+//! same bridge + vxlan datapath Docker builds) stands in, and the goal line says so.
+
+use super::{
+    Results,
+    kernel_cost::{LIVE_DECAP, LIVE_ENCAP},
+    metrics::Metric,
+    path::{DOCKER_OVERLAY, KERNEL_VXLAN, NATIVE, NETD_OVERLAY},
+    stats::Summary,
+};
+
+/// One target and what this run measured for it.
+pub struct Goal {
+    pub text: String,
+    /// Median (and range) of the within-round ratios, or of the ns above null.
+    pub measured: Option<Summary>,
+    pub target: f64,
+    /// `true`: measured >= target is met; `false`: measured <= target is.
+    pub at_least: bool,
+    pub unit: &'static str,
+}
+
+impl Goal {
+    /// `None` when the run could not measure it.
+    pub fn met(&self) -> Option<bool> {
+        let m = self.measured?.median;
+        Some(if self.at_least { m >= self.target } else { m <= self.target })
+    }
+
+    pub fn verdict(&self) -> &'static str {
+        match self.met() {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not measured",
+        }
+    }
+
+    /// `1.62x (1.55-1.70)` or `278 ns (270-290)`.
+    pub fn measured_text(&self) -> String {
+        match self.measured {
+            None => "-".to_string(),
+            Some(s) if self.unit == "x" => format!("{:.2}x ({:.2}-{:.2})", s.median, s.min, s.max),
+            Some(s) => format!("{:.0} {} ({:.0}-{:.0})", s.median, self.unit, s.min, s.max),
+        }
+    }
+}
+
+/// Docker's overlay when measured, else the kernel-vxlan stand-in, with the label to print.
+fn docker_reference(results: &Results) -> (&'static str, &'static str) {
+    if results.samples.has_path(DOCKER_OVERLAY) {
+        (DOCKER_OVERLAY, DOCKER_OVERLAY)
+    } else {
+        (KERNEL_VXLAN, "kernel-vxlan (standing in for docker-overlay)")
+    }
+}
+
+pub fn evaluate(results: &Results) -> Vec<Goal> {
+    let s = &results.samples;
+    let (reference, reference_label) = docker_reference(results);
+    let ratio = |metric: Metric, base: &str| s.ratio(NETD_OVERLAY, base, metric);
+    let vs = |what: &str, op: &str, target: f64, base_label: &str| {
+        format!("{NETD_OVERLAY} {what} {op} {target:.2}x {base_label}")
+    };
+    let mut goals = vec![
+        Goal {
+            text: vs("UDP 64 B packets/s", ">=", 2.0, reference_label),
+            measured: ratio(Metric::UdpKpps, reference),
+            target: 2.0,
+            at_least: true,
+            unit: "x",
+        },
+        Goal {
+            text: vs("UDP 64 B packets/s", ">=", 0.95, NATIVE),
+            measured: ratio(Metric::UdpKpps, NATIVE),
+            target: 0.95,
+            at_least: true,
+            unit: "x",
+        },
+        Goal {
+            text: vs("UDP latency p50", "<=", 0.7, reference_label),
+            measured: ratio(Metric::UdpP50, reference),
+            target: 0.7,
+            at_least: false,
+            unit: "x",
+        },
+        Goal {
+            text: vs("TCP latency p50", "<=", 0.7, reference_label),
+            measured: ratio(Metric::TcpP50, reference),
+            target: 0.7,
+            at_least: false,
+            unit: "x",
+        },
+        Goal {
+            text: vs("TCP single stream", ">=", 1.3, reference_label),
+            measured: ratio(Metric::TcpGbps, reference),
+            target: 1.3,
+            at_least: true,
+            unit: "x",
+        },
+    ];
+    let above_null = |key: &str| results.kernel.as_ref().and_then(|k| k.row(key)).and_then(|r| r.above_null());
+    goals.push(Goal {
+        text: "in-kernel encap above null <= 70 ns (bpf_stats, live UDP 64 B)".to_string(),
+        measured: above_null(LIVE_ENCAP),
+        target: 70.0,
+        at_least: false,
+        unit: "ns",
+    });
+    goals.push(Goal {
+        text: "in-kernel decap+deliver above null <= 35 ns (bpf_stats, live UDP 64 B)".to_string(),
+        measured: above_null(LIVE_DECAP),
+        target: 35.0,
+        at_least: false,
+        unit: "ns",
+    });
+    goals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn goal(median: f64, at_least: bool) -> Goal {
+        Goal {
+            text: String::new(),
+            measured: Some(Summary {
+                median,
+                min: median,
+                max: median,
+                n: 1,
+            }),
+            target: 1.0,
+            at_least,
+            unit: "x",
+        }
+    }
+
+    #[test]
+    fn direction_decides() {
+        assert_eq!(goal(1.2, true).met(), Some(true));
+        assert_eq!(goal(1.2, false).met(), Some(false));
+        assert_eq!(goal(0.8, false).met(), Some(true));
+    }
+}

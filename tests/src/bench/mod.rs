@@ -1,0 +1,281 @@
+//! `cargo xtask bench` (issue #6): netd's overlay side by side with the kernel's own datapaths on
+//! one topology (two host namespaces on a veth underlay, a container namespace on each), in
+//! interleaved rounds, plus the in-kernel cost of netd's programs next to a null program.
+//!
+//! One job per module:
+//! - [`path`]: what a datapath under test is (one small trait impl each) and the registry;
+//! - [`metrics`]: the measurements (iperf3, sockperf) and what they report;
+//! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
+//! - [`kernel_cost`]: `BPF_PROG_TEST_RUN` loops and `bpf_stats` on live traffic;
+//! - [`stats`]: medians, ranges and within-round ratios; [`goals`]: issue #6's targets;
+//! - [`table`], [`json`], [`svg`]: the three outputs.
+//!
+//! Timings live only here, never in `cargo xtask test`.
+
+pub mod cpu;
+pub mod goals;
+pub mod interrupt;
+pub mod json;
+pub mod kernel_cost;
+pub mod metrics;
+pub mod path;
+pub mod process;
+pub mod stats;
+pub mod svg;
+pub mod table;
+
+use std::time::{Duration, Instant};
+
+use self::{
+    kernel_cost::KernelCosts,
+    metrics::Measurement,
+    path::{BenchPath, Built},
+    stats::Samples,
+};
+
+/// How long and how often to measure.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rounds: usize,
+    /// Length of each iperf3 / sockperf run.
+    pub seconds: u32,
+    /// Length of each live-traffic run of the in-kernel cost phase.
+    pub live_seconds: u32,
+    /// ARP requests sent per repetition to time the ARP responder.
+    pub arp_requests: u32,
+    /// `BPF_PROG_TEST_RUN` repeat count (issue #6: at least 1e6).
+    pub repeat: u32,
+    /// Seed of the per-round path order (printed, so a run's order can be repeated).
+    pub seed: u64,
+    /// Only these paths (all when empty).
+    pub only: Vec<String>,
+    pub kernel_cost: bool,
+}
+
+impl Config {
+    pub const DEFAULT_ROUNDS: usize = 5;
+    pub const DEFAULT_SECONDS: u32 = 5;
+    pub const MIN_REPEAT: u32 = 1_000_000;
+
+    /// The default run: 5 rounds of 5-second measurements, about 8 minutes on 2 cores.
+    pub fn full(seed: u64) -> Self {
+        Self {
+            rounds: Self::DEFAULT_ROUNDS,
+            seconds: Self::DEFAULT_SECONDS,
+            live_seconds: 3,
+            arp_requests: 200_000,
+            repeat: Self::MIN_REPEAT,
+            seed,
+            only: Vec::new(),
+            kernel_cost: true,
+        }
+    }
+
+    /// `--quick`: a smoke run of everything (2 rounds, 1-second measurements), under a minute.
+    pub fn quick(seed: u64) -> Self {
+        Self {
+            rounds: 2,
+            seconds: 1,
+            live_seconds: 1,
+            arp_requests: 20_000,
+            ..Self::full(seed)
+        }
+    }
+
+    /// A rough wall-clock estimate, shown before starting.
+    pub fn estimate(&self, measured_paths: usize) -> Duration {
+        // Per measurement: its length, sockperf's 0.4 s warm-up, server start and the quiet wait.
+        let per_path_round = Measurement::ALL.len() as f64 * (f64::from(self.seconds) + 1.0);
+        let rounds = per_path_round * (measured_paths * self.rounds) as f64;
+        let kernel = if self.kernel_cost {
+            self.rounds as f64 * (f64::from(self.live_seconds) + 4.0) + 3.0
+        } else {
+            0.0
+        };
+        Duration::from_secs_f64(rounds + kernel)
+    }
+}
+
+/// A path that could not be built, and why (shown as its row).
+pub struct Skipped {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+/// Everything one run measured.
+pub struct Results {
+    pub config: Config,
+    /// Measured paths in registry order, with one sample slot per round for every metric.
+    pub samples: Samples,
+    /// What each measured path is, by name.
+    pub descriptions: Vec<(&'static str, &'static str)>,
+    pub skipped: Vec<Skipped>,
+    pub kernel: Option<KernelCosts>,
+    /// Notes for the reader (background load, bpf_stats already on, ...).
+    pub notes: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Runs the whole benchmark. Everything it creates is removed before it returns, also on error
+/// and on Ctrl-C (checked between measurements).
+pub fn run(config: Config) -> anyhow::Result<Results> {
+    let started = Instant::now();
+    metrics::check_tools()?;
+    let mut notes = Vec::new();
+    if kernel_cost::stats_already_enabled() {
+        notes.push(
+            "kernel.bpf_stats_enabled was already 1: every BPF program ran with timing overhead during the rounds"
+                .to_string(),
+        );
+    }
+
+    let (built, skipped) = build_paths(&config)?;
+    anyhow::ensure!(!built.is_empty(), "no path could be built");
+    let estimate = config.estimate(built.len());
+    println!(
+        "\n{} rounds x {} paths x {} measurements of {} s (path order shuffled per round, seed {}); about {:.0} min\n",
+        config.rounds,
+        built.len(),
+        Measurement::ALL.len(),
+        config.seconds,
+        config.seed,
+        estimate.as_secs_f64() / 60.0
+    );
+    let names: Vec<&'static str> = built.iter().map(|(path, _)| path.name()).collect();
+    let mut samples = Samples::new(&names, config.rounds);
+    let mut busy_background = 0;
+    let mut order_rng = Shuffle::new(config.seed);
+    for round in 0..config.rounds {
+        let mut order: Vec<usize> = (0..built.len()).collect();
+        order_rng.shuffle(&mut order);
+        for &index in &order {
+            let (path, endpoints) = &built[index];
+            for &measurement in &Measurement::ALL {
+                interrupt::check()?;
+                let background = cpu::wait_for_quiet()?;
+                if background > cpu::QUIET_CORES {
+                    busy_background += 1;
+                }
+                let label = format!("[round {}/{}] {:<13} {:<8}", round + 1, config.rounds, path.name(), measurement.name());
+                match metrics::measure(measurement, &endpoints.endpoints, config.seconds) {
+                    Ok(values) => {
+                        println!("{label} {}", metrics::describe(&values));
+                        for (metric, value) in values {
+                            samples.set(path.name(), metric, round, value);
+                        }
+                    }
+                    Err(e) => {
+                        interrupt::check()?;
+                        println!("{label} failed: {e:#}");
+                    }
+                }
+            }
+        }
+    }
+    if busy_background > 0 {
+        notes.push(format!(
+            "{busy_background} measurement(s) started while something else kept more than {} cores busy: expect noise",
+            cpu::QUIET_CORES
+        ));
+    }
+    let descriptions = built.iter().map(|(path, _)| (path.name(), path.describe())).collect();
+    // The topologies go before the in-kernel phase, so nothing else carries traffic then.
+    drop(built);
+
+    let kernel = if config.kernel_cost {
+        interrupt::check()?;
+        println!("\nin-kernel cost ({} repetitions)", config.rounds);
+        Some(kernel_cost::measure(&config)?)
+    } else {
+        None
+    };
+    Ok(Results {
+        config,
+        samples,
+        descriptions,
+        skipped,
+        kernel,
+        notes,
+        elapsed: started.elapsed(),
+    })
+}
+
+type BuiltPaths = Vec<(Box<dyn BenchPath>, Built)>;
+
+/// Builds every selected path and checks that its client reaches its server; a path that cannot
+/// be built becomes a "skipped" row instead of failing the run.
+fn build_paths(config: &Config) -> anyhow::Result<(BuiltPaths, Vec<Skipped>)> {
+    let mut built = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, path) in path::registry().into_iter().enumerate() {
+        if !config.only.is_empty() && !config.only.iter().any(|n| n == path.name()) {
+            continue;
+        }
+        interrupt::check()?;
+        // Short tags: namespaces become `<tag><h|c><pid>x<n>`, pins `netd-<namespace>`.
+        let tag = format!("b{i}");
+        match path.build(&tag).and_then(|b| b.check_reachable().map(|()| b)) {
+            Ok(b) => {
+                println!("{:<14} built: {}", path.name(), path.describe());
+                built.push((path, b));
+            }
+            Err(e) => {
+                interrupt::check()?;
+                println!("{:<14} skipped: {e:#}", path.name());
+                skipped.push(Skipped {
+                    name: path.name(),
+                    reason: format!("{e:#}"),
+                });
+            }
+        }
+    }
+    Ok((built, skipped))
+}
+
+/// A small xorshift generator: enough to shuffle a handful of paths without a dependency.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Fisher-Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+/// A seed from the clock, for runs that do not ask for one.
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shuffle;
+
+    #[test]
+    fn shuffle_is_a_permutation_and_repeatable() {
+        let mut a: Vec<u32> = (0..6).collect();
+        let mut b = a.clone();
+        Shuffle::new(42).shuffle(&mut a);
+        Shuffle::new(42).shuffle(&mut b);
+        assert_eq!(a, b);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..6).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,152 @@
+//! The datapaths under test. Adding one (Docker's overlay, macvlan) is one [`BenchPath`] impl and
+//! one line in [`registry`]: build the topology, return where the client and server run.
+
+use std::{any::Any, net::Ipv4Addr, path::PathBuf};
+
+use crate::{
+    lab::{CONTAINER_IPS, KernelLab, TwoHostLab},
+    netns::Netns,
+};
+
+use super::process;
+
+pub const NATIVE: &str = "native";
+pub const KERNEL_VXLAN: &str = "kernel-vxlan";
+pub const NETD_OVERLAY: &str = "netd-overlay";
+pub const DOCKER_OVERLAY: &str = "docker-overlay";
+
+/// A datapath under test.
+pub trait BenchPath {
+    /// Short name for the table, JSON and chart (e.g. `kernel-vxlan`).
+    fn name(&self) -> &'static str;
+    /// One line: what carries the packets.
+    fn describe(&self) -> &'static str;
+    /// Builds the topology. `tag` (2-3 characters) prefixes whatever it names; everything it made
+    /// must go away when the returned [`Built`] drops.
+    fn build(&self, tag: &str) -> anyhow::Result<Built>;
+}
+
+/// Where traffic runs: the client's and server's network namespaces (any namespace file, e.g.
+/// `/run/netns/NAME` or `/proc/PID/ns/net`) and the server's address as the client reaches it.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub client: PathBuf,
+    pub server: PathBuf,
+    pub server_addr: Ipv4Addr,
+}
+
+impl Endpoints {
+    /// From container 0 (client) to container 1 (server) of a two-host lab.
+    pub fn between(client: &Netns, server: &Netns) -> Self {
+        Self {
+            client: client.path(),
+            server: server.path(),
+            server_addr: CONTAINER_IPS[1],
+        }
+    }
+}
+
+/// A built path: its endpoints, and whatever owns the topology (dropping it tears it down).
+pub struct Built {
+    pub endpoints: Endpoints,
+    _owner: Box<dyn Any>,
+}
+
+impl Built {
+    pub fn new(endpoints: Endpoints, owner: impl Any) -> Self {
+        Self {
+            endpoints,
+            _owner: Box::new(owner),
+        }
+    }
+
+    /// The client pings the server (a few tries: ARP and neighbour resolution on the way).
+    pub fn check_reachable(&self) -> anyhow::Result<()> {
+        let addr = self.endpoints.server_addr.to_string();
+        let args = ["-c", "1", "-W", "1", addr.as_str()];
+        let mut last = None;
+        for _ in 0..5 {
+            match process::run(&self.endpoints.client, "ping", &args, std::time::Duration::from_secs(3)) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no reply")).context(format!("client cannot ping {addr}")))
+    }
+}
+
+/// Every path, in table order. Paths not written yet stay as [`NotYet`] rows.
+pub fn registry() -> Vec<Box<dyn BenchPath>> {
+    vec![
+        Box::new(Native),
+        Box::new(KernelVxlan),
+        Box::new(NetdOverlay),
+        Box::new(NotYet(DOCKER_OVERLAY)),
+        Box::new(NotYet("kernel-macvlan")),
+        Box::new(NotYet("netd-macvlan")),
+    ]
+}
+
+/// Routed, no encapsulation: the limit of this machine.
+pub struct Native;
+
+impl BenchPath for Native {
+    fn name(&self) -> &'static str {
+        NATIVE
+    }
+    fn describe(&self) -> &'static str {
+        "routed through both hosts, proxy ARP on the host veth, no encapsulation"
+    }
+    fn build(&self, tag: &str) -> anyhow::Result<Built> {
+        let lab = KernelLab::routed(tag)?;
+        Ok(Built::new(Endpoints::between(&lab.containers[0], &lab.containers[1]), lab))
+    }
+}
+
+/// The datapath Docker's overlay builds.
+pub struct KernelVxlan;
+
+impl BenchPath for KernelVxlan {
+    fn name(&self) -> &'static str {
+        KERNEL_VXLAN
+    }
+    fn describe(&self) -> &'static str {
+        "Linux bridge + kernel vxlan device, static FDB/neighbour entries (Docker overlay's datapath)"
+    }
+    fn build(&self, tag: &str) -> anyhow::Result<Built> {
+        let lab = KernelLab::kernel_vxlan(tag)?;
+        Ok(Built::new(Endpoints::between(&lab.containers[0], &lab.containers[1]), lab))
+    }
+}
+
+/// netd's TC programs: encap on the container veth, decap on the uplink.
+pub struct NetdOverlay;
+
+impl BenchPath for NetdOverlay {
+    fn name(&self) -> &'static str {
+        NETD_OVERLAY
+    }
+    fn describe(&self) -> &'static str {
+        "netd's TC programs: encap at the container veth, decap at the uplink, no bridge or vxlan device"
+    }
+    fn build(&self, tag: &str) -> anyhow::Result<Built> {
+        let lab = TwoHostLab::new(tag)?;
+        let endpoints = Endpoints::between(&lab.hosts[0].container, &lab.hosts[1].container);
+        Ok(Built::new(endpoints, lab))
+    }
+}
+
+/// A path planned in issue #6 that nobody has written yet: a "skipped" row.
+pub struct NotYet(pub &'static str);
+
+impl BenchPath for NotYet {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    fn describe(&self) -> &'static str {
+        "not implemented yet"
+    }
+    fn build(&self, _tag: &str) -> anyhow::Result<Built> {
+        anyhow::bail!("not implemented yet")
+    }
+}

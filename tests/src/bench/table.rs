@@ -1,0 +1,109 @@
+//! The terminal report: per metric and path the median, the range over rounds and the ratios to
+//! kernel-vxlan and native (medians of per-round ratios); the in-kernel costs; the goals.
+
+use std::fmt::Write as _;
+
+use super::{
+    Results, goals,
+    metrics::Metric,
+    path::{KERNEL_VXLAN, NATIVE},
+    stats::Summary,
+};
+
+/// Fewer decimals for bigger numbers, so columns stay readable.
+pub fn num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn range(s: &Summary) -> String {
+    format!("{}-{}", num(s.min), num(s.max))
+}
+
+fn direction(metric: Metric) -> &'static str {
+    if metric.higher_is_better() {
+        ", higher is better"
+    } else if metric.lower_is_better() {
+        ", lower is better"
+    } else {
+        ""
+    }
+}
+
+pub fn render(results: &Results) -> String {
+    let mut out = String::new();
+    let s = &results.samples;
+    let _ = writeln!(
+        out,
+        "\n== results: {} rounds of {} s; median, min-max over rounds; ratios taken within each round, then the median",
+        s.rounds(),
+        results.config.seconds
+    );
+    let _ = writeln!(
+        out,
+        "{:<32}{:>10}{:>20}{:>16}{:>10}",
+        "", "median", "min-max", "x kernel-vxlan", "x native"
+    );
+    for metric in Metric::ALL {
+        let _ = writeln!(out, "{} [{}{}]", metric.label(), metric.unit(), direction(metric));
+        for &path in s.paths() {
+            let Some(summary) = s.summary(path, metric) else {
+                let _ = writeln!(out, "  {path:<30}{:>10}", "-");
+                continue;
+            };
+            let ratio = |base: &str| {
+                if !s.has_path(base) {
+                    return "n/a".to_string();
+                }
+                s.ratio(path, base, metric).map_or_else(|| "-".to_string(), |r| format!("{:.2}", r.median))
+            };
+            let _ = writeln!(
+                out,
+                "  {path:<30}{:>10}{:>20}{:>16}{:>10}",
+                num(summary.median),
+                range(&summary),
+                ratio(KERNEL_VXLAN),
+                ratio(NATIVE)
+            );
+        }
+    }
+    for skipped in &results.skipped {
+        let _ = writeln!(out, "  {:<30}skipped: {}", skipped.name, skipped.reason);
+    }
+    if let Some(kernel) = &results.kernel {
+        let _ = writeln!(
+            out,
+            "\n== in-kernel cost per packet, ns ({} repetitions; TEST_RUN loops x{}, bpf_stats on live traffic)",
+            s.rounds(),
+            kernel.repeat
+        );
+        let _ = writeln!(out, "  {:<11}{:<44}{:>8}{:>14}{:>12}", "method", "program: packet", "median", "min-max", "above null");
+        for row in &kernel.rows {
+            let Some(ns) = row.ns() else { continue };
+            let above = row.above_null().map_or_else(|| "-".to_string(), |a| format!("{:.0}", a.median));
+            let _ = writeln!(
+                out,
+                "  {:<11}{:<44}{:>8.0}{:>14}{:>12}",
+                row.method.name(),
+                row.label,
+                ns.median,
+                format!("{:.0}-{:.0}", ns.min, ns.max),
+                above
+            );
+        }
+    }
+    let _ = writeln!(out, "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)");
+    for goal in goals::evaluate(results) {
+        let _ = writeln!(out, "  {:<13}{}: {}", format!("[{}]", goal.verdict()), goal.text, goal.measured_text());
+    }
+    for note in &results.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let _ = writeln!(out, "elapsed: {:.1} min", results.elapsed.as_secs_f64() / 60.0);
+    out
+}
