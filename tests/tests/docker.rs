@@ -204,3 +204,27 @@ fn bad_options_are_clear_errors() {
         .to_string();
     assert!(e.contains("explicit --subnet"), "{e}");
 }
+
+#[test]
+fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects() {
+    let mut dc = docker_cluster("dw");
+    dc.dockers[0].stop();
+    dc.c.wait_for(Duration::from_secs(20), || {
+        let s = dc.c.netd_json(0, &["status"]).ok()?;
+        s["docker"].as_str()?.starts_with("unreachable").then_some(())
+    })
+    .expect("netd status says Docker is unreachable");
+    // Namespaces are still served.
+    dc.c.netd(0, &["network", "create", "--subnet", "10.85.0.0/24", "plain"]).unwrap();
+    let ns = dc.c.container().unwrap();
+    let netns = dc.c.containers[ns].name.clone();
+    dc.c.netd(0, &["endpoint", "add", "--network", "plain", "--netns", &netns, "solo"]).unwrap();
+    dc.dockers[0].restart().unwrap();
+    dc.c.wait_for(Duration::from_secs(30), || {
+        let s = dc.c.netd_json(0, &["status"]).ok()?;
+        s["docker"].as_str()?.starts_with("connected").then_some(())
+    })
+    .expect("netd reconnected to Docker");
+    // And mirrors what happened meanwhile.
+    dc.wait_network(0, "plain", true);
+}

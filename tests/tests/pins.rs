@@ -1,0 +1,58 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+//! Pinned maps are reused across restarts only when their layout is the one this build expects.
+
+use std::path::PathBuf;
+
+use netd::datapath::{Datapath, DatapathError, DatapathOptions, LocalEndpoint};
+
+/// A pin directory removed on drop.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pin_dir() -> PinDir {
+    PinDir(PathBuf::from(netd::bpffs::BPFFS_ROOT).join(netd_tests::unique_name("netd-pintest-")))
+}
+
+#[test]
+fn a_restarted_datapath_keeps_its_entries() {
+    let dir = pin_dir();
+    let options = DatapathOptions { pin_dir: Some(dir.0.clone()) };
+    let ep = LocalEndpoint {
+        ifindex: 4242,
+        vni: 300,
+        mac: [2, 0, 0, 0, 0, 1],
+        ipv4: "10.0.0.1".parse().unwrap(),
+    };
+    {
+        let mut first = Datapath::load(options.clone()).unwrap();
+        first.add_local_endpoint(&ep).unwrap();
+    }
+    // The process (here: the value) is gone; the pins are not.
+    let mut second = Datapath::load(options).unwrap();
+    let state = second.read_state().unwrap();
+    assert_eq!(state.endpoints.get(&4242).map(|e| e.vni), Some(300));
+    assert_eq!(state.fdb.len(), 1);
+    assert_eq!(state.neigh.len(), 1);
+}
+
+#[test]
+fn a_pin_with_another_layout_is_a_clear_error() {
+    let good = pin_dir();
+    let bad = pin_dir();
+    drop(Datapath::load(DatapathOptions { pin_dir: Some(good.0.clone()) }).unwrap());
+    // A map of another shape where NETD_FDB is expected (as an older netd could have left it).
+    std::fs::create_dir_all(&bad.0).unwrap();
+    std::fs::rename(good.0.join("NETD_NEIGH"), bad.0.join("NETD_FDB")).unwrap();
+    let err = match Datapath::load(DatapathOptions { pin_dir: Some(bad.0.clone()) }) {
+        Ok(_) => panic!("an incompatible pin was reused"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, DatapathError::IncompatiblePin { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("NETD_FDB") && text.contains("key 8 B") && text.contains("key 12 B"), "{text}");
+}
