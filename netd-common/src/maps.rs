@@ -13,6 +13,7 @@ pub mod names {
     pub const FDB: &str = "NETD_FDB";
     pub const NEIGH: &str = "NETD_NEIGH";
     pub const VTEPS: &str = "NETD_VTEPS";
+    pub const PARENTS: &str = "NETD_PARENTS";
     pub const STATS: &str = "NETD_STATS";
 }
 
@@ -20,6 +21,8 @@ pub mod names {
 pub mod programs {
     pub const FROM_ENDPOINT: &str = "netd_from_endpoint";
     pub const FROM_UPLINK: &str = "netd_from_uplink";
+    pub const FROM_PARENT: &str = "netd_from_parent";
+    pub const TO_PARENT: &str = "netd_to_parent";
 }
 
 /// Maximum entries per map. Changing one changes the pinned layout: the loader refuses to
@@ -32,6 +35,8 @@ pub mod capacity {
     pub const NEIGH: u32 = 65536;
     /// (VTEP, VNI) pairs allowed to send to this host.
     pub const VTEPS: u32 = 16384;
+    /// macvlan parent/VLAN pairs on one host.
+    pub const PARENTS: u32 = 256;
 }
 
 /// The one entry of the `NETD_CONFIG` array: per-host datapath settings the loader fills.
@@ -60,17 +65,78 @@ pub mod config_flags {
 /// `NETD_ENDPOINTS` key: ifindex of a local endpoint's host-side veth.
 pub type EndpointKey = u32;
 
-/// A local endpoint: what its host-side veth may send (anti-spoofing) and in which network.
+/// A local endpoint: what its host-side veth may send (anti-spoofing), in which network, and
+/// for macvlan-style networks where its frames leave.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct EndpointInfo {
+    /// Network number (the VNI of an overlay network; a macvlan network's unique id).
     pub vni: u32,
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// macvlan: VLAN of the parent (0: untagged).
+    pub vlan: u16,
     pub ipv4: [u8; 4],
+    /// `endpoint_flags::*`.
     pub flags: u32,
+    /// macvlan: the interface the endpoint's frames leave by; 0 for overlay endpoints.
+    pub parent_ifindex: u32,
 }
-assert_size!(EndpointInfo, 20);
+assert_size!(EndpointInfo, 24);
+
+pub mod endpoint_flags {
+    /// A macvlan-style endpoint: frames go to the parent, not into VXLAN.
+    pub const MACVLAN: u32 = 1 << 0;
+    /// The host may talk to the endpoint through the parent (what kernel macvlan cannot do).
+    pub const HOST_ACCESS: u32 = 1 << 1;
+    /// The macvlan mode is `(flags >> MODE_SHIFT) & 0xff`, one of `macvlan_mode::*`.
+    pub const MODE_SHIFT: u32 = 8;
+}
+
+/// Modes as the kernel's macvlan defines them.
+pub mod macvlan_mode {
+    /// Endpoints on one parent reach each other directly.
+    pub const BRIDGE: u32 = 0;
+    /// Endpoints on one parent never reach each other.
+    pub const PRIVATE: u32 = 1;
+    /// Traffic between endpoints on one parent goes out and back through the external switch.
+    pub const VEPA: u32 = 2;
+    /// One endpoint owns the parent.
+    pub const PASSTHRU: u32 = 3;
+}
+
+/// Local endpoints one parent/VLAN can flood to (broadcast and multicast replication).
+pub const MAX_PARENT_PORTS: usize = 16;
+
+/// `NETD_PARENTS` key: a macvlan parent and VLAN on this host.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+pub struct ParentKey {
+    pub ifindex: u32,
+    pub vlan: u16,
+    pub _pad: u16,
+}
+assert_size!(ParentKey, 8);
+
+/// The macvlan network on a parent/VLAN, and its local endpoints (for flooding).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct ParentInfo {
+    pub vni: u32,
+    /// `endpoint_flags::HOST_ACCESS` and the mode, as in [`EndpointInfo::flags`].
+    pub flags: u32,
+    /// The parent's own MAC (host access: frames to it go up the host's stack).
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub count: u32,
+    pub ports: [u32; MAX_PARENT_PORTS],
+}
+assert_size!(ParentInfo, 84);
+
+impl Default for ParentInfo {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
 
 /// `NETD_FDB` key: where does a MAC of a network live.
 #[repr(C)]
@@ -187,7 +253,7 @@ pub struct MapLayout {
 }
 
 /// Every map netd pins, with its expected layout.
-pub const LAYOUTS: [MapLayout; 6] = [
+pub const LAYOUTS: [MapLayout; 7] = [
     MapLayout {
         name: names::CONFIG,
         map_type: map_type::ARRAY,
@@ -224,6 +290,13 @@ pub const LAYOUTS: [MapLayout; 6] = [
         max_entries: capacity::VTEPS,
     },
     MapLayout {
+        name: names::PARENTS,
+        map_type: map_type::HASH,
+        key_size: size_of::<ParentKey>() as u32,
+        value_size: size_of::<ParentInfo>() as u32,
+        max_entries: capacity::PARENTS,
+    },
+    MapLayout {
         name: names::STATS,
         map_type: map_type::PERCPU_ARRAY,
         key_size: 4,
@@ -245,4 +318,6 @@ mod user {
     unsafe impl aya::Pod for NeighEntry {}
     unsafe impl aya::Pod for VtepKey {}
     unsafe impl aya::Pod for VtepEntry {}
+    unsafe impl aya::Pod for ParentKey {}
+    unsafe impl aya::Pod for ParentInfo {}
 }

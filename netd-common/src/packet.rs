@@ -169,6 +169,29 @@ pub fn parse_arp_request(
     own_mac: &[u8; 6],
     own_ip: &[u8; 4],
 ) -> Result<ArpRequest, u32> {
+    check_arp_sender(frame, own_mac, own_ip)?;
+    let a = ETH_HLEN;
+    let op = u16::from_be_bytes([frame[a + 6], frame[a + 7]]);
+    if op != arp::OP_REQUEST {
+        return Err(stats::DROP_ARP_NOT_REQUEST);
+    }
+    let target_ip = [
+        frame[a + arp::TPA],
+        frame[a + arp::TPA + 1],
+        frame[a + arp::TPA + 2],
+        frame[a + arp::TPA + 3],
+    ];
+    // A request for one's own address (gratuitous ARP, duplicate detection) must get no answer.
+    if target_ip == *own_ip {
+        return Err(stats::DROP_ARP_NOT_REQUEST);
+    }
+    Ok(ArpRequest { target_ip })
+}
+
+/// Checks that an ARP frame is Ethernet/IPv4 and that its sender is the endpoint (`own_mac`,
+/// `own_ip`; 0.0.0.0 allowed for probes): the anti-spoofing rule for ARP of any operation.
+#[inline(always)]
+pub fn check_arp_sender(frame: &[u8; ARP_FRAME_LEN], own_mac: &[u8; 6], own_ip: &[u8; 4]) -> Result<(), u32> {
     let a = ETH_HLEN;
     // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4.
     if frame[a] != 0 || frame[a + 1] != 1 || frame[a + 2] != 0x08 || frame[a + 3] != 0 {
@@ -194,21 +217,7 @@ pub fn parse_arp_request(
     if sha != *own_mac || (spa != *own_ip && spa != [0; 4]) {
         return Err(stats::DROP_ARP_SPOOFED);
     }
-    let op = u16::from_be_bytes([frame[a + 6], frame[a + 7]]);
-    if op != arp::OP_REQUEST {
-        return Err(stats::DROP_ARP_NOT_REQUEST);
-    }
-    let target_ip = [
-        frame[a + arp::TPA],
-        frame[a + arp::TPA + 1],
-        frame[a + arp::TPA + 2],
-        frame[a + arp::TPA + 3],
-    ];
-    // A request for one's own address (gratuitous ARP, duplicate detection) must get no answer.
-    if target_ip == *own_ip {
-        return Err(stats::DROP_ARP_NOT_REQUEST);
-    }
-    Ok(ArpRequest { target_ip })
+    Ok(())
 }
 
 /// Turns a request (already checked by [`parse_arp_request`]) into the reply `target_mac` would

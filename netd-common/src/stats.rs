@@ -106,14 +106,31 @@ counters! {
     DROP_NO_CONFIG = 34, "drop-no-config";
     /// Inner IPv4 header malformed (version, header length) or longer than the frame carries.
     DROP_INNER_BAD_IPV4 = 35, "drop-inner-bad-ipv4";
+    /// macvlan private mode: endpoints on one parent may not talk to each other.
+    DROP_MACVLAN_PRIVATE = 36, "drop-macvlan-private";
+    /// macvlan endpoint whose parent is not configured (loader bug or parent gone).
+    DROP_NO_PARENT = 37, "drop-no-parent";
+    /// The kernel refused to add or remove a VLAN tag.
+    DROP_VLAN_FAILED = 38, "drop-vlan-failed";
+
+    /// macvlan: frames sent out of a parent.
+    MACVLAN_TX = 39, "macvlan-tx";
+    /// macvlan: frames from a parent delivered to a local endpoint.
+    MACVLAN_RX = 40, "macvlan-rx";
+    /// macvlan: broadcast/multicast frames replicated to local endpoints.
+    MACVLAN_FLOOD = 41, "macvlan-flood";
+    /// macvlan host access: frames between the host and a local endpoint.
+    MACVLAN_HOST = 42, "macvlan-host";
 }
 
-/// Counters at or above this index are drops.
+/// Drop reasons are the indexes from here up to [`LAST_DROP`] (outcome counters added later
+/// live above it, so existing indexes never move).
 pub const FIRST_DROP: u32 = DROP_UNKNOWN_ENDPOINT;
+pub const LAST_DROP: u32 = DROP_VLAN_FAILED;
 
 /// Whether a counter index is a drop reason.
 pub const fn is_drop(index: u32) -> bool {
-    index >= FIRST_DROP && (index as usize) < COUNT
+    index >= FIRST_DROP && index <= LAST_DROP
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    maps::{DatapathConfig, EndpointInfo, FdbKey, NeighKey, fdb_kind},
+    maps::{DatapathConfig, EndpointInfo, FdbKey, NeighKey, endpoint_flags, fdb_kind},
     packet::{
         self, ARP_FRAME_LEN, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_UDP,
         IPV4_HLEN, OuterParams,
@@ -65,11 +65,34 @@ fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
     if eth.src_addr != endpoint.mac {
         return Err(stats::DROP_SPOOFED_MAC);
     }
+    if endpoint.flags & endpoint_flags::MACVLAN != 0 {
+        return crate::macvlan::from_endpoint(ctx, &endpoint, ifindex, u16::from_be(eth.ether_type), eth.dst_addr);
+    }
     match u16::from_be(eth.ether_type) {
         ETH_P_IP => forward_ipv4(ctx, &endpoint, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
         _ => Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
     }
+}
+
+/// The IPv4 header of a frame from `endpoint`, checked: well-formed, not longer than the frame,
+/// and sent from the endpoint's own address (anti-spoofing).
+pub fn checked_ipv4<'a>(ctx: &'a TcContext, endpoint: &EndpointInfo) -> Result<&'a Ipv4Hdr, u32> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let ip = unsafe { &*ip };
+    if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+        return Err(stats::DROP_BAD_IPV4);
+    }
+    // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
+    // tot_len 0 passes this check.)
+    if u32::from(u16::from_be_bytes(ip.tot_len)) + ETH_HLEN as u32 > ctx.len() {
+        return Err(stats::DROP_TRUNCATED);
+    }
+    if ip.src_addr != endpoint.ipv4 {
+        return Err(stats::DROP_SPOOFED_IP);
+    }
+    Ok(ip)
 }
 
 /// Answers an ARP request with the target endpoint's real MAC, sent straight back to the
@@ -94,20 +117,7 @@ fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Result<
 }
 
 fn forward_ipv4(ctx: &TcContext, endpoint: &EndpointInfo, dst_mac: [u8; 6]) -> Result<i32, u32> {
-    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
-    // SAFETY: bounds-checked by ptr_at.
-    let ip = unsafe { &*ip };
-    if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
-        return Err(stats::DROP_BAD_IPV4);
-    }
-    // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
-    // tot_len 0 passes this check.)
-    if u32::from(u16::from_be_bytes(ip.tot_len)) + ETH_HLEN as u32 > ctx.len() {
-        return Err(stats::DROP_TRUNCATED);
-    }
-    if ip.src_addr != endpoint.ipv4 {
-        return Err(stats::DROP_SPOOFED_IP);
-    }
+    let ip = checked_ipv4(ctx, endpoint)?;
     if !packet::is_unicast_mac(&dst_mac) {
         return Err(stats::DROP_BROADCAST);
     }

@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_UNSPEC,
         TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     macros::classifier,
@@ -47,7 +47,10 @@ pub fn netd_from_uplink(ctx: TcContext) -> i32 {
     match from_uplink(&ctx) {
         Ok(Verdict::Pass) => {
             count(stats::PASS);
-            TC_ACT_OK
+            // "Not mine": the next TC program on the hook (a macvlan parent hook, another tool's)
+            // decides, or the stack gets the packet when there is none (TCX_NEXT in TCX,
+            // TC_ACT_UNSPEC in cls_bpf).
+            TC_ACT_UNSPEC
         }
         Ok(Verdict::Action(action)) => action,
         Err(reason) => {

@@ -5,8 +5,11 @@
 
 mod deliver;
 mod from_endpoint;
+mod from_parent;
 mod from_uplink;
+mod macvlan;
 mod maps;
+mod null;
 mod skb;
 
 #[cfg(not(test))]

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use netd_common::{
     maps::{
         DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey,
-        VtepEntry, VtepKey, capacity,
+        ParentInfo, ParentKey, VtepEntry, VtepKey, capacity,
     },
     stats,
 };
@@ -28,6 +28,9 @@ pub static NEIGH: HashMap<NeighKey, NeighEntry> = HashMap::with_max_entries(capa
 
 #[map(name = "NETD_VTEPS")]
 pub static VTEPS: HashMap<VtepKey, VtepEntry> = HashMap::with_max_entries(capacity::VTEPS, 0);
+
+#[map(name = "NETD_PARENTS")]
+pub static PARENTS: HashMap<ParentKey, ParentInfo> = HashMap::with_max_entries(capacity::PARENTS, 0);
 
 #[map(name = "NETD_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);

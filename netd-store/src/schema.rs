@@ -196,6 +196,64 @@ impl Versioned for NetworkRecord {
 }
 
 pub const DRIVER_OVERLAY: &str = "overlay";
+/// macvlan-style networks: endpoints on the LAN through a parent interface.
+pub const DRIVER_MACVLAN: &str = "macvlan";
+
+/// How a macvlan network's endpoints on one parent treat each other (the kernel's modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MacvlanMode {
+    Bridge,
+    Private,
+    Vepa,
+    Passthru,
+}
+
+/// A macvlan network's options, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MacvlanSpec {
+    /// Parent interface name as given (`eth0`); a host may use another (`--macvlan-parent`).
+    pub parent: String,
+    /// VLAN id (`eth0.10` means VLAN 10 on eth0); 0 for none.
+    pub vlan: u16,
+    pub mode: MacvlanMode,
+    pub host_access: bool,
+}
+
+impl MacvlanSpec {
+    fn parse(options: &BTreeMap<String, String>) -> Result<Self, SchemaError> {
+        let parent = options
+            .get("parent")
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| invalid("a macvlan network needs a parent (--parent eth0 or -o parent=eth0.10)"))?;
+        let (name, vlan) = match parent.split_once('.') {
+            Some((name, vid)) => {
+                let vlan: u16 = vid
+                    .parse()
+                    .ok()
+                    .filter(|v| (1..=4094).contains(v))
+                    .ok_or_else(|| invalid(format!("invalid VLAN in parent {parent:?} (1..4094)")))?;
+                (name, vlan)
+            }
+            None => (parent.as_str(), 0),
+        };
+        if name.is_empty() || name.len() > 15 || name.contains('/') {
+            return Err(invalid(format!("invalid parent interface {parent:?}")));
+        }
+        let mode = match options.get("macvlan_mode").map(String::as_str) {
+            None | Some("bridge") => MacvlanMode::Bridge,
+            Some("private") => MacvlanMode::Private,
+            Some("vepa") => MacvlanMode::Vepa,
+            Some("passthru") => MacvlanMode::Passthru,
+            Some(other) => return Err(invalid(format!("invalid macvlan_mode {other:?} (bridge, private, vepa or passthru)"))),
+        };
+        let host_access = match options.get("host_access").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(invalid(format!("invalid host_access {other:?} (true or false)"))),
+        };
+        Ok(Self { parent: name.to_string(), vlan, mode, host_access })
+    }
+}
 
 impl NetworkRecord {
     /// Checks the record found under `/netd/v1/networks/<key_name>`.
@@ -206,8 +264,12 @@ impl NetworkRecord {
         if !crate::keys::valid_name(&self.name) {
             return Err(invalid(format!("invalid network name {:?}", self.name)));
         }
-        if self.driver != DRIVER_OVERLAY {
-            return Err(invalid(format!("unsupported driver {:?}", self.driver)));
+        match self.driver.as_str() {
+            DRIVER_OVERLAY => {}
+            DRIVER_MACVLAN => {
+                MacvlanSpec::parse(&self.options)?;
+            }
+            other => return Err(invalid(format!("unsupported driver {other:?} (overlay or macvlan)"))),
         }
         if self.vni == 0 || self.vni > VNI_MAX {
             return Err(invalid(format!("VNI {} is outside 1..={VNI_MAX}", self.vni)));
@@ -229,6 +291,14 @@ impl NetworkRecord {
             }
         }
         Ok(())
+    }
+
+    /// The macvlan options of a macvlan network (`None` for overlay networks).
+    pub fn macvlan(&self) -> Option<MacvlanSpec> {
+        if self.driver != DRIVER_MACVLAN {
+            return None;
+        }
+        MacvlanSpec::parse(&self.options).ok()
     }
 
     /// The subnet an address belongs to.
@@ -364,6 +434,25 @@ mod tests {
         assert!(n.validate("n").is_err());
         let mut n = net(&["10.0.0.0/24"]);
         n.subnets[0].gateway = Some("10.0.1.1".parse().unwrap());
+        assert!(n.validate("n").is_err());
+    }
+
+    #[test]
+    fn macvlan_options() {
+        let mut n = net(&["10.0.0.0/24"]);
+        n.driver = DRIVER_MACVLAN.into();
+        assert!(n.validate("n").is_err(), "parent required");
+        n.options.insert("parent".into(), "eth0.10".into());
+        assert_eq!(n.validate("n"), Ok(()));
+        let spec = n.macvlan().unwrap();
+        assert_eq!((spec.parent.as_str(), spec.vlan, spec.mode, spec.host_access), ("eth0", 10, MacvlanMode::Bridge, false));
+        n.options.insert("macvlan_mode".into(), "vepa".into());
+        n.options.insert("host_access".into(), "true".into());
+        assert_eq!(n.macvlan().unwrap().mode, MacvlanMode::Vepa);
+        n.options.insert("parent".into(), "eth0.5000".into());
+        assert!(n.validate("n").is_err());
+        n.options.insert("parent".into(), "eth0".into());
+        n.options.insert("macvlan_mode".into(), "weird".into());
         assert!(n.validate("n").is_err());
     }
 

@@ -150,22 +150,47 @@ pub fn ifindex(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
 }
 
+/// What netd needs to know about a link, read with `ip -j` (not /sys, which belongs to the
+/// namespace it was mounted in: a daemon started with `nsenter --net` still sees the root one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub mtu: u16,
+    pub mac: [u8; 6],
+    pub promisc: bool,
+}
+
+pub fn link_info(name: &str) -> Result<LinkInfo, NetlinkError> {
+    let out = run("ip", &["-j", "link", "show", "dev", name])?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|_| NetlinkError::Parse(format!("ip -j link show {name}")))?;
+    let link = &v[0];
+    let mtu = link["mtu"].as_u64().and_then(|m| u16::try_from(m).ok());
+    let mac = link["address"].as_str().and_then(|a| {
+        let mut mac = [0u8; 6];
+        let parts: Vec<&str> = a.split(':').collect();
+        (parts.len() == 6).then_some(())?;
+        for (b, p) in mac.iter_mut().zip(parts) {
+            *b = u8::from_str_radix(p, 16).ok()?;
+        }
+        Some(mac)
+    });
+    let promisc = link["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("PROMISC")));
+    match (mtu, mac) {
+        (Some(mtu), Some(mac)) => Ok(LinkInfo { mtu, mac, promisc }),
+        _ => Err(NetlinkError::Parse(format!("ip -j link show {name}: {out}"))),
+    }
+}
+
 /// MTU of a link.
 pub fn mtu(name: &str) -> Result<u16, NetlinkError> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
-        .or_else(|_| run("cat", &[&format!("/sys/class/net/{name}/mtu")]));
-    match text {
-        Ok(t) => t.trim().parse().map_err(|_| NetlinkError::Parse(format!("mtu of {name}"))),
-        // /sys may belong to another namespace (ip netns exec): ask ip.
-        Err(_) => {
-            let out = run("ip", &["-o", "link", "show", "dev", name])?;
-            out.split_whitespace()
-                .skip_while(|w| *w != "mtu")
-                .nth(1)
-                .and_then(|m| m.parse().ok())
-                .ok_or_else(|| NetlinkError::Parse(format!("ip link show {name}")))
-        }
-    }
+    link_info(name).map(|l| l.mtu)
+}
+
+/// Turns promiscuous mode on or off.
+pub fn set_promisc(name: &str, on: bool) -> Result<(), NetlinkError> {
+    run("ip", &["link", "set", "dev", name, "promisc", if on { "on" } else { "off" }]).map(|_| ())
 }
 
 /// The interface the kernel routes `to` through (`ip route get`).

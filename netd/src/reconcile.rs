@@ -7,17 +7,44 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use netd_common::maps::{EndpointInfo, FdbEntry, NeighEntry, VtepEntry};
+use netd_common::maps::{
+    EndpointInfo, FdbEntry, MAX_PARENT_PORTS, NeighEntry, ParentInfo, VtepEntry, endpoint_flags,
+    macvlan_mode,
+};
 use netd_store::{
     KeyValue, Listing, WatchEvent,
     keys::{self, Key},
-    schema::{self, EndpointRecord, HostRecord, NetworkRecord},
+    schema::{self, EndpointRecord, HostRecord, MacvlanMode, NetworkRecord},
 };
 
 use crate::datapath::{
     MapState,
-    state::{FdbKeyOrd, NeighKeyOrd, VtepKeyOrd},
+    state::{FdbKeyOrd, NeighKeyOrd, ParentKeyOrd, VtepKeyOrd},
 };
+
+/// Where a macvlan network's frames leave on this host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParentPort {
+    pub ifindex: u32,
+    pub vlan: u16,
+    /// The parent's MAC (host access).
+    pub mac: [u8; 6],
+}
+
+/// Endpoint flags of a macvlan network (kind, mode, host access).
+fn macvlan_flags(net: &NetworkRecord) -> u32 {
+    let Some(spec) = net.macvlan() else {
+        return 0;
+    };
+    let mode = match spec.mode {
+        MacvlanMode::Bridge => macvlan_mode::BRIDGE,
+        MacvlanMode::Private => macvlan_mode::PRIVATE,
+        MacvlanMode::Vepa => macvlan_mode::VEPA,
+        MacvlanMode::Passthru => macvlan_mode::PASSTHRU,
+    };
+    let host = if spec.host_access { endpoint_flags::HOST_ACCESS } else { 0 };
+    endpoint_flags::MACVLAN | host | (mode << endpoint_flags::MODE_SHIFT)
+}
 
 /// The store's contents under `/netd/v1/` as last seen: a listing plus the watch events since.
 #[derive(Clone, Debug, Default)]
@@ -137,25 +164,56 @@ impl Cluster {
 
     /// The maps of host `me`. `local_ifindex` finds the host-side veth of one of its endpoints;
     /// an endpoint of this host whose veth is gone is left out (and reported by the caller).
-    pub fn desired_maps(&self, me: &str, local_ifindex: &HashMap<(String, String), u32>) -> MapState {
+    /// `parent_of` finds where a macvlan network leaves this host (`None`: no such interface).
+    pub fn desired_maps(
+        &self,
+        me: &str,
+        local_ifindex: &HashMap<(String, String), u32>,
+        parent_of: &dyn Fn(&NetworkRecord) -> Option<ParentPort>,
+    ) -> MapState {
         let mut maps = MapState::default();
         for ep in &self.endpoints {
+            let Some(net) = self.networks.get(&ep.network) else {
+                continue;
+            };
             let r = &ep.record;
             let mac = r.mac.0;
             let ip = r.ip.octets();
+            let flags = macvlan_flags(net);
+            if flags & endpoint_flags::MACVLAN != 0 {
+                // macvlan: only this host's endpoints; the others are reached over the LAN.
+                if r.host != me {
+                    continue;
+                }
+                let (Some(&ifindex), Some(parent)) =
+                    (local_ifindex.get(&(ep.network.clone(), ep.id.clone())), parent_of(net))
+                else {
+                    continue;
+                };
+                maps.endpoints.insert(
+                    ifindex,
+                    EndpointInfo { vni: ep.vni, mac, vlan: parent.vlan, ipv4: ip, flags, parent_ifindex: parent.ifindex },
+                );
+                maps.fdb.insert(FdbKeyOrd(ep.vni, mac), FdbEntry::local(ifindex));
+                let port = maps.parents.entry(ParentKeyOrd(parent.ifindex, parent.vlan)).or_insert(ParentInfo {
+                    vni: ep.vni,
+                    flags,
+                    mac: parent.mac,
+                    ..ParentInfo::default()
+                });
+                if (port.count as usize) < MAX_PARENT_PORTS {
+                    port.ports[port.count as usize] = ifindex;
+                    port.count += 1;
+                }
+                continue;
+            }
             if r.host == me {
                 let Some(&ifindex) = local_ifindex.get(&(ep.network.clone(), ep.id.clone())) else {
                     continue;
                 };
                 maps.endpoints.insert(
                     ifindex,
-                    EndpointInfo {
-                        vni: ep.vni,
-                        mac,
-                        _pad: [0; 2],
-                        ipv4: ip,
-                        flags: 0,
-                    },
+                    EndpointInfo { vni: ep.vni, mac, vlan: 0, ipv4: ip, flags: 0, parent_ifindex: 0 },
                 );
                 maps.fdb.insert(FdbKeyOrd(ep.vni, mac), FdbEntry::local(ifindex));
             } else {
@@ -163,6 +221,10 @@ impl Cluster {
                 maps.vteps.insert(VtepKeyOrd(r.vtep_ip.octets(), ep.vni), VtepEntry { flags: 0 });
             }
             maps.neigh.insert(NeighKeyOrd(ep.vni, ip), NeighEntry::new(mac));
+        }
+        // Flooding order must not depend on the store's: sorted ports, stable maps.
+        for port in maps.parents.values_mut() {
+            port.ports[..port.count as usize].sort_unstable();
         }
         maps
     }
@@ -239,7 +301,7 @@ mod tests {
         let cluster = Cluster::from_view(&v);
         assert!(cluster.invalid.is_empty(), "{:?}", cluster.invalid);
         let local = HashMap::from([(("n".to_string(), "e1".to_string()), 7u32)]);
-        let maps = cluster.desired_maps("a", &local);
+        let maps = cluster.desired_maps("a", &local, &|_| None);
         assert_eq!(maps.endpoints.len(), 1);
         assert_eq!(maps.endpoints[&7].vni, 300);
         assert_eq!(maps.fdb.len(), 2);
@@ -286,7 +348,7 @@ mod tests {
             kv(keys::host("a"), host("192.168.0.1"), 2),
             kv(keys::endpoint("n", "e2"), endpoint("e2", "10.1.0.2", "b", "192.168.0.2"), 5),
         ]);
-        let maps = Cluster::from_view(&v).desired_maps("a", &HashMap::new());
+        let maps = Cluster::from_view(&v).desired_maps("a", &HashMap::new(), &|_| None);
         assert!(maps.fdb.is_empty());
     }
 }

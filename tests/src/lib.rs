@@ -6,6 +6,7 @@
 
 #![allow(clippy::expect_used, reason = "test fixtures: a failed expectation is a failed test")]
 
+pub mod bench;
 pub mod cluster;
 pub mod docker;
 pub mod lab;

@@ -32,10 +32,17 @@ pub const REMOTE_UNRESOLVED: (Ipv4Addr, [u8; 6]) =
 pub const REMOTE_UNROUTABLE: (Ipv4Addr, [u8; 6]) =
     (Ipv4Addr::new(172, 31, 0, 40), [0x02, 0xbb, 0, 0, 0, 0x28]);
 
-/// TC return codes.
+/// TC return codes. "Not mine" is TC_ACT_UNSPEC (-1): the next program on the hook decides,
+/// or the stack gets the packet untouched.
+pub const TC_ACT_PASS: u32 = u32::MAX;
 pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
+
+pub const MACVLAN_NET: u32 = 5000;
+pub const EP_C: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 5), [0x02, 0xcc, 0, 0, 0, 0x05]);
+pub const EP_D: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 6), [0x02, 0xcc, 0, 0, 0, 0x06]);
+pub const LAN_HOST: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 100), [0x02, 0xdd, 0, 0, 0, 0x64]);
 
 pub struct PacketLab {
     pub datapath: Datapath,
@@ -43,6 +50,10 @@ pub struct PacketLab {
     pub uplink_mac: [u8; 6],
     pub ep_a_ifindex: u32,
     pub ep_b_ifindex: u32,
+    pub parent_ifindex: u32,
+    pub parent_mac: [u8; 6],
+    pub ep_c_ifindex: u32,
+    pub ep_d_ifindex: u32,
     // Last: dropped after the datapath (its programs reference no device, but order is tidy).
     pub ns: Netns,
 }
@@ -62,7 +73,11 @@ impl PacketLab {
         ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"])?;
         ns.ip(&["link", "add", "epa", "type", "veth", "peer", "name", "epa-c"])?;
         ns.ip(&["link", "add", "epb", "type", "veth", "peer", "name", "epb-c"])?;
-        for dev in ["up0", "up1", "epa", "epa-c", "epb", "epb-c"] {
+        // For macvlan-style endpoints: a parent on the "LAN" and two endpoints' veths.
+        ns.ip(&["link", "add", "par0", "type", "veth", "peer", "name", "par1"])?;
+        ns.ip(&["link", "add", "epc", "type", "veth", "peer", "name", "epc-c"])?;
+        ns.ip(&["link", "add", "epd", "type", "veth", "peer", "name", "epd-c"])?;
+        for dev in ["up0", "up1", "epa", "epa-c", "epb", "epb-c", "par0", "par1", "epc", "epc-c", "epd", "epd-c"] {
             ns.ip(&["link", "set", dev, "up"])?;
         }
         ns.ip(&["addr", "add", "10.200.0.1/24", "dev", "up0"])?;
@@ -108,6 +123,10 @@ impl PacketLab {
         }
         datapath.add_vtep(REMOTE_VTEP, VNI)?;
         Ok(Self {
+            parent_ifindex: ns.ifindex("par0")?,
+            parent_mac: ns.mac("par0")?,
+            ep_c_ifindex: ns.ifindex("epc")?,
+            ep_d_ifindex: ns.ifindex("epd")?,
             datapath,
             uplink_ifindex,
             uplink_mac,
@@ -115,6 +134,33 @@ impl PacketLab {
             ep_b_ifindex,
             ns,
         })
+    }
+
+    /// Makes EP_C and EP_D macvlan endpoints on `par0` (untagged) in `mode`
+    /// (`netd_common::maps::macvlan_mode`); `parent_known: false` leaves the parent unconfigured.
+    pub fn add_macvlan(&mut self, mode: u32, host_access: bool, parent_known: bool) -> anyhow::Result<()> {
+        use netd::datapath::state::{FdbKeyOrd, ParentKeyOrd};
+        use netd_common::maps::{EndpointInfo, FdbEntry, ParentInfo, endpoint_flags};
+        let flags = endpoint_flags::MACVLAN
+            | (mode << endpoint_flags::MODE_SHIFT)
+            | if host_access { endpoint_flags::HOST_ACCESS } else { 0 };
+        let current = self.datapath.read_state()?;
+        let mut desired = current.clone();
+        for (ifindex, (ip, mac)) in [(self.ep_c_ifindex, EP_C), (self.ep_d_ifindex, EP_D)] {
+            desired.endpoints.insert(
+                ifindex,
+                EndpointInfo { vni: MACVLAN_NET, mac, vlan: 0, ipv4: ip.octets(), flags, parent_ifindex: self.parent_ifindex },
+            );
+            desired.fdb.insert(FdbKeyOrd(MACVLAN_NET, mac), FdbEntry::local(ifindex));
+        }
+        if parent_known {
+            let mut info = ParentInfo { vni: MACVLAN_NET, flags, mac: self.parent_mac, count: 2, ..ParentInfo::default() };
+            info.ports[0] = self.ep_c_ifindex;
+            info.ports[1] = self.ep_d_ifindex;
+            desired.parents.insert(ParentKeyOrd(self.parent_ifindex, 0), info);
+        }
+        self.datapath.apply(&current, &desired)?;
+        Ok(())
     }
 
     /// Runs `hook`'s program on `frame` as if it arrived on `ifindex`.

@@ -10,7 +10,7 @@ use netd_tests::{
     pkt,
     testrun::{
         EP_A, EP_B, LOCAL_VTEP, NEXT_HOP_MAC, OTHER_VNI, PacketLab, REMOTE, REMOTE_VTEP,
-        TC_ACT_OK, TC_ACT_SHOT, VNI, VXLAN_PORT,
+        TC_ACT_PASS, TC_ACT_SHOT, VNI, VXLAN_PORT,
     },
 };
 
@@ -270,8 +270,8 @@ fn malformed_packets_are_dropped_with_a_reason_or_passed_unmodified() {
     let mut failures = Vec::new();
     for case in &cases {
         let ifindex = match case.hook {
-            Hook::Uplink => lab.uplink_ifindex,
             Hook::Endpoint => lab.ep_a_ifindex,
+            _ => lab.uplink_ifindex,
         };
         let run = match lab.run(case.hook, ifindex, &case.frame) {
             Ok(run) => run,
@@ -284,7 +284,7 @@ fn malformed_packets_are_dropped_with_a_reason_or_passed_unmodified() {
         runnable += 1;
         let drops = run.drops();
         let outcome = match run.verdict {
-            TC_ACT_OK if run.out == case.frame && drops.is_empty() && !run.counted.contains_key("tx") => {
+            TC_ACT_PASS if run.out == case.frame && drops.is_empty() && !run.counted.contains_key("tx") => {
                 Expect::Pass
             }
             TC_ACT_SHOT if drops.len() == 1 && run.counted.get(drops[0]) == Some(&1) && !run.counted.contains_key("tx") => {

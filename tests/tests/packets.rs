@@ -11,7 +11,7 @@ use netd_tests::{
     pkt,
     testrun::{
         EP_A, EP_B, LOCAL_VTEP, NEXT_HOP_MAC, PacketLab, REMOTE, REMOTE_UNRESOLVED,
-        REMOTE_UNROUTABLE, REMOTE_VTEP, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, VNI, VXLAN_PORT,
+        REMOTE_UNROUTABLE, REMOTE_VTEP, TC_ACT_PASS, TC_ACT_REDIRECT, TC_ACT_SHOT, VNI, VXLAN_PORT,
     },
 };
 
@@ -158,14 +158,14 @@ fn uplink_passes_what_is_not_vxlan_for_us() {
     let lab = lab();
     let frame = pkt::udp(NEXT_HOP_MAC, lab.uplink_mac, REMOTE_VTEP, LOCAL_VTEP, 1000, 53, 0);
     let run = lab.run(Hook::Uplink, lab.uplink_ifindex, &frame).unwrap();
-    assert_eq!(run.verdict, TC_ACT_OK);
+    assert_eq!(run.verdict, TC_ACT_PASS);
     assert_eq!(run.out, frame);
     counted(&run, &["rx", "pass"]);
 }
 
-/// Drop reasons with no packet test: the kernel refusing to resize a well-formed packet cannot
-/// be provoked from BPF_PROG_TEST_RUN.
-const UNTESTABLE_DROPS: [&str; 2] = ["drop-encap-failed", "drop-decap-failed"];
+/// Drop reasons with no packet test: the kernel refusing to resize or (un)tag a well-formed
+/// packet cannot be provoked from BPF_PROG_TEST_RUN.
+const UNTESTABLE_DROPS: [&str; 3] = ["drop-encap-failed", "drop-decap-failed", "drop-vlan-failed"];
 
 /// Keeps this file honest: a new drop reason needs a test here (or a reason above).
 #[test]
@@ -320,6 +320,96 @@ mod from_endpoint_drops {
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, REMOTE_UNROUTABLE.1, EP_A.0, REMOTE_UNROUTABLE.0, 8);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-no-route");
+    }
+}
+
+mod macvlan {
+    use netd_common::maps::macvlan_mode;
+    use netd_tests::testrun::{EP_C, EP_D, LAN_HOST};
+
+    use super::*;
+
+    fn lab_with(mode: u32) -> PacketLab {
+        let mut lab = lab();
+        lab.add_macvlan(mode, false, true).unwrap();
+        lab
+    }
+
+    #[test]
+    fn frames_for_the_lan_leave_by_the_parent_untouched() {
+        let lab = lab_with(macvlan_mode::BRIDGE);
+        let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
+        let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        assert_eq!(run.out, f);
+        counted(&run, &["rx", "macvlan-tx", "tx"]);
+        // ARP of any kind goes to the LAN, with the endpoint's own addresses only.
+        let arp = pkt::arp_request(EP_C.1, EP_C.0, LAN_HOST.0);
+        let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &arp).unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        assert_eq!(run.out, arp);
+    }
+
+    #[test]
+    fn bridge_mode_delivers_between_endpoints_of_one_parent() {
+        let lab = lab_with(macvlan_mode::BRIDGE);
+        let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
+        let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        counted(&run, &["rx", "local", "tx"]);
+    }
+
+    #[test]
+    fn private_mode_keeps_endpoints_of_one_parent_apart() {
+        let lab = lab_with(macvlan_mode::PRIVATE);
+        let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
+        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-macvlan-private");
+    }
+
+    #[test]
+    fn vepa_mode_sends_even_local_traffic_to_the_switch() {
+        let lab = lab_with(macvlan_mode::VEPA);
+        let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
+        let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        counted(&run, &["rx", "macvlan-tx", "tx"]);
+    }
+
+    #[test]
+    fn no_parent() {
+        let mut lab = lab();
+        lab.add_macvlan(macvlan_mode::BRIDGE, false, false).unwrap();
+        let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
+        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-no-parent");
+    }
+
+    #[test]
+    fn spoofing_is_refused_as_in_overlay_networks() {
+        let lab = lab_with(macvlan_mode::BRIDGE);
+        let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_D.0, LAN_HOST.0, 32);
+        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-spoofed-ip");
+        let arp = pkt::arp_request(EP_C.1, EP_D.0, LAN_HOST.0);
+        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &arp, "drop-arp-spoofed");
+    }
+
+    #[test]
+    fn the_parent_demuxes_by_destination_mac() {
+        let lab = lab_with(macvlan_mode::BRIDGE);
+        let to_c = pkt::icmp_echo(LAN_HOST.1, EP_C.1, LAN_HOST.0, EP_C.0, 32);
+        let run = lab.run(Hook::Parent, lab.parent_ifindex, &to_c).unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        assert_eq!(run.out, to_c);
+        counted(&run, &["rx", "macvlan-rx", "local", "tx"]);
+        // Not ours: the host (or the next program) gets it untouched.
+        let other = pkt::icmp_echo(LAN_HOST.1, [2, 9, 9, 9, 9, 9], LAN_HOST.0, EP_C.0, 32);
+        let run = lab.run(Hook::Parent, lab.parent_ifindex, &other).unwrap();
+        assert_eq!(run.verdict, TC_ACT_PASS);
+        assert_eq!(run.out, other);
+        // Broadcast: a copy to each endpoint, and the host still gets it.
+        let arp = pkt::arp_request(LAN_HOST.1, LAN_HOST.0, EP_C.0);
+        let run = lab.run(Hook::Parent, lab.parent_ifindex, &arp).unwrap();
+        assert_eq!(run.verdict, TC_ACT_PASS);
+        assert_eq!(run.counted.get("macvlan-flood"), Some(&2));
     }
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the developer commands.
 
+mod bench;
 mod build_ebpf;
 mod demo;
 mod run;
@@ -29,6 +30,14 @@ enum Command {
     },
     /// Set up, build, and run the two-host datapath demo in network namespaces.
     Demo,
+    /// Set up, build, and benchmark netd against the kernel's datapaths (`--quick`, `--json FILE`,
+    /// `--chart FILE`; `cargo xtask bench --help` for all).
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Arguments for netd-bench, passed through.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::BuildEbpf => build_ebpf::run().map(|_| ()),
         Command::Test { args } => test::run(&args),
         Command::Demo => demo::run(),
+        Command::Bench { args } => bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

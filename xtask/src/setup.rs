@@ -17,6 +17,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "iperf3",
+    "sockperf",
     "etcd-server",
     "protobuf-compiler",
     // The Docker integration tests run Debian's engine (20.10) in network namespaces, with an

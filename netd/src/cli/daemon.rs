@@ -35,6 +35,10 @@ pub struct DaemonArgs {
     /// Docker Engine API socket (default: DOCKER_HOST if unix://, else /var/run/docker.sock).
     #[arg(long)]
     docker_host: Option<PathBuf>,
+    /// This host's parent interface for macvlan networks (replaces the network's parent name;
+    /// its VLAN is kept).
+    #[arg(long)]
+    macvlan_parent: Option<String>,
     /// Serve network namespaces only: no Docker plugin, no Engine connection.
     #[arg(long)]
     no_docker: bool,
@@ -64,6 +68,7 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         pin_dir,
         host_name,
         lease_ttl: Duration::from_secs(args.lease_ttl),
+        macvlan_parent: args.macvlan_parent,
         docker: (!args.no_docker).then(|| netd::docker::DockerOptions {
             plugin_dir: args.docker_plugin_dir,
             engine_socket: args

@@ -22,7 +22,7 @@ pub enum NetworkCommand {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Driver.
+    /// Driver: overlay (VXLAN between hosts) or macvlan (endpoints on the LAN).
     #[arg(short = 'd', long, default_value = "overlay")]
     driver: String,
     /// Subnet in CIDR form; repeat for several.
@@ -43,6 +43,9 @@ pub struct CreateArgs {
     /// VXLAN network identifier (default: the lowest free from 256).
     #[arg(long)]
     vni: Option<u32>,
+    /// macvlan: parent interface (eth0, or eth0.10 for VLAN 10); same as -o parent=.
+    #[arg(long)]
+    parent: Option<String>,
     name: String,
 }
 
@@ -78,6 +81,9 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
     }
     let mut mtu = None;
     let mut options = Vec::new();
+    if let Some(parent) = &args.parent {
+        options.push(("parent".to_string(), parent.clone()));
+    }
     for o in &args.opt {
         let (k, v) = o
             .split_once('=')

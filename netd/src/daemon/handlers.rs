@@ -6,7 +6,7 @@ use anyhow::{Context as _, anyhow, bail};
 use ipnet::Ipv4Net;
 use netd_store::{
     KeyValue, WatchEvent, ipam, keys,
-    schema::{self, DRIVER_OVERLAY, EndpointRecord, Mac, NetworkRecord, SCHEMA_VERSION, SubnetRecord, VNI_FIRST_AUTO, VNI_MAX},
+    schema::{self, DRIVER_MACVLAN, DRIVER_OVERLAY, EndpointRecord, MacvlanMode, Mac, NetworkRecord, SCHEMA_VERSION, SubnetRecord, VNI_FIRST_AUTO, VNI_MAX},
 };
 use serde_json::{Value, json};
 
@@ -71,8 +71,8 @@ pub(crate) async fn network_create(
     vni: Option<u32>,
     options: Vec<(String, String)>,
 ) -> anyhow::Result<Value> {
-    if driver != DRIVER_OVERLAY {
-        bail!("driver {driver:?} is not supported (netd networks use -d overlay)");
+    if driver != DRIVER_OVERLAY && driver != DRIVER_MACVLAN {
+        bail!("driver {driver:?} is not supported (-d overlay or -d macvlan)");
     }
     if subnets.is_empty() {
         bail!("a network needs at least one --subnet");
@@ -275,6 +275,21 @@ async fn plumb_and_publish(
         bail!("MAC {mac} is already used in network {:?}", net.name);
     }
     let subnet = net.subnet_of(ip).context("allocated address outside the network")?;
+    let mtu = match net.macvlan() {
+        // On the LAN: no encapsulation, the parent's MTU.
+        Some(spec) => {
+            let (parent, _) = shared
+                .parent_port(net)
+                .ok_or_else(|| anyhow!("parent interface of network {:?} not found on this host (see --macvlan-parent)", net.name))?;
+            if spec.mode == MacvlanMode::Passthru
+                && cluster.endpoints.iter().any(|e| e.network == net.name && e.record.host == shared.options.host_name)
+            {
+                bail!("network {:?} is in passthru mode and its parent {parent} already has an endpoint on this host", net.name);
+            }
+            net.mtu.unwrap_or(netlink::mtu(&parent)?)
+        }
+        None => net.mtu.unwrap_or(super::default_inner_mtu(shared.uplink_mtu)),
+    };
     let mac_text = mac.to_string();
     let host_if = netlink::create_endpoint(&netlink::EndpointLink {
         network: &net.name,
@@ -285,7 +300,7 @@ async fn plumb_and_publish(
         address: ip,
         prefix_len: subnet.subnet.prefix_len(),
         gateway: subnet.gateway,
-        mtu: net.mtu.unwrap_or(super::default_inner_mtu(shared.uplink_mtu)),
+        mtu,
     })?;
     let undo = |shared: &Shared| {
         let _ = shared.datapath().detach(Hook::Endpoint, &host_if);

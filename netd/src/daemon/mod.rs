@@ -6,6 +6,7 @@
 
 pub(crate) mod handlers;
 mod host;
+mod parents;
 mod server;
 pub(crate) mod shared;
 mod sync;
@@ -39,6 +40,9 @@ pub struct DaemonOptions {
     pub host_name: String,
     /// TTL of the host's lease: how long the others keep its endpoints after it stops renewing.
     pub lease_ttl: Duration,
+    /// This host's parent interface for macvlan networks, replacing the one the network names
+    /// (its VLAN is kept): hosts may call the LAN interface differently.
+    pub macvlan_parent: Option<String>,
     /// Docker integration, `None` to serve namespaces only.
     pub docker: Option<crate::docker::DockerOptions>,
 }

@@ -43,6 +43,7 @@ pub struct Shared {
     status: Mutex<Status>,
     /// (key, mod revision) of invalid values already logged, so each is logged once.
     invalid_seen: Mutex<HashSet<(String, String)>>,
+    parents: Mutex<super::parents::Parents>,
 }
 
 /// Locks, recovering from a poisoned mutex (a panicking handler must not wedge the daemon).
@@ -71,6 +72,7 @@ impl Shared {
             local: Mutex::new(local),
             status: Mutex::new(Status::default()),
             invalid_seen: Mutex::new(HashSet::new()),
+            parents: Mutex::new(super::parents::Parents::default()),
         }
     }
 
@@ -136,9 +138,17 @@ impl Shared {
                 tracing::debug!(network = %ep.network, endpoint = %ep.id, "endpoint of this host has no interface here");
             }
         }
-        let desired = cluster.desired_maps(&self.options.host_name, &local_ifindex);
+        let parent_names = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        let parent_of = |net: &netd_store::schema::NetworkRecord| {
+            let port = self.parent_port(net)?;
+            parent_names.borrow_mut().insert(port.0);
+            Some(port.1)
+        };
+        let desired = cluster.desired_maps(&self.options.host_name, &local_ifindex, &parent_of);
         let stats = {
             let mut dp = self.datapath();
+            // Hooks first: a parent's program must be there before entries point frames at it.
+            lock(&self.parents).sync(&mut dp, &parent_names.borrow(), &self.options.run_dir);
             let current = dp.read_state()?;
             dp.apply(&current, &desired)?
         };
@@ -148,6 +158,15 @@ impl Shared {
         *lock(&self.cluster) = cluster;
         self.status().last_apply = stats;
         Ok(())
+    }
+
+    /// The parent interface (name, port) a macvlan network uses on this host.
+    pub fn parent_port(&self, net: &netd_store::schema::NetworkRecord) -> Option<(String, crate::reconcile::ParentPort)> {
+        let spec = net.macvlan()?;
+        let name = self.options.macvlan_parent.clone().unwrap_or(spec.parent);
+        let ifindex = crate::netlink::ifindex(&name)?;
+        let info = crate::netlink::link_info(&name).ok()?;
+        Some((name, crate::reconcile::ParentPort { ifindex, vlan: spec.vlan, mac: info.mac }))
     }
 
     fn note_invalid(&self, cluster: &Cluster) {

@@ -28,6 +28,10 @@ pub enum Hook {
     Endpoint,
     /// TC ingress of the underlay uplink.
     Uplink,
+    /// TC ingress of a macvlan parent (frames from the LAN).
+    Parent,
+    /// TC egress of a macvlan parent (the host's frames, for host access).
+    ParentEgress,
 }
 
 impl Hook {
@@ -35,6 +39,17 @@ impl Hook {
         match self {
             Self::Endpoint => programs::FROM_ENDPOINT,
             Self::Uplink => programs::FROM_UPLINK,
+            Self::Parent => programs::FROM_PARENT,
+            Self::ParentEgress => programs::TO_PARENT,
+        }
+    }
+
+    pub const ALL: [Self; 4] = [Self::Endpoint, Self::Uplink, Self::Parent, Self::ParentEgress];
+
+    const fn attach_type(self) -> TcAttachType {
+        match self {
+            Self::ParentEgress => TcAttachType::Egress,
+            _ => TcAttachType::Ingress,
         }
     }
 
@@ -42,6 +57,8 @@ impl Hook {
         match self {
             Self::Endpoint => "endpoint",
             Self::Uplink => "uplink",
+            Self::Parent => "parent",
+            Self::ParentEgress => "parent-egress",
         }
     }
 }
@@ -116,7 +133,7 @@ impl Datapath {
         let id = program
             .attach_with_options(
                 ifname,
-                TcAttachType::Ingress,
+                hook.attach_type(),
                 TcAttachOptions::TcxOrder(LinkOrder::default()),
             )
             .map_err(program_error(hook))?;
@@ -151,13 +168,13 @@ impl Datapath {
         // EEXIST when the qdisc is already there is fine.
         let _already_there = tc::qdisc_add_clsact(ifname);
         // Replace, not stack: remove an earlier netd filter of this hook first.
-        let _none_yet = tc::qdisc_detach_program(ifname, TcAttachType::Ingress, hook.program_name());
+        let _none_yet = tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name());
         let pinned = self.pin_dir.is_some();
         let program = self.classifier_mut(hook)?;
         let id = program
             .attach_with_options(
                 ifname,
-                TcAttachType::Ingress,
+                hook.attach_type(),
                 TcAttachOptions::Netlink(tc::NlOptions::default()),
             )
             .map_err(program_error(hook))?;
@@ -184,7 +201,7 @@ impl Datapath {
             return Ok(());
         }
         if !has_tcx() {
-            return match tc::qdisc_detach_program(ifname, TcAttachType::Ingress, hook.program_name())
+            return match tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name())
             {
                 Ok(()) => Ok(()),
                 Err(tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -73,9 +73,10 @@ impl Datapath {
         let info = EndpointInfo {
             vni: ep.vni,
             mac: ep.mac,
-            _pad: [0; 2],
+            vlan: 0,
             ipv4: ep.ipv4.octets(),
             flags: 0,
+            parent_ifindex: 0,
         };
         map_op!(
             names::FDB,

@@ -6,7 +6,8 @@ use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use netd_common::{
     maps::{
         DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, LAYOUTS, MapLayout,
-        NeighEntry, NeighKey, VtepEntry, VtepKey, config_flags, fdb_kind, map_type, names,
+        NeighEntry, NeighKey, ParentInfo, ParentKey, VtepEntry, VtepKey, config_flags,
+        endpoint_flags, fdb_kind, macvlan_mode, map_type, names,
     },
     stats,
 };
@@ -122,14 +123,20 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
         names::ENDPOINTS => {
             let mut rows = Vec::new();
             for (ifindex, ep) in hash_entries::<EndpointKey, EndpointInfo>(map, names::ENDPOINTS)? {
+                let kind = if ep.flags & endpoint_flags::MACVLAN != 0 {
+                    format!("macvlan {} via {}.{}", mode_name(ep.flags), ep.parent_ifindex, ep.vlan)
+                } else {
+                    "overlay".to_string()
+                };
                 rows.push(row(vec![
                     ("ifindex", json!(ifindex)),
                     ("vni", json!(ep.vni)),
                     ("mac", json!(fmt_mac(&ep.mac))),
                     ("ipv4", json!(ip(ep.ipv4))),
+                    ("kind", json!(kind)),
                 ]));
             }
-            Ok(sorted(vec!["ifindex", "vni", "mac", "ipv4"], rows))
+            Ok(sorted(vec!["ifindex", "vni", "mac", "ipv4", "kind"], rows))
         }
         names::FDB => {
             let mut rows = Vec::new();
@@ -166,8 +173,34 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
             }
             Ok(sorted(vec!["vtep", "vni"], rows))
         }
+        names::PARENTS => {
+            let mut rows = Vec::new();
+            for (k, v) in hash_entries::<ParentKey, ParentInfo>(map, names::PARENTS)? {
+                let ports: Vec<u32> = v.ports.iter().take(v.count as usize).copied().collect();
+                rows.push(row(vec![
+                    ("ifindex", json!(k.ifindex)),
+                    ("vlan", json!(k.vlan)),
+                    ("vni", json!(v.vni)),
+                    ("mode", json!(mode_name(v.flags))),
+                    ("host_access", json!(v.flags & endpoint_flags::HOST_ACCESS != 0)),
+                    ("mac", json!(fmt_mac(&v.mac))),
+                    ("endpoints", json!(ports)),
+                ]));
+            }
+            Ok(sorted(vec!["ifindex", "vlan", "vni", "mode", "host_access", "mac", "endpoints"], rows))
+        }
         names::STATS => dump_stats(map),
         other => Err(DatapathError::UnknownMap(other.into())),
+    }
+}
+
+fn mode_name(flags: u32) -> &'static str {
+    match (flags >> endpoint_flags::MODE_SHIFT) & 0xff {
+        macvlan_mode::BRIDGE => "bridge",
+        macvlan_mode::PRIVATE => "private",
+        macvlan_mode::VEPA => "vepa",
+        macvlan_mode::PASSTHRU => "passthru",
+        _ => "?",
     }
 }
 

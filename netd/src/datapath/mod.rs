@@ -20,7 +20,7 @@ use aya::{
     programs::SchedClassifier,
     util::KernelVersion,
 };
-use netd_common::maps::{DatapathConfig, LAYOUTS, config_flags, names, programs};
+use netd_common::maps::{DatapathConfig, LAYOUTS, config_flags, names};
 
 pub use self::{
     attach::Hook,
@@ -77,7 +77,7 @@ impl Datapath {
             }
         }
         let mut ebpf = loader.load(OBJECT)?;
-        for name in [programs::FROM_ENDPOINT, programs::FROM_UPLINK] {
+        for name in Hook::ALL.map(Hook::program_name) {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingProgram(name))?
@@ -111,7 +111,7 @@ impl Datapath {
 
     /// Size and verifier cost of each loaded program, as the kernel reports them.
     pub fn program_sizes(&self) -> Result<Vec<ProgramSize>, DatapathError> {
-        [Hook::Endpoint, Hook::Uplink]
+        Hook::ALL
             .into_iter()
             .map(|hook| {
                 let name = hook.program_name();

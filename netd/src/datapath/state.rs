@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use netd_common::maps::{
-    EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, VtepEntry, VtepKey, names,
+    EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, ParentInfo, ParentKey,
+    VtepEntry, VtepKey, names,
 };
 
 use super::{Datapath, DatapathError};
@@ -17,6 +18,7 @@ pub struct MapState {
     pub fdb: BTreeMap<FdbKeyOrd, FdbEntry>,
     pub neigh: BTreeMap<NeighKeyOrd, NeighEntry>,
     pub vteps: BTreeMap<VtepKeyOrd, VtepEntry>,
+    pub parents: BTreeMap<ParentKeyOrd, ParentInfo>,
 }
 
 /// Ordered wrappers (the shared map keys are plain `repr(C)` structs without `Ord`).
@@ -26,6 +28,15 @@ pub struct FdbKeyOrd(pub u32, pub [u8; 6]);
 pub struct NeighKeyOrd(pub u32, pub [u8; 4]);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct VtepKeyOrd(pub [u8; 4], pub u32);
+/// (parent ifindex, VLAN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ParentKeyOrd(pub u32, pub u16);
+
+impl From<ParentKeyOrd> for ParentKey {
+    fn from(k: ParentKeyOrd) -> Self {
+        ParentKey { ifindex: k.0, vlan: k.1, _pad: 0 }
+    }
+}
 
 impl From<FdbKeyOrd> for FdbKey {
     fn from(k: FdbKeyOrd) -> Self {
@@ -111,6 +122,10 @@ impl Datapath {
             let (k, v) = item.map_err(|source| DatapathError::Map { name: names::VTEPS, source })?;
             state.vteps.insert(VtepKeyOrd(k.vtep, k.vni), v);
         }
+        for item in self.hash_map::<ParentKey, ParentInfo>(names::PARENTS)?.iter() {
+            let (k, v) = item.map_err(|source| DatapathError::Map { name: names::PARENTS, source })?;
+            state.parents.insert(ParentKeyOrd(k.ifindex, k.vlan), v);
+        }
         Ok(state)
     }
 
@@ -123,12 +138,15 @@ impl Datapath {
         let (vtep_up, vtep_del) = diff(&current.vteps, &desired.vteps);
         let (ep_up, ep_del) = diff(&current.endpoints, &desired.endpoints);
         let (neigh_up, neigh_del) = diff(&current.neigh, &desired.neigh);
+        let (parent_up, parent_del) = diff(&current.parents, &desired.parents);
         write_map!(self, names::FDB, FdbKey, FdbEntry, fdb_up, stats);
         write_map!(self, names::VTEPS, VtepKey, VtepEntry, vtep_up, stats);
+        write_map!(self, names::PARENTS, ParentKey, ParentInfo, parent_up, stats);
         write_map!(self, names::ENDPOINTS, EndpointKey, EndpointInfo, ep_up, stats);
         write_map!(self, names::NEIGH, NeighKey, NeighEntry, neigh_up, stats);
         delete_from_map!(self, names::NEIGH, NeighKey, NeighEntry, neigh_del, stats);
         delete_from_map!(self, names::ENDPOINTS, EndpointKey, EndpointInfo, ep_del, stats);
+        delete_from_map!(self, names::PARENTS, ParentKey, ParentInfo, parent_del, stats);
         delete_from_map!(self, names::VTEPS, VtepKey, VtepEntry, vtep_del, stats);
         delete_from_map!(self, names::FDB, FdbKey, FdbEntry, fdb_del, stats);
         Ok(stats)

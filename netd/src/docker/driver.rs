@@ -385,7 +385,12 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let vni = options.iter().find(|(k, _)| k == "vni").and_then(|(_, v)| v.parse().ok());
-        match handlers::network_create(&self.shared, name.clone(), "overlay".into(), subnets.clone(), mtu, vni, options).await {
+        // `-o netd.type=macvlan -o parent=eth0`: a macvlan-style network.
+        let driver = options
+            .iter()
+            .find(|(k, _)| k == "netd.type")
+            .map_or_else(|| "overlay".to_string(), |(_, v)| v.clone());
+        match handlers::network_create(&self.shared, name.clone(), driver, subnets.clone(), mtu, vni, options).await {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
             // Made elsewhere first (or by `netd network create`): use it.
             Err(e) if e.to_string().contains("already exists") => {}

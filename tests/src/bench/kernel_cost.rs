@@ -225,7 +225,7 @@ fn test_runs(config: &Config, null: &SchedClassifier) -> anyhow::Result<Vec<Cost
         let n = test_run_ns(null, &local, lab.ep_a_ifindex, repeat, TC_ACT_OK)?;
         let l = test_run_ns(endpoint, &local, lab.ep_a_ifindex, repeat, TC_ACT_REDIRECT)
             .context("from-endpoint local delivery")?;
-        let p = test_run_ns(uplink, &to_host, lab.uplink_ifindex, repeat, TC_ACT_OK)
+        let p = test_run_ns(uplink, &to_host, lab.uplink_ifindex, repeat, testrun::TC_ACT_PASS)
             .context("from-uplink pass")?;
         println!(
             "[rep {}/{}] TEST_RUN x{repeat}: null {n:.0} ns, local delivery {l:.0} ns (+{:.0}), uplink pass {p:.0} ns (+{:.0})",

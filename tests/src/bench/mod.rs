@@ -47,8 +47,8 @@ pub struct Config {
     pub repeat: u32,
     /// Seed of the per-round path order (printed, so a run's order can be repeated).
     pub seed: u64,
-    /// Only these paths (all when empty).
-    pub only: Vec<String>,
+    /// Only these paths (`None`: all; empty: none, for a run of the in-kernel phase alone).
+    pub only: Option<Vec<String>>,
     pub kernel_cost: bool,
 }
 
@@ -66,12 +66,12 @@ impl Config {
             arp_requests: 200_000,
             repeat: Self::MIN_REPEAT,
             seed,
-            only: Vec::new(),
+            only: None,
             kernel_cost: true,
         }
     }
 
-    /// `--quick`: a smoke run of everything (2 rounds, 1-second measurements), under a minute.
+    /// `--quick`: a smoke run of everything (2 rounds, 1-second measurements), 1-2 minutes.
     pub fn quick(seed: u64) -> Self {
         Self {
             rounds: 2,
@@ -130,7 +130,8 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
     }
 
     let (built, skipped) = build_paths(&config)?;
-    anyhow::ensure!(!built.is_empty(), "no path could be built");
+    let none_asked = config.only.as_ref().is_some_and(Vec::is_empty);
+    anyhow::ensure!(!built.is_empty() || none_asked, "no path could be built");
     let estimate = config.estimate(built.len());
     println!(
         "\n{} rounds x {} paths x {} measurements of {} s (path order shuffled per round, seed {}); about {:.0} min\n",
@@ -143,7 +144,8 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
     );
     let names: Vec<&'static str> = built.iter().map(|(path, _)| path.name()).collect();
     let mut samples = Samples::new(&names, config.rounds);
-    let mut busy_background = 0;
+    // Load seen just before each measurement: machine-wide, so another tenant shows up here.
+    let mut background_loads = Vec::new();
     let mut order_rng = Shuffle::new(config.seed);
     for round in 0..config.rounds {
         let mut order: Vec<usize> = (0..built.len()).collect();
@@ -152,10 +154,7 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
             let (path, endpoints) = &built[index];
             for &measurement in &Measurement::ALL {
                 interrupt::check()?;
-                let background = cpu::wait_for_quiet()?;
-                if background > cpu::QUIET_CORES {
-                    busy_background += 1;
-                }
+                background_loads.push(cpu::wait_for_quiet()?);
                 let label = format!("[round {}/{}] {:<13} {:<8}", round + 1, config.rounds, path.name(), measurement.name());
                 match metrics::measure(measurement, &endpoints.endpoints, config.seconds) {
                     Ok(values) => {
@@ -172,9 +171,12 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
             }
         }
     }
-    if busy_background > 0 {
+    let busy = background_loads.iter().filter(|&&l| l > cpu::QUIET_CORES).count();
+    if busy > 0 {
+        let median = stats::summarize(background_loads.iter().copied()).map_or(0.0, |s| s.median);
         notes.push(format!(
-            "{busy_background} measurement(s) started while something else kept more than {} cores busy: expect noise",
+            "{busy} of {} measurements started while something else kept more than {} cores busy (median background {median:.2} cores): expect noise, and CPU figures that include it",
+            background_loads.len(),
             cpu::QUIET_CORES
         ));
     }
@@ -208,7 +210,7 @@ fn build_paths(config: &Config) -> anyhow::Result<(BuiltPaths, Vec<Skipped>)> {
     let mut built = Vec::new();
     let mut skipped = Vec::new();
     for (i, path) in path::registry().into_iter().enumerate() {
-        if !config.only.is_empty() && !config.only.iter().any(|n| n == path.name()) {
+        if config.only.as_ref().is_some_and(|only| !only.iter().any(|n| n == path.name())) {
             continue;
         }
         interrupt::check()?;

@@ -6,7 +6,6 @@
 //! and execs the program, so the child's pid is the program's own and killing it is exact.
 
 use std::{
-    io::Read as _,
     path::Path,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},

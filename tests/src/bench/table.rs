@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::{
     Results, goals,
+    kernel_cost::KernelCosts,
     metrics::Metric,
     path::{KERNEL_VXLAN, NATIVE},
     stats::Summary,
@@ -37,6 +38,27 @@ fn direction(metric: Metric) -> &'static str {
 
 pub fn render(results: &Results) -> String {
     let mut out = String::new();
+    if !results.samples.paths().is_empty() {
+        end_to_end(&mut out, results);
+    }
+    for skipped in &results.skipped {
+        let _ = writeln!(out, "  {:<30}skipped: {}", skipped.name, skipped.reason);
+    }
+    if let Some(kernel) = &results.kernel {
+        in_kernel(&mut out, kernel, results.samples.rounds());
+    }
+    let _ = writeln!(out, "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)");
+    for goal in goals::evaluate(results) {
+        let _ = writeln!(out, "  {:<13}{}: {}", format!("[{}]", goal.verdict()), goal.text, goal.measured_text());
+    }
+    for note in &results.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let _ = writeln!(out, "elapsed: {:.1} min", results.elapsed.as_secs_f64() / 60.0);
+    out
+}
+
+fn end_to_end(out: &mut String, results: &Results) {
     let s = &results.samples;
     let _ = writeln!(
         out,
@@ -72,38 +94,26 @@ pub fn render(results: &Results) -> String {
             );
         }
     }
-    for skipped in &results.skipped {
-        let _ = writeln!(out, "  {:<30}skipped: {}", skipped.name, skipped.reason);
-    }
-    if let Some(kernel) = &results.kernel {
+}
+
+fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {
+    let _ = writeln!(
+        out,
+        "\n== in-kernel cost per packet, ns ({repetitions} repetitions; TEST_RUN loops x{}, bpf_stats on live traffic)",
+        kernel.repeat
+    );
+    let _ = writeln!(out, "  {:<11}{:<44}{:>8}{:>14}{:>12}", "method", "program: packet", "median", "min-max", "above null");
+    for row in &kernel.rows {
+        let Some(ns) = row.ns() else { continue };
+        let above = row.above_null().map_or_else(|| "-".to_string(), |a| format!("{:.0}", a.median));
         let _ = writeln!(
             out,
-            "\n== in-kernel cost per packet, ns ({} repetitions; TEST_RUN loops x{}, bpf_stats on live traffic)",
-            s.rounds(),
-            kernel.repeat
+            "  {:<11}{:<44}{:>8.0}{:>14}{:>12}",
+            row.method.name(),
+            row.label,
+            ns.median,
+            format!("{:.0}-{:.0}", ns.min, ns.max),
+            above
         );
-        let _ = writeln!(out, "  {:<11}{:<44}{:>8}{:>14}{:>12}", "method", "program: packet", "median", "min-max", "above null");
-        for row in &kernel.rows {
-            let Some(ns) = row.ns() else { continue };
-            let above = row.above_null().map_or_else(|| "-".to_string(), |a| format!("{:.0}", a.median));
-            let _ = writeln!(
-                out,
-                "  {:<11}{:<44}{:>8.0}{:>14}{:>12}",
-                row.method.name(),
-                row.label,
-                ns.median,
-                format!("{:.0}-{:.0}", ns.min, ns.max),
-                above
-            );
-        }
     }
-    let _ = writeln!(out, "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)");
-    for goal in goals::evaluate(results) {
-        let _ = writeln!(out, "  {:<13}{}: {}", format!("[{}]", goal.verdict()), goal.text, goal.measured_text());
-    }
-    for note in &results.notes {
-        let _ = writeln!(out, "note: {note}");
-    }
-    let _ = writeln!(out, "elapsed: {:.1} min", results.elapsed.as_secs_f64() / 60.0);
-    out
 }

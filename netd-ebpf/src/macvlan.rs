@@ -1,0 +1,157 @@
+//! macvlan-style networks: an endpoint's frames leave through a parent interface onto the LAN
+//! (tagged when the network is on a VLAN), and the kernel macvlan modes decide what happens
+//! between endpoints of one parent. No bridge, no macvlan device: demux by MAC happens in the
+//! parent's TC hooks (`from_parent.rs`).
+
+use aya_ebpf::{
+    bindings::BPF_F_INGRESS,
+    helpers::generated::{bpf_clone_redirect, bpf_redirect, bpf_skb_vlan_pop, bpf_skb_vlan_push},
+    programs::TcContext,
+};
+use netd_common::{
+    maps::{EndpointInfo, FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind, macvlan_mode},
+    packet::{self, ARP_FRAME_LEN, ETH_P_ARP, ETH_P_IP},
+    stats,
+};
+
+use crate::{
+    deliver,
+    from_endpoint::checked_ipv4,
+    maps::{FDB, PARENTS, config, count},
+    skb::ptr_at,
+};
+
+const ETH_P_8021Q: u16 = 0x8100;
+
+/// A frame from a macvlan endpoint (source MAC already checked).
+pub fn from_endpoint(
+    ctx: &TcContext,
+    endpoint: &EndpointInfo,
+    ifindex: u32,
+    ethertype: u16,
+    dst: [u8; 6],
+) -> Result<i32, u32> {
+    // Anti-spoofing as in overlay networks; ARP of any kind goes to the LAN (the LAN's hosts ask
+    // the endpoint and it answers), but only with the endpoint's own addresses.
+    match ethertype {
+        ETH_P_IP => {
+            checked_ipv4(ctx, endpoint)?;
+        }
+        ETH_P_ARP => {
+            let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+            // SAFETY: bounds-checked by ptr_at.
+            packet::check_arp_sender(unsafe { &*frame }, &endpoint.mac, &endpoint.ipv4)?;
+        }
+        _ => return Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
+    }
+    let key = ParentKey {
+        ifindex: endpoint.parent_ifindex,
+        vlan: endpoint.vlan,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let parent = *unsafe { PARENTS.get(key) }.ok_or(stats::DROP_NO_PARENT)?;
+    let mode = (endpoint.flags >> endpoint_flags::MODE_SHIFT) & 0xff;
+    let host_access = endpoint.flags & endpoint_flags::HOST_ACCESS != 0;
+
+    if !packet::is_unicast_mac(&dst) {
+        // Broadcast and multicast: the other endpoints of the parent (bridge mode; VEPA gets
+        // them back from the switch), the host (host access), and the wire.
+        if mode == macvlan_mode::BRIDGE {
+            flood(ctx, &parent, ifindex);
+        }
+        push_vlan(ctx, endpoint.vlan)?;
+        if host_access {
+            // SAFETY: valid context.
+            unsafe { bpf_clone_redirect(ctx.skb.skb, endpoint.parent_ifindex, u64::from(BPF_F_INGRESS)) };
+            count(stats::MACVLAN_HOST);
+        }
+        return Ok(to_wire(endpoint.parent_ifindex));
+    }
+    // SAFETY: copied out at once.
+    if let Some(local) = unsafe { FDB.get(FdbKey::new(endpoint.vni, dst)) }.copied()
+        && local.kind == fdb_kind::LOCAL
+    {
+        return match mode {
+            macvlan_mode::PRIVATE => Err(stats::DROP_MACVLAN_PRIVATE),
+            macvlan_mode::VEPA => {
+                push_vlan(ctx, endpoint.vlan)?;
+                Ok(to_wire(endpoint.parent_ifindex))
+            }
+            _ => Ok(to_local(local.ifindex)),
+        };
+    }
+    push_vlan(ctx, endpoint.vlan)?;
+    if host_access && dst == parent.mac {
+        count(stats::MACVLAN_HOST);
+        count(stats::TX);
+        // Up the host's stack as if it came from the LAN (a VLAN tag finds the VLAN device).
+        // SAFETY: helper with no pointer arguments.
+        return Ok(unsafe { bpf_redirect(endpoint.parent_ifindex, u64::from(BPF_F_INGRESS)) } as i32);
+    }
+    Ok(to_wire(endpoint.parent_ifindex))
+}
+
+/// Delivers to a local endpoint (bridge mode, or a frame from the parent).
+#[inline(always)]
+pub fn to_local(ifindex: u32) -> i32 {
+    count(stats::LOCAL);
+    match config() {
+        Some(c) => deliver::to_endpoint(c, ifindex),
+        None => {
+            count(stats::TX);
+            // SAFETY: helper with no pointer arguments.
+            unsafe { bpf_redirect(ifindex, 0) as i32 }
+        }
+    }
+}
+
+fn to_wire(parent: u32) -> i32 {
+    count(stats::MACVLAN_TX);
+    count(stats::TX);
+    // SAFETY: helper with no pointer arguments.
+    unsafe { bpf_redirect(parent, 0) as i32 }
+}
+
+/// Tags the frame for `vlan` (no-op for 0).
+pub fn push_vlan(ctx: &TcContext, vlan: u16) -> Result<(), u32> {
+    if vlan == 0 {
+        return Ok(());
+    }
+    // SAFETY: valid context.
+    let rc = unsafe { bpf_skb_vlan_push(ctx.skb.skb, ETH_P_8021Q.to_be(), vlan) };
+    if rc != 0 {
+        return Err(stats::DROP_VLAN_FAILED);
+    }
+    Ok(())
+}
+
+/// Removes the (offloaded) VLAN tag, if any.
+pub fn pop_vlan(ctx: &TcContext, vlan: u16) -> Result<(), u32> {
+    if vlan == 0 {
+        return Ok(());
+    }
+    // SAFETY: valid context.
+    if unsafe { bpf_skb_vlan_pop(ctx.skb.skb) } != 0 {
+        return Err(stats::DROP_VLAN_FAILED);
+    }
+    Ok(())
+}
+
+/// A copy to every local endpoint of the parent but `except` (its sender), into the container:
+/// out of the host-side veth.
+pub fn flood(ctx: &TcContext, parent: &ParentInfo, except: u32) {
+    let mut i = 0;
+    while i < parent.ports.len() {
+        if i as u32 >= parent.count {
+            break;
+        }
+        let port = parent.ports[i];
+        if port != except && port != 0 {
+            // SAFETY: valid context.
+            unsafe { bpf_clone_redirect(ctx.skb.skb, port, 0) };
+            count(stats::MACVLAN_FLOOD);
+        }
+        i += 1;
+    }
+}
