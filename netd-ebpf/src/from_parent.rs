@@ -10,6 +10,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    helpers::generated::bpf_redirect,
     macros::classifier,
     programs::TcContext,
 };
@@ -94,7 +95,14 @@ fn demux(ctx: &TcContext, from_host: bool) -> Result<Verdict, u32> {
         return Ok(Verdict::Pass);
     }
     pop_vlan(ctx, vlan)?;
-    count(if from_host { stats::MACVLAN_HOST } else { stats::MACVLAN_RX });
+    if from_host {
+        count(stats::MACVLAN_HOST);
+        count(stats::TX);
+        // Plain bpf_redirect: bpf_redirect_peer silently drops from an egress hook.
+        // SAFETY: helper with no pointer arguments.
+        return Ok(Verdict::Action(unsafe { bpf_redirect(local.ifindex, 0) } as i32));
+    }
+    count(stats::MACVLAN_RX);
     Ok(Verdict::Action(to_local(local.ifindex)))
 }
 

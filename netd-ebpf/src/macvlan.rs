@@ -92,7 +92,7 @@ pub fn from_endpoint(
     Ok(to_wire(endpoint.parent_ifindex))
 }
 
-/// Delivers to a local endpoint (bridge mode, or a frame from the parent).
+/// Delivers to a local endpoint (bridge mode, or a frame from the parent) from a TC ingress hook.
 #[inline(always)]
 pub fn to_local(ifindex: u32) -> i32 {
     count(stats::LOCAL);

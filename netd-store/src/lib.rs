@@ -135,12 +135,12 @@ impl Store {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        dispatch!(self, s => s.get(key).await)
+        retry_read(|| async { dispatch!(self, s => s.get(key).await) }).await
     }
 
     /// Every key under `prefix`, and the revision the listing is consistent at.
     pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        dispatch!(self, s => s.list(prefix).await)
+        retry_read(|| async { dispatch!(self, s => s.list(prefix).await) }).await
     }
 
     /// Creates every key, atomically, if none of them exists. Returns `false` (and writes nothing)
@@ -184,6 +184,27 @@ impl Store {
         match self {
             Self::Etcd(s) => Ok(WatchStream::Etcd(Box::new(s.watch(prefix, from_revision).await?))),
             Self::File(s) => Ok(WatchStream::File(s.watch(prefix, from_revision)?)),
+        }
+    }
+}
+
+/// Reads are idempotent: one that fails as unavailable is tried twice more before the error is
+/// reported (a connection the client is re-establishing fails a request at once, or after its
+/// timeout, while the next one goes through).
+async fn retry_read<T, F, Fut>(mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match read().await {
+            Err(StoreError::Unavailable(e)) if attempt < 2 => {
+                tracing::debug!(error = %e, attempt, "store read failed, retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
         }
     }
 }

@@ -67,7 +67,11 @@ impl Etcd {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if port_open(&netd::netns::named(&self.switch), STORE_IP, 2379) {
+            // etcd accepts connections before it serves (raft not ready yet): ask /health.
+            let healthy = port_open(&netd::netns::named(&self.switch), STORE_IP, 2379)
+                && sh("ip", &["netns", "exec", &self.switch, "curl", "-sf", "-m", "1", &format!("{client}/health")])
+                    .is_ok_and(|body| body.contains("\"health\":\"true\""));
+            if healthy {
                 return Ok(());
             }
             if Instant::now() > deadline {

@@ -19,6 +19,8 @@ const APT_PACKAGES: &[&str] = &[
     "iperf3",
     "sockperf",
     "etcd-server",
+    // The test labs ask etcd's /health before starting daemons.
+    "curl",
     "protobuf-compiler",
     // The Docker integration tests run Debian's engine (20.10) in network namespaces, with an
     // image made from busybox-static.
@@ -26,6 +28,8 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     // Latency in `cargo xtask bench`.
     "sockperf",
+    // The macvlan tests check VLAN tags on the wire.
+    "tcpdump",
 ];
 /// A setup step: checks, installs if needed, and says what it did.
 type Step = fn() -> anyhow::Result<String>;

@@ -100,6 +100,13 @@ pub fn render(results: &Results) -> Value {
         "paths": paths,
         "in_kernel": kernel,
         "goals": goals,
+        "cpu_per_measurement": results.cpu.iter().map(|r| json!({
+            "round": r.round,
+            "path": r.path,
+            "measurement": r.measurement.name(),
+            "background_cores_before": r.background_cores,
+            "busy_per_core": r.per_core,
+        })).collect::<Vec<_>>(),
         "notes": results.notes,
         "elapsed_seconds": results.elapsed.as_secs_f64(),
     })

@@ -140,8 +140,16 @@ pub fn check_tools() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one measurement between the endpoints and returns its metrics, CPU included.
-pub fn measure(kind: Measurement, ep: &Endpoints, seconds: u32) -> anyhow::Result<Vec<(Metric, f64)>> {
+/// What one measurement gave.
+pub struct Measured {
+    /// Its metrics, the CPU figure (busy cores, summed) included.
+    pub values: Vec<(Metric, f64)>,
+    /// Busy fraction of each core over the run.
+    pub per_core: Vec<f64>,
+}
+
+/// Runs one measurement between the endpoints.
+pub fn measure(kind: Measurement, ep: &Endpoints, seconds: u32) -> anyhow::Result<Measured> {
     let addr = ep.server_addr.to_string();
     let secs = seconds.to_string();
     // Generous: start-up, sockperf's warm-up, and a loaded machine.
@@ -181,15 +189,15 @@ pub fn measure(kind: Measurement, ep: &Endpoints, seconds: u32) -> anyhow::Resul
     process::wait_listening(&ep.server, listen_port, udp_listener)?;
     let before = CpuSample::now()?;
     let out = process::run(&ep.client, client_prog, &client_args, deadline)?;
-    let cpu = CpuSample::now()?.busy_cores_since(&before);
+    let per_core = CpuSample::now()?.per_core_since(&before);
     let mut values = match kind {
         Measurement::Tcp => vec![(Metric::TcpGbps, iperf_tcp_gbps(&out)?)],
         Measurement::Udp => vec![(Metric::UdpKpps, iperf_udp_received_pps(&out, SMALL_LEN)? / 1e3)],
         Measurement::UdpRr => sockperf(&out, Metric::UdpP50, Metric::UdpP99)?,
         Measurement::TcpRr => sockperf(&out, Metric::TcpP50, Metric::TcpP99)?,
     };
-    values.push((kind.cpu_metric(), cpu));
-    Ok(values)
+    values.push((kind.cpu_metric(), per_core.iter().sum()));
+    Ok(Measured { values, per_core })
 }
 
 const SMALL_LEN: u64 = 64;
@@ -254,8 +262,8 @@ fn sockperf(out: &str, p50: Metric, p99: Metric) -> anyhow::Result<Vec<(Metric, 
 
 /// A UDP 64-byte flood from client to server for the in-kernel phase; the received kpps.
 pub fn udp_flood(ep: &Endpoints, seconds: u32) -> anyhow::Result<f64> {
-    let values = measure(Measurement::Udp, ep, seconds)?;
-    values
+    measure(Measurement::Udp, ep, seconds)?
+        .values
         .iter()
         .find(|(m, _)| *m == Metric::UdpKpps)
         .map(|(_, v)| *v)

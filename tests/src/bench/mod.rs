@@ -5,6 +5,7 @@
 //! One job per module:
 //! - [`path`]: what a datapath under test is (one small trait impl each) and the registry;
 //! - [`metrics`]: the measurements (iperf3, sockperf) and what they report;
+//! - [`rounds`]: the interleaved rounds (shuffled path order, quiet wait, progress lines);
 //! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
 //! - [`kernel_cost`]: `BPF_PROG_TEST_RUN` loops and `bpf_stats` on live traffic;
 //! - [`stats`]: medians, ranges and within-round ratios; [`goals`]: issue #6's targets;
@@ -20,6 +21,7 @@ pub mod kernel_cost;
 pub mod metrics;
 pub mod path;
 pub mod process;
+pub mod rounds;
 pub mod stats;
 pub mod svg;
 pub mod table;
@@ -85,7 +87,7 @@ impl Config {
     /// A rough wall-clock estimate, shown before starting.
     pub fn estimate(&self, measured_paths: usize) -> Duration {
         // Per measurement: its length, sockperf's 0.4 s warm-up, server start and the quiet wait.
-        let per_path_round = Measurement::ALL.len() as f64 * (f64::from(self.seconds) + 1.0);
+        let per_path_round = Measurement::ALL.len() as f64 * (f64::from(self.seconds) + 1.5);
         let rounds = per_path_round * (measured_paths * self.rounds) as f64;
         let kernel = if self.kernel_cost {
             self.rounds as f64 * (f64::from(self.live_seconds) + 4.0) + 3.0
@@ -102,6 +104,17 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// Machine-wide CPU around one measurement.
+pub struct CpuRecord {
+    pub round: usize,
+    pub path: &'static str,
+    pub measurement: Measurement,
+    /// Busy cores just before it started (another tenant shows up here).
+    pub background_cores: f64,
+    /// Busy fraction of each core while it ran.
+    pub per_core: Vec<f64>,
+}
+
 /// Everything one run measured.
 pub struct Results {
     pub config: Config,
@@ -111,6 +124,7 @@ pub struct Results {
     pub descriptions: Vec<(&'static str, &'static str)>,
     pub skipped: Vec<Skipped>,
     pub kernel: Option<KernelCosts>,
+    pub cpu: Vec<CpuRecord>,
     /// Notes for the reader (background load, bpf_stats already on, ...).
     pub notes: Vec<String>,
     pub elapsed: Duration,
@@ -142,44 +156,8 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
         config.seed,
         estimate.as_secs_f64() / 60.0
     );
-    let names: Vec<&'static str> = built.iter().map(|(path, _)| path.name()).collect();
-    let mut samples = Samples::new(&names, config.rounds);
-    // Load seen just before each measurement: machine-wide, so another tenant shows up here.
-    let mut background_loads = Vec::new();
-    let mut order_rng = Shuffle::new(config.seed);
-    for round in 0..config.rounds {
-        let mut order: Vec<usize> = (0..built.len()).collect();
-        order_rng.shuffle(&mut order);
-        for &index in &order {
-            let (path, endpoints) = &built[index];
-            for &measurement in &Measurement::ALL {
-                interrupt::check()?;
-                background_loads.push(cpu::wait_for_quiet()?);
-                let label = format!("[round {}/{}] {:<13} {:<8}", round + 1, config.rounds, path.name(), measurement.name());
-                match metrics::measure(measurement, &endpoints.endpoints, config.seconds) {
-                    Ok(values) => {
-                        println!("{label} {}", metrics::describe(&values));
-                        for (metric, value) in values {
-                            samples.set(path.name(), metric, round, value);
-                        }
-                    }
-                    Err(e) => {
-                        interrupt::check()?;
-                        println!("{label} failed: {e:#}");
-                    }
-                }
-            }
-        }
-    }
-    let busy = background_loads.iter().filter(|&&l| l > cpu::QUIET_CORES).count();
-    if busy > 0 {
-        let median = stats::summarize(background_loads.iter().copied()).map_or(0.0, |s| s.median);
-        notes.push(format!(
-            "{busy} of {} measurements started while something else kept more than {} cores busy (median background {median:.2} cores): expect noise, and CPU figures that include it",
-            background_loads.len(),
-            cpu::QUIET_CORES
-        ));
-    }
+    let (samples, cpu_records) = rounds::run(&config, &built)?;
+    notes.extend(rounds::background_note(&cpu_records));
     let descriptions = built.iter().map(|(path, _)| (path.name(), path.describe())).collect();
     // The topologies go before the in-kernel phase, so nothing else carries traffic then.
     drop(built);
@@ -197,12 +175,14 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
         descriptions,
         skipped,
         kernel,
+        cpu: cpu_records,
         notes,
         elapsed: started.elapsed(),
     })
 }
 
-type BuiltPaths = Vec<(Box<dyn BenchPath>, Built)>;
+/// The paths that could be built, each with its topology (dropping it tears that down).
+pub type BuiltPaths = Vec<(Box<dyn BenchPath>, Built)>;
 
 /// Builds every selected path and checks that its client reaches its server; a path that cannot
 /// be built becomes a "skipped" row instead of failing the run.
@@ -234,50 +214,9 @@ fn build_paths(config: &Config) -> anyhow::Result<(BuiltPaths, Vec<Skipped>)> {
     Ok((built, skipped))
 }
 
-/// A small xorshift generator: enough to shuffle a handful of paths without a dependency.
-struct Shuffle(u64);
-
-impl Shuffle {
-    fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Fisher-Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
 /// A seed from the clock, for runs that do not ask for one.
 pub fn clock_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Shuffle;
-
-    #[test]
-    fn shuffle_is_a_permutation_and_repeatable() {
-        let mut a: Vec<u32> = (0..6).collect();
-        let mut b = a.clone();
-        Shuffle::new(42).shuffle(&mut a);
-        Shuffle::new(42).shuffle(&mut b);
-        assert_eq!(a, b);
-        let mut sorted = a.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..6).collect::<Vec<_>>());
-    }
 }

@@ -49,7 +49,7 @@ pub fn render(results: &Results) -> String {
     }
     let _ = writeln!(out, "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)");
     for goal in goals::evaluate(results) {
-        let _ = writeln!(out, "  {:<13}{}: {}", format!("[{}]", goal.verdict()), goal.text, goal.measured_text());
+        let _ = writeln!(out, "  {:<16}{}: {}", format!("[{}]", goal.verdict()), goal.text, goal.measured_text());
     }
     for note in &results.notes {
         let _ = writeln!(out, "note: {note}");
@@ -94,7 +94,16 @@ fn end_to_end(out: &mut String, results: &Results) {
             );
         }
     }
+    out.push_str(READING);
 }
+
+/// How to read the end-to-end figures (what each one is bound by on this kind of machine).
+const READING: &str = "\
+reading: UDP 64 B has one iperf3 sender; a veth hands packets on inside the sender's softirq, so
+  the sender's core carries most of the path and packets/s measures its per-packet cost (design
+  section 8). Latencies are sockperf's half round trips. CPU is machine-wide (/proc/stat), in busy
+  cores: both simulated hosts share them, and so does anything else running.
+";
 
 fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {
     let _ = writeln!(
