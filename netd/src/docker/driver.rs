@@ -277,7 +277,14 @@ impl Driver {
         let Ok(pool) = self.pool(pool_id) else {
             return Ok(json!({}));
         };
-        if let Some(name) = pool.network {
+        // After a restart the pool is rebuilt unbound: find its network again, or the address
+        // would stay claimed for ever.
+        let network = match pool.network {
+            Some(name) => Some(name),
+            None if pool.in_network => self.pool_network(pool_id).await.ok(),
+            None => None,
+        };
+        if let Some(name) = network {
             // Only our own claims: the gateway (never claimed) and others' addresses stay.
             let key = keys::ipam(&name, ip);
             if let Some(kv) = self.shared.store.get(&key).await?
