@@ -451,7 +451,12 @@ impl Driver {
             Some(m) => m.parse().map_err(|e: String| anyhow!(e))?,
             None => Mac::from_ipv4(ip),
         };
-        let mtu = network.mtu.unwrap_or(crate::daemon::default_inner_mtu(self.shared.uplink_mtu));
+        let default_mtu = match self.shared.parent_port(&network) {
+            // macvlan-style: on the LAN, no encapsulation.
+            Some((parent, _)) => netlink::mtu(&parent)?,
+            None => crate::daemon::default_inner_mtu(self.shared.uplink_mtu),
+        };
+        let mtu = network.mtu.unwrap_or(default_mtu);
         let (host_if, _peer) = netlink::create_docker_endpoint(&name, &eid, &mac.to_string(), mtu)?;
         lock(&self.created).insert(eid.clone(), Instant::now());
         let result = self.publish_endpoint(&name, &eid, &host_if, ip, mac).await;
