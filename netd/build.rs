@@ -13,6 +13,7 @@ fn main() -> anyhow::Result<()> {
         root_dir: ebpf_dir,
         ..Default::default()
     };
-    aya_build::build_ebpf([package], aya_build::Toolchain::Nightly)
-        .context("building netd-ebpf failed; `cargo xtask setup` installs nightly rust-src and bpf-linker")
+    aya_build::build_ebpf([package], aya_build::Toolchain::Nightly).context(
+        "building netd-ebpf failed; `cargo xtask setup` installs nightly rust-src and bpf-linker",
+    )
 }

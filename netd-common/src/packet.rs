@@ -191,7 +191,11 @@ pub fn parse_arp_request(
 /// Checks that an ARP frame is Ethernet/IPv4 and that its sender is the endpoint (`own_mac`,
 /// `own_ip`; 0.0.0.0 allowed for probes): the anti-spoofing rule for ARP of any operation.
 #[inline(always)]
-pub fn check_arp_sender(frame: &[u8; ARP_FRAME_LEN], own_mac: &[u8; 6], own_ip: &[u8; 4]) -> Result<(), u32> {
+pub fn check_arp_sender(
+    frame: &[u8; ARP_FRAME_LEN],
+    own_mac: &[u8; 6],
+    own_ip: &[u8; 4],
+) -> Result<(), u32> {
     let a = ETH_HLEN;
     // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4.
     if frame[a] != 0 || frame[a + 1] != 1 || frame[a + 2] != 0x08 || frame[a + 3] != 0 {
@@ -307,14 +311,27 @@ mod tests {
 
     #[test]
     fn vxlan_header_validation() {
-        assert_eq!(parse_vxlan_header(&[0, 0, 0, 0, 0, 0, 1, 0]), Err(stats::DROP_NO_I_FLAG));
-        assert_eq!(parse_vxlan_header(&[0x08, 0, 0, 0, 0, 0, 0, 0]), Err(stats::DROP_BAD_VNI));
+        assert_eq!(
+            parse_vxlan_header(&[0, 0, 0, 0, 0, 0, 1, 0]),
+            Err(stats::DROP_NO_I_FLAG)
+        );
+        assert_eq!(
+            parse_vxlan_header(&[0x08, 0, 0, 0, 0, 0, 0, 0]),
+            Err(stats::DROP_BAD_VNI)
+        );
         for (i, b) in [(0usize, 0x88u8), (1, 1), (2, 1), (3, 1), (7, 1)] {
             let mut h = vxlan_header(7);
             h[i] |= b;
-            assert_eq!(parse_vxlan_header(&h), Err(stats::DROP_RESERVED_BITS), "byte {i}");
+            assert_eq!(
+                parse_vxlan_header(&h),
+                Err(stats::DROP_RESERVED_BITS),
+                "byte {i}"
+            );
         }
-        assert_eq!(parse_vxlan_header(&vxlan_header(crate::VNI_MAX)), Ok(crate::VNI_MAX));
+        assert_eq!(
+            parse_vxlan_header(&vxlan_header(crate::VNI_MAX)),
+            Ok(crate::VNI_MAX)
+        );
     }
 
     fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4], op: u16) -> [u8; ARP_FRAME_LEN] {
@@ -336,7 +353,12 @@ mod tests {
         let other = [2, 0, 0, 0, 0, 2];
         let mut f = arp_request(me, [10, 1, 0, 1], [10, 1, 0, 2], arp::OP_REQUEST);
         let req = parse_arp_request(&f, &me, &[10, 1, 0, 1]);
-        assert_eq!(req, Ok(ArpRequest { target_ip: [10, 1, 0, 2] }));
+        assert_eq!(
+            req,
+            Ok(ArpRequest {
+                target_ip: [10, 1, 0, 2]
+            })
+        );
         write_arp_reply(&mut f, &other);
         assert_eq!(&f[0..6], &me);
         assert_eq!(&f[6..12], &other);
@@ -352,16 +374,31 @@ mod tests {
         let me = [2, 0, 0, 0, 0, 1];
         let ip = [10, 1, 0, 1];
         let f = arp_request([2, 0, 0, 0, 0, 9], ip, [10, 1, 0, 2], 1);
-        assert_eq!(parse_arp_request(&f, &me, &ip), Err(stats::DROP_ARP_SPOOFED));
+        assert_eq!(
+            parse_arp_request(&f, &me, &ip),
+            Err(stats::DROP_ARP_SPOOFED)
+        );
         let f = arp_request(me, [10, 1, 0, 9], [10, 1, 0, 2], 1);
-        assert_eq!(parse_arp_request(&f, &me, &ip), Err(stats::DROP_ARP_SPOOFED));
+        assert_eq!(
+            parse_arp_request(&f, &me, &ip),
+            Err(stats::DROP_ARP_SPOOFED)
+        );
         let f = arp_request(me, ip, [10, 1, 0, 2], 2);
-        assert_eq!(parse_arp_request(&f, &me, &ip), Err(stats::DROP_ARP_NOT_REQUEST));
+        assert_eq!(
+            parse_arp_request(&f, &me, &ip),
+            Err(stats::DROP_ARP_NOT_REQUEST)
+        );
         let f = arp_request(me, ip, ip, 1);
-        assert_eq!(parse_arp_request(&f, &me, &ip), Err(stats::DROP_ARP_NOT_REQUEST));
+        assert_eq!(
+            parse_arp_request(&f, &me, &ip),
+            Err(stats::DROP_ARP_NOT_REQUEST)
+        );
         let mut f = arp_request(me, ip, [10, 1, 0, 2], 1);
         f[18] = 16;
-        assert_eq!(parse_arp_request(&f, &me, &ip), Err(stats::DROP_ARP_MALFORMED));
+        assert_eq!(
+            parse_arp_request(&f, &me, &ip),
+            Err(stats::DROP_ARP_MALFORMED)
+        );
         // Probe (sender 0.0.0.0) is answered.
         let f = arp_request(me, [0; 4], [10, 1, 0, 2], 1);
         assert!(parse_arp_request(&f, &me, &ip).is_ok());

@@ -6,8 +6,8 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
-        BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
+        BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
+        BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
         BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_SHOT,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup, bpf_redir_neigh,
     },
@@ -66,7 +66,13 @@ fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
         return Err(stats::DROP_SPOOFED_MAC);
     }
     if endpoint.flags & endpoint_flags::MACVLAN != 0 {
-        return crate::macvlan::from_endpoint(ctx, &endpoint, ifindex, u16::from_be(eth.ether_type), eth.dst_addr);
+        return crate::macvlan::from_endpoint(
+            ctx,
+            &endpoint,
+            ifindex,
+            u16::from_be(eth.ether_type),
+            eth.dst_addr,
+        );
     }
     match u16::from_be(eth.ether_type) {
         ETH_P_IP => forward_ipv4(ctx, &endpoint, eth.dst_addr),
@@ -176,7 +182,8 @@ fn encapsulate(
         .map_err(|_| stats::DROP_ENCAP_FAILED)?;
 
     let outer = ptr_at::<[u8; ENCAP_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
-    let inner = ptr_at::<[u8; ETH_HLEN]>(ctx, ETH_HLEN + ENCAP_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
+    let inner =
+        ptr_at::<[u8; ETH_HLEN]>(ctx, ETH_HLEN + ENCAP_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
     let params = OuterParams {
         src_vtep: config.local_vtep,
         dst_vtep: vtep,

@@ -16,8 +16,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     maps::{FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind},
-    packet,
-    stats,
+    packet, stats,
 };
 use network_types::eth::EthHdr;
 
@@ -60,7 +59,11 @@ fn vlan(ctx: &TcContext) -> u16 {
     // SAFETY: reading fields of the context the kernel passed in.
     unsafe {
         let skb = &*ctx.skb.skb;
-        if skb.vlan_present != 0 { (skb.vlan_tci & 0x0fff) as u16 } else { 0 }
+        if skb.vlan_present != 0 {
+            (skb.vlan_tci & 0x0fff) as u16
+        } else {
+            0
+        }
     }
 }
 
@@ -100,7 +103,9 @@ fn demux(ctx: &TcContext, from_host: bool) -> Result<Verdict, u32> {
         count(stats::TX);
         // Plain bpf_redirect: bpf_redirect_peer silently drops from an egress hook.
         // SAFETY: helper with no pointer arguments.
-        return Ok(Verdict::Action(unsafe { bpf_redirect(local.ifindex, 0) } as i32));
+        return Ok(Verdict::Action(
+            unsafe { bpf_redirect(local.ifindex, 0) } as i32
+        ));
     }
     count(stats::MACVLAN_RX);
     Ok(Verdict::Action(to_local(local.ifindex)))

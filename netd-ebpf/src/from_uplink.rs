@@ -4,15 +4,18 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_UNSPEC,
-        TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_SHOT, TC_ACT_UNSPEC,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     macros::classifier,
     programs::TcContext,
 };
 use netd_common::{
     maps::{FdbKey, VtepKey, fdb_kind},
-    packet::{self, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, IPV4_HLEN, UDP_HLEN, VXLAN_HLEN},
+    packet::{
+        self, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, IPV4_HLEN, UDP_HLEN,
+        VXLAN_HLEN,
+    },
     stats,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
@@ -152,7 +155,10 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
     // MAC mode removes the 50 bytes after the outer Ethernet header (outer IPv4, UDP, VXLAN and
     // the inner Ethernet header); the inner Ethernet header is then written over the outer one.
     let shrink = -(ENCAP_ROOM as i32);
-    if ctx.adjust_room(shrink, BPF_ADJ_ROOM_MAC, DECAP_FLAGS).is_err() {
+    if ctx
+        .adjust_room(shrink, BPF_ADJ_ROOM_MAC, DECAP_FLAGS)
+        .is_err()
+    {
         ctx.adjust_room(shrink, BPF_ADJ_ROOM_MAC, DECAP_FLAGS_COMPAT)
             .map_err(|_| stats::DROP_DECAP_FAILED)?;
     }

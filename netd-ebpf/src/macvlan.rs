@@ -63,7 +63,13 @@ pub fn from_endpoint(
         push_vlan(ctx, endpoint.vlan)?;
         if host_access {
             // SAFETY: valid context.
-            unsafe { bpf_clone_redirect(ctx.skb.skb, endpoint.parent_ifindex, u64::from(BPF_F_INGRESS)) };
+            unsafe {
+                bpf_clone_redirect(
+                    ctx.skb.skb,
+                    endpoint.parent_ifindex,
+                    u64::from(BPF_F_INGRESS),
+                )
+            };
             count(stats::MACVLAN_HOST);
         }
         return Ok(to_wire(endpoint.parent_ifindex));
@@ -87,7 +93,9 @@ pub fn from_endpoint(
         count(stats::TX);
         // Up the host's stack as if it came from the LAN (a VLAN tag finds the VLAN device).
         // SAFETY: helper with no pointer arguments.
-        return Ok(unsafe { bpf_redirect(endpoint.parent_ifindex, u64::from(BPF_F_INGRESS)) } as i32);
+        return Ok(
+            unsafe { bpf_redirect(endpoint.parent_ifindex, u64::from(BPF_F_INGRESS)) } as i32,
+        );
     }
     Ok(to_wire(endpoint.parent_ifindex))
 }

@@ -30,7 +30,8 @@ pub static NEIGH: HashMap<NeighKey, NeighEntry> = HashMap::with_max_entries(capa
 pub static VTEPS: HashMap<VtepKey, VtepEntry> = HashMap::with_max_entries(capacity::VTEPS, 0);
 
 #[map(name = "NETD_PARENTS")]
-pub static PARENTS: HashMap<ParentKey, ParentInfo> = HashMap::with_max_entries(capacity::PARENTS, 0);
+pub static PARENTS: HashMap<ParentKey, ParentInfo> =
+    HashMap::with_max_entries(capacity::PARENTS, 0);
 
 #[map(name = "NETD_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);

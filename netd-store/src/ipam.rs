@@ -18,7 +18,9 @@ pub enum IpamError {
         range: ipnet::Ipv4Net,
         network: String,
     },
-    #[error("address {ip} is reserved in network {network} (network, broadcast, gateway or aux address)")]
+    #[error(
+        "address {ip} is reserved in network {network} (network, broadcast, gateway or aux address)"
+    )]
     Reserved { ip: Ipv4Addr, network: String },
     #[error("address {ip} is already in use in network {network}")]
     Taken { ip: Ipv4Addr, network: String },
@@ -80,7 +82,12 @@ pub async fn allocate(
     Err(IpamError::Exhausted(name))
 }
 
-async fn claim(store: &Store, network: &str, ip: Ipv4Addr, endpoint_id: &str) -> Result<bool, StoreError> {
+async fn claim(
+    store: &Store,
+    network: &str,
+    ip: Ipv4Addr,
+    endpoint_id: &str,
+) -> Result<bool, StoreError> {
     store
         .create_all(&[(keys::ipam(network, ip), endpoint_id.as_bytes().to_vec())])
         .await
@@ -88,5 +95,8 @@ async fn claim(store: &Store, network: &str, ip: Ipv4Addr, endpoint_id: &str) ->
 
 /// Frees an address (idempotent).
 pub async fn release(store: &Store, network: &str, ip: Ipv4Addr) -> Result<(), StoreError> {
-    store.delete_all(&[keys::ipam(network, ip)]).await.map(|_| ())
+    store
+        .delete_all(&[keys::ipam(network, ip)])
+        .await
+        .map(|_| ())
 }

@@ -117,7 +117,9 @@ impl Store {
                     reason: "no etcd endpoint".into(),
                 });
             }
-            return Ok(Self::Etcd(Box::new(etcd::EtcdStore::connect(&endpoints).await?)));
+            return Ok(Self::Etcd(Box::new(
+                etcd::EtcdStore::connect(&endpoints).await?,
+            )));
         }
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -182,7 +184,9 @@ impl Store {
     /// Watches every key under `prefix` from `from_revision` (inclusive).
     pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
         match self {
-            Self::Etcd(s) => Ok(WatchStream::Etcd(Box::new(s.watch(prefix, from_revision).await?))),
+            Self::Etcd(s) => Ok(WatchStream::Etcd(Box::new(
+                s.watch(prefix, from_revision).await?,
+            ))),
             Self::File(s) => Ok(WatchStream::File(s.watch(prefix, from_revision)?)),
         }
     }

@@ -78,7 +78,11 @@ impl Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -94,12 +98,16 @@ impl FromStr for Mac {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
-            return Err(format!("invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"));
+            return Err(format!(
+                "invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"
+            ));
         }
         let mut mac = [0u8; 6];
         for (byte, part) in mac.iter_mut().zip(parts) {
             if part.len() != 2 {
-                return Err(format!("invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"));
+                return Err(format!(
+                    "invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"
+                ));
             }
             *byte = u8::from_str_radix(part, 16)
                 .map_err(|_| format!("invalid MAC address {s:?} (expected aa:bb:cc:dd:ee:ff)"))?;
@@ -150,7 +158,10 @@ impl SubnetRecord {
     fn validate(&self) -> Result<(), SchemaError> {
         let net = self.subnet;
         if net != net.trunc() {
-            return Err(invalid(format!("subnet {net} has host bits set (did you mean {}?)", net.trunc())));
+            return Err(invalid(format!(
+                "subnet {net} has host bits set (did you mean {}?)",
+                net.trunc()
+            )));
         }
         if net.prefix_len() > 30 {
             return Err(invalid(format!("subnet {net} is too small (at most /30)")));
@@ -163,11 +174,15 @@ impl SubnetRecord {
         if let Some(range) = self.ip_range
             && (range != range.trunc() || !net.contains(&range))
         {
-            return Err(invalid(format!("ip-range {range} is not a subnet of {net}")));
+            return Err(invalid(format!(
+                "ip-range {range} is not a subnet of {net}"
+            )));
         }
         for (name, ip) in &self.aux {
             if !net.contains(ip) {
-                return Err(invalid(format!("aux address {name}={ip} is outside subnet {net}")));
+                return Err(invalid(format!(
+                    "aux address {name}={ip} is outside subnet {net}"
+                )));
             }
         }
         Ok(())
@@ -224,14 +239,18 @@ impl MacvlanSpec {
         let parent = options
             .get("parent")
             .filter(|p| !p.is_empty())
-            .ok_or_else(|| invalid("a macvlan network needs a parent (--parent eth0 or -o parent=eth0.10)"))?;
+            .ok_or_else(|| {
+                invalid("a macvlan network needs a parent (--parent eth0 or -o parent=eth0.10)")
+            })?;
         let (name, vlan) = match parent.split_once('.') {
             Some((name, vid)) => {
                 let vlan: u16 = vid
                     .parse()
                     .ok()
                     .filter(|v| (1..=4094).contains(v))
-                    .ok_or_else(|| invalid(format!("invalid VLAN in parent {parent:?} (1..4094)")))?;
+                    .ok_or_else(|| {
+                        invalid(format!("invalid VLAN in parent {parent:?} (1..4094)"))
+                    })?;
                 (name, vlan)
             }
             None => (parent.as_str(), 0),
@@ -244,14 +263,27 @@ impl MacvlanSpec {
             Some("private") => MacvlanMode::Private,
             Some("vepa") => MacvlanMode::Vepa,
             Some("passthru") => MacvlanMode::Passthru,
-            Some(other) => return Err(invalid(format!("invalid macvlan_mode {other:?} (bridge, private, vepa or passthru)"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "invalid macvlan_mode {other:?} (bridge, private, vepa or passthru)"
+                )));
+            }
         };
         let host_access = match options.get("host_access").map(String::as_str) {
             None | Some("false") => false,
             Some("true") => true,
-            Some(other) => return Err(invalid(format!("invalid host_access {other:?} (true or false)"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "invalid host_access {other:?} (true or false)"
+                )));
+            }
         };
-        Ok(Self { parent: name.to_string(), vlan, mode, host_access })
+        Ok(Self {
+            parent: name.to_string(),
+            vlan,
+            mode,
+            host_access,
+        })
     }
 }
 
@@ -259,7 +291,10 @@ impl NetworkRecord {
     /// Checks the record found under `/netd/v1/networks/<key_name>`.
     pub fn validate(&self, key_name: &str) -> Result<(), SchemaError> {
         if self.name != key_name {
-            return Err(invalid(format!("name {:?} does not match its key {key_name:?}", self.name)));
+            return Err(invalid(format!(
+                "name {:?} does not match its key {key_name:?}",
+                self.name
+            )));
         }
         if !crate::keys::valid_name(&self.name) {
             return Err(invalid(format!("invalid network name {:?}", self.name)));
@@ -269,10 +304,17 @@ impl NetworkRecord {
             DRIVER_MACVLAN => {
                 MacvlanSpec::parse(&self.options)?;
             }
-            other => return Err(invalid(format!("unsupported driver {other:?} (overlay or macvlan)"))),
+            other => {
+                return Err(invalid(format!(
+                    "unsupported driver {other:?} (overlay or macvlan)"
+                )));
+            }
         }
         if self.vni == 0 || self.vni > VNI_MAX {
-            return Err(invalid(format!("VNI {} is outside 1..={VNI_MAX}", self.vni)));
+            return Err(invalid(format!(
+                "VNI {} is outside 1..={VNI_MAX}",
+                self.vni
+            )));
         }
         if self.subnets.is_empty() {
             return Err(invalid("no subnet"));
@@ -286,7 +328,10 @@ impl NetworkRecord {
             s.validate()?;
             for other in &self.subnets[..i] {
                 if s.subnet.contains(&other.subnet) || other.subnet.contains(&s.subnet) {
-                    return Err(invalid(format!("subnets {} and {} overlap", other.subnet, s.subnet)));
+                    return Err(invalid(format!(
+                        "subnets {} and {} overlap",
+                        other.subnet, s.subnet
+                    )));
                 }
             }
         }
@@ -343,7 +388,10 @@ impl HostRecord {
             return Err(invalid(format!("VTEP {ip} is not a unicast address")));
         }
         if self.uplink_mtu < 68 + 50 {
-            return Err(invalid(format!("uplink MTU {} is too small", self.uplink_mtu)));
+            return Err(invalid(format!(
+                "uplink MTU {} is too small",
+                self.uplink_mtu
+            )));
         }
         Ok(())
     }
@@ -377,10 +425,16 @@ impl EndpointRecord {
         host: Option<&HostRecord>,
     ) -> Result<(), SchemaError> {
         if self.name != key_id || !crate::keys::valid_name(key_id) {
-            return Err(invalid(format!("endpoint name {:?} does not match its key {key_id:?}", self.name)));
+            return Err(invalid(format!(
+                "endpoint name {:?} does not match its key {key_id:?}",
+                self.name
+            )));
         }
         if network.subnet_of(self.ip).is_none() {
-            return Err(invalid(format!("address {} is outside network {}", self.ip, network.name)));
+            return Err(invalid(format!(
+                "address {} is outside network {}",
+                self.ip, network.name
+            )));
         }
         if !self.mac.is_unicast() {
             return Err(invalid(format!("MAC {} is not unicast", self.mac)));
@@ -445,7 +499,10 @@ mod tests {
         n.options.insert("parent".into(), "eth0.10".into());
         assert_eq!(n.validate("n"), Ok(()));
         let spec = n.macvlan().unwrap();
-        assert_eq!((spec.parent.as_str(), spec.vlan, spec.mode, spec.host_access), ("eth0", 10, MacvlanMode::Bridge, false));
+        assert_eq!(
+            (spec.parent.as_str(), spec.vlan, spec.mode, spec.host_access),
+            ("eth0", 10, MacvlanMode::Bridge, false)
+        );
         n.options.insert("macvlan_mode".into(), "vepa".into());
         n.options.insert("host_access".into(), "true".into());
         assert_eq!(n.macvlan().unwrap().mode, MacvlanMode::Vepa);
@@ -459,8 +516,14 @@ mod tests {
     #[test]
     fn decode_caps_and_versions() {
         let big = vec![b' '; MAX_VALUE_BYTES + 1];
-        assert!(matches!(decode::<HostRecord>(&big), Err(SchemaError::TooLarge { .. })));
-        assert!(matches!(decode::<HostRecord>(b"{"), Err(SchemaError::Json(_))));
+        assert!(matches!(
+            decode::<HostRecord>(&big),
+            Err(SchemaError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode::<HostRecord>(b"{"),
+            Err(SchemaError::Json(_))
+        ));
         let v2 = br#"{"version":2,"vtep_ip":"10.0.0.1","uplink_mtu":1500,"netd":"x"}"#;
         assert_eq!(decode::<HostRecord>(v2), Err(SchemaError::Version(2)));
         let ok = br#"{"version":1,"vtep_ip":"10.0.0.1","uplink_mtu":1500,"netd":"x"}"#;
@@ -499,7 +562,10 @@ mod tests {
 
     #[test]
     fn mac_parsing() {
-        assert_eq!("02:42:AC:1f:00:0b".parse::<Mac>().unwrap().to_string(), "02:42:ac:1f:00:0b");
+        assert_eq!(
+            "02:42:AC:1f:00:0b".parse::<Mac>().unwrap().to_string(),
+            "02:42:ac:1f:00:0b"
+        );
         assert!("02:42:ac:1f:00".parse::<Mac>().is_err());
         assert!("zz:42:ac:1f:00:0b".parse::<Mac>().is_err());
         assert!(!"ff:ff:ff:ff:ff:ff".parse::<Mac>().unwrap().is_unicast());

@@ -70,8 +70,13 @@ pub enum Response {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the netd daemon at {path}: {source} (is `netd daemon` running? see --socket)")]
-    Connect { path: String, source: std::io::Error },
+    #[error(
+        "cannot reach the netd daemon at {path}: {source} (is `netd daemon` running? see --socket)"
+    )]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("talking to the netd daemon: {0}")]
     Io(#[from] std::io::Error),
     #[error("the netd daemon sent an invalid response: {0}")]

@@ -1,8 +1,7 @@
 //! The bpf filesystem: pins live there, and it is not mounted at boot on every machine.
 
 use std::{
-    fs,
-    io,
+    fs, io,
     os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
     path::Path,
 };
@@ -34,11 +33,16 @@ fn is_bpffs(path: &Path) -> bool {
 pub fn ensure_pin_dir(dir: &Path) -> Result<(), BpffsError> {
     let root = Path::new(BPFFS_ROOT);
     if dir.starts_with(root) && !is_bpffs(root) {
-        mount(Some("bpf"), root, Some("bpf"), MsFlags::empty(), None::<&str>).map_err(|source| {
-            BpffsError::Mount {
-                path: BPFFS_ROOT.into(),
-                source,
-            }
+        mount(
+            Some("bpf"),
+            root,
+            Some("bpf"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|source| BpffsError::Mount {
+            path: BPFFS_ROOT.into(),
+            source,
         })?;
     }
     fs::DirBuilder::new()

@@ -5,7 +5,12 @@
 //! Host-side veths are named `nd<8 hex>` and carry `netd:<network>/<endpoint>` as their alias,
 //! which is how a restarted daemon finds its endpoints again without any state file.
 
-use std::{collections::HashMap, net::Ipv4Addr, path::{Path, PathBuf}, process::Command};
+use std::{
+    collections::HashMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -91,7 +96,12 @@ pub fn create_endpoint(link: &EndpointLink<'_>) -> Result<String, NetlinkError> 
     // The peer gets a temporary name: `eth0` may exist in the host namespace.
     let peer = format!("{host}p");
     let mtu = link.mtu.to_string();
-    run("ip", &["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", &peer, "mtu", &mtu])?;
+    run(
+        "ip",
+        &[
+            "link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", &peer, "mtu", &mtu,
+        ],
+    )?;
     let result = configure(link, &host, &peer);
     if result.is_err() {
         let _ = delete_link(&host);
@@ -100,18 +110,41 @@ pub fn create_endpoint(link: &EndpointLink<'_>) -> Result<String, NetlinkError> 
 }
 
 fn configure(link: &EndpointLink<'_>, host: &str, peer: &str) -> Result<(), NetlinkError> {
-    run("ip", &["link", "set", host, "alias", &alias(link.network, link.endpoint)])?;
+    run(
+        "ip",
+        &[
+            "link",
+            "set",
+            host,
+            "alias",
+            &alias(link.network, link.endpoint),
+        ],
+    )?;
     let netns = link.netns.display().to_string();
     run("ip", &["link", "set", peer, "netns", &netns])?;
     ip_in(link.netns, &["link", "set", peer, "name", link.ifname])?;
-    ip_in(link.netns, &["link", "set", link.ifname, "address", link.mac])?;
+    ip_in(
+        link.netns,
+        &["link", "set", link.ifname, "address", link.mac],
+    )?;
     let cidr = format!("{}/{}", link.address, link.prefix_len);
     ip_in(link.netns, &["addr", "add", &cidr, "dev", link.ifname])?;
     ip_in(link.netns, &["link", "set", link.ifname, "up"])?;
     ip_in(link.netns, &["link", "set", "lo", "up"])?;
     if let Some(gw) = link.gateway {
         // Like Docker: the gateway is the default route, unless the namespace has one already.
-        let _ = ip_in(link.netns, &["route", "add", "default", "via", &gw.to_string(), "dev", link.ifname]);
+        let _ = ip_in(
+            link.netns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &gw.to_string(),
+                "dev",
+                link.ifname,
+            ],
+        );
     }
     run("ip", &["link", "set", host, "up"])?;
     Ok(())
@@ -120,15 +153,29 @@ fn configure(link: &EndpointLink<'_>, host: &str, peer: &str) -> Result<(), Netl
 /// Creates a veth pair for a Docker endpoint: both ends stay in this namespace, the peer (named
 /// `<host>p`, with the endpoint's MAC and MTU) is what Docker moves into the container at Join.
 /// Returns (host end, peer).
-pub fn create_docker_endpoint(network: &str, endpoint: &str, mac: &str, mtu: u16) -> Result<(String, String), NetlinkError> {
+pub fn create_docker_endpoint(
+    network: &str,
+    endpoint: &str,
+    mac: &str,
+    mtu: u16,
+) -> Result<(String, String), NetlinkError> {
     let host = host_ifname(network, endpoint);
     let peer = format!("{host}p");
     let mtu = mtu.to_string();
     // A leftover from a crash between create and delete: start clean.
     delete_link(&host)?;
-    run("ip", &["link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", &peer, "mtu", &mtu, "address", mac])?;
-    let result = run("ip", &["link", "set", &host, "alias", &alias(network, endpoint)])
-        .and_then(|_| run("ip", &["link", "set", &host, "up"]));
+    run(
+        "ip",
+        &[
+            "link", "add", &host, "mtu", &mtu, "type", "veth", "peer", "name", &peer, "mtu", &mtu,
+            "address", mac,
+        ],
+    )?;
+    let result = run(
+        "ip",
+        &["link", "set", &host, "alias", &alias(network, endpoint)],
+    )
+    .and_then(|_| run("ip", &["link", "set", &host, "up"]));
     if let Err(e) = result {
         let _ = delete_link(&host);
         return Err(e);
@@ -161,8 +208,8 @@ pub struct LinkInfo {
 
 pub fn link_info(name: &str) -> Result<LinkInfo, NetlinkError> {
     let out = run("ip", &["-j", "link", "show", "dev", name])?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|_| NetlinkError::Parse(format!("ip -j link show {name}")))?;
+    let v: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|_| NetlinkError::Parse(format!("ip -j link show {name}")))?;
     let link = &v[0];
     let mtu = link["mtu"].as_u64().and_then(|m| u16::try_from(m).ok());
     let mac = link["address"].as_str().and_then(|a| {
@@ -179,7 +226,9 @@ pub fn link_info(name: &str) -> Result<LinkInfo, NetlinkError> {
         .is_some_and(|f| f.iter().any(|x| x.as_str() == Some("PROMISC")));
     match (mtu, mac) {
         (Some(mtu), Some(mac)) => Ok(LinkInfo { mtu, mac, promisc }),
-        _ => Err(NetlinkError::Parse(format!("ip -j link show {name}: {out}"))),
+        _ => Err(NetlinkError::Parse(format!(
+            "ip -j link show {name}: {out}"
+        ))),
     }
 }
 
@@ -190,7 +239,18 @@ pub fn mtu(name: &str) -> Result<u16, NetlinkError> {
 
 /// Turns promiscuous mode on or off.
 pub fn set_promisc(name: &str, on: bool) -> Result<(), NetlinkError> {
-    run("ip", &["link", "set", "dev", name, "promisc", if on { "on" } else { "off" }]).map(|_| ())
+    run(
+        "ip",
+        &[
+            "link",
+            "set",
+            "dev",
+            name,
+            "promisc",
+            if on { "on" } else { "off" },
+        ],
+    )
+    .map(|_| ())
 }
 
 /// The interface the kernel routes `to` through (`ip route get`).
@@ -216,7 +276,10 @@ pub fn local_endpoints() -> Result<HashMap<(String, String), String>, NetlinkErr
         if let Some(alias) = line.split("alias netd:").nth(1)
             && let Some((network, endpoint)) = alias.trim().split_once('/')
         {
-            found.insert((network.to_string(), endpoint.to_string()), name.to_string());
+            found.insert(
+                (network.to_string(), endpoint.to_string()),
+                name.to_string(),
+            );
         }
     }
     Ok(found)

@@ -42,7 +42,11 @@ fn macvlan_flags(net: &NetworkRecord) -> u32 {
         MacvlanMode::Vepa => macvlan_mode::VEPA,
         MacvlanMode::Passthru => macvlan_mode::PASSTHRU,
     };
-    let host = if spec.host_access { endpoint_flags::HOST_ACCESS } else { 0 };
+    let host = if spec.host_access {
+        endpoint_flags::HOST_ACCESS
+    } else {
+        0
+    };
     endpoint_flags::MACVLAN | host | (mode << endpoint_flags::MODE_SHIFT)
 }
 
@@ -56,7 +60,11 @@ pub struct View {
 impl View {
     pub fn from_listing(listing: Listing) -> Self {
         Self {
-            kvs: listing.kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect(),
+            kvs: listing
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key.clone(), kv))
+                .collect(),
             revision: listing.revision,
         }
     }
@@ -104,9 +112,14 @@ impl Cluster {
         let mut vnis = HashSet::new();
         for kv in &kvs {
             if let Some(Key::Network(name)) = keys::parse(&kv.key) {
-                match schema::decode::<NetworkRecord>(&kv.value).and_then(|n| n.validate(name).map(|()| n)) {
+                match schema::decode::<NetworkRecord>(&kv.value)
+                    .and_then(|n| n.validate(name).map(|()| n))
+                {
                     Ok(n) if !vnis.insert(n.vni) => {
-                        cluster.invalid.push((kv.key.clone(), format!("VNI {} already used by an earlier network", n.vni)));
+                        cluster.invalid.push((
+                            kv.key.clone(),
+                            format!("VNI {} already used by an earlier network", n.vni),
+                        ));
                     }
                     Ok(n) => {
                         cluster.networks.insert(name.to_string(), n);
@@ -117,7 +130,9 @@ impl Cluster {
         }
         for kv in &kvs {
             if let Some(Key::Host(name)) = keys::parse(&kv.key) {
-                match schema::decode::<HostRecord>(&kv.value).and_then(|h| h.validate(name).map(|()| h)) {
+                match schema::decode::<HostRecord>(&kv.value)
+                    .and_then(|h| h.validate(name).map(|()| h))
+                {
                     Ok(h) => {
                         cluster.hosts.insert(name.to_string(), h);
                     }
@@ -132,7 +147,10 @@ impl Cluster {
                 continue;
             };
             let Some(net) = cluster.networks.get(network) else {
-                cluster.invalid.push((kv.key.clone(), format!("network {network:?} does not exist")));
+                cluster.invalid.push((
+                    kv.key.clone(),
+                    format!("network {network:?} does not exist"),
+                ));
                 continue;
             };
             let record = match schema::decode::<EndpointRecord>(&kv.value)
@@ -145,11 +163,20 @@ impl Cluster {
                 }
             };
             if !ips.insert((net.vni, record.ip)) {
-                cluster.invalid.push((kv.key.clone(), format!("address {} already claimed by an earlier endpoint", record.ip)));
+                cluster.invalid.push((
+                    kv.key.clone(),
+                    format!(
+                        "address {} already claimed by an earlier endpoint",
+                        record.ip
+                    ),
+                ));
                 continue;
             }
             if !macs.insert((net.vni, record.mac)) {
-                cluster.invalid.push((kv.key.clone(), format!("MAC {} already claimed by an earlier endpoint", record.mac)));
+                cluster.invalid.push((
+                    kv.key.clone(),
+                    format!("MAC {} already claimed by an earlier endpoint", record.mac),
+                ));
                 continue;
             }
             cluster.endpoints.push(Endpoint {
@@ -185,22 +212,34 @@ impl Cluster {
                 if r.host != me {
                     continue;
                 }
-                let (Some(&ifindex), Some(parent)) =
-                    (local_ifindex.get(&(ep.network.clone(), ep.id.clone())), parent_of(net))
-                else {
+                let (Some(&ifindex), Some(parent)) = (
+                    local_ifindex.get(&(ep.network.clone(), ep.id.clone())),
+                    parent_of(net),
+                ) else {
                     continue;
                 };
                 maps.endpoints.insert(
                     ifindex,
-                    EndpointInfo { vni: ep.vni, mac, vlan: parent.vlan, ipv4: ip, flags, parent_ifindex: parent.ifindex },
+                    EndpointInfo {
+                        vni: ep.vni,
+                        mac,
+                        vlan: parent.vlan,
+                        ipv4: ip,
+                        flags,
+                        parent_ifindex: parent.ifindex,
+                    },
                 );
-                maps.fdb.insert(FdbKeyOrd(ep.vni, mac), FdbEntry::local(ifindex));
-                let port = maps.parents.entry(ParentKeyOrd(parent.ifindex, parent.vlan)).or_insert(ParentInfo {
-                    vni: ep.vni,
-                    flags,
-                    mac: parent.mac,
-                    ..ParentInfo::default()
-                });
+                maps.fdb
+                    .insert(FdbKeyOrd(ep.vni, mac), FdbEntry::local(ifindex));
+                let port = maps
+                    .parents
+                    .entry(ParentKeyOrd(parent.ifindex, parent.vlan))
+                    .or_insert(ParentInfo {
+                        vni: ep.vni,
+                        flags,
+                        mac: parent.mac,
+                        ..ParentInfo::default()
+                    });
                 if (port.count as usize) < MAX_PARENT_PORTS {
                     port.ports[port.count as usize] = ifindex;
                     port.count += 1;
@@ -213,14 +252,27 @@ impl Cluster {
                 };
                 maps.endpoints.insert(
                     ifindex,
-                    EndpointInfo { vni: ep.vni, mac, vlan: 0, ipv4: ip, flags: 0, parent_ifindex: 0 },
+                    EndpointInfo {
+                        vni: ep.vni,
+                        mac,
+                        vlan: 0,
+                        ipv4: ip,
+                        flags: 0,
+                        parent_ifindex: 0,
+                    },
                 );
-                maps.fdb.insert(FdbKeyOrd(ep.vni, mac), FdbEntry::local(ifindex));
+                maps.fdb
+                    .insert(FdbKeyOrd(ep.vni, mac), FdbEntry::local(ifindex));
             } else {
-                maps.fdb.insert(FdbKeyOrd(ep.vni, mac), FdbEntry::remote(r.vtep_ip.octets()));
-                maps.vteps.insert(VtepKeyOrd(r.vtep_ip.octets(), ep.vni), VtepEntry { flags: 0 });
+                maps.fdb
+                    .insert(FdbKeyOrd(ep.vni, mac), FdbEntry::remote(r.vtep_ip.octets()));
+                maps.vteps.insert(
+                    VtepKeyOrd(r.vtep_ip.octets(), ep.vni),
+                    VtepEntry { flags: 0 },
+                );
             }
-            maps.neigh.insert(NeighKeyOrd(ep.vni, ip), NeighEntry::new(mac));
+            maps.neigh
+                .insert(NeighKeyOrd(ep.vni, ip), NeighEntry::new(mac));
         }
         // Flooding order must not depend on the store's: sorted ports, stable maps.
         for port in maps.parents.values_mut() {
@@ -295,8 +347,16 @@ mod tests {
             kv(keys::network("n"), network("n", 300), 1),
             kv(keys::host("a"), host("192.168.0.1"), 2),
             kv(keys::host("b"), host("192.168.0.2"), 3),
-            kv(keys::endpoint("n", "e1"), endpoint("e1", "10.1.0.1", "a", "192.168.0.1"), 4),
-            kv(keys::endpoint("n", "e2"), endpoint("e2", "10.1.0.2", "b", "192.168.0.2"), 5),
+            kv(
+                keys::endpoint("n", "e1"),
+                endpoint("e1", "10.1.0.1", "a", "192.168.0.1"),
+                4,
+            ),
+            kv(
+                keys::endpoint("n", "e2"),
+                endpoint("e2", "10.1.0.2", "b", "192.168.0.2"),
+                5,
+            ),
         ]);
         let cluster = Cluster::from_view(&v);
         assert!(cluster.invalid.is_empty(), "{:?}", cluster.invalid);
@@ -318,11 +378,31 @@ mod tests {
             kv(keys::network("dupvni"), network("dupvni", 300), 3),
             kv(keys::host("a"), host("192.168.0.1"), 4),
             // Claims host a's endpoint but with another VTEP: not a's to publish.
-            kv(keys::endpoint("n", "x"), endpoint("x", "10.1.0.9", "a", "192.168.0.66"), 5),
-            kv(keys::endpoint("n", "y"), endpoint("y", "10.9.0.1", "a", "192.168.0.1"), 6),
-            kv(keys::endpoint("n", "first"), endpoint("first", "10.1.0.5", "a", "192.168.0.1"), 7),
-            kv(keys::endpoint("n", "second"), endpoint("second", "10.1.0.5", "a", "192.168.0.1"), 8),
-            kv(keys::endpoint("gone", "z"), endpoint("z", "10.1.0.7", "a", "192.168.0.1"), 9),
+            kv(
+                keys::endpoint("n", "x"),
+                endpoint("x", "10.1.0.9", "a", "192.168.0.66"),
+                5,
+            ),
+            kv(
+                keys::endpoint("n", "y"),
+                endpoint("y", "10.9.0.1", "a", "192.168.0.1"),
+                6,
+            ),
+            kv(
+                keys::endpoint("n", "first"),
+                endpoint("first", "10.1.0.5", "a", "192.168.0.1"),
+                7,
+            ),
+            kv(
+                keys::endpoint("n", "second"),
+                endpoint("second", "10.1.0.5", "a", "192.168.0.1"),
+                8,
+            ),
+            kv(
+                keys::endpoint("gone", "z"),
+                endpoint("z", "10.1.0.7", "a", "192.168.0.1"),
+                9,
+            ),
         ]);
         let cluster = Cluster::from_view(&v);
         let bad: Vec<&str> = cluster.invalid.iter().map(|(k, _)| k.as_str()).collect();
@@ -346,7 +426,11 @@ mod tests {
         let v = view(vec![
             kv(keys::network("n"), network("n", 300), 1),
             kv(keys::host("a"), host("192.168.0.1"), 2),
-            kv(keys::endpoint("n", "e2"), endpoint("e2", "10.1.0.2", "b", "192.168.0.2"), 5),
+            kv(
+                keys::endpoint("n", "e2"),
+                endpoint("e2", "10.1.0.2", "b", "192.168.0.2"),
+                5,
+            ),
         ]);
         let maps = Cluster::from_view(&v).desired_maps("a", &HashMap::new(), &|_| None);
         assert!(maps.fdb.is_empty());

@@ -20,7 +20,10 @@ fn missing_pin_directory_is_a_clear_error() {
     assert!(!ok);
     assert!(stdout.is_empty(), "{stdout}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("no pinned maps in /nonexistent/netd-pins"), "{stderr}");
+    assert!(
+        stderr.contains("no pinned maps in /nonexistent/netd-pins"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -57,8 +57,18 @@ impl Etcd {
             .args(["netns", "exec", &self.switch, "etcd", "--name", "lab"])
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("lab={peer}")])
             .stdout(Stdio::null())
             .stderr(log)
@@ -69,13 +79,28 @@ impl Etcd {
         loop {
             // etcd accepts connections before it serves (raft not ready yet): ask /health.
             let healthy = port_open(&netd::netns::named(&self.switch), STORE_IP, 2379)
-                && sh("ip", &["netns", "exec", &self.switch, "curl", "-sf", "-m", "1", &format!("{client}/health")])
-                    .is_ok_and(|body| body.contains("\"health\":\"true\""));
+                && sh(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        &self.switch,
+                        "curl",
+                        "-sf",
+                        "-m",
+                        "1",
+                        &format!("{client}/health"),
+                    ],
+                )
+                .is_ok_and(|body| body.contains("\"health\":\"true\""));
             if healthy {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("etcd did not come up; see {}", self.data_dir.with_extension("log").display());
+                bail!(
+                    "etcd did not come up; see {}",
+                    self.data_dir.with_extension("log").display()
+                );
             }
             thread::sleep(Duration::from_millis(100));
         }
@@ -144,7 +169,9 @@ pub mod tempdir {
 impl Cluster {
     /// `hosts` hosts, their daemons started and registered, sharing `store`.
     pub fn new(tag: &str, hosts: usize, store: StoreKind, lease_ttl: u64) -> anyhow::Result<Self> {
-        Self::new_with(tag, hosts, store, lease_ttl, |_, _| Ok(vec!["--no-docker".to_string()]))
+        Self::new_with(tag, hosts, store, lease_ttl, |_, _| {
+            Ok(vec!["--no-docker".to_string()])
+        })
     }
 
     /// Like [`Self::new`]; `daemon_args(i, host_netns_name)` runs once the host's namespace exists
@@ -194,8 +221,22 @@ impl Cluster {
         let ns = Netns::new("ch")?;
         let port = format!("sw{}", crate::unique_name("").trim_start_matches('x'));
         let port = port.chars().take(15).collect::<String>();
-        ip(&["link", "add", "ul", "netns", &ns.name, "type", "veth", "peer", "name", &port, "netns", &self.switch.name])?;
-        self.switch.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        ip(&[
+            "link",
+            "add",
+            "ul",
+            "netns",
+            &ns.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.switch.name,
+        ])?;
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
         let vtep = Ipv4Addr::new(10, 201, 0, (i + 1) as u8);
         ns.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "ul"])?;
         ns.ip(&["link", "set", "ul", "up"])?;
@@ -242,13 +283,25 @@ impl Cluster {
     pub fn wait_registered(&self, i: usize, expected: usize) -> anyhow::Result<()> {
         self.wait_for(Duration::from_secs(15), || {
             let status = self.netd_json(i, &["status"]).ok()?;
-            (status["hosts"].as_object()?.len() == expected && status["store"]["state"] == "connected").then_some(())
+            (status["hosts"].as_object()?.len() == expected
+                && status["store"]["state"] == "connected")
+                .then_some(())
         })
-        .with_context(|| format!("host {} did not see {expected} hosts; log: {}", i + 1, self.hosts[i].log.display()))
+        .with_context(|| {
+            format!(
+                "host {} did not see {expected} hosts; log: {}",
+                i + 1,
+                self.hosts[i].log.display()
+            )
+        })
     }
 
     /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
-    pub fn wait_for<T>(&self, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    pub fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> anyhow::Result<T> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = check() {
@@ -264,7 +317,11 @@ impl Cluster {
     /// Runs the netd CLI against host `i`'s daemon.
     pub fn netd(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
         let bin = crate::netd_bin()?;
-        let socket = self.hosts[i].run_dir.join("netd.sock").display().to_string();
+        let socket = self.hosts[i]
+            .run_dir
+            .join("netd.sock")
+            .display()
+            .to_string();
         let pins = self.hosts[i].pin_dir.display().to_string();
         let mut all = vec!["--socket", socket.as_str(), "--pin-dir", pins.as_str()];
         all.extend_from_slice(args);
@@ -289,7 +346,6 @@ impl Cluster {
         let v = self.netd_json(i, &["maps", "dump", "fdb"])?;
         Ok(v.as_array().cloned().unwrap_or_default())
     }
-
 }
 
 /// Whether `ip:port` accepts a TCP connection from inside the namespace at `netns`.
@@ -311,7 +367,10 @@ impl ClusterHost {
         let bin = crate::netd_bin()?;
         let socket = self.run_dir.join("netd.sock");
         let _ = fs::remove_file(&socket);
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
         let child = Command::new("nsenter")
             .arg(format!("--net={}", self.ns.path().display()))
             .arg(bin)
@@ -324,10 +383,16 @@ impl ClusterHost {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !socket.exists() {
             if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
-                bail!("netd daemon exited ({status}); log: {}", fs::read_to_string(&self.log).unwrap_or_default());
+                bail!(
+                    "netd daemon exited ({status}); log: {}",
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
             if Instant::now() > deadline {
-                bail!("netd daemon did not open its socket; log: {}", self.log.display());
+                bail!(
+                    "netd daemon did not open its socket; log: {}",
+                    self.log.display()
+                );
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -368,7 +433,9 @@ impl Cluster {
         let (key, value) = (key.to_string(), value.to_vec());
         thread::spawn(move || -> anyhow::Result<()> {
             let _inside = netd::netns::enter(&netns)?;
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let store = netd_store::Store::connect(&url).await?;
                 store.put(&key, &value).await?;

@@ -48,14 +48,24 @@ fn host_config(vtep: Ipv4Addr, uplink_ifindex: u32) -> DatapathConfig {
 
 /// The addresses of host `i` (0 or 1) and its container.
 pub const VTEPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 201, 0, 1), Ipv4Addr::new(10, 201, 0, 2)];
-pub const CONTAINER_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(172, 31, 0, 11), Ipv4Addr::new(172, 31, 0, 12)];
-pub const CONTAINER_MACS: [[u8; 6]; 2] = [[0x02, 0x42, 0xac, 0x1f, 0, 11], [0x02, 0x42, 0xac, 0x1f, 0, 12]];
+pub const CONTAINER_IPS: [Ipv4Addr; 2] =
+    [Ipv4Addr::new(172, 31, 0, 11), Ipv4Addr::new(172, 31, 0, 12)];
+pub const CONTAINER_MACS: [[u8; 6]; 2] = [
+    [0x02, 0x42, 0xac, 0x1f, 0, 11],
+    [0x02, 0x42, 0xac, 0x1f, 0, 12],
+];
 
 /// Two host namespaces joined by the veth underlay `ul`, and a container namespace on each with
 /// `eth0` (its MAC, address and inner MTU set) whose host-side end is `ep0`.
 fn topology(tag: &str) -> anyhow::Result<([Netns; 2], [Netns; 2])> {
-    let h = [Netns::new(&format!("{tag}h"))?, Netns::new(&format!("{tag}h"))?];
-    let c = [Netns::new(&format!("{tag}c"))?, Netns::new(&format!("{tag}c"))?];
+    let h = [
+        Netns::new(&format!("{tag}h"))?,
+        Netns::new(&format!("{tag}h"))?,
+    ];
+    let c = [
+        Netns::new(&format!("{tag}c"))?,
+        Netns::new(&format!("{tag}c"))?,
+    ];
     ip(&[
         "link", "add", "ul", "netns", &h[0].name, "type", "veth", "peer", "name", "ul", "netns",
         &h[1].name,
@@ -72,8 +82,16 @@ fn topology(tag: &str) -> anyhow::Result<([Netns; 2], [Netns; 2])> {
         ])?;
         h[i].ip(&["link", "set", "ep0", "up"])?;
         let mac = crate::pkt::fmt_mac(&CONTAINER_MACS[i]);
-        c[i].ip(&["link", "set", "eth0", "address", &mac, "mtu", &inner_mtu, "up"])?;
-        c[i].ip(&["addr", "add", &format!("{}/16", CONTAINER_IPS[i]), "dev", "eth0"])?;
+        c[i].ip(&[
+            "link", "set", "eth0", "address", &mac, "mtu", &inner_mtu, "up",
+        ])?;
+        c[i].ip(&[
+            "addr",
+            "add",
+            &format!("{}/16", CONTAINER_IPS[i]),
+            "dev",
+            "eth0",
+        ])?;
     }
     Ok((h, c))
 }
@@ -186,17 +204,36 @@ fn kernel_vxlan_host(i: usize, host: &Netns) -> anyhow::Result<()> {
         "dev", "ul", "proxy", "l2miss", "l3miss",
     ])?;
     host.ip(&["link", "add", "br0", "type", "bridge"])?;
-    host.ip(&["link", "set", "vx0", "master", "br0", "mtu", &inner_mtu, "up"])?;
+    host.ip(&[
+        "link", "set", "vx0", "master", "br0", "mtu", &inner_mtu, "up",
+    ])?;
     host.ip(&["link", "set", "ep0", "master", "br0"])?;
     host.ip(&["link", "set", "br0", "up"])?;
     let other_mac = crate::pkt::fmt_mac(&CONTAINER_MACS[other]);
-    host.exec("bridge", &[
-        "fdb", "replace", &other_mac, "dev", "vx0", "dst", &VTEPS[other].to_string(), "self",
-        "permanent",
-    ])?;
+    host.exec(
+        "bridge",
+        &[
+            "fdb",
+            "replace",
+            &other_mac,
+            "dev",
+            "vx0",
+            "dst",
+            &VTEPS[other].to_string(),
+            "self",
+            "permanent",
+        ],
+    )?;
     host.ip(&[
-        "neigh", "replace", &CONTAINER_IPS[other].to_string(), "lladdr", &other_mac, "dev", "vx0",
-        "nud", "permanent",
+        "neigh",
+        "replace",
+        &CONTAINER_IPS[other].to_string(),
+        "lladdr",
+        &other_mac,
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
     ])?;
     Ok(())
 }
@@ -206,11 +243,29 @@ fn kernel_vxlan_host(i: usize, host: &Netns) -> anyhow::Result<()> {
 /// and proxy ARP on `ep0` so the container's on-link /16 resolves to the host.
 fn routed_host(i: usize, host: &Netns) -> anyhow::Result<()> {
     let other = 1 - i;
-    host.exec("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=1", "net.ipv4.conf.ep0.proxy_arp=1"])?;
-    host.ip(&["route", "add", &format!("{}/32", CONTAINER_IPS[i]), "dev", "ep0"])?;
+    host.exec(
+        "sysctl",
+        &[
+            "-qw",
+            "net.ipv4.conf.all.forwarding=1",
+            "net.ipv4.conf.ep0.proxy_arp=1",
+        ],
+    )?;
     host.ip(&[
-        "route", "add", &format!("{}/32", CONTAINER_IPS[other]), "via", &VTEPS[other].to_string(),
-        "dev", "ul",
+        "route",
+        "add",
+        &format!("{}/32", CONTAINER_IPS[i]),
+        "dev",
+        "ep0",
+    ])?;
+    host.ip(&[
+        "route",
+        "add",
+        &format!("{}/32", CONTAINER_IPS[other]),
+        "via",
+        &VTEPS[other].to_string(),
+        "dev",
+        "ul",
     ])?;
     Ok(())
 }
@@ -233,7 +288,10 @@ impl KernelLab {
         Self::build(tag, kernel_vxlan_host)
     }
 
-    fn build(tag: &str, configure: fn(usize, &Netns) -> anyhow::Result<()>) -> anyhow::Result<Self> {
+    fn build(
+        tag: &str,
+        configure: fn(usize, &Netns) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let (hosts, containers) = topology(tag)?;
         // Built first, so a failing step below still drops (deletes) every namespace.
         let lab = Self { containers, hosts };

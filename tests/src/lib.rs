@@ -4,7 +4,10 @@
 //! Everything a fixture creates carries a per-run prefix (`nt<pid>x<n>`), so parallel runs never
 //! collide, and is removed on drop, also when a test fails.
 
-#![allow(clippy::expect_used, reason = "test fixtures: a failed expectation is a failed test")]
+#![allow(
+    clippy::expect_used,
+    reason = "test fixtures: a failed expectation is a failed test"
+)]
 
 pub mod bench;
 pub mod cluster;
@@ -54,5 +57,10 @@ pub fn netd_bin() -> anyhow::Result<std::path::PathBuf> {
         .take(2)
         .map(|dir| dir.join("netd"))
         .find(|bin| bin.is_file())
-        .ok_or_else(|| anyhow::anyhow!("no netd binary near {} (cargo build -p netd)", exe.display()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no netd binary near {} (cargo build -p netd)",
+                exe.display()
+            )
+        })
 }

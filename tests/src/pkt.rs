@@ -6,25 +6,46 @@ use std::net::Ipv4Addr;
 use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder, UdpHeader};
 
 /// An ICMP echo request frame.
-pub fn icmp_echo(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Vec<u8> {
+pub fn icmp_echo(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    payload_len: usize,
+) -> Vec<u8> {
     let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src.octets(), dst.octets(), 64)
         .icmpv4_echo_request(7, 1);
     let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
     let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut out, &payload).expect("writing to a Vec cannot fail");
+    builder
+        .write(&mut out, &payload)
+        .expect("writing to a Vec cannot fail");
     out
 }
 
 /// A UDP frame with the given TOS byte.
-pub fn udp(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, tos: u8) -> Vec<u8> {
-    let mut ip = Ipv4Header::new(0, 64, IpNumber::UDP, src.octets(), dst.octets()).expect("valid header");
+pub fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    tos: u8,
+) -> Vec<u8> {
+    let mut ip =
+        Ipv4Header::new(0, 64, IpNumber::UDP, src.octets(), dst.octets()).expect("valid header");
     ip.dscp = etherparse::Ipv4Dscp::try_new(tos >> 2).expect("6 bits");
     ip.ecn = etherparse::Ipv4Ecn::try_new(tos & 3).expect("2 bits");
-    let builder = PacketBuilder::ethernet2(src_mac, dst_mac).ip(etherparse::IpHeaders::Ipv4(ip, Default::default())).udp(sport, dport);
+    let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .udp(sport, dport);
     let payload = b"netd test payload";
     let mut out = Vec::new();
-    builder.write(&mut out, payload).expect("writing to a Vec cannot fail");
+    builder
+        .write(&mut out, payload)
+        .expect("writing to a Vec cannot fail");
     out
 }
 

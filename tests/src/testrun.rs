@@ -26,7 +26,8 @@ pub const UNDERLAY_MTU: u16 = 1500;
 
 pub const EP_A: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(172, 31, 0, 10), [0x02, 0xaa, 0, 0, 0, 0x0a]);
 pub const EP_B: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(172, 31, 0, 11), [0x02, 0xaa, 0, 0, 0, 0x0b]);
-pub const REMOTE: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(172, 31, 0, 20), [0x02, 0xbb, 0, 0, 0, 0x14]);
+pub const REMOTE: (Ipv4Addr, [u8; 6]) =
+    (Ipv4Addr::new(172, 31, 0, 20), [0x02, 0xbb, 0, 0, 0, 0x14]);
 pub const REMOTE_UNRESOLVED: (Ipv4Addr, [u8; 6]) =
     (Ipv4Addr::new(172, 31, 0, 30), [0x02, 0xbb, 0, 0, 0, 0x1e]);
 pub const REMOTE_UNROUTABLE: (Ipv4Addr, [u8; 6]) =
@@ -42,7 +43,8 @@ pub const TC_ACT_REDIRECT: u32 = 7;
 pub const MACVLAN_NET: u32 = 5000;
 pub const EP_C: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 5), [0x02, 0xcc, 0, 0, 0, 0x05]);
 pub const EP_D: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 6), [0x02, 0xcc, 0, 0, 0, 0x06]);
-pub const LAN_HOST: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 100), [0x02, 0xdd, 0, 0, 0, 0x64]);
+pub const LAN_HOST: (Ipv4Addr, [u8; 6]) =
+    (Ipv4Addr::new(10, 10, 10, 100), [0x02, 0xdd, 0, 0, 0, 0x64]);
 
 pub struct PacketLab {
     pub datapath: Datapath,
@@ -71,13 +73,26 @@ impl PacketLab {
     pub fn new() -> anyhow::Result<Self> {
         let ns = Netns::new("pk")?;
         ns.ip(&["link", "add", "up0", "type", "veth", "peer", "name", "up1"])?;
-        ns.ip(&["link", "add", "epa", "type", "veth", "peer", "name", "epa-c"])?;
-        ns.ip(&["link", "add", "epb", "type", "veth", "peer", "name", "epb-c"])?;
+        ns.ip(&[
+            "link", "add", "epa", "type", "veth", "peer", "name", "epa-c",
+        ])?;
+        ns.ip(&[
+            "link", "add", "epb", "type", "veth", "peer", "name", "epb-c",
+        ])?;
         // For macvlan-style endpoints: a parent on the "LAN" and two endpoints' veths.
-        ns.ip(&["link", "add", "par0", "type", "veth", "peer", "name", "par1"])?;
-        ns.ip(&["link", "add", "epc", "type", "veth", "peer", "name", "epc-c"])?;
-        ns.ip(&["link", "add", "epd", "type", "veth", "peer", "name", "epd-c"])?;
-        for dev in ["up0", "up1", "epa", "epa-c", "epb", "epb-c", "par0", "par1", "epc", "epc-c", "epd", "epd-c"] {
+        ns.ip(&[
+            "link", "add", "par0", "type", "veth", "peer", "name", "par1",
+        ])?;
+        ns.ip(&[
+            "link", "add", "epc", "type", "veth", "peer", "name", "epc-c",
+        ])?;
+        ns.ip(&[
+            "link", "add", "epd", "type", "veth", "peer", "name", "epd-c",
+        ])?;
+        for dev in [
+            "up0", "up1", "epa", "epa-c", "epb", "epb-c", "par0", "par1", "epc", "epc-c", "epd",
+            "epd-c",
+        ] {
             ns.ip(&["link", "set", dev, "up"])?;
         }
         ns.ip(&["addr", "add", "10.200.0.1/24", "dev", "up0"])?;
@@ -85,7 +100,14 @@ impl PacketLab {
         // turns it off again to cover the bpf_redirect_neigh path.
         ns.exec("sysctl", &["-qw", "net.ipv4.conf.up0.forwarding=1"])?;
         ns.ip(&[
-            "neigh", "replace", "10.200.0.2", "lladdr", "02:ee:00:00:00:02", "dev", "up0", "nud",
+            "neigh",
+            "replace",
+            "10.200.0.2",
+            "lladdr",
+            "02:ee:00:00:00:02",
+            "dev",
+            "up0",
+            "nud",
             "permanent",
         ])?;
         let uplink_ifindex = ns.ifindex("up0")?;
@@ -138,26 +160,52 @@ impl PacketLab {
 
     /// Makes EP_C and EP_D macvlan endpoints on `par0` (untagged) in `mode`
     /// (`netd_common::maps::macvlan_mode`); `parent_known: false` leaves the parent unconfigured.
-    pub fn add_macvlan(&mut self, mode: u32, host_access: bool, parent_known: bool) -> anyhow::Result<()> {
+    pub fn add_macvlan(
+        &mut self,
+        mode: u32,
+        host_access: bool,
+        parent_known: bool,
+    ) -> anyhow::Result<()> {
         use netd::datapath::state::{FdbKeyOrd, ParentKeyOrd};
         use netd_common::maps::{EndpointInfo, FdbEntry, ParentInfo, endpoint_flags};
         let flags = endpoint_flags::MACVLAN
             | (mode << endpoint_flags::MODE_SHIFT)
-            | if host_access { endpoint_flags::HOST_ACCESS } else { 0 };
+            | if host_access {
+                endpoint_flags::HOST_ACCESS
+            } else {
+                0
+            };
         let current = self.datapath.read_state()?;
         let mut desired = current.clone();
         for (ifindex, (ip, mac)) in [(self.ep_c_ifindex, EP_C), (self.ep_d_ifindex, EP_D)] {
             desired.endpoints.insert(
                 ifindex,
-                EndpointInfo { vni: MACVLAN_NET, mac, vlan: 0, ipv4: ip.octets(), flags, parent_ifindex: self.parent_ifindex },
+                EndpointInfo {
+                    vni: MACVLAN_NET,
+                    mac,
+                    vlan: 0,
+                    ipv4: ip.octets(),
+                    flags,
+                    parent_ifindex: self.parent_ifindex,
+                },
             );
-            desired.fdb.insert(FdbKeyOrd(MACVLAN_NET, mac), FdbEntry::local(ifindex));
+            desired
+                .fdb
+                .insert(FdbKeyOrd(MACVLAN_NET, mac), FdbEntry::local(ifindex));
         }
         if parent_known {
-            let mut info = ParentInfo { vni: MACVLAN_NET, flags, mac: self.parent_mac, count: 2, ..ParentInfo::default() };
+            let mut info = ParentInfo {
+                vni: MACVLAN_NET,
+                flags,
+                mac: self.parent_mac,
+                count: 2,
+                ..ParentInfo::default()
+            };
             info.ports[0] = self.ep_c_ifindex;
             info.ports[1] = self.ep_d_ifindex;
-            desired.parents.insert(ParentKeyOrd(self.parent_ifindex, 0), info);
+            desired
+                .parents
+                .insert(ParentKeyOrd(self.parent_ifindex, 0), info);
         }
         self.datapath.apply(&current, &desired)?;
         Ok(())

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
 //! The control plane end to end: real etcd (or the embedded store), a real `netd daemon` per
 //! simulated host, the CLI as an operator types it, real traffic.
 
@@ -7,8 +11,17 @@ use std::time::Duration;
 use netd_tests::cluster::{Cluster, StoreKind};
 
 const SEED_NET: &[&str] = &[
-    "network", "create", "-d", "overlay", "--subnet", "172.31.0.0/16", "--gateway", "172.31.0.2",
-    "-o", "mtu=1200", "mynet",
+    "network",
+    "create",
+    "-d",
+    "overlay",
+    "--subnet",
+    "172.31.0.0/16",
+    "--gateway",
+    "172.31.0.2",
+    "-o",
+    "mtu=1200",
+    "mynet",
 ];
 
 fn ping(cluster: &Cluster, container: usize, to: &str) -> anyhow::Result<String> {
@@ -34,14 +47,43 @@ fn two_host_scenario(store: StoreKind) {
         (nets.as_array()?.len() == 1).then_some(())
     })
     .unwrap();
-    let ip1 = endpoint_ip(&c, 0, &["endpoint", "add", "--network", "mynet", "--netns", &ns1, "web1"]);
-    let ip2 = endpoint_ip(&c, 1, &["endpoint", "add", "--network", "mynet", "--netns", &ns2, "--ip", "172.31.0.9", "web2"]);
+    let ip1 = endpoint_ip(
+        &c,
+        0,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "mynet",
+            "--netns",
+            &ns1,
+            "web1",
+        ],
+    );
+    let ip2 = endpoint_ip(
+        &c,
+        1,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "mynet",
+            "--netns",
+            &ns2,
+            "--ip",
+            "172.31.0.9",
+            "web2",
+        ],
+    );
     assert_eq!(ip2, "172.31.0.9");
     assert_ne!(ip1, "172.31.0.2", "the gateway is never handed out");
     // The network's MTU reached the container.
-    let link = c.containers[c1].ip(&["-o", "link", "show", "eth0"]).unwrap();
+    let link = c.containers[c1]
+        .ip(&["-o", "link", "show", "eth0"])
+        .unwrap();
     assert!(link.contains("mtu 1200"), "{link}");
-    c.wait_for(Duration::from_secs(5), || ping(&c, c1, &ip2).ok()).unwrap();
+    c.wait_for(Duration::from_secs(5), || ping(&c, c1, &ip2).ok())
+        .unwrap();
     assert!(ping(&c, c2, &ip1).unwrap().contains("3 received"));
     for (client, server_ip, server) in [(c1, &ip2, c2), (c2, &ip1, c1)] {
         let mut srv = c.containers[server]
@@ -51,7 +93,10 @@ fn two_host_scenario(store: StoreKind) {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        let out = c.containers[client].exec("iperf3", &["-c", server_ip, "-n", "5M", "--connect-timeout", "3000"]);
+        let out = c.containers[client].exec(
+            "iperf3",
+            &["-c", server_ip, "-n", "5M", "--connect-timeout", "3000"],
+        );
         let _ = srv.kill();
         let _ = srv.wait();
         assert!(out.unwrap().contains("receiver"));
@@ -77,7 +122,14 @@ fn fdb_macs(c: &Cluster, i: usize) -> Vec<String> {
         .collect()
 }
 
-fn add(c: &Cluster, host: usize, net: &str, ns: usize, name: &str, extra: &[&str]) -> serde_json::Value {
+fn add(
+    c: &Cluster,
+    host: usize,
+    net: &str,
+    ns: usize,
+    name: &str,
+    extra: &[&str],
+) -> serde_json::Value {
     let netns = c.containers[ns].name.clone();
     let mut args = vec!["endpoint", "add", "--network", net, "--netns", &netns];
     args.extend_from_slice(extra);
@@ -88,19 +140,57 @@ fn add(c: &Cluster, host: usize, net: &str, ns: usize, name: &str, extra: &[&str
 #[test]
 fn networks_with_the_same_subnet_and_different_vnis_stay_isolated() {
     let mut c = Cluster::new("is", 2, StoreKind::Etcd, 10).unwrap();
-    c.netd(0, &["network", "create", "--subnet", "10.50.0.0/24", "--vni", "1001", "blue"]).unwrap();
-    c.netd(0, &["network", "create", "--subnet", "10.50.0.0/24", "--vni", "1002", "red"]).unwrap();
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.50.0.0/24",
+            "--vni",
+            "1001",
+            "blue",
+        ],
+    )
+    .unwrap();
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.50.0.0/24",
+            "--vni",
+            "1002",
+            "red",
+        ],
+    )
+    .unwrap();
     let ns: Vec<usize> = (0..4).map(|_| c.container().unwrap()).collect();
     add(&c, 0, "blue", ns[0], "b1", &["--ip", "10.50.0.11"]);
     add(&c, 1, "blue", ns[1], "b2", &["--ip", "10.50.0.12"]);
     add(&c, 0, "red", ns[2], "r1", &["--ip", "10.50.0.21"]);
     add(&c, 1, "red", ns[3], "r2", &["--ip", "10.50.0.22"]);
-    c.wait_for(Duration::from_secs(5), || ping(&c, ns[0], "10.50.0.12").ok()).unwrap();
-    assert!(ping(&c, ns[2], "10.50.0.22").unwrap().contains("3 received"));
+    c.wait_for(Duration::from_secs(5), || {
+        ping(&c, ns[0], "10.50.0.12").ok()
+    })
+    .unwrap();
+    assert!(
+        ping(&c, ns[2], "10.50.0.22")
+            .unwrap()
+            .contains("3 received")
+    );
     // Across networks: nothing, in either direction, even on the same host.
-    for (from, to) in [(ns[0], "10.50.0.22"), (ns[0], "10.50.0.21"), (ns[3], "10.50.0.12"), (ns[3], "10.50.0.11")] {
+    for (from, to) in [
+        (ns[0], "10.50.0.22"),
+        (ns[0], "10.50.0.21"),
+        (ns[3], "10.50.0.12"),
+        (ns[3], "10.50.0.11"),
+    ] {
         assert!(
-            c.containers[from].exec("ping", &["-c", "2", "-i", "0.2", "-W", "1", to]).is_err(),
+            c.containers[from]
+                .exec("ping", &["-c", "2", "-i", "0.2", "-W", "1", to])
+                .is_err(),
             "{to} reached from another network"
         );
     }
@@ -110,7 +200,19 @@ fn networks_with_the_same_subnet_and_different_vnis_stay_isolated() {
 fn addresses_are_never_given_twice_across_hosts() {
     let mut c = Cluster::new("ip", 2, StoreKind::Etcd, 10).unwrap();
     // A /28 has 13 usable addresses besides the gateway: 12 endpoints fill it almost completely.
-    c.netd(0, &["network", "create", "--subnet", "10.60.0.0/28", "--gateway", "10.60.0.1", "small"]).unwrap();
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.60.0.0/28",
+            "--gateway",
+            "10.60.0.1",
+            "small",
+        ],
+    )
+    .unwrap();
     let ns: Vec<usize> = (0..12).map(|_| c.container().unwrap()).collect();
     c.wait_for(Duration::from_secs(5), || {
         (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(())
@@ -133,35 +235,150 @@ fn addresses_are_never_given_twice_across_hosts() {
     });
     let unique: std::collections::HashSet<&String> = ips.iter().collect();
     assert_eq!(unique.len(), ips.len(), "duplicate addresses: {ips:?}");
-    assert!(!ips.contains(&"10.60.0.1".to_string()), "gateway handed out");
+    assert!(
+        !ips.contains(&"10.60.0.1".to_string()),
+        "gateway handed out"
+    );
 }
 
 #[test]
 fn exhaustion_and_bad_input_are_clear_errors() {
     let mut c = Cluster::new("er", 1, StoreKind::Etcd, 10).unwrap();
     let err = |c: &Cluster, args: &[&str]| c.netd(0, args).unwrap_err().to_string();
-    c.netd(0, &["network", "create", "--subnet", "10.70.0.0/30", "--vni", "700", "tiny"]).unwrap();
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.70.0.0/30",
+            "--vni",
+            "700",
+            "tiny",
+        ],
+    )
+    .unwrap();
     let ns: Vec<usize> = (0..4).map(|_| c.container().unwrap()).collect();
     let netns = |k: usize| c.containers[ns[k]].name.clone();
-    let e = err(&c, &["endpoint", "add", "--network", "nosuch", "--netns", &netns(0), "x"]);
+    let e = err(
+        &c,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "nosuch",
+            "--netns",
+            &netns(0),
+            "x",
+        ],
+    );
     assert!(e.contains("network \"nosuch\" not found"), "{e}");
-    let e = err(&c, &["endpoint", "add", "--network", "tiny", "--netns", &netns(0), "--ip", "10.71.0.1", "x"]);
+    let e = err(
+        &c,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "tiny",
+            "--netns",
+            &netns(0),
+            "--ip",
+            "10.71.0.1",
+            "x",
+        ],
+    );
     assert!(e.contains("outside network"), "{e}");
     add(&c, 0, "tiny", ns[0], "a", &["--ip", "10.70.0.1"]);
-    let e = err(&c, &["endpoint", "add", "--network", "tiny", "--netns", &netns(1), "--ip", "10.70.0.1", "b"]);
+    let e = err(
+        &c,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "tiny",
+            "--netns",
+            &netns(1),
+            "--ip",
+            "10.70.0.1",
+            "b",
+        ],
+    );
     assert!(e.contains("already in use"), "{e}");
     add(&c, 0, "tiny", ns[1], "b", &[]);
-    let e = err(&c, &["endpoint", "add", "--network", "tiny", "--netns", &netns(2), "c"]);
+    let e = err(
+        &c,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "tiny",
+            "--netns",
+            &netns(2),
+            "c",
+        ],
+    );
     assert!(e.contains("no free address"), "{e}");
-    let e = err(&c, &["endpoint", "add", "--network", "tiny", "--netns", &netns(2), "--mac", "zz:00", "c"]);
+    let e = err(
+        &c,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "tiny",
+            "--netns",
+            &netns(2),
+            "--mac",
+            "zz:00",
+            "c",
+        ],
+    );
     assert!(e.contains("invalid MAC"), "{e}");
-    let e = err(&c, &["network", "create", "--subnet", "10.80.0.0/24", "--vni", "700", "other"]);
-    assert!(e.contains("VNI 700 is already used by network \"tiny\""), "{e}");
-    let e = err(&c, &["network", "create", "--subnet", "10.80.0.0/16", "--subnet", "10.80.1.0/24", "ov"]);
+    let e = err(
+        &c,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.80.0.0/24",
+            "--vni",
+            "700",
+            "other",
+        ],
+    );
+    assert!(
+        e.contains("VNI 700 is already used by network \"tiny\""),
+        "{e}"
+    );
+    let e = err(
+        &c,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.80.0.0/16",
+            "--subnet",
+            "10.80.1.0/24",
+            "ov",
+        ],
+    );
     assert!(e.contains("overlap"), "{e}");
-    let e = err(&c, &["network", "create", "--subnet", "10.80.0.0/33", "bad"]);
+    let e = err(
+        &c,
+        &["network", "create", "--subnet", "10.80.0.0/33", "bad"],
+    );
     assert!(e.contains("invalid subnet"), "{e}");
-    let e = err(&c, &["network", "create", "--subnet", "10.80.0.0/24", "-o", "mtu=abc", "bad"]);
+    let e = err(
+        &c,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.80.0.0/24",
+            "-o",
+            "mtu=abc",
+            "bad",
+        ],
+    );
     assert!(e.contains("invalid mtu"), "{e}");
     let e = err(&c, &["network", "rm", "tiny"]);
     assert!(e.contains("in use by 2 endpoint"), "{e}");
@@ -170,7 +387,10 @@ fn exhaustion_and_bad_input_are_clear_errors() {
     c.netd(0, &["network", "rm", "tiny"]).unwrap();
     // The store goes away: a clear error, not a hang.
     c.etcd.as_mut().unwrap().stop();
-    let e = err(&c, &["network", "create", "--subnet", "10.90.0.0/24", "late"]);
+    let e = err(
+        &c,
+        &["network", "create", "--subnet", "10.90.0.0/24", "late"],
+    );
     assert!(e.contains("store unreachable"), "{e}");
     // No daemon at all.
     c.hosts[0].kill();
@@ -185,13 +405,26 @@ fn endpoint_rm_on_one_host_removes_it_everywhere() {
     let n1 = c.container().unwrap();
     let v = add(&c, 0, "mynet", n1, "web1", &[]);
     let mac = v["mac"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(5), || fdb_macs(&c, 1).contains(&mac).then_some(())).unwrap();
+    c.wait_for(Duration::from_secs(5), || {
+        fdb_macs(&c, 1).contains(&mac).then_some(())
+    })
+    .unwrap();
     c.netd(0, &["endpoint", "rm", "web1"]).unwrap();
-    c.wait_for(Duration::from_secs(5), || (!fdb_macs(&c, 1).contains(&mac)).then_some(())).unwrap();
+    c.wait_for(Duration::from_secs(5), || {
+        (!fdb_macs(&c, 1).contains(&mac)).then_some(())
+    })
+    .unwrap();
     assert!(!fdb_macs(&c, 0).contains(&mac));
     // The address is free again.
     let n2 = c.container().unwrap();
-    let again = add(&c, 1, "mynet", n2, "web1b", &["--ip", v["ip"].as_str().unwrap()]);
+    let again = add(
+        &c,
+        1,
+        "mynet",
+        n2,
+        "web1b",
+        &["--ip", v["ip"].as_str().unwrap()],
+    );
     assert_eq!(again["ip"], v["ip"]);
 }
 
@@ -202,14 +435,23 @@ fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl() {
     let n2 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n2, "doomed", &[]);
     let mac = v["mac"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(5), || fdb_macs(&c, 0).contains(&mac).then_some(())).unwrap();
+    c.wait_for(Duration::from_secs(5), || {
+        fdb_macs(&c, 0).contains(&mac).then_some(())
+    })
+    .unwrap();
     // Host 2 dies: its daemon and its underlay.
     c.hosts[1].kill();
     c.hosts[1].ns.ip(&["link", "set", "ul", "down"]).unwrap();
     let started = std::time::Instant::now();
-    c.wait_for(Duration::from_secs(8), || (!fdb_macs(&c, 0).contains(&mac)).then_some(())).unwrap();
+    c.wait_for(Duration::from_secs(8), || {
+        (!fdb_macs(&c, 0).contains(&mac)).then_some(())
+    })
+    .unwrap();
     let took = started.elapsed();
-    assert!(took <= Duration::from_secs(3 + 2), "purged after {took:?} with a 3 s lease");
+    assert!(
+        took <= Duration::from_secs(3 + 2),
+        "purged after {took:?} with a 3 s lease"
+    );
 }
 
 /// Starts `ping -i 0.01` in the background and returns a handle to its summary.
@@ -225,9 +467,20 @@ fn background_ping(c: &Cluster, from: usize, to: &str, count: u32) -> std::proce
 fn ping_loss(child: std::process::Child) -> (u32, u32, String) {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap_or_default().to_string();
-    let nums: Vec<u32> = line.split(|ch: char| !ch.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
-    (nums.first().copied().unwrap_or(0), nums.get(1).copied().unwrap_or(0), line)
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default()
+        .to_string();
+    let nums: Vec<u32> = line
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    (
+        nums.first().copied().unwrap_or(0),
+        nums.get(1).copied().unwrap_or(0),
+        line,
+    )
 }
 
 fn two_connected(tag: &str, lease_ttl: u64) -> (Cluster, usize, usize, String, String) {
@@ -235,9 +488,16 @@ fn two_connected(tag: &str, lease_ttl: u64) -> (Cluster, usize, usize, String, S
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
-    let ip1 = add(&c, 0, "mynet", n1, "a", &[])["ip"].as_str().unwrap().to_string();
-    let ip2 = add(&c, 1, "mynet", n2, "b", &[])["ip"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(5), || ping(&c, n1, &ip2).ok()).unwrap();
+    let ip1 = add(&c, 0, "mynet", n1, "a", &[])["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip2 = add(&c, 1, "mynet", n2, "b", &[])["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_for(Duration::from_secs(5), || ping(&c, n1, &ip2).ok())
+        .unwrap();
     (c, n1, n2, ip1, ip2)
 }
 
@@ -254,7 +514,10 @@ fn kill_9_and_restart_of_a_daemon_loses_no_packet() {
     }
     let (sent, received, line) = ping_loss(pinger);
     assert!(sent >= 600, "{line}");
-    assert_eq!(sent, received, "packets lost across kill -9 + restart: {line}");
+    assert_eq!(
+        sent, received,
+        "packets lost across kill -9 + restart: {line}"
+    );
 }
 
 #[test]
@@ -271,7 +534,10 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
     std::thread::sleep(Duration::from_secs(25));
     c.etcd.as_mut().unwrap().restart().unwrap();
     let (sent, received, line) = ping_loss(pinger);
-    assert_eq!(sent, received, "packets lost during the store outage: {line}");
+    assert_eq!(
+        sent, received,
+        "packets lost during the store outage: {line}"
+    );
     for host in 0..2 {
         c.wait_registered(host, 2).unwrap();
     }
@@ -279,7 +545,8 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
     let n3 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n3, "after", &[]);
     let ip3 = v["ip"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(10), || ping(&c, n1, &ip3).ok()).unwrap();
+    c.wait_for(Duration::from_secs(10), || ping(&c, n1, &ip3).ok())
+        .unwrap();
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
 }
 
@@ -287,7 +554,9 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
 fn malformed_values_written_into_the_store_are_never_programmed() {
     let (c, _, _, _, _) = two_connected("mv", 10);
     let ep = |ip: &str, mac: &str, host: &str, vtep: &str| {
-        format!(r#"{{"version":1,"ip":"{ip}","mac":"{mac}","host":"{host}","vtep_ip":"{vtep}","name":"NAME"}}"#)
+        format!(
+            r#"{{"version":1,"ip":"{ip}","mac":"{mac}","host":"{host}","vtep_ip":"{vtep}","name":"NAME"}}"#
+        )
     };
     let bad = [
         ("/netd/v1/endpoints/mynet/garbage", "{not json".to_string()),
@@ -317,6 +586,9 @@ fn malformed_values_written_into_the_store_are_never_programmed() {
         let neigh = c.netd(h, &["maps", "dump", "neigh"]).unwrap();
         assert!(!neigh.contains("172.31.9."), "host {h}: {neigh}");
         let vteps = c.netd(h, &["maps", "dump", "vteps"]).unwrap();
-        assert!(!vteps.contains("10.201.0.99") && !vteps.contains("10.201.0.77"), "{vteps}");
+        assert!(
+            !vteps.contains("10.201.0.99") && !vteps.contains("10.201.0.77"),
+            "{vteps}"
+        );
     }
 }

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
 //! The malformed-packet corpus: hundreds of broken or foreign packets through both programs.
 //! Every one must be dropped with exactly one reason counted, or passed unmodified; none may be
 //! redirected. Cases with a known right answer also check which.
@@ -70,7 +74,11 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
 
     // Truncation at every offset: lengths disagree with the headers.
     for len in 14..good.len() {
-        add(format!("truncated to {len}"), good[..len].to_vec(), Expect::DropOrPass);
+        add(
+            format!("truncated to {len}"),
+            good[..len].to_vec(),
+            Expect::DropOrPass,
+        );
     }
     // Truncation with the IPv4 and UDP lengths rewritten to match: a short, self-consistent lie.
     for len in 42..good.len() {
@@ -78,7 +86,11 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
         f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
         f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
         fix_ip_checksum(&mut f);
-        add(format!("consistent truncation to {len}"), f, Expect::DropOrPass);
+        add(
+            format!("consistent truncation to {len}"),
+            f,
+            Expect::DropOrPass,
+        );
     }
     // IPv4 options (header lengths 24..60): never VXLAN from a VTEP; the stack gets them.
     for ihl in 6u8..=15 {
@@ -92,7 +104,12 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
         add(format!("ipv4 ihl {ihl}"), f, Expect::Pass);
     }
     // VLAN and QinQ tags in front of the outer IPv4.
-    for (tpid, vid) in [(0x8100u16, 1u16), (0x8100, 10), (0x8100, 4094), (0x88a8, 100)] {
+    for (tpid, vid) in [
+        (0x8100u16, 1u16),
+        (0x8100, 10),
+        (0x8100, 4094),
+        (0x88a8, 100),
+    ] {
         let mut f = good[..12].to_vec();
         f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&vid.to_be_bytes());
@@ -126,7 +143,11 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
     for udp_len in [0u16, 1, 7, 8, 15, 16, 29, real - 1, real + 1, 0xffff] {
         let mut f = good.clone();
         f[38..40].copy_from_slice(&udp_len.to_be_bytes());
-        add(format!("udp length {udp_len}"), f, Expect::Drop("drop-bad-udp-length"));
+        add(
+            format!("udp length {udp_len}"),
+            f,
+            Expect::Drop("drop-bad-udp-length"),
+        );
     }
     // Every flags byte but the valid one.
     for flags in 0u8..=255 {
@@ -140,28 +161,63 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
         } else {
             "drop-reserved-bits"
         };
-        add(format!("flags {flags:#04x}"), v.wrap(&good_inner()), Expect::Drop(reason));
+        add(
+            format!("flags {flags:#04x}"),
+            v.wrap(&good_inner()),
+            Expect::Drop(reason),
+        );
     }
     // Each reserved bit after the flags byte.
     for byte in [43usize, 44, 45, 49] {
         for bit in 0..8 {
             let mut f = good.clone();
             f[byte] |= 1 << bit;
-            add(format!("reserved byte {byte} bit {bit}"), f, Expect::Drop("drop-reserved-bits"));
+            add(
+                format!("reserved byte {byte} bit {bit}"),
+                f,
+                Expect::Drop("drop-reserved-bits"),
+            );
         }
     }
     // VNIs: zero, and ones this VTEP is not registered for.
-    for vni in [0u32, 1, 2, VNI - 1, VNI + 1, OTHER_VNI, 0xff_ffff, VNI | 0x80_0000] {
+    for vni in [
+        0u32,
+        1,
+        2,
+        VNI - 1,
+        VNI + 1,
+        OTHER_VNI,
+        0xff_ffff,
+        VNI | 0x80_0000,
+    ] {
         let mut v = good_vxlan(lab);
         v.vni = vni;
-        let reason = if vni == 0 { "drop-bad-vni" } else { "drop-unknown-vtep" };
-        add(format!("vni {vni}"), v.wrap(&good_inner()), Expect::Drop(reason));
+        let reason = if vni == 0 {
+            "drop-bad-vni"
+        } else {
+            "drop-unknown-vtep"
+        };
+        add(
+            format!("vni {vni}"),
+            v.wrap(&good_inner()),
+            Expect::Drop(reason),
+        );
     }
     // Unregistered VTEPs.
-    for src in ["10.200.0.3", "10.200.0.99", "0.0.0.0", "255.255.255.255", "172.31.0.20"] {
+    for src in [
+        "10.200.0.3",
+        "10.200.0.99",
+        "0.0.0.0",
+        "255.255.255.255",
+        "172.31.0.20",
+    ] {
         let mut v = good_vxlan(lab);
         v.src = src.parse().unwrap();
-        add(format!("vtep {src}"), v.wrap(&good_inner()), Expect::Drop("drop-unknown-vtep"));
+        add(
+            format!("vtep {src}"),
+            v.wrap(&good_inner()),
+            Expect::Drop("drop-unknown-vtep"),
+        );
     }
     // Inner destinations that must never be delivered.
     for (mac, reason) in [
@@ -198,12 +254,20 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
     for port in [4790u16, 8472, 0, 53] {
         let mut v = good_vxlan(lab);
         v.dport = port;
-        add(format!("udp port {port}"), v.wrap(&good_inner()), Expect::Pass);
+        add(
+            format!("udp port {port}"),
+            v.wrap(&good_inner()),
+            Expect::Pass,
+        );
     }
     for dst in ["10.200.0.2", "10.200.0.255", "224.0.0.1"] {
         let mut v = good_vxlan(lab);
         v.dst = dst.parse().unwrap();
-        add(format!("outer dst {dst}"), v.wrap(&good_inner()), Expect::Pass);
+        add(
+            format!("outer dst {dst}"),
+            v.wrap(&good_inner()),
+            Expect::Pass,
+        );
     }
     for proto in [6u8, 1, 47, 132] {
         let mut f = good.clone();
@@ -218,7 +282,11 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
     v6.extend_from_slice(&[0xfd; 32]);
     v6.extend_from_slice(&good[34..]);
     add("ipv6 outer".into(), v6, Expect::Pass);
-    add("arp".into(), pkt::arp_request(NEXT_HOP_MAC, REMOTE_VTEP, LOCAL_VTEP), Expect::Pass);
+    add(
+        "arp".into(),
+        pkt::arp_request(NEXT_HOP_MAC, REMOTE_VTEP, LOCAL_VTEP),
+        Expect::Pass,
+    );
     cases
 }
 
@@ -234,13 +302,24 @@ fn endpoint_cases() -> Vec<Case> {
     };
     let icmp = pkt::icmp_echo(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 16);
     for len in 34..icmp.len() {
-        add(format!("endpoint ipv4 truncated to {len}"), icmp[..len].to_vec(), Expect::Drop("drop-truncated"));
+        add(
+            format!("endpoint ipv4 truncated to {len}"),
+            icmp[..len].to_vec(),
+            Expect::Drop("drop-truncated"),
+        );
     }
     let arp = pkt::arp_request(EP_A.1, EP_A.0, REMOTE.0);
     for len in 14..arp.len() {
-        add(format!("endpoint arp truncated to {len}"), arp[..len].to_vec(), Expect::Drop("drop-truncated"));
+        add(
+            format!("endpoint arp truncated to {len}"),
+            arp[..len].to_vec(),
+            Expect::Drop("drop-truncated"),
+        );
     }
-    for (tpid, expect) in [(0x8100u16, "drop-unsupported-ethertype"), (0x88a8, "drop-unsupported-ethertype")] {
+    for (tpid, expect) in [
+        (0x8100u16, "drop-unsupported-ethertype"),
+        (0x88a8, "drop-unsupported-ethertype"),
+    ] {
         let mut f = icmp[..12].to_vec();
         f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&[0, 10]);
@@ -248,9 +327,22 @@ fn endpoint_cases() -> Vec<Case> {
         add(format!("endpoint vlan {tpid:#x}"), f, Expect::Drop(expect));
     }
     let spoofed: Ipv4Addr = "172.31.0.99".parse().unwrap();
-    add("endpoint spoofed ip".into(), pkt::icmp_echo(EP_A.1, REMOTE.1, spoofed, REMOTE.0, 16), Expect::Drop("drop-spoofed-ip"));
-    add("endpoint spoofed mac".into(), pkt::icmp_echo(EP_B.1, REMOTE.1, EP_A.0, REMOTE.0, 16), Expect::Drop("drop-spoofed-mac"));
-    for mac in [[0xffu8; 6], [0x01, 0, 0x5e, 0, 0, 1], [0x33, 0x33, 0, 0, 0, 1], [0; 6]] {
+    add(
+        "endpoint spoofed ip".into(),
+        pkt::icmp_echo(EP_A.1, REMOTE.1, spoofed, REMOTE.0, 16),
+        Expect::Drop("drop-spoofed-ip"),
+    );
+    add(
+        "endpoint spoofed mac".into(),
+        pkt::icmp_echo(EP_B.1, REMOTE.1, EP_A.0, REMOTE.0, 16),
+        Expect::Drop("drop-spoofed-mac"),
+    );
+    for mac in [
+        [0xffu8; 6],
+        [0x01, 0, 0x5e, 0, 0, 1],
+        [0x33, 0x33, 0, 0, 0, 1],
+        [0; 6],
+    ] {
         add(
             format!("endpoint to {}", pkt::fmt_mac(&mac)),
             pkt::icmp_echo(EP_A.1, mac, EP_A.0, REMOTE.0, 16),
@@ -284,14 +376,23 @@ fn malformed_packets_are_dropped_with_a_reason_or_passed_unmodified() {
         runnable += 1;
         let drops = run.drops();
         let outcome = match run.verdict {
-            TC_ACT_PASS if run.out == case.frame && drops.is_empty() && !run.counted.contains_key("tx") => {
+            TC_ACT_PASS
+                if run.out == case.frame && drops.is_empty() && !run.counted.contains_key("tx") =>
+            {
                 Expect::Pass
             }
-            TC_ACT_SHOT if drops.len() == 1 && run.counted.get(drops[0]) == Some(&1) && !run.counted.contains_key("tx") => {
+            TC_ACT_SHOT
+                if drops.len() == 1
+                    && run.counted.get(drops[0]) == Some(&1)
+                    && !run.counted.contains_key("tx") =>
+            {
                 Expect::Drop(drops[0])
             }
             other => {
-                failures.push(format!("{}: verdict {other}, counted {:?}", case.name, run.counted));
+                failures.push(format!(
+                    "{}: verdict {other}, counted {:?}",
+                    case.name, run.counted
+                ));
                 continue;
             }
         };
@@ -301,12 +402,26 @@ fn malformed_packets_are_dropped_with_a_reason_or_passed_unmodified() {
             Expect::Drop(reason) => outcome == Expect::Drop(reason),
         };
         if !fine {
-            failures.push(format!("{}: expected {:?}, got {outcome:?}", case.name, case.expect));
+            failures.push(format!(
+                "{}: expected {:?}, got {outcome:?}",
+                case.name, case.expect
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {runnable} cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {runnable} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(runnable >= 200, "only {runnable} runnable cases");
     // Only frames too short for their EtherType's fixed header may be refused by the harness.
-    assert!(refused_by_harness.len() <= 20, "harness refused: {refused_by_harness:?}");
-    eprintln!("{runnable} malformed packets checked ({} refused by BPF_PROG_TEST_RUN)", refused_by_harness.len());
+    assert!(
+        refused_by_harness.len() <= 20,
+        "harness refused: {refused_by_harness:?}"
+    );
+    eprintln!(
+        "{runnable} malformed packets checked ({} refused by BPF_PROG_TEST_RUN)",
+        refused_by_harness.len()
+    );
 }

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
 //! netd as Docker's network and IPAM driver, with the real engine: Debian's docker.io 20.10
 //! running as two simulated hosts, `netd daemon` on each, etcd between them. The user types the
 //! seed's commands with `-d netd` and no cluster store.
@@ -32,12 +36,11 @@ fn docker_cluster(tag: &str) -> DockerCluster {
     .expect("cluster with Docker engines");
     let dc = DockerCluster { dockers, c };
     for i in 0..2 {
-        dc.c
-            .wait_for(Duration::from_secs(20), || {
-                let s = dc.c.netd_json(i, &["status"]).ok()?;
-                s["docker"].as_str()?.starts_with("connected").then_some(())
-            })
-            .expect("netd connected to Docker");
+        dc.c.wait_for(Duration::from_secs(20), || {
+            let s = dc.c.netd_json(i, &["status"]).ok()?;
+            s["docker"].as_str()?.starts_with("connected").then_some(())
+        })
+        .expect("netd connected to Docker");
     }
     dc
 }
@@ -49,13 +52,18 @@ impl DockerCluster {
 
     fn ip_of(&self, i: usize, container: &str, network: &str) -> String {
         let f = format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}");
-        self.docker(i, &["inspect", "-f", &f, container]).unwrap().trim().to_string()
+        self.docker(i, &["inspect", "-f", &f, container])
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     fn wait_network(&self, i: usize, name: &str, present: bool) {
         self.c
             .wait_for(Duration::from_secs(20), || {
-                let ls = self.docker(i, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).ok()?;
+                let ls = self
+                    .docker(i, &["network", "ls", "--format", "{{.Name}} {{.Driver}}"])
+                    .ok()?;
                 (ls.lines().any(|l| l == format!("{name} netd")) == present).then_some(())
             })
             .unwrap_or_else(|e| panic!("network {name} present={present} on host {}: {e}", i + 1));
@@ -66,26 +74,88 @@ impl DockerCluster {
 fn the_seeds_commands_work_with_dash_d_netd() {
     let dc = docker_cluster("du");
     // On host A.
-    dc.docker(0, &[
-        "network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "172.31.0.0/16",
-        "--gateway", "172.31.0.2", "-o", "com.docker.network.driver.mtu=1200", "mynet",
-    ])
+    dc.docker(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "172.31.0.0/16",
+            "--gateway",
+            "172.31.0.2",
+            "-o",
+            "com.docker.network.driver.mtu=1200",
+            "mynet",
+        ],
+    )
     .unwrap();
-    dc.docker(0, &["run", "-d", "--name", "web", "--network", "mynet", IMAGE, "iperf3", "-s"]).unwrap();
+    dc.docker(
+        0,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "mynet",
+            IMAGE,
+            "iperf3",
+            "-s",
+        ],
+    )
+    .unwrap();
     // On host B the network is already there.
     dc.wait_network(1, "mynet", true);
     let web_ip = dc.ip_of(0, "web", "mynet");
-    assert!(web_ip.starts_with("172.31.") && web_ip != "172.31.0.2", "{web_ip}");
+    assert!(
+        web_ip.starts_with("172.31.") && web_ip != "172.31.0.2",
+        "{web_ip}"
+    );
     let out = dc
-        .docker(1, &["run", "--rm", "--network", "mynet", "--ip", "172.31.0.9", IMAGE, "ping", "-c", "3", &web_ip])
+        .docker(
+            1,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "mynet",
+                "--ip",
+                "172.31.0.9",
+                IMAGE,
+                "ping",
+                "-c",
+                "3",
+                &web_ip,
+            ],
+        )
         .unwrap();
     assert!(out.contains("3 packets received"), "{out}");
     // TCP across, and the MTU the user asked for.
     let out = dc
-        .docker(1, &["run", "--rm", "--network", "mynet", IMAGE, "iperf3", "-c", &web_ip, "-n", "5M"])
+        .docker(
+            1,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "mynet",
+                IMAGE,
+                "iperf3",
+                "-c",
+                &web_ip,
+                "-n",
+                "5M",
+            ],
+        )
         .unwrap();
     assert!(out.contains("receiver"), "{out}");
-    let mtu = dc.docker(0, &["exec", "web", "cat", "/sys/class/net/eth0/mtu"]).unwrap();
+    let mtu = dc
+        .docker(0, &["exec", "web", "cat", "/sys/class/net/eth0/mtu"])
+        .unwrap();
     assert_eq!(mtu.trim(), "1200");
     // Host B's container got the address it asked for, and the endpoint is gone after --rm.
     dc.c.wait_for(Duration::from_secs(10), || {
@@ -99,12 +169,29 @@ fn the_seeds_commands_work_with_dash_d_netd() {
 fn networks_propagate_and_rm_removes_them_everywhere() {
     let dc = docker_cluster("dp");
     // Made with netd's own CLI: appears in both Dockers.
-    dc.c.netd(0, &["network", "create", "--subnet", "10.77.0.0/24", "fromnetd"]).unwrap();
+    dc.c.netd(
+        0,
+        &["network", "create", "--subnet", "10.77.0.0/24", "fromnetd"],
+    )
+    .unwrap();
     dc.wait_network(0, "fromnetd", true);
     dc.wait_network(1, "fromnetd", true);
     // Made with Docker on B: appears on A.
-    dc.docker(1, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.78.0.0/24", "fromdocker"])
-        .unwrap();
+    dc.docker(
+        1,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "10.78.0.0/24",
+            "fromdocker",
+        ],
+    )
+    .unwrap();
     dc.wait_network(0, "fromdocker", true);
     // Removed with Docker on A: gone everywhere, store included; nothing comes back.
     dc.docker(0, &["network", "rm", "fromdocker"]).unwrap();
@@ -119,16 +206,42 @@ fn networks_propagate_and_rm_removes_them_everywhere() {
 #[test]
 fn addresses_are_unique_across_hosts() {
     let dc = docker_cluster("da");
-    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.79.0.0/28", "small"])
-        .unwrap();
+    dc.docker(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "10.79.0.0/28",
+            "small",
+        ],
+    )
+    .unwrap();
     dc.wait_network(1, "small", true);
     let dc = &dc;
     std::thread::scope(|s| {
         for i in 0..2 {
             for k in 0..4 {
                 s.spawn(move || {
-                    dc.docker(i, &["run", "-d", "--name", &format!("c{k}"), "--network", "small", IMAGE, "sleep", "1000"])
-                        .unwrap();
+                    dc.docker(
+                        i,
+                        &[
+                            "run",
+                            "-d",
+                            "--name",
+                            &format!("c{k}"),
+                            "--network",
+                            "small",
+                            IMAGE,
+                            "sleep",
+                            "1000",
+                        ],
+                    )
+                    .unwrap();
                 });
             }
         }
@@ -145,8 +258,36 @@ fn addresses_are_unique_across_hosts() {
 #[test]
 fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
     let mut dc = docker_cluster("dk");
-    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.81.0.0/24", "n"]).unwrap();
-    dc.docker(0, &["run", "-d", "--name", "gone", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    dc.docker(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "10.81.0.0/24",
+            "n",
+        ],
+    )
+    .unwrap();
+    dc.docker(
+        0,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "gone",
+            "--network",
+            "n",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
     let ip = dc.ip_of(0, "gone", "n");
     dc.c.hosts[0].kill();
     // Docker cannot reach the plugin: its cleanup calls fail, the container goes anyway.
@@ -158,21 +299,77 @@ fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
     })
     .expect("endpoint released after netd came back");
     // The address is free again: asking for it works.
-    let out = dc.docker(1, &["run", "--rm", "--network", "n", "--ip", &ip, IMAGE, "true"]);
+    let out = dc.docker(
+        1,
+        &["run", "--rm", "--network", "n", "--ip", &ip, IMAGE, "true"],
+    );
     assert!(out.is_ok(), "{out:?}");
 }
 
 #[test]
 fn dockerd_restart_does_not_disturb_running_containers() {
     let mut dc = docker_cluster("dr");
-    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.82.0.0/24", "n"]).unwrap();
-    dc.docker(0, &["run", "-d", "--name", "pinger", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    dc.docker(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "10.82.0.0/24",
+            "n",
+        ],
+    )
+    .unwrap();
+    dc.docker(
+        0,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "pinger",
+            "--network",
+            "n",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
     dc.wait_network(1, "n", true);
-    dc.docker(1, &["run", "-d", "--name", "target", "--network", "n", IMAGE, "sleep", "1000"]).unwrap();
+    dc.docker(
+        1,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "target",
+            "--network",
+            "n",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
     let b_ip = dc.ip_of(1, "target", "n");
     // Restart b's engine while a pings b: live-restore keeps b running, netd keeps forwarding.
     let mut ping = std::process::Command::new(netd_tests::docker::DOCKER_CLI)
-        .args(["-H", &format!("unix://{}", dc.dockers[0].socket().display()), "exec", "pinger", "ping", "-c", "150", "-i", "0.05", &b_ip])
+        .args([
+            "-H",
+            &format!("unix://{}", dc.dockers[0].socket().display()),
+            "exec",
+            "pinger",
+            "ping",
+            "-c",
+            "150",
+            "-i",
+            "0.05",
+            &b_ip,
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -181,25 +378,87 @@ fn dockerd_restart_does_not_disturb_running_containers() {
     let status = ping.wait().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(ping.stdout.as_mut().unwrap(), &mut out).unwrap();
-    assert!(status.success() && out.contains("150 packets received"), "{out}");
+    assert!(
+        status.success() && out.contains("150 packets received"),
+        "{out}"
+    );
 }
 
 #[test]
 fn bad_options_are_clear_errors() {
     let dc = docker_cluster("de");
     let e = dc
-        .docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.83.0.0/24", "-o", "mtu=abc", "bad"])
+        .docker(
+            0,
+            &[
+                "network",
+                "create",
+                "-d",
+                "netd",
+                "--ipam-driver",
+                "netd",
+                "--subnet",
+                "10.83.0.0/24",
+                "-o",
+                "mtu=abc",
+                "bad",
+            ],
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("invalid mtu \\\"abc\\\"") || e.contains("invalid mtu \"abc\""), "{e}");
-    dc.docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.84.0.0/16", "first"]).unwrap();
+    assert!(
+        e.contains("invalid mtu \\\"abc\\\"") || e.contains("invalid mtu \"abc\""),
+        "{e}"
+    );
+    dc.docker(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "netd",
+            "--ipam-driver",
+            "netd",
+            "--subnet",
+            "10.84.0.0/16",
+            "first",
+        ],
+    )
+    .unwrap();
     let e = dc
-        .docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "--subnet", "10.84.1.0/24", "second"])
+        .docker(
+            0,
+            &[
+                "network",
+                "create",
+                "-d",
+                "netd",
+                "--ipam-driver",
+                "netd",
+                "--subnet",
+                "10.84.1.0/24",
+                "second",
+            ],
+        )
         .unwrap_err()
         .to_string();
-    assert!(e.contains("overlaps netd network") && e.contains("first"), "{e}");
+    assert!(
+        e.contains("overlaps netd network") && e.contains("first"),
+        "{e}"
+    );
     let e = dc
-        .docker(0, &["network", "create", "-d", "netd", "--ipam-driver", "netd", "nosubnet"])
+        .docker(
+            0,
+            &[
+                "network",
+                "create",
+                "-d",
+                "netd",
+                "--ipam-driver",
+                "netd",
+                "nosubnet",
+            ],
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("explicit --subnet"), "{e}");
@@ -211,14 +470,33 @@ fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects() {
     dc.dockers[0].stop();
     dc.c.wait_for(Duration::from_secs(20), || {
         let s = dc.c.netd_json(0, &["status"]).ok()?;
-        s["docker"].as_str()?.starts_with("unreachable").then_some(())
+        s["docker"]
+            .as_str()?
+            .starts_with("unreachable")
+            .then_some(())
     })
     .expect("netd status says Docker is unreachable");
     // Namespaces are still served.
-    dc.c.netd(0, &["network", "create", "--subnet", "10.85.0.0/24", "plain"]).unwrap();
+    dc.c.netd(
+        0,
+        &["network", "create", "--subnet", "10.85.0.0/24", "plain"],
+    )
+    .unwrap();
     let ns = dc.c.container().unwrap();
     let netns = dc.c.containers[ns].name.clone();
-    dc.c.netd(0, &["endpoint", "add", "--network", "plain", "--netns", &netns, "solo"]).unwrap();
+    dc.c.netd(
+        0,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "plain",
+            "--netns",
+            &netns,
+            "solo",
+        ],
+    )
+    .unwrap();
     dc.dockers[0].restart().unwrap();
     dc.c.wait_for(Duration::from_secs(30), || {
         let s = dc.c.netd_json(0, &["status"]).ok()?;

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
 //! Two simulated hosts (network namespaces joined by a veth underlay), one container namespace
 //! on each, the datapath loaded, pinned and attached through `netd::datapath`: real packets.
 
@@ -17,7 +21,10 @@ fn lab() -> TwoHostLab {
 }
 
 fn ping(from: &Netns, to: Ipv4Addr) -> anyhow::Result<String> {
-    from.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &to.to_string()])
+    from.exec(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", &to.to_string()],
+    )
 }
 
 #[test]
@@ -32,7 +39,10 @@ fn ping_crosses_hosts_in_both_directions() {
     for i in 0..2 {
         assert!(lab.counter(i, "encap").unwrap() >= 6, "host {i} encap");
         assert!(lab.counter(i, "decap").unwrap() >= 6, "host {i} decap");
-        assert!(lab.counter(i, "arp-reply").unwrap() >= 1, "host {i} answered ARP");
+        assert!(
+            lab.counter(i, "arp-reply").unwrap() >= 1,
+            "host {i} answered ARP"
+        );
     }
 }
 
@@ -65,12 +75,24 @@ fn tcp_transfer_crosses_hosts_in_both_directions() {
     for (client, server, reverse) in [(h1, h2, false), (h1, h2, true)] {
         let _server = iperf3_server(&server.container);
         let ip = server.container_ip.to_string();
-        let mut args = vec!["-c", ip.as_str(), "-p", "5201", "-n", "20M", "--connect-timeout", "3000"];
+        let mut args = vec![
+            "-c",
+            ip.as_str(),
+            "-p",
+            "5201",
+            "-n",
+            "20M",
+            "--connect-timeout",
+            "3000",
+        ];
         if reverse {
             args.push("-R");
         }
         let out = client.container.exec("iperf3", &args).unwrap();
-        assert!(out.contains("receiver"), "iperf3 finished the transfer: {out}");
+        assert!(
+            out.contains("receiver"),
+            "iperf3 finished the transfer: {out}"
+        );
     }
     // 20 MB each way went through the programs (as GSO super-packets of up to 64 KB, so the
     // packet counts are in the hundreds, not the ten thousands).
@@ -84,7 +106,15 @@ fn tcp_transfer_crosses_hosts_in_both_directions() {
 /// and reports whether the inner UDP datagram reached the container on host 2.
 fn inject_and_listen(lab: &TwoHostLab, src: Ipv4Addr, vni: u32) -> bool {
     let [h1, h2] = &lab.hosts;
-    let inner = pkt::udp(h1.container_mac, h2.container_mac, h1.container_ip, h2.container_ip, 5555, 9999, 0);
+    let inner = pkt::udp(
+        h1.container_mac,
+        h2.container_mac,
+        h1.container_ip,
+        h2.container_ip,
+        5555,
+        9999,
+        0,
+    );
     let mut vxlan = vec![0x08, 0, 0, 0];
     vxlan.extend_from_slice(&vni.to_be_bytes()[1..]);
     vxlan.push(0);
@@ -95,7 +125,8 @@ fn inject_and_listen(lab: &TwoHostLab, src: Ipv4Addr, vni: u32) -> bool {
     let listener = thread::spawn(move || {
         let _in = netd::netns::enter(&container).unwrap();
         let sock = UdpSocket::bind("0.0.0.0:9999").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 256];
         sock.recv(&mut buf).is_ok()
@@ -106,7 +137,8 @@ fn inject_and_listen(lab: &TwoHostLab, src: Ipv4Addr, vni: u32) -> bool {
     thread::spawn(move || {
         let _in = netd::netns::enter(&host1).unwrap();
         let sock = UdpSocket::bind(SocketAddr::from((src, 0))).unwrap();
-        sock.send_to(&vxlan, SocketAddr::from((vtep2, 4789))).unwrap();
+        sock.send_to(&vxlan, SocketAddr::from((vtep2, 4789)))
+            .unwrap();
     })
     .join()
     .unwrap();
@@ -118,18 +150,35 @@ fn only_registered_vteps_and_vnis_are_delivered() {
     let lab = lab();
     let [h1, _] = &lab.hosts;
     // A second address on host 1's uplink: a VTEP nobody registered.
-    h1.ns.ip(&["addr", "add", "10.201.0.99/24", "dev", "ul"]).unwrap();
+    h1.ns
+        .ip(&["addr", "add", "10.201.0.99/24", "dev", "ul"])
+        .unwrap();
     // Warm up the neighbour entries so no injected packet waits on ARP.
     ping(&h1.container, lab.hosts[1].container_ip).unwrap();
 
     // The control: the same frame from the registered VTEP in the right VNI is delivered.
-    assert!(inject_and_listen(&lab, h1.vtep, netd_tests::lab::VNI), "registered VTEP delivered");
+    assert!(
+        inject_and_listen(&lab, h1.vtep, netd_tests::lab::VNI),
+        "registered VTEP delivered"
+    );
 
     let before = lab.counter(1, "drop-unknown-vtep").unwrap();
-    assert!(!inject_and_listen(&lab, "10.201.0.99".parse().unwrap(), netd_tests::lab::VNI));
-    assert_eq!(lab.counter(1, "drop-unknown-vtep").unwrap(), before + 1, "unregistered VTEP");
+    assert!(!inject_and_listen(
+        &lab,
+        "10.201.0.99".parse().unwrap(),
+        netd_tests::lab::VNI
+    ));
+    assert_eq!(
+        lab.counter(1, "drop-unknown-vtep").unwrap(),
+        before + 1,
+        "unregistered VTEP"
+    );
     assert!(!inject_and_listen(&lab, h1.vtep, netd_tests::lab::VNI + 1));
-    assert_eq!(lab.counter(1, "drop-unknown-vtep").unwrap(), before + 2, "foreign VNI");
+    assert_eq!(
+        lab.counter(1, "drop-unknown-vtep").unwrap(),
+        before + 2,
+        "foreign VNI"
+    );
 }
 
 #[test]
@@ -139,11 +188,21 @@ fn maps_cli_decodes_the_pins() {
     let netd = netd.to_str().unwrap();
     let pin_dir = lab.hosts[0].pin_dir.display().to_string();
     let fdb = netd_tests::sh(netd, &["maps", "dump", "fdb", "--pin-dir", &pin_dir]).unwrap();
-    assert!(fdb.contains("02:42:ac:1f:00:0b") && fdb.contains("local"), "{fdb}");
-    assert!(fdb.contains("02:42:ac:1f:00:0c") && fdb.contains("vtep 10.201.0.2"), "{fdb}");
+    assert!(
+        fdb.contains("02:42:ac:1f:00:0b") && fdb.contains("local"),
+        "{fdb}"
+    );
+    assert!(
+        fdb.contains("02:42:ac:1f:00:0c") && fdb.contains("vtep 10.201.0.2"),
+        "{fdb}"
+    );
     let ls = netd_tests::sh(netd, &["maps", "ls", "--json", "--pin-dir", &pin_dir]).unwrap();
     let v: serde_json::Value = serde_json::from_str(&ls).unwrap();
-    assert_eq!(v.as_array().map(Vec::len), Some(netd_common::maps::LAYOUTS.len()), "{ls}");
+    assert_eq!(
+        v.as_array().map(Vec::len),
+        Some(netd_common::maps::LAYOUTS.len()),
+        "{ls}"
+    );
     let stats = netd_tests::sh(netd, &["maps", "dump", "stats", "--pin-dir", &pin_dir]).unwrap();
     assert!(stats.contains("drop-unknown-vtep"), "{stats}");
 }
@@ -163,7 +222,19 @@ fn interoperates_with_the_kernel_vxlan_device() {
     let out = lab
         .netd
         .container
-        .exec("iperf3", &["-c", &ip, "-p", "5201", "-n", "10M", "--connect-timeout", "3000"])
+        .exec(
+            "iperf3",
+            &[
+                "-c",
+                &ip,
+                "-p",
+                "5201",
+                "-n",
+                "10M",
+                "--connect-timeout",
+                "3000",
+            ],
+        )
         .unwrap();
     assert!(out.contains("receiver"), "{out}");
     assert!(lab.netd.counter("encap").unwrap() > 100);

@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
 
 //! Golden packet tests: each datapath path run through BPF_PROG_TEST_RUN on a packet built with
 //! etherparse, with exact output bytes, the verdict and the counters checked; and one test per
@@ -156,7 +160,15 @@ fn decap_delivers_the_inner_frame() {
 #[test]
 fn uplink_passes_what_is_not_vxlan_for_us() {
     let lab = lab();
-    let frame = pkt::udp(NEXT_HOP_MAC, lab.uplink_mac, REMOTE_VTEP, LOCAL_VTEP, 1000, 53, 0);
+    let frame = pkt::udp(
+        NEXT_HOP_MAC,
+        lab.uplink_mac,
+        REMOTE_VTEP,
+        LOCAL_VTEP,
+        1000,
+        53,
+        0,
+    );
     let run = lab.run(Hook::Uplink, lab.uplink_ifindex, &frame).unwrap();
     assert_eq!(run.verdict, TC_ACT_PASS);
     assert_eq!(run.out, frame);
@@ -201,7 +213,13 @@ mod from_endpoint_drops {
     fn unknown_endpoint() {
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
-        assert_dropped(&lab, Hook::Endpoint, lab.uplink_ifindex, &f, "drop-unknown-endpoint");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.uplink_ifindex,
+            &f,
+            "drop-unknown-endpoint",
+        );
     }
 
     #[test]
@@ -210,21 +228,39 @@ mod from_endpoint_drops {
         // (The kernel's test harness refuses IPv4 frames shorter than an IPv4 header, so the
         // truncated frame here is ARP; the corpus covers every offset it accepts.)
         let f = pkt::arp_request(EP_A.1, EP_A.0, EP_B.0);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f[..30], "drop-truncated");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f[..30],
+            "drop-truncated",
+        );
     }
 
     #[test]
     fn spoofed_mac() {
         let lab = lab();
         let f = pkt::icmp_echo([2, 9, 9, 9, 9, 9], EP_B.1, EP_A.0, EP_B.0, 8);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-spoofed-mac");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-spoofed-mac",
+        );
     }
 
     #[test]
     fn spoofed_ip() {
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_B.0, EP_B.0, 8);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-spoofed-ip");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-spoofed-ip",
+        );
     }
 
     #[test]
@@ -232,7 +268,13 @@ mod from_endpoint_drops {
         let lab = lab();
         let mut f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 64);
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-unsupported-ethertype");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-unsupported-ethertype",
+        );
     }
 
     #[test]
@@ -248,21 +290,39 @@ mod from_endpoint_drops {
         let lab = lab();
         let mut f = pkt::arp_request(EP_A.1, EP_A.0, EP_B.0);
         f[18] = 8; // hardware address length 8
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-arp-malformed");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-arp-malformed",
+        );
     }
 
     #[test]
     fn arp_spoofed() {
         let lab = lab();
         let f = pkt::arp_request(EP_A.1, EP_B.0, REMOTE.0);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-arp-spoofed");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-arp-spoofed",
+        );
     }
 
     #[test]
     fn arp_unknown_target() {
         let lab = lab();
         let f = pkt::arp_request(EP_A.1, EP_A.0, "172.31.9.9".parse().unwrap());
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-arp-unknown-target");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-arp-unknown-target",
+        );
     }
 
     #[test]
@@ -270,7 +330,13 @@ mod from_endpoint_drops {
         let lab = lab();
         let mut f = pkt::arp_request(EP_A.1, EP_A.0, REMOTE.0);
         f[21] = 2; // a reply
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-arp-not-request");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-arp-not-request",
+        );
     }
 
     #[test]
@@ -284,14 +350,26 @@ mod from_endpoint_drops {
     fn unknown_destination() {
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, [2, 1, 2, 3, 4, 5], EP_A.0, EP_B.0, 8);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-unknown-destination");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-unknown-destination",
+        );
     }
 
     #[test]
     fn vxlan_from_endpoint() {
         let lab = lab();
         let f = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 1234, VXLAN_PORT, 0);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-vxlan-from-endpoint");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_a_ifindex,
+            &f,
+            "drop-vxlan-from-endpoint",
+        );
     }
 
     #[test]
@@ -363,7 +441,13 @@ mod macvlan {
     fn private_mode_keeps_endpoints_of_one_parent_apart() {
         let lab = lab_with(macvlan_mode::PRIVATE);
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-macvlan-private");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_c_ifindex,
+            &f,
+            "drop-macvlan-private",
+        );
     }
 
     #[test]
@@ -387,9 +471,21 @@ mod macvlan {
     fn spoofing_is_refused_as_in_overlay_networks() {
         let lab = lab_with(macvlan_mode::BRIDGE);
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_D.0, LAN_HOST.0, 32);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-spoofed-ip");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_c_ifindex,
+            &f,
+            "drop-spoofed-ip",
+        );
         let arp = pkt::arp_request(EP_C.1, EP_D.0, LAN_HOST.0);
-        assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &arp, "drop-arp-spoofed");
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_c_ifindex,
+            &arp,
+            "drop-arp-spoofed",
+        );
     }
 
     #[test]
@@ -527,7 +623,13 @@ mod from_uplink_drops {
     fn not_local() {
         let lab = lab();
         // To a remote endpoint: a VTEP must never relay.
-        let f = pkt::icmp_echo(REMOTE.1, REMOTE_UNRESOLVED.1, REMOTE.0, REMOTE_UNRESOLVED.0, 8);
+        let f = pkt::icmp_echo(
+            REMOTE.1,
+            REMOTE_UNRESOLVED.1,
+            REMOTE.0,
+            REMOTE_UNRESOLVED.0,
+            8,
+        );
         check(&lab, &vxlan(&lab).wrap(&f), "drop-not-local");
     }
 }

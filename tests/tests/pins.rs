@@ -1,4 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "integration test: a panic is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
 //! Pinned maps are reused across restarts only when their layout is the one this build expects.
 
 use std::path::PathBuf;
@@ -21,7 +25,9 @@ fn pin_dir() -> PinDir {
 #[test]
 fn a_restarted_datapath_keeps_its_entries() {
     let dir = pin_dir();
-    let options = DatapathOptions { pin_dir: Some(dir.0.clone()) };
+    let options = DatapathOptions {
+        pin_dir: Some(dir.0.clone()),
+    };
     let ep = LocalEndpoint {
         ifindex: 4242,
         vni: 300,
@@ -44,15 +50,28 @@ fn a_restarted_datapath_keeps_its_entries() {
 fn a_pin_with_another_layout_is_a_clear_error() {
     let good = pin_dir();
     let bad = pin_dir();
-    drop(Datapath::load(DatapathOptions { pin_dir: Some(good.0.clone()) }).unwrap());
+    drop(
+        Datapath::load(DatapathOptions {
+            pin_dir: Some(good.0.clone()),
+        })
+        .unwrap(),
+    );
     // A map of another shape where NETD_FDB is expected (as an older netd could have left it).
     std::fs::create_dir_all(&bad.0).unwrap();
     std::fs::rename(good.0.join("NETD_NEIGH"), bad.0.join("NETD_FDB")).unwrap();
-    let err = match Datapath::load(DatapathOptions { pin_dir: Some(bad.0.clone()) }) {
+    let err = match Datapath::load(DatapathOptions {
+        pin_dir: Some(bad.0.clone()),
+    }) {
         Ok(_) => panic!("an incompatible pin was reused"),
         Err(e) => e,
     };
-    assert!(matches!(err, DatapathError::IncompatiblePin { .. }), "{err}");
+    assert!(
+        matches!(err, DatapathError::IncompatiblePin { .. }),
+        "{err}"
+    );
     let text = err.to_string();
-    assert!(text.contains("NETD_FDB") && text.contains("key 8 B") && text.contains("key 12 B"), "{text}");
+    assert!(
+        text.contains("NETD_FDB") && text.contains("key 8 B") && text.contains("key 12 B"),
+        "{text}"
+    );
 }

@@ -22,7 +22,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     crate::setup::run()?;
     status(
         Command::new("cargo")
-            .args(["build", "--release", "--package", "netd", "--package", "netd-tests", "--bins"])
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "netd",
+                "--package",
+                "netd-tests",
+                "--bins",
+            ])
             .current_dir(workspace_root()),
     )?;
     status(

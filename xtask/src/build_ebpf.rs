@@ -20,7 +20,15 @@ pub fn run() -> anyhow::Result<PathBuf> {
     .join("\x1f");
     status(
         Command::new("rustup")
-            .args(["run", "nightly", "cargo", "build", "--package", "netd-ebpf", "--bins"])
+            .args([
+                "run",
+                "nightly",
+                "cargo",
+                "build",
+                "--package",
+                "netd-ebpf",
+                "--bins",
+            ])
             .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
             .arg("--target-dir")
             .arg(&target_dir)

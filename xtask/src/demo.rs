@@ -9,8 +9,19 @@ pub fn run() -> anyhow::Result<()> {
     crate::setup::run()?;
     status(
         Command::new("cargo")
-            .args(["build", "--release", "--package", "netd", "--package", "netd-tests", "--bins"])
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "netd",
+                "--package",
+                "netd-tests",
+                "--bins",
+            ])
             .current_dir(workspace_root()),
     )?;
-    status(Command::new(workspace_root().join("target/release/netd-demo")).current_dir(workspace_root()))
+    status(
+        Command::new(workspace_root().join("target/release/netd-demo"))
+            .current_dir(workspace_root()),
+    )
 }

@@ -37,11 +37,19 @@ type Step = fn() -> anyhow::Result<String>;
 const BPF_LINKER_VERSION: &str = "0.13";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
-fn step(n: usize, total: usize, what: &str, f: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<()> {
+fn step(
+    n: usize,
+    total: usize,
+    what: &str,
+    f: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     eprintln!("[{n}/{total}] {what} ...");
     let result = f().with_context(|| format!("setup step {n}/{total} ({what}) failed"))?;
-    eprintln!("[{n}/{total}] {what}: {result} ({:.1}s)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "[{n}/{total}] {what}: {result} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -76,7 +84,13 @@ fn nightly() -> anyhow::Result<String> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup not found: netd needs rustup with a nightly toolchain")?;
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
-        status(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
         return Ok("installed nightly".into());
     }
     Ok("present".into())
@@ -94,7 +108,13 @@ fn rust_src() -> anyhow::Result<String> {
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         return Ok("present".into());
     }
-    status(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    status(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
     Ok("installed".into())
 }
 
@@ -125,7 +145,9 @@ fn bpf_linker() -> anyhow::Result<String> {
 fn root() -> anyhow::Result<String> {
     let uid = output(Command::new("id").arg("-u")).unwrap_or_default();
     if uid.trim() != "0" {
-        bail!("netd's setup, tests and demo need root (they install packages, load eBPF and create namespaces)");
+        bail!(
+            "netd's setup, tests and demo need root (they install packages, load eBPF and create namespaces)"
+        );
     }
     Ok("running as root".into())
 }

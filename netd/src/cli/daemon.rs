@@ -58,7 +58,10 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         netd_store::keys::valid_name(&host_name),
         "invalid host name {host_name:?}; give --hostname"
     );
-    anyhow::ensure!(args.lease_ttl >= 2, "--lease-ttl must be at least 2 seconds");
+    anyhow::ensure!(
+        args.lease_ttl >= 2,
+        "--lease-ttl must be at least 2 seconds"
+    );
     let options = DaemonOptions {
         store: args.store,
         advertise: args.advertise,
@@ -71,9 +74,11 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         macvlan_parent: args.macvlan_parent,
         docker: (!args.no_docker).then(|| netd::docker::DockerOptions {
             plugin_dir: args.docker_plugin_dir,
-            engine_socket: args
-                .docker_host
-                .unwrap_or_else(|| netd::docker::engine::Engine::from_env().socket().to_path_buf()),
+            engine_socket: args.docker_host.unwrap_or_else(|| {
+                netd::docker::engine::Engine::from_env()
+                    .socket()
+                    .to_path_buf()
+            }),
         }),
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -45,9 +45,23 @@ pub enum EndpointCommand {
 
 pub async fn run(cmd: EndpointCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
-        EndpointCommand::Add { network, netns, ip, mac, ifname, name } => {
+        EndpointCommand::Add {
+            network,
+            netns,
+            ip,
+            mac,
+            ifname,
+            name,
+        } => {
             let value = ctx
-                .call(&Request::EndpointAdd { network, netns, ip, mac, ifname, name })
+                .call(&Request::EndpointAdd {
+                    network,
+                    netns,
+                    ip,
+                    mac,
+                    ifname,
+                    name,
+                })
                 .await?;
             match ctx.format {
                 Format::Json => super::output::print_json(&value)?,
@@ -60,7 +74,11 @@ pub async fn run(cmd: EndpointCommand, ctx: &Ctx) -> anyhow::Result<()> {
             }
         }
         EndpointCommand::Rm { name, network } => {
-            ctx.call(&Request::EndpointRm { name: name.clone(), network }).await?;
+            ctx.call(&Request::EndpointRm {
+                name: name.clone(),
+                network,
+            })
+            .await?;
             println!("{name}");
         }
         EndpointCommand::Ls { network } => {
@@ -71,7 +89,11 @@ pub async fn run(cmd: EndpointCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 .flatten()
                 .filter_map(|e| e.as_object().cloned())
                 .collect();
-            ctx.print(&value, &["name", "network", "ip", "mac", "host", "vtep"], &rows)?;
+            ctx.print(
+                &value,
+                &["name", "network", "ip", "mac", "host", "vtep"],
+                &rows,
+            )?;
         }
     }
     Ok(())

@@ -38,7 +38,14 @@ pub fn run(cmd: MapsCommand, pin_dir: &Path, format: Format) -> anyhow::Result<(
                         })
                         .collect();
                     output::print_table(
-                        &["name", "kind", "key_size", "value_size", "max_entries", "entries"],
+                        &[
+                            "name",
+                            "kind",
+                            "key_size",
+                            "value_size",
+                            "max_entries",
+                            "entries",
+                        ],
                         &rows,
                     )?;
                 }

@@ -69,7 +69,12 @@ impl Ctx {
     }
 
     /// Prints `value` as JSON, or `rows` as a table.
-    pub fn print(&self, value: &Value, columns: &[&str], rows: &[serde_json::Map<String, Value>]) -> anyhow::Result<()> {
+    pub fn print(
+        &self,
+        value: &Value,
+        columns: &[&str],
+        rows: &[serde_json::Map<String, Value>],
+    ) -> anyhow::Result<()> {
         match self.format {
             output::Format::Json => output::print_json(value),
             output::Format::Table => Ok(output::print_table(columns, rows)?),
@@ -83,7 +88,10 @@ fn init_logging(level: Option<&str>) {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 pub fn run() -> ExitCode {

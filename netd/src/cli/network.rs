@@ -69,13 +69,17 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
         let (name, ip) = aux
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("invalid --aux-address {aux:?}: expected name=IP"))?;
-        let ip_addr: std::net::Ipv4Addr = ip
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid --aux-address {aux:?}: {ip:?} is not an IPv4 address"))?;
+        let ip_addr: std::net::Ipv4Addr = ip.parse().map_err(|_| {
+            anyhow::anyhow!("invalid --aux-address {aux:?}: {ip:?} is not an IPv4 address")
+        })?;
         // Like Docker: an aux address belongs to the subnet that contains it.
         let subnet = subnets
             .iter_mut()
-            .find(|s| s.subnet.parse::<ipnet::Ipv4Net>().is_ok_and(|n| n.contains(&ip_addr)))
+            .find(|s| {
+                s.subnet
+                    .parse::<ipnet::Ipv4Net>()
+                    .is_ok_and(|n| n.contains(&ip_addr))
+            })
             .ok_or_else(|| anyhow::anyhow!("aux address {aux:?} is in none of the subnets"))?;
         subnet.aux.push((name.to_string(), ip.to_string()));
     }
@@ -90,7 +94,10 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
             .ok_or_else(|| anyhow::anyhow!("invalid option {o:?}: expected KEY=VALUE"))?;
         match k {
             "mtu" | "com.docker.network.driver.mtu" => {
-                mtu = Some(v.parse::<u16>().map_err(|_| anyhow::anyhow!("invalid mtu {v:?}: expected a number"))?);
+                mtu = Some(
+                    v.parse::<u16>()
+                        .map_err(|_| anyhow::anyhow!("invalid mtu {v:?}: expected a number"))?,
+                );
             }
             _ => options.push((k.to_string(), v.to_string())),
         }
@@ -136,7 +143,11 @@ pub async fn run(cmd: NetworkCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     row
                 })
                 .collect();
-            ctx.print(&value, &["name", "driver", "vni", "subnets", "endpoints"], &rows)?;
+            ctx.print(
+                &value,
+                &["name", "driver", "vni", "subnets", "endpoints"],
+                &rows,
+            )?;
         }
         NetworkCommand::Inspect { name } => {
             // Like `docker network inspect`: JSON either way.

@@ -13,7 +13,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    println!("host:        {} (VTEP {}, uplink {} mtu {})", s(&v["host"]), s(&v["vtep"]), s(&v["uplink"]), s(&v["uplink_mtu"]));
+    println!(
+        "host:        {} (VTEP {}, uplink {} mtu {})",
+        s(&v["host"]),
+        s(&v["vtep"]),
+        s(&v["uplink"]),
+        s(&v["uplink_mtu"])
+    );
     let store = &v["store"];
     match store["state"].as_str() {
         Some("unreachable") => println!(
@@ -22,7 +28,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             s(&store["for_seconds"]),
             s(&store["error"])
         ),
-        state => println!("store:       {} {}", s(&v["store_url"]), state.unwrap_or("?")),
+        state => println!(
+            "store:       {} {}",
+            s(&v["store_url"]),
+            state.unwrap_or("?")
+        ),
     }
     println!("last sync:   revision {}", s(&v["last_sync_revision"]));
     let hosts = v["hosts"].as_object().map(|h| {
@@ -33,13 +43,27 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     });
     println!("hosts:       {}", hosts.unwrap_or_default());
     println!("networks:    {}", s(&v["networks"]));
-    println!("endpoints:   {} here, {} on other hosts", s(&v["endpoints_local"]), s(&v["endpoints_remote"]));
-    println!("invalid:     {} store values skipped", s(&v["invalid_values"]));
+    println!(
+        "endpoints:   {} here, {} on other hosts",
+        s(&v["endpoints_local"]),
+        s(&v["endpoints_remote"])
+    );
+    println!(
+        "invalid:     {} store values skipped",
+        s(&v["invalid_values"])
+    );
     println!("docker:      {}", s(&v["docker"]));
     if let Some(maps) = v["maps"].as_array() {
         let fill: Vec<String> = maps
             .iter()
-            .map(|m| format!("{} {}/{}", s(&m["name"]), s(&m["entries"]), s(&m["max_entries"])))
+            .map(|m| {
+                format!(
+                    "{} {}/{}",
+                    s(&m["name"]),
+                    s(&m["entries"]),
+                    s(&m["max_entries"])
+                )
+            })
             .collect();
         println!("maps:        {}", fill.join(", "));
     }

@@ -32,7 +32,9 @@ pub async fn run(shared: Arc<Shared>) {
             match shared.store.keep_alive(lease).await {
                 Ok(()) => shared.store_ok(),
                 Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!("host lease expired (store unreachable too long); registering again");
+                    tracing::warn!(
+                        "host lease expired (store unreachable too long); registering again"
+                    );
                     break;
                 }
                 Err(error) => shared.store_failed(&error),
@@ -51,7 +53,11 @@ async fn register(shared: &Shared) -> Result<LeaseId, StoreError> {
     };
     shared
         .store
-        .put_with_lease(&keys::host(&shared.options.host_name), &schema::encode(&record), lease)
+        .put_with_lease(
+            &keys::host(&shared.options.host_name),
+            &schema::encode(&record),
+            lease,
+        )
         .await?;
     Ok(lease)
 }

@@ -50,8 +50,12 @@ pub struct DaemonOptions {
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let uplink = match &options.uplink {
         Some(u) => u.clone(),
-        None => netlink::route_dev(options.advertise)
-            .with_context(|| format!("cannot find the interface that routes to {}; give --uplink", options.advertise))?,
+        None => netlink::route_dev(options.advertise).with_context(|| {
+            format!(
+                "cannot find the interface that routes to {}; give --uplink",
+                options.advertise
+            )
+        })?,
     };
     let uplink_ifindex =
         netlink::ifindex(&uplink).with_context(|| format!("uplink {uplink:?} does not exist"))?;
@@ -80,7 +84,9 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     );
 
     let store = connect(&options.store).await?;
-    let shared = Arc::new(Shared::new(options, store, datapath, local, uplink, uplink_mtu));
+    let shared = Arc::new(Shared::new(
+        options, store, datapath, local, uplink, uplink_mtu,
+    ));
     tokio::spawn(sync::run(shared.clone()));
     tokio::spawn(host::run(shared.clone()));
     if let Some(docker) = shared.options.docker.clone() {
@@ -116,7 +122,10 @@ async fn connect(url: &str) -> anyhow::Result<Store> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

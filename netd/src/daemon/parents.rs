@@ -3,7 +3,11 @@
 //! when it was not already, and restored when the last network on it goes; the run directory
 //! remembers which ones netd changed, across restarts.
 
-use std::{collections::BTreeSet, fs, path::{Path, PathBuf}};
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use crate::{
     datapath::{Datapath, Hook},
@@ -30,10 +34,17 @@ impl Parents {
                     tracing::info!(%parent, "macvlan parent hooked");
                     self.attached.insert(parent.clone());
                 }
-                Err(error) => tracing::error!(%parent, error = %format!("{error:#}"), "cannot hook macvlan parent"),
+                Err(error) => {
+                    tracing::error!(%parent, error = %format!("{error:#}"), "cannot hook macvlan parent")
+                }
             }
         }
-        for parent in self.attached.difference(wanted).cloned().collect::<Vec<_>>() {
+        for parent in self
+            .attached
+            .difference(wanted)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
             let _ = datapath.detach(Hook::Parent, &parent);
             let _ = datapath.detach(Hook::ParentEgress, &parent);
             let marker = promisc_marker(run_dir, &parent);

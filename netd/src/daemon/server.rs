@@ -14,8 +14,8 @@ pub fn bind(run_dir: &Path) -> anyhow::Result<UnixListener> {
     let path = run_dir.join(api::SOCKET_NAME);
     // A socket left by a killed daemon: binding needs the path free.
     let _ = fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }

@@ -133,7 +133,11 @@ impl Shared {
             .iter()
             .filter_map(|(k, ifname)| Some((k.clone(), crate::netlink::ifindex(ifname)?)))
             .collect();
-        for ep in cluster.endpoints.iter().filter(|e| e.record.host == self.options.host_name) {
+        for ep in cluster
+            .endpoints
+            .iter()
+            .filter(|e| e.record.host == self.options.host_name)
+        {
             if !local_ifindex.contains_key(&(ep.network.clone(), ep.id.clone())) {
                 tracing::debug!(network = %ep.network, endpoint = %ep.id, "endpoint of this host has no interface here");
             }
@@ -153,7 +157,11 @@ impl Shared {
             dp.apply(&current, &desired)?
         };
         if stats.written + stats.deleted > 0 {
-            tracing::info!(written = stats.written, deleted = stats.deleted, "maps updated");
+            tracing::info!(
+                written = stats.written,
+                deleted = stats.deleted,
+                "maps updated"
+            );
         }
         *lock(&self.cluster) = cluster;
         self.status().last_apply = stats;
@@ -161,12 +169,22 @@ impl Shared {
     }
 
     /// The parent interface (name, port) a macvlan network uses on this host.
-    pub fn parent_port(&self, net: &netd_store::schema::NetworkRecord) -> Option<(String, crate::reconcile::ParentPort)> {
+    pub fn parent_port(
+        &self,
+        net: &netd_store::schema::NetworkRecord,
+    ) -> Option<(String, crate::reconcile::ParentPort)> {
         let spec = net.macvlan()?;
         let name = self.options.macvlan_parent.clone().unwrap_or(spec.parent);
         let ifindex = crate::netlink::ifindex(&name)?;
         let info = crate::netlink::link_info(&name).ok()?;
-        Some((name, crate::reconcile::ParentPort { ifindex, vlan: spec.vlan, mac: info.mac }))
+        Some((
+            name,
+            crate::reconcile::ParentPort {
+                ifindex,
+                vlan: spec.vlan,
+                mac: info.mac,
+            },
+        ))
     }
 
     fn note_invalid(&self, cluster: &Cluster) {

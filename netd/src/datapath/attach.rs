@@ -44,7 +44,12 @@ impl Hook {
         }
     }
 
-    pub const ALL: [Self; 4] = [Self::Endpoint, Self::Uplink, Self::Parent, Self::ParentEgress];
+    pub const ALL: [Self; 4] = [
+        Self::Endpoint,
+        Self::Uplink,
+        Self::Parent,
+        Self::ParentEgress,
+    ];
 
     const fn attach_type(self) -> TcAttachType {
         match self {
@@ -114,11 +119,12 @@ impl Datapath {
                 path: pin.clone(),
                 source: io::Error::other(e),
             })?;
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned))
-                .map_err(|e| DatapathError::LinkPin {
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| {
+                DatapathError::LinkPin {
                     path: pin.clone(),
                     source: io::Error::other(e),
-                })?;
+                }
+            })?;
             let program = self.classifier_mut(hook)?;
             let id = program.attach_to_link(link).map_err(program_error(hook))?;
             // The pin keeps the link; our handle can go.
@@ -127,7 +133,8 @@ impl Datapath {
         }
         if pin.is_none() {
             // An unpinned datapath replaces its own earlier link, if any.
-            self.links.retain(|l| !(l.hook == hook && l.ifname == ifname));
+            self.links
+                .retain(|l| !(l.hook == hook && l.ifname == ifname));
         }
         let program = self.classifier_mut(hook)?;
         let id = program
@@ -196,13 +203,13 @@ impl Datapath {
     /// Detaches `hook`'s program from `ifname`. Detaching what is not attached is not an error.
     pub fn detach(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
         let before = self.links.len();
-        self.links.retain(|l| !(l.hook == hook && l.ifname == ifname));
+        self.links
+            .retain(|l| !(l.hook == hook && l.ifname == ifname));
         if self.links.len() != before {
             return Ok(());
         }
         if !has_tcx() {
-            return match tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name())
-            {
+            return match tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name()) {
                 Ok(()) => Ok(()),
                 Err(tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(DatapathError::LinkPin {

@@ -40,7 +40,9 @@ fn check(vni: u32, mac: &[u8; 6]) -> Result<(), DatapathError> {
         return Err(DatapathError::BadVni(vni));
     }
     if !is_unicast_mac(mac) {
-        return Err(DatapathError::NotUnicast(crate::datapath::inspect::fmt_mac(mac)));
+        return Err(DatapathError::NotUnicast(
+            crate::datapath::inspect::fmt_mac(mac),
+        ));
     }
     Ok(())
 }
@@ -164,10 +166,12 @@ impl Datapath {
         // ARP first: nothing new is sent toward the MAC once it can no longer be resolved.
         map_op!(
             names::NEIGH,
-            ignore_missing(self.hash_map::<NeighKey, NeighEntry>(names::NEIGH)?.remove(&NeighKey {
-                vni,
-                ipv4: ipv4.octets()
-            }))
+            ignore_missing(self.hash_map::<NeighKey, NeighEntry>(names::NEIGH)?.remove(
+                &NeighKey {
+                    vni,
+                    ipv4: ipv4.octets()
+                }
+            ))
         )?;
         map_op!(
             names::FDB,
@@ -200,20 +204,25 @@ impl Datapath {
     pub fn remove_vtep(&mut self, vtep: Ipv4Addr, vni: u32) -> Result<(), DatapathError> {
         map_op!(
             names::VTEPS,
-            ignore_missing(self.hash_map::<VtepKey, VtepEntry>(names::VTEPS)?.remove(&VtepKey {
-                vtep: vtep.octets(),
-                vni
-            }))
+            ignore_missing(
+                self.hash_map::<VtepKey, VtepEntry>(names::VTEPS)?
+                    .remove(&VtepKey {
+                        vtep: vtep.octets(),
+                        vni
+                    })
+            )
         )
     }
 
     /// Removes every entry of a network (local and remote endpoints, VTEP permissions, ARP
     /// entries). Returns how many entries went.
     pub fn remove_network(&mut self, vni: u32) -> Result<usize, DatapathError> {
-        Ok(self.remove_where::<EndpointKey, EndpointInfo>(names::ENDPOINTS, |_, v| v.vni == vni)?
-            + self.remove_where::<NeighKey, NeighEntry>(names::NEIGH, |k, _| k.vni == vni)?
-            + self.remove_where::<FdbKey, FdbEntry>(names::FDB, |k, _| k.vni == vni)?
-            + self.remove_where::<VtepKey, VtepEntry>(names::VTEPS, |k, _| k.vni == vni)?)
+        Ok(
+            self.remove_where::<EndpointKey, EndpointInfo>(names::ENDPOINTS, |_, v| v.vni == vni)?
+                + self.remove_where::<NeighKey, NeighEntry>(names::NEIGH, |k, _| k.vni == vni)?
+                + self.remove_where::<FdbKey, FdbEntry>(names::FDB, |k, _| k.vni == vni)?
+                + self.remove_where::<VtepKey, VtepEntry>(names::VTEPS, |k, _| k.vni == vni)?,
+        )
     }
 
     /// Deletes the entries of one hash map that match `doomed`; returns how many.

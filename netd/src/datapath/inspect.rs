@@ -124,7 +124,12 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
             let mut rows = Vec::new();
             for (ifindex, ep) in hash_entries::<EndpointKey, EndpointInfo>(map, names::ENDPOINTS)? {
                 let kind = if ep.flags & endpoint_flags::MACVLAN != 0 {
-                    format!("macvlan {} via {}.{}", mode_name(ep.flags), ep.parent_ifindex, ep.vlan)
+                    format!(
+                        "macvlan {} via {}.{}",
+                        mode_name(ep.flags),
+                        ep.parent_ifindex,
+                        ep.vlan
+                    )
                 } else {
                     "overlay".to_string()
                 };
@@ -169,7 +174,10 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
         names::VTEPS => {
             let mut rows = Vec::new();
             for (k, _) in hash_entries::<VtepKey, VtepEntry>(map, names::VTEPS)? {
-                rows.push(row(vec![("vtep", json!(ip(k.vtep))), ("vni", json!(k.vni))]));
+                rows.push(row(vec![
+                    ("vtep", json!(ip(k.vtep))),
+                    ("vni", json!(k.vni)),
+                ]));
             }
             Ok(sorted(vec!["vtep", "vni"], rows))
         }
@@ -182,12 +190,26 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
                     ("vlan", json!(k.vlan)),
                     ("vni", json!(v.vni)),
                     ("mode", json!(mode_name(v.flags))),
-                    ("host_access", json!(v.flags & endpoint_flags::HOST_ACCESS != 0)),
+                    (
+                        "host_access",
+                        json!(v.flags & endpoint_flags::HOST_ACCESS != 0),
+                    ),
                     ("mac", json!(fmt_mac(&v.mac))),
                     ("endpoints", json!(ports)),
                 ]));
             }
-            Ok(sorted(vec!["ifindex", "vlan", "vni", "mode", "host_access", "mac", "endpoints"], rows))
+            Ok(sorted(
+                vec![
+                    "ifindex",
+                    "vlan",
+                    "vni",
+                    "mode",
+                    "host_access",
+                    "mac",
+                    "endpoints",
+                ],
+                rows,
+            ))
         }
         names::STATS => dump_stats(map),
         other => Err(DatapathError::UnknownMap(other.into())),
@@ -231,7 +253,13 @@ fn dump_config(map: Map) -> Result<Table, DatapathError> {
         flags.push("redirect-peer");
     }
     Ok(Table {
-        columns: vec!["local_vtep", "uplink_ifindex", "vxlan_port", "underlay_mtu", "flags"],
+        columns: vec![
+            "local_vtep",
+            "uplink_ifindex",
+            "vxlan_port",
+            "underlay_mtu",
+            "flags",
+        ],
         rows: vec![row(vec![
             ("local_vtep", json!(ip(c.local_vtep))),
             ("uplink_ifindex", json!(c.uplink_ifindex)),

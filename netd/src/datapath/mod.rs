@@ -132,7 +132,10 @@ impl Datapath {
     /// Writes the per-host settings the programs read on every packet.
     pub fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
         let name = names::CONFIG;
-        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap(name))?;
         let mut array: Array<&mut MapData, DatapathConfig> =
             Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
         array
@@ -171,7 +174,10 @@ impl Datapath {
         &mut self,
         name: &'static str,
     ) -> Result<HashMap<&mut MapData, K, V>, DatapathError> {
-        let map = self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap(name))?;
         HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })
     }
 }

@@ -34,7 +34,11 @@ pub struct ParentKeyOrd(pub u32, pub u16);
 
 impl From<ParentKeyOrd> for ParentKey {
     fn from(k: ParentKeyOrd) -> Self {
-        ParentKey { ifindex: k.0, vlan: k.1, _pad: 0 }
+        ParentKey {
+            ifindex: k.0,
+            vlan: k.1,
+            _pad: 0,
+        }
     }
 }
 
@@ -45,12 +49,18 @@ impl From<FdbKeyOrd> for FdbKey {
 }
 impl From<NeighKeyOrd> for NeighKey {
     fn from(k: NeighKeyOrd) -> Self {
-        NeighKey { vni: k.0, ipv4: k.1 }
+        NeighKey {
+            vni: k.0,
+            ipv4: k.1,
+        }
     }
 }
 impl From<VtepKeyOrd> for VtepKey {
     fn from(k: VtepKeyOrd) -> Self {
-        VtepKey { vtep: k.0, vni: k.1 }
+        VtepKey {
+            vtep: k.0,
+            vni: k.1,
+        }
     }
 }
 
@@ -72,7 +82,11 @@ fn diff<K: Ord + Copy, V: PartialEq + Copy>(
         .filter(|(k, v)| current.get(k) != Some(v))
         .map(|(k, v)| (*k, *v))
         .collect();
-    let deletes = current.keys().filter(|k| !desired.contains_key(k)).copied().collect();
+    let deletes = current
+        .keys()
+        .filter(|k| !desired.contains_key(k))
+        .copied()
+        .collect();
     (upserts, deletes)
 }
 
@@ -81,7 +95,10 @@ macro_rules! write_map {
         let mut map = $self.hash_map::<$K, $V>($name)?;
         for (k, v) in $upserts {
             map.insert(<$K>::from(k), v, 0)
-                .map_err(|source| DatapathError::Map { name: $name, source })?;
+                .map_err(|source| DatapathError::Map {
+                    name: $name,
+                    source,
+                })?;
             $stats.written += 1;
         }
     }};
@@ -95,7 +112,12 @@ macro_rules! delete_from_map {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(aya::maps::MapError::SyscallError(e))
                     if e.io_error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(DatapathError::Map { name: $name, source }),
+                Err(source) => {
+                    return Err(DatapathError::Map {
+                        name: $name,
+                        source,
+                    });
+                }
             }
             $stats.deleted += 1;
         }
@@ -106,24 +128,45 @@ impl Datapath {
     /// Reads every entry of the per-network maps.
     pub fn read_state(&mut self) -> Result<MapState, DatapathError> {
         let mut state = MapState::default();
-        for item in self.hash_map::<EndpointKey, EndpointInfo>(names::ENDPOINTS)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map { name: names::ENDPOINTS, source })?;
+        for item in self
+            .hash_map::<EndpointKey, EndpointInfo>(names::ENDPOINTS)?
+            .iter()
+        {
+            let (k, v) = item.map_err(|source| DatapathError::Map {
+                name: names::ENDPOINTS,
+                source,
+            })?;
             state.endpoints.insert(k, v);
         }
         for item in self.hash_map::<FdbKey, FdbEntry>(names::FDB)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map { name: names::FDB, source })?;
+            let (k, v) = item.map_err(|source| DatapathError::Map {
+                name: names::FDB,
+                source,
+            })?;
             state.fdb.insert(FdbKeyOrd(k.vni, k.mac), v);
         }
         for item in self.hash_map::<NeighKey, NeighEntry>(names::NEIGH)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map { name: names::NEIGH, source })?;
+            let (k, v) = item.map_err(|source| DatapathError::Map {
+                name: names::NEIGH,
+                source,
+            })?;
             state.neigh.insert(NeighKeyOrd(k.vni, k.ipv4), v);
         }
         for item in self.hash_map::<VtepKey, VtepEntry>(names::VTEPS)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map { name: names::VTEPS, source })?;
+            let (k, v) = item.map_err(|source| DatapathError::Map {
+                name: names::VTEPS,
+                source,
+            })?;
             state.vteps.insert(VtepKeyOrd(k.vtep, k.vni), v);
         }
-        for item in self.hash_map::<ParentKey, ParentInfo>(names::PARENTS)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map { name: names::PARENTS, source })?;
+        for item in self
+            .hash_map::<ParentKey, ParentInfo>(names::PARENTS)?
+            .iter()
+        {
+            let (k, v) = item.map_err(|source| DatapathError::Map {
+                name: names::PARENTS,
+                source,
+            })?;
             state.parents.insert(ParentKeyOrd(k.ifindex, k.vlan), v);
         }
         Ok(state)
@@ -132,7 +175,11 @@ impl Datapath {
     /// Makes the maps hold exactly `desired`, touching only entries that differ from `current`
     /// (normally what [`Self::read_state`] returned). Writes go in the order that keeps each
     /// intermediate state safe (FDB before the ARP entries that lead to it), deletes in reverse.
-    pub fn apply(&mut self, current: &MapState, desired: &MapState) -> Result<ApplyStats, DatapathError> {
+    pub fn apply(
+        &mut self,
+        current: &MapState,
+        desired: &MapState,
+    ) -> Result<ApplyStats, DatapathError> {
         let mut stats = ApplyStats::default();
         let (fdb_up, fdb_del) = diff(&current.fdb, &desired.fdb);
         let (vtep_up, vtep_del) = diff(&current.vteps, &desired.vteps);
@@ -141,12 +188,40 @@ impl Datapath {
         let (parent_up, parent_del) = diff(&current.parents, &desired.parents);
         write_map!(self, names::FDB, FdbKey, FdbEntry, fdb_up, stats);
         write_map!(self, names::VTEPS, VtepKey, VtepEntry, vtep_up, stats);
-        write_map!(self, names::PARENTS, ParentKey, ParentInfo, parent_up, stats);
-        write_map!(self, names::ENDPOINTS, EndpointKey, EndpointInfo, ep_up, stats);
+        write_map!(
+            self,
+            names::PARENTS,
+            ParentKey,
+            ParentInfo,
+            parent_up,
+            stats
+        );
+        write_map!(
+            self,
+            names::ENDPOINTS,
+            EndpointKey,
+            EndpointInfo,
+            ep_up,
+            stats
+        );
         write_map!(self, names::NEIGH, NeighKey, NeighEntry, neigh_up, stats);
         delete_from_map!(self, names::NEIGH, NeighKey, NeighEntry, neigh_del, stats);
-        delete_from_map!(self, names::ENDPOINTS, EndpointKey, EndpointInfo, ep_del, stats);
-        delete_from_map!(self, names::PARENTS, ParentKey, ParentInfo, parent_del, stats);
+        delete_from_map!(
+            self,
+            names::ENDPOINTS,
+            EndpointKey,
+            EndpointInfo,
+            ep_del,
+            stats
+        );
+        delete_from_map!(
+            self,
+            names::PARENTS,
+            ParentKey,
+            ParentInfo,
+            parent_del,
+            stats
+        );
         delete_from_map!(self, names::VTEPS, VtepKey, VtepEntry, vtep_del, stats);
         delete_from_map!(self, names::FDB, FdbKey, FdbEntry, fdb_del, stats);
         Ok(stats)

@@ -11,7 +11,10 @@
 use std::{
     collections::HashMap,
     net::Ipv4Addr,
-    sync::{Arc, Mutex, atomic::{AtomicU64, Ordering}},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -69,7 +72,8 @@ fn opt_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// Docker sends addresses as CIDR ("172.31.0.5/16") or plain.
 fn parse_addr(text: &str) -> anyhow::Result<Ipv4Addr> {
     let ip = text.split('/').next().unwrap_or_default();
-    ip.parse().map_err(|_| anyhow!("invalid IPv4 address {text:?}"))
+    ip.parse()
+        .map_err(|_| anyhow!("invalid IPv4 address {text:?}"))
 }
 
 impl Driver {
@@ -127,7 +131,11 @@ impl Driver {
             Err(e) => {
                 tracing::warn!(call = path, error = %format!("{e:#}"), "docker plugin call refused");
                 // The two protocols name the error field differently.
-                let field = if path.starts_with("/IpamDriver.") { "Error" } else { "Err" };
+                let field = if path.starts_with("/IpamDriver.") {
+                    "Error"
+                } else {
+                    "Err"
+                };
                 json!({ field: format!("netd: {e:#}") })
             }
         }
@@ -137,27 +145,47 @@ impl Driver {
         if req["V6"].as_bool() == Some(true) {
             bail!("IPv6 is not supported");
         }
-        let pool = opt_str(req, "Pool").filter(|p| !p.is_empty()).ok_or_else(|| {
-            anyhow!("netd networks need an explicit --subnet (addresses are allocated cluster-wide)")
-        })?;
-        let subnet: Ipv4Net = pool.parse().map_err(|_| anyhow!("invalid subnet {pool:?}"))?;
+        let pool = opt_str(req, "Pool")
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                anyhow!(
+                    "netd networks need an explicit --subnet (addresses are allocated cluster-wide)"
+                )
+            })?;
+        let subnet: Ipv4Net = pool
+            .parse()
+            .map_err(|_| anyhow!("invalid subnet {pool:?}"))?;
         let ip_range = opt_str(req, "SubPool")
             .filter(|p| !p.is_empty())
-            .map(|r| r.parse::<Ipv4Net>().map_err(|_| anyhow!("invalid ip-range {r:?}")))
+            .map(|r| {
+                r.parse::<Ipv4Net>()
+                    .map_err(|_| anyhow!("invalid ip-range {r:?}"))
+            })
             .transpose()?;
         let bound = opt_str(&req["Options"], NETD_NETWORK_OPTION).map(str::to_string);
         if bound.is_none() {
             // Like Docker's own IPAM: a new network may not overlap an existing one, or a
             // container on both would have two routes for one destination.
             for n in self.shared.cluster().networks.values() {
-                if let Some(s) = n.subnets.iter().find(|s| s.subnet.contains(&subnet) || subnet.contains(&s.subnet)) {
-                    bail!("subnet {subnet} overlaps netd network {:?} ({})", n.name, s.subnet);
+                if let Some(s) = n
+                    .subnets
+                    .iter()
+                    .find(|s| s.subnet.contains(&subnet) || subnet.contains(&s.subnet))
+                {
+                    bail!(
+                        "subnet {subnet} overlaps netd network {:?} ({})",
+                        n.name,
+                        s.subnet
+                    );
                 }
             }
         }
         // Self-describing, so a restarted netd can rebuild a pool Docker still refers to.
         let range = ip_range.map(|r| r.to_string()).unwrap_or_default();
-        let id = format!("netd|{subnet}|{range}|{}", self.next_pool.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "netd|{subnet}|{range}|{}",
+            self.next_pool.fetch_add(1, Ordering::Relaxed)
+        );
         lock(&self.pools).insert(
             id.clone(),
             Pool {
@@ -177,16 +205,21 @@ impl Driver {
         }
         // A pool handed out before this daemon restarted: rebuild it from its ID.
         let mut parts = id.split('|');
-        let (Some("netd"), Some(subnet), Some(range)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some("netd"), Some(subnet), Some(range)) = (parts.next(), parts.next(), parts.next())
+        else {
             bail!("unknown address pool {id:?}");
         };
         let pool = Pool {
-            subnet: subnet.parse().map_err(|_| anyhow!("unknown address pool {id:?}"))?,
+            subnet: subnet
+                .parse()
+                .map_err(|_| anyhow!("unknown address pool {id:?}"))?,
             ip_range: range.parse().ok(),
             network: None,
             in_network: true,
             // Old: lets `pool_network` ask the Engine at once.
-            created: Instant::now().checked_sub(Duration::from_secs(60)).unwrap_or_else(Instant::now),
+            created: Instant::now()
+                .checked_sub(Duration::from_secs(60))
+                .unwrap_or_else(Instant::now),
         };
         lock(&self.pools).insert(id.to_string(), pool.clone());
         Ok(pool)
@@ -198,7 +231,9 @@ impl Driver {
         let bound = self.bound_networks();
         let mut found = None;
         for (nid, name) in &bound {
-            let Ok(Some(n)) = self.engine.network(nid).await else { continue };
+            let Ok(Some(n)) = self.engine.network(nid).await else {
+                continue;
+            };
             let has = n["IPAM"]["Config"]
                 .as_array()
                 .into_iter()
@@ -241,14 +276,22 @@ impl Driver {
     async fn request_address(&self, req: &Value) -> anyhow::Result<Value> {
         let pool_id = opt_str(req, "PoolID").unwrap_or_default();
         let pool = self.pool(pool_id)?;
-        let requested = opt_str(req, "Address").filter(|a| !a.is_empty()).map(parse_addr).transpose()?;
+        let requested = opt_str(req, "Address")
+            .filter(|a| !a.is_empty())
+            .map(parse_addr)
+            .transpose()?;
         let prefix = pool.subnet.prefix_len();
-        let is_gateway = opt_str(&req["Options"], "RequestAddressType") == Some("com.docker.network.gateway");
+        let is_gateway =
+            opt_str(&req["Options"], "RequestAddressType") == Some("com.docker.network.gateway");
         if is_gateway {
             // The gateway is never allocated from the store: it is reserved in the network.
             let gw = match requested {
                 Some(ip) => ip,
-                None => pool.subnet.hosts().next().ok_or_else(|| anyhow!("subnet {} has no host address", pool.subnet))?,
+                None => pool
+                    .subnet
+                    .hosts()
+                    .next()
+                    .ok_or_else(|| anyhow!("subnet {} has no host address", pool.subnet))?,
             };
             return Ok(json!({ "Address": format!("{gw}/{prefix}"), "Data": {} }));
         }
@@ -262,12 +305,20 @@ impl Driver {
         let name = self.pool_network(pool_id).await?;
         let network = handlers::load_network(&self.shared, &name).await?;
         if let Some(ip) = requested
-            && network.subnet_of(ip).is_some_and(|s| s.aux.values().any(|a| *a == ip))
+            && network
+                .subnet_of(ip)
+                .is_some_and(|s| s.aux.values().any(|a| *a == ip))
         {
             // A mirrored network's aux addresses are requested again on each host.
             return Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }));
         }
-        let ip = ipam::allocate(&self.shared.store, &network, &docker_claim(&self.shared.options.host_name), requested).await?;
+        let ip = ipam::allocate(
+            &self.shared.store,
+            &network,
+            &docker_claim(&self.shared.options.host_name),
+            requested,
+        )
+        .await?;
         Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }))
     }
 
@@ -297,7 +348,9 @@ impl Driver {
     }
 
     async fn create_network(self: &Arc<Self>, req: &Value) -> anyhow::Result<Value> {
-        let nid = opt_str(req, "NetworkID").ok_or_else(|| anyhow!("no NetworkID"))?.to_string();
+        let nid = opt_str(req, "NetworkID")
+            .ok_or_else(|| anyhow!("no NetworkID"))?
+            .to_string();
         let generic = &req["Options"]["com.docker.network.generic"];
         let mut mtu = None;
         let mut options = Vec::new();
@@ -307,7 +360,9 @@ impl Driver {
                 let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                 match k.as_str() {
                     "mtu" | "com.docker.network.driver.mtu" => {
-                        let m: u16 = v.parse().map_err(|_| anyhow!("invalid mtu {v:?}: expected a number"))?;
+                        let m: u16 = v
+                            .parse()
+                            .map_err(|_| anyhow!("invalid mtu {v:?}: expected a number"))?;
                         if !(68..=9000).contains(&m) {
                             bail!("invalid mtu {m}: outside 68..=9000");
                         }
@@ -320,8 +375,14 @@ impl Driver {
         }
         let mut subnets = Vec::new();
         for d in req["IPv4Data"].as_array().into_iter().flatten() {
-            let subnet: Ipv4Net = opt_str(d, "Pool").unwrap_or_default().parse().map_err(|_| anyhow!("invalid pool in {d}"))?;
-            let gateway = opt_str(d, "Gateway").filter(|g| !g.is_empty()).map(parse_addr).transpose()?;
+            let subnet: Ipv4Net = opt_str(d, "Pool")
+                .unwrap_or_default()
+                .parse()
+                .map_err(|_| anyhow!("invalid pool in {d}"))?;
+            let gateway = opt_str(d, "Gateway")
+                .filter(|g| !g.is_empty())
+                .map(parse_addr)
+                .transpose()?;
             let aux: Vec<(String, String)> = d["AuxAddresses"]
                 .as_object()
                 .into_iter()
@@ -380,7 +441,13 @@ impl Driver {
         tracing::info!(docker_network = %nid, network = %name, "Docker network bound");
     }
 
-    async fn publish_created(&self, nid: &str, subnets: Vec<SubnetSpec>, mtu: Option<u16>, options: Vec<(String, String)>) -> anyhow::Result<()> {
+    async fn publish_created(
+        &self,
+        nid: &str,
+        subnets: Vec<SubnetSpec>,
+        mtu: Option<u16>,
+        options: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let name = loop {
             if let Some(n) = self.engine.network(nid).await? {
@@ -391,13 +458,26 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        let vni = options.iter().find(|(k, _)| k == "vni").and_then(|(_, v)| v.parse().ok());
+        let vni = options
+            .iter()
+            .find(|(k, _)| k == "vni")
+            .and_then(|(_, v)| v.parse().ok());
         // `-o netd.type=macvlan -o parent=eth0`: a macvlan-style network.
         let driver = options
             .iter()
             .find(|(k, _)| k == "netd.type")
             .map_or_else(|| "overlay".to_string(), |(_, v)| v.clone());
-        match handlers::network_create(&self.shared, name.clone(), driver, subnets.clone(), mtu, vni, options).await {
+        match handlers::network_create(
+            &self.shared,
+            name.clone(),
+            driver,
+            subnets.clone(),
+            mtu,
+            vni,
+            options,
+        )
+        .await
+        {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
             // Made elsewhere first (or by `netd network create`): use it.
             Err(e) if e.to_string().contains("already exists") => {}
@@ -430,7 +510,13 @@ impl Driver {
         let Some(name) = lock(&self.networks).get(nid).cloned() else {
             return Ok(json!({}));
         };
-        if self.shared.store.get(&keys::network(&name)).await?.is_some() {
+        if self
+            .shared
+            .store
+            .get(&keys::network(&name))
+            .await?
+            .is_some()
+        {
             // `docker network rm` here removes the network everywhere, once nobody uses it.
             handlers::network_rm(&self.shared, &name).await?;
         }
@@ -440,7 +526,9 @@ impl Driver {
 
     async fn create_endpoint(&self, req: &Value) -> anyhow::Result<Value> {
         let nid = opt_str(req, "NetworkID").unwrap_or_default();
-        let eid = opt_str(req, "EndpointID").ok_or_else(|| anyhow!("no EndpointID"))?.to_string();
+        let eid = opt_str(req, "EndpointID")
+            .ok_or_else(|| anyhow!("no EndpointID"))?
+            .to_string();
         let name = self.network_of_waiting(nid).await?;
         let network = handlers::load_network(&self.shared, &name).await?;
         let iface = &req["Interface"];
@@ -472,9 +560,18 @@ impl Driver {
         })
     }
 
-    async fn publish_endpoint(&self, network: &str, eid: &str, host_if: &str, ip: Ipv4Addr, mac: Mac) -> anyhow::Result<()> {
+    async fn publish_endpoint(
+        &self,
+        network: &str,
+        eid: &str,
+        host_if: &str,
+        ip: Ipv4Addr,
+        mac: Mac,
+    ) -> anyhow::Result<()> {
         self.shared.datapath().attach(Hook::Endpoint, host_if)?;
-        self.shared.local().insert((network.to_string(), eid.to_string()), host_if.to_string());
+        self.shared
+            .local()
+            .insert((network.to_string(), eid.to_string()), host_if.to_string());
         let record = EndpointRecord {
             version: SCHEMA_VERSION,
             ip,
@@ -485,12 +582,22 @@ impl Driver {
         };
         let key = keys::endpoint(network, eid);
         let value = schema::encode(&record);
-        if !self.shared.store.create_all(&[(key.clone(), value.clone())]).await? {
+        if !self
+            .shared
+            .store
+            .create_all(&[(key.clone(), value.clone())])
+            .await?
+        {
             bail!("endpoint {eid} already exists");
         }
         handlers::apply_locally(
             &self.shared,
-            WatchEvent::Put(KeyValue { key, value, create_revision: i64::MAX, mod_revision: i64::MAX }),
+            WatchEvent::Put(KeyValue {
+                key,
+                value,
+                create_revision: i64::MAX,
+                mod_revision: i64::MAX,
+            }),
         )
     }
 
@@ -529,7 +636,12 @@ impl Driver {
 
     /// Removes a Docker endpoint of this host: store record (and, when Docker will not do it
     /// itself, its address), hook and interfaces.
-    pub async fn remove_endpoint(&self, network: &str, eid: &str, release_address: bool) -> anyhow::Result<()> {
+    pub async fn remove_endpoint(
+        &self,
+        network: &str,
+        eid: &str,
+        release_address: bool,
+    ) -> anyhow::Result<()> {
         let key = keys::endpoint(network, eid);
         let mut doomed = vec![key.clone()];
         if release_address
@@ -539,12 +651,22 @@ impl Driver {
             doomed.push(keys::ipam(network, r.ip));
         }
         self.shared.store.delete_all(&doomed).await?;
-        if let Some(host_if) = self.shared.local().remove(&(network.to_string(), eid.to_string())) {
+        if let Some(host_if) = self
+            .shared
+            .local()
+            .remove(&(network.to_string(), eid.to_string()))
+        {
             let _ = self.shared.datapath().detach(Hook::Endpoint, &host_if);
             netlink::delete_link(&host_if)?;
         }
         lock(&self.created).remove(eid);
-        handlers::apply_locally(&self.shared, WatchEvent::Delete { key, mod_revision: 0 })
+        handlers::apply_locally(
+            &self.shared,
+            WatchEvent::Delete {
+                key,
+                mod_revision: 0,
+            },
+        )
     }
 
     /// Docker network ID -> netd name, for the reconciler.

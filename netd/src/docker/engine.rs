@@ -15,7 +15,10 @@ const FALLBACK_API: &str = "1.41";
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("Docker engine at {path} unreachable: {source}")]
-    Unreachable { path: String, source: std::io::Error },
+    Unreachable {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("Docker engine: {0}")]
     Http(#[from] HttpError),
     #[error("Docker engine answered {status}: {message}")]
@@ -57,7 +60,10 @@ impl Engine {
         let head = http::read_response_head(&mut stream).await?;
         let body = head.read_body(&mut stream).await?;
         let version: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let api = format!("/v{}", version["ApiVersion"].as_str().unwrap_or(FALLBACK_API));
+        let api = format!(
+            "/v{}",
+            version["ApiVersion"].as_str().unwrap_or(FALLBACK_API)
+        );
         if let Ok(mut slot) = self.api.lock() {
             *slot = Some(api.clone());
         }
@@ -78,19 +84,33 @@ impl Engine {
     }
 
     async fn connect(&self) -> Result<BufReader<UnixStream>, EngineError> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|source| EngineError::Unreachable {
-            path: self.socket.display().to_string(),
-            source,
-        })?;
+        let stream =
+            UnixStream::connect(&self.socket)
+                .await
+                .map_err(|source| EngineError::Unreachable {
+                    path: self.socket.display().to_string(),
+                    source,
+                })?;
         Ok(BufReader::new(stream))
     }
 
     /// One request; returns the parsed JSON body (`Null` for an empty one).
-    async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, EngineError> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, EngineError> {
         let mut stream = self.connect().await?;
         let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
         let api = self.api().await?;
-        http::send_request(stream.get_mut(), method, &format!("{api}{path}"), body.as_deref()).await?;
+        http::send_request(
+            stream.get_mut(),
+            method,
+            &format!("{api}{path}"),
+            body.as_deref(),
+        )
+        .await?;
         let head = http::read_response_head(&mut stream).await?;
         let raw = head.read_body(&mut stream).await?;
         let value = if raw.iter().all(u8::is_ascii_whitespace) {
@@ -99,8 +119,13 @@ impl Engine {
             serde_json::from_slice(&raw).map_err(|e| EngineError::Json(e.to_string()))?
         };
         if !(200..300).contains(&head.status) {
-            let message = value["message"].as_str().map_or_else(|| value.to_string(), str::to_string);
-            return Err(EngineError::Status { status: head.status, message });
+            let message = value["message"]
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+            return Err(EngineError::Status {
+                status: head.status,
+                message,
+            });
         }
         Ok(value)
     }
@@ -114,7 +139,10 @@ impl Engine {
         http::send_request(stream.get_mut(), "GET", "/_ping", None).await?;
         let head = http::read_response_head(&mut stream).await?;
         if head.status != 200 {
-            return Err(EngineError::Status { status: head.status, message: "ping failed".into() });
+            return Err(EngineError::Status {
+                status: head.status,
+                message: "ping failed".into(),
+            });
         }
         Ok(())
     }
@@ -122,7 +150,9 @@ impl Engine {
     /// Networks using `driver`.
     pub async fn networks(&self, driver: &str) -> Result<Vec<NetworkSummary>, EngineError> {
         let filter = format!("%7B%22driver%22%3A%5B%22{driver}%22%5D%7D"); // {"driver":["<driver>"]}
-        let list = self.call("GET", &format!("/networks?filters={filter}"), None).await?;
+        let list = self
+            .call("GET", &format!("/networks?filters={filter}"), None)
+            .await?;
         Ok(list
             .as_array()
             .into_iter()
@@ -146,7 +176,9 @@ impl Engine {
     }
 
     pub async fn create_network(&self, body: &Value) -> Result<(), EngineError> {
-        self.call("POST", "/networks/create", Some(body)).await.map(|_| ())
+        self.call("POST", "/networks/create", Some(body))
+            .await
+            .map(|_| ())
     }
 
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
@@ -162,10 +194,19 @@ impl Engine {
         let mut stream = self.connect().await?;
         // {"type":["container","network"]}
         let filter = "%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%7D";
-        http::send_request(stream.get_mut(), "GET", &format!("{api}/events?filters={filter}"), None).await?;
+        http::send_request(
+            stream.get_mut(),
+            "GET",
+            &format!("{api}/events?filters={filter}"),
+            None,
+        )
+        .await?;
         let head = http::read_response_head(&mut stream).await?;
         if head.status != 200 {
-            return Err(EngineError::Status { status: head.status, message: "events".into() });
+            return Err(EngineError::Status {
+                status: head.status,
+                message: "events".into(),
+            });
         }
         Ok(EventStream {
             stream,
@@ -200,7 +241,13 @@ impl EventStream {
             } else {
                 use tokio::io::AsyncBufReadExt as _;
                 let mut line = Vec::new();
-                if self.stream.read_until(b'\n', &mut line).await.map_err(HttpError::from)? == 0 {
+                if self
+                    .stream
+                    .read_until(b'\n', &mut line)
+                    .await
+                    .map_err(HttpError::from)?
+                    == 0
+                {
                     return Err(HttpError::Closed.into());
                 }
                 self.pending.extend_from_slice(&line);

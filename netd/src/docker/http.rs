@@ -3,7 +3,9 @@
 //!
 //! Bodies are JSON with a Content-Length, or chunked (the Engine streams events that way).
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -57,21 +59,30 @@ async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Head, Http
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            head.content_length = Some(value.parse().map_err(|_| HttpError::Malformed(line.into()))?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
+            head.content_length = Some(
+                value
+                    .parse()
+                    .map_err(|_| HttpError::Malformed(line.into()))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.eq_ignore_ascii_case("chunked")
+        {
             head.chunked = true;
         }
     }
 }
 
 /// One chunk of a chunked body; `None` at the last (empty) chunk.
-pub async fn read_chunk<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Option<Vec<u8>>, HttpError> {
+pub async fn read_chunk<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Vec<u8>>, HttpError> {
     let mut size_line = String::new();
     if reader.read_line(&mut size_line).await? == 0 {
         return Err(HttpError::Closed);
     }
     let size_text = size_line.trim().split(';').next().unwrap_or_default();
-    let size = usize::from_str_radix(size_text, 16).map_err(|_| HttpError::Malformed(size_line.clone()))?;
+    let size = usize::from_str_radix(size_text, 16)
+        .map_err(|_| HttpError::Malformed(size_line.clone()))?;
     if size > MAX_BODY {
         return Err(HttpError::Malformed(format!("chunk of {size} bytes")));
     }
@@ -82,7 +93,10 @@ pub async fn read_chunk<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Optio
     Ok((size > 0).then_some(chunk))
 }
 
-async fn read_body<R: AsyncBufRead + Unpin>(reader: &mut R, head: &Head) -> Result<Vec<u8>, HttpError> {
+async fn read_body<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    head: &Head,
+) -> Result<Vec<u8>, HttpError> {
     if head.chunked {
         let mut body = Vec::new();
         while let Some(chunk) = read_chunk(reader).await? {
@@ -132,7 +146,12 @@ pub async fn write_json_response<W: AsyncWrite + Unpin>(
 }
 
 /// Sends a request (client side) and reads the status and the response head.
-pub async fn send_request<S>(stream: &mut S, method: &str, path: &str, body: Option<&[u8]>) -> Result<(), HttpError>
+pub async fn send_request<S>(
+    stream: &mut S,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> Result<(), HttpError>
 where
     S: AsyncWrite + Unpin,
 {
@@ -153,7 +172,9 @@ pub struct ResponseHead {
     head: Head,
 }
 
-pub async fn read_response_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<ResponseHead, HttpError> {
+pub async fn read_response_head<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> Result<ResponseHead, HttpError> {
     let head = read_head(reader).await?;
     let status = head
         .first_line
@@ -170,7 +191,10 @@ impl ResponseHead {
     }
 
     /// Reads the whole body; for a `Connection: close` response without a length, until EOF.
-    pub async fn read_body<R: AsyncBufRead + Unpin>(&self, reader: &mut R) -> Result<Vec<u8>, HttpError> {
+    pub async fn read_body<R: AsyncBufRead + Unpin>(
+        &self,
+        reader: &mut R,
+    ) -> Result<Vec<u8>, HttpError> {
         if self.head.chunked || self.head.content_length.is_some() {
             return read_body(reader, &self.head).await;
         }
@@ -186,7 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn parses_a_request_with_a_body() {
-        let raw = b"POST /NetworkDriver.Join HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
+        let raw =
+            b"POST /NetworkDriver.Join HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n{\"a\":1}";
         let mut reader = &raw[..];
         let r = read_request(&mut reader).await.unwrap();
         assert_eq!(r.method, "POST");

@@ -10,7 +10,10 @@ mod sync;
 use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use tokio::{io::BufReader, net::{UnixListener, UnixStream}};
+use tokio::{
+    io::BufReader,
+    net::{UnixListener, UnixStream},
+};
 
 use self::{driver::Driver, engine::Engine};
 use crate::daemon::Shared;
@@ -32,7 +35,8 @@ pub fn start(shared: Arc<Shared>, options: DockerOptions) -> anyhow::Result<()> 
         .with_context(|| format!("cannot create {}", options.plugin_dir.display()))?;
     let path = options.plugin_dir.join(PLUGIN_SOCKET);
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
     // dockerd runs as root; nobody else needs the plugin.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let engine = Engine::new(options.engine_socket.clone());
@@ -73,7 +77,10 @@ async fn connection(stream: UnixStream, driver: Arc<Driver>) {
         tracing::debug!(method = %request.method, path = %request.path, "plugin call");
         let response = driver.handle(&request.path, &request.body).await;
         let body = serde_json::to_vec(&response).unwrap_or_default();
-        if http::write_json_response(stream.get_mut(), 200, &body).await.is_err() {
+        if http::write_json_response(stream.get_mut(), 200, &body)
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -28,7 +28,9 @@ pub async fn run(driver: Arc<Driver>) {
         match follow(&driver, &mut seen_in_store).await {
             Ok(()) => {}
             Err(error) => {
-                driver.shared.set_docker_state(format!("unreachable: {error:#} (retrying)"));
+                driver
+                    .shared
+                    .set_docker_state(format!("unreachable: {error:#} (retrying)"));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -42,7 +44,9 @@ pub async fn run(driver: Arc<Driver>) {
 async fn follow(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow::Result<()> {
     driver.engine.ping().await?;
     let mut events = driver.engine.events().await?;
-    driver.shared.set_docker_state(format!("connected to {}", driver.engine.socket().display()));
+    driver
+        .shared
+        .set_docker_state(format!("connected to {}", driver.engine.socket().display()));
     resync(driver, seen_in_store).await?;
     let mut next_resync = Instant::now() + RESYNC_EVERY;
     // Store changes also need mirroring: poll the daemon's view cheaply between events.
@@ -80,7 +84,10 @@ fn network_names(driver: &Driver) -> Vec<String> {
 async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow::Result<()> {
     let cluster = driver.shared.cluster();
     let docker = driver.engine.networks("netd").await?;
-    let mut by_name: HashMap<String, String> = docker.iter().map(|n| (n.name.clone(), n.id.clone())).collect();
+    let mut by_name: HashMap<String, String> = docker
+        .iter()
+        .map(|n| (n.name.clone(), n.id.clone()))
+        .collect();
     let bound = driver.bound_networks();
 
     // Docker networks found at start-up (or made while we were away): bind them.
@@ -111,7 +118,12 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
                     c["IPRange"] = json!(r.to_string());
                 }
                 if !s.aux.is_empty() {
-                    c["AuxiliaryAddresses"] = json!(s.aux.iter().map(|(k, v)| (k.clone(), v.to_string())).collect::<HashMap<_, _>>());
+                    c["AuxiliaryAddresses"] = json!(
+                        s.aux
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.to_string()))
+                            .collect::<HashMap<_, _>>()
+                    );
                 }
                 c
             })
@@ -133,7 +145,9 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
                 tracing::info!(network = %name, "network mirrored into Docker");
                 by_name.insert(name.clone(), String::new());
             }
-            Err(error) => tracing::warn!(network = %name, %error, "cannot mirror network into Docker"),
+            Err(error) => {
+                tracing::warn!(network = %name, %error, "cannot mirror network into Docker")
+            }
         }
     }
     // A network that was in the store and left it leaves Docker (a network the user just made
@@ -145,7 +159,9 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
                     tracing::info!(network = %name, "network removed from Docker (gone from the store)");
                     seen_in_store.remove(name);
                 }
-                Err(error) => tracing::warn!(network = %name, %error, "cannot remove network from Docker"),
+                Err(error) => {
+                    tracing::warn!(network = %name, %error, "cannot remove network from Docker")
+                }
             }
         }
     }
@@ -155,7 +171,12 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
     let mut live: HashSet<String> = HashSet::new();
     for nid in driver.bound_networks().keys() {
         if let Some(n) = driver.engine.network(nid).await? {
-            for c in n["Containers"].as_object().into_iter().flatten().map(|(_, c)| c) {
+            for c in n["Containers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(_, c)| c)
+            {
                 if let Some(eid) = c["EndpointID"].as_str() {
                     live.insert(eid.to_string());
                 }
@@ -165,12 +186,21 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
     let young: HashSet<String> = driver
         .created
         .lock()
-        .map(|m| m.iter().filter(|(_, t)| t.elapsed() < GRACE).map(|(k, _)| k.clone()).collect())
+        .map(|m| {
+            m.iter()
+                .filter(|(_, t)| t.elapsed() < GRACE)
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
         .unwrap_or_default();
     let bound_names: HashSet<String> = driver.bound_networks().into_values().collect();
     for ep in cluster.endpoints.iter().filter(|e| &e.record.host == me) {
         let docker_made = ep.id.len() == 64 && ep.id.bytes().all(|b| b.is_ascii_hexdigit());
-        if docker_made && bound_names.contains(&ep.network) && !live.contains(&ep.id) && !young.contains(&ep.id) {
+        if docker_made
+            && bound_names.contains(&ep.network)
+            && !live.contains(&ep.id)
+            && !young.contains(&ep.id)
+        {
             tracing::info!(network = %ep.network, endpoint = %ep.id, "Docker no longer has this endpoint; releasing it");
             driver.remove_endpoint(&ep.network, &ep.id, true).await?;
         }

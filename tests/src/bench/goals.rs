@@ -26,7 +26,11 @@ impl Goal {
     /// `None` when the run could not measure it.
     pub fn met(&self) -> Option<bool> {
         let m = self.measured?.median;
-        Some(if self.at_least { m >= self.target } else { m <= self.target })
+        Some(if self.at_least {
+            m >= self.target
+        } else {
+            m <= self.target
+        })
     }
 
     pub fn verdict(&self) -> &'static str {
@@ -52,7 +56,10 @@ fn docker_reference(results: &Results) -> (&'static str, &'static str) {
     if results.samples.has_path(DOCKER_OVERLAY) {
         (DOCKER_OVERLAY, DOCKER_OVERLAY)
     } else {
-        (KERNEL_VXLAN, "kernel-vxlan (standing in for docker-overlay)")
+        (
+            KERNEL_VXLAN,
+            "kernel-vxlan (standing in for docker-overlay)",
+        )
     }
 }
 
@@ -100,7 +107,13 @@ pub fn evaluate(results: &Results) -> Vec<Goal> {
             unit: "x",
         },
     ];
-    let above_null = |key: &str| results.kernel.as_ref().and_then(|k| k.row(key)).and_then(|r| r.above_null());
+    let above_null = |key: &str| {
+        results
+            .kernel
+            .as_ref()
+            .and_then(|k| k.row(key))
+            .and_then(|r| r.above_null())
+    };
     goals.push(Goal {
         text: "in-kernel encap above null <= 70 ns (bpf_stats, live UDP 64 B)".to_string(),
         measured: above_null(LIVE_ENCAP),

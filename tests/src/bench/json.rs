@@ -10,7 +10,10 @@ use super::{
 };
 
 fn summary(s: Option<Summary>) -> Value {
-    s.map_or(Value::Null, |s| json!({ "median": s.median, "min": s.min, "max": s.max, "n": s.n }))
+    s.map_or(
+        Value::Null,
+        |s| json!({ "median": s.median, "min": s.min, "max": s.max, "n": s.n }),
+    )
 }
 
 fn machine() -> Value {

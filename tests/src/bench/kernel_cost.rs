@@ -32,8 +32,7 @@ use etherparse::PacketBuilder;
 use netd::datapath::Hook;
 
 use super::{
-    Config, interrupt,
-    metrics,
+    Config, interrupt, metrics,
     path::Endpoints,
     stats::{Summary, summarize},
 };
@@ -145,7 +144,11 @@ impl NullProgram {
     }
 
     fn program(&self) -> anyhow::Result<&SchedClassifier> {
-        Ok(self.ebpf.program(NULL_PROGRAM).context("null program gone")?.try_into()?)
+        Ok(self
+            .ebpf
+            .program(NULL_PROGRAM)
+            .context("null program gone")?
+            .try_into()?)
     }
 
     /// Attaches at TC egress of `ifname` in `netns` (detached when this drops).
@@ -164,7 +167,11 @@ impl NullProgram {
 }
 
 /// A UDP frame with a 64-byte payload, as iperf3 -l 64 sends.
-fn udp64(src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], Ipv4Addr), dport: u16) -> anyhow::Result<Vec<u8>> {
+fn udp64(
+    src: ([u8; 6], Ipv4Addr),
+    dst: ([u8; 6], Ipv4Addr),
+    dport: u16,
+) -> anyhow::Result<Vec<u8>> {
     let builder = PacketBuilder::ethernet2(src.0, dst.0)
         .ipv4(src.1.octets(), dst.1.octets(), 64)
         .udp(40000, dport);
@@ -177,7 +184,13 @@ fn udp64(src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], Ipv4Addr), dport: u16) -> anyh
 }
 
 /// ns per run of `program` on `frame` arriving on `ifindex`, over `repeat` runs in the kernel.
-fn test_run_ns(program: &SchedClassifier, frame: &[u8], ifindex: u32, repeat: u32, verdict: u32) -> anyhow::Result<f64> {
+fn test_run_ns(
+    program: &SchedClassifier,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+    verdict: u32,
+) -> anyhow::Result<f64> {
     // struct __sk_buff: only ifindex (offset 40) set; the kernel requires the rest zero.
     let mut ctx = [0u8; 192];
     ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
@@ -215,8 +228,16 @@ fn test_runs(config: &Config, null: &SchedClassifier) -> anyhow::Result<Vec<Cost
     let endpoint = lab.datapath.program(Hook::Endpoint)?;
     let uplink = lab.datapath.program(Hook::Uplink)?;
     let mut null_row = CostRow::new("testrun-null", "null program", Method::TestRun);
-    let mut local_row = CostRow::new("testrun-local", "from-endpoint: local delivery", Method::TestRun);
-    let mut pass_row = CostRow::new("testrun-uplink-pass", "from-uplink: UDP to host, not VXLAN (pass)", Method::TestRun);
+    let mut local_row = CostRow::new(
+        "testrun-local",
+        "from-endpoint: local delivery",
+        Method::TestRun,
+    );
+    let mut pass_row = CostRow::new(
+        "testrun-uplink-pass",
+        "from-uplink: UDP to host, not VXLAN (pass)",
+        Method::TestRun,
+    );
     // The helpers look at the lab's devices: run inside its namespace.
     let _inside = netd::netns::enter(&lab.ns.path())?;
     for rep in 0..config.rounds {
@@ -225,8 +246,14 @@ fn test_runs(config: &Config, null: &SchedClassifier) -> anyhow::Result<Vec<Cost
         let n = test_run_ns(null, &local, lab.ep_a_ifindex, repeat, TC_ACT_OK)?;
         let l = test_run_ns(endpoint, &local, lab.ep_a_ifindex, repeat, TC_ACT_REDIRECT)
             .context("from-endpoint local delivery")?;
-        let p = test_run_ns(uplink, &to_host, lab.uplink_ifindex, repeat, testrun::TC_ACT_PASS)
-            .context("from-uplink pass")?;
+        let p = test_run_ns(
+            uplink,
+            &to_host,
+            lab.uplink_ifindex,
+            repeat,
+            testrun::TC_ACT_PASS,
+        )
+        .context("from-uplink pass")?;
         println!(
             "[rep {}/{}] TEST_RUN x{repeat}: null {n:.0} ns, local delivery {l:.0} ns (+{:.0}), uplink pass {p:.0} ns (+{:.0})",
             rep + 1,
@@ -286,9 +313,17 @@ fn live(config: &Config, null: &mut NullProgram) -> anyhow::Result<Vec<CostRow>>
         })
     };
     let arp = ArpSender::new(&sender.container)?;
-    let mut null_row = CostRow::new(LIVE_NULL, "null program (sender's eth0 egress)", Method::Live);
+    let mut null_row = CostRow::new(
+        LIVE_NULL,
+        "null program (sender's eth0 egress)",
+        Method::Live,
+    );
     let mut encap_row = CostRow::new(LIVE_ENCAP, "from-endpoint: encap, UDP 64 B", Method::Live);
-    let mut decap_row = CostRow::new(LIVE_DECAP, "from-uplink: decap + deliver, UDP 64 B", Method::Live);
+    let mut decap_row = CostRow::new(
+        LIVE_DECAP,
+        "from-uplink: decap + deliver, UDP 64 B",
+        Method::Live,
+    );
     let mut arp_row = CostRow::new("live-arp-reply", "from-endpoint: ARP reply", Method::Live);
     for rep in 0..config.rounds {
         interrupt::check()?;
@@ -298,7 +333,10 @@ fn live(config: &Config, null: &mut NullProgram) -> anyhow::Result<Vec<CostRow>>
         interrupt::check()?;
         arp.send(config.arp_requests)?;
         let arped = snapshot(null)?;
-        let n = flooded.null.per_run_since(start.null).context("null program saw no traffic")?;
+        let n = flooded
+            .null
+            .per_run_since(start.null)
+            .context("null program saw no traffic")?;
         let e = flooded
             .from_endpoint
             .per_run_since(start.from_endpoint)
@@ -307,7 +345,10 @@ fn live(config: &Config, null: &mut NullProgram) -> anyhow::Result<Vec<CostRow>>
             .from_uplink
             .per_run_since(start.from_uplink)
             .context("from-uplink saw no traffic")?;
-        let n_arp = arped.null.per_run_since(flooded.null).context("no ARP request left the container")?;
+        let n_arp = arped
+            .null
+            .per_run_since(flooded.null)
+            .context("no ARP request left the container")?;
         let a = arped
             .from_endpoint
             .per_run_since(flooded.from_endpoint)
@@ -329,7 +370,10 @@ fn live(config: &Config, null: &mut NullProgram) -> anyhow::Result<Vec<CostRow>>
         lab.counter(0, "encap")? > 0 && lab.counter(1, "decap")? > 0,
         "the live traffic was not encapsulated and decapsulated by netd"
     );
-    anyhow::ensure!(lab.counter(0, "arp-reply")? > 0, "netd answered no ARP request");
+    anyhow::ensure!(
+        lab.counter(0, "arp-reply")? > 0,
+        "netd answered no ARP request"
+    );
     Ok(vec![null_row, encap_row, decap_row, arp_row])
 }
 
@@ -348,8 +392,18 @@ impl ArpSender {
         let socket = {
             let _inside = netd::netns::enter(&container.path())?;
             // SAFETY: a plain syscall; the result is checked before use.
-            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(protocol)) };
-            anyhow::ensure!(fd >= 0, "cannot open a packet socket: {}", std::io::Error::last_os_error());
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(protocol),
+                )
+            };
+            anyhow::ensure!(
+                fd >= 0,
+                "cannot open a packet socket: {}",
+                std::io::Error::last_os_error()
+            );
             // SAFETY: `fd` is a fresh descriptor that nothing else owns.
             unsafe { OwnedFd::from_raw_fd(fd) }
         };
@@ -366,7 +420,11 @@ impl ArpSender {
                 size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         };
-        anyhow::ensure!(rc == 0, "cannot bind the packet socket: {}", std::io::Error::last_os_error());
+        anyhow::ensure!(
+            rc == 0,
+            "cannot bind the packet socket: {}",
+            std::io::Error::last_os_error()
+        );
         let frame = crate::pkt::arp_request(CONTAINER_MACS[0], CONTAINER_IPS[0], CONTAINER_IPS[1]);
         Ok(Self { socket, frame })
     }
@@ -377,10 +435,20 @@ impl ArpSender {
         let mut sent = 0;
         while sent < count {
             // SAFETY: the buffer and its length come from the same Vec.
-            let rc = unsafe { libc::send(self.socket.as_raw_fd(), self.frame.as_ptr().cast(), self.frame.len(), 0) };
+            let rc = unsafe {
+                libc::send(
+                    self.socket.as_raw_fd(),
+                    self.frame.as_ptr().cast(),
+                    self.frame.len(),
+                    0,
+                )
+            };
             if rc < 0 {
                 let error = std::io::Error::last_os_error();
-                anyhow::ensure!(error.raw_os_error() == Some(libc::ENOBUFS), "ARP send failed: {error}");
+                anyhow::ensure!(
+                    error.raw_os_error() == Some(libc::ENOBUFS),
+                    "ARP send failed: {error}"
+                );
                 std::thread::sleep(Duration::from_micros(50));
                 continue;
             }

@@ -125,7 +125,10 @@ impl Metric {
 
     /// Whether a lower value is better (latency); CPU figures are context, neither.
     pub fn lower_is_better(self) -> bool {
-        matches!(self, Self::UdpP50 | Self::UdpP99 | Self::TcpP50 | Self::TcpP99)
+        matches!(
+            self,
+            Self::UdpP50 | Self::UdpP99 | Self::TcpP50 | Self::TcpP99
+        )
     }
 }
 
@@ -165,7 +168,9 @@ pub fn measure(kind: Measurement, ep: &Endpoints, seconds: u32) -> anyhow::Resul
         Measurement::Udp => (
             vec!["-s", "-1", "-p", &port],
             "iperf3",
-            vec!["-c", &addr, "-p", &port, "-t", &secs, "-J", "-u", "-l", SMALL, "-b", "0"],
+            vec![
+                "-c", &addr, "-p", &port, "-t", &secs, "-J", "-u", "-l", SMALL, "-b", "0",
+            ],
         ),
         Measurement::UdpRr => (
             vec!["sr", "-i", &addr, "-p", &sport],
@@ -175,7 +180,9 @@ pub fn measure(kind: Measurement, ep: &Endpoints, seconds: u32) -> anyhow::Resul
         Measurement::TcpRr => (
             vec!["sr", "-i", &addr, "-p", &sport, "--tcp"],
             "sockperf",
-            vec!["pp", "-i", &addr, "-p", &sport, "-t", &secs, "-m", SMALL, "--tcp"],
+            vec![
+                "pp", "-i", &addr, "-p", &sport, "-t", &secs, "-m", SMALL, "--tcp",
+            ],
         ),
     };
     let server_prog = client_prog;
@@ -192,7 +199,10 @@ pub fn measure(kind: Measurement, ep: &Endpoints, seconds: u32) -> anyhow::Resul
     let per_core = CpuSample::now()?.per_core_since(&before);
     let mut values = match kind {
         Measurement::Tcp => vec![(Metric::TcpGbps, iperf_tcp_gbps(&out)?)],
-        Measurement::Udp => vec![(Metric::UdpKpps, iperf_udp_received_pps(&out, SMALL_LEN)? / 1e3)],
+        Measurement::Udp => vec![(
+            Metric::UdpKpps,
+            iperf_udp_received_pps(&out, SMALL_LEN)? / 1e3,
+        )],
         Measurement::UdpRr => sockperf(&out, Metric::UdpP50, Metric::UdpP99)?,
         Measurement::TcpRr => sockperf(&out, Metric::TcpP50, Metric::TcpP99)?,
     };
@@ -257,7 +267,10 @@ fn sockperf(out: &str, p50: Metric, p99: Metric) -> anyhow::Result<Vec<(Metric, 
             .and_then(|v| v.trim().parse().ok())
             .with_context(|| format!("sockperf printed no '{label}' line"))
     };
-    Ok(vec![(p50, find("percentile 50.000")?), (p99, find("percentile 99.000")?)])
+    Ok(vec![
+        (p50, find("percentile 50.000")?),
+        (p99, find("percentile 99.000")?),
+    ])
 }
 
 /// A UDP 64-byte flood from client to server for the in-kernel phase; the received kpps.

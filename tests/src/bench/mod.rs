@@ -158,7 +158,10 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
     );
     let (samples, cpu_records) = rounds::run(&config, &built)?;
     notes.extend(rounds::background_note(&cpu_records));
-    let descriptions = built.iter().map(|(path, _)| (path.name(), path.describe())).collect();
+    let descriptions = built
+        .iter()
+        .map(|(path, _)| (path.name(), path.describe()))
+        .collect();
     // The topologies go before the in-kernel phase, so nothing else carries traffic then.
     drop(built);
 
@@ -190,13 +193,20 @@ fn build_paths(config: &Config) -> anyhow::Result<(BuiltPaths, Vec<Skipped>)> {
     let mut built = Vec::new();
     let mut skipped = Vec::new();
     for (i, path) in path::registry().into_iter().enumerate() {
-        if config.only.as_ref().is_some_and(|only| !only.iter().any(|n| n == path.name())) {
+        if config
+            .only
+            .as_ref()
+            .is_some_and(|only| !only.iter().any(|n| n == path.name()))
+        {
             continue;
         }
         interrupt::check()?;
         // Short tags: namespaces become `<tag><h|c><pid>x<n>`, pins `netd-<namespace>`.
         let tag = format!("b{i}");
-        match path.build(&tag).and_then(|b| b.check_reachable().map(|()| b)) {
+        match path
+            .build(&tag)
+            .and_then(|b| b.check_reachable().map(|()| b))
+        {
             Ok(b) => {
                 println!("{:<14} built: {}", path.name(), path.describe());
                 built.push((path, b));

@@ -66,12 +66,19 @@ impl Built {
         let args = ["-c", "1", "-W", "1", addr.as_str()];
         let mut last = None;
         for _ in 0..5 {
-            match process::run(&self.endpoints.client, "ping", &args, std::time::Duration::from_secs(3)) {
+            match process::run(
+                &self.endpoints.client,
+                "ping",
+                &args,
+                std::time::Duration::from_secs(3),
+            ) {
                 Ok(_) => return Ok(()),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no reply")).context(format!("client cannot ping {addr}")))
+        Err(last
+            .unwrap_or_else(|| anyhow::anyhow!("no reply"))
+            .context(format!("client cannot ping {addr}")))
     }
 }
 
@@ -99,7 +106,10 @@ impl BenchPath for Native {
     }
     fn build(&self, tag: &str) -> anyhow::Result<Built> {
         let lab = KernelLab::routed(tag)?;
-        Ok(Built::new(Endpoints::between(&lab.containers[0], &lab.containers[1]), lab))
+        Ok(Built::new(
+            Endpoints::between(&lab.containers[0], &lab.containers[1]),
+            lab,
+        ))
     }
 }
 
@@ -115,7 +125,10 @@ impl BenchPath for KernelVxlan {
     }
     fn build(&self, tag: &str) -> anyhow::Result<Built> {
         let lab = KernelLab::kernel_vxlan(tag)?;
-        Ok(Built::new(Endpoints::between(&lab.containers[0], &lab.containers[1]), lab))
+        Ok(Built::new(
+            Endpoints::between(&lab.containers[0], &lab.containers[1]),
+            lab,
+        ))
     }
 }
 

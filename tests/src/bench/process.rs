@@ -52,7 +52,12 @@ impl Drop for Background {
 
 /// Runs a program to completion and returns its stdout. It is killed when `deadline` passes or
 /// Ctrl-C arrives; a non-zero exit fails with the end of its output.
-pub fn run(netns: &Path, program: &str, args: &[&str], deadline: Duration) -> anyhow::Result<String> {
+pub fn run(
+    netns: &Path,
+    program: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> anyhow::Result<String> {
     let mut child = command_in(netns, program, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -78,7 +83,11 @@ pub fn run(netns: &Path, program: &str, args: &[&str], deadline: Duration) -> an
     let err = stderr.join().unwrap_or_default();
     if !status.success() {
         interrupt::check()?;
-        anyhow::bail!("{program} {} failed ({status}): {}", args.join(" "), tail(&err, &out));
+        anyhow::bail!(
+            "{program} {} failed ({status}): {}",
+            args.join(" "),
+            tail(&err, &out)
+        );
     }
     Ok(out)
 }
@@ -108,7 +117,9 @@ pub fn wait_listening(netns: &Path, port: u16, udp: bool) -> anyhow::Result<()> 
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(5) {
         interrupt::check()?;
-        let out = command_in(netns, "ss", &[flags, &filter]).output().context("cannot run ss")?;
+        let out = command_in(netns, "ss", &[flags, &filter])
+            .output()
+            .context("cannot run ss")?;
         if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
             return Ok(());
         }

@@ -58,7 +58,10 @@ pub fn run(config: &Config, built: &BuiltPaths) -> anyhow::Result<(Samples, Vec<
 /// A note when measurements started on a busy machine: their numbers carry that noise, and their
 /// CPU figures include the other load.
 pub fn background_note(records: &[CpuRecord]) -> Option<String> {
-    let busy = records.iter().filter(|r| r.background_cores > cpu::QUIET_CORES).count();
+    let busy = records
+        .iter()
+        .filter(|r| r.background_cores > cpu::QUIET_CORES)
+        .count();
     let median = stats::summarize(records.iter().map(|r| r.background_cores))?.median;
     (busy > 0).then(|| {
         format!(

@@ -103,7 +103,11 @@ impl Samples {
 
     /// Summary of the within-round ratios `path / base`.
     pub fn ratio(&self, path: &str, base: &str, metric: Metric) -> Option<Summary> {
-        summarize(self.ratios_per_round(path, base, metric).into_iter().flatten())
+        summarize(
+            self.ratios_per_round(path, base, metric)
+                .into_iter()
+                .flatten(),
+        )
     }
 }
 

@@ -26,7 +26,9 @@ fn colour(path: &str) -> &'static str {
 }
 
 fn esc(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 pub fn render(results: &Results) -> String {
@@ -54,8 +56,17 @@ pub fn render(results: &Results) -> String {
     );
     for (i, path) in paths.iter().enumerate() {
         let x = 20.0 + i as f64 * 150.0;
-        let _ = writeln!(svg, r#"<rect x="{x}" y="42" width="12" height="12" fill="{}"/>"#, colour(path));
-        let _ = writeln!(svg, r#"<text x="{}" y="53" font-size="13">{}</text>"#, x + 18.0, esc(path));
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x}" y="42" width="12" height="12" fill="{}"/>"#,
+            colour(path)
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="53" font-size="13">{}</text>"#,
+            x + 18.0,
+            esc(path)
+        );
     }
     for (i, metric) in Metric::ALL.iter().enumerate() {
         let x = (i % COLUMNS) as f64 * PANEL_W;
@@ -80,7 +91,7 @@ fn metric_panel(svg: &mut String, results: &Results, metric: Metric, x: f64, y: 
     };
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="{}" font-size="13" font-weight="bold">{} [{}]{}</text>"#,
+        r#"<text x="{}" y="{}" font-size="12" font-weight="bold">{} [{}]{}</text>"#,
         x + 20.0,
         y + 20.0,
         esc(metric.label()),
@@ -88,12 +99,20 @@ fn metric_panel(svg: &mut String, results: &Results, metric: Metric, x: f64, y: 
         better
     );
     let (left, right, top, bottom) = (x + 30.0, x + PANEL_W - 20.0, y + 45.0, y + PANEL_H - 45.0);
-    let summaries: Vec<_> = s.paths().iter().map(|p| (*p, s.summary(p, metric))).collect();
+    let summaries: Vec<_> = s
+        .paths()
+        .iter()
+        .map(|p| (*p, s.summary(p, metric)))
+        .collect();
     let max = summaries
         .iter()
         .filter_map(|(_, s)| s.map(|s| s.max))
         .fold(0.0_f64, f64::max);
-    let scale = if max > 0.0 { (bottom - top) / (max * 1.1) } else { 0.0 };
+    let scale = if max > 0.0 {
+        (bottom - top) / (max * 1.1)
+    } else {
+        0.0
+    };
     let _ = writeln!(
         svg,
         r##"<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>"##
@@ -110,10 +129,18 @@ fn metric_panel(svg: &mut String, results: &Results, metric: Metric, x: f64, y: 
                 esc(path)
             );
         } else {
-            let _ = writeln!(svg, r#"<text x="{cx}" y="{label_y}" font-size="11" text-anchor="middle">{}</text>"#, esc(path));
+            let _ = writeln!(
+                svg,
+                r#"<text x="{cx}" y="{label_y}" font-size="11" text-anchor="middle">{}</text>"#,
+                esc(path)
+            );
         }
         let Some(summary) = summary else {
-            let _ = writeln!(svg, r#"<text x="{cx}" y="{}" font-size="11" text-anchor="middle">no data</text>"#, bottom - 6.0);
+            let _ = writeln!(
+                svg,
+                r#"<text x="{cx}" y="{}" font-size="11" text-anchor="middle">no data</text>"#,
+                bottom - 6.0
+            );
             continue;
         };
         let bar_w = slot * 0.55;
@@ -170,12 +197,23 @@ fn kernel_panel(svg: &mut String, kernel: &KernelCosts, y: f64, width: f64) {
             Some(above) => (((ns.median - above.median) * scale).max(0.0), "#59a14f"),
             None => (total, "#bab0ac"),
         };
-        let _ = writeln!(svg, r#"<rect x="{bar_x}" y="{ry}" width="{total}" height="18" fill="{colour}"/>"#);
-        let _ = writeln!(svg, r##"<rect x="{bar_x}" y="{ry}" width="{null_w}" height="18" fill="#bab0ac"/>"##);
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{bar_x}" y="{ry}" width="{total}" height="18" fill="{colour}"/>"#
+        );
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{bar_x}" y="{ry}" width="{null_w}" height="18" fill="#bab0ac"/>"##
+        );
         let text = match row.above_null() {
             Some(above) => format!("{:.0} ns ({:+.0} above null)", ns.median, above.median),
             None => format!("{:.0} ns", ns.median),
         };
-        let _ = writeln!(svg, r#"<text x="{}" y="{}" font-size="12">{text}</text>"#, bar_x + total + 8.0, ry + 14.0);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" font-size="12">{text}</text>"#,
+            bar_x + total + 8.0,
+            ry + 14.0
+        );
     }
 }

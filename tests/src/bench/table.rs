@@ -47,14 +47,27 @@ pub fn render(results: &Results) -> String {
     if let Some(kernel) = &results.kernel {
         in_kernel(&mut out, kernel, results.samples.rounds());
     }
-    let _ = writeln!(out, "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)");
+    let _ = writeln!(
+        out,
+        "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)"
+    );
     for goal in goals::evaluate(results) {
-        let _ = writeln!(out, "  {:<16}{}: {}", format!("[{}]", goal.verdict()), goal.text, goal.measured_text());
+        let _ = writeln!(
+            out,
+            "  {:<16}{}: {}",
+            format!("[{}]", goal.verdict()),
+            goal.text,
+            goal.measured_text()
+        );
     }
     for note in &results.notes {
         let _ = writeln!(out, "note: {note}");
     }
-    let _ = writeln!(out, "elapsed: {:.1} min", results.elapsed.as_secs_f64() / 60.0);
+    let _ = writeln!(
+        out,
+        "elapsed: {:.1} min",
+        results.elapsed.as_secs_f64() / 60.0
+    );
     out
 }
 
@@ -72,7 +85,13 @@ fn end_to_end(out: &mut String, results: &Results) {
         "", "median", "min-max", "x kernel-vxlan", "x native"
     );
     for metric in Metric::ALL {
-        let _ = writeln!(out, "{} [{}{}]", metric.label(), metric.unit(), direction(metric));
+        let _ = writeln!(
+            out,
+            "{} [{}{}]",
+            metric.label(),
+            metric.unit(),
+            direction(metric)
+        );
         for &path in s.paths() {
             let Some(summary) = s.summary(path, metric) else {
                 let _ = writeln!(out, "  {path:<30}{:>10}", "-");
@@ -82,7 +101,8 @@ fn end_to_end(out: &mut String, results: &Results) {
                 if !s.has_path(base) {
                     return "n/a".to_string();
                 }
-                s.ratio(path, base, metric).map_or_else(|| "-".to_string(), |r| format!("{:.2}", r.median))
+                s.ratio(path, base, metric)
+                    .map_or_else(|| "-".to_string(), |r| format!("{:.2}", r.median))
             };
             let _ = writeln!(
                 out,
@@ -111,10 +131,16 @@ fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {
         "\n== in-kernel cost per packet, ns ({repetitions} repetitions; TEST_RUN loops x{}, bpf_stats on live traffic)",
         kernel.repeat
     );
-    let _ = writeln!(out, "  {:<11}{:<44}{:>8}{:>14}{:>12}", "method", "program: packet", "median", "min-max", "above null");
+    let _ = writeln!(
+        out,
+        "  {:<11}{:<44}{:>8}{:>14}{:>12}",
+        "method", "program: packet", "median", "min-max", "above null"
+    );
     for row in &kernel.rows {
         let Some(ns) = row.ns() else { continue };
-        let above = row.above_null().map_or_else(|| "-".to_string(), |a| format!("{:.0}", a.median));
+        let above = row
+            .above_null()
+            .map_or_else(|| "-".to_string(), |a| format!("{:.0}", a.median));
         let _ = writeln!(
             out,
             "  {:<11}{:<44}{:>8.0}{:>14}{:>12}",

@@ -10,7 +10,10 @@ use clap::Parser;
 use netd_tests::bench::{self, Config, interrupt};
 
 #[derive(Debug, Parser)]
-#[command(name = "netd-bench", about = "Benchmark netd's datapath against the kernel's (issue #6)")]
+#[command(
+    name = "netd-bench",
+    about = "Benchmark netd's datapath against the kernel's (issue #6)"
+)]
 struct Args {
     /// Smoke run: 2 rounds of 1-second measurements (1-2 minutes).
     #[arg(long)]
@@ -47,7 +50,11 @@ struct Args {
 impl Args {
     fn config(&self) -> anyhow::Result<Config> {
         let seed = self.seed.unwrap_or_else(bench::clock_seed);
-        let mut config = if self.quick { Config::quick(seed) } else { Config::full(seed) };
+        let mut config = if self.quick {
+            Config::quick(seed)
+        } else {
+            Config::full(seed)
+        };
         if let Some(rounds) = self.rounds {
             anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
             config.rounds = rounds;
@@ -57,7 +64,11 @@ impl Args {
             config.seconds = seconds;
         }
         if let Some(repeat) = self.repeat {
-            anyhow::ensure!(repeat >= Config::MIN_REPEAT, "--repeat must be at least {}", Config::MIN_REPEAT);
+            anyhow::ensure!(
+                repeat >= Config::MIN_REPEAT,
+                "--repeat must be at least {}",
+                Config::MIN_REPEAT
+            );
             config.repeat = repeat;
         }
         let known: Vec<&str> = bench::path::registry().iter().map(|p| p.name()).collect();
@@ -79,11 +90,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
     print!("{}", bench::table::render(&results));
     if let Some(file) = &args.json {
         let text = serde_json::to_string_pretty(&bench::json::render(&results))?;
-        std::fs::write(file, text + "\n").with_context(|| format!("cannot write {}", file.display()))?;
+        std::fs::write(file, text + "\n")
+            .with_context(|| format!("cannot write {}", file.display()))?;
         println!("JSON: {}", file.display());
     }
     if let Some(file) = &args.chart {
-        std::fs::write(file, bench::svg::render(&results)).with_context(|| format!("cannot write {}", file.display()))?;
+        std::fs::write(file, bench::svg::render(&results))
+            .with_context(|| format!("cannot write {}", file.display()))?;
         println!("chart: {}", file.display());
     }
     Ok(())
@@ -95,7 +108,9 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if interrupt::interrupted() => {
-            eprintln!("netd-bench: interrupted; everything it started has been stopped and removed");
+            eprintln!(
+                "netd-bench: interrupted; everything it started has been stopped and removed"
+            );
             ExitCode::from(130)
         }
         Err(e) => {

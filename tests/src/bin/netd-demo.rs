@@ -49,10 +49,23 @@ fn demo() -> anyhow::Result<()> {
     }
 
     step("the seed's network, created once on host 1")?;
-    netd(&c, 0, &[
-        "network", "create", "-d", "overlay", "--subnet", "172.31.0.0/16", "--gateway", "172.31.0.2",
-        "-o", "mtu=1200", "mynet",
-    ])?;
+    netd(
+        &c,
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "172.31.0.0/16",
+            "--gateway",
+            "172.31.0.2",
+            "-o",
+            "mtu=1200",
+            "mynet",
+        ],
+    )?;
     c.wait_for(Duration::from_secs(10), || {
         (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(())
     })?;
@@ -62,19 +75,56 @@ fn demo() -> anyhow::Result<()> {
     let c1 = c.container()?;
     let c2 = c.container()?;
     let (ns1, ns2) = (c.containers[c1].name.clone(), c.containers[c2].name.clone());
-    netd(&c, 0, &["endpoint", "add", "--network", "mynet", "--netns", &ns1, "web1"])?;
-    netd(&c, 1, &["endpoint", "add", "--network", "mynet", "--netns", &ns2, "--ip", "172.31.0.9", "web2"])?;
+    netd(
+        &c,
+        0,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "mynet",
+            "--netns",
+            &ns1,
+            "web1",
+        ],
+    )?;
+    netd(
+        &c,
+        1,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            "mynet",
+            "--netns",
+            &ns2,
+            "--ip",
+            "172.31.0.9",
+            "web2",
+        ],
+    )?;
     netd(&c, 1, &["endpoint", "ls"])?;
-    let ip1 = c.netd_json(0, &["endpoint", "ls"])?
+    let ip1 = c
+        .netd_json(0, &["endpoint", "ls"])?
         .as_array()
         .and_then(|a| a.iter().find(|e| e["name"] == "web1"))
         .and_then(|e| e["ip"].as_str().map(str::to_string))
         .context("web1 not listed")?;
 
     step("ping across hosts, both ways")?;
-    c.wait_for(Duration::from_secs(10), || c.containers[c1].exec("ping", &["-c", "1", "-W", "1", "172.31.0.9"]).ok())?;
-    print!("{}", c.containers[c1].exec("ping", &["-c", "4", "-i", "0.2", "172.31.0.9"])?);
-    print!("{}", c.containers[c2].exec("ping", &["-c", "4", "-i", "0.2", &ip1])?);
+    c.wait_for(Duration::from_secs(10), || {
+        c.containers[c1]
+            .exec("ping", &["-c", "1", "-W", "1", "172.31.0.9"])
+            .ok()
+    })?;
+    print!(
+        "{}",
+        c.containers[c1].exec("ping", &["-c", "4", "-i", "0.2", "172.31.0.9"])?
+    );
+    print!(
+        "{}",
+        c.containers[c2].exec("ping", &["-c", "4", "-i", "0.2", &ip1])?
+    );
 
     step("iperf3: 3 s of TCP from web1 (host 1) to web2 (host 2)")?;
     let mut server = c.containers[c2]
@@ -87,7 +137,10 @@ fn demo() -> anyhow::Result<()> {
     let client = c.containers[c1].exec("iperf3", &["-c", "172.31.0.9", "-t", "3", "-f", "g"]);
     let _ = server.kill();
     let _ = server.wait();
-    for line in client?.lines().filter(|l| l.contains("sender") || l.contains("receiver")) {
+    for line in client?
+        .lines()
+        .filter(|l| l.contains("sender") || l.contains("receiver"))
+    {
         println!("{line}");
     }
 
