@@ -67,5 +67,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             .collect();
         println!("maps:        {}", fill.join(", "));
     }
+    if let Some(programs) = v["programs"].as_array() {
+        for p in programs {
+            println!(
+                "program:     {} {} insns, {} B JIT, verifier processed {}",
+                s(&p["name"]),
+                s(&p["instructions"]),
+                s(&p["jited_bytes"]),
+                s(&p["verified_instructions"])
+            );
+        }
+    }
     Ok(())
 }

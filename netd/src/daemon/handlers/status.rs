@@ -20,6 +20,20 @@ pub(super) fn status(shared: &Shared) -> anyhow::Result<Value> {
             "for_seconds": SystemTime::now().duration_since(*since).map(|d| d.as_secs()).unwrap_or(0),
         }),
     };
+    let programs: Vec<Value> = shared
+        .datapath()
+        .program_sizes()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "instructions": p.instructions,
+                "jited_bytes": p.jited_bytes,
+                "verified_instructions": p.verified_instructions,
+            })
+        })
+        .collect();
     let maps = shared.datapath().pin_dir().map(|dir| {
         inspect::list(dir)
             .map(|l| json!(l))
@@ -46,6 +60,7 @@ pub(super) fn status(shared: &Shared) -> anyhow::Result<Value> {
         "invalid_values": status.invalid_total,
         "docker": status.docker.clone().unwrap_or_else(|| "disabled".into()),
         "maps": maps,
+        "programs": programs,
         "uptime_seconds": shared.started.elapsed().as_secs(),
     }))
 }
