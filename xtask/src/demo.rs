@@ -1,27 +1,7 @@
-//! `cargo xtask demo`: two simulated hosts, one container each, ping and iperf3 across the eBPF
-//! VXLAN datapath, the maps and counters printed, everything removed afterwards.
-
-use std::process::Command;
-
-use crate::run::{status, workspace_root};
+//! `cargo xtask demo`: the seed's overlay scenario with etcd and two `netd daemon`s in network
+//! namespaces, ping and iperf3 across, the network, maps and counters printed, everything
+//! removed afterwards.
 
 pub fn run() -> anyhow::Result<()> {
-    crate::setup::run()?;
-    status(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "netd",
-                "--package",
-                "netd-tests",
-                "--bins",
-            ])
-            .current_dir(workspace_root()),
-    )?;
-    status(
-        Command::new(workspace_root().join("target/release/netd-demo"))
-            .current_dir(workspace_root()),
-    )
+    crate::run::setup_build_and_run("netd-demo", &[])
 }

@@ -33,3 +33,36 @@ pub fn output(cmd: &mut Command) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Where cargo puts the binaries: `CARGO_TARGET_DIR` (relative to the workspace) or `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Sets up, builds the release binaries of netd and its test harness, and runs one of them
+/// (`netd-demo`, `netd-bench`) with `args`.
+pub fn setup_build_and_run(binary: &str, args: &[String]) -> anyhow::Result<()> {
+    crate::setup::run()?;
+    status(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--package",
+                "netd",
+                "--package",
+                "netd-tests",
+                "--bins",
+            ])
+            .current_dir(workspace_root()),
+    )?;
+    status(
+        Command::new(target_dir().join("release").join(binary))
+            .args(args)
+            .current_dir(workspace_root()),
+    )
+}

@@ -17,7 +17,6 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "iperf3",
-    "sockperf",
     "etcd-server",
     // The test labs ask etcd's /health before starting daemons.
     "curl",

@@ -508,8 +508,10 @@ impl Driver {
     async fn delete_network(&self, req: &Value) -> anyhow::Result<Value> {
         let nid = opt_str(req, "NetworkID").unwrap_or_default();
         let Some(name) = lock(&self.networks).get(nid).cloned() else {
+            tracing::info!(docker_network = %nid, "Docker removed a network netd had not bound");
             return Ok(json!({}));
         };
+        tracing::info!(network = %name, "Docker removed the network here: removing it everywhere");
         if self
             .shared
             .store

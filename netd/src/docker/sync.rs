@@ -22,10 +22,9 @@ const RESYNC_EVERY: Duration = Duration::from_secs(15);
 const GRACE: Duration = Duration::from_secs(60);
 
 pub async fn run(driver: Arc<Driver>) {
-    let mut seen_in_store: HashSet<String> = HashSet::new();
     let mut backoff = Duration::from_millis(500);
     loop {
-        match follow(&driver, &mut seen_in_store).await {
+        match follow(&driver).await {
             Ok(()) => {}
             Err(error) => {
                 driver
@@ -41,13 +40,13 @@ pub async fn run(driver: Arc<Driver>) {
 }
 
 /// Connects, reconciles, then follows events until the stream breaks.
-async fn follow(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow::Result<()> {
+async fn follow(driver: &Driver) -> anyhow::Result<()> {
     driver.engine.ping().await?;
     let mut events = driver.engine.events().await?;
     driver
         .shared
         .set_docker_state(format!("connected to {}", driver.engine.socket().display()));
-    resync(driver, seen_in_store).await?;
+    resync(driver).await?;
     let mut next_resync = Instant::now() + RESYNC_EVERY;
     // Store changes also need mirroring: poll the daemon's view cheaply between events.
     let mut last_networks = network_names(driver);
@@ -62,13 +61,13 @@ async fn follow(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
                         | (Some("network"), Some("disconnect" | "destroy" | "create"))
                 );
                 if relevant {
-                    resync(driver, seen_in_store).await?;
+                    resync(driver).await?;
                 }
             }
             () = wait => {
                 let now = network_names(driver);
                 if now != last_networks || Instant::now() > next_resync {
-                    resync(driver, seen_in_store).await?;
+                    resync(driver).await?;
                     last_networks = now;
                     next_resync = Instant::now() + RESYNC_EVERY;
                 }
@@ -81,7 +80,7 @@ fn network_names(driver: &Driver) -> Vec<String> {
     driver.shared.cluster().networks.keys().cloned().collect()
 }
 
-async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow::Result<()> {
+async fn resync(driver: &Driver) -> anyhow::Result<()> {
     let cluster = driver.shared.cluster();
     let docker = driver.engine.networks("netd").await?;
     let mut by_name: HashMap<String, String> = docker
@@ -102,7 +101,6 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
 
     // store -> Docker.
     for (name, net) in &cluster.networks {
-        seen_in_store.insert(name.clone());
         if by_name.contains_key(name) {
             continue;
         }
@@ -150,14 +148,15 @@ async fn resync(driver: &Driver, seen_in_store: &mut HashSet<String>) -> anyhow:
             }
         }
     }
-    // A network that was in the store and left it leaves Docker (a network the user just made
-    // and netd has not published yet was never seen in the store, and stays).
+    // A Docker network bound to a netd network (published or mirrored) whose netd network left
+    // the store leaves Docker. One the user just made is not bound until netd has published it,
+    // so it stays; binding, not "seen in the store", is the test, because another host may
+    // delete a network before this host's view ever contained it.
     for (name, id) in &by_name {
-        if !cluster.networks.contains_key(name) && seen_in_store.contains(name) && !id.is_empty() {
+        if !cluster.networks.contains_key(name) && bound.contains_key(id) {
             match driver.engine.remove_network(id).await {
                 Ok(()) => {
                     tracing::info!(network = %name, "network removed from Docker (gone from the store)");
-                    seen_in_store.remove(name);
                 }
                 Err(error) => {
                     tracing::warn!(network = %name, %error, "cannot remove network from Docker")
