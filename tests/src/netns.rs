@@ -87,3 +87,36 @@ impl Drop for Netns {
         }
     }
 }
+
+/// Kills a background process when dropped, pass or fail.
+pub struct Background(pub std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `iperf3 -c server_ip client_args...` in `client` against a one-shot server started in
+/// `server`, and returns the client's output. The server never outlives the call.
+pub fn iperf3(
+    server: &Netns,
+    client: &Netns,
+    server_ip: &str,
+    client_args: &[&str],
+) -> anyhow::Result<String> {
+    let _server = Background(
+        server
+            .command("iperf3")
+            .args(["-s", "-1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start iperf3 -s: {e}"))?,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut args = vec!["-c", server_ip, "--connect-timeout", "3000"];
+    args.extend_from_slice(client_args);
+    client.exec("iperf3", &args)
+}

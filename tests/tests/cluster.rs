@@ -8,7 +8,10 @@
 
 use std::time::Duration;
 
-use netd_tests::cluster::{Cluster, StoreKind};
+use netd_tests::{
+    cluster::{Cluster, StoreKind},
+    netns::iperf3,
+};
 
 const SEED_NET: &[&str] = &[
     "network",
@@ -86,19 +89,12 @@ fn two_host_scenario(store: StoreKind) {
         .unwrap();
     assert!(ping(&c, c2, &ip1).unwrap().contains("3 received"));
     for (client, server_ip, server) in [(c1, &ip2, c2), (c2, &ip1, c1)] {
-        let mut srv = c.containers[server]
-            .command("iperf3")
-            .args(["-s", "-1"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let out = c.containers[client].exec(
-            "iperf3",
-            &["-c", server_ip, "-n", "5M", "--connect-timeout", "3000"],
+        let out = iperf3(
+            &c.containers[server],
+            &c.containers[client],
+            server_ip,
+            &["-n", "5M"],
         );
-        let _ = srv.kill();
-        let _ = srv.wait();
         assert!(out.unwrap().contains("receiver"));
     }
 }

@@ -50,6 +50,13 @@ impl DockerCluster {
         self.dockers[i].docker(args)
     }
 
+    /// `docker network create -d netd --ipam-driver netd ARGS...` on host `i`.
+    fn create_network(&self, i: usize, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["network", "create", "-d", "netd", "--ipam-driver", "netd"];
+        all.extend_from_slice(args);
+        self.docker(i, &all)
+    }
+
     fn ip_of(&self, i: usize, container: &str, network: &str) -> String {
         let f = format!("{{{{.NetworkSettings.Networks.{network}.IPAddress}}}}");
         self.docker(i, &["inspect", "-f", &f, container])
@@ -74,15 +81,9 @@ impl DockerCluster {
 fn the_seeds_commands_work_with_dash_d_netd() {
     let dc = docker_cluster("du");
     // On host A.
-    dc.docker(
+    dc.create_network(
         0,
         &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
             "--subnet",
             "172.31.0.0/16",
             "--gateway",
@@ -177,21 +178,8 @@ fn networks_propagate_and_rm_removes_them_everywhere() {
     dc.wait_network(0, "fromnetd", true);
     dc.wait_network(1, "fromnetd", true);
     // Made with Docker on B: appears on A.
-    dc.docker(
-        1,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            "10.78.0.0/24",
-            "fromdocker",
-        ],
-    )
-    .unwrap();
+    dc.create_network(1, &["--subnet", "10.78.0.0/24", "fromdocker"])
+        .unwrap();
     dc.wait_network(0, "fromdocker", true);
     // Removed with Docker on A: gone everywhere, store included; nothing comes back.
     dc.docker(0, &["network", "rm", "fromdocker"]).unwrap();
@@ -206,21 +194,8 @@ fn networks_propagate_and_rm_removes_them_everywhere() {
 #[test]
 fn addresses_are_unique_across_hosts() {
     let dc = docker_cluster("da");
-    dc.docker(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            "10.79.0.0/28",
-            "small",
-        ],
-    )
-    .unwrap();
+    dc.create_network(0, &["--subnet", "10.79.0.0/28", "small"])
+        .unwrap();
     dc.wait_network(1, "small", true);
     let dc = &dc;
     std::thread::scope(|s| {
@@ -258,21 +233,8 @@ fn addresses_are_unique_across_hosts() {
 #[test]
 fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
     let mut dc = docker_cluster("dk");
-    dc.docker(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            "10.81.0.0/24",
-            "n",
-        ],
-    )
-    .unwrap();
+    dc.create_network(0, &["--subnet", "10.81.0.0/24", "n"])
+        .unwrap();
     dc.docker(
         0,
         &[
@@ -309,21 +271,8 @@ fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
 #[test]
 fn dockerd_restart_does_not_disturb_running_containers() {
     let mut dc = docker_cluster("dr");
-    dc.docker(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            "10.82.0.0/24",
-            "n",
-        ],
-    )
-    .unwrap();
+    dc.create_network(0, &["--subnet", "10.82.0.0/24", "n"])
+        .unwrap();
     dc.docker(
         0,
         &[
@@ -388,79 +337,24 @@ fn dockerd_restart_does_not_disturb_running_containers() {
 fn bad_options_are_clear_errors() {
     let dc = docker_cluster("de");
     let e = dc
-        .docker(
-            0,
-            &[
-                "network",
-                "create",
-                "-d",
-                "netd",
-                "--ipam-driver",
-                "netd",
-                "--subnet",
-                "10.83.0.0/24",
-                "-o",
-                "mtu=abc",
-                "bad",
-            ],
-        )
+        .create_network(0, &["--subnet", "10.83.0.0/24", "-o", "mtu=abc", "bad"])
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("invalid mtu \\\"abc\\\"") || e.contains("invalid mtu \"abc\""),
         "{e}"
     );
-    dc.docker(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "netd",
-            "--ipam-driver",
-            "netd",
-            "--subnet",
-            "10.84.0.0/16",
-            "first",
-        ],
-    )
-    .unwrap();
+    dc.create_network(0, &["--subnet", "10.84.0.0/16", "first"])
+        .unwrap();
     let e = dc
-        .docker(
-            0,
-            &[
-                "network",
-                "create",
-                "-d",
-                "netd",
-                "--ipam-driver",
-                "netd",
-                "--subnet",
-                "10.84.1.0/24",
-                "second",
-            ],
-        )
+        .create_network(0, &["--subnet", "10.84.1.0/24", "second"])
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("overlaps netd network") && e.contains("first"),
         "{e}"
     );
-    let e = dc
-        .docker(
-            0,
-            &[
-                "network",
-                "create",
-                "-d",
-                "netd",
-                "--ipam-driver",
-                "netd",
-                "nosubnet",
-            ],
-        )
-        .unwrap_err()
-        .to_string();
+    let e = dc.create_network(0, &["nosubnet"]).unwrap_err().to_string();
     assert!(e.contains("explicit --subnet"), "{e}");
 }
 

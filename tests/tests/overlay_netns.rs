@@ -8,13 +8,16 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
-    process::{Child, Stdio},
     sync::mpsc,
     thread,
     time::Duration,
 };
 
-use netd_tests::{lab::TwoHostLab, netns::Netns, pkt};
+use netd_tests::{
+    lab::TwoHostLab,
+    netns::{Netns, iperf3},
+    pkt,
+};
 
 fn lab() -> TwoHostLab {
     TwoHostLab::new("ov").expect("two-host lab (needs root, bpffs and a BPF-capable kernel)")
@@ -46,49 +49,17 @@ fn ping_crosses_hosts_in_both_directions() {
     }
 }
 
-/// Kills a background process when the test ends, pass or fail.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn iperf3_server(ns: &Netns) -> Background {
-    let child = ns
-        .command("iperf3")
-        .args(["-s", "-1", "-p", "5201"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iperf3 -s");
-    thread::sleep(Duration::from_millis(300));
-    Background(child)
-}
-
 #[test]
 fn tcp_transfer_crosses_hosts_in_both_directions() {
     let lab = lab();
     let [h1, h2] = &lab.hosts;
     for (client, server, reverse) in [(h1, h2, false), (h1, h2, true)] {
-        let _server = iperf3_server(&server.container);
         let ip = server.container_ip.to_string();
-        let mut args = vec![
-            "-c",
-            ip.as_str(),
-            "-p",
-            "5201",
-            "-n",
-            "20M",
-            "--connect-timeout",
-            "3000",
-        ];
+        let mut args = vec!["-n", "20M"];
         if reverse {
             args.push("-R");
         }
-        let out = client.container.exec("iperf3", &args).unwrap();
+        let out = iperf3(&server.container, &client.container, &ip, &args).unwrap();
         assert!(
             out.contains("receiver"),
             "iperf3 finished the transfer: {out}"
@@ -217,25 +188,13 @@ fn interoperates_with_the_kernel_vxlan_device() {
     assert!(out.contains("3 received"), "{out}");
     let out = ping(&lab.kernel_container, lab.netd.container_ip).unwrap();
     assert!(out.contains("3 received"), "{out}");
-    let _server = iperf3_server(&lab.kernel_container);
-    let ip = kernel_ip.to_string();
-    let out = lab
-        .netd
-        .container
-        .exec(
-            "iperf3",
-            &[
-                "-c",
-                &ip,
-                "-p",
-                "5201",
-                "-n",
-                "10M",
-                "--connect-timeout",
-                "3000",
-            ],
-        )
-        .unwrap();
+    let out = iperf3(
+        &lab.kernel_container,
+        &lab.netd.container,
+        &kernel_ip.to_string(),
+        &["-n", "10M"],
+    )
+    .unwrap();
     assert!(out.contains("receiver"), "{out}");
     assert!(lab.netd.counter("encap").unwrap() > 100);
     assert!(lab.netd.counter("decap").unwrap() > 100);

@@ -127,16 +127,12 @@ fn demo() -> anyhow::Result<()> {
     );
 
     step("iperf3: 3 s of TCP from web1 (host 1) to web2 (host 2)")?;
-    let mut server = c.containers[c2]
-        .command("iperf3")
-        .args(["-s", "-1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start iperf3 -s")?;
-    std::thread::sleep(Duration::from_millis(300));
-    let client = c.containers[c1].exec("iperf3", &["-c", "172.31.0.9", "-t", "3", "-f", "g"]);
-    let _ = server.kill();
-    let _ = server.wait();
+    let client = netd_tests::netns::iperf3(
+        &c.containers[c2],
+        &c.containers[c1],
+        "172.31.0.9",
+        &["-t", "3", "-f", "g"],
+    );
     for line in client?
         .lines()
         .filter(|l| l.contains("sender") || l.contains("receiver"))
