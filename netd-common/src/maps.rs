@@ -15,6 +15,7 @@ pub mod names {
     pub const VTEPS: &str = "NETD_VTEPS";
     pub const PARENTS: &str = "NETD_PARENTS";
     pub const STATS: &str = "NETD_STATS";
+    pub const NEXTHOPS: &str = "NETD_NEXTHOPS";
 }
 
 /// Program names (the function names in netd-ebpf).
@@ -37,6 +38,8 @@ pub mod capacity {
     pub const VTEPS: u32 = 16384;
     /// macvlan parent/VLAN pairs on one host.
     pub const PARENTS: u32 = 256;
+    /// Cached next hops, one per VTEP this host sends to (least recently used ones go first).
+    pub const NEXTHOPS: u32 = 4096;
 }
 
 /// The one entry of the `NETD_CONFIG` array: per-host datapath settings the loader fills.
@@ -235,11 +238,32 @@ pub struct VtepEntry {
 }
 assert_size!(VtepEntry, 4);
 
+/// `NETD_NEXTHOPS` value: the outer Ethernet header and device toward one VTEP (the key, its
+/// IPv4 address), as `bpf_fib_lookup` last answered.
+///
+/// from-endpoint fills it and reuses it until `expires_ns` (`bpf_ktime_get_ns` clock), so the
+/// FIB and neighbour tables are asked once per VTEP per [`NEXTHOP_TTL_NS`] instead of once per
+/// packet (the lookup was a fifth of the encapsulation's cost). A changed route or neighbour
+/// is therefore followed within that time, as a kernel route cache would.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct NextHop {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub ifindex: u32,
+    pub expires_ns: u64,
+}
+assert_size!(NextHop, 24);
+
+/// How long a cached next hop is trusted.
+pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
+
 /// Kernel map types, as `bpf_map_type` numbers, for the loader's layout check.
 pub mod map_type {
     pub const HASH: u32 = 1;
     pub const ARRAY: u32 = 2;
     pub const PERCPU_ARRAY: u32 = 6;
+    pub const LRU_HASH: u32 = 9;
 }
 
 /// What a pinned map must look like to be reused.
@@ -253,7 +277,7 @@ pub struct MapLayout {
 }
 
 /// Every map netd pins, with its expected layout.
-pub const LAYOUTS: [MapLayout; 7] = [
+pub const LAYOUTS: [MapLayout; 8] = [
     MapLayout {
         name: names::CONFIG,
         map_type: map_type::ARRAY,
@@ -303,6 +327,13 @@ pub const LAYOUTS: [MapLayout; 7] = [
         value_size: 8,
         max_entries: crate::stats::COUNT as u32,
     },
+    MapLayout {
+        name: names::NEXTHOPS,
+        map_type: map_type::LRU_HASH,
+        key_size: 4,
+        value_size: size_of::<NextHop>() as u32,
+        max_entries: capacity::NEXTHOPS,
+    },
 ];
 
 #[cfg(feature = "user")]
@@ -320,4 +351,5 @@ mod user {
     unsafe impl aya::Pod for VtepEntry {}
     unsafe impl aya::Pod for ParentKey {}
     unsafe impl aya::Pod for ParentInfo {}
+    unsafe impl aya::Pod for NextHop {}
 }

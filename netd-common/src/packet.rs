@@ -12,6 +12,7 @@ pub const ETH_P_ARP: u16 = 0x0806;
 pub const IPV4_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 pub const VXLAN_HLEN: usize = 8;
+pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 /// Outer IPv4 + UDP + VXLAN: what encapsulation inserts between the outer and inner Ethernet
 /// headers (the outer Ethernet header reuses the frame's own 14 bytes).
@@ -60,6 +61,23 @@ pub fn ipv4_checksum(hdr: &[u8; IPV4_HLEN]) -> u16 {
 pub const fn udp_src_port(flow_hash: u32) -> u16 {
     let folded = (flow_hash ^ (flow_hash >> 16)) as u16;
     SRC_PORT_MIN | (folded & 0x3fff)
+}
+
+/// A per-flow hash of an inner IPv4 packet (addresses, protocol, and the L4 ports or 0), for
+/// packets the kernel has not hashed: cheaper than asking the kernel's flow dissector for one,
+/// and as stable. Any good mix will do (murmur3's finalizer here); it only has to keep a flow on
+/// one outer source port and spread different flows.
+#[inline(always)]
+pub const fn flow_hash(src: [u8; 4], dst: [u8; 4], proto: u8, ports: u32) -> u32 {
+    let mut h = u32::from_ne_bytes(src)
+        ^ u32::from_ne_bytes(dst).rotate_left(16)
+        ^ ports.wrapping_mul(0x9e37_79b1)
+        ^ proto as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
 }
 
 /// What the outer headers need.
@@ -248,6 +266,20 @@ pub fn write_arp_reply(frame: &mut [u8; ARP_FRAME_LEN], target_mac: &[u8; 6]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_hash_is_stable_per_flow_and_spreads_flows_over_source_ports() {
+        let (a, b) = ([172, 31, 0, 11], [172, 31, 0, 12]);
+        assert_eq!(flow_hash(a, b, 17, 0x1234_5678), flow_hash(a, b, 17, 0x1234_5678));
+        let mut ports = [0u16; 64];
+        for (i, port) in ports.iter_mut().enumerate() {
+            *port = udp_src_port(flow_hash(a, b, 17, 40000 + i as u32));
+        }
+        assert!(ports.iter().all(|&p| p >= SRC_PORT_MIN));
+        ports.sort_unstable();
+        let distinct = 1 + ports.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(distinct > 56, "64 flows on {distinct} ports");
+    }
 
     #[test]
     fn checksum_matches_rfc1071_example() {

@@ -121,6 +121,9 @@ counters! {
     MACVLAN_FLOOD = 41, "macvlan-flood";
     /// macvlan host access: frames between the host and a local endpoint.
     MACVLAN_HOST = 42, "macvlan-host";
+    /// Encapsulations that asked the kernel's FIB for the next hop (a `NETD_NEXTHOPS` miss or
+    /// an expired entry); the others reused the cached outer Ethernet header.
+    ENCAP_FIB_LOOKUP = 43, "encap-fib-lookup";
 }
 
 /// Drop reasons are the indexes from here up to [`LAST_DROP`] (outcome counters added later

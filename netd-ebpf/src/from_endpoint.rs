@@ -12,16 +12,19 @@ use aya_ebpf::{
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup, bpf_redir_neigh,
     },
     helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_get_hash_recalc, bpf_redirect, bpf_redirect_neigh,
+        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh,
     },
     macros::classifier,
     programs::TcContext,
 };
 use netd_common::{
-    maps::{DatapathConfig, EndpointInfo, FdbKey, NeighKey, endpoint_flags, fdb_kind},
+    maps::{
+        DatapathConfig, EndpointInfo, FdbKey, NEXTHOP_TTL_NS, NeighKey, NextHop, endpoint_flags,
+        fdb_kind,
+    },
     packet::{
-        self, ARP_FRAME_LEN, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_UDP,
-        IPV4_HLEN, OuterParams,
+        self, ARP_FRAME_LEN, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_TCP,
+        IPPROTO_UDP, IPV4_HLEN, OuterParams,
     },
     stats,
 };
@@ -29,7 +32,7 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 
 use crate::{
     deliver,
-    maps::{ENDPOINTS, FDB, NEIGH, config, count},
+    maps::{ENDPOINTS, FDB, NEIGH, NEXTHOPS, config, count},
     skb::{ifindex, is_gso, ptr_at},
 };
 
@@ -139,7 +142,10 @@ fn forward_ipv4(ctx: &TcContext, endpoint: &EndpointInfo, dst_mac: [u8; 6]) -> R
             count(stats::LOCAL);
             Ok(deliver::to_endpoint(config, dst.ifindex))
         }
-        fdb_kind::REMOTE => encapsulate(ctx, config, endpoint.vni, dst.vtep, ip.tos),
+        fdb_kind::REMOTE => {
+            let flow_hash = flow_hash(ctx, ip);
+            encapsulate(ctx, config, endpoint.vni, dst.vtep, ip.tos, flow_hash)
+        }
         _ => Err(stats::DROP_UNKNOWN_DESTINATION),
     }
 }
@@ -160,6 +166,31 @@ fn udp_dst_port(ctx: &TcContext, vihl: u8) -> Result<u16, u32> {
     Ok(u16::from_be_bytes(port))
 }
 
+/// The hash that picks a flow's outer UDP source port: the kernel's if the sending socket set one
+/// (TCP does, and changes it to move a flow off a failing path), else [`packet::flow_hash`] of
+/// the inner headers. `bpf_get_hash_recalc` would run the whole flow dissector for every such
+/// packet.
+#[inline(always)]
+fn flow_hash(ctx: &TcContext, ip: &Ipv4Hdr) -> u32 {
+    // SAFETY: reading a field of the context the kernel passed in.
+    let hash = unsafe { (*ctx.skb.skb).hash };
+    if hash != 0 {
+        return hash;
+    }
+    let first_fragment = u16::from_be_bytes(ip.frags) & 0x1fff == 0;
+    let ports = if ip.vihl == 0x45
+        && first_fragment
+        && (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP)
+    {
+        // SAFETY: bounds-checked by ptr_at.
+        ptr_at::<[u8; 4]>(ctx, ETH_HLEN + IPV4_HLEN)
+            .map_or(0, |p| u32::from_ne_bytes(unsafe { *p }))
+    } else {
+        0
+    };
+    packet::flow_hash(ip.src_addr, ip.dst_addr, ip.proto, ports)
+}
+
 /// Wraps the frame in outer Ethernet/IPv4/UDP/VXLAN and sends it out of the uplink.
 fn encapsulate(
     ctx: &TcContext,
@@ -167,14 +198,12 @@ fn encapsulate(
     vni: u32,
     vtep: [u8; 4],
     tos: u8,
+    flow_hash: u32,
 ) -> Result<i32, u32> {
     let inner_len = ctx.len();
     if !is_gso(ctx) && inner_len + ENCAP_HLEN as u32 > u32::from(config.underlay_mtu) {
         return Err(stats::DROP_OVERSIZE);
     }
-    // A stable per-flow hash (the kernel caches it in the skb) chooses the outer source port.
-    // SAFETY: the context pointer the kernel passed in.
-    let flow_hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
     let inner_eth = *unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)? };
 
     // MAC mode inserts the room right after the Ethernet header: [eth][room 50][inner IPv4...].
@@ -201,15 +230,50 @@ fn encapsulate(
     send_to_vtep(ctx, config, vtep)
 }
 
-/// Fills the outer Ethernet header from the kernel's FIB and neighbour tables and redirects to the
-/// underlay device.
+/// Fills the outer Ethernet header and redirects to the underlay device.
+///
+/// The header comes from `NETD_NEXTHOPS` while its entry is fresh, otherwise from the kernel's
+/// FIB and neighbour tables (which then refill the entry).
+fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Result<i32, u32> {
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_ENCAP_FAILED)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let eth = unsafe { &mut *eth };
+    eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+    // SAFETY: helper with no arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: copied out at once.
+    let action = match unsafe { NEXTHOPS.get(vtep) }.copied() {
+        Some(hop) if hop.expires_ns > now => {
+            eth[0..6].copy_from_slice(&hop.dst_mac);
+            eth[6..12].copy_from_slice(&hop.src_mac);
+            // SAFETY: helper with no pointer arguments.
+            unsafe { bpf_redirect(hop.ifindex, 0) }
+        }
+        _ => {
+            count(stats::ENCAP_FIB_LOOKUP);
+            redirect_via_fib(ctx, config, vtep, eth, now)?
+        }
+    };
+    count(stats::ENCAP);
+    count(stats::TX);
+    Ok(action as i32)
+}
+
+/// Asks the kernel's FIB for the next hop toward `vtep`, fills the outer MACs and caches them.
 ///
 /// `bpf_fib_lookup` answers only where forwarding is enabled on the uplink (as on every Docker
 /// host); it then gives both MACs and the packet leaves at once. Where forwarding is off, or the
-/// next hop is not resolved yet, `bpf_redirect_neigh` (Linux ≥ 5.10) does the route and neighbour
-/// work in the kernel, queueing the packet while ARP resolves instead of dropping the first
-/// packets toward every new VTEP.
-fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Result<i32, u32> {
+/// next hop is not resolved yet, `bpf_redirect_neigh` (Linux >= 5.10) does the route and
+/// neighbour work in the kernel, queueing the packet while ARP resolves instead of dropping the
+/// first packets toward every new VTEP; nothing is cached then, so the next packet asks again.
+#[inline(always)]
+fn redirect_via_fib(
+    ctx: &TcContext,
+    config: &DatapathConfig,
+    vtep: [u8; 4],
+    eth: &mut [u8; ETH_HLEN],
+    now: u64,
+) -> Result<i64, u32> {
     // SAFETY: an all-zero bpf_fib_lookup is a valid request to fill in.
     let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
@@ -226,16 +290,20 @@ fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Resu
             BPF_FIB_LOOKUP_OUTPUT,
         )
     } as u32;
-    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_ENCAP_FAILED)?;
-    // SAFETY: bounds-checked by ptr_at.
-    let eth = unsafe { &mut *eth };
-    eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
     let action = match rc {
         BPF_FIB_LKUP_RET_SUCCESS => {
-            eth[0..6].copy_from_slice(&fib.dmac);
-            eth[6..12].copy_from_slice(&fib.smac);
+            let hop = NextHop {
+                dst_mac: fib.dmac,
+                src_mac: fib.smac,
+                ifindex: fib.ifindex,
+                expires_ns: now + NEXTHOP_TTL_NS,
+            };
+            // A full LRU map evicts its oldest entry; a failure only means no cache this time.
+            let _ = NEXTHOPS.insert(vtep, hop, 0);
+            eth[0..6].copy_from_slice(&hop.dst_mac);
+            eth[6..12].copy_from_slice(&hop.src_mac);
             // SAFETY: helper with no pointer arguments.
-            unsafe { bpf_redirect(fib.ifindex, 0) }
+            unsafe { bpf_redirect(hop.ifindex, 0) }
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => {
             let mut nh = bpf_redir_neigh {
@@ -261,7 +329,5 @@ fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Resu
         BPF_FIB_LKUP_RET_FRAG_NEEDED => return Err(stats::DROP_OVERSIZE),
         _ => return Err(stats::DROP_NO_ROUTE),
     };
-    count(stats::ENCAP);
-    count(stats::TX);
-    Ok(action as i32)
+    Ok(action)
 }

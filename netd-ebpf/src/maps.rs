@@ -3,11 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use netd_common::{
     maps::{
-        DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey,
+        DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, NextHop,
         ParentInfo, ParentKey, VtepEntry, VtepKey, capacity,
     },
     stats,
@@ -32,6 +32,11 @@ pub static VTEPS: HashMap<VtepKey, VtepEntry> = HashMap::with_max_entries(capaci
 #[map(name = "NETD_PARENTS")]
 pub static PARENTS: HashMap<ParentKey, ParentInfo> =
     HashMap::with_max_entries(capacity::PARENTS, 0);
+
+/// Written by from-endpoint itself (a cache of `bpf_fib_lookup` answers), read by nobody else.
+#[map(name = "NETD_NEXTHOPS")]
+pub static NEXTHOPS: LruHashMap<[u8; 4], NextHop> =
+    LruHashMap::with_max_entries(capacity::NEXTHOPS, 0);
 
 #[map(name = "NETD_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);

@@ -176,6 +176,19 @@ fn maps_cli_decodes_the_pins() {
     );
     let stats = netd_tests::sh(netd, &["maps", "dump", "stats", "--pin-dir", &pin_dir]).unwrap();
     assert!(stats.contains("drop-unknown-vtep"), "{stats}");
+    // After traffic to host 2, the next hop toward it is cached, with host 2's underlay MAC
+    // (not the first packet's: it went through redirect_neigh while ARP resolved).
+    let peer = netd_tests::lab::CONTAINER_IPS[1].to_string();
+    lab.hosts[0]
+        .container
+        .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &peer])
+        .unwrap();
+    let hops = netd_tests::sh(netd, &["maps", "dump", "nexthops", "--pin-dir", &pin_dir]).unwrap();
+    let peer_mac = netd::datapath::inspect::fmt_mac(&lab.hosts[1].ns.mac("ul").unwrap());
+    assert!(
+        hops.contains("10.201.0.2") && hops.contains(&peer_mac),
+        "{hops}"
+    );
 }
 
 /// netd on one host, the kernel's vxlan device and a bridge (Docker's overlay datapath) on the

@@ -65,7 +65,7 @@ fn encap_builds_rfc7348_outer_headers() {
     let inner = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 40000, 53, 0xb8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
     assert_eq!(run.verdict, TC_ACT_REDIRECT, "{:?}", run.counted);
-    counted(&run, &["rx", "encap", "tx"]);
+    counted(&run, &["rx", "encap", "encap-fib-lookup", "tx"]);
     let out = &run.out;
     assert_eq!(out.len(), inner.len() + 50);
 
@@ -100,8 +100,11 @@ fn encap_builds_rfc7348_outer_headers() {
     // The inner frame, byte for byte.
     assert_eq!(&out[50..], &inner[..]);
 
-    // The source port is a stable function of the flow.
+    // The next packet to that VTEP takes the cached next hop: same bytes, no FIB lookup.
     let again = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
+    counted(&again, &["rx", "encap", "tx"]);
+    assert_eq!(again.out, run.out);
+    // The source port is a stable function of the flow.
     assert_eq!(&again.out[34..36], &out[34..36]);
     let ports: std::collections::HashSet<[u8; 2]> = (0..16u16)
         .map(|i| {
@@ -119,7 +122,10 @@ fn encap_to_an_unresolved_next_hop_is_handed_to_redirect_neigh() {
     let inner = pkt::icmp_echo(EP_A.1, REMOTE_UNRESOLVED.1, EP_A.0, REMOTE_UNRESOLVED.0, 8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
     assert_eq!(run.verdict, TC_ACT_REDIRECT);
-    counted(&run, &["rx", "encap", "encap-via-neigh", "tx"]);
+    counted(
+        &run,
+        &["rx", "encap", "encap-fib-lookup", "encap-via-neigh", "tx"],
+    );
     assert_eq!(&run.out[50..], &inner[..]);
 }
 
@@ -132,7 +138,10 @@ fn encap_without_forwarding_is_handed_to_redirect_neigh() {
     let inner = pkt::icmp_echo(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
     assert_eq!(run.verdict, TC_ACT_REDIRECT);
-    counted(&run, &["rx", "encap", "encap-via-neigh", "tx"]);
+    counted(
+        &run,
+        &["rx", "encap", "encap-fib-lookup", "encap-via-neigh", "tx"],
+    );
     assert_eq!(&run.out[50..], &inner[..]);
 }
 

@@ -6,7 +6,7 @@ use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use netd_common::{
     maps::{
         DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, LAYOUTS, MapLayout,
-        NeighEntry, NeighKey, ParentInfo, ParentKey, VtepEntry, VtepKey, config_flags,
+        NeighEntry, NeighKey, NextHop, ParentInfo, ParentKey, VtepEntry, VtepKey, config_flags,
         endpoint_flags, fdb_kind, macvlan_mode, map_type, names,
     },
     stats,
@@ -103,6 +103,7 @@ pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
                 map_type::HASH => "hash",
                 map_type::ARRAY => "array",
                 map_type::PERCPU_ARRAY => "percpu_array",
+                map_type::LRU_HASH => "lru_hash",
                 _ => "other",
             },
             key_size: layout.key_size,
@@ -212,8 +213,34 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
             ))
         }
         names::STATS => dump_stats(map),
+        names::NEXTHOPS => {
+            let now = monotonic_ns();
+            let mut rows = Vec::new();
+            for (vtep, hop) in hash_entries::<[u8; 4], NextHop>(map, names::NEXTHOPS)? {
+                // Same clock as the program's bpf_ktime_get_ns; negative once expired.
+                let expires_in_ms = (hop.expires_ns as i128 - now as i128) / 1_000_000;
+                rows.push(row(vec![
+                    ("vtep", json!(ip(vtep))),
+                    ("ifindex", json!(hop.ifindex)),
+                    ("dst_mac", json!(fmt_mac(&hop.dst_mac))),
+                    ("src_mac", json!(fmt_mac(&hop.src_mac))),
+                    ("expires_in_ms", json!(expires_in_ms as i64)),
+                ]));
+            }
+            Ok(sorted(
+                vec!["vtep", "ifindex", "dst_mac", "src_mac", "expires_in_ms"],
+                rows,
+            ))
+        }
         other => Err(DatapathError::UnknownMap(other.into())),
     }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
 }
 
 fn mode_name(flags: u32) -> &'static str {

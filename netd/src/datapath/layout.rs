@@ -15,6 +15,7 @@ fn aya_map_type(kind: u32) -> Option<MapType> {
         map_type::HASH => Some(MapType::Hash),
         map_type::ARRAY => Some(MapType::Array),
         map_type::PERCPU_ARRAY => Some(MapType::PerCpuArray),
+        map_type::LRU_HASH => Some(MapType::LruHash),
         _ => None,
     }
 }
