@@ -270,7 +270,10 @@ mod tests {
     #[test]
     fn flow_hash_is_stable_per_flow_and_spreads_flows_over_source_ports() {
         let (a, b) = ([172, 31, 0, 11], [172, 31, 0, 12]);
-        assert_eq!(flow_hash(a, b, 17, 0x1234_5678), flow_hash(a, b, 17, 0x1234_5678));
+        assert_eq!(
+            flow_hash(a, b, 17, 0x1234_5678),
+            flow_hash(a, b, 17, 0x1234_5678)
+        );
         let mut ports = [0u16; 64];
         for (i, port) in ports.iter_mut().enumerate() {
             *port = udp_src_port(flow_hash(a, b, 17, 40000 + i as u32));

@@ -5,7 +5,7 @@
 
 use super::{
     Results,
-    kernel_cost::{LIVE_DECAP, LIVE_ENCAP},
+    kernel_cost::{FRESH_DECAP, FRESH_ENCAP, LIVE_DECAP, LIVE_ENCAP},
     metrics::Metric,
     path::{DOCKER_OVERLAY, KERNEL_VXLAN, NATIVE, NETD_OVERLAY},
     stats::Summary,
@@ -114,20 +114,32 @@ pub fn evaluate(results: &Results) -> Vec<Goal> {
             .and_then(|k| k.row(key))
             .and_then(|r| r.above_null())
     };
-    goals.push(Goal {
-        text: "in-kernel encap above null <= 70 ns (bpf_stats, live UDP 64 B)".to_string(),
-        measured: above_null(LIVE_ENCAP),
-        target: 70.0,
-        at_least: false,
-        unit: "ns",
-    });
-    goals.push(Goal {
-        text: "in-kernel decap+deliver above null <= 35 ns (bpf_stats, live UDP 64 B)".to_string(),
-        measured: above_null(LIVE_DECAP),
-        target: 35.0,
-        at_least: false,
-        unit: "ns",
-    });
+    // Issue #6 asks for TEST_RUN figures; the live ones add what a container's veth costs on
+    // top (an skb reallocation per encap, for want of headroom): both are shown.
+    for (key, what, target, method) in [
+        (FRESH_ENCAP, "encap", 70.0, "TEST_RUN, fresh UDP 64 B"),
+        (
+            FRESH_DECAP,
+            "decap+deliver",
+            35.0,
+            "TEST_RUN, fresh UDP 64 B",
+        ),
+        (LIVE_ENCAP, "encap", 70.0, "bpf_stats, live UDP 64 B"),
+        (
+            LIVE_DECAP,
+            "decap+deliver",
+            35.0,
+            "bpf_stats, live UDP 64 B",
+        ),
+    ] {
+        goals.push(Goal {
+            text: format!("in-kernel {what} above null <= {target:.0} ns ({method})"),
+            measured: above_null(key),
+            target,
+            at_least: false,
+            unit: "ns",
+        });
+    }
     goals
 }
 

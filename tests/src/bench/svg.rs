@@ -171,7 +171,7 @@ fn metric_panel(svg: &mut String, results: &Results, metric: Metric, x: f64, y: 
 fn kernel_panel(svg: &mut String, kernel: &KernelCosts, y: f64, width: f64) {
     let _ = writeln!(
         svg,
-        r#"<text x="20" y="{}" font-size="13" font-weight="bold">in-kernel cost per packet, ns (grey: the null program of the same method; TEST_RUN x{} loops, bpf_stats on live traffic)</text>"#,
+        r#"<text x="20" y="{}" font-size="13" font-weight="bold">in-kernel cost per packet, ns (grey: the null program of the same method; TEST_RUN x{} loops, TEST_RUN x1 on fresh packets, bpf_stats on live traffic)</text>"#,
         y + 20.0,
         kernel.repeat
     );

@@ -128,12 +128,12 @@ reading: UDP 64 B has one iperf3 sender; a veth hands packets on inside the send
 fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {
     let _ = writeln!(
         out,
-        "\n== in-kernel cost per packet, ns ({repetitions} repetitions; TEST_RUN loops x{}, bpf_stats on live traffic)",
+        "\n== in-kernel cost per packet, ns ({repetitions} repetitions; TEST_RUN loops x{0}, TEST_RUN x1 medians of {0} fresh packets in all, bpf_stats on live traffic)",
         kernel.repeat
     );
     let _ = writeln!(
         out,
-        "  {:<11}{:<44}{:>8}{:>14}{:>12}",
+        "  {:<13}{:<44}{:>8}{:>14}{:>12}",
         "method", "program: packet", "median", "min-max", "above null"
     );
     for row in &kernel.rows {
@@ -143,7 +143,7 @@ fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {
             .map_or_else(|| "-".to_string(), |a| format!("{:.0}", a.median));
         let _ = writeln!(
             out,
-            "  {:<11}{:<44}{:>8.0}{:>14}{:>12}",
+            "  {:<13}{:<44}{:>8.0}{:>14}{:>12}",
             row.method.name(),
             row.label,
             ns.median,
