@@ -31,18 +31,35 @@ pub enum StoreKind {
     Embedded,
 }
 
+/// A single-member etcd inside a network namespace, killed on drop.
 pub struct Etcd {
     child: Option<Child>,
     data_dir: PathBuf,
-    switch: String,
+    netns: String,
+    ip: Ipv4Addr,
+    extra_args: Vec<String>,
 }
 
 impl Etcd {
     fn start(switch: &Netns, data_dir: PathBuf) -> anyhow::Result<Self> {
+        Self::start_in(switch, STORE_IP, data_dir, &[])
+    }
+
+    /// Starts etcd in `netns`, serving clients on `ip:2379` (peers on `:2380`), with its data in
+    /// `data_dir` (log next to it, `.log`) and `extra_args` (Docker 20.10's cluster store needs
+    /// `--enable-v2=true`); waits until it is healthy.
+    pub fn start_in(
+        netns: &Netns,
+        ip: Ipv4Addr,
+        data_dir: PathBuf,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut etcd = Self {
             child: None,
             data_dir,
-            switch: switch.name.clone(),
+            netns: netns.name.clone(),
+            ip,
+            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
         };
         etcd.restart()?;
         Ok(etcd)
@@ -50,11 +67,11 @@ impl Etcd {
 
     /// Starts etcd (again) on the same data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://{STORE_IP}:2379");
-        let peer = format!("http://{STORE_IP}:2380");
+        let client = format!("http://{}:2379", self.ip);
+        let peer = format!("http://{}:2380", self.ip);
         let log = fs::File::create(self.data_dir.with_extension("log"))?;
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.switch, "etcd", "--name", "lab"])
+            .args(["netns", "exec", &self.netns, "etcd", "--name", "lab"])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args([
@@ -70,6 +87,7 @@ impl Etcd {
                 &peer,
             ])
             .args(["--initial-cluster", &format!("lab={peer}")])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -78,13 +96,13 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             // etcd accepts connections before it serves (raft not ready yet): ask /health.
-            let healthy = port_open(&netd::netns::named(&self.switch), STORE_IP, 2379)
+            let healthy = port_open(&netd::netns::named(&self.netns), self.ip, 2379)
                 && sh(
                     "ip",
                     &[
                         "netns",
                         "exec",
-                        &self.switch,
+                        &self.netns,
                         "curl",
                         "-sf",
                         "-m",

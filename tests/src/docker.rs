@@ -497,7 +497,19 @@ impl Drop for DockerHost {
                         }
                     }
                 }
-                Err(e) => eprintln!("cleanup: {e}"),
+                Err(e) => {
+                    // A dockerd on its way out (Ctrl-C in a terminal reaches it too) no longer
+                    // answers. That is no failure: kill_everything below removes its containers.
+                    // One that is still running after a while is wedged: worth a line.
+                    let exiting = wait_until(Duration::from_secs(3), || {
+                        self.dockerd
+                            .as_mut()
+                            .is_none_or(|d| !matches!(d.try_wait(), Ok(None)))
+                    });
+                    if !exiting {
+                        eprintln!("cleanup: {e}");
+                    }
+                }
             }
         }
         self.stop();

@@ -55,25 +55,33 @@ pub const CONTAINER_MACS: [[u8; 6]; 2] = [
     [0x02, 0x42, 0xac, 0x1f, 0, 12],
 ];
 
-/// Two host namespaces joined by the veth underlay `ul`, and a container namespace on each with
-/// `eth0` (its MAC, address and inner MTU set) whose host-side end is `ep0`.
-fn topology(tag: &str) -> anyhow::Result<([Netns; 2], [Netns; 2])> {
+/// Two host namespaces `<tag>h...` joined by the veth underlay `ul`, host `i` at `VTEPS[i]/24`.
+pub fn underlay(tag: &str) -> anyhow::Result<[Netns; 2]> {
     let h = [
         Netns::new(&format!("{tag}h"))?,
         Netns::new(&format!("{tag}h"))?,
-    ];
-    let c = [
-        Netns::new(&format!("{tag}c"))?,
-        Netns::new(&format!("{tag}c"))?,
     ];
     ip(&[
         "link", "add", "ul", "netns", &h[0].name, "type", "veth", "peer", "name", "ul", "netns",
         &h[1].name,
     ])?;
+    for (host, vtep) in h.iter().zip(VTEPS) {
+        host.ip(&["addr", "add", &format!("{vtep}/24"), "dev", "ul"])?;
+        host.ip(&["link", "set", "ul", "up"])?;
+    }
+    Ok(h)
+}
+
+/// The [`underlay`], and a container namespace on each host with `eth0` (its MAC, address and
+/// inner MTU set) whose host-side end is `ep0`.
+fn topology(tag: &str) -> anyhow::Result<([Netns; 2], [Netns; 2])> {
+    let h = underlay(tag)?;
+    let c = [
+        Netns::new(&format!("{tag}c"))?,
+        Netns::new(&format!("{tag}c"))?,
+    ];
     let inner_mtu = (UNDERLAY_MTU - VXLAN_OVERHEAD).to_string();
     for i in 0..2 {
-        h[i].ip(&["addr", "add", &format!("{}/24", VTEPS[i]), "dev", "ul"])?;
-        h[i].ip(&["link", "set", "ul", "up"])?;
         // As on a Docker host: lets bpf_fib_lookup answer (the fast encap path).
         h[i].exec("sysctl", &["-qw", "net.ipv4.conf.ul.forwarding=1"])?;
         ip(&[

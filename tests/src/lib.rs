@@ -33,6 +33,12 @@ pub fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Whether `program` is an executable file in one of the `PATH` directories.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 /// `ip ARGS...`
 pub fn ip(args: &[&str]) -> anyhow::Result<String> {
     sh("ip", args)

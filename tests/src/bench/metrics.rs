@@ -135,10 +135,10 @@ impl Metric {
 /// The tools the measurements run (`cargo xtask setup` installs them).
 pub fn check_tools() -> anyhow::Result<()> {
     for tool in ["iperf3", "sockperf", "nsenter", "ss", "ping"] {
-        let found = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false);
-        anyhow::ensure!(found, "{tool} not found (cargo xtask setup installs it)");
+        anyhow::ensure!(
+            crate::on_path(tool),
+            "{tool} not found (cargo xtask setup installs it)"
+        );
     }
     Ok(())
 }

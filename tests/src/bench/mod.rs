@@ -14,6 +14,7 @@
 //! Timings live only here, never in `cargo xtask test`.
 
 pub mod cpu;
+pub mod docker_overlay;
 pub mod goals;
 pub mod interrupt;
 pub mod json;

@@ -88,7 +88,7 @@ pub fn registry() -> Vec<Box<dyn BenchPath>> {
         Box::new(Native),
         Box::new(KernelVxlan),
         Box::new(NetdOverlay),
-        Box::new(NotYet(DOCKER_OVERLAY)),
+        Box::new(super::docker_overlay::DockerOverlay),
         Box::new(NotYet("kernel-macvlan")),
         Box::new(NotYet("netd-macvlan")),
     ]
