@@ -36,7 +36,7 @@ pub struct TwoHostLab {
     pub hosts: [Host; 2],
 }
 
-fn host_config(vtep: Ipv4Addr, uplink_ifindex: u32) -> DatapathConfig {
+pub(crate) fn host_config(vtep: Ipv4Addr, uplink_ifindex: u32) -> DatapathConfig {
     DatapathConfig {
         local_vtep: vtep.octets(),
         uplink_ifindex,

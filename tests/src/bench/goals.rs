@@ -1,11 +1,13 @@
-//! Issue #6's targets for netd-overlay, judged on this run.
+//! Issue #6's targets, judged on this run.
 //!
-//! The ratio goals are against Docker's overlay; until that path is measured, kernel-vxlan (the
-//! same bridge + vxlan datapath Docker builds) stands in, and the goal line says so.
+//! netd-overlay's ratio goals are against Docker's overlay; until that path is measured,
+//! kernel-vxlan (the same bridge + vxlan datapath Docker builds) stands in, and the goal line says
+//! so. netd-macvlan's is against the kernel's macvlan (what Docker's macvlan driver builds).
 
 use super::{
     Results,
     kernel_cost::{FRESH_DECAP, FRESH_ENCAP, LIVE_DECAP, LIVE_ENCAP},
+    macvlan::{KERNEL_MACVLAN, NETD_MACVLAN},
     metrics::Metric,
     path::{DOCKER_OVERLAY, KERNEL_VXLAN, NATIVE, NETD_OVERLAY},
     stats::Summary,
@@ -106,6 +108,13 @@ pub fn evaluate(results: &Results) -> Vec<Goal> {
             at_least: true,
             unit: "x",
         },
+        Goal {
+            text: format!("{NETD_MACVLAN} UDP 64 B packets/s >= 1.00x {KERNEL_MACVLAN}"),
+            measured: s.ratio(NETD_MACVLAN, KERNEL_MACVLAN, Metric::UdpKpps),
+            target: 1.0,
+            at_least: true,
+            unit: "x",
+        },
     ];
     let above_null = |key: &str| {
         results
@@ -167,5 +176,36 @@ mod tests {
         assert_eq!(goal(1.2, true).met(), Some(true));
         assert_eq!(goal(1.2, false).met(), Some(false));
         assert_eq!(goal(0.8, false).met(), Some(true));
+    }
+
+    #[test]
+    fn macvlan_goal_is_the_median_of_round_ratios() {
+        let mut samples = crate::bench::stats::Samples::new(&[KERNEL_MACVLAN, NETD_MACVLAN], 3);
+        for (round, (kernel, netd)) in [(100.0, 90.0), (200.0, 220.0), (100.0, 130.0)]
+            .into_iter()
+            .enumerate()
+        {
+            samples.set(KERNEL_MACVLAN, Metric::UdpKpps, round, kernel);
+            samples.set(NETD_MACVLAN, Metric::UdpKpps, round, netd);
+        }
+        let results = Results {
+            config: crate::bench::Config::quick(1),
+            samples,
+            descriptions: Vec::new(),
+            skipped: Vec::new(),
+            kernel: None,
+            cpu: Vec::new(),
+            notes: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
+        };
+        let goals = evaluate(&results);
+        let macvlan = goals
+            .iter()
+            .find(|g| g.text.starts_with(NETD_MACVLAN))
+            .expect("a netd-macvlan goal");
+        // Round ratios 0.9, 1.1, 1.3: median 1.1 (the ratio of medians would be 130/100).
+        let m = macvlan.measured.expect("measured");
+        assert!((m.median - 1.1).abs() < 1e-9, "{m:?}");
+        assert_eq!(macvlan.met(), Some(true));
     }
 }

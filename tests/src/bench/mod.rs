@@ -4,6 +4,7 @@
 //!
 //! One job per module:
 //! - [`path`]: what a datapath under test is (one small trait impl each) and the registry;
+//! - [`macvlan`]: the kernel's macvlan and netd's macvlan-style datapath on one LAN topology;
 //! - [`metrics`]: the measurements (iperf3, sockperf) and what they report;
 //! - [`rounds`]: the interleaved rounds (shuffled path order, quiet wait, progress lines);
 //! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
@@ -19,6 +20,7 @@ pub mod goals;
 pub mod interrupt;
 pub mod json;
 pub mod kernel_cost;
+pub mod macvlan;
 pub mod metrics;
 pub mod path;
 pub mod process;

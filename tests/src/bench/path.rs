@@ -89,8 +89,8 @@ pub fn registry() -> Vec<Box<dyn BenchPath>> {
         Box::new(KernelVxlan),
         Box::new(NetdOverlay),
         Box::new(super::docker_overlay::DockerOverlay),
-        Box::new(NotYet("kernel-macvlan")),
-        Box::new(NotYet("netd-macvlan")),
+        Box::new(super::macvlan::MacvlanPath::KERNEL),
+        Box::new(super::macvlan::MacvlanPath::NETD),
     ]
 }
 

@@ -49,7 +49,7 @@ pub fn render(results: &Results) -> String {
     }
     let _ = writeln!(
         out,
-        "\n== goals (netd-overlay; ratios are medians of per-round ratios, min-max in brackets)"
+        "\n== goals (ratios are medians of per-round ratios, min-max in brackets)"
     );
     for goal in goals::evaluate(results) {
         let _ = writeln!(

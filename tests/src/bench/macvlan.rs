@@ -1,0 +1,247 @@
+//! The macvlan paths (issue #5's networks): the kernel's own macvlan device and netd's
+//! macvlan-style datapath, on one topology so the comparison is fair.
+//!
+//! ```text
+//!  container c1 (eth0 10.10.10.11/24)          container c2 (eth0 10.10.10.12/24)
+//!   kernel-macvlan: eth0 is a macvlan of ul     (same on host h2)
+//!   netd-macvlan:   eth0 is a veth (ep0 on h1),  from-endpoint on ep0, from-parent and
+//!                   to-parent on ul
+//!  host h1: parent ul ========= veth "LAN" ========= parent ul: host h2
+//! ```
+//!
+//! The parents are the two ends of one veth pair, as in the recipe that measured Docker's own
+//! macvlan here (the classic-overlay reference report, §2 step 6), bridge mode on both paths. netd is
+//! programmed through [`netd::datapath`] directly (no daemon, no store), with the map entries its
+//! reconciler writes for one bridge-mode endpoint per host and the hooks its daemon attaches.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use netd::datapath::{
+    Datapath, DatapathOptions, Hook, MapState,
+    state::{FdbKeyOrd, ParentKeyOrd},
+};
+use netd_common::maps::{EndpointInfo, FdbEntry, ParentInfo, endpoint_flags, macvlan_mode};
+
+use super::path::{BenchPath, Built, Endpoints};
+use crate::{
+    lab::{self, CONTAINER_MACS, UNDERLAY_MTU, VTEPS},
+    netns::Netns,
+};
+
+pub const KERNEL_MACVLAN: &str = "kernel-macvlan";
+pub const NETD_MACVLAN: &str = "netd-macvlan";
+
+/// Container `i`'s address on the LAN; the server is container 1.
+pub const LAN_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 10, 10, 11), Ipv4Addr::new(10, 10, 10, 12)];
+const LAN_PREFIX: u8 = 24;
+/// The parent on each host: its end of the LAN.
+const PARENT: &str = "ul";
+/// netd's number for the network (what the daemon stores as the network's VNI).
+const NETWORK: u32 = 300;
+
+/// Builds a container's `eth0` on its host's parent: a macvlan device, or a veth and netd.
+type Plumb = fn(usize, &Netns, &Netns) -> anyhow::Result<Option<NetdHost>>;
+
+/// One of the two macvlan paths: the same LAN topology, the containers plumbed differently.
+pub struct MacvlanPath {
+    name: &'static str,
+    describe: &'static str,
+    plumb: Plumb,
+}
+
+impl MacvlanPath {
+    /// The kernel's macvlan device, bridge mode.
+    pub const KERNEL: Self = Self {
+        name: KERNEL_MACVLAN,
+        describe: "kernel macvlan device (bridge mode) on each host's end of a veth LAN (Docker macvlan's datapath)",
+        plumb: kernel_macvlan,
+    };
+
+    /// netd's macvlan-style datapath, bridge mode.
+    pub const NETD: Self = Self {
+        name: NETD_MACVLAN,
+        describe: "netd's TC programs: container veth to the parent, demux by MAC at the parent's ingress",
+        plumb: netd_macvlan,
+    };
+}
+
+impl BenchPath for MacvlanPath {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn describe(&self) -> &'static str {
+        self.describe
+    }
+    fn build(&self, tag: &str) -> anyhow::Result<Built> {
+        let lab = MacvlanLab::build(tag, self.plumb)?;
+        Ok(Built::new(lab.endpoints(), lab))
+    }
+}
+
+/// Two hosts whose parents `ul` are the ends of one veth pair (the LAN), a container namespace on
+/// each with its `eth0` on the LAN.
+struct MacvlanLab {
+    // Dropped first: unpinning detaches netd's programs before the namespaces go.
+    netd: Vec<NetdHost>,
+    containers: [Netns; 2],
+    hosts: [Netns; 2],
+}
+
+impl MacvlanLab {
+    /// `plumb(i, host, container)` gives container `i` its `eth0` on host `i`'s parent.
+    fn build(tag: &str, plumb: Plumb) -> anyhow::Result<Self> {
+        let hosts = lab::underlay(tag)?;
+        let containers = [
+            Netns::new(&format!("{tag}c"))?,
+            Netns::new(&format!("{tag}c"))?,
+        ];
+        // Built first, so a failing step below still removes everything made so far.
+        let mut lab = Self {
+            netd: Vec::new(),
+            containers,
+            hosts,
+        };
+        for i in 0..2 {
+            let netd = plumb(i, &lab.hosts[i], &lab.containers[i])?;
+            lab.netd.extend(netd);
+            let eth0 = &lab.containers[i];
+            eth0.ip(&[
+                "link",
+                "set",
+                "eth0",
+                "address",
+                &crate::pkt::fmt_mac(&CONTAINER_MACS[i]),
+                "mtu",
+                &UNDERLAY_MTU.to_string(),
+                "up",
+            ])?;
+            eth0.ip(&[
+                "addr",
+                "add",
+                &format!("{}/{LAN_PREFIX}", LAN_IPS[i]),
+                "dev",
+                "eth0",
+            ])?;
+        }
+        Ok(lab)
+    }
+
+    fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            client: self.containers[0].path(),
+            server: self.containers[1].path(),
+            server_addr: LAN_IPS[1],
+        }
+    }
+}
+
+/// `ip link add link ul type macvlan mode bridge`, moved into the container as `eth0`.
+fn kernel_macvlan(_: usize, host: &Netns, container: &Netns) -> anyhow::Result<Option<NetdHost>> {
+    host.ip(&[
+        "link", "add", "mv0", "link", PARENT, "type", "macvlan", "mode", "bridge",
+    ])?;
+    host.ip(&["link", "set", "mv0", "netns", &container.name])?;
+    container.ip(&["link", "set", "mv0", "name", "eth0"])?;
+    Ok(None)
+}
+
+/// netd's datapath on host `i`, pinned under its own directory.
+struct NetdHost {
+    datapath: Datapath,
+    // After `datapath`: the maps and links go with the directory once nothing holds them.
+    _pins: PinDir,
+}
+
+/// A pin directory removed on drop: unpinning the links detaches the programs, and the maps go
+/// with their last reference.
+struct PinDir(PathBuf);
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.0) {
+            Ok(()) => {}
+            // Loading failed before anything was pinned.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("cleanup: cannot remove {}: {e}", self.0.display()),
+        }
+    }
+}
+
+/// A veth `ep0` (host) / `eth0` (container), and netd's datapath on host `i` as its daemon would
+/// program it for one bridge-mode endpoint on parent `ul`: the endpoint, its MAC in the FDB, the
+/// parent's port list; from-endpoint on `ep0`, both parent hooks on `ul`, `ul` promiscuous.
+fn netd_macvlan(i: usize, host: &Netns, container: &Netns) -> anyhow::Result<Option<NetdHost>> {
+    crate::ip(&[
+        "link",
+        "add",
+        "ep0",
+        "netns",
+        &host.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &container.name,
+    ])?;
+    host.ip(&["link", "set", "ep0", "up"])?;
+    host.ip(&["link", "set", PARENT, "promisc", "on"])?;
+
+    let pins = PinDir(PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", host.name)));
+    let mut datapath = Datapath::load(DatapathOptions {
+        pin_dir: Some(pins.0.clone()),
+    })?;
+    let parent = host.ifindex(PARENT)?;
+    let endpoint = host.ifindex("ep0")?;
+    // What a daemon started with `--uplink ul --advertise VTEPS[i]` writes; a macvlan network uses
+    // only the delivery flags (bpf_redirect_peer), nothing is encapsulated.
+    datapath.set_config(&lab::host_config(VTEPS[i], parent))?;
+    datapath.apply(
+        &MapState::default(),
+        &bridge_mode_maps(parent, host.mac(PARENT)?, endpoint, i),
+    )?;
+    let mut netd = NetdHost {
+        datapath,
+        _pins: pins,
+    };
+    {
+        let _in_host = netd::netns::enter(&host.path())?;
+        netd.datapath.attach(Hook::Endpoint, "ep0")?;
+        netd.datapath.attach(Hook::Parent, PARENT)?;
+        netd.datapath.attach(Hook::ParentEgress, PARENT)?;
+    }
+    Ok(Some(netd))
+}
+
+/// The entries netd's reconciler writes for container `i` as the only endpoint of a bridge-mode
+/// network on this parent (no ARP entries: the containers resolve each other over the LAN).
+fn bridge_mode_maps(parent: u32, parent_mac: [u8; 6], endpoint: u32, i: usize) -> MapState {
+    let flags = endpoint_flags::MACVLAN | (macvlan_mode::BRIDGE << endpoint_flags::MODE_SHIFT);
+    let mut maps = MapState::default();
+    maps.endpoints.insert(
+        endpoint,
+        EndpointInfo {
+            vni: NETWORK,
+            mac: CONTAINER_MACS[i],
+            vlan: 0,
+            ipv4: LAN_IPS[i].octets(),
+            flags,
+            parent_ifindex: parent,
+        },
+    );
+    maps.fdb.insert(
+        FdbKeyOrd(NETWORK, CONTAINER_MACS[i]),
+        FdbEntry::local(endpoint),
+    );
+    let mut port = ParentInfo {
+        vni: NETWORK,
+        flags,
+        mac: parent_mac,
+        count: 1,
+        ..ParentInfo::default()
+    };
+    port.ports[0] = endpoint;
+    maps.parents.insert(ParentKeyOrd(parent, 0), port);
+    maps
+}
