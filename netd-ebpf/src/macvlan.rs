@@ -44,19 +44,13 @@ pub fn from_endpoint(
         }
         _ => return Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
     }
-    let key = ParentKey {
-        ifindex: endpoint.parent_ifindex,
-        vlan: endpoint.vlan,
-        _pad: 0,
-    };
-    // SAFETY: copied out at once.
-    let parent = *unsafe { PARENTS.get(key) }.ok_or(stats::DROP_NO_PARENT)?;
     let mode = (endpoint.flags >> endpoint_flags::MODE_SHIFT) & 0xff;
     let host_access = endpoint.flags & endpoint_flags::HOST_ACCESS != 0;
 
     if !packet::is_unicast_mac(&dst) {
         // Broadcast and multicast: the other endpoints of the parent (bridge mode; VEPA gets
         // them back from the switch), the host (host access), and the wire.
+        let parent = parent_of(endpoint)?;
         if mode == macvlan_mode::BRIDGE {
             flood(ctx, &parent, ifindex);
         }
@@ -88,7 +82,8 @@ pub fn from_endpoint(
         };
     }
     push_vlan(ctx, endpoint.vlan)?;
-    if host_access && dst == parent.mac {
+    // Unicast needs the parent's record only to recognise the host's own MAC.
+    if host_access && dst == parent_of(endpoint)?.mac {
         count(stats::MACVLAN_HOST);
         count(stats::TX);
         // Up the host's stack as if it came from the LAN (a VLAN tag finds the VLAN device).
@@ -98,6 +93,20 @@ pub fn from_endpoint(
         );
     }
     Ok(to_wire(endpoint.parent_ifindex))
+}
+
+/// The parent record of a macvlan endpoint (its MAC and local ports).
+#[inline(always)]
+fn parent_of(endpoint: &EndpointInfo) -> Result<ParentInfo, u32> {
+    let key = ParentKey {
+        ifindex: endpoint.parent_ifindex,
+        vlan: endpoint.vlan,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    unsafe { PARENTS.get(key) }
+        .copied()
+        .ok_or(stats::DROP_NO_PARENT)
 }
 
 /// Delivers to a local endpoint (bridge mode, or a frame from the parent) from a TC ingress hook.

@@ -472,7 +472,8 @@ mod macvlan {
     fn no_parent() {
         let mut lab = lab();
         lab.add_macvlan(macvlan_mode::BRIDGE, false, false).unwrap();
-        let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
+        // A broadcast needs the parent's record (its local ports); unicast only its ifindex.
+        let f = pkt::arp_request(EP_C.1, EP_C.0, LAN_HOST.0);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-no-parent");
     }
 

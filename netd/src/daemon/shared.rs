@@ -142,10 +142,12 @@ impl Shared {
                 tracing::debug!(network = %ep.network, endpoint = %ep.id, "endpoint of this host has no interface here");
             }
         }
-        let parent_names = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        // Parent name -> whether any network on it has host access (which needs its egress hook).
+        let parent_names = std::cell::RefCell::new(std::collections::BTreeMap::new());
         let parent_of = |net: &netd_store::schema::NetworkRecord| {
             let port = self.parent_port(net)?;
-            parent_names.borrow_mut().insert(port.0);
+            let host_access = net.macvlan().is_some_and(|spec| spec.host_access);
+            *parent_names.borrow_mut().entry(port.0).or_insert(false) |= host_access;
             Some(port.1)
         };
         let desired = cluster.desired_maps(&self.options.host_name, &local_ifindex, &parent_of);

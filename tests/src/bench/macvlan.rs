@@ -208,8 +208,8 @@ fn netd_macvlan(i: usize, host: &Netns, container: &Netns) -> anyhow::Result<Opt
     {
         let _in_host = netd::netns::enter(&host.path())?;
         netd.datapath.attach(Hook::Endpoint, "ep0")?;
+        // As the daemon does: the egress hook only serves host access, off here.
         netd.datapath.attach(Hook::Parent, PARENT)?;
-        netd.datapath.attach(Hook::ParentEgress, PARENT)?;
     }
     Ok(Some(netd))
 }
