@@ -8,10 +8,13 @@ use netd_store::{
     LeaseId, StoreError, keys,
     schema::{self, HostRecord, SCHEMA_VERSION},
 };
+use tokio::sync::oneshot;
 
 use super::Shared;
 
-pub async fn run(shared: Arc<Shared>) {
+/// `registered` is told once the host is first registered.
+pub async fn run(shared: Arc<Shared>, registered: oneshot::Sender<()>) {
+    let mut registered = Some(registered);
     let ttl = shared.options.lease_ttl;
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -27,6 +30,9 @@ pub async fn run(shared: Arc<Shared>) {
         backoff = Duration::from_millis(200);
         shared.status().lease = Some(lease.0);
         tracing::info!(lease = lease.0, ttl = ?ttl, "host registered");
+        if let Some(tx) = registered.take() {
+            let _ = tx.send(());
+        }
         loop {
             tokio::time::sleep(ttl / 3).await;
             match shared.store.keep_alive(lease).await {

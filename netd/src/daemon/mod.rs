@@ -87,8 +87,12 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(
         options, store, datapath, local, uplink, uplink_mtu,
     ));
-    tokio::spawn(sync::run(shared.clone()));
-    tokio::spawn(host::run(shared.clone()));
+    // The first listing waits for the host's registration: a daemon back after its lease expired
+    // would otherwise take its own endpoints for those of a host that is gone (dropping their
+    // entries, listing none, and the Docker reconciler missing those to remove).
+    let (registered, first_registration) = tokio::sync::oneshot::channel();
+    tokio::spawn(host::run(shared.clone(), registered));
+    tokio::spawn(sync::run(shared.clone(), first_registration));
     if let Some(docker) = shared.options.docker.clone() {
         crate::docker::start(shared.clone(), docker)?;
     }

@@ -4,6 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use netd_store::keys;
+use tokio::sync::oneshot;
 
 use super::Shared;
 use crate::reconcile::View;
@@ -12,7 +13,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A full re-list this often, in case a watch silently stalls.
 const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
-pub async fn run(shared: Arc<Shared>) {
+/// Starts once the host is registered, so that the first view has it (waiting at most a lease
+/// TTL: a host whose registration keeps failing still gets the others' state).
+pub async fn run(shared: Arc<Shared>, registered: oneshot::Receiver<()>) {
+    let _ = tokio::time::timeout(shared.options.lease_ttl, registered).await;
     let mut backoff = Duration::from_millis(200);
     loop {
         match list_and_watch(&shared).await {

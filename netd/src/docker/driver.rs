@@ -329,10 +329,10 @@ impl Driver {
             return Ok(json!({}));
         };
         // After a restart the pool is rebuilt unbound: find its network again, or the address
-        // would stay claimed for ever.
+        // would stay claimed for ever (then say so: Docker logs it, and so does `handle`).
         let network = match pool.network {
             Some(name) => Some(name),
-            None if pool.in_network => self.pool_network(pool_id).await.ok(),
+            None if pool.in_network => Some(self.pool_network(pool_id).await?),
             None => None,
         };
         if let Some(name) = network {

@@ -46,10 +46,11 @@ async fn follow(driver: &Driver) -> anyhow::Result<()> {
     driver
         .shared
         .set_docker_state(format!("connected to {}", driver.engine.socket().display()));
+    // Store changes also need acting on: poll the daemon's view cheaply between events. (Taken
+    // before the pass: a change during it gets a pass of its own.)
+    let mut last_inputs = store_inputs(driver);
     resync(driver).await?;
     let mut next_resync = Instant::now() + RESYNC_EVERY;
-    // Store changes also need mirroring: poll the daemon's view cheaply between events.
-    let mut last_networks = network_names(driver);
     loop {
         let wait = tokio::time::sleep(Duration::from_millis(500));
         tokio::select! {
@@ -65,10 +66,10 @@ async fn follow(driver: &Driver) -> anyhow::Result<()> {
                 }
             }
             () = wait => {
-                let now = network_names(driver);
-                if now != last_networks || Instant::now() > next_resync {
+                let now = store_inputs(driver);
+                if now != last_inputs || Instant::now() > next_resync {
                     resync(driver).await?;
-                    last_networks = now;
+                    last_inputs = now;
                     next_resync = Instant::now() + RESYNC_EVERY;
                 }
             }
@@ -76,8 +77,23 @@ async fn follow(driver: &Driver) -> anyhow::Result<()> {
     }
 }
 
-fn network_names(driver: &Driver) -> Vec<String> {
-    driver.shared.cluster().networks.keys().cloned().collect()
+/// What `resync` acts on from the store: the networks and this host's endpoints. The endpoints
+/// matter on their own: a daemon back after its lease expired only sees its endpoints once its
+/// new registration is in its view, possibly after the first pass, and the pass that removes
+/// those whose container went meanwhile (releasing their addresses) must not wait for the
+/// periodic one.
+fn store_inputs(driver: &Driver) -> (Vec<String>, Vec<String>) {
+    let cluster = driver.shared.cluster();
+    let me = &driver.shared.options.host_name;
+    (
+        cluster.networks.keys().cloned().collect(),
+        cluster
+            .endpoints
+            .iter()
+            .filter(|e| &e.record.host == me)
+            .map(|e| e.id.clone())
+            .collect(),
+    )
 }
 
 async fn resync(driver: &Driver) -> anyhow::Result<()> {
