@@ -74,6 +74,15 @@ pub fn render(results: &Results) -> Value {
                 "summary": summary(r.ns()),
                 "above_null_summary": summary(r.above_null()),
             })).collect::<Vec<_>>(),
+            "profiles": k.profiles.iter().map(|p| json!({
+                "program": p.program,
+                "samples": p.samples,
+                "parts": p.parts.iter().map(|(part, samples)| json!({
+                    "part": part,
+                    "samples": samples,
+                    "percent": p.share(*samples),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         })
     });
     let goals: Vec<Value> = goals::evaluate(results)
@@ -99,6 +108,7 @@ pub fn render(results: &Results) -> Value {
             "arp_requests": c.arp_requests,
             "test_run_repeat": c.repeat,
             "seed": c.seed,
+            "profile": c.profile,
         },
         "paths": paths,
         "in_kernel": kernel,

@@ -34,6 +34,7 @@ use netd::datapath::Hook;
 use super::{
     Config, interrupt, metrics,
     path::Endpoints,
+    profile::{self, ProgramProfile},
     stats::{Summary, summarize},
 };
 use crate::{
@@ -109,6 +110,8 @@ impl CostRow {
 pub struct KernelCosts {
     pub repeat: u32,
     pub rows: Vec<CostRow>,
+    /// `--profile`: where from-endpoint's and from-uplink's time went in the fresh-packet phase.
+    pub profiles: Vec<ProgramProfile>,
 }
 
 impl KernelCosts {
@@ -126,11 +129,19 @@ pub fn stats_already_enabled() -> bool {
 pub fn measure(config: &Config) -> anyhow::Result<KernelCosts> {
     let mut null = NullProgram::load()?;
     let mut rows = test_runs(config, null.program()?)?;
+    let recording = config.profile.then(profile::Recording::start).transpose()?;
     rows.extend(fresh_runs(config, null.program()?)?);
+    let profiles = match recording {
+        Some(recording) => {
+            recording.finish(&[Hook::Endpoint.program_name(), Hook::Uplink.program_name()])?
+        }
+        None => Vec::new(),
+    };
     rows.extend(live(config, &mut null)?);
     Ok(KernelCosts {
         repeat: config.repeat,
         rows,
+        profiles,
     })
 }
 

@@ -24,6 +24,7 @@ pub mod macvlan;
 pub mod metrics;
 pub mod path;
 pub mod process;
+pub mod profile;
 pub mod rounds;
 pub mod stats;
 pub mod svg;
@@ -55,6 +56,8 @@ pub struct Config {
     /// Only these paths (`None`: all; empty: none, for a run of the in-kernel phase alone).
     pub only: Option<Vec<String>>,
     pub kernel_cost: bool,
+    /// Profile the fresh-packet TEST_RUN phase with `perf` (`--profile`).
+    pub profile: bool,
 }
 
 impl Config {
@@ -73,6 +76,7 @@ impl Config {
             seed,
             only: None,
             kernel_cost: true,
+            profile: false,
         }
     }
 

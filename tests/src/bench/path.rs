@@ -3,6 +3,12 @@
 
 use std::{any::Any, net::Ipv4Addr, path::PathBuf};
 
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+
 use crate::{
     lab::{CONTAINER_IPS, KernelLab, TwoHostLab},
     netns::Netns,
@@ -11,6 +17,7 @@ use crate::{
 use super::process;
 
 pub const NATIVE: &str = "native";
+pub const NATIVE_XDP_PASS: &str = "native+xdp-pass";
 pub const KERNEL_VXLAN: &str = "kernel-vxlan";
 pub const NETD_OVERLAY: &str = "netd-overlay";
 pub const DOCKER_OVERLAY: &str = "docker-overlay";
@@ -86,6 +93,7 @@ impl Built {
 pub fn registry() -> Vec<Box<dyn BenchPath>> {
     vec![
         Box::new(Native),
+        Box::new(NativeXdpPass),
         Box::new(KernelVxlan),
         Box::new(NetdOverlay),
         Box::new(super::docker_overlay::DockerOverlay),
@@ -110,6 +118,53 @@ impl BenchPath for Native {
             Endpoints::between(&lab.containers[0], &lab.containers[1]),
             lab,
         ))
+    }
+}
+
+/// `native` with a pass-only XDP program on the receiving host's underlay veth: what XDP costs on
+/// a veth before a program does any work, which decides whether an XDP decap (where netd's TC
+/// decap runs) or an XDP macvlan demux can be faster here (issues #2, #5, #6).
+pub struct NativeXdpPass;
+
+impl BenchPath for NativeXdpPass {
+    fn name(&self) -> &'static str {
+        NATIVE_XDP_PASS
+    }
+    fn describe(&self) -> &'static str {
+        "native, plus an XDP program that only passes, in driver mode on the receiving host's underlay veth"
+    }
+    fn build(&self, tag: &str) -> anyhow::Result<Built> {
+        let lab = KernelLab::routed(tag)?;
+        let xdp = XdpPass::attach(&lab.hosts[1], "ul")?;
+        Ok(Built::new(
+            Endpoints::between(&lab.containers[0], &lab.containers[1]),
+            // The program goes first (a bpf_link: closing it detaches), then the namespaces.
+            (xdp, lab),
+        ))
+    }
+}
+
+/// `netd_xdp_null` attached through a bpf_link, detached when this drops.
+struct XdpPass {
+    _ebpf: Ebpf,
+}
+
+impl XdpPass {
+    const PROGRAM: &str = "netd_xdp_null";
+
+    fn attach(netns: &Netns, ifname: &str) -> anyhow::Result<Self> {
+        let mut ebpf = Ebpf::load(netd::datapath::object()).context("cannot load netd's object")?;
+        let program: &mut Xdp = ebpf
+            .program_mut(Self::PROGRAM)
+            .with_context(|| format!("no {} in the object", Self::PROGRAM))?
+            .try_into()?;
+        program.load().context("cannot load the XDP null program")?;
+        let _inside = netd::netns::enter(&netns.path())?;
+        // Driver mode: veth's own XDP support, not the generic hook that every device has.
+        program
+            .attach(ifname, XdpMode::Driver)
+            .with_context(|| format!("cannot attach XDP to {ifname} in {}", netns.name))?;
+        Ok(Self { _ebpf: ebpf })
     }
 }
 

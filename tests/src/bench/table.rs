@@ -8,6 +8,7 @@ use super::{
     kernel_cost::KernelCosts,
     metrics::Metric,
     path::{KERNEL_VXLAN, NATIVE},
+    profile::ProgramProfile,
     stats::Summary,
 };
 
@@ -151,4 +152,29 @@ fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {
             above
         );
     }
+    profiles(out, &kernel.profiles);
 }
+
+/// `--profile`: the share of each program's samples by what it was doing, largest first.
+fn profiles(out: &mut String, profiles: &[ProgramProfile]) {
+    if profiles.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n== where the fresh-packet TEST_RUN time went (perf samples under each program, by the function it called;\n   from-endpoint ran the encap and the ARP-reply packets, from-uplink the decap ones; sampling slows the runs a little)"
+    );
+    for profile in profiles {
+        let _ = writeln!(out, "  {} ({} samples)", profile.program, profile.samples);
+        for (part, samples) in profile.parts.iter().take(PROFILE_PARTS) {
+            let _ = writeln!(out, "    {:>5.1} %  {part}", profile.share(*samples));
+        }
+        let rest: u64 = profile.parts.iter().skip(PROFILE_PARTS).map(|p| p.1).sum();
+        if rest > 0 {
+            let _ = writeln!(out, "    {:>5.1} %  everything else", profile.share(rest));
+        }
+    }
+}
+
+/// Parts shown per program; the rest is summed.
+const PROFILE_PARTS: usize = 6;

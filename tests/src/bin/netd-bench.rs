@@ -39,6 +39,9 @@ struct Args {
     /// Only the in-kernel cost phase (no end-to-end rounds).
     #[arg(long)]
     kernel_cost_only: bool,
+    /// Break the in-kernel cost down by what each program calls (needs perf).
+    #[arg(long, conflicts_with = "no_kernel_cost")]
+    profile: bool,
     /// Write all samples, summaries, ratios and goals as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -81,6 +84,7 @@ impl Args {
             config.only = Some(self.paths.clone());
         }
         config.kernel_cost = !self.no_kernel_cost;
+        config.profile = self.profile;
         Ok(config)
     }
 }
