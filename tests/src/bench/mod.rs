@@ -65,7 +65,7 @@ impl Config {
     pub const DEFAULT_SECONDS: u32 = 5;
     pub const MIN_REPEAT: u32 = 1_000_000;
 
-    /// The default run: 5 rounds of 5-second measurements, about 8 minutes on 2 cores.
+    /// The default run: 5 rounds of 5-second measurements, about 16 minutes on 2 cores.
     pub fn full(seed: u64) -> Self {
         Self {
             rounds: Self::DEFAULT_ROUNDS,
@@ -80,7 +80,7 @@ impl Config {
         }
     }
 
-    /// `--quick`: a smoke run of everything (2 rounds, 1-second measurements), 1-2 minutes.
+    /// `--quick`: a smoke run of everything (2 rounds, 1-second measurements), about 3 minutes.
     pub fn quick(seed: u64) -> Self {
         Self {
             rounds: 2,

@@ -15,7 +15,7 @@ use netd_tests::bench::{self, Config, interrupt};
     about = "Benchmark netd's datapath against the kernel's (issue #6)"
 )]
 struct Args {
-    /// Smoke run: 2 rounds of 1-second measurements (1-2 minutes).
+    /// Smoke run: 2 rounds of 1-second measurements (about 3 minutes).
     #[arg(long)]
     quick: bool,
     /// Rounds (each runs every path once, in a random order).
