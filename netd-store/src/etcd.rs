@@ -191,7 +191,33 @@ impl EtcdStore {
             .iter()
             .map(|key| TxnOp::delete(key.as_str(), None))
             .collect();
-        let txn = Txn::new().and_then(deletes);
+        self.delete_txn(Txn::new().and_then(deletes)).await
+    }
+
+    /// Deletes `keys` and, in the same transaction, `claim` if its value is still `owner`
+    /// (a claim someone else has taken since stays). Returns how many keys existed and went.
+    pub async fn delete_with_claim(
+        &self,
+        keys: &[String],
+        claim: &str,
+        owner: &[u8],
+    ) -> Result<usize> {
+        let deletes: Vec<TxnOp> = keys
+            .iter()
+            .map(|key| TxnOp::delete(key.as_str(), None))
+            .collect();
+        let mut with_claim = deletes.clone();
+        with_claim.push(TxnOp::delete(claim, None));
+        // A value compare on a missing key fails in etcd: then only `keys` go.
+        let txn = Txn::new()
+            .when([Compare::value(claim, CompareOp::Equal, owner)])
+            .and_then(with_claim)
+            .or_else(deletes);
+        self.delete_txn(txn).await
+    }
+
+    /// Runs a transaction of deletes and counts what they deleted.
+    async fn delete_txn(&self, txn: Txn) -> Result<usize> {
         let mut client = self.client.clone();
         let resp = call("delete", client.txn(txn)).await?;
         let deleted: i64 = resp

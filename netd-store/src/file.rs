@@ -124,6 +124,29 @@ impl FileStore {
             .await
     }
 
+    /// Deletes `keys` and, in the same transaction, `claim` if its value is still `owner`.
+    pub async fn delete_with_claim(
+        &self,
+        keys: &[String],
+        claim: &str,
+        owner: &[u8],
+    ) -> Result<usize> {
+        let mut keys: BTreeSet<String> = keys.iter().cloned().collect();
+        let claim = claim.to_owned();
+        let owner = owner.to_vec();
+        self.transact(move |state, _| {
+            if state
+                .keys
+                .get(&claim)
+                .is_some_and(|entry| entry.value.as_bytes() == owner.as_slice())
+            {
+                keys.insert(claim);
+            }
+            Ok(state.delete_keys(&keys))
+        })
+        .await
+    }
+
     pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         if ttl_ms <= 0 {

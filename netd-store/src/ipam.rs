@@ -93,10 +93,16 @@ async fn claim(
         .await
 }
 
-/// Frees an address (idempotent).
-pub async fn release(store: &Store, network: &str, ip: Ipv4Addr) -> Result<(), StoreError> {
+/// Frees an address if `owner` (the name it was claimed for) still holds it; returns whether it
+/// did. Idempotent, and never frees another endpoint's claim on the same address.
+pub async fn release(
+    store: &Store,
+    network: &str,
+    ip: Ipv4Addr,
+    owner: &str,
+) -> Result<bool, StoreError> {
     store
-        .delete_all(&[keys::ipam(network, ip)])
+        .delete_with_claim(&[], &keys::ipam(network, ip), owner.as_bytes())
         .await
-        .map(|_| ())
+        .map(|deleted| deleted == 1)
 }

@@ -166,6 +166,18 @@ impl Store {
         dispatch!(self, s => s.delete_all(keys).await)
     }
 
+    /// Deletes `keys` and, in the same transaction, `claim` only if its value is still `owner`:
+    /// releasing an address must never free one that another endpoint has claimed since.
+    /// `claim` must not be among `keys`. Returns how many keys existed and were deleted.
+    pub async fn delete_with_claim(
+        &self,
+        keys: &[String],
+        claim: &str,
+        owner: &[u8],
+    ) -> Result<usize> {
+        dispatch!(self, s => s.delete_with_claim(keys, claim, owner).await)
+    }
+
     /// Grants a lease of `ttl`.
     pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
         dispatch!(self, s => s.grant_lease(ttl).await)

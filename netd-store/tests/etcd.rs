@@ -274,6 +274,42 @@ async fn delete_all_counts_existing_keys() {
 }
 
 #[tokio::test]
+async fn delete_with_claim_frees_only_the_owners_claim() {
+    let etcd = Etcd::start().await;
+    let store = etcd.store().await;
+
+    store.put("/ep/a", b"{}", None).await.unwrap();
+    // Claimed by someone else by now: the record goes, the claim stays.
+    store.put("/ipam/10.0.0.5", b"b", None).await.unwrap();
+    let deleted = store
+        .delete_with_claim(&["/ep/a".into()], "/ipam/10.0.0.5", b"a")
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(store.get("/ep/a").await.unwrap(), None);
+    assert_eq!(
+        store.get("/ipam/10.0.0.5").await.unwrap().unwrap().value,
+        b"b"
+    );
+
+    // Still the owner's: both go.
+    store.put("/ep/b", b"{}", None).await.unwrap();
+    let deleted = store
+        .delete_with_claim(&["/ep/b".into()], "/ipam/10.0.0.5", b"b")
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert!(store.list("/").await.unwrap().kvs.is_empty());
+
+    // A missing claim is no error.
+    let deleted = store
+        .delete_with_claim(&[], "/ipam/10.0.0.5", b"b")
+        .await
+        .unwrap();
+    assert_eq!(deleted, 0);
+}
+
+#[tokio::test]
 async fn lease_keeps_key_until_revoked() {
     let etcd = Etcd::start().await;
     let store = etcd.store().await;

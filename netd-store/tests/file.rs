@@ -167,6 +167,52 @@ async fn delete_all_counts_and_is_idempotent() {
 }
 
 #[tokio::test]
+async fn delete_with_claim_frees_only_the_owners_claim() {
+    let (_dir, store) = store();
+    store
+        .create_all(&[kv("ep/a", "{}"), kv("ipam/10.0.0.5", "a")])
+        .await
+        .unwrap();
+    // Claimed by someone else by now: the record goes, the claim stays.
+    store.put("ipam/10.0.0.5", b"b", None).await.unwrap();
+    let deleted = store
+        .delete_with_claim(&["ep/a".to_owned()], "ipam/10.0.0.5", b"a")
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(store.get("ep/a").await.unwrap(), None);
+    assert_eq!(
+        store.get("ipam/10.0.0.5").await.unwrap().unwrap().value,
+        b"b"
+    );
+
+    // Still the owner's: both go, in one revision.
+    let before = store.list("").await.unwrap().revision;
+    store.put("ep/b", b"{}", None).await.unwrap();
+    let deleted = store
+        .delete_with_claim(&["ep/b".to_owned()], "ipam/10.0.0.5", b"b")
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    let after = store.list("").await.unwrap();
+    assert!(after.kvs.is_empty(), "{:?}", after.kvs);
+    assert_eq!(
+        after.revision,
+        before + 2,
+        "the put, then one delete revision"
+    );
+
+    // A missing claim is no error.
+    assert_eq!(
+        store
+            .delete_with_claim(&[], "ipam/10.0.0.5", b"b")
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+#[tokio::test]
 async fn two_stores_on_one_dir_share_state() {
     let dir = TempDir::new().unwrap();
     let a = FileStore::open(dir.path()).unwrap();

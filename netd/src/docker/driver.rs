@@ -337,12 +337,8 @@ impl Driver {
         };
         if let Some(name) = network {
             // Only our own claims: the gateway (never claimed) and others' addresses stay.
-            let key = keys::ipam(&name, ip);
-            if let Some(kv) = self.shared.store.get(&key).await?
-                && kv.value == docker_claim(&self.shared.options.host_name).as_bytes()
-            {
-                ipam::release(&self.shared.store, &name, ip).await?;
-            }
+            let owner = docker_claim(&self.shared.options.host_name);
+            ipam::release(&self.shared.store, &name, ip, &owner).await?;
         }
         Ok(json!({}))
     }
@@ -645,14 +641,24 @@ impl Driver {
         release_address: bool,
     ) -> anyhow::Result<()> {
         let key = keys::endpoint(network, eid);
-        let mut doomed = vec![key.clone()];
-        if release_address
-            && let Some(kv) = self.shared.store.get(&key).await?
-            && let Ok(r) = schema::decode::<EndpointRecord>(&kv.value)
-        {
-            doomed.push(keys::ipam(network, r.ip));
-        }
-        self.shared.store.delete_all(&doomed).await?;
+        let doomed = std::slice::from_ref(&key);
+        let record = if release_address {
+            self.shared.store.get(&key).await?
+        } else {
+            None
+        };
+        match record.and_then(|kv| schema::decode::<EndpointRecord>(&kv.value).ok()) {
+            // Docker's addresses are claimed in this host's name (request_address): release it
+            // only while that claim still stands, never one another host has taken since.
+            Some(r) => {
+                let owner = docker_claim(&self.shared.options.host_name);
+                self.shared
+                    .store
+                    .delete_with_claim(doomed, &keys::ipam(network, r.ip), owner.as_bytes())
+                    .await?
+            }
+            None => self.shared.store.delete_all(doomed).await?,
+        };
         if let Some(host_if) = self
             .shared
             .local()

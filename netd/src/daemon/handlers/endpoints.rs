@@ -83,7 +83,7 @@ pub(super) async fn endpoint_add(
     let result = plumb_and_publish(shared, &net, &netns_path, ip, mac, ifname, name).await;
     if result.is_err() {
         // Nothing half-made stays: the address goes back.
-        let _ = ipam::release(&shared.store, network, ip).await;
+        let _ = ipam::release(&shared.store, network, ip, name).await;
     }
     result
 }
@@ -225,11 +225,18 @@ pub(super) async fn endpoint_rm(
         _ => bail!("endpoint {name:?} exists in several networks; give --network"),
     };
     let key = keys::endpoint(&net, name);
-    let mut doomed = vec![key.clone()];
-    if let Some(ip) = ip {
-        doomed.push(keys::ipam(&net, ip));
-    }
-    shared.store.delete_all(&doomed).await?;
+    // The record and its address go together; the address only while it is still claimed for
+    // this endpoint's name (ipam::allocate claimed it so).
+    match ip {
+        Some(ip) => {
+            let claim = keys::ipam(&net, ip);
+            shared
+                .store
+                .delete_with_claim(std::slice::from_ref(&key), &claim, name.as_bytes())
+                .await?
+        }
+        None => shared.store.delete_all(std::slice::from_ref(&key)).await?,
+    };
     let host_if = shared.local().remove(&(net.clone(), name.to_string()));
     if let Some(host_if) = &host_if {
         shared.datapath().detach(Hook::Endpoint, host_if)?;
