@@ -93,6 +93,25 @@ async fn claim(
         .await
 }
 
+/// Deletes `keys` (an endpoint's record) and, in the same transaction, releases its address
+/// `ip` if it has one and `owner` still holds it; returns how many keys went.
+pub async fn delete_releasing(
+    store: &Store,
+    keys: &[String],
+    network: &str,
+    ip: Option<Ipv4Addr>,
+    owner: &str,
+) -> Result<usize, StoreError> {
+    match ip {
+        Some(ip) => {
+            store
+                .delete_with_claim(keys, &keys::ipam(network, ip), owner.as_bytes())
+                .await
+        }
+        None => store.delete_all(keys).await,
+    }
+}
+
 /// Frees an address if `owner` (the name it was claimed for) still holds it; returns whether it
 /// did. Idempotent, and never frees another endpoint's claim on the same address.
 pub async fn release(
@@ -101,8 +120,7 @@ pub async fn release(
     ip: Ipv4Addr,
     owner: &str,
 ) -> Result<bool, StoreError> {
-    store
-        .delete_with_claim(&[], &keys::ipam(network, ip), owner.as_bytes())
+    delete_releasing(store, &[], network, Some(ip), owner)
         .await
         .map(|deleted| deleted == 1)
 }

@@ -641,24 +641,27 @@ impl Driver {
         release_address: bool,
     ) -> anyhow::Result<()> {
         let key = keys::endpoint(network, eid);
-        let doomed = std::slice::from_ref(&key);
-        let record = if release_address {
-            self.shared.store.get(&key).await?
+        let ip = if release_address {
+            self.shared
+                .store
+                .get(&key)
+                .await?
+                .and_then(|kv| schema::decode::<EndpointRecord>(&kv.value).ok())
+                .map(|r| r.ip)
         } else {
             None
         };
-        match record.and_then(|kv| schema::decode::<EndpointRecord>(&kv.value).ok()) {
-            // Docker's addresses are claimed in this host's name (request_address): release it
-            // only while that claim still stands, never one another host has taken since.
-            Some(r) => {
-                let owner = docker_claim(&self.shared.options.host_name);
-                self.shared
-                    .store
-                    .delete_with_claim(doomed, &keys::ipam(network, r.ip), owner.as_bytes())
-                    .await?
-            }
-            None => self.shared.store.delete_all(doomed).await?,
-        };
+        // Docker's addresses are claimed in this host's name (request_address): released only
+        // while that claim still stands, never one another host has taken since.
+        let owner = docker_claim(&self.shared.options.host_name);
+        ipam::delete_releasing(
+            &self.shared.store,
+            std::slice::from_ref(&key),
+            network,
+            ip,
+            &owner,
+        )
+        .await?;
         if let Some(host_if) = self
             .shared
             .local()

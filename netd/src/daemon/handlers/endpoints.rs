@@ -227,16 +227,7 @@ pub(super) async fn endpoint_rm(
     let key = keys::endpoint(&net, name);
     // The record and its address go together; the address only while it is still claimed for
     // this endpoint's name (ipam::allocate claimed it so).
-    match ip {
-        Some(ip) => {
-            let claim = keys::ipam(&net, ip);
-            shared
-                .store
-                .delete_with_claim(std::slice::from_ref(&key), &claim, name.as_bytes())
-                .await?
-        }
-        None => shared.store.delete_all(std::slice::from_ref(&key)).await?,
-    };
+    ipam::delete_releasing(&shared.store, std::slice::from_ref(&key), &net, ip, name).await?;
     let host_if = shared.local().remove(&(net.clone(), name.to_string()));
     if let Some(host_if) = &host_if {
         shared.datapath().detach(Hook::Endpoint, host_if)?;
