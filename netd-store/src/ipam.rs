@@ -93,11 +93,11 @@ async fn claim(
         .await
 }
 
-/// Deletes `keys` (an endpoint's record) and, in the same transaction, releases its address
+/// Deletes `records` (an endpoint's keys) and, in the same transaction, releases its address
 /// `ip` if it has one and `owner` still holds it; returns how many keys went.
 pub async fn delete_releasing(
     store: &Store,
-    keys: &[String],
+    records: &[String],
     network: &str,
     ip: Option<Ipv4Addr>,
     owner: &str,
@@ -105,10 +105,10 @@ pub async fn delete_releasing(
     match ip {
         Some(ip) => {
             store
-                .delete_with_claim(keys, &keys::ipam(network, ip), owner.as_bytes())
+                .delete_with_claim(records, &keys::ipam(network, ip), owner.as_bytes())
                 .await
         }
-        None => store.delete_all(keys).await,
+        None => store.delete_all(records).await,
     }
 }
 
