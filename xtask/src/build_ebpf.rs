@@ -1,43 +1,27 @@
-//! `cargo xtask build-ebpf`: the programs on their own, the same way netd/build.rs builds them.
+//! `cargo xtask build-ebpf`: the programs on their own, with the command netd/build.rs uses.
 
-use std::{path::PathBuf, process::Command};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::run::{status, workspace_root};
+use crate::{
+    ebpf_command,
+    run::{status, workspace_root},
+};
 
-pub const TARGET: &str = "bpfel-unknown-none";
+/// `target/ebpf`: nightly's host artifacts (build scripts, proc macros) in `target/release`
+/// would evict stable's, and each toolchain would rebuild them for the other.
+pub fn target_dir() -> PathBuf {
+    workspace_root().join("target").join("ebpf")
+}
 
 pub fn run() -> anyhow::Result<PathBuf> {
-    let root = workspace_root();
-    let target_dir = root.join("target").join("ebpf");
-    // Same flags as aya-build: BTF for the loader, debuginfo for BTF line info.
-    let rustflags = [
-        "--cfg=bpf_target_arch=\"x86_64\"",
-        "-Cdebuginfo=2",
-        "-Clink-arg=--btf",
-    ]
-    .join("\x1f");
+    let target_dir = target_dir();
     status(
-        Command::new("rustup")
-            .args([
-                "run",
-                "nightly",
-                "cargo",
-                "build",
-                "--package",
-                "netd-ebpf",
-                "--bins",
-            ])
-            .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
-            .env_remove("RUSTC")
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .current_dir(&root),
+        ebpf_command::nightly_cargo("build", std::env::consts::ARCH, &target_dir)
+            .current_dir(workspace_root()),
     )?;
-    let object = target_dir.join(TARGET).join("release").join("netd-ebpf");
+    let object = ebpf_command::object(&target_dir);
     let size = std::fs::metadata(&object)
         .with_context(|| format!("{} was not produced", object.display()))?
         .len();

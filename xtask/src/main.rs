@@ -3,6 +3,9 @@
 mod bench;
 mod build_ebpf;
 mod demo;
+// The nested cargo command that builds netd-ebpf, shared with netd/build.rs.
+#[path = "../../netd-ebpf/cargo_command.rs"]
+mod ebpf_command;
 mod run;
 mod setup;
 mod test;
