@@ -6,6 +6,7 @@ mod demo;
 // The nested cargo command that builds netd-ebpf, shared with netd/build.rs.
 #[path = "../../netd-ebpf/cargo_command.rs"]
 mod ebpf_command;
+mod lint;
 mod run;
 mod setup;
 mod test;
@@ -25,7 +26,9 @@ enum Command {
     Setup,
     /// Build the eBPF programs (nightly, build-std, bpf-linker, BTF) and report their size.
     BuildEbpf,
-    /// Set up, then run every test (unit, kernel packet tests, namespace labs).
+    /// Check formatting and run clippy (warnings are errors) on every crate, netd-ebpf included.
+    Lint,
+    /// Set up, lint, then run every test (unit, kernel packet tests, namespace labs).
     Test {
         /// Extra arguments for the test binaries (e.g. a test name filter).
         #[arg(trailing_var_arg = true)]
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(),
         Command::BuildEbpf => build_ebpf::run().map(|_| ()),
+        Command::Lint => lint::run(),
         Command::Test { args } => test::run(&args),
         Command::Demo => demo::run(),
         Command::Bench { args } => bench::run(&args),

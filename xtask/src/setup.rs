@@ -95,26 +95,45 @@ fn nightly() -> anyhow::Result<String> {
     Ok("present".into())
 }
 
-fn rust_src() -> anyhow::Result<String> {
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]))
-    .unwrap_or_default();
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
+/// rustup components per toolchain (`None`: the active one, which builds the host crates):
+/// rust-src for netd-ebpf's build-std, clippy and rustfmt for `cargo xtask lint`.
+const COMPONENTS: &[(Option<&str>, &[&str])] = &[
+    (Some("nightly"), &["rust-src", "clippy"]),
+    (None, &["clippy", "rustfmt"]),
+];
+
+fn components() -> anyhow::Result<String> {
+    let mut added = Vec::new();
+    for &(toolchain, wanted) in COMPONENTS {
+        let toolchain_args = toolchain.map(|t| ["--toolchain", t]);
+        let installed = output(
+            Command::new("rustup")
+                .args(["component", "list", "--installed"])
+                .args(toolchain_args.iter().flatten()),
+        )
+        .unwrap_or_default();
+        // Listed with the host triple appended (`clippy-x86_64-...`), except rust-src.
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        status(
+            Command::new("rustup")
+                .args(["component", "add"])
+                .args(&missing)
+                .args(toolchain_args.iter().flatten()),
+        )?;
+        let on = toolchain.unwrap_or("the active toolchain");
+        added.push(format!("{} on {on}", missing.join(" ")));
+    }
+    if added.is_empty() {
         return Ok("present".into());
     }
-    status(Command::new("rustup").args([
-        "component",
-        "add",
-        "rust-src",
-        "--toolchain",
-        "nightly",
-    ]))?;
-    Ok("installed".into())
+    Ok(format!("installed {}", added.join(", ")))
 }
 
 fn bpf_linker() -> anyhow::Result<String> {
@@ -156,7 +175,7 @@ pub fn run() -> anyhow::Result<()> {
         ("root", root),
         ("Debian packages", apt),
         ("nightly toolchain", nightly),
-        ("nightly rust-src", rust_src),
+        ("rustup components", components),
         ("bpf-linker", bpf_linker),
     ];
     let total = steps.len();

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: setup, then every test of the workspace. The privileged tests (kernel
-//! packet tests, namespace labs) run one at a time: they load programs and create namespaces.
+//! `cargo xtask test`: setup and the lint gate, then every test of the workspace. The privileged
+//! tests (kernel packet tests, namespace labs) run one at a time: they load programs and create
+//! namespaces.
 
 use std::process::Command;
 
@@ -7,6 +8,8 @@ use crate::run::{status, workspace_root};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     crate::setup::run()?;
+    // Before the long tests: a formatting slip or a lint fails in a minute, not after them.
+    crate::lint::run()?;
     crate::build_ebpf::run()?;
     status(
         Command::new("cargo")
