@@ -1,6 +1,9 @@
 //! `cargo xtask <command>`: the developer commands.
 
 mod bench;
+// netd-bench's options, so that `cargo xtask bench --help` needs no build of netd-bench.
+#[path = "../../tests/src/bench/cli.rs"]
+mod bench_cli;
 mod build_ebpf;
 mod demo;
 // The nested cargo command that builds netd-ebpf, shared with netd/build.rs.
@@ -14,7 +17,7 @@ mod test;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask")]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +33,7 @@ enum Command {
     Lint,
     /// Set up, lint, then run every test (unit, kernel packet tests, namespace labs).
     Test {
-        /// Extra arguments for the test binaries (e.g. a test name filter).
+        /// Extra arguments for the test binaries (e.g. a test name filter; options after `--`).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
@@ -38,6 +41,7 @@ enum Command {
     Demo,
     /// Set up, build, and benchmark netd against the kernel's datapaths (`--quick`, `--json FILE`,
     /// `--chart FILE`; `cargo xtask bench --help` for all).
+    // netd-bench's own parser answers `--help` (bench::run), so that it lists netd-bench's options.
     #[command(disable_help_flag = true)]
     Bench {
         /// Arguments for netd-bench, passed through.

@@ -7,6 +7,7 @@
 //! - [`macvlan`]: the kernel's macvlan and netd's macvlan-style datapath on one LAN topology;
 //! - [`metrics`]: the measurements (iperf3, sockperf) and what they report;
 //! - [`rounds`]: the interleaved rounds (shuffled path order, quiet wait, progress lines);
+//! - [`cli`]: netd-bench's options (xtask shares them for `--help`);
 //! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
 //! - [`kernel_cost`]: `BPF_PROG_TEST_RUN` loops and `bpf_stats` on live traffic;
 //! - [`stats`]: medians, ranges and within-round ratios; [`goals`]: issue #6's targets;
@@ -14,6 +15,7 @@
 //!
 //! Timings live only here, never in `cargo xtask test`.
 
+pub mod cli;
 pub mod cpu;
 pub mod docker_overlay;
 pub mod goals;

@@ -1,0 +1,48 @@
+//! netd-bench's command line. Only clap and std here: xtask includes this file too (with
+//! `#[path]`), so that `cargo xtask bench --help` and mistyped options answer at once instead of
+//! after setup and a release build, from this one list of options.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netd-bench",
+    about = "Benchmark netd's datapath against the kernel's own datapaths"
+)]
+pub struct Args {
+    /// Smoke run: 2 rounds of 1-second measurements (about 3 minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds (each runs every path once, in a random order).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Seconds per iperf3/sockperf measurement.
+    #[arg(long)]
+    pub seconds: Option<u32>,
+    /// BPF_PROG_TEST_RUN repeat count (at least 1000000).
+    #[arg(long)]
+    pub repeat: Option<u32>,
+    /// Seed for the per-round path order (default: from the clock; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Only these paths, comma-separated (e.g. `netd-overlay,kernel-vxlan`).
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Vec<String>,
+    /// Skip the in-kernel cost phase.
+    #[arg(long, conflicts_with = "kernel_cost_only")]
+    pub no_kernel_cost: bool,
+    /// Only the in-kernel cost phase (no end-to-end rounds).
+    #[arg(long)]
+    pub kernel_cost_only: bool,
+    /// Break the in-kernel cost down by what each program calls (needs perf).
+    #[arg(long, conflicts_with = "no_kernel_cost")]
+    pub profile: bool,
+    /// Write all samples, summaries, ratios and goals as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write an SVG bar chart.
+    #[arg(long, value_name = "FILE")]
+    pub chart: Option<PathBuf>,
+}
