@@ -1,4 +1,4 @@
-//! Issue #6's targets, judged on this run.
+//! The benchmark's performance targets, judged on this run.
 //!
 //! netd-overlay's ratio goals are against Docker's overlay; until that path is measured,
 //! kernel-vxlan (the same bridge + vxlan datapath Docker builds) stands in, and the goal line says
@@ -123,7 +123,7 @@ pub fn evaluate(results: &Results) -> Vec<Goal> {
             .and_then(|k| k.row(key))
             .and_then(|r| r.above_null())
     };
-    // Issue #6 asks for TEST_RUN figures; the live ones add what a container's veth costs on
+    // The cost targets are for TEST_RUN figures; the live ones add what a container's veth costs on
     // top (an skb reallocation per encap, for want of headroom): both are shown.
     for (key, what, target, method) in [
         (FRESH_ENCAP, "encap", 70.0, "TEST_RUN, fresh UDP 64 B"),

@@ -1,4 +1,4 @@
-//! The macvlan paths (issue #5's networks): the kernel's own macvlan device and netd's
+//! The macvlan paths (netd's macvlan networks): the kernel's own macvlan device and netd's
 //! macvlan-style datapath, on one topology so the comparison is fair.
 //!
 //! ```text

@@ -1,5 +1,5 @@
-//! `cargo xtask bench` (issue #6): netd's overlay side by side with the kernel's own datapaths on
-//! one topology (two host namespaces on a veth underlay, a container namespace on each), in
+//! `cargo xtask bench`: netd's overlay side by side with the kernel's own datapaths on one
+//! topology (two host namespaces on a veth underlay, a container namespace on each), in
 //! interleaved rounds, plus the in-kernel cost of netd's programs next to a null program.
 //!
 //! One job per module:
@@ -10,7 +10,7 @@
 //! - [`cli`]: netd-bench's options (xtask shares them for `--help`);
 //! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
 //! - [`kernel_cost`]: `BPF_PROG_TEST_RUN` loops and `bpf_stats` on live traffic;
-//! - [`stats`]: medians, ranges and within-round ratios; [`goals`]: issue #6's targets;
+//! - [`stats`]: medians, ranges and within-round ratios; [`goals`]: the performance targets;
 //! - [`table`], [`json`], [`svg`]: the three outputs.
 //!
 //! Timings live only here, never in `cargo xtask test`.
@@ -51,7 +51,7 @@ pub struct Config {
     pub live_seconds: u32,
     /// ARP requests sent per repetition to time the ARP responder.
     pub arp_requests: u32,
-    /// `BPF_PROG_TEST_RUN` repeat count (issue #6: at least 1e6).
+    /// `BPF_PROG_TEST_RUN` repeat count (at least [`Self::MIN_REPEAT`]).
     pub repeat: u32,
     /// Seed of the per-round path order (printed, so a run's order can be repeated).
     pub seed: u64,

@@ -123,7 +123,7 @@ impl BenchPath for Native {
 
 /// `native` with a pass-only XDP program on the receiving host's underlay veth: what XDP costs on
 /// a veth before a program does any work, which decides whether an XDP decap (where netd's TC
-/// decap runs) or an XDP macvlan demux can be faster here (issues #2, #5, #6).
+/// decap runs) or an XDP macvlan demux can be faster here.
 pub struct NativeXdpPass;
 
 impl BenchPath for NativeXdpPass {
@@ -204,7 +204,7 @@ impl BenchPath for NetdOverlay {
     }
 }
 
-/// A path planned in issue #6 that nobody has written yet: a "skipped" row.
+/// A path the benchmark is meant to compare that nobody has written yet: a "skipped" row.
 pub struct NotYet(pub &'static str);
 
 impl BenchPath for NotYet {

@@ -4,8 +4,8 @@
 //! `perf record -g` samples this process's threads (TEST_RUN runs the program inside our own
 //! `bpf()` call); every sample whose call chain passes through a program is charged to the
 //! function that program called (a helper, a map lookup), or to the program itself when it was
-//! running its own instructions. That is the breakdown issue #6 asks for where a cost goal is
-//! missed: how much is netd's code, and how much the kernel helpers it cannot do without.
+//! running its own instructions. That is the breakdown a missed cost goal calls for: how much
+//! is netd's code, and how much the kernel helpers it cannot do without.
 
 use std::{
     collections::BTreeMap,
