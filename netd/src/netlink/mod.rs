@@ -1,0 +1,174 @@
+//! Interface plumbing for endpoints, over rtnetlink: veth pairs, namespace moves, addresses,
+//! routes, MTU, MAC, promiscuity. These are rare, slow-path operations.
+//!
+//! The functions here are synchronous and may be called from blocking threads and from inside
+//! tokio handlers alike; `runner` keeps the netlink work off the caller's thread. Each one acts
+//! on the calling thread's network namespace, except where a namespace is given.
+//!
+//! Host-side veths are named `nd<8 hex>` and carry `netd:<network>/<endpoint>` as their alias,
+//! which is how a restarted daemon finds its endpoints again without any state file.
+
+mod ask;
+mod endpoint;
+mod error;
+mod link;
+mod route;
+mod runner;
+
+use std::{
+    collections::HashMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+pub use error::NetlinkError;
+
+/// Resolves `--netns NAME|PATH`: a name made by `ip netns add`, or a path such as
+/// `/proc/PID/ns/net`.
+pub fn netns_path(spec: &str) -> Result<PathBuf, NetlinkError> {
+    let path = if spec.contains('/') {
+        PathBuf::from(spec)
+    } else {
+        crate::netns::named(spec)
+    };
+    if !path.exists() {
+        return Err(NetlinkError::NoNetns(spec.into()));
+    }
+    Ok(path)
+}
+
+/// The host-side interface name of an endpoint: stable, short enough (IFNAMSIZ), and unlikely to
+/// collide (FNV-1a of network and endpoint name).
+pub fn host_ifname(network: &str, endpoint: &str) -> String {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in network.bytes().chain([b'/']).chain(endpoint.bytes()) {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    format!("nd{hash:08x}")
+}
+
+const ALIAS_PREFIX: &str = "netd:";
+
+fn alias(network: &str, endpoint: &str) -> String {
+    format!("{ALIAS_PREFIX}{network}/{endpoint}")
+}
+
+/// What an endpoint's container side gets.
+pub struct EndpointLink<'a> {
+    pub network: &'a str,
+    pub endpoint: &'a str,
+    pub netns: &'a Path,
+    pub ifname: &'a str,
+    pub mac: &'a str,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mtu: u16,
+}
+
+/// Creates the veth pair, moves one end into the namespace (renamed, addressed, routed, up) and
+/// brings the host end up. Returns the host end's name. On failure nothing is left behind.
+pub fn create_endpoint(link: &EndpointLink<'_>) -> Result<String, NetlinkError> {
+    endpoint::create_endpoint(link)
+}
+
+/// Creates a veth pair for a Docker endpoint: both ends stay in this namespace, the peer (named
+/// `<host>p`, with the endpoint's MAC and MTU) is what Docker moves into the container at Join.
+/// Returns (host end, peer).
+pub fn create_docker_endpoint(
+    network: &str,
+    endpoint: &str,
+    mac: &str,
+    mtu: u16,
+) -> Result<(String, String), NetlinkError> {
+    endpoint::create_docker_endpoint(network, endpoint, mac, mtu)
+}
+
+/// Deletes a link (its veth peer goes with it). Deleting a missing link is not an error.
+pub fn delete_link(name: &str) -> Result<(), NetlinkError> {
+    let name = name.to_string();
+    runner::here(move |handle| async move { link::delete(&handle, &name).await })
+}
+
+/// ifindex of a link in the current namespace. A plain ioctl, answered on the caller's thread:
+/// it is asked often (every reconcile pass) and cannot block.
+pub fn ifindex(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+/// What netd needs to know about a link, read over netlink (not /sys, which belongs to the
+/// namespace it was mounted in: a daemon started with `nsenter --net` still sees the root one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub mtu: u16,
+    pub mac: [u8; 6],
+    pub promisc: bool,
+}
+
+pub fn link_info(name: &str) -> Result<LinkInfo, NetlinkError> {
+    let name = name.to_string();
+    runner::here(move |handle| async move {
+        let message = link::get(&handle, link::Lookup::Name(&name)).await?;
+        link::info(&message).ok_or_else(|| {
+            NetlinkError::protocol(
+                format!("look up link {name}"),
+                "it has no Ethernet address or its MTU exceeds 65535",
+            )
+        })
+    })
+}
+
+/// MTU of a link.
+pub fn mtu(name: &str) -> Result<u16, NetlinkError> {
+    link_info(name).map(|l| l.mtu)
+}
+
+/// Turns promiscuous mode on or off.
+pub fn set_promisc(name: &str, on: bool) -> Result<(), NetlinkError> {
+    let name = name.to_string();
+    runner::here(move |handle| async move { link::set_promisc(&handle, &name, on).await })
+}
+
+/// The interface the kernel routes `to` through (like `ip route get`).
+pub fn route_dev(to: Ipv4Addr) -> Result<String, NetlinkError> {
+    runner::here(move |handle| async move {
+        let index = route::output_ifindex(&handle, to).await?;
+        let message = link::get(&handle, link::Lookup::Index(index)).await?;
+        link::name(&message).map(str::to_string).ok_or_else(|| {
+            NetlinkError::protocol(format!("look up link #{index}"), "the link has no name")
+        })
+    })
+}
+
+/// The endpoints of this host, found by their aliases: (network, endpoint) -> host ifname.
+pub fn local_endpoints() -> Result<HashMap<(String, String), String>, NetlinkError> {
+    let links = runner::here(|handle| async move { link::dump(&handle).await })?;
+    Ok(links
+        .iter()
+        .filter_map(|message| {
+            let (network, endpoint) = link::alias(message)?
+                .strip_prefix(ALIAS_PREFIX)?
+                .split_once('/')?;
+            let name = link::name(message)?;
+            Some((
+                (network.to_string(), endpoint.to_string()),
+                name.to_string(),
+            ))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ifname_fits_ifnamsiz_and_differs() {
+        let a = host_ifname("mynet", "web1");
+        assert!(a.len() <= 15);
+        assert_ne!(a, host_ifname("mynet", "web2"));
+        assert_ne!(a, host_ifname("mynet2", "web1"));
+        assert_eq!(a, host_ifname("mynet", "web1"));
+    }
+}
