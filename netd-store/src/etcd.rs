@@ -17,11 +17,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions, WatchResponse, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, PutOptions, Txn,
+    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse, WatchStream,
 };
 
-use crate::{KeyValue, LeaseId, Listing, Result, StoreError, WatchEvent};
+use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, StoreError, WatchEvent};
 
 /// Time to establish a TCP connection to one endpoint. Loopback or LAN: a few seconds is plenty,
 /// and a daemon should learn quickly that etcd is away.
@@ -45,6 +45,15 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// TCP keep-alive, for half-open connections while no stream is open.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// Largest gRPC message the client decodes. gRPC's default is 4 MiB, which one listing of about
+/// 19,000 endpoints or one lagging watch batch exceeds (design §9). Listings are paged and
+/// watches fragmented, so no answer should come near this; it is a backstop, not a budget.
+const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Keys per listing page: about 1 MiB of netd's records, well inside any message limit and
+/// small enough that a page costs the server little.
+pub const LIST_PAGE_KEYS: i64 = 4096;
+
 /// gRPC status codes (fixed by the gRPC specification) that mean the request did not get an
 /// answer from a healthy etcd: compared by number because tonic's `Code` type is not re-exported
 /// by etcd-client and netd-store does not depend on tonic directly.
@@ -52,6 +61,7 @@ const GRPC_CANCELLED: i32 = 1;
 const GRPC_UNKNOWN: i32 = 2;
 const GRPC_DEADLINE_EXCEEDED: i32 = 4;
 const GRPC_NOT_FOUND: i32 = 5;
+const GRPC_OUT_OF_RANGE: i32 = 11;
 const GRPC_UNAVAILABLE: i32 = 14;
 
 /// A client of an etcd cluster.
@@ -62,6 +72,9 @@ const GRPC_UNAVAILABLE: i32 = 14;
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// The client's KV and watch services with [`MAX_MESSAGE_BYTES`] as their decoding limit.
+    kv: KvClient,
+    watch: WatchClient,
     endpoints: Vec<String>,
 }
 
@@ -112,6 +125,12 @@ impl EtcdStore {
                 Err(_) => return Err(deadline_passed("connect")),
             };
         Ok(Self {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            watch: client
+                .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
             client,
             endpoints: endpoints.to_vec(),
         })
@@ -119,24 +138,113 @@ impl EtcdStore {
 
     /// One key, or `None` when it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut client = self.client.clone();
-        let resp = call("get", client.get(key, None)).await?;
+        let mut kv = self.kv.clone();
+        let resp = call("get", kv.get(key, None)).await?;
         Ok(resp.kvs().first().and_then(convert_kv))
     }
 
     /// Every key under `prefix` (all keys for `""`), sorted by key, with the revision the
     /// listing is consistent at (from the response header, so it is valid even when no key
-    /// matches).
+    /// matches). Read in pages of [`LIST_PAGE_KEYS`] at one revision, so no answer grows with
+    /// the cluster; a revision compacted between two pages starts the listing over.
     pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        let mut client = self.client.clone();
-        let resp = call(
-            "list",
-            client.get(prefix, Some(GetOptions::new().with_prefix())),
-        )
-        .await?;
-        let revision = header_revision("list", resp.header())?;
-        let kvs = resp.kvs().iter().filter_map(convert_kv).collect();
+        let mut attempts = 0;
+        loop {
+            match self.list_at_one_revision(prefix).await {
+                Err(StoreError::Compacted(_)) if attempts < 3 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_at_one_revision(&self, prefix: &str) -> Result<Listing> {
+        let first = self.list_page(prefix, None, None, LIST_PAGE_KEYS).await?;
+        let revision = first.revision;
+        let mut more = first.more;
+        let mut kvs = first.kvs;
+        while more {
+            let after = kvs.last().map(|kv| kv.key.clone());
+            let page = self
+                .list_page(prefix, after.as_deref(), Some(revision), LIST_PAGE_KEYS)
+                .await?;
+            more = page.more;
+            kvs.extend(page.kvs);
+        }
         Ok(Listing { kvs, revision })
+    }
+
+    /// At most `limit` keys under `prefix`, sorted, after the key `after` (from the start when
+    /// `None`), as of `revision` (the current one when `None`). A revision etcd no longer has
+    /// gives [`StoreError::Compacted`].
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+        limit: i64,
+    ) -> Result<Page> {
+        // The range [start, end): `end` is the first key past the prefix, and a continuation
+        // starts just after the last key seen (`\0` is the smallest byte that can follow it).
+        let end = prefix_end(prefix.as_bytes());
+        let start = match after {
+            Some(key) => {
+                let mut start = key.as_bytes().to_vec();
+                start.push(0);
+                start
+            }
+            // etcd refuses an empty key; "\0" is the first key there is.
+            None if prefix.is_empty() => vec![0],
+            None => prefix.as_bytes().to_vec(),
+        };
+        let mut options = GetOptions::new().with_range(end).with_limit(limit);
+        if let Some(revision) = revision {
+            options = options.with_revision(revision);
+        }
+        let mut kv = self.kv.clone();
+        let resp = match timed("list", kv.get(start, Some(options))).await? {
+            Ok(resp) => resp,
+            Err(e) if is_compacted(&e) => {
+                return Err(StoreError::Compacted(revision.unwrap_or_default()));
+            }
+            Err(e) => return Err(map_err("list", e)),
+        };
+        let revision = match revision {
+            Some(revision) => revision,
+            None => header_revision("list", resp.header())?,
+        };
+        Ok(Page {
+            kvs: resp.kvs().iter().filter_map(convert_kv).collect(),
+            more: resp.more(),
+            revision,
+        })
+    }
+
+    /// Writes `key` (attached to `lease` if given) only if it is as `expect` says: absent, or
+    /// last modified at a given revision. Returns whether it was written: the compare-and-swap
+    /// that keeps two hosts from taking one host name.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<LeaseId>,
+        expect: Expect,
+    ) -> Result<bool> {
+        let compare = match expect {
+            Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
+            Expect::ModRevision(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
+        };
+        let options = lease.map(|LeaseId(id)| PutOptions::new().with_lease(id));
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(key, value, options)]);
+        let mut kv = self.kv.clone();
+        match timed("put", kv.txn(txn)).await? {
+            Ok(resp) => Ok(resp.succeeded()),
+            Err(e) => Err(match lease {
+                Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease),
+                _ => map_err("put", e),
+            }),
+        }
     }
 
     /// Puts every key in one transaction guarded by "every key's `create_revision` is 0" (that
@@ -157,17 +265,29 @@ impl EtcdStore {
             .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
             .collect();
         let txn = Txn::new().when(compares).and_then(puts);
-        let mut client = self.client.clone();
-        let resp = call("create", client.txn(txn)).await?;
+        let mut kv = self.kv.clone();
+        let resp = call("create", kv.txn(txn)).await?;
         Ok(resp.succeeded())
+    }
+
+    /// Writes every key in one transaction (one revision); returns it. Same limits as
+    /// [`create_all`](Self::create_all).
+    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+        let puts: Vec<TxnOp> = kvs
+            .iter()
+            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
+            .collect();
+        let mut kv = self.kv.clone();
+        let resp = call("put", kv.txn(Txn::new().and_then(puts))).await?;
+        header_revision("put", resp.header())
     }
 
     /// Creates or replaces `key`, attached to `lease` if given; returns the new revision.
     /// A lease that expired or was revoked gives [`StoreError::LeaseLost`].
     pub async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<i64> {
         let options = lease.map(|LeaseId(id)| PutOptions::new().with_lease(id));
-        let mut client = self.client.clone();
-        let resp = match timed("put", client.put(key, value, options)).await? {
+        let mut kv = self.kv.clone();
+        let resp = match timed("put", kv.put(key, value, options)).await? {
             Ok(resp) => resp,
             Err(e) => {
                 // The key itself cannot be "not found" for a put: only the lease can.
@@ -218,8 +338,8 @@ impl EtcdStore {
 
     /// Runs a transaction of deletes and counts what they deleted.
     async fn delete_txn(&self, txn: Txn) -> Result<usize> {
-        let mut client = self.client.clone();
-        let resp = call("delete", client.txn(txn)).await?;
+        let mut kv = self.kv.clone();
+        let resp = call("delete", kv.txn(txn)).await?;
         let deleted: i64 = resp
             .op_responses()
             .iter()
@@ -290,11 +410,14 @@ impl EtcdStore {
     /// compacted is normally reported by the first [`EtcdWatch::next`] (etcd confirms the watch
     /// first and cancels it right after), occasionally by this call already.
     pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<EtcdWatch> {
+        // Fragmented: etcd splits a response larger than its request limit (1.5 MiB by default)
+        // into several, so a watch that fell behind gets its backlog in bounded pieces.
         let options = WatchOptions::new()
             .with_prefix()
-            .with_start_revision(from_revision);
-        let mut client = self.client.clone();
-        let mut stream = call("watch", client.watch(prefix, Some(options))).await?;
+            .with_start_revision(from_revision)
+            .with_fragment();
+        let mut watch = self.watch.clone();
+        let mut stream = call("watch", watch.watch(prefix, Some(options))).await?;
         let first = match tokio::time::timeout(CALL_DEADLINE, stream.message()).await {
             Ok(Ok(Some(resp))) => resp,
             Ok(Ok(None)) => {
@@ -425,6 +548,25 @@ async fn timed<T>(
     tokio::time::timeout(CALL_DEADLINE, fut)
         .await
         .map_err(|_| deadline_passed(what))
+}
+
+/// etcd's answer for a read at a revision it has compacted away
+/// (`mvcc: required revision has been compacted`).
+fn is_compacted(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status) if status.code() as i32 == GRPC_OUT_OF_RANGE)
+}
+
+/// The first key after every key that starts with `prefix` (etcd's `range_end` for a prefix).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Only 0xff bytes (or empty): every key from the prefix on ("\0" means "to the end").
+    vec![0]
 }
 
 /// etcd's answer for a lease it does not know (`etcdserver: requested lease not found`).

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{KeyValue, LeaseId, Listing, Result, StoreError, WatchEvent};
+use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, StoreError, WatchEvent};
 
 const STATE_FILE: &str = "state.json";
 const STATE_TMP_FILE: &str = "state.json.tmp";
@@ -80,6 +80,51 @@ impl FileStore {
         .await
     }
 
+    /// The keys starting with `prefix` after `after`: all of them, in one page (the whole state
+    /// is read by every operation anyway, so paging would only add transactions).
+    pub async fn list_page(&self, prefix: &str, after: Option<&str>) -> Result<Page> {
+        let mut listing = self.list(prefix).await?;
+        if let Some(after) = after {
+            listing.kvs.retain(|kv| kv.key.as_str() > after);
+        }
+        Ok(Page {
+            kvs: listing.kvs,
+            more: false,
+            revision: listing.revision,
+        })
+    }
+
+    /// Writes `key` only if it is as `expect` says; returns whether it was written.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<LeaseId>,
+        expect: Expect,
+    ) -> Result<bool> {
+        let key = validate_key(key)?.to_owned();
+        let value = validate_value(&key, value)?;
+        self.transact(move |state, _| {
+            let as_expected = match (expect, state.keys.get(&key)) {
+                (Expect::Absent, None) => true,
+                (Expect::ModRevision(revision), Some(entry)) => entry.mod_revision == revision,
+                _ => false,
+            };
+            if !as_expected {
+                return Ok(false);
+            }
+            if let Some(lease) = lease
+                && !state.leases.contains_key(&lease.0)
+            {
+                return Err(StoreError::LeaseLost(lease));
+            }
+            let revision = state.next_revision();
+            state.put_key(revision, key, value, lease.map(|l| l.0));
+            Ok(true)
+        })
+        .await
+    }
+
     /// Creates every key, in one revision, if none of them exists; otherwise writes nothing.
     pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
         let kvs = validate_kvs(kvs)?;
@@ -112,6 +157,22 @@ impl FileStore {
             }
             let revision = state.next_revision();
             state.put_key(revision, key, value, lease.map(|l| l.0));
+            Ok(revision)
+        })
+        .await
+    }
+
+    /// Writes every key in one revision; returns it.
+    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+        let kvs = validate_kvs(kvs)?;
+        self.transact(move |state, _| {
+            if kvs.is_empty() {
+                return Ok(state.revision);
+            }
+            let revision = state.next_revision();
+            for (key, value) in kvs {
+                state.put_key(revision, key, value, None);
+            }
             Ok(revision)
         })
         .await

@@ -38,6 +38,24 @@ pub struct Listing {
     pub revision: i64,
 }
 
+/// One page of a listing: keys in order, whether more follow, and the revision they are
+/// consistent at (ask for the next page at that revision, after the last key).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    pub kvs: Vec<KeyValue>,
+    pub more: bool,
+    pub revision: i64,
+}
+
+/// What a conditional write expects of its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The key does not exist.
+    Absent,
+    /// The key was last written at this revision (nobody changed it since it was read).
+    ModRevision(i64),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
     Put(KeyValue),
@@ -145,6 +163,39 @@ impl Store {
         retry_read(|| async { dispatch!(self, s => s.list(prefix).await) }).await
     }
 
+    /// One page of the keys under `prefix` after `after`, as of `revision` (`None`: now), for
+    /// callers that process a large listing as it arrives. The embedded store answers with
+    /// every remaining key at once.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        retry_read(|| async {
+            match self {
+                Store::Etcd(s) => {
+                    s.list_page(prefix, after, revision, etcd::LIST_PAGE_KEYS)
+                        .await
+                }
+                Store::File(s) => s.list_page(prefix, after).await,
+            }
+        })
+        .await
+    }
+
+    /// Writes `key` (under `lease`, if given) only if it is as `expect` says; returns whether
+    /// it was written.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<LeaseId>,
+        expect: Expect,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.put_if(key, value, lease, expect).await)
+    }
+
     /// Creates every key, atomically, if none of them exists. Returns `false` (and writes nothing)
     /// when one does: the building block of unique VNIs and addresses.
     pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
@@ -154,6 +205,12 @@ impl Store {
     /// Writes a key (creating or replacing it); returns the new revision.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
         dispatch!(self, s => s.put(key, value, None).await)
+    }
+
+    /// Writes every key atomically, in one revision (at most 128 with etcd's default
+    /// `--max-txn-ops`); returns the revision.
+    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+        dispatch!(self, s => s.put_all(kvs).await)
     }
 
     /// Writes a key that goes away with `lease`.

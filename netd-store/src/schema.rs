@@ -166,10 +166,22 @@ impl SubnetRecord {
         if net.prefix_len() > 30 {
             return Err(invalid(format!("subnet {net} is too small (at most /30)")));
         }
-        if let Some(gw) = self.gateway
-            && !net.contains(&gw)
-        {
-            return Err(invalid(format!("gateway {gw} is outside subnet {net}")));
+        if let Some(gw) = self.gateway {
+            if !net.contains(&gw) {
+                return Err(invalid(format!("gateway {gw} is outside subnet {net}")));
+            }
+            // Every endpoint's default route points at the gateway: the subnet's own network or
+            // broadcast address would make that route fail silently.
+            if gw == net.network() || gw == net.broadcast() {
+                return Err(invalid(format!(
+                    "gateway {gw} is the {} address of subnet {net}, not a usable host address",
+                    if gw == net.network() {
+                        "network"
+                    } else {
+                        "broadcast"
+                    }
+                )));
+            }
         }
         if let Some(range) = self.ip_range
             && (range != range.trunc() || !net.contains(&range))
@@ -424,29 +436,47 @@ impl EndpointRecord {
         network: &NetworkRecord,
         host: Option<&HostRecord>,
     ) -> Result<(), SchemaError> {
+        self.validate_own(key_id)?;
+        validate_placement(self.ip, self.vtep_ip, &self.host, network, host)
+    }
+
+    /// What the record alone must satisfy: its name matches its key, its MAC is unicast.
+    pub fn validate_own(&self, key_id: &str) -> Result<(), SchemaError> {
         if self.name != key_id || !crate::keys::valid_name(key_id) {
             return Err(invalid(format!(
                 "endpoint name {:?} does not match its key {key_id:?}",
                 self.name
             )));
         }
-        if network.subnet_of(self.ip).is_none() {
-            return Err(invalid(format!(
-                "address {} is outside network {}",
-                self.ip, network.name
-            )));
-        }
         if !self.mac.is_unicast() {
             return Err(invalid(format!("MAC {} is not unicast", self.mac)));
         }
-        match host {
-            None => Err(invalid(format!("host {:?} is not registered", self.host))),
-            Some(h) if h.vtep_ip != self.vtep_ip => Err(invalid(format!(
-                "VTEP {} is not host {:?}'s ({})",
-                self.vtep_ip, self.host, h.vtep_ip
-            ))),
-            Some(_) => Ok(()),
-        }
+        Ok(())
+    }
+}
+
+/// An endpoint's address must lie in its network, and its VTEP must be that of the host that
+/// publishes it (`host`: that host's record, `None` when it is not registered).
+pub fn validate_placement(
+    ip: Ipv4Addr,
+    vtep: Ipv4Addr,
+    host_name: &str,
+    network: &NetworkRecord,
+    host: Option<&HostRecord>,
+) -> Result<(), SchemaError> {
+    if network.subnet_of(ip).is_none() {
+        return Err(invalid(format!(
+            "address {ip} is outside network {}",
+            network.name
+        )));
+    }
+    match host {
+        None => Err(invalid(format!("host {host_name:?} is not registered"))),
+        Some(h) if h.vtep_ip != vtep => Err(invalid(format!(
+            "VTEP {vtep} is not host {host_name:?}'s ({})",
+            h.vtep_ip
+        ))),
+        Some(_) => Ok(()),
     }
 }
 
@@ -489,6 +519,21 @@ mod tests {
         let mut n = net(&["10.0.0.0/24"]);
         n.subnets[0].gateway = Some("10.0.1.1".parse().unwrap());
         assert!(n.validate("n").is_err());
+    }
+
+    #[test]
+    fn a_gateway_must_be_a_usable_host_address() {
+        let with_gateway = |gw: &str| {
+            let mut n = net(&["10.0.0.0/24"]);
+            n.subnets[0].gateway = Some(gw.parse().unwrap());
+            n.validate("n")
+        };
+        assert_eq!(with_gateway("10.0.0.1"), Ok(()));
+        assert_eq!(with_gateway("10.0.0.254"), Ok(()));
+        let network = with_gateway("10.0.0.0").unwrap_err().to_string();
+        assert!(network.contains("network address"), "{network}");
+        let broadcast = with_gateway("10.0.0.255").unwrap_err().to_string();
+        assert!(broadcast.contains("broadcast address"), "{broadcast}");
     }
 
     #[test]

@@ -553,3 +553,43 @@ async fn silent_peer_is_unavailable_in_bounded_time() {
     eprintln!("silent peer: 3 calls failed in {:?}", started.elapsed());
     drop(listener);
 }
+
+/// More records than one page (and than one 4 MiB gRPC message): the listing is complete, in
+/// key order, at one revision; a page at a compacted revision says so.
+#[tokio::test]
+async fn large_prefixes_are_listed_in_pages() {
+    let etcd = Etcd::start().await;
+    let store = etcd.store().await;
+    // 20,000 values of 300 bytes: 6 MB, above gRPC's 4 MiB default message limit.
+    let filler = vec![b'x'; 300];
+    let keys: Vec<String> = (0..20_000).map(|i| format!("/big/{i:06}")).collect();
+    for chunk in keys.chunks(128) {
+        let kvs: Vec<(String, Vec<u8>)> =
+            chunk.iter().map(|k| (k.clone(), filler.clone())).collect();
+        store.put_all(&kvs).await.unwrap();
+    }
+    let listing = store.list("/big/").await.unwrap();
+    let listed: Vec<&str> = listing.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(listed.len(), keys.len());
+    assert!(listed.iter().zip(&keys).all(|(a, b)| *a == b.as_str()));
+
+    let first = store.list_page("/big/", None, None, 100).await.unwrap();
+    assert!(first.more);
+    store.put("/big/zzz", b"later", None).await.unwrap();
+    let after = first.kvs.last().map(|kv| kv.key.clone());
+    let at_first = store
+        .list_page("/big/", after.as_deref(), Some(first.revision), 100_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        first.kvs.len() + at_first.kvs.len(),
+        keys.len(),
+        "a page at the first revision does not see the later put"
+    );
+    let now = store.put("/big/zzz", b"again", None).await.unwrap();
+    etcd.raw_client().await.compact(now, None).await.unwrap();
+    let old = store
+        .list_page("/big/", after.as_deref(), Some(first.revision), 10)
+        .await;
+    assert!(matches!(old, Err(StoreError::Compacted(_))), "{old:?}");
+}

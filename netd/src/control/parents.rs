@@ -1,0 +1,110 @@
+//! macvlan parents on this host: their TC hooks and promiscuous mode follow the networks that
+//! use them. A parent is put in promiscuous mode (so the NIC accepts the endpoints' MACs) only
+//! when it was not already, and restored when the last network on it goes; the run directory
+//! remembers which ones netd changed, across restarts.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::{
+    datapath::{Datapath, Hook},
+    netlink,
+};
+
+/// Parents with netd's hooks attached (by interface name).
+#[derive(Debug, Default)]
+pub struct Parents {
+    attached: BTreeSet<String>,
+    /// Those that also have the egress hook: only where a network asks for host access.
+    egress: BTreeSet<String>,
+}
+
+fn promisc_marker(run_dir: &Path, parent: &str) -> PathBuf {
+    run_dir.join("promisc").join(parent)
+}
+
+impl Parents {
+    /// Attaches hooks to the parents in `wanted` (name -> whether a network on it has host
+    /// access) that lack them and detaches them from the others (restoring promiscuous mode
+    /// where netd turned it on).
+    pub fn sync(
+        &mut self,
+        datapath: &mut Datapath,
+        wanted: &BTreeMap<String, bool>,
+        run_dir: &Path,
+    ) {
+        for (parent, &host_access) in wanted {
+            let fresh = !self.attached.contains(parent);
+            if fresh {
+                match attach(datapath, parent, run_dir) {
+                    Ok(()) => {
+                        tracing::info!(%parent, "macvlan parent hooked");
+                        self.attached.insert(parent.clone());
+                    }
+                    Err(error) => {
+                        tracing::error!(%parent, error = %format!("{error:#}"), "cannot hook macvlan parent");
+                        continue;
+                    }
+                }
+            }
+            self.sync_egress(datapath, parent, host_access, fresh);
+        }
+        let gone: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|p| !wanted.contains_key(*p))
+            .cloned()
+            .collect();
+        for parent in gone {
+            let _ = datapath.detach(Hook::Parent, &parent);
+            let _ = datapath.detach(Hook::ParentEgress, &parent);
+            let marker = promisc_marker(run_dir, &parent);
+            if marker.exists() {
+                if let Err(error) = netlink::set_promisc(&parent, false) {
+                    tracing::warn!(%parent, %error, "cannot restore promiscuous mode");
+                }
+                let _ = fs::remove_file(marker);
+            }
+            tracing::info!(%parent, "macvlan parent released");
+            self.attached.remove(&parent);
+            self.egress.remove(&parent);
+        }
+    }
+
+    /// The egress hook serves host access only (the host's frames to its own endpoints).
+    /// Without it, every frame leaving the parent, the endpoints' and the host's own, would
+    /// pay for a program that lets it pass.
+    fn sync_egress(&mut self, datapath: &mut Datapath, parent: &str, wanted: bool, fresh: bool) {
+        let has = self.egress.contains(parent);
+        if wanted && !has {
+            match datapath.attach(Hook::ParentEgress, parent) {
+                Ok(()) => {
+                    self.egress.insert(parent.to_string());
+                }
+                Err(error) => {
+                    tracing::error!(%parent, error = %format!("{error:#}"), "cannot hook macvlan parent egress (host access)")
+                }
+            }
+        } else if !wanted && (has || fresh) {
+            // `fresh`: a hook pinned by an earlier run of the daemon may still be there.
+            let _ = datapath.detach(Hook::ParentEgress, parent);
+            self.egress.remove(parent);
+        }
+    }
+}
+
+fn attach(datapath: &mut Datapath, parent: &str, run_dir: &Path) -> anyhow::Result<()> {
+    datapath.attach(Hook::Parent, parent)?;
+    if !netlink::link_info(parent)?.promisc {
+        netlink::set_promisc(parent, true)?;
+        let marker = promisc_marker(run_dir, parent);
+        if let Some(dir) = marker.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(marker, b"netd turned promiscuous mode on\n")?;
+    }
+    Ok(())
+}
