@@ -77,6 +77,8 @@ pub enum ClientError {
         path: String,
         source: std::io::Error,
     },
+    #[error("permission denied: the netd API at {0} is root-only (run as root)")]
+    PermissionDenied(String),
     #[error("talking to the netd daemon: {0}")]
     Io(#[from] std::io::Error),
     #[error("the netd daemon sent an invalid response: {0}")]
@@ -87,21 +89,41 @@ pub enum ClientError {
 
 /// Sends one request and waits for its answer.
 pub async fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, ClientError> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: socket.display().to_string(),
-            source,
-        })?;
+    let path = socket.display().to_string();
+    let stream = UnixStream::connect(socket).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            ClientError::PermissionDenied(path.clone())
+        } else {
+            ClientError::Connect {
+                path: path.clone(),
+                source,
+            }
+        }
+    })?;
     let (read, mut write) = stream.into_split();
     let mut line = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
     line.push(b'\n');
-    write.write_all(&line).await?;
-    write.shutdown().await?;
+    // A daemon that refuses the caller answers and closes: a write that fails then is not the
+    // story, the answer is.
+    let sent = async {
+        write.write_all(&line).await?;
+        write.shutdown().await
+    }
+    .await;
     let mut answer = String::new();
-    BufReader::new(read).read_line(&mut answer).await?;
+    let read = BufReader::new(read).read_line(&mut answer).await;
+    if answer.is_empty() {
+        sent?;
+        read?;
+        return Err(ClientError::Protocol(
+            "the daemon closed the connection".into(),
+        ));
+    }
     match serde_json::from_str(&answer).map_err(|e| ClientError::Protocol(e.to_string()))? {
         Response::Ok(value) => Ok(value),
+        Response::Error(message) if message.starts_with("permission denied") => {
+            Err(ClientError::PermissionDenied(path))
+        }
         Response::Error(message) => Err(ClientError::Daemon(message)),
     }
 }

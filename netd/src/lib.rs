@@ -5,17 +5,22 @@
 //! - [`bpffs`]: the bpf filesystem the pins live on;
 //! - [`netns`]: entering network namespaces (attach happens in the interface's namespace);
 //! - [`netlink`]: veth pairs, addresses and routes for endpoints;
-//! - [`reconcile`]: from the store's contents to the maps' desired contents;
-//! - [`daemon`] and [`api`]: `netd daemon` and the local API the CLI uses.
+//! - [`control`]: the reconciler, the one owner of the desired state and the datapath;
+//! - [`service`]: what netd does for a user (networks, endpoints), for the API and Docker;
+//! - [`daemon`] and [`api`]: `netd daemon` (wiring, liveness, the store watcher, the local
+//!   API server) and the local API the CLI uses; [`health`]: the links `netd status` shows;
+//! - [`docker`]: Docker's network and IPAM plugin protocol, and following the Engine.
 
 pub mod api;
 pub mod bpffs;
+pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod docker;
+pub mod health;
 pub mod netlink;
 pub mod netns;
-pub mod reconcile;
+pub mod service;
 
 /// Default directory for pinned maps and links.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/netd";

@@ -1,4 +1,4 @@
-//! The `netd` command: CLI (and, from issue #3 on, the daemon).
+//! The `netd` command: the per-host daemon and the CLI that talks to it.
 
 mod cli;
 

@@ -109,6 +109,7 @@ fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
     let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
     let datapath = Datapath::load(DatapathOptions {
         pin_dir: Some(pin_dir.clone()),
+        ..Default::default()
     })?;
     // From here on, dropping `host` removes the pins, also when a later step fails.
     let mut host = Host {

@@ -398,6 +398,9 @@ fn exhaustion_and_bad_input_are_clear_errors() {
 fn endpoint_rm_on_one_host_removes_it_everywhere() {
     let mut c = Cluster::new("rm", 2, StoreKind::Etcd, 10).unwrap();
     c.netd(0, SEED_NET).unwrap();
+    // Host 2 programs mynet's peers because it has an endpoint of its own there.
+    let watcher = c.container().unwrap();
+    add(&c, 1, "mynet", watcher, "watcher", &[]);
     let n1 = c.container().unwrap();
     let v = add(&c, 0, "mynet", n1, "web1", &[]);
     let mac = v["mac"].as_str().unwrap().to_string();
@@ -428,6 +431,8 @@ fn endpoint_rm_on_one_host_removes_it_everywhere() {
 fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl() {
     let mut c = Cluster::new("dh", 2, StoreKind::Etcd, 3).unwrap();
     c.netd(0, SEED_NET).unwrap();
+    let watcher = c.container().unwrap();
+    add(&c, 0, "mynet", watcher, "watcher", &[]);
     let n2 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n2, "doomed", &[]);
     let mac = v["mac"].as_str().unwrap().to_string();

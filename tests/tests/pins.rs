@@ -27,6 +27,7 @@ fn a_restarted_datapath_keeps_its_entries() {
     let dir = pin_dir();
     let options = DatapathOptions {
         pin_dir: Some(dir.0.clone()),
+        ..Default::default()
     };
     let ep = LocalEndpoint {
         ifindex: 4242,
@@ -53,6 +54,7 @@ fn a_pin_with_another_layout_is_a_clear_error() {
     drop(
         Datapath::load(DatapathOptions {
             pin_dir: Some(good.0.clone()),
+            ..Default::default()
         })
         .unwrap(),
     );
@@ -61,6 +63,7 @@ fn a_pin_with_another_layout_is_a_clear_error() {
     std::fs::rename(good.0.join("NETD_NEIGH"), bad.0.join("NETD_FDB")).unwrap();
     let err = match Datapath::load(DatapathOptions {
         pin_dir: Some(bad.0.clone()),
+        ..Default::default()
     }) {
         Ok(_) => panic!("an incompatible pin was reused"),
         Err(e) => e,

@@ -42,6 +42,16 @@ pub struct DaemonArgs {
     /// Serve network namespaces only: no Docker plugin, no Engine connection.
     #[arg(long)]
     no_docker: bool,
+    /// Endpoints this host can hold (the NETD_ENDPOINTS map).
+    #[arg(long, default_value_t = netd_common::maps::capacity::ENDPOINTS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_local_endpoints: u32,
+    /// Endpoints, this host's and its peers', of the networks this host has endpoints in (the
+    /// NETD_FDB and NETD_NEIGH maps).
+    #[arg(long, default_value_t = netd_common::maps::capacity::FDB, value_parser = clap::value_parser!(u32).range(1..))]
+    max_endpoints: u32,
+    /// (host, network) pairs that may send to this host (the NETD_VTEPS map).
+    #[arg(long, default_value_t = netd_common::maps::capacity::VTEPS, value_parser = clap::value_parser!(u32).range(1..))]
+    max_vteps: u32,
 }
 
 fn system_hostname() -> anyhow::Result<String> {
@@ -72,6 +82,11 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         host_name,
         lease_ttl: Duration::from_secs(args.lease_ttl),
         macvlan_parent: args.macvlan_parent,
+        capacities: netd::datapath::Capacities {
+            local_endpoints: args.max_local_endpoints,
+            endpoints: args.max_endpoints,
+            vteps: args.max_vteps,
+        },
         docker: (!args.no_docker).then(|| netd::docker::DockerOptions {
             plugin_dir: args.docker_plugin_dir,
             engine_socket: args.docker_host.unwrap_or_else(|| {

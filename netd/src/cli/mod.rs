@@ -95,7 +95,10 @@ fn init_logging(level: Option<&str>) {
 }
 
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
     let format = if cli.json {
         output::Format::Json
     } else {
@@ -123,6 +126,32 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version print as clap writes them; a usage error is one line, as every other
+/// error of netd (`netd: ...`), with a pointer to the help.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = error.to_string();
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .trim();
+    eprintln!("netd: {first} (see --help)");
+    ExitCode::from(2)
 }
 
 fn client(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

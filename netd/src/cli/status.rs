@@ -13,6 +13,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    let health = &v["health"];
+    if health["healthy"].as_bool() == Some(true) {
+        println!("health:      healthy");
+    } else {
+        let problems: Vec<String> = health["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        println!("health:      NOT HEALTHY: {}", problems.join("; "));
+    }
     println!(
         "host:        {} (VTEP {}, uplink {} mtu {})",
         s(&v["host"]),
@@ -21,20 +33,34 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         s(&v["uplink_mtu"])
     );
     let store = &v["store"];
-    match store["state"].as_str() {
-        Some("unreachable") => println!(
-            "store:       {} UNREACHABLE for {}s: {} (retrying; the datapath keeps forwarding)",
-            s(&v["store_url"]),
-            s(&store["for_seconds"]),
-            s(&store["error"])
-        ),
-        state => println!(
-            "store:       {} {}",
-            s(&v["store_url"]),
-            state.unwrap_or("?")
-        ),
+    println!(
+        "store:       {} {} at revision {}",
+        s(&v["store_url"]),
+        s(&store["state"]),
+        s(&store["revision"])
+    );
+    for link in ["watch", "lease"] {
+        let l = &store[link];
+        let error = l["error"]
+            .as_str()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        let extra = if link == "lease" {
+            format!(
+                " (lease {}, {} renewals, {} missed)",
+                s(&l["lease"]),
+                s(&l["renewals"]),
+                s(&l["missed_renewals"])
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "  {link:<10} {} for {}s{extra}{error}",
+            s(&l["state"]),
+            s(&l["for_seconds"])
+        );
     }
-    println!("last sync:   revision {}", s(&v["last_sync_revision"]));
     let hosts = v["hosts"].as_object().map(|h| {
         h.iter()
             .map(|(name, info)| format!("{name} ({})", s(&info["vtep"])))
@@ -44,9 +70,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
     println!("hosts:       {}", hosts.unwrap_or_default());
     println!("networks:    {}", s(&v["networks"]));
     println!(
-        "endpoints:   {} here, {} on other hosts",
+        "endpoints:   {} here; programmed {} here and {} peers in {} networks ({} known)",
         s(&v["endpoints_local"]),
-        s(&v["endpoints_remote"])
+        s(&v["endpoints_programmed"]["local"]),
+        s(&v["endpoints_programmed"]["remote"]),
+        s(&v["networks_active"]),
+        s(&v["endpoints_known"])
     );
     println!(
         "invalid:     {} store values skipped",
@@ -57,8 +86,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         let fill: Vec<String> = maps
             .iter()
             .map(|m| {
+                let failed = match m["failed_writes"].as_u64() {
+                    Some(0) | None => String::new(),
+                    Some(n) => format!(" ({n} failed writes)"),
+                };
                 format!(
-                    "{} {}/{}",
+                    "{} {}/{}{failed}",
                     s(&m["name"]),
                     s(&m["entries"]),
                     s(&m["max_entries"])

@@ -1,69 +1,187 @@
-//! The host's registration: `/netd/v1/hosts/<name>` under a lease that this task keeps alive.
+//! The host's registration: `/netd/v1/hosts/<name>` under a lease this thread keeps alive.
 //! When the daemon and its host die, the lease expires and every other host drops this host's
-//! endpoints. A restarted daemon registers again under a new lease (the key moves to it).
+//! endpoints; a daemon back after its lease ended registers again under a new one.
+//!
+//! Liveness never waits behind other work: it runs on its own thread, with its own runtime and
+//! its own store connection, so neither a busy reconciler nor a watch digesting a bulk write
+//! can delay a keep-alive.
+//!
+//! A host name is taken, never overwritten: a record naming another VTEP under a live lease is
+//! another machine with the same name (a cloned VM), and this daemon refuses it.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use netd_store::{
-    LeaseId, StoreError, keys,
-    schema::{self, HostRecord, SCHEMA_VERSION},
+    Expect, LeaseId, Store, StoreError, keys,
+    schema::{self, HostRecord},
 };
 use tokio::sync::oneshot;
 
-use super::Shared;
+use crate::{control::Identity, health::Health};
 
-/// `registered` is told once the host is first registered.
-pub async fn run(shared: Arc<Shared>, registered: oneshot::Sender<()>) {
-    let mut registered = Some(registered);
-    let ttl = shared.options.lease_ttl;
-    let mut backoff = Duration::from_millis(200);
+/// How the first registration went.
+#[derive(Debug)]
+pub enum FirstRegistration {
+    Registered,
+    /// Another live host has this name.
+    Conflict(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error(
+        "host name {name:?} is already registered by VTEP {vtep}, another machine's (a cloned \
+         VM?): give this host its own --hostname{hint}"
+    )]
+    Conflict {
+        name: String,
+        vtep: Ipv4Addr,
+        hint: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Starts the liveness thread. `first` is told how the first registration went (a store that
+/// cannot be reached tells nothing: the thread keeps trying, the datapath keeps forwarding).
+pub fn start(
+    store_url: String,
+    identity: Identity,
+    ttl: Duration,
+    health: Arc<Health>,
+    first: oneshot::Sender<FirstRegistration>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("netd-liveness".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!(%error, "cannot start the liveness runtime");
+                    return;
+                }
+            };
+            runtime.block_on(run(store_url, identity, ttl, health, first));
+        })
+}
+
+async fn run(
+    store_url: String,
+    identity: Identity,
+    ttl: Duration,
+    health: Arc<Health>,
+    first: oneshot::Sender<FirstRegistration>,
+) {
+    let mut first = Some(first);
+    let store = super::connect(&store_url).await;
+    let store = match store {
+        Ok(store) => store,
+        Err(error) => {
+            health.lease_failed(&error.to_string(), false);
+            return;
+        }
+    };
+    let retry = (ttl / 6).clamp(Duration::from_millis(200), Duration::from_secs(1));
     loop {
-        let lease = match register(&shared).await {
+        let lease = match register(&store, &identity, ttl).await {
             Ok(lease) => lease,
             Err(error) => {
-                shared.store_failed(&error);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let conflict = matches!(error, RegisterError::Conflict { .. });
+                health.lease_failed(&error.to_string(), !conflict);
+                if conflict {
+                    tracing::error!(%error, "cannot register this host");
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(FirstRegistration::Conflict(error.to_string()));
+                    }
+                    tokio::time::sleep(ttl / 3).await;
+                } else {
+                    tokio::time::sleep(retry).await;
+                }
                 continue;
             }
         };
-        backoff = Duration::from_millis(200);
-        shared.status().lease = Some(lease.0);
-        tracing::info!(lease = lease.0, ttl = ?ttl, "host registered");
-        if let Some(tx) = registered.take() {
-            let _ = tx.send(());
+        health.lease_registered(lease.0, ttl);
+        tracing::info!(lease = lease.0, ?ttl, "host registered");
+        if let Some(tx) = first.take() {
+            let _ = tx.send(FirstRegistration::Registered);
         }
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            match shared.store.keep_alive(lease).await {
-                Ok(()) => shared.store_ok(),
-                Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!(
-                        "host lease expired (store unreachable too long); registering again"
-                    );
-                    break;
-                }
-                Err(error) => shared.store_failed(&error),
+        keep_alive(&store, lease, ttl, retry, &health).await;
+        health.lease_lost();
+        tracing::warn!(
+            "host lease expired (the store was out of reach too long); registering again"
+        );
+    }
+}
+
+/// Renews `lease` every third of its TTL (sooner after a failure) until it is gone.
+async fn keep_alive(
+    store: &Store,
+    lease: LeaseId,
+    ttl: Duration,
+    retry: Duration,
+    health: &Health,
+) {
+    let mut wait = ttl / 3;
+    loop {
+        tokio::time::sleep(wait).await;
+        match store.keep_alive(lease).await {
+            Ok(()) => {
+                health.lease_renewed();
+                wait = ttl / 3;
+            }
+            Err(StoreError::LeaseLost(_)) => return,
+            Err(error) => {
+                tracing::warn!(%error, "lease keep-alive failed; retrying");
+                health.lease_failed(&error.to_string(), true);
+                wait = retry;
             }
         }
     }
 }
 
-async fn register(shared: &Shared) -> Result<LeaseId, StoreError> {
-    let lease = shared.store.grant_lease(shared.options.lease_ttl).await?;
-    let record = HostRecord {
-        version: SCHEMA_VERSION,
-        vtep_ip: shared.options.advertise,
-        uplink_mtu: shared.uplink_mtu,
-        netd: env!("CARGO_PKG_VERSION").into(),
-    };
-    shared
-        .store
-        .put_with_lease(
-            &keys::host(&shared.options.host_name),
-            &schema::encode(&record),
-            lease,
-        )
-        .await?;
-    Ok(lease)
+/// Grants a lease and writes the host record under it: created if absent, taken over if it is
+/// this host's (same VTEP: this daemon before a restart, or before its lease ended), refused if
+/// another VTEP has it.
+async fn register(
+    store: &Store,
+    identity: &Identity,
+    ttl: Duration,
+) -> Result<LeaseId, RegisterError> {
+    let key = keys::host(&identity.host);
+    let value = schema::encode(&identity.record);
+    let lease = store.grant_lease(ttl).await?;
+    let result = async {
+        loop {
+            let expect = match store.get(&key).await? {
+                None => Expect::Absent,
+                Some(kv) => match schema::decode::<HostRecord>(&kv.value) {
+                    Ok(other) if other.vtep_ip != identity.record.vtep_ip => {
+                        return Err(RegisterError::Conflict {
+                            name: identity.host.to_string(),
+                            vtep: other.vtep_ip,
+                            hint: format!(
+                                " (if that was this host before its --advertise changed, the \
+                                 record expires within {} s)",
+                                ttl.as_secs()
+                            ),
+                        });
+                    }
+                    // This host's own record, or a value nobody can use: take it over.
+                    _ => Expect::ModRevision(kv.mod_revision),
+                },
+            };
+            if store.put_if(&key, &value, Some(lease), expect).await? {
+                return Ok(lease);
+            }
+            // Written by someone else between the read and the write: look again.
+        }
+    }
+    .await;
+    if result.is_err() {
+        let _ = store.revoke(lease).await;
+    }
+    result
 }

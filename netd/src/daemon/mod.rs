@@ -1,28 +1,33 @@
-//! `netd daemon`: one per host. Loads (or takes over) the datapath, registers the host under a
-//! lease, keeps the maps equal to the store's desired state, and serves the local API.
+//! `netd daemon`: one per host. Registers the host (refusing a name another live host has),
+//! loads (or takes over) the datapath, hands it to the reconciler, feeds the reconciler from
+//! the store, and serves the local API (and Docker's plugin protocol).
 //!
-//! Nothing here ever flushes the datapath: programs and maps are pinned, so traffic keeps
-//! flowing while the daemon restarts or the store is unreachable.
+//! Every task is supervised: one that ends unexpectedly ends the daemon with its reason, and
+//! a shutdown signal stops them all. Nothing here ever flushes the datapath: programs and maps
+//! are pinned, so traffic keeps flowing while the daemon restarts or the store is unreachable.
 
 pub(crate) mod handlers;
 mod host;
-mod parents;
 mod server;
-pub(crate) mod shared;
-mod sync;
+mod watcher;
 
 use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
 
-use anyhow::Context as _;
-use netd_common::{VXLAN_OVERHEAD, maps::DatapathConfig};
-use netd_store::Store;
+use anyhow::{Context as _, anyhow};
+use netd_common::maps::DatapathConfig;
+use netd_store::{
+    Store,
+    schema::{HostRecord, SCHEMA_VERSION},
+};
+use tokio::task::JoinSet;
 
 use crate::{
-    datapath::{Datapath, DatapathOptions, Hook},
+    control::{self, Control, Identity},
+    datapath::{Capacities, Datapath, DatapathOptions, Hook, ProgramSize},
+    health::Health,
     netlink,
+    service::{self, Service},
 };
-
-pub use self::shared::Shared;
 
 /// Everything `netd daemon` is told.
 #[derive(Clone, Debug)]
@@ -43,8 +48,25 @@ pub struct DaemonOptions {
     /// This host's parent interface for macvlan networks, replacing the one the network names
     /// (its VLAN is kept): hosts may call the LAN interface differently.
     pub macvlan_parent: Option<String>,
+    /// Sizes of the maps that grow with the cluster.
+    pub capacities: Capacities,
     /// Docker integration, `None` to serve namespaces only.
     pub docker: Option<crate::docker::DockerOptions>,
+}
+
+/// How long the start waits for the first registration before going on without it (the
+/// store may be down: the datapath must be taken over all the same).
+const FIRST_REGISTRATION_WAIT: Duration = Duration::from_secs(5);
+
+/// What the API handlers work with.
+pub struct Daemon {
+    pub options: DaemonOptions,
+    pub service: Service,
+    pub health: Arc<Health>,
+    pub uplink: String,
+    pub uplink_mtu: u16,
+    pub programs: Vec<ProgramSize>,
+    pub started: std::time::Instant,
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
@@ -60,9 +82,36 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let uplink_ifindex =
         netlink::ifindex(&uplink).with_context(|| format!("uplink {uplink:?} does not exist"))?;
     let uplink_mtu = netlink::mtu(&uplink)?;
+    let identity = Identity {
+        host: options.host_name.as_str().into(),
+        record: HostRecord {
+            version: SCHEMA_VERSION,
+            vtep_ip: options.advertise,
+            uplink_mtu,
+            netd: env!("CARGO_PKG_VERSION").into(),
+        },
+    };
+    let health = Arc::new(Health::default());
+
+    // The host's name first: a daemon claiming a live host's name stops before touching
+    // anything.
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let _liveness = host::start(
+        options.store.clone(),
+        identity.clone(),
+        options.lease_ttl,
+        health.clone(),
+        first_tx,
+    )?;
+    if let Ok(Ok(host::FirstRegistration::Conflict(error))) =
+        tokio::time::timeout(FIRST_REGISTRATION_WAIT, first_rx).await
+    {
+        return Err(anyhow!(error));
+    }
 
     let mut datapath = Datapath::load(DatapathOptions {
         pin_dir: Some(options.pin_dir.clone()),
+        capacities: options.capacities,
     })
     .context("loading the datapath")?;
     datapath.set_config(&DatapathConfig {
@@ -78,38 +127,115 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     for ifname in local.values() {
         datapath.attach(Hook::Endpoint, ifname)?;
     }
+    let programs = datapath.program_sizes().unwrap_or_default();
     tracing::info!(
         %uplink, uplink_mtu, vtep = %options.advertise, endpoints = local.len(),
         pin_dir = %options.pin_dir.display(), "datapath loaded and attached"
     );
 
-    let store = connect(&options.store).await?;
-    let shared = Arc::new(Shared::new(
-        options, store, datapath, local, uplink, uplink_mtu,
-    ));
-    // The first listing waits for the host's registration: a daemon back after its lease expired
-    // would otherwise take its own endpoints for those of a host that is gone (dropping their
-    // entries, listing none, and the Docker reconciler missing those to remove).
-    let (registered, first_registration) = tokio::sync::oneshot::channel();
-    tokio::spawn(host::run(shared.clone(), registered));
-    tokio::spawn(sync::run(shared.clone(), first_registration));
-    if let Some(docker) = shared.options.docker.clone() {
-        crate::docker::start(shared.clone(), docker)?;
+    let (control, reconciler) = control::start(control::Setup {
+        identity,
+        datapath,
+        local: local.into_iter().collect(),
+        macvlan_parent: options.macvlan_parent.clone(),
+        run_dir: options.run_dir.clone(),
+    })?;
+    let store = Arc::new(connect(&options.store).await?);
+    let service = Service::new(
+        store.clone(),
+        control.clone(),
+        service::Host {
+            name: options.host_name.clone(),
+            vtep: options.advertise,
+            uplink_mtu,
+            macvlan_parent: options.macvlan_parent.clone(),
+        },
+    );
+
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    {
+        let (store, control, health) = (store.clone(), control.clone(), health.clone());
+        tasks.spawn(async move {
+            watcher::run(store, control, health).await?;
+            Ok(())
+        });
     }
-    let server = server::bind(&shared.options.run_dir)?;
-    tracing::info!(socket = %shared.socket_path().display(), host = %shared.options.host_name, "serving");
+    tasks.spawn(tick(control.clone()));
+    if let Some(docker) = options.docker.clone() {
+        crate::docker::start(service.clone(), health.clone(), docker, &mut tasks)?;
+    }
+    let listener = server::bind(&options.run_dir)?;
+    let daemon = Arc::new(Daemon {
+        service,
+        health,
+        uplink,
+        uplink_mtu,
+        programs,
+        started: std::time::Instant::now(),
+        options,
+    });
+    tracing::info!(
+        socket = %daemon.options.run_dir.join(crate::api::SOCKET_NAME).display(),
+        host = %daemon.options.host_name,
+        "serving"
+    );
+    tasks.spawn(server::serve(listener, daemon.clone()));
+    supervise(tasks, reconciler, control).await
+}
+
+/// Waits for the first of: a task ending (it should not: an error), the reconciler's thread
+/// ending (a bug: it panicked), a shutdown signal.
+async fn supervise(
+    mut tasks: JoinSet<anyhow::Result<()>>,
+    reconciler: control::ReconcilerThread,
+    control: Control,
+) -> anyhow::Result<()> {
+    let reconciler_done = tokio::task::spawn_blocking(move || reconciler.join());
     tokio::select! {
-        result = server::serve(server, shared.clone()) => result,
+        ended = tasks.join_next() => {
+            tasks.abort_all();
+            match ended {
+                Some(Ok(Ok(()))) => Err(anyhow!("a daemon task ended unexpectedly")),
+                Some(Ok(Err(error))) => Err(error.context("a daemon task failed")),
+                Some(Err(error)) => Err(anyhow!("a daemon task panicked: {error}")),
+                None => Err(anyhow!("no daemon task is running")),
+            }
+        }
+        joined = reconciler_done => {
+            tasks.abort_all();
+            let why = match joined {
+                Ok(Err(panic)) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_else(|| "it panicked".into()),
+                _ => "it returned".into(),
+            };
+            Err(anyhow!("the reconciler stopped: {why}"))
+        }
         () = shutdown_signal() => {
-            // Programs, maps and the host's lease stay: a restart within the lease TTL is seamless.
+            // Programs, maps and the host's lease stay: a restart within the lease TTL is
+            // seamless.
             tracing::info!("stopping; the datapath keeps forwarding");
+            tasks.abort_all();
+            control.stop().await;
             Ok(())
         }
     }
 }
 
+/// Asks the reconciler for its periodic check.
+async fn tick(control: Control) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(control::TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        control.tick();
+    }
+}
+
 /// Connects to the store, retrying while it is unreachable (the datapath is already forwarding).
-async fn connect(url: &str) -> anyhow::Result<Store> {
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
     let mut delay = Duration::from_millis(200);
     loop {
         match Store::connect(url).await {
@@ -138,9 +264,4 @@ async fn shutdown_signal() {
         }
         _ => std::future::pending().await,
     }
-}
-
-/// Default inner MTU of a network on this host.
-pub fn default_inner_mtu(uplink_mtu: u16) -> u16 {
-    uplink_mtu.saturating_sub(VXLAN_OVERHEAD)
 }

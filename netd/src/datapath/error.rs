@@ -22,9 +22,12 @@ pub enum DatapathError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("writing map {name} failed: {message}")]
+    Write { name: &'static str, message: String },
     #[error(
         "pinned map {path} has an incompatible layout ({found}; this netd expects {expected}); \
-         remove the pin directory (traffic through it stops) or run the netd version that made it"
+         give the capacity it was made with, remove the pin directory (traffic through it \
+         stops), or run the netd version that made it"
     )]
     IncompatiblePin {
         path: PathBuf,

@@ -66,7 +66,7 @@ fn open(dir: &Path, layout: &MapLayout) -> Result<Map, DatapathError> {
         return Err(DatapathError::UnknownMap(layout.name.into()));
     }
     // Decoding a map with another layout would print garbage: check first.
-    layout::check_pin(&path, layout)?;
+    layout::check_pin(&path, layout, None)?;
     let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
         name: layout.name,
         source,
@@ -92,11 +92,25 @@ fn row(pairs: Vec<(&'static str, Value)>) -> serde_json::Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// Lists the pinned maps in `dir`.
+/// Lists the pinned maps in `dir` with their capacity and fill. Counting walks the keys only,
+/// so it stays cheap with a hundred thousand entries.
 pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
     let mut out = Vec::new();
     for layout in &LAYOUTS {
-        let entries = dump(dir, layout.name)?.rows.len();
+        let path = dir.join(layout.name);
+        // `open` explains a missing pin (no pins at all, or an unknown map).
+        let map = open(dir, layout)?;
+        let max_entries = layout::check_pin(&path, layout, None)?;
+        let entries = match layout.name {
+            names::ENDPOINTS => count::<EndpointKey, EndpointInfo>(map, layout.name)?,
+            names::FDB => count::<FdbKey, FdbEntry>(map, layout.name)?,
+            names::NEIGH => count::<NeighKey, NeighEntry>(map, layout.name)?,
+            names::VTEPS => count::<VtepKey, VtepEntry>(map, layout.name)?,
+            names::PARENTS => count::<ParentKey, ParentInfo>(map, layout.name)?,
+            names::NEXTHOPS => count::<[u8; 4], NextHop>(map, layout.name)?,
+            // Arrays always hold every slot.
+            _ => max_entries as usize,
+        };
         out.push(MapSummary {
             name: layout.name,
             kind: match layout.map_type {
@@ -108,11 +122,23 @@ pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
             },
             key_size: layout.key_size,
             value_size: layout.value_size,
-            max_entries: layout.max_entries,
+            max_entries,
             entries,
         });
     }
     Ok(out)
+}
+
+/// Entries of a pinned hash map (its keys walked, values not read).
+fn count<K: aya::Pod, V: aya::Pod>(map: Map, name: &'static str) -> Result<usize, DatapathError> {
+    let map: HashMap<MapData, K, V> =
+        HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    let mut n = 0;
+    for key in map.keys() {
+        key.map_err(|source| DatapathError::Map { name, source })?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Decodes one pinned map.

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use aya::maps::{MapData, MapType};
-use netd_common::maps::{LAYOUTS, MapLayout, map_type};
+use netd_common::maps::{LAYOUTS, MapLayout, capacity, map_type, names};
 
 use super::DatapathError;
 
@@ -24,8 +24,14 @@ fn describe(kind: impl std::fmt::Debug, key: u32, value: u32, max: u32) -> Strin
     format!("{kind:?}, key {key} B, value {value} B, {max} entries")
 }
 
-/// Checks one pinned map against its expected layout.
-pub fn check_pin(path: &Path, layout: &MapLayout) -> Result<(), DatapathError> {
+/// Checks one pinned map against its expected layout: type, key and value size, and the
+/// capacity when `max_entries` is given (a reader such as `netd maps` takes any capacity).
+/// Returns the pin's capacity.
+pub fn check_pin(
+    path: &Path,
+    layout: &MapLayout,
+    max_entries: Option<u32>,
+) -> Result<u32, DatapathError> {
     let map = MapData::from_pin(path).map_err(|source| DatapathError::Map {
         name: layout.name,
         source,
@@ -40,9 +46,9 @@ pub fn check_pin(path: &Path, layout: &MapLayout) -> Result<(), DatapathError> {
         && found_type == expected_type
         && info.key_size() == layout.key_size
         && info.value_size() == layout.value_size
-        && info.max_entries() == layout.max_entries;
+        && max_entries.is_none_or(|max| info.max_entries() == max);
     if matches {
-        return Ok(());
+        return Ok(info.max_entries());
     }
     Err(DatapathError::IncompatiblePin {
         path: path.to_path_buf(),
@@ -56,18 +62,53 @@ pub fn check_pin(path: &Path, layout: &MapLayout) -> Result<(), DatapathError> {
             expected_type,
             layout.key_size,
             layout.value_size,
-            layout.max_entries,
+            max_entries.unwrap_or(info.max_entries()),
         ),
     })
 }
 
-/// Checks every map already pinned in `dir`; maps not pinned yet are fine (they get created).
-pub fn check_pins(dir: &Path) -> Result<(), DatapathError> {
+/// Checks every map already pinned in `dir` against the layout and the capacity this daemon
+/// asks for; maps not pinned yet are fine (they get created).
+pub fn check_pins(dir: &Path, capacities: &Capacities) -> Result<(), DatapathError> {
     for layout in &LAYOUTS {
         let path = dir.join(layout.name);
         if path.exists() {
-            check_pin(&path, layout)?;
+            check_pin(&path, layout, Some(capacities.of(layout)))?;
         }
     }
     Ok(())
+}
+
+/// How many entries the maps whose size depends on the cluster hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacities {
+    /// NETD_ENDPOINTS: endpoints on this host.
+    pub local_endpoints: u32,
+    /// NETD_FDB and NETD_NEIGH: endpoints, local and remote, of the networks this host has
+    /// endpoints in.
+    pub endpoints: u32,
+    /// NETD_VTEPS: (host, network) pairs that may send to this host.
+    pub vteps: u32,
+}
+
+impl Default for Capacities {
+    fn default() -> Self {
+        Self {
+            local_endpoints: capacity::ENDPOINTS,
+            endpoints: capacity::FDB,
+            vteps: capacity::VTEPS,
+        }
+    }
+}
+
+impl Capacities {
+    /// The capacity of a map: configured for the three above, fixed for the others.
+    pub fn of(&self, layout: &MapLayout) -> u32 {
+        match layout.name {
+            names::ENDPOINTS => self.local_endpoints,
+            names::FDB | names::NEIGH => self.endpoints,
+            names::VTEPS => self.vteps,
+            _ => layout.max_entries,
+        }
+    }
 }

@@ -26,10 +26,11 @@ pub use self::{
     attach::Hook,
     entries::{LocalEndpoint, RemoteEndpoint},
     error::DatapathError,
-    state::{ApplyStats, MapState},
+    layout::Capacities,
+    state::{ApplyStats, Change, ChangeSet, MapState, WriteError},
 };
 
-/// The compiled programs, built by netd/build.rs (aya-build) from netd-ebpf.
+/// The compiled programs, built by netd/build.rs from netd-ebpf.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd-ebpf"));
 
 /// The embedded object, for loading programs netd itself does not (the benchmark's null program).
@@ -54,12 +55,15 @@ pub struct DatapathOptions {
     /// Pin maps and links here (a bpffs directory, e.g. `/sys/fs/bpf/netd`). `None`: nothing is
     /// pinned and everything goes away with the [`Datapath`] (tests).
     pub pin_dir: Option<PathBuf>,
+    /// Sizes of the maps that grow with the cluster.
+    pub capacities: Capacities,
 }
 
 /// A loaded datapath: both programs and all maps of one host.
 pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
+    capacities: Capacities,
     /// Links this value owns (unpinned datapaths only); dropping them detaches.
     links: Vec<attach::OwnedLink>,
 }
@@ -69,9 +73,13 @@ impl Datapath {
     /// reused (after a layout check) so that their entries survive a restart; new ones are pinned.
     pub fn load(options: DatapathOptions) -> Result<Self, DatapathError> {
         let mut loader = EbpfLoader::new();
+        let capacities = options.capacities;
+        for layout in &LAYOUTS {
+            loader.map_max_entries(layout.name, capacities.of(layout));
+        }
         if let Some(dir) = &options.pin_dir {
             crate::bpffs::ensure_pin_dir(dir)?;
-            layout::check_pins(dir)?;
+            layout::check_pins(dir, &capacities)?;
             for layout in &LAYOUTS {
                 loader.map_pin_path(layout.name, dir.join(layout.name));
             }
@@ -90,8 +98,14 @@ impl Datapath {
         Ok(Self {
             ebpf,
             pin_dir: options.pin_dir,
+            capacities,
             links: Vec::new(),
         })
+    }
+
+    /// The capacities the maps were made with.
+    pub fn capacities(&self) -> Capacities {
+        self.capacities
     }
 
     /// The pin directory, if this datapath is pinned.

@@ -1,9 +1,13 @@
-//! The maps' whole contents as plain data, and writing the difference between two such states:
-//! what the reconciler uses to make the maps equal to the desired state (mark and sweep) without
-//! ever flushing them.
+//! The maps' contents as plain data, and writing changes to them.
+//!
+//! [`MapState`] is a whole picture of the per-network maps (what a mark-and-sweep compares);
+//! [`ChangeSet`] is a list of single-entry writes and deletes that [`Datapath::apply_changes`]
+//! carries out one by one, recording each one's outcome, so that one failed write (a full map)
+//! never stops the others. Deletes go first, so space freed in this set is there for its writes.
 
 use std::collections::BTreeMap;
 
+use aya::maps::MapError;
 use netd_common::maps::{
     EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, ParentInfo, ParentKey,
     VtepEntry, VtepKey, names,
@@ -22,14 +26,14 @@ pub struct MapState {
 }
 
 /// Ordered wrappers (the shared map keys are plain `repr(C)` structs without `Ord`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FdbKeyOrd(pub u32, pub [u8; 6]);
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NeighKeyOrd(pub u32, pub [u8; 4]);
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VtepKeyOrd(pub [u8; 4], pub u32);
 /// (parent ifindex, VLAN).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ParentKeyOrd(pub u32, pub u16);
 
 impl From<ParentKeyOrd> for ParentKey {
@@ -64,11 +68,94 @@ impl From<VtepKeyOrd> for VtepKey {
     }
 }
 
-/// What [`Datapath::apply`] changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Why one entry could not be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteError {
+    /// The map is at its capacity (`E2BIG`).
+    pub full: bool,
+    pub message: String,
+}
+
+/// One write (`value: Some`) or delete (`None`) of one entry, and once applied, its outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change<K, V> {
+    pub key: K,
+    pub value: Option<V>,
+    /// `None` until [`Datapath::apply_changes`] ran.
+    pub outcome: Option<Result<(), WriteError>>,
+}
+
+impl<K, V> Change<K, V> {
+    pub fn new(key: K, value: Option<V>) -> Self {
+        Self {
+            key,
+            value,
+            outcome: None,
+        }
+    }
+
+    /// Whether it was applied successfully.
+    pub fn done(&self) -> bool {
+        matches!(self.outcome, Some(Ok(())))
+    }
+}
+
+/// Changes to the per-network maps, per map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    pub fdb: Vec<Change<FdbKeyOrd, FdbEntry>>,
+    pub neigh: Vec<Change<NeighKeyOrd, NeighEntry>>,
+    pub vteps: Vec<Change<VtepKeyOrd, VtepEntry>>,
+    pub endpoints: Vec<Change<EndpointKey, EndpointInfo>>,
+    pub parents: Vec<Change<ParentKeyOrd, ParentInfo>>,
+}
+
+impl ChangeSet {
+    pub fn is_empty(&self) -> bool {
+        self.fdb.is_empty()
+            && self.neigh.is_empty()
+            && self.vteps.is_empty()
+            && self.endpoints.is_empty()
+            && self.parents.is_empty()
+    }
+
+    /// The changes that turn `current` into `desired`.
+    pub fn between(current: &MapState, desired: &MapState) -> Self {
+        Self {
+            fdb: diff(&current.fdb, &desired.fdb),
+            neigh: diff(&current.neigh, &desired.neigh),
+            vteps: diff(&current.vteps, &desired.vteps),
+            endpoints: diff(&current.endpoints, &desired.endpoints),
+            parents: diff(&current.parents, &desired.parents),
+        }
+    }
+
+    /// The first failure, with its map's name.
+    pub fn first_failure(&self) -> Option<(&'static str, &WriteError)> {
+        fn failed<'a, K, V>(
+            name: &'static str,
+            changes: &'a [Change<K, V>],
+        ) -> Option<(&'static str, &'a WriteError)> {
+            changes.iter().find_map(|c| match &c.outcome {
+                Some(Err(e)) => Some((name, e)),
+                _ => None,
+            })
+        }
+        failed(names::FDB, &self.fdb)
+            .or_else(|| failed(names::NEIGH, &self.neigh))
+            .or_else(|| failed(names::VTEPS, &self.vteps))
+            .or_else(|| failed(names::ENDPOINTS, &self.endpoints))
+            .or_else(|| failed(names::PARENTS, &self.parents))
+    }
+}
+
+/// What [`Datapath::apply_changes`] did, per map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyStats {
     pub written: usize,
     pub deleted: usize,
+    /// (map, failed writes or deletes) for the maps where something failed.
+    pub failed: Vec<(&'static str, usize)>,
 }
 
 /// Entries of `desired` that `current` lacks or has with another value, and keys of `current`
@@ -76,50 +163,65 @@ pub struct ApplyStats {
 fn diff<K: Ord + Copy, V: PartialEq + Copy>(
     current: &BTreeMap<K, V>,
     desired: &BTreeMap<K, V>,
-) -> (Vec<(K, V)>, Vec<K>) {
+) -> Vec<Change<K, V>> {
     let upserts = desired
         .iter()
         .filter(|(k, v)| current.get(k) != Some(v))
-        .map(|(k, v)| (*k, *v))
-        .collect();
+        .map(|(k, v)| Change::new(*k, Some(*v)));
     let deletes = current
         .keys()
         .filter(|k| !desired.contains_key(k))
-        .copied()
-        .collect();
-    (upserts, deletes)
+        .map(|k| Change::new(*k, None));
+    upserts.chain(deletes).collect()
 }
 
-macro_rules! write_map {
-    ($self:ident, $name:expr, $K:ty, $V:ty, $upserts:expr, $stats:ident) => {{
-        let mut map = $self.hash_map::<$K, $V>($name)?;
-        for (k, v) in $upserts {
-            map.insert(<$K>::from(k), v, 0)
-                .map_err(|source| DatapathError::Map {
-                    name: $name,
-                    source,
-                })?;
-            $stats.written += 1;
-        }
-    }};
+fn write_error(error: &MapError) -> WriteError {
+    let full = matches!(error, MapError::SyscallError(e)
+        if e.io_error.raw_os_error() == Some(libc::E2BIG));
+    WriteError {
+        full,
+        message: error.to_string(),
+    }
 }
 
-macro_rules! delete_from_map {
-    ($self:ident, $name:expr, $K:ty, $V:ty, $deletes:expr, $stats:ident) => {{
+/// Deleting what is already gone is not an error: removal is idempotent.
+fn is_missing(error: &MapError) -> bool {
+    match error {
+        MapError::KeyNotFound => true,
+        MapError::SyscallError(e) => e.io_error.kind() == std::io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// Applies the deletes (`deletes == true`) or the writes of one map's changes.
+macro_rules! apply_map {
+    ($self:ident, $name:expr, $K:ty, $V:ty, $changes:expr, $deletes:expr, $stats:ident) => {{
         let mut map = $self.hash_map::<$K, $V>($name)?;
-        for k in $deletes {
-            match map.remove(&<$K>::from(k)) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(aya::maps::MapError::SyscallError(e))
-                    if e.io_error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(DatapathError::Map {
-                        name: $name,
-                        source,
-                    });
-                }
+        let mut failed = 0;
+        for change in $changes
+            .iter_mut()
+            .filter(|c| c.value.is_none() == $deletes)
+        {
+            let key = <$K>::from(change.key);
+            let result = match change.value {
+                Some(value) => map.insert(key, value, 0),
+                None => match map.remove(&key) {
+                    Err(e) if is_missing(&e) => Ok(()),
+                    other => other,
+                },
+            };
+            change.outcome = Some(result.as_ref().map(|_| ()).map_err(write_error));
+            match (result.is_ok(), $deletes) {
+                (true, true) => $stats.deleted += 1,
+                (true, false) => $stats.written += 1,
+                (false, _) => failed += 1,
             }
-            $stats.deleted += 1;
+        }
+        if failed > 0 {
+            match $stats.failed.iter_mut().find(|(n, _)| *n == $name) {
+                Some((_, n)) => *n += failed,
+                None => $stats.failed.push(($name, failed)),
+            }
         }
     }};
 }
@@ -172,59 +274,99 @@ impl Datapath {
         Ok(state)
     }
 
+    /// Carries out every change, recording each one's outcome in it. A change that fails (a
+    /// full map, most likely) is recorded and the rest still run. Deletes run first, in the
+    /// order that never leaves an ARP answer without the FDB entry behind it (NEIGH first,
+    /// FDB last); then writes, in the reverse order. Errs only when a map cannot be opened.
+    pub fn apply_changes(&mut self, changes: &mut ChangeSet) -> Result<ApplyStats, DatapathError> {
+        let mut stats = ApplyStats::default();
+        let c = changes;
+        apply_map!(
+            self,
+            names::NEIGH,
+            NeighKey,
+            NeighEntry,
+            c.neigh,
+            true,
+            stats
+        );
+        apply_map!(
+            self,
+            names::ENDPOINTS,
+            EndpointKey,
+            EndpointInfo,
+            c.endpoints,
+            true,
+            stats
+        );
+        apply_map!(
+            self,
+            names::PARENTS,
+            ParentKey,
+            ParentInfo,
+            c.parents,
+            true,
+            stats
+        );
+        apply_map!(self, names::VTEPS, VtepKey, VtepEntry, c.vteps, true, stats);
+        apply_map!(self, names::FDB, FdbKey, FdbEntry, c.fdb, true, stats);
+        apply_map!(self, names::FDB, FdbKey, FdbEntry, c.fdb, false, stats);
+        apply_map!(
+            self,
+            names::VTEPS,
+            VtepKey,
+            VtepEntry,
+            c.vteps,
+            false,
+            stats
+        );
+        apply_map!(
+            self,
+            names::PARENTS,
+            ParentKey,
+            ParentInfo,
+            c.parents,
+            false,
+            stats
+        );
+        apply_map!(
+            self,
+            names::ENDPOINTS,
+            EndpointKey,
+            EndpointInfo,
+            c.endpoints,
+            false,
+            stats
+        );
+        apply_map!(
+            self,
+            names::NEIGH,
+            NeighKey,
+            NeighEntry,
+            c.neigh,
+            false,
+            stats
+        );
+        Ok(stats)
+    }
+
     /// Makes the maps hold exactly `desired`, touching only entries that differ from `current`
-    /// (normally what [`Self::read_state`] returned). Writes go in the order that keeps each
-    /// intermediate state safe (FDB before the ARP entries that lead to it), deletes in reverse.
+    /// (normally what [`Self::read_state`] returned). Fails with the first write that failed,
+    /// after every other change was made.
     pub fn apply(
         &mut self,
         current: &MapState,
         desired: &MapState,
     ) -> Result<ApplyStats, DatapathError> {
-        let mut stats = ApplyStats::default();
-        let (fdb_up, fdb_del) = diff(&current.fdb, &desired.fdb);
-        let (vtep_up, vtep_del) = diff(&current.vteps, &desired.vteps);
-        let (ep_up, ep_del) = diff(&current.endpoints, &desired.endpoints);
-        let (neigh_up, neigh_del) = diff(&current.neigh, &desired.neigh);
-        let (parent_up, parent_del) = diff(&current.parents, &desired.parents);
-        write_map!(self, names::FDB, FdbKey, FdbEntry, fdb_up, stats);
-        write_map!(self, names::VTEPS, VtepKey, VtepEntry, vtep_up, stats);
-        write_map!(
-            self,
-            names::PARENTS,
-            ParentKey,
-            ParentInfo,
-            parent_up,
-            stats
-        );
-        write_map!(
-            self,
-            names::ENDPOINTS,
-            EndpointKey,
-            EndpointInfo,
-            ep_up,
-            stats
-        );
-        write_map!(self, names::NEIGH, NeighKey, NeighEntry, neigh_up, stats);
-        delete_from_map!(self, names::NEIGH, NeighKey, NeighEntry, neigh_del, stats);
-        delete_from_map!(
-            self,
-            names::ENDPOINTS,
-            EndpointKey,
-            EndpointInfo,
-            ep_del,
-            stats
-        );
-        delete_from_map!(
-            self,
-            names::PARENTS,
-            ParentKey,
-            ParentInfo,
-            parent_del,
-            stats
-        );
-        delete_from_map!(self, names::VTEPS, VtepKey, VtepEntry, vtep_del, stats);
-        delete_from_map!(self, names::FDB, FdbKey, FdbEntry, fdb_del, stats);
-        Ok(stats)
+        let mut changes = ChangeSet::between(current, desired);
+        let stats = self.apply_changes(&mut changes)?;
+        match changes.first_failure() {
+            Some((name, error)) => Err(DatapathError::Write {
+                name,
+                message: error.message.clone(),
+            }),
+            None => Ok(stats),
+        }
     }
 }
 
@@ -236,8 +378,10 @@ mod tests {
     fn diff_finds_new_changed_and_gone() {
         let current: BTreeMap<u32, u32> = [(1, 10), (2, 20), (3, 30)].into();
         let desired: BTreeMap<u32, u32> = [(1, 10), (2, 21), (4, 40)].into();
-        let (up, del) = diff(&current, &desired);
-        assert_eq!(up, vec![(2, 21), (4, 40)]);
-        assert_eq!(del, vec![3]);
+        let changes: Vec<(u32, Option<u32>)> = diff(&current, &desired)
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect();
+        assert_eq!(changes, vec![(2, Some(21)), (4, Some(40)), (3, None)]);
     }
 }

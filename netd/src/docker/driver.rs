@@ -21,18 +21,27 @@ use std::{
 use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
 use netd_store::{
-    KeyValue, WatchEvent, ipam, keys,
-    schema::{self, EndpointRecord, Mac, SCHEMA_VERSION},
+    ipam, keys,
+    schema::{self, EndpointRecord, Mac},
 };
 use serde_json::{Value, json};
 
 use super::engine::Engine;
 use crate::{
     api::SubnetSpec,
-    daemon::{Shared, handlers, shared::lock},
-    datapath::Hook,
+    health::Health,
     netlink,
+    service::{
+        Service,
+        endpoints::{Address, NewEndpoint, Plumbing},
+        networks::NewNetwork,
+    },
 };
+
+/// Locks, recovering from a poisoned mutex (a panicking call must not wedge the plugin).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Option (driver and IPAM) naming the netd network a Docker network mirrors.
 pub const NETD_NETWORK_OPTION: &str = "netd.network";
@@ -55,7 +64,8 @@ struct Pool {
 }
 
 pub struct Driver {
-    pub shared: Arc<Shared>,
+    pub service: Service,
+    pub health: Arc<Health>,
     pub engine: Engine,
     pools: Mutex<HashMap<String, Pool>>,
     /// Docker network ID -> netd network name.
@@ -77,9 +87,10 @@ fn parse_addr(text: &str) -> anyhow::Result<Ipv4Addr> {
 }
 
 impl Driver {
-    pub fn new(shared: Arc<Shared>, engine: Engine) -> Self {
+    pub fn new(service: Service, health: Arc<Health>, engine: Engine) -> Self {
         Self {
-            shared,
+            service,
+            health,
             engine,
             pools: Mutex::new(HashMap::new()),
             networks: Mutex::new(HashMap::new()),
@@ -166,7 +177,7 @@ impl Driver {
         if bound.is_none() {
             // Like Docker's own IPAM: a new network may not overlap an existing one, or a
             // container on both would have two routes for one destination.
-            for n in self.shared.cluster().networks.values() {
+            for n in self.service.control.summary().networks.values() {
                 if let Some(s) = n
                     .subnets
                     .iter()
@@ -303,7 +314,7 @@ impl Driver {
             return Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }));
         }
         let name = self.pool_network(pool_id).await?;
-        let network = handlers::load_network(&self.shared, &name).await?;
+        let network = self.service.network_load(&name).await?.0;
         if let Some(ip) = requested
             && network
                 .subnet_of(ip)
@@ -313,9 +324,9 @@ impl Driver {
             return Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": {} }));
         }
         let ip = ipam::allocate(
-            &self.shared.store,
+            &self.service.store,
             &network,
-            &docker_claim(&self.shared.options.host_name),
+            &docker_claim(&self.service.host.name),
             requested,
         )
         .await?;
@@ -337,8 +348,8 @@ impl Driver {
         };
         if let Some(name) = network {
             // Only our own claims: the gateway (never claimed) and others' addresses stay.
-            let owner = docker_claim(&self.shared.options.host_name);
-            ipam::release(&self.shared.store, &name, ip, &owner).await?;
+            let owner = docker_claim(&self.service.host.name);
+            ipam::release(&self.service.store, &name, ip, &owner).await?;
         }
         Ok(json!({}))
     }
@@ -463,17 +474,15 @@ impl Driver {
             .iter()
             .find(|(k, _)| k == "netd.type")
             .map_or_else(|| "overlay".to_string(), |(_, v)| v.clone());
-        match handlers::network_create(
-            &self.shared,
-            name.clone(),
+        let new = NewNetwork {
+            name: name.clone(),
             driver,
-            subnets.clone(),
+            subnets: subnets.clone(),
             mtu,
             vni,
             options,
-        )
-        .await
-        {
+        };
+        match self.service.network_create(new).await {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
             // Made elsewhere first (or by `netd network create`): use it.
             Err(e) if e.to_string().contains("already exists") => {}
@@ -509,14 +518,14 @@ impl Driver {
         };
         tracing::info!(network = %name, "Docker removed the network here: removing it everywhere");
         if self
-            .shared
+            .service
             .store
             .get(&keys::network(&name))
             .await?
             .is_some()
         {
             // `docker network rm` here removes the network everywhere, once nobody uses it.
-            handlers::network_rm(&self.shared, &name).await?;
+            self.service.network_rm(&name).await?;
         }
         lock(&self.networks).remove(nid);
         Ok(json!({}))
@@ -528,88 +537,48 @@ impl Driver {
             .ok_or_else(|| anyhow!("no EndpointID"))?
             .to_string();
         let name = self.network_of_waiting(nid).await?;
-        let network = handlers::load_network(&self.shared, &name).await?;
         let iface = &req["Interface"];
         let ip = parse_addr(opt_str(iface, "Address").unwrap_or_default())
             .map_err(|_| anyhow!("no IPv4 address for the endpoint (use --ipam-driver netd)"))?;
         let given_mac = opt_str(iface, "MacAddress").filter(|m| !m.is_empty());
-        let mac: Mac = match given_mac {
-            Some(m) => m.parse().map_err(|e: String| anyhow!(e))?,
-            None => Mac::from_ipv4(ip),
-        };
-        let default_mtu = match self.shared.parent_port(&network) {
-            // macvlan-style: on the LAN, no encapsulation.
-            Some((parent, _)) => netlink::mtu(&parent)?,
-            None => crate::daemon::default_inner_mtu(self.shared.uplink_mtu),
-        };
-        let mtu = network.mtu.unwrap_or(default_mtu);
-        let (host_if, _peer) = netlink::create_docker_endpoint(&name, &eid, &mac.to_string(), mtu)?;
+        let mac: Option<Mac> = given_mac
+            .map(|m| m.parse().map_err(|e: String| anyhow!(e)))
+            .transpose()?;
         lock(&self.created).insert(eid.clone(), Instant::now());
-        let result = self.publish_endpoint(&name, &eid, &host_if, ip, mac).await;
-        if result.is_err() {
-            let _ = netlink::delete_link(&host_if);
-            self.shared.local().remove(&(name.clone(), eid.clone()));
-        }
-        result?;
+        let published = self
+            .service
+            .endpoint_publish(NewEndpoint {
+                network: name,
+                id: eid.clone(),
+                // Docker's IPAM call claimed it; its ReleaseAddress releases it.
+                address: Address::Given(ip),
+                mac,
+                plumbing: Plumbing::Docker,
+            })
+            .await;
+        let published = match published {
+            Ok(p) => p,
+            Err(e) => {
+                lock(&self.created).remove(&eid);
+                return Err(e);
+            }
+        };
         Ok(if given_mac.is_some() {
             json!({})
         } else {
-            json!({ "Interface": { "MacAddress": mac.to_string() } })
+            json!({ "Interface": { "MacAddress": published.mac.to_string() } })
         })
-    }
-
-    async fn publish_endpoint(
-        &self,
-        network: &str,
-        eid: &str,
-        host_if: &str,
-        ip: Ipv4Addr,
-        mac: Mac,
-    ) -> anyhow::Result<()> {
-        self.shared.datapath().attach(Hook::Endpoint, host_if)?;
-        self.shared
-            .local()
-            .insert((network.to_string(), eid.to_string()), host_if.to_string());
-        let record = EndpointRecord {
-            version: SCHEMA_VERSION,
-            ip,
-            mac,
-            host: self.shared.options.host_name.clone(),
-            vtep_ip: self.shared.options.advertise,
-            name: eid.to_string(),
-        };
-        let key = keys::endpoint(network, eid);
-        let value = schema::encode(&record);
-        if !self
-            .shared
-            .store
-            .create_all(&[(key.clone(), value.clone())])
-            .await?
-        {
-            bail!("endpoint {eid} already exists");
-        }
-        handlers::apply_locally(
-            &self.shared,
-            WatchEvent::Put(KeyValue {
-                key,
-                value,
-                create_revision: i64::MAX,
-                mod_revision: i64::MAX,
-            }),
-        )
     }
 
     async fn join(&self, req: &Value) -> anyhow::Result<Value> {
         let nid = opt_str(req, "NetworkID").unwrap_or_default();
         let eid = opt_str(req, "EndpointID").unwrap_or_default();
         let name = self.network_of(nid)?;
-        let network = handlers::load_network(&self.shared, &name).await?;
-        let host_if = self
-            .shared
-            .local()
-            .get(&(name.clone(), eid.to_string()))
-            .cloned()
-            .ok_or_else(|| anyhow!("endpoint {eid} has no interface"))?;
+        let network = self.service.network_load(&name).await?.0;
+        let host_if = netlink::host_ifname(&name, eid);
+        if netlink::ifindex(&host_if).is_none() {
+            bail!("endpoint {eid} has no interface");
+        }
         let mut resp = json!({
             "InterfaceName": { "SrcName": format!("{host_if}p"), "DstPrefix": "eth" },
             "StaticRoutes": [],
@@ -640,11 +609,10 @@ impl Driver {
         eid: &str,
         release_address: bool,
     ) -> anyhow::Result<()> {
-        let key = keys::endpoint(network, eid);
         let ip = if release_address {
-            self.shared
+            self.service
                 .store
-                .get(&key)
+                .get(&keys::endpoint(network, eid))
                 .await?
                 .and_then(|kv| schema::decode::<EndpointRecord>(&kv.value).ok())
                 .map(|r| r.ip)
@@ -653,31 +621,12 @@ impl Driver {
         };
         // Docker's addresses are claimed in this host's name (request_address): released only
         // while that claim still stands, never one another host has taken since.
-        let owner = docker_claim(&self.shared.options.host_name);
-        ipam::delete_releasing(
-            &self.shared.store,
-            std::slice::from_ref(&key),
-            network,
-            ip,
-            &owner,
-        )
-        .await?;
-        if let Some(host_if) = self
-            .shared
-            .local()
-            .remove(&(network.to_string(), eid.to_string()))
-        {
-            let _ = self.shared.datapath().detach(Hook::Endpoint, &host_if);
-            netlink::delete_link(&host_if)?;
-        }
+        let owner = docker_claim(&self.service.host.name);
+        self.service
+            .endpoint_withdraw(network, eid, ip.map(|ip| (ip, owner.as_str())))
+            .await?;
         lock(&self.created).remove(eid);
-        handlers::apply_locally(
-            &self.shared,
-            WatchEvent::Delete {
-                key,
-                mod_revision: 0,
-            },
-        )
+        Ok(())
     }
 
     /// Docker network ID -> netd name, for the reconciler.

@@ -13,10 +13,11 @@ use anyhow::Context as _;
 use tokio::{
     io::BufReader,
     net::{UnixListener, UnixStream},
+    task::JoinSet,
 };
 
 use self::{driver::Driver, engine::Engine};
-use crate::daemon::Shared;
+use crate::{health::Health, service::Service};
 
 /// Socket name Docker discovers the plugin by (`netd` = the driver name users pass to `-d`).
 pub const PLUGIN_SOCKET: &str = "netd.sock";
@@ -30,7 +31,12 @@ pub struct DockerOptions {
 }
 
 /// Serves the plugin socket and keeps Docker and the store in step; returns once started.
-pub fn start(shared: Arc<Shared>, options: DockerOptions) -> anyhow::Result<()> {
+pub fn start(
+    service: Service,
+    health: Arc<Health>,
+    options: DockerOptions,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&options.plugin_dir)
         .with_context(|| format!("cannot create {}", options.plugin_dir.display()))?;
     let path = options.plugin_dir.join(PLUGIN_SOCKET);
@@ -40,15 +46,15 @@ pub fn start(shared: Arc<Shared>, options: DockerOptions) -> anyhow::Result<()> 
     // dockerd runs as root; nobody else needs the plugin.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let engine = Engine::new(options.engine_socket.clone());
-    let driver = Arc::new(Driver::new(shared.clone(), engine));
-    shared.set_docker_state(format!("connecting to {}", options.engine_socket.display()));
+    health.set_docker(format!("connecting to {}", options.engine_socket.display()));
+    let driver = Arc::new(Driver::new(service, health, engine));
     tracing::info!(plugin = %path.display(), engine = %options.engine_socket.display(), "Docker plugin listening");
-    tokio::spawn(serve(listener, driver.clone()));
-    tokio::spawn(sync::run(driver));
+    tasks.spawn(serve(listener, driver.clone()));
+    tasks.spawn(sync::run(driver));
     Ok(())
 }
 
-async fn serve(listener: UnixListener, driver: Arc<Driver>) {
+async fn serve(listener: UnixListener, driver: Arc<Driver>) -> anyhow::Result<()> {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {

@@ -10,7 +10,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::{Value, json};
@@ -21,15 +21,15 @@ const RESYNC_EVERY: Duration = Duration::from_secs(15);
 /// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).
 const GRACE: Duration = Duration::from_secs(60);
 
-pub async fn run(driver: Arc<Driver>) {
+pub async fn run(driver: Arc<Driver>) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(500);
     loop {
         match follow(&driver).await {
             Ok(()) => {}
             Err(error) => {
                 driver
-                    .shared
-                    .set_docker_state(format!("unreachable: {error:#} (retrying)"));
+                    .health
+                    .set_docker(format!("unreachable: {error:#} (retrying)"));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -39,20 +39,21 @@ pub async fn run(driver: Arc<Driver>) {
     }
 }
 
-/// Connects, reconciles, then follows events until the stream breaks.
+/// Connects, reconciles, then follows events until the stream breaks. Store changes that
+/// matter here (networks, this host's endpoints) come from the reconciler's summary; a pass
+/// also runs every [`RESYNC_EVERY`], since Docker's event stream is lossy.
 async fn follow(driver: &Driver) -> anyhow::Result<()> {
     driver.engine.ping().await?;
     let mut events = driver.engine.events().await?;
     driver
-        .shared
-        .set_docker_state(format!("connected to {}", driver.engine.socket().display()));
-    // Store changes also need acting on: poll the daemon's view cheaply between events. (Taken
-    // before the pass: a change during it gets a pass of its own.)
+        .health
+        .set_docker(format!("connected to {}", driver.engine.socket().display()));
+    let mut summaries = driver.service.control.subscribe();
+    // Taken before the pass: a change during it gets a pass of its own.
     let mut last_inputs = store_inputs(driver);
     resync(driver).await?;
-    let mut next_resync = Instant::now() + RESYNC_EVERY;
+    let mut resync_at = tokio::time::Instant::now() + RESYNC_EVERY;
     loop {
-        let wait = tokio::time::sleep(Duration::from_millis(500));
         tokio::select! {
             event = events.next() => {
                 let event = event?;
@@ -65,39 +66,41 @@ async fn follow(driver: &Driver) -> anyhow::Result<()> {
                     resync(driver).await?;
                 }
             }
-            () = wait => {
+            changed = summaries.changed() => {
+                changed.map_err(|_| anyhow::anyhow!("the reconciler stopped"))?;
                 let now = store_inputs(driver);
-                if now != last_inputs || Instant::now() > next_resync {
+                if now != last_inputs {
                     resync(driver).await?;
                     last_inputs = now;
-                    next_resync = Instant::now() + RESYNC_EVERY;
                 }
+            }
+            () = tokio::time::sleep_until(resync_at) => {
+                resync(driver).await?;
+                last_inputs = store_inputs(driver);
+                resync_at = tokio::time::Instant::now() + RESYNC_EVERY;
             }
         }
     }
 }
 
 /// What `resync` acts on from the store: the networks and this host's endpoints. The endpoints
-/// matter on their own: a daemon back after its lease expired only sees its endpoints once its
-/// new registration is in its view, possibly after the first pass, and the pass that removes
-/// those whose container went meanwhile (releasing their addresses) must not wait for the
-/// periodic one.
+/// matter on their own: the pass that removes those whose container went while netd was down
+/// (releasing their addresses) must not wait for the periodic one.
 fn store_inputs(driver: &Driver) -> (Vec<String>, Vec<String>) {
-    let cluster = driver.shared.cluster();
-    let me = &driver.shared.options.host_name;
+    let summary = driver.service.control.summary();
     (
-        cluster.networks.keys().cloned().collect(),
-        cluster
-            .endpoints
+        summary.networks.keys().cloned().collect(),
+        summary
+            .local
             .iter()
-            .filter(|e| &e.record.host == me)
+            .filter(|e| e.record.is_some())
             .map(|e| e.id.clone())
             .collect(),
     )
 }
 
 async fn resync(driver: &Driver) -> anyhow::Result<()> {
-    let cluster = driver.shared.cluster();
+    let summary = driver.service.control.summary();
     let docker = driver.engine.networks("netd").await?;
     let mut by_name: HashMap<String, String> = docker
         .iter()
@@ -108,7 +111,7 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
     // Docker networks found at start-up (or made while we were away): bind them.
     for n in &docker {
         if !bound.contains_key(&n.id)
-            && let Some(net) = cluster.networks.get(&n.name)
+            && let Some(net) = summary.networks.get(&n.name)
         {
             let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
             driver.adopt(&n.id, &n.name, &subnets);
@@ -116,7 +119,7 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
     }
 
     // store -> Docker.
-    for (name, net) in &cluster.networks {
+    for (name, net) in summary.networks.iter() {
         if by_name.contains_key(name) {
             continue;
         }
@@ -169,7 +172,7 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
     // so it stays; binding, not "seen in the store", is the test, because another host may
     // delete a network before this host's view ever contained it.
     for (name, id) in &by_name {
-        if !cluster.networks.contains_key(name) && bound.contains_key(id) {
+        if !summary.networks.contains_key(name) && bound.contains_key(id) {
             match driver.engine.remove_network(id).await {
                 Ok(()) => {
                     tracing::info!(network = %name, "network removed from Docker (gone from the store)");
@@ -182,7 +185,6 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
     }
 
     // Docker -> store: endpoints whose container is gone.
-    let me = &driver.shared.options.host_name;
     let mut live: HashSet<String> = HashSet::new();
     for nid in driver.bound_networks().keys() {
         if let Some(n) = driver.engine.network(nid).await? {
@@ -209,7 +211,7 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
         })
         .unwrap_or_default();
     let bound_names: HashSet<String> = driver.bound_networks().into_values().collect();
-    for ep in cluster.endpoints.iter().filter(|e| &e.record.host == me) {
+    for ep in summary.local.iter().filter(|e| e.record.is_some()) {
         let docker_made = ep.id.len() == 64 && ep.id.bytes().all(|b| b.is_ascii_hexdigit());
         if docker_made
             && bound_names.contains(&ep.network)

@@ -191,6 +191,7 @@ fn netd_macvlan(i: usize, host: &Netns, container: &Netns) -> anyhow::Result<Opt
     let pins = PinDir(PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", host.name)));
     let mut datapath = Datapath::load(DatapathOptions {
         pin_dir: Some(pins.0.clone()),
+        ..Default::default()
     })?;
     let parent = host.ifindex(PARENT)?;
     let endpoint = host.ifindex("ep0")?;

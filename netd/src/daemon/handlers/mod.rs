@@ -1,5 +1,5 @@
-//! What each API request does, one file per resource. Errors are one clear sentence: the CLI
-//! prints them as they are.
+//! What each API request does, one file per resource: parse, then call the service layer or
+//! ask the reconciler. Errors are one clear sentence: the CLI prints them as they are.
 
 mod endpoints;
 mod networks;
@@ -7,14 +7,11 @@ mod status;
 
 use serde_json::Value;
 
-pub(crate) use self::{
-    endpoints::apply_locally,
-    networks::{load_network, network_create, network_rm},
-};
-use super::Shared;
+use super::Daemon;
 use crate::api::Request;
 
-pub async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Value> {
+pub async fn handle(daemon: &Daemon, request: Request) -> anyhow::Result<Value> {
+    let service = &daemon.service;
     match request {
         Request::NetworkCreate {
             name,
@@ -23,10 +20,23 @@ pub async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Value> 
             mtu,
             vni,
             options,
-        } => networks::network_create(shared, name, driver, subnets, mtu, vni, options).await,
-        Request::NetworkLs => Ok(networks::network_ls(shared)),
-        Request::NetworkInspect { name } => networks::network_inspect(shared, &name).await,
-        Request::NetworkRm { name } => networks::network_rm(shared, &name).await,
+        } => {
+            let new = crate::service::networks::NewNetwork {
+                name,
+                driver,
+                subnets,
+                mtu,
+                vni,
+                options,
+            };
+            Ok(serde_json::json!(service.network_create(new).await?))
+        }
+        Request::NetworkLs => networks::network_ls(service).await,
+        Request::NetworkInspect { name } => networks::network_inspect(service, &name).await,
+        Request::NetworkRm { name } => {
+            service.network_rm(&name).await?;
+            Ok(serde_json::json!({ "removed": name }))
+        }
         Request::EndpointAdd {
             network,
             netns,
@@ -35,13 +45,22 @@ pub async fn handle(shared: &Shared, request: Request) -> anyhow::Result<Value> 
             ifname,
             name,
         } => {
-            endpoints::endpoint_add(shared, &network, &netns, ip, mac.as_deref(), &ifname, &name)
-                .await
+            let add = endpoints::Add {
+                network,
+                netns,
+                ip,
+                mac,
+                ifname,
+                name,
+            };
+            endpoints::endpoint_add(service, add).await
         }
         Request::EndpointRm { name, network } => {
-            endpoints::endpoint_rm(shared, &name, network.as_deref()).await
+            endpoints::endpoint_rm(service, &name, network.as_deref()).await
         }
-        Request::EndpointLs { network } => Ok(endpoints::endpoint_ls(shared, network.as_deref())),
-        Request::Status => status::status(shared),
+        Request::EndpointLs { network } => {
+            endpoints::endpoint_ls(service, network.as_deref()).await
+        }
+        Request::Status => Ok(status::status(daemon)),
     }
 }

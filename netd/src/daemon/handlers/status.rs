@@ -1,29 +1,52 @@
-//! `status`.
-
-use std::{collections::BTreeMap, time::SystemTime};
+//! `status`: the first line says whether this host is healthy, and why not.
 
 use serde_json::{Value, json};
 
-use crate::daemon::Shared;
-use crate::datapath::inspect;
+use crate::{control::Summary, daemon::Daemon, datapath::inspect};
 
-pub(super) fn status(shared: &Shared) -> anyhow::Result<Value> {
-    let cluster = shared.cluster();
-    let status = shared.status();
-    let me = &shared.options.host_name;
-    let store = match &status.store_error {
-        None if status.synced_once => json!({ "state": "connected" }),
-        None => json!({ "state": "connecting" }),
-        Some((error, since)) => json!({
-            "state": "unreachable",
-            "error": error,
-            "for_seconds": SystemTime::now().duration_since(*since).map(|d| d.as_secs()).unwrap_or(0),
-        }),
+/// Why the host is not healthy, in the order an operator should look (empty: healthy).
+fn problems(daemon: &Daemon, summary: &Summary, store: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for link in ["watch", "lease"] {
+        let state = store[link]["state"].as_str().unwrap_or("?");
+        if state != "connected" {
+            let error = store[link]["error"]
+                .as_str()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            problems.push(format!("store {link} {state}{error}"));
+        }
+    }
+    for map in &summary.maps {
+        if let Some(error) = &map.last_error {
+            problems.push(format!(
+                "map {} failing ({} of {} entries): {error}",
+                map.name, map.entries, map.capacity
+            ));
+        }
+    }
+    if let Some(docker) = daemon.health.docker()
+        && !docker.starts_with("connected")
+    {
+        problems.push(format!("docker {docker}"));
+    }
+    problems
+}
+
+pub(super) fn status(daemon: &Daemon) -> Value {
+    let summary = daemon.service.control.summary();
+    let store = daemon.health.store_json(summary.synced);
+    let problems = problems(daemon, &summary, &store);
+    let health = if problems.is_empty() {
+        json!({ "healthy": true })
+    } else {
+        json!({ "healthy": false, "problems": problems })
     };
-    let programs: Vec<Value> = shared
-        .datapath()
-        .program_sizes()
-        .unwrap_or_default()
+    let mut store = store;
+    store["url"] = json!(daemon.options.store);
+    store["revision"] = json!(summary.revision);
+    let programs: Vec<Value> = daemon
+        .programs
         .iter()
         .map(|p| {
             json!({
@@ -34,33 +57,53 @@ pub(super) fn status(shared: &Shared) -> anyhow::Result<Value> {
             })
         })
         .collect();
-    let maps = shared.datapath().pin_dir().map(|dir| {
-        inspect::list(dir)
-            .map(|l| json!(l))
-            .unwrap_or_else(|e| json!(e.to_string()))
-    });
-    let hosts: BTreeMap<&String, Value> = cluster
+    let maps: Vec<Value> = summary
+        .maps
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "entries": m.entries,
+                "max_entries": m.capacity,
+                "failed_writes": m.failed_writes,
+                "error": m.last_error,
+            })
+        })
+        .collect();
+    let hosts: serde_json::Map<String, Value> = summary
         .hosts
         .iter()
-        .map(|(name, h)| (name, json!({ "vtep": h.vtep_ip, "netd": h.netd })))
+        .map(|(name, h)| (name.clone(), json!({ "vtep": h.vtep_ip, "netd": h.netd })))
         .collect();
-    Ok(json!({
+    let me = &daemon.options.host_name;
+    json!({
+        "health": health,
         "host": me,
-        "vtep": shared.options.advertise,
-        "uplink": shared.uplink,
-        "uplink_mtu": shared.uplink_mtu,
-        "store_url": shared.options.store,
+        "vtep": daemon.options.advertise,
+        "uplink": daemon.uplink,
+        "uplink_mtu": daemon.uplink_mtu,
+        "store_url": daemon.options.store,
         "store": store,
-        "last_sync_revision": status.last_sync_revision,
-        "lease": status.lease,
         "hosts": hosts,
-        "networks": cluster.networks.len(),
-        "endpoints_local": cluster.endpoints.iter().filter(|e| &e.record.host == me).count(),
-        "endpoints_remote": cluster.endpoints.iter().filter(|e| &e.record.host != me).count(),
-        "invalid_values": status.invalid_total,
-        "docker": status.docker.clone().unwrap_or_else(|| "disabled".into()),
+        "networks": summary.networks.len(),
+        "networks_active": summary.active_networks,
+        "endpoints_local": summary.local.iter().filter(|e| e.record.is_some()).count(),
+        "endpoints_known": summary.endpoints_known,
+        "endpoints_programmed": {
+            "local": summary.programmed_local,
+            "remote": summary.programmed_remote,
+        },
+        "invalid_values": summary.invalid_values,
+        "events_applied": summary.events_applied,
+        "drift_repaired": summary.drift_repaired,
+        "last_batch": {
+            "events": summary.last_batch_events,
+            "ms": summary.last_batch.as_secs_f64() * 1000.0,
+        },
+        "docker": daemon.health.docker().unwrap_or_else(|| "disabled".into()),
         "maps": maps,
+        "map_pins": inspect::list(&daemon.options.pin_dir).is_ok(),
         "programs": programs,
-        "uptime_seconds": shared.started.elapsed().as_secs(),
-    }))
+        "uptime_seconds": daemon.started.elapsed().as_secs(),
+    })
 }

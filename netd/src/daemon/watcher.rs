@@ -1,0 +1,134 @@
+//! The store watcher: lists, then watches from the next revision, and feeds both to the
+//! reconciler. On any watch error it lists again (the reconciler then does a mark-and-sweep).
+//!
+//! The listing covers only what the reconciler programs (networks, hosts, endpoints), in
+//! pages at one revision, handed over page by page so that neither an answer nor the
+//! daemon's memory grows with the whole cluster at once. The watch covers the whole prefix
+//! (one watch keeps every change in revision order); the keys the reconciler ignores are
+//! dropped here.
+
+use std::{sync::Arc, time::Duration};
+
+use netd_store::{Store, StoreError, WatchEvent, keys};
+
+use crate::{
+    control::{Control, Feed},
+    health::Health,
+};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A full re-list this often (with a jitter), in case a watch ever stalls without an error.
+/// Rare on purpose: a thousand hosts re-listing a hundred thousand endpoints is real load.
+const RELIST_EVERY: Duration = Duration::from_secs(600);
+/// The prefixes the reconciler needs, in the order it best takes them (networks and hosts
+/// before the endpoints that refer to them).
+const LISTED: [&str; 3] = [keys::NETWORKS, keys::HOSTS, keys::ENDPOINTS];
+
+/// Why the watcher stopped for good.
+#[derive(Debug, thiserror::Error)]
+#[error("the reconciler stopped")]
+pub struct ReconcilerGone;
+
+/// Runs until the reconciler goes away.
+pub async fn run(
+    store: Arc<Store>,
+    control: Control,
+    health: Arc<Health>,
+) -> Result<(), ReconcilerGone> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match list_and_watch(&store, &control, &health).await {
+            Ok(()) => backoff = Duration::from_millis(200),
+            Err(Failure::Reconciler) => return Err(ReconcilerGone),
+            Err(Failure::Store(error)) => {
+                let unreachable = matches!(error, StoreError::Unavailable(_));
+                health.watch_failed(&error.to_string(), unreachable);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+enum Failure {
+    Store(StoreError),
+    Reconciler,
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+async fn feed(control: &Control, feed: Feed) -> Result<(), Failure> {
+    control.feed(feed).await.map_err(|_| Failure::Reconciler)
+}
+
+/// One list + watch cycle; returns when the watch fails or the re-list period is over.
+async fn list_and_watch(store: &Store, control: &Control, health: &Health) -> Result<(), Failure> {
+    health.watch_syncing();
+    let revision = list(store, control).await?;
+    let mut watch = store.watch(keys::ROOT, revision + 1).await?;
+    health.watch_connected();
+    let jitter = Duration::from_millis(u64::from(std::process::id() % 60_000));
+    let relist = tokio::time::sleep(RELIST_EVERY + jitter);
+    tokio::pin!(relist);
+    loop {
+        let mut events = tokio::select! {
+            events = watch.next() => events?,
+            () = &mut relist => return Ok(()),
+        };
+        events.retain(relevant);
+        if !events.is_empty() {
+            feed(control, Feed::Events(events)).await?;
+        }
+    }
+}
+
+/// Lists [`LISTED`] at one revision into the reconciler; returns that revision.
+async fn list(store: &Store, control: &Control) -> Result<i64, Failure> {
+    let mut attempts = 0;
+    loop {
+        match list_once(store, control).await {
+            // The revision was compacted between two pages: start over at a newer one.
+            Err(Failure::Store(StoreError::Compacted(_))) if attempts < 3 => attempts += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn list_once(store: &Store, control: &Control) -> Result<i64, Failure> {
+    let mut revision = None;
+    for prefix in LISTED {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list_page(prefix, after.as_deref(), revision).await?;
+            if revision.is_none() {
+                revision = Some(page.revision);
+                feed(
+                    control,
+                    Feed::ListBegin {
+                        revision: page.revision,
+                    },
+                )
+                .await?;
+            }
+            after = page.kvs.last().map(|kv| kv.key.clone());
+            let more = page.more;
+            if !page.kvs.is_empty() {
+                feed(control, Feed::ListPage(page.kvs)).await?;
+            }
+            if !more {
+                break;
+            }
+        }
+    }
+    feed(control, Feed::ListEnd).await?;
+    Ok(revision.unwrap_or_default())
+}
+
+/// Whether the reconciler needs an event (IPAM claims and VNI reservations it does not).
+fn relevant(event: &WatchEvent) -> bool {
+    LISTED.iter().any(|p| event.key().starts_with(p))
+}

@@ -1,0 +1,250 @@
+//! What `netd status` says about the daemon's links: the store watch, the host's lease and the
+//! Docker engine, each kept by the task that owns it and read by the status handler.
+//!
+//! The watch and the lease are separate on purpose: a keep-alive that succeeds says nothing
+//! about a watch that cannot list, and the other way round.
+
+use std::{
+    sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+/// One link's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not established yet.
+    Connecting,
+    /// Listing, or applying what was listed.
+    Syncing,
+    /// Up: the watch is open, or the lease is registered and renewed.
+    Connected,
+    /// The store does not answer; retrying.
+    Unreachable,
+    /// The store answers, but the link cannot work (a refused request, a host name taken).
+    Failing,
+}
+
+impl LinkState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Syncing => "syncing",
+            Self::Connected => "connected",
+            Self::Unreachable => "unreachable",
+            Self::Failing => "failing",
+        }
+    }
+
+    /// Worse states rank higher: the overall state of several links is the worst one.
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Connected => 0,
+            Self::Syncing => 1,
+            Self::Connecting => 2,
+            Self::Unreachable => 3,
+            Self::Failing => 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub state: LinkState,
+    pub since: Instant,
+    pub error: Option<String>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            state: LinkState::Connecting,
+            since: Instant::now(),
+            error: None,
+        }
+    }
+}
+
+impl Link {
+    fn set(&mut self, state: LinkState, error: Option<String>) {
+        if self.state != state {
+            self.since = Instant::now();
+        }
+        self.state = state;
+        self.error = error;
+    }
+
+    fn json(&self) -> Value {
+        let mut v = json!({
+            "state": self.state.name(),
+            "for_seconds": self.since.elapsed().as_secs(),
+        });
+        if let Some(error) = &self.error {
+            v["error"] = json!(error);
+        }
+        v
+    }
+}
+
+/// The host's registration and its renewals.
+#[derive(Clone, Debug, Default)]
+pub struct Lease {
+    pub link: Link,
+    pub id: Option<i64>,
+    pub ttl: Duration,
+    pub registrations: u64,
+    pub renewals: u64,
+    /// Keep-alives that failed, or succeeded later than two thirds of the TTL after the
+    /// previous one: each one a step toward the other hosts dropping this one.
+    pub missed_renewals: u64,
+    pub last_renewal: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    watch: Link,
+    lease: Lease,
+    /// Docker engine state, `None` when the integration is off.
+    docker: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Health {
+    inner: Mutex<Inner>,
+}
+
+impl Health {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn watch_syncing(&self) {
+        self.lock().watch.set(LinkState::Syncing, None);
+    }
+
+    pub fn watch_connected(&self) {
+        let mut inner = self.lock();
+        if inner.watch.state != LinkState::Connected && inner.watch.error.is_some() {
+            tracing::info!("store watch established again");
+        }
+        inner.watch.set(LinkState::Connected, None);
+    }
+
+    /// The watch failed; `unreachable` for a store that does not answer.
+    pub fn watch_failed(&self, error: &str, unreachable: bool) {
+        let mut inner = self.lock();
+        let state = if unreachable {
+            LinkState::Unreachable
+        } else {
+            LinkState::Failing
+        };
+        if inner.watch.state != state {
+            tracing::warn!(%error, "store watch lost; the datapath keeps forwarding what it has");
+        }
+        inner.watch.set(state, Some(error.to_string()));
+    }
+
+    pub fn lease_registered(&self, id: i64, ttl: Duration) {
+        let mut inner = self.lock();
+        let lease = &mut inner.lease;
+        lease.id = Some(id);
+        lease.ttl = ttl;
+        lease.registrations += 1;
+        lease.last_renewal = Some(Instant::now());
+        lease.link.set(LinkState::Connected, None);
+    }
+
+    pub fn lease_renewed(&self) {
+        let mut inner = self.lock();
+        let lease = &mut inner.lease;
+        let now = Instant::now();
+        if lease
+            .last_renewal
+            .is_some_and(|last| now.duration_since(last) > lease.ttl * 2 / 3)
+        {
+            lease.missed_renewals += 1;
+        }
+        lease.renewals += 1;
+        lease.last_renewal = Some(now);
+        lease.link.set(LinkState::Connected, None);
+    }
+
+    /// A keep-alive or registration failed; `unreachable` for a store that does not answer,
+    /// otherwise the registration cannot work (a name taken by another host).
+    pub fn lease_failed(&self, error: &str, unreachable: bool) {
+        let mut inner = self.lock();
+        let lease = &mut inner.lease;
+        if lease.id.is_some() {
+            lease.missed_renewals += 1;
+        }
+        let state = if unreachable {
+            LinkState::Unreachable
+        } else {
+            LinkState::Failing
+        };
+        lease.link.set(state, Some(error.to_string()));
+    }
+
+    /// The lease is gone (expired): registering again.
+    pub fn lease_lost(&self) {
+        let mut inner = self.lock();
+        inner.lease.id = None;
+        inner
+            .lease
+            .link
+            .set(LinkState::Connecting, Some("host lease expired".into()));
+    }
+
+    pub fn set_docker(&self, state: String) {
+        let mut inner = self.lock();
+        if inner.docker.as_deref() != Some(&state) {
+            tracing::info!(docker = %state, "Docker engine");
+            inner.docker = Some(state);
+        }
+    }
+
+    pub fn lease(&self) -> Lease {
+        self.lock().lease.clone()
+    }
+
+    pub fn watch(&self) -> Link {
+        self.lock().watch.clone()
+    }
+
+    pub fn docker(&self) -> Option<String> {
+        self.lock().docker.clone()
+    }
+
+    /// The store part of `netd status`: the overall state (the worse of watch and lease),
+    /// then each. `synced`: whether the reconciler has applied a listing (a watch that is up
+    /// while the listing is still being applied is syncing).
+    pub fn store_json(&self, synced: bool) -> Value {
+        let inner = self.lock();
+        let mut watch = inner.watch.clone();
+        if watch.state == LinkState::Connected && !synced {
+            watch.state = LinkState::Syncing;
+        }
+        let lease = &inner.lease;
+        let overall = if watch.state.rank() >= lease.link.state.rank() {
+            &watch.state
+        } else {
+            &lease.link.state
+        };
+        let mut lease_json = lease.link.json();
+        lease_json["lease"] = json!(lease.id);
+        lease_json["ttl_seconds"] = json!(lease.ttl.as_secs());
+        lease_json["registrations"] = json!(lease.registrations);
+        lease_json["renewals"] = json!(lease.renewals);
+        lease_json["missed_renewals"] = json!(lease.missed_renewals);
+        lease_json["last_renewal_ms_ago"] =
+            json!(lease.last_renewal.map(|t| t.elapsed().as_millis() as u64));
+        json!({
+            "state": overall.name(),
+            "watch": watch.json(),
+            "lease": lease_json,
+        })
+    }
+}

@@ -1,0 +1,308 @@
+//! Publishing and withdrawing an endpoint of this host, for the local API and Docker alike.
+//!
+//! Publish: address, interface, programmed (the reconciler), record in the store. Each step is
+//! undone when a later one fails, so a failed add leaves no record, no interface and no claim:
+//! an address is released only together with the record that used it (one store transaction),
+//! and never handed out twice.
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use netd_store::{
+    ipam, keys,
+    schema::{self, EndpointRecord, Mac, MacvlanMode, NetworkRecord, SCHEMA_VERSION},
+};
+
+use super::{APPLY_TIMEOUT, Service, blocking};
+use crate::{
+    control::{Attach, Record},
+    netlink,
+};
+
+/// Where an endpoint's address comes from.
+#[derive(Clone, Debug)]
+pub enum Address {
+    /// Claimed here for the endpoint's name (the given address, or the first free one), and
+    /// released if the endpoint cannot be published.
+    Allocate(Option<Ipv4Addr>),
+    /// Already claimed by the caller (Docker's IPAM), who releases it.
+    Given(Ipv4Addr),
+}
+
+/// How the endpoint's interface is made.
+#[derive(Clone, Debug)]
+pub enum Plumbing {
+    /// A veth pair whose peer goes into a network namespace, addressed and routed there.
+    Namespace { netns: PathBuf, ifname: String },
+    /// A veth pair left in this namespace; Docker moves the peer into the container at Join.
+    Docker,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    pub network: String,
+    pub id: String,
+    pub address: Address,
+    pub mac: Option<Mac>,
+    pub plumbing: Plumbing,
+}
+
+/// A published endpoint.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub network: NetworkRecord,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    /// The host-side veth.
+    pub host_if: String,
+}
+
+/// What a failed publish has to take back, filled in as the steps succeed.
+#[derive(Default)]
+struct Undo {
+    claimed: Option<Ipv4Addr>,
+    host_if: Option<String>,
+    attached: bool,
+    record: bool,
+}
+
+impl Service {
+    /// Publishes an endpoint of this host.
+    pub async fn endpoint_publish(&self, new: NewEndpoint) -> anyhow::Result<Published> {
+        if !keys::valid_name(&new.id) {
+            bail!(
+                "invalid endpoint name {:?} (letters, digits, '-', '_', '.'; at most 64)",
+                new.id
+            );
+        }
+        let (network, kv) = self.network_load(&new.network).await?;
+        self.check_parent(&network)?;
+        // The reconciler must know the network before it can program an endpoint of it.
+        self.control
+            .wait_applied(kv.mod_revision, APPLY_TIMEOUT)
+            .await?;
+        let key = keys::endpoint(&network.name, &new.id);
+        if self.store.get(&key).await?.is_some() {
+            bail!(
+                "endpoint {:?} already exists in network {:?}",
+                new.id,
+                network.name
+            );
+        }
+        if let Some(m) = new.mac {
+            if !m.is_unicast() {
+                bail!("MAC {m} is not a unicast address");
+            }
+            if self.control.mac_in_use(&network.name, m).await? {
+                bail!("MAC {m} is already used in network {:?}", network.name);
+            }
+        }
+        let mut undo = Undo::default();
+        let result = self.publish_steps(&new, &network, &key, &mut undo).await;
+        if result.is_err() {
+            self.undo(&new, &key, undo).await;
+        }
+        result
+    }
+
+    async fn publish_steps(
+        &self,
+        new: &NewEndpoint,
+        network: &NetworkRecord,
+        key: &str,
+        undo: &mut Undo,
+    ) -> anyhow::Result<Published> {
+        let mtu = self.endpoint_mtu(network)?;
+        let ip = match new.address {
+            Address::Allocate(requested) => {
+                let ip = ipam::allocate(&self.store, network, &new.id, requested).await?;
+                undo.claimed = Some(ip);
+                ip
+            }
+            Address::Given(ip) => ip,
+        };
+        let subnet = network
+            .subnet_of(ip)
+            .with_context(|| format!("address {ip} is outside network {:?}", network.name))?;
+        let mac = new.mac.unwrap_or_else(|| Mac::from_ipv4(ip));
+        let host_if = match &new.plumbing {
+            Plumbing::Namespace { netns, ifname } => {
+                let (network, id) = (network.name.clone(), new.id.clone());
+                let (netns, ifname, mac) = (netns.clone(), ifname.clone(), mac.to_string());
+                let (prefix_len, gateway) = (subnet.subnet.prefix_len(), subnet.gateway);
+                blocking(move || {
+                    netlink::create_endpoint(&netlink::EndpointLink {
+                        network: &network,
+                        endpoint: &id,
+                        netns: &netns,
+                        ifname: &ifname,
+                        mac: &mac,
+                        address: ip,
+                        prefix_len,
+                        gateway,
+                        mtu,
+                    })
+                })
+                .await?
+            }
+            Plumbing::Docker => {
+                let (network, id, mac) = (network.name.clone(), new.id.clone(), mac.to_string());
+                blocking(move || netlink::create_docker_endpoint(&network, &id, &mac, mtu))
+                    .await?
+                    .0
+            }
+        };
+        undo.host_if = Some(host_if.clone());
+        let record = Record {
+            ip,
+            mac,
+            host: self.host.name.as_str().into(),
+            vtep: self.host.vtep,
+        };
+        self.control
+            .attach(Attach {
+                network: network.name.clone(),
+                id: new.id.clone(),
+                ifname: host_if.clone(),
+                record,
+            })
+            .await?;
+        undo.attached = true;
+        let value = schema::encode(&EndpointRecord {
+            version: SCHEMA_VERSION,
+            ip,
+            mac,
+            host: self.host.name.clone(),
+            vtep_ip: self.host.vtep,
+            name: new.id.clone(),
+        });
+        // An answer lost in a timeout may hide a record that was written: undo deletes it.
+        undo.record = true;
+        if !self.store.create_all(&[(key.to_string(), value)]).await? {
+            undo.record = false;
+            bail!(
+                "endpoint {:?} already exists in network {:?}",
+                new.id,
+                network.name
+            );
+        }
+        Ok(Published {
+            network: network.clone(),
+            ip,
+            mac,
+            host_if,
+        })
+    }
+
+    /// Takes back what a failed publish did, newest first.
+    async fn undo(&self, new: &NewEndpoint, key: &str, undo: Undo) {
+        if undo.attached
+            && let Err(error) = self.control.detach(&new.network, &new.id).await
+        {
+            tracing::warn!(%error, endpoint = %new.id, "undo: cannot take the endpoint off the maps");
+        }
+        if let Some(host_if) = undo.host_if
+            && let Err(error) = blocking(move || netlink::delete_link(&host_if)).await
+        {
+            tracing::warn!(error = %format!("{error:#}"), endpoint = %new.id, "undo: cannot delete the interface");
+        }
+        let records: Vec<String> = if undo.record {
+            vec![key.to_string()]
+        } else {
+            Vec::new()
+        };
+        if (undo.record || undo.claimed.is_some())
+            && let Err(error) =
+                ipam::delete_releasing(&self.store, &records, &new.network, undo.claimed, &new.id)
+                    .await
+        {
+            // The claim stays: the address is lost until someone removes it, never doubled.
+            tracing::warn!(%error, endpoint = %new.id, "undo: cannot release the address");
+        }
+    }
+
+    /// The MTU of an endpoint of `network` on this host.
+    fn endpoint_mtu(&self, network: &NetworkRecord) -> anyhow::Result<u16> {
+        if let Some(mtu) = network.mtu {
+            return Ok(mtu);
+        }
+        match self.parent_of(network) {
+            // On the LAN: no encapsulation, the parent's MTU.
+            Some(parent) => Ok(netlink::mtu(&parent)?),
+            None => Ok(super::default_inner_mtu(self.host.uplink_mtu)),
+        }
+    }
+
+    /// The parent interface a macvlan network uses on this host (`None` for overlay ones).
+    pub fn parent_of(&self, network: &NetworkRecord) -> Option<String> {
+        let spec = network.macvlan()?;
+        Some(self.host.macvlan_parent.clone().unwrap_or(spec.parent))
+    }
+
+    /// Checks that an endpoint of a macvlan network can be added here: its parent exists,
+    /// and a passthru parent has no endpoint yet.
+    pub fn check_parent(&self, network: &NetworkRecord) -> anyhow::Result<()> {
+        let Some(spec) = network.macvlan() else {
+            return Ok(());
+        };
+        let parent = self.parent_of(network).unwrap_or(spec.parent);
+        if netlink::ifindex(&parent).is_none() {
+            bail!(
+                "parent interface {parent} of network {:?} not found on this host (see --macvlan-parent)",
+                network.name
+            );
+        }
+        let summary = self.control.summary();
+        if spec.mode == MacvlanMode::Passthru
+            && summary.local.iter().any(|e| e.network == network.name)
+        {
+            bail!(
+                "network {:?} is in passthru mode and its parent {parent} already has an endpoint on this host",
+                network.name
+            );
+        }
+        Ok(())
+    }
+
+    /// Withdraws an endpoint of this host: its record (with its address, if `release` names
+    /// the claim's owner), its entries and its interface. The store goes first: while it is
+    /// unreachable, nothing changes.
+    pub async fn endpoint_withdraw(
+        &self,
+        network: &str,
+        id: &str,
+        release: Option<(Ipv4Addr, &str)>,
+    ) -> anyhow::Result<()> {
+        let key = keys::endpoint(network, id);
+        let (ip, owner) = match release {
+            Some((ip, owner)) => (Some(ip), owner),
+            None => (None, ""),
+        };
+        ipam::delete_releasing(&self.store, std::slice::from_ref(&key), network, ip, owner).await?;
+        self.control.detach(network, id).await?;
+        let host_if = netlink::host_ifname(network, id);
+        blocking(move || netlink::delete_link(&host_if)).await?;
+        Ok(())
+    }
+
+    /// This host's endpoint called `id` (in `network`, if given): (network, address).
+    pub fn local_endpoint(
+        &self,
+        id: &str,
+        network: Option<&str>,
+    ) -> anyhow::Result<(String, Option<Ipv4Addr>)> {
+        let summary = self.control.summary();
+        let found: Vec<_> = summary
+            .local
+            .iter()
+            .filter(|e| e.id == id && network.is_none_or(|n| e.network == n))
+            .collect();
+        match found.as_slice() {
+            [] => Err(anyhow!("no endpoint {id:?} on this host")),
+            [one] => Ok((one.network.clone(), one.record.as_ref().map(|r| r.ip))),
+            _ => Err(anyhow!(
+                "endpoint {id:?} exists in several networks; give --network"
+            )),
+        }
+    }
+}

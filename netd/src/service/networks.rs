@@ -1,0 +1,200 @@
+//! Creating, reading and removing networks: the store is the only place they live; every
+//! host's reconciler follows it.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{anyhow, bail};
+use ipnet::Ipv4Net;
+use netd_store::{
+    KeyValue, keys,
+    schema::{
+        self, DRIVER_MACVLAN, DRIVER_OVERLAY, NetworkRecord, SCHEMA_VERSION, SubnetRecord,
+        VNI_FIRST_AUTO, VNI_MAX,
+    },
+};
+
+use super::Service;
+use crate::api::SubnetSpec;
+
+/// What `network create` asks for.
+#[derive(Clone, Debug)]
+pub struct NewNetwork {
+    pub name: String,
+    pub driver: String,
+    pub subnets: Vec<SubnetSpec>,
+    pub mtu: Option<u16>,
+    pub vni: Option<u32>,
+    pub options: Vec<(String, String)>,
+}
+
+fn parse_cidr(text: &str, what: &str) -> anyhow::Result<Ipv4Net> {
+    text.parse::<Ipv4Net>().map_err(|_| {
+        anyhow!("invalid {what} {text:?}: expected an IPv4 CIDR such as 172.31.0.0/16")
+    })
+}
+
+fn parse_ip(text: &str, what: &str) -> anyhow::Result<Ipv4Addr> {
+    text.parse::<Ipv4Addr>()
+        .map_err(|_| anyhow!("invalid {what} {text:?}: expected an IPv4 address"))
+}
+
+fn build_subnets(specs: &[SubnetSpec]) -> anyhow::Result<Vec<SubnetRecord>> {
+    specs
+        .iter()
+        .map(|s| {
+            Ok(SubnetRecord {
+                subnet: parse_cidr(&s.subnet, "subnet")?,
+                gateway: s
+                    .gateway
+                    .as_deref()
+                    .map(|g| parse_ip(g, "gateway"))
+                    .transpose()?,
+                ip_range: s
+                    .ip_range
+                    .as_deref()
+                    .map(|r| parse_cidr(r, "ip-range"))
+                    .transpose()?,
+                aux: s
+                    .aux
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), parse_ip(v, "aux address")?)))
+                    .collect::<anyhow::Result<_>>()?,
+            })
+        })
+        .collect()
+}
+
+impl Service {
+    /// Creates a network with the given VNI, or the lowest free one from 256; returns its
+    /// record.
+    pub async fn network_create(&self, new: NewNetwork) -> anyhow::Result<NetworkRecord> {
+        let NewNetwork {
+            name,
+            driver,
+            subnets,
+            mtu,
+            vni,
+            options,
+        } = new;
+        if driver != DRIVER_OVERLAY && driver != DRIVER_MACVLAN {
+            bail!("driver {driver:?} is not supported (-d overlay or -d macvlan)");
+        }
+        if subnets.is_empty() {
+            bail!("a network needs at least one --subnet");
+        }
+        let mut record = NetworkRecord {
+            version: SCHEMA_VERSION,
+            name: name.clone(),
+            driver,
+            vni: vni.unwrap_or(VNI_FIRST_AUTO),
+            subnets: build_subnets(&subnets)?,
+            mtu,
+            options: options.into_iter().collect(),
+        };
+        record.validate(&name).map_err(|e| anyhow!("{e}"))?;
+        let store = &self.store;
+        if let Some(vni) = vni {
+            if store
+                .create_all(&[
+                    (keys::network(&name), schema::encode(&record)),
+                    (keys::vni(vni), name.clone().into_bytes()),
+                ])
+                .await?
+            {
+                return Ok(record);
+            }
+            return Err(self.creation_conflict(&name, vni).await);
+        }
+        // A race with another host's create just moves on to the next VNI.
+        let used = store.list(keys::VNIS).await?;
+        let mut taken: std::collections::HashSet<u32> = used
+            .kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(keys::VNIS)?.parse().ok())
+            .collect();
+        for candidate in VNI_FIRST_AUTO..=VNI_MAX {
+            if taken.contains(&candidate) {
+                continue;
+            }
+            record.vni = candidate;
+            let kvs = [
+                (keys::network(&name), schema::encode(&record)),
+                (keys::vni(candidate), name.clone().into_bytes()),
+            ];
+            if store.create_all(&kvs).await? {
+                return Ok(record);
+            }
+            if store.get(&keys::network(&name)).await?.is_some() {
+                bail!("network {name:?} already exists");
+            }
+            taken.insert(candidate);
+        }
+        bail!("no free VNI left")
+    }
+
+    async fn creation_conflict(&self, name: &str, vni: u32) -> anyhow::Error {
+        match self.store.get(&keys::network(name)).await {
+            Ok(Some(_)) => anyhow!("network {name:?} already exists"),
+            Ok(None) => match self.store.get(&keys::vni(vni)).await {
+                Ok(Some(kv)) => anyhow!(
+                    "VNI {vni} is already used by network {:?}",
+                    String::from_utf8_lossy(&kv.value)
+                ),
+                Ok(None) => {
+                    anyhow!("network {name:?} or VNI {vni} was created concurrently; try again")
+                }
+                Err(e) => e.into(),
+            },
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Reads a network straight from the store (this host may not have seen a network just
+    /// created elsewhere); with its store entry, whose revision says when it was written.
+    pub async fn network_load(&self, name: &str) -> anyhow::Result<(NetworkRecord, KeyValue)> {
+        let kv = self
+            .store
+            .get(&keys::network(name))
+            .await?
+            .ok_or_else(|| anyhow!("network {name:?} not found"))?;
+        let record: NetworkRecord = schema::decode(&kv.value)
+            .map_err(|e| anyhow!("network {name:?} is invalid in the store: {e}"))?;
+        record
+            .validate(name)
+            .map_err(|e| anyhow!("network {name:?} is invalid in the store: {e}"))?;
+        Ok((record, kv))
+    }
+
+    /// Removes a network nobody uses any more, with its VNI and address claims.
+    pub async fn network_rm(&self, name: &str) -> anyhow::Result<()> {
+        let (record, _) = self.network_load(name).await?;
+        let endpoints = self.store.list(&keys::endpoints_of(name)).await?;
+        if !endpoints.kvs.is_empty() {
+            let names: Vec<&str> = endpoints
+                .kvs
+                .iter()
+                .filter_map(|kv| kv.key.rsplit('/').next())
+                .collect();
+            bail!(
+                "network {name:?} is in use by {} endpoint(s): {}",
+                names.len(),
+                names.join(", ")
+            );
+        }
+        let mut doomed = vec![keys::network(name), keys::vni(record.vni)];
+        doomed.extend(
+            self.store
+                .list(&keys::ipam_of(name))
+                .await?
+                .kvs
+                .into_iter()
+                .map(|kv| kv.key),
+        );
+        // etcd takes at most 128 operations per transaction: a big network's claims go in
+        // several, the network record and VNI in the first.
+        for chunk in doomed.chunks(128) {
+            self.store.delete_all(chunk).await?;
+        }
+        Ok(())
+    }
+}
