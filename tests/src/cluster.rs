@@ -417,6 +417,29 @@ impl ClusterHost {
         Ok(())
     }
 
+    /// Sets a `netd daemon` option for the next [`Self::start`] (replacing its value, or adding
+    /// it).
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        match self.daemon_args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.daemon_args.len() => self.daemon_args[i + 1] = value.into(),
+            _ => self
+                .daemon_args
+                .extend([flag.to_string(), value.to_string()]),
+        }
+    }
+
+    /// The daemon's process id (nsenter execs netd, so it is netd's).
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Child::id)
+    }
+
+    /// Whether the daemon has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.daemon
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// `kill -9` of the daemon: the datapath stays.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.daemon.take() {
@@ -445,22 +468,35 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// Writes a raw value into the store, bypassing netd (as an operator with etcdctl could).
-    pub fn store_put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+    /// Runs `work` with a client of the cluster's store, from inside the switch namespace (where
+    /// the store listens), as an operator or another host would reach it.
+    pub fn with_store<T, F, Fut>(&self, work: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(std::sync::Arc<netd_store::Store>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
         let (url, netns) = (self.store_url.clone(), self.switch.path());
-        let (key, value) = (key.to_string(), value.to_vec());
-        thread::spawn(move || -> anyhow::Result<()> {
+        thread::spawn(move || -> anyhow::Result<T> {
             let _inside = netd::netns::enter(&netns)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let store = netd_store::Store::connect(&url).await?;
-                store.put(&key, &value).await?;
-                anyhow::Ok(())
+                let store = std::sync::Arc::new(netd_store::Store::connect(&url).await?);
+                work(store).await
             })
         })
         .join()
-        .map_err(|_| anyhow::anyhow!("store writer panicked"))?
+        .map_err(|_| anyhow::anyhow!("store client panicked"))?
+    }
+
+    /// Writes a raw value into the store, bypassing netd (as an operator with etcdctl could).
+    pub fn store_put(&self, key: &str, value: &[u8]) -> anyhow::Result<()> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.with_store(move |store| async move {
+            store.put(&key, &value).await?;
+            Ok(())
+        })
     }
 }

@@ -10,6 +10,7 @@
 )]
 
 pub mod bench;
+pub mod bulk;
 pub mod cluster;
 pub mod docker;
 pub mod lab;

@@ -45,4 +45,20 @@ pub struct Args {
     /// Write an SVG bar chart.
     #[arg(long, value_name = "FILE")]
     pub chart: Option<PathBuf>,
+    /// Benchmark the control plane instead: a real etcd, synthetic hosts and endpoints
+    /// written in bulk, one real daemon measured (convergence, change latency, restart,
+    /// memory, lease renewals). `--json` applies; the datapath options do not.
+    #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart"])]
+    pub scale: bool,
+    /// With --scale: endpoint counts to converge at, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "scale",
+        default_value = "1000,10000,100000"
+    )]
+    pub scale_sizes: Vec<usize>,
+    /// With --scale: store changes timed at the largest size.
+    #[arg(long, requires = "scale", default_value_t = 200)]
+    pub scale_samples: usize,
 }

@@ -28,6 +28,7 @@ pub mod path;
 pub mod process;
 pub mod profile;
 pub mod rounds;
+pub mod scale;
 pub mod stats;
 pub mod svg;
 pub mod table;

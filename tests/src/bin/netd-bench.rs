@@ -48,6 +48,20 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    if args.scale {
+        let mut sizes = args.scale_sizes.clone();
+        sizes.sort_unstable();
+        anyhow::ensure!(
+            sizes.first().is_some_and(|&s| s > 0),
+            "--scale-sizes needs positive counts"
+        );
+        let config = bench::scale::ScaleConfig {
+            sizes,
+            samples: args.scale_samples,
+            ..Default::default()
+        };
+        return bench::scale::run(&config, args.json.as_deref());
+    }
     let results = bench::run(config(args)?)?;
     print!("{}", bench::table::render(&results));
     if let Some(file) = &args.json {

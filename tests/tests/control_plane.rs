@@ -1,0 +1,365 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "integration test: a panic is a failed test"
+)]
+//! The control plane where it used to break: listings and watch batches larger than one gRPC
+//! message, a host's own lease ending, full maps, two hosts with one name, keep-alives under a
+//! bulk write. Real etcd, real daemons, real traffic.
+
+use std::{
+    process::{Child, Stdio},
+    time::Duration,
+};
+
+use netd_store::LeaseId;
+use netd_tests::{
+    bulk::Synthetic,
+    cluster::{Cluster, StoreKind},
+};
+use serde_json::Value;
+
+fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Value {
+    let netns = c.containers[container].name.clone();
+    c.netd_json(
+        host,
+        &[
+            "endpoint",
+            "add",
+            "--network",
+            network,
+            "--netns",
+            &netns,
+            name,
+        ],
+    )
+    .unwrap()
+}
+
+fn map<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap()
+}
+
+fn fdb_entries(c: &Cluster, host: usize) -> Option<u64> {
+    let status = c.netd_json(host, &["status"]).ok()?;
+    map(&status, "NETD_FDB")["entries"].as_u64()
+}
+
+/// `ping -i 0.01` in the background; `ping_loss` reads its summary.
+fn background_ping(c: &Cluster, from: usize, to: &str, count: u32) -> Child {
+    c.containers[from]
+        .command("ping")
+        .args(["-q", "-i", "0.01", "-W", "1", "-c", &count.to_string(), to])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (lost, sent).
+fn ping_loss(child: Child) -> (u32, u32) {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary: {text}"));
+    let sent: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
+    let received: u32 = line
+        .split(", ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (sent - received, sent)
+}
+
+/// 40,000 endpoints in two networks, 9 MB of records: more than a 4 MiB gRPC message, in the
+/// bulk write's watch batches and in the listing of a restarted daemon. The host programs
+/// every peer of the network it is on, and none of the other.
+#[test]
+fn more_records_than_one_grpc_message_converge_and_relist() {
+    let mut c = Cluster::new("big", 1, StoreKind::Etcd, 10).unwrap();
+    let synthetic = Synthetic::new(200, 2);
+    c.with_store(move |store| async move {
+        synthetic.write_networks_and_hosts(&store).await?;
+        Ok(())
+    })
+    .unwrap();
+    let ns = c.container().unwrap();
+    add(&c, 0, "syn0", ns, "here");
+    c.with_store(move |store| async move {
+        synthetic.write_endpoints(store, 0..40_000, 8).await?;
+        Ok(())
+    })
+    .unwrap();
+    // syn0's 20,000 peers and the host's own endpoint; syn1's peers are not this host's business.
+    let expected = 20_001;
+    c.wait_for(Duration::from_secs(120), || {
+        (fdb_entries(&c, 0)? == expected).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: FDB holds {:?}", fdb_entries(&c, 0)));
+    // A restarted daemon lists it all again, in pages, and changes nothing.
+    c.hosts[0].kill();
+    c.hosts[0].start().unwrap();
+    c.wait_for(Duration::from_secs(120), || {
+        let status = c.netd_json(0, &["status"]).ok()?;
+        (status["store"]["state"] == "connected" && status["endpoints_known"].as_u64()? == 40_001)
+            .then_some(())
+    })
+    .unwrap();
+    assert_eq!(fdb_entries(&c, 0), Some(expected));
+}
+
+/// A healthy host whose lease is revoked (as after a partition longer than the TTL) keeps its
+/// own containers' traffic, registers again, and the other host takes its endpoints back.
+#[test]
+fn a_host_whose_lease_ended_never_drops_its_own_containers() {
+    let mut c = Cluster::new("ls", 2, StoreKind::Etcd, 10).unwrap();
+    c.netd(
+        0,
+        &["network", "create", "--subnet", "172.30.0.0/16", "mynet"],
+    )
+    .unwrap();
+    let (a, b, far) = (
+        c.container().unwrap(),
+        c.container().unwrap(),
+        c.container().unwrap(),
+    );
+    add(&c, 0, "mynet", a, "a");
+    let b_ip = add(&c, 0, "mynet", b, "b")["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let far_ip = add(&c, 1, "mynet", far, "far")["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_for(Duration::from_secs(10), || {
+        c.containers[a]
+            .succeeds("ping", &["-c", "1", "-W", "1", &far_ip])
+            .then_some(())
+    })
+    .unwrap();
+    let lease = c.netd_json(0, &["status"]).unwrap()["store"]["lease"]["lease"]
+        .as_i64()
+        .unwrap();
+    let ping = background_ping(&c, a, &b_ip, 500);
+    std::thread::sleep(Duration::from_secs(1));
+    c.with_store(move |store| async move {
+        store.revoke(LeaseId(lease)).await?;
+        Ok(())
+    })
+    .unwrap();
+    c.wait_for(Duration::from_secs(15), || {
+        let status = c.netd_json(0, &["status"]).ok()?;
+        (status["store"]["lease"]["registrations"].as_u64()? >= 2).then_some(())
+    })
+    .unwrap();
+    let (lost, sent) = ping_loss(ping);
+    assert_eq!(
+        lost, 0,
+        "{lost} of {sent} pings between this host's own containers lost"
+    );
+    // The other host dropped this one's endpoints with its lease, and takes them back.
+    c.wait_for(Duration::from_secs(10), || {
+        c.containers[far]
+            .succeeds("ping", &["-c", "1", "-W", "1", &b_ip])
+            .then_some(())
+    })
+    .unwrap();
+}
+
+/// A full FDB: what fits is written, the rest is counted and shown; deletes still apply and
+/// free room for what failed; an endpoint add that cannot be programmed leaves nothing behind
+/// (no record, no interface, no claim on its address).
+#[test]
+fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
+    let mut c = Cluster::new_with("fu", 1, StoreKind::Etcd, 10, |_, _| {
+        Ok(vec![
+            "--no-docker".into(),
+            "--max-endpoints".into(),
+            "8".into(),
+        ])
+    })
+    .unwrap();
+    let synthetic = Synthetic::new(4, 1);
+    c.with_store(move |store| async move {
+        synthetic.write_networks_and_hosts(&store).await?;
+        Ok(())
+    })
+    .unwrap();
+    let ns = c.container().unwrap();
+    add(&c, 0, "syn0", ns, "here");
+    // Ten peers for the seven free entries.
+    c.with_store(move |store| async move {
+        synthetic.write_endpoints(store, 0..10, 1).await?;
+        Ok(())
+    })
+    .unwrap();
+    let status = c
+        .wait_for(Duration::from_secs(10), || {
+            let status = c.netd_json(0, &["status"]).ok()?;
+            (map(&status, "NETD_FDB")["failed_writes"].as_u64()? > 0).then_some(status)
+        })
+        .unwrap();
+    let fdb = map(&status, "NETD_FDB");
+    assert_eq!(fdb["entries"], 8, "{fdb}");
+    assert!(fdb["error"].as_str().is_some(), "{fdb}");
+    assert_eq!(status["health"]["healthy"], false, "{}", status["health"]);
+
+    // An add that cannot be programmed fails, and everything it did is undone.
+    let ns2 = c.container().unwrap();
+    let netns = c.containers[ns2].name.clone();
+    let err = c
+        .netd(
+            0,
+            &[
+                "endpoint",
+                "add",
+                "--network",
+                "syn0",
+                "--netns",
+                &netns,
+                "--ip",
+                "10.100.0.77",
+                "late",
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("NETD_FDB"), "{err}");
+    let record = netd_store::keys::endpoint("syn0", "late");
+    let claim = netd_store::keys::ipam("syn0", "10.100.0.77".parse().unwrap());
+    let left = c
+        .with_store(move |store| async move {
+            Ok((store.get(&record).await?, store.get(&claim).await?))
+        })
+        .unwrap();
+    assert_eq!(
+        left,
+        (None, None),
+        "the failed add left a record or a claim"
+    );
+    let host_if = netd::netlink::host_ifname("syn0", "late");
+    assert!(
+        c.hosts[0].ns.ip(&["link", "show", &host_if]).is_err(),
+        "the failed add left {host_if} behind"
+    );
+    assert!(c.containers[ns2].ip(&["link", "show", "eth0"]).is_err());
+    // Deletes are applied although writes fail; then what failed finds room.
+    c.with_store(move |store| async move {
+        synthetic.delete_endpoints(&store, 0..6).await?;
+        Ok(())
+    })
+    .unwrap();
+    let status = c
+        .wait_for(Duration::from_secs(15), || {
+            let status = c.netd_json(0, &["status"]).ok()?;
+            (map(&status, "NETD_FDB")["entries"].as_u64()? == 5
+                && status["health"]["healthy"] == true)
+                .then_some(status)
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}", c.netd(0, &["status"]).unwrap_or_default()));
+    assert!(map(&status, "NETD_FDB")["error"].is_null());
+    // The address the failed add had was released: now it is given, to one endpoint.
+    let again = c
+        .netd_json(
+            0,
+            &[
+                "endpoint",
+                "add",
+                "--network",
+                "syn0",
+                "--netns",
+                &netns,
+                "--ip",
+                "10.100.0.77",
+                "again",
+            ],
+        )
+        .unwrap();
+    assert_eq!(again["ip"], "10.100.0.77");
+    let holders: Vec<Value> = c
+        .netd_json(0, &["endpoint", "ls", "--network", "syn0"])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ip"] == "10.100.0.77")
+        .cloned()
+        .collect();
+    assert_eq!(holders.len(), 1, "{holders:?}");
+}
+
+/// A second daemon claiming a live host's name (a cloned VM) refuses to start, naming the
+/// other host's VTEP, and the first host's record stays.
+#[test]
+fn two_daemons_with_one_hostname_refuse_clearly() {
+    let mut c = Cluster::new("id", 2, StoreKind::Etcd, 10).unwrap();
+    c.hosts[1].kill();
+    c.hosts[1].set_arg("--hostname", "h1");
+    let err = c.hosts[1].start().unwrap_err().to_string();
+    assert!(
+        err.contains("\"h1\" is already registered by VTEP 10.201.0.1"),
+        "{err}"
+    );
+    let status = c.netd_json(0, &["status"]).unwrap();
+    assert_eq!(status["hosts"]["h1"]["vtep"], "10.201.0.1");
+    assert_eq!(status["store"]["lease"]["registrations"], 1);
+}
+
+/// Two healthy hosts keep their leases while a bulk write of 60,000 endpoints floods their
+/// watches and reconcilers, and traffic between them does not stop.
+#[test]
+fn keep_alives_hold_under_a_bulk_write() {
+    let c = Cluster::new("ka", 2, StoreKind::Etcd, 5).unwrap();
+    let mut c = c;
+    let synthetic = Synthetic::new(500, 2);
+    c.with_store(move |store| async move {
+        synthetic.write_networks_and_hosts(&store).await?;
+        Ok(())
+    })
+    .unwrap();
+    let (a, b) = (c.container().unwrap(), c.container().unwrap());
+    add(&c, 0, "syn0", a, "a");
+    let b_ip = add(&c, 1, "syn0", b, "b")["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_for(Duration::from_secs(10), || {
+        c.containers[a]
+            .succeeds("ping", &["-c", "1", "-W", "1", &b_ip])
+            .then_some(())
+    })
+    .unwrap();
+    let ping = background_ping(&c, a, &b_ip, 100_000);
+    let pid = ping.id();
+    c.with_store(move |store| async move {
+        synthetic.write_endpoints(store, 0..60_000, 8).await?;
+        Ok(())
+    })
+    .unwrap();
+    c.wait_for(Duration::from_secs(120), || {
+        (fdb_entries(&c, 0)? == 30_002 && fdb_entries(&c, 1)? == 30_002).then_some(())
+    })
+    .unwrap();
+    // SIGINT makes ping print its summary.
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let (lost, sent) = ping_loss(ping);
+    for host in 0..2 {
+        let lease = &c.netd_json(host, &["status"]).unwrap()["store"]["lease"];
+        assert_eq!(lease["missed_renewals"], 0, "host {}: {lease}", host + 1);
+        assert_eq!(lease["registrations"], 1, "host {}: {lease}", host + 1);
+    }
+    assert_eq!(lost, 0, "{lost} of {sent} pings lost during the bulk write");
+}
