@@ -18,6 +18,31 @@ pub mod netns;
 pub mod pkt;
 pub mod testrun;
 
+/// Whether this process lacks what the privileged tests need (root: they load eBPF programs
+/// and create namespaces). Says so once, on one line, so that a plain `cargo test` by a user
+/// skips them instead of failing on the first syscall.
+pub fn skip_unprivileged() -> bool {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return false;
+    }
+    SAID.call_once(|| {
+        use std::io::Write as _;
+        // Written to stderr itself: the test harness captures `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "netd-tests: skipping the privileged tests of {}: they need root (running as uid {uid}); `cargo xtask test` as root runs them",
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default()
+        );
+    });
+    true
+}
+
 /// Runs a command, failing with its command line and stderr.
 pub fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new(program)

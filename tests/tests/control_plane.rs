@@ -86,6 +86,9 @@ fn ping_loss(child: Child) -> (u32, u32) {
 /// every peer of the network it is on, and none of the other.
 #[test]
 fn more_records_than_one_grpc_message_converge_and_relist() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new("big", 1, StoreKind::Etcd, 10).unwrap();
     let synthetic = Synthetic::new(200, 2);
     c.with_store(move |store| async move {
@@ -122,6 +125,9 @@ fn more_records_than_one_grpc_message_converge_and_relist() {
 /// own containers' traffic, registers again, and the other host takes its endpoints back.
 #[test]
 fn a_host_whose_lease_ended_never_drops_its_own_containers() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new("ls", 2, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,
@@ -182,6 +188,9 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
 /// (no record, no interface, no claim on its address).
 #[test]
 fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new_with("fu", 1, StoreKind::Etcd, 10, |_, _| {
         Ok(vec![
             "--no-docker".into(),
@@ -303,6 +312,9 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
 /// other host's VTEP, and the first host's record stays.
 #[test]
 fn two_daemons_with_one_hostname_refuse_clearly() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new("id", 2, StoreKind::Etcd, 10).unwrap();
     c.hosts[1].kill();
     c.hosts[1].set_arg("--hostname", "h1");
@@ -320,6 +332,9 @@ fn two_daemons_with_one_hostname_refuse_clearly() {
 /// watches and reconcilers, and traffic between them does not stop.
 #[test]
 fn keep_alives_hold_under_a_bulk_write() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let c = Cluster::new("ka", 2, StoreKind::Etcd, 5).unwrap();
     let mut c = c;
     let synthetic = Synthetic::new(500, 2);

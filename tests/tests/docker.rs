@@ -79,6 +79,9 @@ impl DockerCluster {
 
 #[test]
 fn the_seeds_commands_work_with_dash_d_netd() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let dc = docker_cluster("du");
     // On host A.
     dc.create_network(
@@ -168,6 +171,9 @@ fn the_seeds_commands_work_with_dash_d_netd() {
 
 #[test]
 fn networks_propagate_and_rm_removes_them_everywhere() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let dc = docker_cluster("dp");
     // Made with netd's own CLI: appears in both Dockers.
     dc.c.netd(
@@ -193,6 +199,9 @@ fn networks_propagate_and_rm_removes_them_everywhere() {
 
 #[test]
 fn addresses_are_unique_across_hosts() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let dc = docker_cluster("da");
     dc.create_network(0, &["--subnet", "10.79.0.0/28", "small"])
         .unwrap();
@@ -232,6 +241,9 @@ fn addresses_are_unique_across_hosts() {
 
 #[test]
 fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut dc = docker_cluster("dk");
     dc.create_network(0, &["--subnet", "10.81.0.0/24", "n"])
         .unwrap();
@@ -274,6 +286,9 @@ fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
 
 #[test]
 fn dockerd_restart_does_not_disturb_running_containers() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut dc = docker_cluster("dr");
     dc.create_network(0, &["--subnet", "10.82.0.0/24", "n"])
         .unwrap();
@@ -339,6 +354,9 @@ fn dockerd_restart_does_not_disturb_running_containers() {
 
 #[test]
 fn bad_options_are_clear_errors() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let dc = docker_cluster("de");
     let e = dc
         .create_network(0, &["--subnet", "10.83.0.0/24", "-o", "mtu=abc", "bad"])
@@ -364,6 +382,9 @@ fn bad_options_are_clear_errors() {
 
 #[test]
 fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut dc = docker_cluster("dw");
     dc.dockers[0].stop();
     dc.c.wait_for(Duration::from_secs(20), || {

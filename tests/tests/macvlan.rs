@@ -206,26 +206,41 @@ fn compare_mode(mode: &str, host_access: bool) {
 
 #[test]
 fn bridge_mode_matches_kernel_macvlan() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     compare_mode("bridge", false);
 }
 
 #[test]
 fn private_mode_matches_kernel_macvlan() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     compare_mode("private", false);
 }
 
 #[test]
 fn vepa_mode_matches_kernel_macvlan() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     compare_mode("vepa", false);
 }
 
 #[test]
 fn host_access_lets_the_host_reach_its_own_containers() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     compare_mode("bridge", true);
 }
 
 #[test]
 fn passthru_refuses_a_second_endpoint() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new("mp", 1, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,
@@ -269,6 +284,9 @@ fn passthru_refuses_a_second_endpoint() {
 
 #[test]
 fn vlan_parents_tag_frames_and_vlans_stay_apart() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new("vl", 2, StoreKind::Etcd, 10).unwrap();
     // A receiver on the LAN side, untagged: it sees what crosses the wire, tags included.
     let outside = lan_host(&c, &["10.201.0.200/24"], None);
@@ -390,6 +408,9 @@ fn vlan_parents_tag_frames_and_vlans_stay_apart() {
 
 #[test]
 fn removing_the_network_restores_the_parent() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let mut c = Cluster::new("mr", 1, StoreKind::Etcd, 10).unwrap();
     let promisc = |c: &Cluster| {
         c.hosts[0]

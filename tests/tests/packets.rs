@@ -33,6 +33,9 @@ fn counted(run: &netd_tests::testrun::Run, names: &[&str]) {
 
 #[test]
 fn arp_request_is_answered_with_the_targets_mac() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     let request = pkt::arp_request(EP_A.1, EP_A.0, REMOTE.0);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &request).unwrap();
@@ -51,6 +54,9 @@ fn arp_request_is_answered_with_the_targets_mac() {
 
 #[test]
 fn local_delivery_leaves_the_frame_untouched() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     let frame = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 56);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &frame).unwrap();
@@ -61,6 +67,9 @@ fn local_delivery_leaves_the_frame_untouched() {
 
 #[test]
 fn encap_builds_rfc7348_outer_headers() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     let inner = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 40000, 53, 0xb8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
@@ -118,6 +127,9 @@ fn encap_builds_rfc7348_outer_headers() {
 
 #[test]
 fn encap_to_an_unresolved_next_hop_is_handed_to_redirect_neigh() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     let inner = pkt::icmp_echo(EP_A.1, REMOTE_UNRESOLVED.1, EP_A.0, REMOTE_UNRESOLVED.0, 8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
@@ -131,6 +143,9 @@ fn encap_to_an_unresolved_next_hop_is_handed_to_redirect_neigh() {
 
 #[test]
 fn encap_without_forwarding_is_handed_to_redirect_neigh() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     lab.ns
         .exec("sysctl", &["-qw", "net.ipv4.conf.up0.forwarding=0"])
@@ -147,6 +162,9 @@ fn encap_without_forwarding_is_handed_to_redirect_neigh() {
 
 #[test]
 fn decap_delivers_the_inner_frame() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     let inner = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 56);
     let outer = pkt::Vxlan {
@@ -168,6 +186,9 @@ fn decap_delivers_the_inner_frame() {
 
 #[test]
 fn uplink_passes_what_is_not_vxlan_for_us() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let lab = lab();
     let frame = pkt::udp(
         NEXT_HOP_MAC,
@@ -191,6 +212,9 @@ const UNTESTABLE_DROPS: [&str; 3] = ["drop-encap-failed", "drop-decap-failed", "
 /// Keeps this file honest: a new drop reason needs a test here (or a reason above).
 #[test]
 fn every_drop_reason_has_a_test() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
     let source = include_str!("packets.rs");
     for index in 0..netd_common::stats::COUNT as u32 {
         if !netd_common::stats::is_drop(index) {
@@ -220,6 +244,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn unknown_endpoint() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
         assert_dropped(
@@ -233,6 +260,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn truncated() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         // (The kernel's test harness refuses IPv4 frames shorter than an IPv4 header, so the
         // truncated frame here is ARP; the corpus covers every offset it accepts.)
@@ -248,6 +278,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn spoofed_mac() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo([2, 9, 9, 9, 9, 9], EP_B.1, EP_A.0, EP_B.0, 8);
         assert_dropped(
@@ -261,6 +294,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn spoofed_ip() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_B.0, EP_B.0, 8);
         assert_dropped(
@@ -274,6 +310,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn unsupported_ethertype() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 64);
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
@@ -288,6 +327,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn bad_ipv4() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
         f[14] = 0x44; // header length 16 bytes
@@ -296,6 +338,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_malformed() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = pkt::arp_request(EP_A.1, EP_A.0, EP_B.0);
         f[18] = 8; // hardware address length 8
@@ -310,6 +355,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_spoofed() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::arp_request(EP_A.1, EP_B.0, REMOTE.0);
         assert_dropped(
@@ -323,6 +371,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_unknown_target() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::arp_request(EP_A.1, EP_A.0, "172.31.9.9".parse().unwrap());
         assert_dropped(
@@ -336,6 +387,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_not_request() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = pkt::arp_request(EP_A.1, EP_A.0, REMOTE.0);
         f[21] = 2; // a reply
@@ -350,6 +404,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn broadcast() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, [0xff; 6], EP_A.0, EP_B.0, 8);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-broadcast");
@@ -357,6 +414,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn unknown_destination() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, [2, 1, 2, 3, 4, 5], EP_A.0, EP_B.0, 8);
         assert_dropped(
@@ -370,6 +430,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn vxlan_from_endpoint() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 1234, VXLAN_PORT, 0);
         assert_dropped(
@@ -383,6 +446,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn oversize() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         // 1500-byte underlay: an inner frame of 1465 bytes makes a 1501-byte outer packet.
         let f = pkt::icmp_echo(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 1465 - 14 - 20 - 8);
@@ -396,6 +462,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn no_config() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let mut lab = lab();
         lab.datapath.set_config(&Default::default()).unwrap();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
@@ -404,6 +473,9 @@ mod from_endpoint_drops {
 
     #[test]
     fn no_route() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, REMOTE_UNROUTABLE.1, EP_A.0, REMOTE_UNROUTABLE.0, 8);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-no-route");
@@ -424,6 +496,9 @@ mod macvlan {
 
     #[test]
     fn frames_for_the_lan_leave_by_the_parent_untouched() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab_with(macvlan_mode::BRIDGE);
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
@@ -439,6 +514,9 @@ mod macvlan {
 
     #[test]
     fn bridge_mode_delivers_between_endpoints_of_one_parent() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab_with(macvlan_mode::BRIDGE);
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
@@ -448,6 +526,9 @@ mod macvlan {
 
     #[test]
     fn private_mode_keeps_endpoints_of_one_parent_apart() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab_with(macvlan_mode::PRIVATE);
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         assert_dropped(
@@ -461,6 +542,9 @@ mod macvlan {
 
     #[test]
     fn vepa_mode_sends_even_local_traffic_to_the_switch() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab_with(macvlan_mode::VEPA);
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
@@ -470,6 +554,9 @@ mod macvlan {
 
     #[test]
     fn no_parent() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let mut lab = lab();
         lab.add_macvlan(macvlan_mode::BRIDGE, false, false).unwrap();
         // A broadcast needs the parent's record (its local ports); unicast only its ifindex.
@@ -479,6 +566,9 @@ mod macvlan {
 
     #[test]
     fn spoofing_is_refused_as_in_overlay_networks() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab_with(macvlan_mode::BRIDGE);
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_D.0, LAN_HOST.0, 32);
         assert_dropped(
@@ -500,6 +590,9 @@ mod macvlan {
 
     #[test]
     fn the_parent_demuxes_by_destination_mac() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab_with(macvlan_mode::BRIDGE);
         let to_c = pkt::icmp_echo(LAN_HOST.1, EP_C.1, LAN_HOST.0, EP_C.0, 32);
         let run = lab.run(Hook::Parent, lab.parent_ifindex, &to_c).unwrap();
@@ -545,6 +638,9 @@ mod from_uplink_drops {
 
     #[test]
     fn truncated() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = vxlan(&lab).wrap(&inner());
         check(&lab, &f[..f.len() - 1], "drop-truncated");
@@ -552,6 +648,9 @@ mod from_uplink_drops {
 
     #[test]
     fn bad_udp_length() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = vxlan(&lab).wrap(&inner());
         f[38..40].copy_from_slice(&20u16.to_be_bytes());
@@ -560,6 +659,9 @@ mod from_uplink_drops {
 
     #[test]
     fn fragment() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = vxlan(&lab).wrap(&inner());
         f[20] |= 0x20; // more fragments
@@ -568,6 +670,9 @@ mod from_uplink_drops {
 
     #[test]
     fn no_i_flag() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.flags = 0;
@@ -576,6 +681,9 @@ mod from_uplink_drops {
 
     #[test]
     fn reserved_bits() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.flags = 0x0c;
@@ -584,6 +692,9 @@ mod from_uplink_drops {
 
     #[test]
     fn bad_vni() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.vni = 0;
@@ -592,6 +703,9 @@ mod from_uplink_drops {
 
     #[test]
     fn unknown_vtep() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.src = "10.200.0.77".parse().unwrap();
@@ -604,6 +718,9 @@ mod from_uplink_drops {
 
     #[test]
     fn inner_broadcast() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::icmp_echo(REMOTE.1, [0xff; 6], REMOTE.0, EP_B.0, 8);
         check(&lab, &vxlan(&lab).wrap(&f), "drop-inner-broadcast");
@@ -611,6 +728,9 @@ mod from_uplink_drops {
 
     #[test]
     fn inner_not_ipv4() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let f = pkt::arp_request(REMOTE.1, REMOTE.0, EP_B.0);
         let mut f = f;
@@ -620,6 +740,9 @@ mod from_uplink_drops {
 
     #[test]
     fn inner_bad_ipv4() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         let mut f = inner();
         f[16..18].copy_from_slice(&200u16.to_be_bytes()); // inner tot_len beyond the frame
@@ -631,6 +754,9 @@ mod from_uplink_drops {
 
     #[test]
     fn not_local() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
         let lab = lab();
         // To a remote endpoint: a VTEP must never relay.
         let f = pkt::icmp_echo(

@@ -84,9 +84,13 @@ impl Ctx {
 
 fn init_logging(level: Option<&str>) {
     let filter = match level {
-        Some(l) => tracing_subscriber::EnvFilter::new(l),
+        Some(l) => tracing_subscriber::EnvFilter::new(format!("{l},netlink_packet_route=error")),
         None => tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            // netlink-packet-route warns about every attribute newer than itself, on every
+            // link it reads: noise for an operator.
+            .unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,netlink_packet_route=error")
+            }),
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)

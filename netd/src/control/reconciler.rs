@@ -630,7 +630,7 @@ impl Reconciler {
                 }
             }
         }
-        if self.ticks % super::FULL_CHECK_EVERY == 0 {
+        if self.ticks.is_multiple_of(super::FULL_CHECK_EVERY) {
             let networks: Vec<Name> = self.parent_ports.keys().cloned().collect();
             touched.networks.extend(networks);
             match self.datapath.read_state() {
@@ -650,7 +650,7 @@ impl Reconciler {
         let retry = self.planner.retry_failed();
         if !touched.is_empty() {
             self.settle(touched);
-        } else if retry || self.ticks % super::FULL_CHECK_EVERY == 0 {
+        } else if retry || self.ticks.is_multiple_of(super::FULL_CHECK_EVERY) {
             self.flush();
         }
     }

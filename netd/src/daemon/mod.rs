@@ -96,7 +96,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     // The host's name first: a daemon claiming a live host's name stops before touching
     // anything.
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-    let _liveness = host::start(
+    let liveness = host::start(
         options.store.clone(),
         identity.clone(),
         options.lease_ttl,
@@ -180,17 +180,35 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         "serving"
     );
     tasks.spawn(server::serve(listener, daemon.clone()));
-    supervise(tasks, reconciler, control).await
+    supervise(
+        tasks,
+        [("reconciler", reconciler), ("liveness", liveness)],
+        control,
+    )
+    .await
 }
 
-/// Waits for the first of: a task ending (it should not: an error), the reconciler's thread
-/// ending (a bug: it panicked), a shutdown signal.
+/// Waits for the first of: a task ending (it should not: an error), one of the daemon's own
+/// threads ending (a bug: it panicked), a shutdown signal.
 async fn supervise(
     mut tasks: JoinSet<anyhow::Result<()>>,
-    reconciler: control::ReconcilerThread,
+    threads: [(&'static str, std::thread::JoinHandle<()>); 2],
     control: Control,
 ) -> anyhow::Result<()> {
-    let reconciler_done = tokio::task::spawn_blocking(move || reconciler.join());
+    let mut joins: JoinSet<(&'static str, String)> = JoinSet::new();
+    for (name, thread) in threads {
+        joins.spawn_blocking(move || {
+            let why = match thread.join() {
+                Ok(()) => "it returned".to_string(),
+                Err(panic) => panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                    .unwrap_or_else(|| "it panicked".into()),
+            };
+            (name, why)
+        });
+    }
     tokio::select! {
         ended = tasks.join_next() => {
             tasks.abort_all();
@@ -201,17 +219,9 @@ async fn supervise(
                 None => Err(anyhow!("no daemon task is running")),
             }
         }
-        joined = reconciler_done => {
+        Some(Ok((name, why))) = joins.join_next() => {
             tasks.abort_all();
-            let why = match joined {
-                Ok(Err(panic)) => panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                    .unwrap_or_else(|| "it panicked".into()),
-                _ => "it returned".into(),
-            };
-            Err(anyhow!("the reconciler stopped: {why}"))
+            Err(anyhow!("the {name} thread stopped: {why}"))
         }
         () = shutdown_signal() => {
             // Programs, maps and the host's lease stay: a restart within the lease TTL is

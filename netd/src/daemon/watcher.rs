@@ -99,6 +99,8 @@ async fn list(store: &Store, control: &Control) -> Result<i64, Failure> {
 }
 
 async fn list_once(store: &Store, control: &Control) -> Result<i64, Failure> {
+    let started = std::time::Instant::now();
+    let mut keys = 0;
     let mut revision = None;
     for prefix in LISTED {
         let mut after: Option<String> = None;
@@ -115,6 +117,7 @@ async fn list_once(store: &Store, control: &Control) -> Result<i64, Failure> {
                 .await?;
             }
             after = page.kvs.last().map(|kv| kv.key.clone());
+            keys += page.kvs.len();
             let more = page.more;
             if !page.kvs.is_empty() {
                 feed(control, Feed::ListPage(page.kvs)).await?;
@@ -125,6 +128,12 @@ async fn list_once(store: &Store, control: &Control) -> Result<i64, Failure> {
         }
     }
     feed(control, Feed::ListEnd).await?;
+    tracing::info!(
+        keys,
+        revision,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store listed"
+    );
     Ok(revision.unwrap_or_default())
 }
 

@@ -134,8 +134,6 @@ pub fn run(config: &ScaleConfig, json_out: Option<&Path>) -> anyhow::Result<()> 
             capacity.clone(),
             "--max-vteps".into(),
             vteps.clone(),
-            "--log-level".into(),
-            "warn".into(),
         ])
     })?;
     let synthetic = Synthetic::new(config.hosts, config.networks);

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{control::Summary, daemon::Daemon, datapath::inspect};
+use crate::{control::Summary, daemon::Daemon};
 
 /// Why the host is not healthy, in the order an operator should look (empty: healthy).
 fn problems(daemon: &Daemon, summary: &Summary, store: &Value) -> Vec<String> {
@@ -102,7 +102,6 @@ pub(super) fn status(daemon: &Daemon) -> Value {
         },
         "docker": daemon.health.docker().unwrap_or_else(|| "disabled".into()),
         "maps": maps,
-        "map_pins": inspect::list(&daemon.options.pin_dir).is_ok(),
         "programs": programs,
         "uptime_seconds": daemon.started.elapsed().as_secs(),
     })
