@@ -440,6 +440,25 @@ impl ClusterHost {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// SIGTERM, as systemd stops a service; returns how the daemon exited, `None` if it was
+    /// still running after `timeout` (then it is killed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.daemon.as_mut()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.daemon = None;
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        None
+    }
+
     /// `kill -9` of the daemon: the datapath stays.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.daemon.take() {

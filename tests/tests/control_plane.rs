@@ -326,6 +326,9 @@ fn two_daemons_with_one_hostname_refuse_clearly() {
     let status = c.netd_json(0, &["status"]).unwrap();
     assert_eq!(status["hosts"]["h1"]["vtep"], "10.201.0.1");
     assert_eq!(status["store"]["lease"]["registrations"], 1);
+    // Stopped as a service manager stops it, the first daemon ends at once, cleanly.
+    let exit = c.hosts[0].terminate(Duration::from_secs(5));
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
 }
 
 /// Two healthy hosts keep their leases while a bulk write of 60,000 endpoints floods their

@@ -97,5 +97,9 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         }),
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(netd::daemon::run(options))
+    let result = runtime.block_on(netd::daemon::run(options));
+    // The liveness thread and the watchers of the daemon's threads never end on their own:
+    // once the daemon is done, leave them to the process's exit instead of waiting.
+    runtime.shutdown_background();
+    result
 }
