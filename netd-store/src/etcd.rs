@@ -253,13 +253,26 @@ impl EtcdStore {
     /// etcd limits a transaction to `--max-txn-ops` (128 by default) operations and refuses
     /// the same key twice in one transaction; both come back as [`StoreError::Other`].
     pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        self.create_all_requiring(kvs, None).await
+    }
+
+    /// Like [`create_all`](Self::create_all), and only while the key `required` exists (an
+    /// endpoint only while its network does: a network removed meanwhile gets no record).
+    pub async fn create_all_requiring(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> Result<bool> {
         if kvs.is_empty() {
             return Ok(true);
         }
-        let compares: Vec<Compare> = kvs
+        let mut compares: Vec<Compare> = kvs
             .iter()
             .map(|(key, _)| Compare::create_revision(key.as_str(), CompareOp::Equal, 0))
             .collect();
+        if let Some(required) = required {
+            compares.push(Compare::create_revision(required, CompareOp::Greater, 0));
+        }
         let puts: Vec<TxnOp> = kvs
             .iter()
             .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))

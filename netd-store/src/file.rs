@@ -127,13 +127,25 @@ impl FileStore {
 
     /// Creates every key, in one revision, if none of them exists; otherwise writes nothing.
     pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        self.create_all_requiring(kvs, None).await
+    }
+
+    /// Like [`create_all`](Self::create_all), and only while the key `required` exists.
+    pub async fn create_all_requiring(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> Result<bool> {
         let kvs = validate_kvs(kvs)?;
         if kvs.is_empty() {
             // Like an etcd transaction with no operations: succeeds, changes nothing.
             return Ok(true);
         }
+        let required = required.map(str::to_owned);
         self.transact(move |state, _| {
-            if kvs.iter().any(|(key, _)| state.keys.contains_key(key)) {
+            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
+                || required.is_some_and(|r| !state.keys.contains_key(&r))
+            {
                 return Ok(false);
             }
             let revision = state.next_revision();

@@ -202,6 +202,15 @@ impl Store {
         dispatch!(self, s => s.create_all(kvs).await)
     }
 
+    /// Like [`Self::create_all`], and only while the key `required` exists.
+    pub async fn create_all_requiring(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: &str,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.create_all_requiring(kvs, Some(required)).await)
+    }
+
     /// Writes a key (creating or replacing it); returns the new revision.
     pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
         dispatch!(self, s => s.put(key, value, None).await)

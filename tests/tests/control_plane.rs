@@ -381,3 +381,39 @@ fn keep_alives_hold_under_a_bulk_write() {
     }
     assert_eq!(lost, 0, "{lost} of {sent} pings lost during the bulk write");
 }
+
+/// A namespace deleted under its endpoint (a container that died with its veth): the endpoint
+/// is removed cleanly and the same name attached again works, through a fresh hook.
+#[test]
+fn an_endpoint_whose_namespace_went_is_removed_and_added_again() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let mut c = Cluster::new("gn", 1, StoreKind::Etcd, 10).unwrap();
+    c.netd(
+        0,
+        &["network", "create", "--subnet", "172.29.0.0/16", "mynet"],
+    )
+    .unwrap();
+    let (gone, peer) = (c.container().unwrap(), c.container().unwrap());
+    add(&c, 0, "mynet", gone, "web");
+    let peer_ip = add(&c, 0, "mynet", peer, "peer")["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The namespace goes, and its veth pair with it.
+    let dead = c.containers.remove(gone);
+    drop(dead);
+    c.netd(0, &["endpoint", "rm", "web"]).unwrap();
+    let pin = c.hosts[0].pin_dir.join("links").join(format!(
+        "{}@endpoint",
+        netd::netlink::host_ifname("mynet", "web")
+    ));
+    assert!(!pin.exists(), "{} left behind", pin.display());
+    let again = c.container().unwrap();
+    add(&c, 0, "mynet", again, "web");
+    assert!(
+        c.containers[again].succeeds("ping", &["-c", "1", "-W", "2", &peer_ip]),
+        "the endpoint added again does not forward"
+    );
+}

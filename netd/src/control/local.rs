@@ -29,10 +29,6 @@ impl LocalTable {
         self.endpoints.get(&(network.clone(), id.clone()))
     }
 
-    pub fn get_mut(&mut self, network: &Name, id: &Name) -> Option<&mut LocalEndpoint> {
-        self.endpoints.get_mut(&(network.clone(), id.clone()))
-    }
-
     pub fn insert(&mut self, network: Name, id: Name, endpoint: LocalEndpoint) {
         self.endpoints.insert((network, id), endpoint);
     }
@@ -47,13 +43,5 @@ impl LocalTable {
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&(Name, Name), &mut LocalEndpoint)> {
         self.endpoints.iter_mut()
-    }
-
-    pub fn len(&self) -> usize {
-        self.endpoints.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.endpoints.is_empty()
     }
 }

@@ -26,9 +26,11 @@ pub use self::model::{Identity, Record};
 use crate::datapath::{Datapath, DatapathError};
 
 /// How often the reconciler re-checks interfaces and retries failed writes; every
-/// [`FULL_CHECK_EVERY`] ticks it also compares every map with what it believes they hold.
+/// [`FULL_CHECK_EVERY`] ticks (5 minutes) it also reads every map back and repairs what differs
+/// from what it believes they hold. Reading 100,000 entries takes the reconciler about a second,
+/// during which store changes wait: hence not more often.
 pub const TICK: Duration = Duration::from_secs(2);
-pub const FULL_CHECK_EVERY: u32 = 30;
+pub const FULL_CHECK_EVERY: u32 = 150;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -283,7 +285,9 @@ impl Control {
         let _ = self.tx.try_send(Command::Tick);
     }
 
-    /// Asks the reconciler to finish (after what is queued) and end its thread.
+    /// Asks the reconciler to end its thread once it has done what is queued before this.
+    /// (The daemon does not wait for it: the maps are pinned, and the next start compares
+    /// them with the store anyway.)
     pub async fn stop(&self) {
         let _ = self.send(Command::Stop).await;
     }

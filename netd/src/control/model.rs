@@ -478,6 +478,11 @@ impl Model {
         self.slab.len()
     }
 
+    /// The endpoints whose record names `host`.
+    pub fn slots_of_host(&self, host: &str) -> impl Iterator<Item = Slot> + '_ {
+        self.by_host.get(host).into_iter().flatten().copied()
+    }
+
     pub fn endpoint_count(&self) -> usize {
         self.index.len()
     }

@@ -22,6 +22,30 @@ pub struct Parents {
     egress: BTreeSet<String>,
 }
 
+impl Parents {
+    /// The parents an earlier run of the daemon hooked, found by their link pins, so that one
+    /// no network needs any more is released (and its promiscuous mode restored) after a
+    /// restart too. (Kernels without TCX have no link pins: there the hooks stay until a
+    /// network uses the parent again and lets it go.)
+    pub fn from_pins(pin_dir: Option<&Path>) -> Self {
+        let mut parents = Self::default();
+        let Some(entries) = pin_dir.and_then(|d| fs::read_dir(d.join("links")).ok()) else {
+            return parents;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(parent) = name.strip_suffix(&format!("@{}", Hook::Parent.label())) {
+                parents.attached.insert(parent.to_string());
+            } else if let Some(parent) =
+                name.strip_suffix(&format!("@{}", Hook::ParentEgress.label()))
+            {
+                parents.egress.insert(parent.to_string());
+            }
+        }
+        parents
+    }
+}
+
 fn promisc_marker(run_dir: &Path, parent: &str) -> PathBuf {
     run_dir.join("promisc").join(parent)
 }

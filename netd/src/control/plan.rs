@@ -250,7 +250,7 @@ impl Planner {
     }
 
     /// Whether an endpoint is (or was, until this batch) one of this host's.
-    fn is_own(&self, model: &Model, slot: Slot) -> bool {
+    pub fn is_own(&self, model: &Model, slot: Slot) -> bool {
         self.contribution(slot).is_local()
             || model
                 .get(slot)
@@ -496,7 +496,11 @@ impl Planner {
                     && (!macvlan
                         || a.parents
                             .get(&ParentKeyOrd(info.parent_ifindex, info.vlan))
-                            .is_some_and(|p| p.ports[..p.count as usize].contains(&ifindex)))
+                            .is_some_and(|p| {
+                                p.ports
+                                    .get(..p.count as usize)
+                                    .is_some_and(|ports| ports.contains(&ifindex))
+                            }))
             }
             Contribution::Remote { vni, mac, ip, vtep } => {
                 a.fdb.get(&FdbKeyOrd(vni, mac)) == Some(&FdbEntry::remote(vtep))

@@ -83,13 +83,14 @@ impl Reconciler {
             );
         }
         let me = setup.identity.host.clone();
+        let hooks = Parents::from_pins(setup.datapath.pin_dir());
         Self {
             model: Model::new(setup.identity.clone()),
             identity: setup.identity,
             planner: Planner::new(me),
             local,
             datapath: setup.datapath,
-            hooks: Parents::default(),
+            hooks,
             parent_ports: HashMap::new(),
             macvlan_parent: setup.macvlan_parent,
             run_dir: setup.run_dir,
@@ -228,12 +229,15 @@ impl Reconciler {
         };
         self.resolve_parents(touched.networks.iter());
         self.plan(&touched);
-        self.model.reap();
         self.note_invalid(&touched);
+        self.model.reap();
+        let started = Instant::now();
         match self.datapath.read_state() {
             Ok(actual) => {
-                let drift = self.planner.adopt(actual);
-                tracing::debug!(entries = drift, "maps compared with the listing");
+                let read_ms = started.elapsed().as_millis() as u64;
+                // The planner is fresh: everything read back counts as a difference.
+                let entries = self.planner.adopt(actual);
+                tracing::info!(entries, read_ms, "maps read back after the listing");
             }
             Err(error) => tracing::error!(%error, "cannot read the maps back"),
         }
@@ -253,24 +257,17 @@ impl Reconciler {
         for network in changed_parents {
             touched.slots.extend(self.model.slots_of(&network));
         }
-        let local_changed = touched.slots.iter().any(|&s| self.is_own(s));
+        let local_changed = touched
+            .slots
+            .iter()
+            .any(|&s| self.planner.is_own(&self.model, s));
         self.plan(&touched);
-        self.model.reap();
         self.note_invalid(&touched);
+        self.model.reap();
         self.clear_pending();
         self.sync_hooks();
         self.flush();
         self.refresh_views(!touched.networks.is_empty(), touched.hosts, local_changed);
-    }
-
-    /// Whether an endpoint is this host's (by its record, or by being programmed as such).
-    fn is_own(&self, slot: super::model::Slot) -> bool {
-        self.planner.contribution(slot).is_local()
-            || self
-                .model
-                .get(slot)
-                .and_then(|e| e.record.as_ref().ok())
-                .is_some_and(|r| r.host == self.identity.host)
     }
 
     /// Plans what `touched` changed (the planner reads the model, the local table and the
@@ -290,14 +287,16 @@ impl Reconciler {
         if changes.is_empty() {
             return None;
         }
-        let stats = match self.datapath.apply_changes(&mut changes) {
+        let applied = self.datapath.apply_changes(&mut changes);
+        // Changes that did not run (a map could not be opened) count as failed: retried.
+        self.planner.commit(&changes);
+        let stats = match applied {
             Ok(stats) => stats,
             Err(error) => {
                 tracing::error!(%error, "cannot write the maps");
                 return None;
             }
         };
-        self.planner.commit(&changes);
         if stats.written + stats.deleted > 0 {
             tracing::debug!(
                 written = stats.written,
@@ -455,11 +454,11 @@ impl Reconciler {
                     host_access: spec.host_access,
                 })
             });
-            let old = match port {
+            let moved = match port {
                 Some(port) => self.parent_ports.insert(name.clone(), port.clone()) != Some(port),
                 None => self.parent_ports.remove(&name).is_some(),
             };
-            if old {
+            if moved {
                 changed.push(name);
             }
         }
@@ -500,7 +499,9 @@ impl Reconciler {
         }
         self.settle(touched);
         let slot = self.model.slot_of(&network, &id);
-        if slot.is_some_and(|s| self.planner.is_applied(s)) {
+        if slot
+            .is_some_and(|s| self.planner.contribution(s).is_local() && self.planner.is_applied(s))
+        {
             return Ok(());
         }
         // Say why, then take it all back: an endpoint is either programmed or not there.
@@ -566,9 +567,11 @@ impl Reconciler {
         }
         self.settle(touched);
         self.refresh_views(false, false, true);
-        // The interface may already be gone (its namespace deleted): nothing to unhook then.
+        // Always: a link pinned for an interface that is already gone (its namespace deleted)
+        // must go too, or it would stay for ever. Only a live interface's failure is an error.
+        let detached = self.datapath.detach(Hook::Endpoint, &local.ifname);
         if netlink::ifindex(&local.ifname).is_some() {
-            self.datapath.detach(Hook::Endpoint, &local.ifname)?;
+            detached?;
         }
         Ok(())
     }
@@ -631,9 +634,21 @@ impl Reconciler {
             }
         }
         if self.ticks.is_multiple_of(super::FULL_CHECK_EVERY) {
-            let networks: Vec<Name> = self.parent_ports.keys().cloned().collect();
+            // Parents may have appeared (or gone) since: every macvlan network looks again.
+            let networks: Vec<Name> = self
+                .model
+                .networks()
+                .filter(|n| n.macvlan().is_some())
+                .map(|n| Name::from(n.name.as_str()))
+                .collect();
             touched.networks.extend(networks);
-            match self.datapath.read_state() {
+            let started = Instant::now();
+            let read = self.datapath.read_state();
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "maps read back"
+            );
+            match read {
                 Ok(actual) => {
                     let drift = self.planner.adopt(actual);
                     if drift > 0 {
@@ -652,6 +667,7 @@ impl Reconciler {
             self.settle(touched);
         } else if retry || self.ticks.is_multiple_of(super::FULL_CHECK_EVERY) {
             self.flush();
+            self.refresh_views(false, false, true);
         }
     }
 
@@ -684,16 +700,13 @@ impl Reconciler {
         let me = &self.identity.host;
         let mut seen = HashSet::new();
         let mut list = Vec::new();
-        for slot in self.model.slots() {
+        for slot in self.model.slots_of_host(me) {
             let Some(ep) = self.model.get(slot) else {
                 continue;
             };
             let Ok(record) = &ep.record else {
                 continue;
             };
-            if record.host != *me {
-                continue;
-            }
             let local = self.local.get(&ep.network, &ep.id);
             seen.insert((ep.network.clone(), ep.id.clone()));
             list.push(LocalView {

@@ -15,16 +15,19 @@ use netd_store::{
     Expect, LeaseId, Store, StoreError, keys,
     schema::{self, HostRecord},
 };
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::{control::Identity, health::Health};
 
-/// How the first registration went.
-#[derive(Debug)]
-pub enum FirstRegistration {
+/// Where the host's registration is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// Not registered yet (the store may be unreachable).
+    Pending,
     Registered,
-    /// Another live host has this name.
-    Conflict(String),
+    /// Before this daemon ever registered, the name turned out to be another live host's: it
+    /// must not run under it.
+    Refused(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +45,14 @@ enum RegisterError {
     Store(#[from] StoreError),
 }
 
-/// Starts the liveness thread. `first` is told how the first registration went (a store that
-/// cannot be reached tells nothing: the thread keeps trying, the datapath keeps forwarding).
+/// Starts the liveness thread; `registration` follows it (a store that cannot be reached
+/// leaves it pending: the thread keeps trying, the datapath keeps forwarding).
 pub fn start(
     store_url: String,
     identity: Identity,
     ttl: Duration,
     health: Arc<Health>,
-    first: oneshot::Sender<FirstRegistration>,
+    registration: watch::Sender<Registration>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("netd-liveness".into())
@@ -64,7 +67,7 @@ pub fn start(
                     return;
                 }
             };
-            runtime.block_on(run(store_url, identity, ttl, health, first));
+            runtime.block_on(run(store_url, identity, ttl, health, registration));
         })
 }
 
@@ -73,9 +76,8 @@ async fn run(
     identity: Identity,
     ttl: Duration,
     health: Arc<Health>,
-    first: oneshot::Sender<FirstRegistration>,
+    registration: watch::Sender<Registration>,
 ) {
-    let mut first = Some(first);
     let store = super::connect(&store_url).await;
     let store = match store {
         Ok(store) => store,
@@ -93,9 +95,15 @@ async fn run(
                 health.lease_failed(&error.to_string(), !conflict);
                 if conflict {
                     tracing::error!(%error, "cannot register this host");
-                    if let Some(tx) = first.take() {
-                        let _ = tx.send(FirstRegistration::Conflict(error.to_string()));
-                    }
+                    // After a lease lost, the name stays this daemon's to wait for; before it
+                    // ever registered, it is someone else's.
+                    registration.send_if_modified(|r| {
+                        let refused = *r == Registration::Pending;
+                        if refused {
+                            *r = Registration::Refused(error.to_string());
+                        }
+                        refused
+                    });
                     tokio::time::sleep(ttl / 3).await;
                 } else {
                     tokio::time::sleep(retry).await;
@@ -105,9 +113,7 @@ async fn run(
         };
         health.lease_registered(lease.0, ttl);
         tracing::info!(lease = lease.0, ?ttl, "host registered");
-        if let Some(tx) = first.take() {
-            let _ = tx.send(FirstRegistration::Registered);
-        }
+        registration.send_replace(Registration::Registered);
         keep_alive(&store, lease, ttl, retry, &health).await;
         health.lease_lost();
         tracing::warn!(

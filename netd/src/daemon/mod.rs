@@ -95,17 +95,30 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
 
     // The host's name first: a daemon claiming a live host's name stops before touching
     // anything.
-    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let (registration_tx, mut registration) =
+        tokio::sync::watch::channel(host::Registration::Pending);
     let liveness = host::start(
         options.store.clone(),
         identity.clone(),
         options.lease_ttl,
         health.clone(),
-        first_tx,
+        registration_tx,
     )?;
-    if let Ok(Ok(host::FirstRegistration::Conflict(error))) =
-        tokio::time::timeout(FIRST_REGISTRATION_WAIT, first_rx).await
-    {
+    let refused = {
+        let first = tokio::time::timeout(
+            FIRST_REGISTRATION_WAIT,
+            registration.wait_for(|r| *r != host::Registration::Pending),
+        )
+        .await;
+        match first {
+            Ok(Ok(r)) => match &*r {
+                host::Registration::Refused(error) => Some(error.clone()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    if let Some(error) = refused {
         return Err(anyhow!(error));
     }
 
@@ -161,6 +174,16 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         });
     }
     tasks.spawn(tick(control.clone()));
+    // A refusal found later (the store was slow at start) ends the daemon all the same.
+    tasks.spawn(async move {
+        let refused = registration
+            .wait_for(|r| matches!(r, host::Registration::Refused(_)))
+            .await;
+        match refused.as_deref() {
+            Ok(host::Registration::Refused(error)) => Err(anyhow!(error.clone())),
+            _ => Err(anyhow!("the liveness thread stopped")),
+        }
+    });
     if let Some(docker) = options.docker.clone() {
         crate::docker::start(service.clone(), health.clone(), docker, &mut tasks)?;
     }

@@ -58,7 +58,8 @@ impl Hook {
         }
     }
 
-    const fn label(self) -> &'static str {
+    /// How the hook's link pins are named: `<ifname>@<label>`.
+    pub const fn label(self) -> &'static str {
         match self {
             Self::Endpoint => "endpoint",
             Self::Uplink => "uplink",
@@ -114,22 +115,19 @@ impl Datapath {
         if let Some(pin) = &pin
             && pin.exists()
         {
-            // Atomic replacement of whatever program the pinned link runs now.
-            let pinned = PinnedLink::from_pin(pin).map_err(|e| DatapathError::LinkPin {
-                path: pin.clone(),
-                source: io::Error::other(e),
-            })?;
-            let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| {
-                DatapathError::LinkPin {
-                    path: pin.clone(),
-                    source: io::Error::other(e),
+            match self.replace_pinned(hook, pin) {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    // A link left pinned for an interface that went away (a namespace deleted
+                    // with its veth) cannot be updated: the name now belongs to a new interface.
+                    // Drop the dead link and attach afresh.
+                    tracing::debug!(%error, pin = %pin.display(), "stale link pin replaced");
+                    fs::remove_file(pin).map_err(|source| DatapathError::LinkPin {
+                        path: pin.clone(),
+                        source,
+                    })?;
                 }
-            })?;
-            let program = self.classifier_mut(hook)?;
-            let id = program.attach_to_link(link).map_err(program_error(hook))?;
-            // The pin keeps the link; our handle can go.
-            drop(program.take_link(id).map_err(program_error(hook))?);
-            return Ok(());
+            }
         }
         if pin.is_none() {
             // An unpinned datapath replaces its own earlier link, if any.
@@ -168,6 +166,25 @@ impl Datapath {
                 _link: link,
             }),
         }
+        Ok(())
+    }
+
+    /// Atomic replacement of whatever program a pinned link runs now.
+    fn replace_pinned(&mut self, hook: Hook, pin: &std::path::Path) -> Result<(), DatapathError> {
+        let pinned = PinnedLink::from_pin(pin).map_err(|e| DatapathError::LinkPin {
+            path: pin.to_path_buf(),
+            source: io::Error::other(e),
+        })?;
+        let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| {
+            DatapathError::LinkPin {
+                path: pin.to_path_buf(),
+                source: io::Error::other(e),
+            }
+        })?;
+        let program = self.classifier_mut(hook)?;
+        let id = program.attach_to_link(link).map_err(program_error(hook))?;
+        // The pin keeps the link; our handle can go.
+        drop(program.take_link(id).map_err(program_error(hook))?);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use netd_store::keys;
 use serde_json::{Value, json};
 
 use super::driver::{Driver, NETD_NETWORK_OPTION};
@@ -172,7 +173,17 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
     // so it stays; binding, not "seen in the store", is the test, because another host may
     // delete a network before this host's view ever contained it.
     for (name, id) in &by_name {
-        if !summary.networks.contains_key(name) && bound.contains_key(id) {
+        // Not yet in this host's view is not gone: the store has the last word (a network
+        // this host just published, or one its reconciler has not caught up with).
+        if !summary.networks.contains_key(name)
+            && bound.contains_key(id)
+            && driver
+                .service
+                .store
+                .get(&keys::network(name))
+                .await?
+                .is_none()
+        {
             match driver.engine.remove_network(id).await {
                 Ok(()) => {
                     tracing::info!(network = %name, "network removed from Docker (gone from the store)");

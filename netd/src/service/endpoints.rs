@@ -112,7 +112,7 @@ impl Service {
         key: &str,
         undo: &mut Undo,
     ) -> anyhow::Result<Published> {
-        let mtu = self.endpoint_mtu(network)?;
+        let mtu = self.endpoint_mtu(network).await?;
         let ip = match new.address {
             Address::Allocate(requested) => {
                 let ip = ipam::allocate(&self.store, network, &new.id, requested).await?;
@@ -178,10 +178,16 @@ impl Service {
         });
         // An answer lost in a timeout may hide a record that was written: undo deletes it.
         undo.record = true;
-        if !self.store.create_all(&[(key.to_string(), value)]).await? {
+        // Only while the network exists: a `network rm` elsewhere since it was read must not
+        // leave a record (and its address) behind under a network that is gone.
+        let created = self
+            .store
+            .create_all_requiring(&[(key.to_string(), value)], &keys::network(&network.name))
+            .await?;
+        if !created {
             undo.record = false;
             bail!(
-                "endpoint {:?} already exists in network {:?}",
+                "endpoint {:?} already exists in network {:?}, or the network was just removed",
                 new.id,
                 network.name
             );
@@ -222,13 +228,13 @@ impl Service {
     }
 
     /// The MTU of an endpoint of `network` on this host.
-    fn endpoint_mtu(&self, network: &NetworkRecord) -> anyhow::Result<u16> {
+    async fn endpoint_mtu(&self, network: &NetworkRecord) -> anyhow::Result<u16> {
         if let Some(mtu) = network.mtu {
             return Ok(mtu);
         }
         match self.parent_of(network) {
             // On the LAN: no encapsulation, the parent's MTU.
-            Some(parent) => Ok(netlink::mtu(&parent)?),
+            Some(parent) => blocking(move || netlink::mtu(&parent)).await,
             None => Ok(super::default_inner_mtu(self.host.uplink_mtu)),
         }
     }
