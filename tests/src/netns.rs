@@ -120,3 +120,65 @@ pub fn iperf3(
     args.extend_from_slice(client_args);
     client.exec("iperf3", &args)
 }
+
+/// A `ping -i 0.01` running in the background; [`PingRun::finish`] reads its summary.
+pub struct PingRun(std::process::Child);
+
+/// What a ping run saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PingSummary {
+    pub sent: u32,
+    pub received: u32,
+    /// ping's own summary line, for messages.
+    pub line: String,
+}
+
+impl PingSummary {
+    pub fn lost(&self) -> u32 {
+        self.sent.saturating_sub(self.received)
+    }
+}
+
+impl Netns {
+    /// Starts `count` pings every 10 ms to `to` from this namespace.
+    pub fn background_ping(&self, to: &str, count: u32) -> anyhow::Result<PingRun> {
+        let child = self
+            .command("ping")
+            .args(["-q", "-i", "0.01", "-W", "1", "-c", &count.to_string(), to])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        Ok(PingRun(child))
+    }
+}
+
+impl PingRun {
+    /// Stops the pings early (ping still prints its summary).
+    pub fn interrupt(&self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the run to end and parses its summary.
+    pub fn finish(self) -> anyhow::Result<PingSummary> {
+        let out = self.0.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .ok_or_else(|| anyhow::anyhow!("no ping summary in {text:?}"))?
+            .to_string();
+        let numbers: Vec<u32> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        match numbers.as_slice() {
+            [sent, received, ..] => Ok(PingSummary {
+                sent: *sent,
+                received: *received,
+                line,
+            }),
+            _ => anyhow::bail!("cannot read {line:?}"),
+        }
+    }
+}

@@ -548,34 +548,6 @@ fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl() {
 }
 
 /// Starts `ping -i 0.01` in the background and returns a handle to its summary.
-fn background_ping(c: &Cluster, from: usize, to: &str, count: u32) -> std::process::Child {
-    c.containers[from]
-        .command("ping")
-        .args(["-i", "0.01", "-c", &count.to_string(), "-W", "1", to])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn ping_loss(child: std::process::Child) -> (u32, u32, String) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_default()
-        .to_string();
-    let nums: Vec<u32> = line
-        .split(|ch: char| !ch.is_ascii_digit())
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    (
-        nums.first().copied().unwrap_or(0),
-        nums.get(1).copied().unwrap_or(0),
-        line,
-    )
-}
-
 fn two_connected(tag: &str, lease_ttl: u64) -> (Cluster, usize, usize, String, String) {
     let mut c = Cluster::new(tag, 2, StoreKind::Etcd, lease_ttl).unwrap();
     c.netd(0, SEED_NET).unwrap();
@@ -600,7 +572,7 @@ fn kill_9_and_restart_of_a_daemon_loses_no_packet() {
         return;
     }
     let (mut c, n1, _, _, ip2) = two_connected("k9", 10);
-    let pinger = background_ping(&c, n1, &ip2, 600);
+    let pinger = c.containers[n1].background_ping(&ip2, 600).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     for host in 0..2 {
         c.hosts[host].kill();
@@ -608,7 +580,8 @@ fn kill_9_and_restart_of_a_daemon_loses_no_packet() {
         c.hosts[host].start().unwrap();
         c.wait_registered(host, 2).unwrap();
     }
-    let (sent, received, line) = ping_loss(pinger);
+    let summary = pinger.finish().unwrap();
+    let (sent, received, line) = (summary.sent, summary.received, summary.line);
     assert!(sent >= 600, "{line}");
     assert_eq!(
         sent, received,
@@ -623,7 +596,7 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
     }
     let (mut c, n1, n2, ip1, ip2) = two_connected("so", 10);
     // 35 s of pings every 10 ms, the store gone for 30 s of them.
-    let pinger = background_ping(&c, n1, &ip2, 3500);
+    let pinger = c.containers[n1].background_ping(&ip2, 3500).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     c.etcd.as_mut().unwrap().stop();
     c.wait_for(Duration::from_secs(15), || {
@@ -648,7 +621,8 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
         "watch {watch_down}, lease {lease_down}"
     );
     c.etcd.as_mut().unwrap().restart().unwrap();
-    let (sent, received, line) = ping_loss(pinger);
+    let summary = pinger.finish().unwrap();
+    let (sent, received, line) = (summary.sent, summary.received, summary.line);
     assert_eq!(
         sent, received,
         "packets lost during the store outage: {line}"

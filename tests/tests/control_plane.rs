@@ -7,10 +7,7 @@
 //! message, a host's own lease ending, full maps, two hosts with one name, keep-alives under a
 //! bulk write. Real etcd, real daemons, real traffic.
 
-use std::{
-    process::{Child, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use netd_store::LeaseId;
 use netd_tests::{
@@ -48,37 +45,6 @@ fn map<'a>(status: &'a Value, name: &str) -> &'a Value {
 fn fdb_entries(c: &Cluster, host: usize) -> Option<u64> {
     let status = c.netd_json(host, &["status"]).ok()?;
     map(&status, "NETD_FDB")["entries"].as_u64()
-}
-
-/// `ping -i 0.01` in the background; `ping_loss` reads its summary.
-fn background_ping(c: &Cluster, from: usize, to: &str, count: u32) -> Child {
-    c.containers[from]
-        .command("ping")
-        .args(["-q", "-i", "0.01", "-W", "1", "-c", &count.to_string(), to])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// (lost, sent).
-fn ping_loss(child: Child) -> (u32, u32) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("no ping summary: {text}"));
-    let sent: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
-    let received: u32 = line
-        .split(", ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (sent - received, sent)
 }
 
 /// 40,000 endpoints in two networks, 9 MB of records: more than a 4 MiB gRPC message, in the
@@ -157,7 +123,7 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
     let lease = c.netd_json(0, &["status"]).unwrap()["store"]["lease"]["lease"]
         .as_i64()
         .unwrap();
-    let ping = background_ping(&c, a, &b_ip, 500);
+    let ping = c.containers[a].background_ping(&b_ip, 500).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     c.with_store(move |store| async move {
         store.revoke(LeaseId(lease)).await?;
@@ -169,10 +135,12 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
         (status["store"]["lease"]["registrations"].as_u64()? >= 2).then_some(())
     })
     .unwrap();
-    let (lost, sent) = ping_loss(ping);
+    let ping = ping.finish().unwrap();
     assert_eq!(
-        lost, 0,
-        "{lost} of {sent} pings between this host's own containers lost"
+        ping.lost(),
+        0,
+        "between this host's own containers: {}",
+        ping.line
     );
     // The other host dropped this one's endpoints with its lease, and takes them back.
     c.wait_for(Duration::from_secs(10), || {
@@ -358,8 +326,7 @@ fn keep_alives_hold_under_a_bulk_write() {
             .then_some(())
     })
     .unwrap();
-    let ping = background_ping(&c, a, &b_ip, 100_000);
-    let pid = ping.id();
+    let ping = c.containers[a].background_ping(&b_ip, 100_000).unwrap();
     c.with_store(move |store| async move {
         synthetic.write_endpoints(store, 0..60_000, 8).await?;
         Ok(())
@@ -369,17 +336,14 @@ fn keep_alives_hold_under_a_bulk_write() {
         (fdb_entries(&c, 0)? == 30_002 && fdb_entries(&c, 1)? == 30_002).then_some(())
     })
     .unwrap();
-    // SIGINT makes ping print its summary.
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-    let (lost, sent) = ping_loss(ping);
+    ping.interrupt();
+    let ping = ping.finish().unwrap();
     for host in 0..2 {
         let lease = &c.netd_json(host, &["status"]).unwrap()["store"]["lease"];
         assert_eq!(lease["missed_renewals"], 0, "host {}: {lease}", host + 1);
         assert_eq!(lease["registrations"], 1, "host {}: {lease}", host + 1);
     }
-    assert_eq!(lost, 0, "{lost} of {sent} pings lost during the bulk write");
+    assert_eq!(ping.lost(), 0, "during the bulk write: {}", ping.line);
 }
 
 /// A namespace deleted under its endpoint (a container that died with its veth): the endpoint

@@ -657,19 +657,7 @@ mod tests {
         for kv in kvs.values() {
             model.apply(&WatchEvent::Put(kv.clone()), &mut touched);
         }
-        let mut planner = Planner::new("a".into());
-        let parents = HashMap::new();
-        let ctx = Context {
-            model: &model,
-            local,
-            parents: &parents,
-        };
-        let all = Touched {
-            slots: model.slots().collect(),
-            ..Touched::default()
-        };
-        planner.plan(&ctx, &all);
-        planner.desired
+        from_scratch_of(&model, local)
     }
 
     #[test]

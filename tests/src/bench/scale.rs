@@ -276,11 +276,7 @@ fn change_latencies(
 /// seconds until it is synced with the store again, and (received, sent) pings.
 fn restart(c: &mut Cluster, peer_ip: &str) -> anyhow::Result<(Option<f64>, (u32, u32))> {
     // Container 0 is the measured host's endpoint in the first network.
-    let ping = c.containers[0]
-        .command("ping")
-        .args(["-q", "-i", "0.01", "-c", "1000", "-W", "1", peer_ip])
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+    let ping = c.containers[0].background_ping(peer_ip, 1000)?;
     std::thread::sleep(Duration::from_secs(2));
     let revision =
         c.with_store(|store| async move { Ok(store.list("/netd/v1/networks/").await?.revision) })?;
@@ -300,25 +296,8 @@ fn restart(c: &mut Cluster, peer_ip: &str) -> anyhow::Result<(Option<f64>, (u32,
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = ping.wait_with_output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let counts = parse_ping(&text).unwrap_or((0, 0));
-    Ok((synced, counts))
-}
-
-/// (received, transmitted) from ping's summary.
-fn parse_ping(text: &str) -> Option<(u32, u32)> {
-    let line = text.lines().find(|l| l.contains("packets transmitted"))?;
-    let mut words = line.split_whitespace();
-    let sent = words.next()?.parse().ok()?;
-    let received = line
-        .split(", ")
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some((received, sent))
+    let ping = ping.finish()?;
+    Ok((synced, (ping.received, ping.sent)))
 }
 
 struct Row {
