@@ -1,5 +1,6 @@
-//! A real Docker engine (Debian's docker.io 20.10) running inside a network namespace that
-//! plays a "host", several at once, cleaned up on drop.
+//! A real Docker engine (Debian's docker.io 20.10, or trixie's 26.1 that `cargo xtask setup`
+//! unpacks into the tools folder) running inside a network namespace that plays a "host",
+//! several at once, cleaned up on drop.
 //!
 //! Each [`DockerHost`] gets its own private *mount* and *UTS* namespace on top of the caller's
 //! network namespace. A small keeper process (`sleep infinity`) holds these namespaces for the
@@ -43,17 +44,96 @@ use anyhow::{Context, bail};
 
 use crate::{sh, unique_name};
 
-/// The Docker 20.10 CLI. The `docker` first in PATH on the test machines may be a newer client.
-pub const DOCKER_CLI: &str = "/usr/bin/docker";
-/// The Docker 20.10 daemon of Debian's docker.io.
-pub const DOCKERD: &str = "/usr/sbin/dockerd";
+/// Which Docker engine a host runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian 12's docker.io, installed system-wide.
+    V20,
+    /// Debian trixie's docker.io, docker-cli and containerd, unpacked into the tools folder
+    /// (its runc needs a newer glibc: the system's runc serves it).
+    V26,
+}
+
+/// Where `cargo xtask setup` puts tools from other Debian suites.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("NETD_TOOLS_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools"),
+        PathBuf::from,
+    )
+}
+
+impl Engine {
+    pub const ALL: [Self; 2] = [Self::V20, Self::V26];
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Self::V20 => "20.10",
+            Self::V26 => "26.1",
+        }
+    }
+
+    fn root(self) -> PathBuf {
+        match self {
+            Self::V20 => PathBuf::from("/"),
+            Self::V26 => tools_dir().join("docker-26"),
+        }
+    }
+
+    pub fn dockerd(self) -> PathBuf {
+        self.root().join("usr/sbin/dockerd")
+    }
+
+    /// The engine's own CLI (the `docker` first in PATH may be another client).
+    pub fn cli(self) -> PathBuf {
+        self.root().join("usr/bin/docker")
+    }
+
+    /// PATH for dockerd: its own containerd, shims and docker-proxy first, then the system's
+    /// (runc).
+    fn path(self) -> std::ffi::OsString {
+        let root = self.root();
+        let mut dirs = vec![root.join("usr/bin"), root.join("usr/sbin")];
+        dirs.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        std::env::join_paths(dirs).unwrap_or_default()
+    }
+
+    fn install_hint(self) -> &'static str {
+        match self {
+            Self::V20 => "apt-get install docker.io (cargo xtask setup)",
+            Self::V26 => "cargo xtask setup unpacks it",
+        }
+    }
+}
+
+/// How a [`DockerHost`] is started.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub engine: Engine,
+    /// dockerd flags on top of the per-host paths and `--live-restore`.
+    pub args: Vec<String>,
+    /// The host's daemon.json.
+    pub daemon_json: serde_json::Value,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            engine: Engine::V20,
+            args: Vec::new(),
+            daemon_json: serde_json::json!({}),
+        }
+    }
+}
+
 /// The image every [`DockerHost`] has once started: `/bin/busybox` of busybox-static with all its
 /// applets (`sh`, `ping`, `ip`, `nc`, ...), plus `iperf3` and the libraries it links.
 pub const IMAGE: &str = "netd-busybox:latest";
-/// Daemon flags used by [`DockerHost::start`], on top of the per-host paths and `--live-restore`.
-/// No default `docker0` bridge; iptables, ip_forward and masquerading stay as on a real Docker
-/// host (they only touch the host's network namespace).
-pub const DEFAULT_ARGS: &[&str] = &["--bridge=none"];
+/// Daemon flags used by [`DockerHost::start`]: none, so a host has Docker's default networking
+/// (the `docker0` bridge, iptables, ip_forward, masquerading), as a real Docker host has. They
+/// only touch the host's network namespace.
+pub const DEFAULT_ARGS: &[&str] = &[];
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,7 +183,9 @@ pub struct DockerHost {
     plugin_dir: PathBuf,
     /// `/<name>`: the cgroup under which the containers of this host are created.
     cgroup_parent: String,
+    engine: Engine,
     args: Vec<String>,
+    daemon_json: serde_json::Value,
     /// Holds the host's mount and UTS namespaces (the network one belongs to the caller).
     keeper: Option<Child>,
     dockerd: Option<Child>,
@@ -120,10 +202,26 @@ impl DockerHost {
     /// Like [`Self::start`], with `args` instead of [`DEFAULT_ARGS`] (for example
     /// `["--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"]`).
     pub fn start_with(netns_name: &str, hostname: &str, args: &[&str]) -> anyhow::Result<Self> {
-        for bin in [DOCKERD, DOCKER_CLI] {
+        let options = EngineOptions {
+            args: args.iter().map(|&a| a.to_owned()).collect(),
+            ..EngineOptions::default()
+        };
+        Self::start_with_options(netns_name, hostname, &options)
+    }
+
+    /// Starts the engine `options` name, with its flags and daemon.json.
+    pub fn start_with_options(
+        netns_name: &str,
+        hostname: &str,
+        options: &EngineOptions,
+    ) -> anyhow::Result<Self> {
+        let engine = options.engine;
+        for bin in [engine.dockerd(), engine.cli()] {
             anyhow::ensure!(
-                Path::new(bin).is_file(),
-                "{bin} missing: apt-get install docker.io"
+                bin.is_file(),
+                "{} missing: {}",
+                bin.display(),
+                engine.install_hint()
             );
         }
         anyhow::ensure!(
@@ -146,7 +244,9 @@ impl DockerHost {
             plugin_dir: dir.join("run/docker/plugins"),
             dir,
             cgroup_parent: format!("/netd-{name}"),
-            args: args.iter().map(|&a| a.to_owned()).collect(),
+            engine,
+            args: options.args.clone(),
+            daemon_json: options.daemon_json.clone(),
             keeper: None,
             dockerd: None,
         };
@@ -181,12 +281,27 @@ impl DockerHost {
         &self.netns
     }
 
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// A `docker` command for this engine (its own CLI, its socket), to spawn directly.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(self.engine.cli());
+        cmd.arg("--host")
+            .arg(format!("unix://{}", self.socket.display()))
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env("DOCKER_CONFIG", self.dir.join("cli"));
+        cmd
+    }
+
     /// PID of the running dockerd, if any.
     pub fn dockerd_pid(&self) -> Option<u32> {
         self.dockerd.as_ref().map(Child::id)
     }
 
-    /// Runs `docker -H unix://SOCKET ARGS...` (the 20.10 CLI) and returns its stdout; the error
+    /// Runs `docker -H unix://SOCKET ARGS...` (the engine's own CLI) and returns its stdout; the error
     /// carries its stderr.
     pub fn docker(&self, args: &[&str]) -> anyhow::Result<String> {
         self.docker_with_stdin(args, None)
@@ -293,7 +408,7 @@ impl DockerHost {
             .append(true)
             .open(self.dir.join("dockerd.log"))?;
         let dir = |sub: &str| self.dir.join(sub);
-        fs::write(dir("daemon.json"), "{}\n")?;
+        fs::write(dir("daemon.json"), format!("{}\n", self.daemon_json))?;
         let child = Command::new("nsenter")
             .args([
                 "--target",
@@ -302,8 +417,9 @@ impl DockerHost {
                 "--uts",
                 "--net",
                 "--",
-                DOCKERD,
             ])
+            .arg(self.engine.dockerd())
+            .env("PATH", self.engine.path())
             .arg("--data-root")
             .arg(dir("data"))
             .arg("--exec-root")
@@ -333,7 +449,12 @@ impl DockerHost {
                     self.log_tail(30)
                 );
             }
-            if self.docker(&["info", "--format", "{{.Name}}"]).is_ok() {
+            // The server's version, not just a zero exit: newer CLIs exit 0 from `info` while
+            // the daemon is not listening yet.
+            if self
+                .docker(&["version", "--format", "{{.Server.Version}}"])
+                .is_ok_and(|v| !v.trim().is_empty())
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -377,7 +498,9 @@ impl DockerHost {
         stdin: Option<Arc<Vec<u8>>>,
     ) -> anyhow::Result<String> {
         let mut child = Command::new("timeout")
-            .args([CLI_TIMEOUT_SECS, DOCKER_CLI, "--host"])
+            .arg(CLI_TIMEOUT_SECS)
+            .arg(self.engine.cli())
+            .arg("--host")
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)
             .env_remove("DOCKER_HOST")
@@ -392,7 +515,7 @@ impl DockerHost {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot run {DOCKER_CLI}"))?;
+            .with_context(|| format!("cannot run {}", self.engine.cli().display()))?;
         let writer = match (stdin, child.stdin.take()) {
             (Some(data), Some(mut pipe)) => Some(thread::spawn(move || pipe.write_all(&data))),
             _ => None,

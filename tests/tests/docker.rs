@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use netd_tests::{
     cluster::{Cluster, StoreKind},
-    docker::{DockerHost, IMAGE},
+    docker::{DockerHost, Engine, EngineOptions, IMAGE},
 };
 
 /// Engines first: they are dropped before the cluster's namespaces.
@@ -20,10 +20,14 @@ struct DockerCluster {
     c: Cluster,
 }
 
-fn docker_cluster(tag: &str) -> DockerCluster {
+fn docker_cluster(tag: &str, engine: Engine) -> DockerCluster {
     let mut dockers = Vec::new();
     let c = Cluster::new_with(tag, 2, StoreKind::Etcd, 10, |i, ns| {
-        let d = DockerHost::start(ns, &format!("{tag}-host{}", i + 1))?;
+        let options = EngineOptions {
+            engine,
+            ..EngineOptions::default()
+        };
+        let d = DockerHost::start_with_options(ns, &format!("{tag}-host{}", i + 1), &options)?;
         let args = vec![
             "--docker-plugin-dir".to_string(),
             d.plugin_dir().display().to_string(),
@@ -77,12 +81,8 @@ impl DockerCluster {
     }
 }
 
-#[test]
-fn the_seeds_commands_work_with_dash_d_netd() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let dc = docker_cluster("du");
+fn the_seeds_commands_work_with_dash_d_netd(engine: Engine) {
+    let dc = docker_cluster("du", engine);
     // On host A.
     dc.create_network(
         0,
@@ -169,12 +169,8 @@ fn the_seeds_commands_work_with_dash_d_netd() {
     .unwrap();
 }
 
-#[test]
-fn networks_propagate_and_rm_removes_them_everywhere() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let dc = docker_cluster("dp");
+fn networks_propagate_and_rm_removes_them_everywhere(engine: Engine) {
+    let dc = docker_cluster("dp", engine);
     // Made with netd's own CLI: appears in both Dockers.
     dc.c.netd(
         0,
@@ -197,12 +193,8 @@ fn networks_propagate_and_rm_removes_them_everywhere() {
     dc.wait_network(0, "fromdocker", false);
 }
 
-#[test]
-fn addresses_are_unique_across_hosts() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let dc = docker_cluster("da");
+fn addresses_are_unique_across_hosts(engine: Engine) {
+    let dc = docker_cluster("da", engine);
     dc.create_network(0, &["--subnet", "10.79.0.0/28", "small"])
         .unwrap();
     dc.wait_network(1, "small", true);
@@ -239,12 +231,8 @@ fn addresses_are_unique_across_hosts() {
     assert_eq!(ips.len(), before, "an address was given twice: {ips:?}");
 }
 
-#[test]
-fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let mut dc = docker_cluster("dk");
+fn a_container_removed_while_netd_is_down_is_released_when_it_returns(engine: Engine) {
+    let mut dc = docker_cluster("dk", engine);
     dc.create_network(0, &["--subnet", "10.81.0.0/24", "n"])
         .unwrap();
     dc.docker(
@@ -284,12 +272,8 @@ fn a_container_removed_while_netd_is_down_is_released_when_it_returns() {
     assert!(out.is_ok(), "{out:?}");
 }
 
-#[test]
-fn dockerd_restart_does_not_disturb_running_containers() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let mut dc = docker_cluster("dr");
+fn dockerd_restart_does_not_disturb_running_containers(engine: Engine) {
+    let mut dc = docker_cluster("dr", engine);
     dc.create_network(0, &["--subnet", "10.82.0.0/24", "n"])
         .unwrap();
     dc.docker(
@@ -325,19 +309,9 @@ fn dockerd_restart_does_not_disturb_running_containers() {
     .unwrap();
     let b_ip = dc.ip_of(1, "target", "n");
     // Restart b's engine while a pings b: live-restore keeps b running, netd keeps forwarding.
-    let mut ping = std::process::Command::new(netd_tests::docker::DOCKER_CLI)
-        .args([
-            "-H",
-            &format!("unix://{}", dc.dockers[0].socket().display()),
-            "exec",
-            "pinger",
-            "ping",
-            "-c",
-            "150",
-            "-i",
-            "0.05",
-            &b_ip,
-        ])
+    let mut ping = dc.dockers[0]
+        .command()
+        .args(["exec", "pinger", "ping", "-c", "150", "-i", "0.05", &b_ip])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -352,12 +326,8 @@ fn dockerd_restart_does_not_disturb_running_containers() {
     );
 }
 
-#[test]
-fn bad_options_are_clear_errors() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let dc = docker_cluster("de");
+fn bad_options_are_clear_errors(engine: Engine) {
+    let dc = docker_cluster("de", engine);
     let e = dc
         .create_network(0, &["--subnet", "10.83.0.0/24", "-o", "mtu=abc", "bad"])
         .unwrap_err()
@@ -380,12 +350,8 @@ fn bad_options_are_clear_errors() {
     assert!(e.contains("explicit --subnet"), "{e}");
 }
 
-#[test]
-fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let mut dc = docker_cluster("dw");
+fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects(engine: Engine) {
+    let mut dc = docker_cluster("dw", engine);
     dc.dockers[0].stop();
     dc.c.wait_for(Duration::from_secs(20), || {
         let s = dc.c.netd_json(0, &["status"]).ok()?;
@@ -425,3 +391,41 @@ fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects() {
     // And mirrors what happened meanwhile.
     dc.wait_network(0, "plain", true);
 }
+
+/// Every test above, once per engine: Debian's 20.10 and trixie's 26.1.
+macro_rules! on_each_engine {
+    ($($name:ident),* $(,)?) => {
+        mod docker_20 {
+            $(
+                #[test]
+                fn $name() {
+                    if netd_tests::skip_unprivileged() {
+                        return;
+                    }
+                    super::$name(super::Engine::V20);
+                }
+            )*
+        }
+        mod docker_26 {
+            $(
+                #[test]
+                fn $name() {
+                    if netd_tests::skip_unprivileged() {
+                        return;
+                    }
+                    super::$name(super::Engine::V26);
+                }
+            )*
+        }
+    };
+}
+
+on_each_engine!(
+    the_seeds_commands_work_with_dash_d_netd,
+    networks_propagate_and_rm_removes_them_everywhere,
+    addresses_are_unique_across_hosts,
+    a_container_removed_while_netd_is_down_is_released_when_it_returns,
+    dockerd_restart_does_not_disturb_running_containers,
+    bad_options_are_clear_errors,
+    netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects,
+);

@@ -6,6 +6,7 @@ mod bench;
 mod bench_cli;
 mod build_ebpf;
 mod demo;
+mod foreign;
 // The nested cargo command that builds netd-ebpf, shared with netd/build.rs.
 #[path = "../../netd-ebpf/cargo_command.rs"]
 mod ebpf_command;

@@ -170,13 +170,21 @@ fn root() -> anyhow::Result<String> {
     Ok("running as root".into())
 }
 
+/// Docker 26.1 from Debian trixie, next to the system's 20.10: the Docker tests run on both.
+/// trixie's runc needs glibc 2.38, so it is left out: dockerd finds the system's runc.
+fn docker_26() -> anyhow::Result<String> {
+    let dest = crate::foreign::tools_dir().join("docker-26");
+    crate::foreign::unpack("trixie", &["docker.io", "docker-cli", "containerd"], &dest)
+}
+
 pub fn run() -> anyhow::Result<()> {
-    let steps: [(&str, Step); 5] = [
+    let steps: [(&str, Step); 6] = [
         ("root", root),
         ("Debian packages", apt),
         ("nightly toolchain", nightly),
         ("rustup components", components),
         ("bpf-linker", bpf_linker),
+        ("Docker 26 (Debian trixie, in target/tools)", docker_26),
     ];
     let total = steps.len();
     for (i, (what, f)) in steps.into_iter().enumerate() {

@@ -27,7 +27,7 @@ use super::{
 };
 use crate::{
     cluster::{Etcd, tempdir},
-    docker::{DEFAULT_ARGS, DockerHost, IMAGE},
+    docker::{DockerHost, IMAGE},
     lab::{self, CONTAINER_IPS, VTEPS},
     netns::Netns,
 };
@@ -150,7 +150,8 @@ fn start_engines(tag: &str, hosts: &[Netns; 2]) -> anyhow::Result<[DockerHost; 2
             let store = &store;
             scope.spawn(move || {
                 let advertise = format!("--cluster-advertise={}:{ADVERTISE_PORT}", VTEPS[i]);
-                let mut args = DEFAULT_ARGS.to_vec();
+                // No docker0: the overlay is what is measured.
+                let mut args = vec!["--bridge=none"];
                 args.extend([store.as_str(), advertise.as_str()]);
                 DockerHost::start_with(&hosts[i].name, &format!("{tag}-docker{}", i + 1), &args)
             })
