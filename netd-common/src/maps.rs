@@ -166,6 +166,9 @@ pub mod fdb_kind {
     pub const LOCAL: u32 = 1;
     /// On another host: encapsulate to `vtep`.
     pub const REMOTE: u32 = 2;
+    /// The network's gateway: answers ping at its address, routes between the network's
+    /// subnets.
+    pub const GATEWAY: u32 = 3;
 }
 
 #[repr(C)]
@@ -194,6 +197,14 @@ impl FdbEntry {
             kind: fdb_kind::REMOTE,
             ifindex: 0,
             vtep,
+        }
+    }
+
+    pub const fn gateway() -> Self {
+        Self {
+            kind: fdb_kind::GATEWAY,
+            ifindex: 0,
+            vtep: [0; 4],
         }
     }
 }

@@ -14,6 +14,9 @@ pub const UDP_HLEN: usize = 8;
 pub const VXLAN_HLEN: usize = 8;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const ICMP_ECHO_REQUEST: u8 = 8;
+pub const ICMP_ECHO_REPLY: u8 = 0;
 /// Outer IPv4 + UDP + VXLAN: what encapsulation inserts between the outer and inner Ethernet
 /// headers (the outer Ethernet header reuses the frame's own 14 bytes).
 pub const ENCAP_HLEN: usize = IPV4_HLEN + UDP_HLEN + VXLAN_HLEN;
@@ -53,6 +56,43 @@ pub fn ipv4_checksum(hdr: &[u8; IPV4_HLEN]) -> u16 {
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     !(sum as u16)
+}
+
+/// A one's-complement checksum after one 16-bit word it covers changed from `old` to `new`
+/// (RFC 1624: HC' = ~(~HC + ~m + m')), so that a rewrite need not sum the packet again.
+#[inline(always)]
+pub const fn checksum_replace(check: u16, old: u16, new: u16) -> u16 {
+    let mut sum = (!check) as u32 + (!old) as u32 + new as u32;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Decrements an IPv4 header's TTL for a routed hop and mends its checksum; `false` (header
+/// untouched) when the TTL would reach 0: the packet must not be forwarded.
+#[inline(always)]
+pub fn decrement_ttl(hdr: &mut [u8; IPV4_HLEN]) -> bool {
+    let ttl = hdr[8];
+    if ttl <= 1 {
+        return false;
+    }
+    let old = u16::from_be_bytes([ttl, hdr[9]]);
+    let new = u16::from_be_bytes([ttl - 1, hdr[9]]);
+    let check = checksum_replace(u16::from_be_bytes([hdr[10], hdr[11]]), old, new);
+    hdr[8] = ttl - 1;
+    hdr[10..12].copy_from_slice(&check.to_be_bytes());
+    true
+}
+
+/// Turns the first word and checksum of an ICMP echo request (`type, code, checksum`) into
+/// those of the echo reply; the rest of the message is echoed as it is.
+#[inline(always)]
+pub fn echo_request_to_reply(icmp: &mut [u8; 4]) {
+    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+    let new = u16::from_be_bytes([ICMP_ECHO_REPLY, icmp[1]]);
+    let check = checksum_replace(u16::from_be_bytes([icmp[2], icmp[3]]), old, new);
+    icmp[0] = ICMP_ECHO_REPLY;
+    icmp[2..4].copy_from_slice(&check.to_be_bytes());
 }
 
 /// Maps a flow hash into the dynamic port range, so that ECMP and RSS on the underlay spread
@@ -266,6 +306,51 @@ pub fn write_arp_reply(frame: &mut [u8; ARP_FRAME_LEN], target_mac: &[u8; 6]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The checksum of a whole buffer, as a receiver checks it (0 when valid... here: the sum).
+    fn ones_sum(bytes: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        for pair in bytes.chunks(2) {
+            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    #[test]
+    fn a_routed_hop_keeps_the_ipv4_checksum_valid() {
+        let mut hdr = [0u8; IPV4_HLEN];
+        hdr[0] = 0x45;
+        hdr[3] = 84;
+        hdr[8] = 64;
+        hdr[9] = IPPROTO_ICMP;
+        hdr[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        hdr[16..20].copy_from_slice(&[10, 1, 0, 2]);
+        let check = ipv4_checksum(&hdr);
+        hdr[10..12].copy_from_slice(&check.to_be_bytes());
+        assert!(decrement_ttl(&mut hdr));
+        assert_eq!(hdr[8], 63);
+        assert_eq!(ones_sum(&hdr), 0xffff, "checksum no longer valid");
+        assert_eq!(u16::from_be_bytes([hdr[10], hdr[11]]), ipv4_checksum(&hdr));
+        hdr[8] = 1;
+        assert!(!decrement_ttl(&mut hdr), "TTL 1 is not forwarded");
+    }
+
+    #[test]
+    fn an_echo_reply_has_a_valid_icmp_checksum() {
+        // type 8, code 0, checksum, id 0x1234, seq 1, 4 bytes of data.
+        let mut msg = [8u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'p', b'i', b'n', b'g'];
+        let check = !ones_sum(&msg);
+        msg[2..4].copy_from_slice(&check.to_be_bytes());
+        let mut head = [msg[0], msg[1], msg[2], msg[3]];
+        echo_request_to_reply(&mut head);
+        msg[..4].copy_from_slice(&head);
+        assert_eq!(msg[0], ICMP_ECHO_REPLY);
+        assert_eq!(ones_sum(&msg), 0xffff);
+    }
 
     #[test]
     fn flow_hash_is_stable_per_flow_and_spreads_flows_over_source_ports() {

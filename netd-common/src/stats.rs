@@ -124,16 +124,39 @@ counters! {
     /// Encapsulations that asked the kernel's FIB for the next hop (a `NETD_NEXTHOPS` miss or
     /// an expired entry); the others reused the cached outer Ethernet header.
     ENCAP_FIB_LOOKUP = 43, "encap-fib-lookup";
+    /// ICMP echo requests to a network's gateway address, answered by the program (as the
+    /// gateway of Docker's overlay answers them).
+    GATEWAY_REPLY = 44, "gateway-reply";
+    /// Packets routed through the gateway to an endpoint of another subnet of the network.
+    ROUTED = 45, "routed";
+    /// Sent through the gateway to an address no endpoint of the network has (the way out of a
+    /// network is Docker's gateway bridge, not netd's gateway).
+    DROP_GATEWAY_NO_ROUTE = 46, "drop-gateway-no-route";
+    /// To be routed through the gateway with a TTL of 1 or 0.
+    DROP_TTL_EXCEEDED = 47, "drop-ttl-exceeded";
+    /// To the gateway address itself, but not an ICMP echo request (nothing else listens there).
+    DROP_TO_GATEWAY = 48, "drop-to-gateway";
 }
 
-/// Drop reasons are the indexes from here up to [`LAST_DROP`] (outcome counters added later
-/// live above it, so existing indexes never move).
+/// Drop reasons: the first block of them, and those added later (appended, so that existing
+/// indexes never move).
 pub const FIRST_DROP: u32 = DROP_UNKNOWN_ENDPOINT;
 pub const LAST_DROP: u32 = DROP_VLAN_FAILED;
+const LATER_DROPS: [u32; 3] = [DROP_GATEWAY_NO_ROUTE, DROP_TTL_EXCEEDED, DROP_TO_GATEWAY];
 
 /// Whether a counter index is a drop reason.
 pub const fn is_drop(index: u32) -> bool {
-    index >= FIRST_DROP && index <= LAST_DROP
+    if index >= FIRST_DROP && index <= LAST_DROP {
+        return true;
+    }
+    let mut i = 0;
+    while i < LATER_DROPS.len() {
+        if LATER_DROPS[i] == index {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 #[cfg(test)]

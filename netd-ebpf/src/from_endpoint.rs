@@ -78,7 +78,7 @@ fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
         );
     }
     match u16::from_be(eth.ether_type) {
-        ETH_P_IP => forward_ipv4(ctx, &endpoint, eth.dst_addr),
+        ETH_P_IP => forward_ipv4(ctx, &endpoint, ifindex, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
         _ => Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
     }
@@ -125,7 +125,12 @@ fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Result<
     Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
 }
 
-fn forward_ipv4(ctx: &TcContext, endpoint: &EndpointInfo, dst_mac: [u8; 6]) -> Result<i32, u32> {
+fn forward_ipv4(
+    ctx: &TcContext,
+    endpoint: &EndpointInfo,
+    ifindex: u32,
+    dst_mac: [u8; 6],
+) -> Result<i32, u32> {
     let ip = checked_ipv4(ctx, endpoint)?;
     if !packet::is_unicast_mac(&dst_mac) {
         return Err(stats::DROP_BROADCAST);
@@ -135,8 +140,18 @@ fn forward_ipv4(ctx: &TcContext, endpoint: &EndpointInfo, dst_mac: [u8; 6]) -> R
         return Err(stats::DROP_VXLAN_FROM_ENDPOINT);
     }
     // SAFETY: copied out at once.
-    let dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
+    let mut dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
         .ok_or(stats::DROP_UNKNOWN_DESTINATION)?;
+    let ip = if dst.kind == fdb_kind::GATEWAY {
+        // `ip` is not used again on this path: the gateway rewrites the frame.
+        match crate::gateway::from_endpoint(ctx, endpoint, ifindex, dst_mac)? {
+            crate::gateway::Next::Done(action) => return Ok(action),
+            crate::gateway::Next::Deliver(target) => dst = target,
+        }
+        checked_ipv4(ctx, endpoint)?
+    } else {
+        ip
+    };
     match dst.kind {
         fdb_kind::LOCAL => {
             count(stats::LOCAL);

@@ -7,6 +7,7 @@ mod deliver;
 mod from_endpoint;
 mod from_parent;
 mod from_uplink;
+mod gateway;
 mod macvlan;
 mod maps;
 mod null;

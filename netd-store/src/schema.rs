@@ -464,11 +464,22 @@ pub fn validate_placement(
     network: &NetworkRecord,
     host: Option<&HostRecord>,
 ) -> Result<(), SchemaError> {
-    if network.subnet_of(ip).is_none() {
-        return Err(invalid(format!(
-            "address {ip} is outside network {}",
-            network.name
-        )));
+    match network.subnet_of(ip) {
+        None => {
+            return Err(invalid(format!(
+                "address {ip} is outside network {}",
+                network.name
+            )));
+        }
+        // IPAM never hands these out: a record with one would shadow the gateway (or claim
+        // the subnet's own addresses).
+        Some(subnet) if subnet.is_reserved(ip) => {
+            return Err(invalid(format!(
+                "address {ip} is reserved in network {} (network, broadcast, gateway or aux address)",
+                network.name
+            )));
+        }
+        Some(_) => {}
     }
     match host {
         None => Err(invalid(format!("host {host_name:?} is not registered"))),

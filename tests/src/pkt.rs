@@ -24,6 +24,25 @@ pub fn icmp_echo(
     out
 }
 
+/// The ICMP echo reply [`icmp_echo`] with the same arguments asks for.
+pub fn icmp_echo_reply(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    payload_len: usize,
+) -> Vec<u8> {
+    let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), 64)
+        .icmpv4_echo_reply(7, 1);
+    let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder
+        .write(&mut out, &payload)
+        .expect("writing to a Vec cannot fail");
+    out
+}
+
 /// A UDP frame with the given TOS byte.
 pub fn udp(
     src_mac: [u8; 6],

@@ -211,6 +211,22 @@ impl PacketLab {
         Ok(())
     }
 
+    /// Gives network VNI a gateway at `ip`: its address answers ARP with its MAC (derived from
+    /// the address, as the daemon derives it), and frames to that MAC go to the gateway.
+    pub fn add_gateway(&mut self, ip: Ipv4Addr) -> anyhow::Result<[u8; 6]> {
+        use netd::datapath::state::{FdbKeyOrd, NeighKeyOrd};
+        use netd_common::maps::{FdbEntry, NeighEntry};
+        let mac = netd_store::schema::Mac::from_ipv4(ip).0;
+        let current = self.datapath.read_state()?;
+        let mut desired = current.clone();
+        desired.fdb.insert(FdbKeyOrd(VNI, mac), FdbEntry::gateway());
+        desired
+            .neigh
+            .insert(NeighKeyOrd(VNI, ip.octets()), NeighEntry::new(mac));
+        self.datapath.apply(&current, &desired)?;
+        Ok(mac)
+    }
+
     /// Runs `hook`'s program on `frame` as if it arrived on `ifindex`.
     pub fn run(&self, hook: Hook, ifindex: u32, frame: &[u8]) -> anyhow::Result<Run> {
         let before = self.counters()?;

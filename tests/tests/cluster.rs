@@ -684,3 +684,40 @@ fn malformed_values_written_into_the_store_are_never_programmed() {
         );
     }
 }
+
+/// A network's gateway answers ping at its address, as on Docker's overlay, and routes
+/// between the network's subnets, across hosts too; it forwards nothing out of the network.
+#[test]
+fn the_gateway_answers_and_routes_between_subnets() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let mut c = Cluster::new("gw", 2, StoreKind::Etcd, 10).unwrap();
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "172.28.0.0/24",
+            "--gateway",
+            "172.28.0.1",
+            "--subnet",
+            "172.28.1.0/24",
+            "--gateway",
+            "172.28.1.1",
+            "split",
+        ],
+    )
+    .unwrap();
+    let (a, b) = (c.container().unwrap(), c.container().unwrap());
+    add(&c, 0, "split", a, "a", &["--ip", "172.28.0.5"]);
+    add(&c, 1, "split", b, "b", &["--ip", "172.28.1.5"]);
+    c.wait_for(Duration::from_secs(10), || ping(&c, a, "172.28.1.5").ok())
+        .unwrap_or_else(|e| panic!("across subnets: {e}"));
+    assert!(ping(&c, b, "172.28.0.5").unwrap().contains("3 received"));
+    assert!(ping(&c, a, "172.28.0.1").unwrap().contains("3 received"));
+    assert!(ping(&c, b, "172.28.1.1").unwrap().contains("3 received"));
+    // Not out of the network: an address no endpoint has is dropped at the gateway.
+    assert!(ping(&c, a, "172.28.2.9").is_err());
+}

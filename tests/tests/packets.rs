@@ -769,3 +769,117 @@ mod from_uplink_drops {
         check(&lab, &vxlan(&lab).wrap(&f), "drop-not-local");
     }
 }
+
+/// The network's gateway for the tests below: an address EP_A's subnet has, no endpoint's.
+const GATEWAY: std::net::Ipv4Addr = std::net::Ipv4Addr::new(172, 31, 0, 1);
+
+/// An IPv4 frame's TTL set to `ttl`, its checksum mended.
+fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
+    frame[22] = ttl;
+    let mut hdr = [0u8; 20];
+    hdr.copy_from_slice(&frame[14..34]);
+    let check = netd_common::packet::ipv4_checksum(&hdr);
+    frame[24..26].copy_from_slice(&check.to_be_bytes());
+    frame
+}
+
+#[test]
+fn the_gateway_answers_ping() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let mut lab = lab();
+    let gw_mac = lab.add_gateway(GATEWAY).unwrap();
+    // Its address resolves to its MAC.
+    let request = pkt::arp_request(EP_A.1, EP_A.0, GATEWAY);
+    let arp = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &request).unwrap();
+    assert_eq!(&arp.out[6..12], &gw_mac);
+    // An echo request comes back as the reply, straight to the sender.
+    let ping = pkt::icmp_echo(EP_A.1, gw_mac, EP_A.0, GATEWAY, 56);
+    let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &ping).unwrap();
+    assert_eq!(run.verdict, TC_ACT_REDIRECT);
+    counted(&run, &["rx", "gateway-reply", "tx"]);
+    let parsed = SlicedPacket::from_ethernet(&run.out).expect("reply parses");
+    let Some(NetSlice::Ipv4(ipv4)) = parsed.net else {
+        panic!("reply is not IPv4");
+    };
+    let ip = ipv4.header();
+    assert_eq!((ip.source_addr(), ip.destination_addr()), (GATEWAY, EP_A.0));
+    assert_eq!(ip.header_checksum(), ip.to_header().calc_header_checksum());
+    assert_eq!(
+        (&run.out[0..6], &run.out[6..12]),
+        (&EP_A.1[..], &gw_mac[..])
+    );
+    let Some(TransportSlice::Icmpv4(icmp)) = parsed.transport else {
+        panic!("reply is not ICMP");
+    };
+    assert_eq!(icmp.type_u8(), 0, "echo reply");
+    let expected = pkt::icmp_echo_reply(gw_mac, EP_A.1, GATEWAY, EP_A.0, 56);
+    assert_eq!(
+        run.out, expected,
+        "the reply, byte for byte (checksums included)"
+    );
+}
+
+#[test]
+fn the_gateway_routes_to_the_networks_other_endpoints() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let mut lab = lab();
+    let gw_mac = lab.add_gateway(GATEWAY).unwrap();
+    // To a local endpoint: MACs rewritten, TTL down by one, delivered.
+    let frame = pkt::icmp_echo(EP_A.1, gw_mac, EP_A.0, EP_B.0, 56);
+    let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &frame).unwrap();
+    assert_eq!(run.verdict, TC_ACT_REDIRECT);
+    counted(&run, &["rx", "routed", "local", "tx"]);
+    let mut routed = with_ttl(frame.clone(), 63);
+    routed[0..6].copy_from_slice(&EP_B.1);
+    routed[6..12].copy_from_slice(&gw_mac);
+    assert_eq!(run.out, routed);
+    // To a remote one: routed, then encapsulated.
+    let frame = pkt::icmp_echo(EP_A.1, gw_mac, EP_A.0, REMOTE.0, 56);
+    let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &frame).unwrap();
+    assert_eq!(run.verdict, TC_ACT_REDIRECT);
+    counted(&run, &["rx", "routed", "encap", "encap-fib-lookup", "tx"]);
+    assert_eq!(
+        &run.out[50..56],
+        &REMOTE.1,
+        "inner destination: the endpoint's MAC"
+    );
+    assert_eq!(run.out[50 + 22], 63, "inner TTL");
+}
+
+#[test]
+fn the_gateway_forwards_nothing_else() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let mut lab = lab();
+    let gw_mac = lab.add_gateway(GATEWAY).unwrap();
+    let outside = std::net::Ipv4Addr::new(198, 51, 100, 1);
+    let frame = pkt::icmp_echo(EP_A.1, gw_mac, EP_A.0, outside, 8);
+    assert_dropped(
+        &lab,
+        Hook::Endpoint,
+        lab.ep_a_ifindex,
+        &frame,
+        "drop-gateway-no-route",
+    );
+    let frame = with_ttl(pkt::icmp_echo(EP_A.1, gw_mac, EP_A.0, EP_B.0, 8), 1);
+    assert_dropped(
+        &lab,
+        Hook::Endpoint,
+        lab.ep_a_ifindex,
+        &frame,
+        "drop-ttl-exceeded",
+    );
+    let frame = pkt::udp(EP_A.1, gw_mac, EP_A.0, GATEWAY, 40000, 53, 0);
+    assert_dropped(
+        &lab,
+        Hook::Endpoint,
+        lab.ep_a_ifindex,
+        &frame,
+        "drop-to-gateway",
+    );
+}

@@ -699,6 +699,12 @@ pub(crate) mod tests {
         })
     }
 
+    pub fn network_with_gateway(name: &str, vni: u32, gateway: &str) -> Vec<u8> {
+        let mut record: NetworkRecord = schema::decode(&network(name, vni)).unwrap();
+        record.subnets[0].gateway = Some(gateway.parse().unwrap());
+        schema::encode(&record)
+    }
+
     pub fn host_record(vtep: &str) -> HostRecord {
         HostRecord {
             version: SCHEMA_VERSION,

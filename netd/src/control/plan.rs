@@ -18,7 +18,7 @@ use netd_common::maps::{
     EndpointInfo, FdbEntry, MAX_PARENT_PORTS, NeighEntry, ParentInfo, VtepEntry, endpoint_flags,
     macvlan_mode,
 };
-use netd_store::schema::{MacvlanMode, NetworkRecord};
+use netd_store::schema::{Mac, MacvlanMode, NetworkRecord};
 
 use super::{
     local::LocalTable,
@@ -104,6 +104,32 @@ impl Keys {
     }
 }
 
+/// A gateway of a network: its address answers ARP (NEIGH) with its MAC, and frames to that
+/// MAC (FDB, kind gateway) are answered or routed by the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Gateway {
+    vni: u32,
+    ip: [u8; 4],
+    mac: [u8; 6],
+}
+
+/// The gateways an overlay network this host is on has (a macvlan network's gateway is a real
+/// router on the LAN).
+fn gateways_of(net: &NetworkRecord) -> Vec<Gateway> {
+    if net.macvlan().is_some() {
+        return Vec::new();
+    }
+    net.subnets
+        .iter()
+        .filter_map(|s| s.gateway)
+        .map(|ip| Gateway {
+            vni: net.vni,
+            ip: ip.octets(),
+            mac: Mac::from_ipv4(ip).0,
+        })
+        .collect()
+}
+
 /// One local port of a macvlan parent, as the parent's entry needs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Port {
@@ -122,6 +148,8 @@ pub struct Planner {
     vtep_refs: HashMap<VtepKeyOrd, u32>,
     /// Parent/VLAN -> its local ports by ifindex.
     ports: BTreeMap<ParentKeyOrd, BTreeMap<u32, Port>>,
+    /// Gateways programmed, by network.
+    gateways: HashMap<Name, Vec<Gateway>>,
     pub desired: MapState,
     pub applied: MapState,
     dirty: Keys,
@@ -210,6 +238,7 @@ impl Planner {
         // An endpoint that stops being this host's (its record moved) is planned with the
         // others, once activity is known: as a peer it depends on it.
         let mut new: Vec<(Slot, Contribution)> = Vec::new();
+        let mut networks: HashSet<Name> = touched.networks.clone();
         for slot in own {
             match contribution(ctx, &self.me, &self.active, slot) {
                 c @ Contribution::Local { .. } => new.push((slot, c)),
@@ -220,6 +249,7 @@ impl Planner {
             }
         }
         for network in self.update_activity(model, &new) {
+            networks.insert(network.clone());
             let peers: Vec<Slot> = model
                 .slots_of(&network)
                 .filter(|&s| !self.is_own(model, s))
@@ -246,7 +276,49 @@ impl Planner {
             self.add(c);
             self.contributions[slot.index()] = c;
         }
+        for network in networks {
+            self.refresh_gateways(model, network);
+        }
         self.refresh_parents();
+    }
+
+    /// Programs the gateways of a network this host is on, and takes out those of one it left
+    /// (or that changed or went).
+    fn refresh_gateways(&mut self, model: &Model, network: Name) {
+        let wanted = match model.network(&network) {
+            Some(net) if self.active.contains_key(&network) => gateways_of(net),
+            _ => Vec::new(),
+        };
+        let old = self.gateways.remove(&network).unwrap_or_default();
+        if old == wanted {
+            if !wanted.is_empty() {
+                self.gateways.insert(network, wanted);
+            }
+            return;
+        }
+        let d = &mut self.desired;
+        for g in &old {
+            let fdb = FdbKeyOrd(g.vni, g.mac);
+            remove_if(&mut d.fdb, fdb, FdbEntry::gateway(), &mut self.dirty.fdb);
+            let neigh = NeighKeyOrd(g.vni, g.ip);
+            remove_if(
+                &mut d.neigh,
+                neigh,
+                NeighEntry::new(g.mac),
+                &mut self.dirty.neigh,
+            );
+        }
+        for g in &wanted {
+            let fdb = FdbKeyOrd(g.vni, g.mac);
+            d.fdb.insert(fdb, FdbEntry::gateway());
+            self.dirty.fdb.insert(fdb);
+            let neigh = NeighKeyOrd(g.vni, g.ip);
+            d.neigh.insert(neigh, NeighEntry::new(g.mac));
+            self.dirty.neigh.insert(neigh);
+        }
+        if !wanted.is_empty() {
+            self.gateways.insert(network, wanted);
+        }
     }
 
     /// Whether an endpoint is (or was, until this batch) one of this host's.
@@ -631,7 +703,7 @@ mod tests {
     use super::*;
     use crate::control::{
         local::LocalEndpoint,
-        model::tests::{endpoint, host, identity, kv, network},
+        model::tests::{endpoint, host, identity, kv, network, network_with_gateway},
     };
 
     fn local(entries: &[(&str, &str, u32)]) -> LocalTable {
@@ -790,10 +862,13 @@ mod tests {
                 0 => {
                     let n = rng.below(3);
                     let vni = 300 + rng.below(2) as u32;
-                    (
-                        keys::network(&format!("n{n}")),
-                        network(&format!("n{n}"), vni),
-                    )
+                    let name = format!("n{n}");
+                    let value = if rng.below(2) == 0 {
+                        network(&name, vni)
+                    } else {
+                        network_with_gateway(&name, vni, "10.1.0.254")
+                    };
+                    (keys::network(&name), value)
                 }
                 1 | 2 => {
                     let h = ["a", "b", "c"][rng.below(3) as usize];

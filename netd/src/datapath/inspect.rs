@@ -176,6 +176,7 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
                 let (kind, target) = match v.kind {
                     fdb_kind::LOCAL => ("local", format!("ifindex {}", v.ifindex)),
                     fdb_kind::REMOTE => ("remote", format!("vtep {}", ip(v.vtep))),
+                    fdb_kind::GATEWAY => ("gateway", String::new()),
                     other => ("invalid", format!("kind {other}")),
                 };
                 rows.push(row(vec![

@@ -67,6 +67,42 @@ pub fn check_pin(
     })
 }
 
+/// A planned migration: the counters array grows when a release adds counters. Its pin is
+/// dropped so that the loader makes a bigger one (the programs still attached keep the old
+/// array until the new programs replace them, so nothing is lost but the old counts). Returns
+/// whether it did.
+pub fn renew_counters(dir: &Path) -> Result<bool, DatapathError> {
+    let Some(layout) = LAYOUTS.iter().find(|l| l.name == names::STATS) else {
+        return Ok(false);
+    };
+    let path = dir.join(layout.name);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let map = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
+        name: layout.name,
+        source,
+    })?;
+    let info = map.info().map_err(|source| DatapathError::Map {
+        name: layout.name,
+        source,
+    })?;
+    let same_shape = info.key_size() == layout.key_size && info.value_size() == layout.value_size;
+    if !same_shape || info.max_entries() == layout.max_entries {
+        return Ok(false);
+    }
+    std::fs::remove_file(&path).map_err(|source| DatapathError::LinkPin {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(
+        old = info.max_entries(),
+        new = layout.max_entries,
+        "counters array resized for this release; counting starts again"
+    );
+    Ok(true)
+}
+
 /// Checks every map already pinned in `dir` against the layout and the capacity this daemon
 /// asks for; maps not pinned yet are fine (they get created).
 pub fn check_pins(dir: &Path, capacities: &Capacities) -> Result<(), DatapathError> {

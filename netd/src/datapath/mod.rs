@@ -79,6 +79,7 @@ impl Datapath {
         }
         if let Some(dir) = &options.pin_dir {
             crate::bpffs::ensure_pin_dir(dir)?;
+            layout::renew_counters(dir)?;
             layout::check_pins(dir, &capacities)?;
             for layout in &LAYOUTS {
                 loader.map_pin_path(layout.name, dir.join(layout.name));
