@@ -419,6 +419,27 @@ pub struct EndpointRecord {
     pub host: String,
     pub vtep_ip: Ipv4Addr,
     pub name: String,
+    /// The DNS names it answers to in its network (a container's name, aliases and hostname;
+    /// a namespace endpoint's name). Older records have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+/// Most names one endpoint may carry.
+pub const MAX_NAMES: usize = 32;
+
+/// Whether `name` can be a DNS name: dot-separated labels of letters, digits, `-` and `_`, each
+/// 1 to 63 bytes, 253 in all.
+pub fn valid_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 impl Versioned for EndpointRecord {
@@ -450,6 +471,15 @@ impl EndpointRecord {
         }
         if !self.mac.is_unicast() {
             return Err(invalid(format!("MAC {} is not unicast", self.mac)));
+        }
+        if self.names.len() > MAX_NAMES {
+            return Err(invalid(format!(
+                "{} names (at most {MAX_NAMES})",
+                self.names.len()
+            )));
+        }
+        if let Some(bad) = self.names.iter().find(|n| !valid_dns_name(n)) {
+            return Err(invalid(format!("{bad:?} is not a DNS name")));
         }
         Ok(())
     }
@@ -602,6 +632,7 @@ mod tests {
             host: "h1".into(),
             vtep_ip: host.vtep_ip,
             name: "e".into(),
+            names: Vec::new(),
         };
         assert_eq!(ep.validate("e", &n, Some(&host)), Ok(()));
         assert!(ep.validate("e", &n, None).is_err());

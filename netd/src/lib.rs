@@ -9,13 +9,15 @@
 //! - [`service`]: what netd does for a user (networks, endpoints), for the API and Docker;
 //! - [`daemon`] and [`api`]: `netd daemon` (wiring, liveness, the store watcher, the local
 //!   API server) and the local API the CLI uses; [`health`]: the links `netd status` shows;
-//! - [`docker`]: Docker's network and IPAM plugin protocol, and following the Engine.
+//! - [`docker`]: Docker's network and IPAM plugin protocol, and following the Engine;
+//! - [`dns`]: the names of every host's endpoints, answered in each namespace netd serves.
 
 pub mod api;
 pub mod bpffs;
 pub mod control;
 pub mod daemon;
 pub mod datapath;
+pub mod dns;
 pub mod docker;
 pub mod health;
 pub mod netlink;

@@ -86,6 +86,7 @@ impl Synthetic {
             host: Self::host_name(h),
             vtep_ip: Self::vtep(h),
             name: id.clone(),
+            names: Vec::new(),
         };
         [
             (keys::endpoint(&network, &id), schema::encode(&record)),

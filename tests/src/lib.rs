@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod bulk;
 pub mod cluster;
+pub mod dns;
 pub mod docker;
 pub mod lab;
 pub mod netns;

@@ -42,6 +42,17 @@ pub struct DaemonArgs {
     /// Serve network namespaces only: no Docker plugin, no Engine connection.
     #[arg(long)]
     no_docker: bool,
+    /// Where netd answers DNS in each namespace it serves (and in the host's): give it to
+    /// Docker as `"dns": ["169.254.53.53"]` in daemon.json for names across hosts.
+    #[arg(long, default_value_t = netd::dns::DEFAULT_ADDRESS)]
+    dns_address: std::net::Ipv4Addr,
+    /// DNS servers for the names netd does not answer, comma-separated IP[:PORT] (default: the
+    /// nameservers of /etc/resolv.conf).
+    #[arg(long, value_delimiter = ',', value_parser = parse_upstream)]
+    dns_upstream: Vec<std::net::SocketAddr>,
+    /// Answer no DNS.
+    #[arg(long, conflicts_with = "dns_upstream")]
+    no_dns: bool,
     /// Endpoints this host can hold (the NETD_ENDPOINTS map).
     #[arg(long, default_value_t = netd_common::maps::capacity::ENDPOINTS, value_parser = clap::value_parser!(u32).range(1..))]
     max_local_endpoints: u32,
@@ -52,6 +63,13 @@ pub struct DaemonArgs {
     /// (host, network) pairs that may send to this host (the NETD_VTEPS map).
     #[arg(long, default_value_t = netd_common::maps::capacity::VTEPS, value_parser = clap::value_parser!(u32).range(1..))]
     max_vteps: u32,
+}
+
+/// `IP` or `IP:PORT`.
+fn parse_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        .map_err(|_| format!("{text:?} is not IP or IP:PORT"))
 }
 
 fn system_hostname() -> anyhow::Result<String> {
@@ -87,6 +105,10 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             endpoints: args.max_endpoints,
             vteps: args.max_vteps,
         },
+        dns: (!args.no_dns).then(|| netd::dns::DnsOptions {
+            address: args.dns_address,
+            upstream: args.dns_upstream,
+        }),
         docker: (!args.no_docker).then(|| netd::docker::DockerOptions {
             plugin_dir: args.docker_plugin_dir,
             engine_socket: args.docker_host.unwrap_or_else(|| {

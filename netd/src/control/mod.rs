@@ -143,6 +143,12 @@ pub enum Query {
         network: Option<String>,
         reply: oneshot::Sender<Vec<EndpointView>>,
     },
+    /// The addresses answering to a DNS name in any of `networks`.
+    Resolve {
+        networks: Vec<String>,
+        name: String,
+        reply: oneshot::Sender<Vec<Ipv4Addr>>,
+    },
     /// Whether `mac` is taken in `network` by a valid endpoint.
     MacInUse {
         network: String,
@@ -262,6 +268,22 @@ impl Control {
         let (reply, answer) = oneshot::channel();
         self.query(Query::Endpoints {
             network: network.map(str::to_string),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// The addresses `name` resolves to for an asker on `networks`.
+    pub async fn resolve(
+        &self,
+        networks: Vec<String>,
+        name: String,
+    ) -> Result<Vec<Ipv4Addr>, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.query(Query::Resolve {
+            networks,
+            name,
             reply,
         })
         .await?;

@@ -61,6 +61,8 @@ pub struct Record {
     pub mac: Mac,
     pub host: Name,
     pub vtep: Ipv4Addr,
+    /// DNS names, lower-cased.
+    pub names: Vec<Name>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +139,8 @@ pub struct Model {
     by_host: HashMap<Name, HashSet<Slot>>,
     ip_claims: HashMap<(Name, Ipv4Addr), Claimants>,
     mac_claims: HashMap<(Name, Mac), Claimants>,
+    /// (network, DNS name) -> endpoints answering to it, valid or not.
+    dns: HashMap<(Name, Name), Vec<Slot>>,
     /// Network and host names, shared by every endpoint that names them.
     names: HashSet<Name>,
     revision: i64,
@@ -157,6 +161,7 @@ impl Model {
             by_host: HashMap::new(),
             ip_claims: HashMap::new(),
             mac_claims: HashMap::new(),
+            dns: HashMap::new(),
             names: HashSet::new(),
             revision: 0,
         }
@@ -364,6 +369,7 @@ impl Model {
         let slot = match self.index.get(&(network.clone(), Name::from(id))) {
             Some(&slot) => {
                 self.leave_claims(slot, touched);
+                self.unindex_names(slot);
                 if let Some(Ok(old)) = self.get(slot).map(|e| e.record.clone())
                     && let Some(set) = self.by_host.get_mut(&old.host)
                 {
@@ -393,8 +399,63 @@ impl Model {
         if let Ok(r) = &record {
             self.by_host.entry(r.host.clone()).or_default().insert(slot);
         }
+        self.index_names(slot);
         self.refresh(slot, touched);
         slot
+    }
+
+    fn index_names(&mut self, slot: Slot) {
+        let Some((network, names)) = self.get(slot).and_then(|e| {
+            let record = e.record.as_ref().ok()?;
+            Some((e.network.clone(), dns_names(&e.id, record)))
+        }) else {
+            return;
+        };
+        for name in names {
+            self.dns
+                .entry((network.clone(), name))
+                .or_default()
+                .push(slot);
+        }
+    }
+
+    fn unindex_names(&mut self, slot: Slot) {
+        let Some((network, names)) = self.get(slot).and_then(|e| {
+            let record = e.record.as_ref().ok()?;
+            Some((e.network.clone(), dns_names(&e.id, record)))
+        }) else {
+            return;
+        };
+        for name in names {
+            let key = (network.clone(), name);
+            if let Some(slots) = self.dns.get_mut(&key) {
+                slots.retain(|&s| s != slot);
+                if slots.is_empty() {
+                    self.dns.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The addresses of the valid endpoints answering to `name` (any case) in `networks`.
+    pub fn resolve(&self, networks: &[Name], name: &str) -> Vec<Ipv4Addr> {
+        let name: Name = name.to_ascii_lowercase().into();
+        let mut found = Vec::new();
+        for network in networks {
+            for &slot in self
+                .dns
+                .get(&(network.clone(), name.clone()))
+                .into_iter()
+                .flatten()
+            {
+                if let Ok(record) = self.check(slot)
+                    && !found.contains(&record.ip)
+                {
+                    found.push(record.ip);
+                }
+            }
+        }
+        found
     }
 
     /// Removes an endpoint; its slot stays (dead) until [`Self::reap`].
@@ -403,6 +464,7 @@ impl Model {
             return;
         };
         self.leave_claims(slot, touched);
+        self.unindex_names(slot);
         if let Some(set) = self.by_network.get_mut(network) {
             set.remove(&slot);
             if set.is_empty() {
@@ -663,8 +725,26 @@ impl From<&EndpointRecord> for Record {
             mac: r.mac,
             host: r.host.as_str().into(),
             vtep: r.vtep_ip,
+            names: r
+                .names
+                .iter()
+                .map(|n| Name::from(n.to_ascii_lowercase()))
+                .collect(),
         }
     }
+}
+
+/// The names an endpoint answers to: those of its record, or for a record without any (an
+/// older netd's) its own name, unless that is one of Docker's 64-hex endpoint IDs.
+fn dns_names(id: &Name, record: &Record) -> Vec<Name> {
+    if !record.names.is_empty() {
+        return record.names.clone();
+    }
+    let docker_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if docker_id || !schema::valid_dns_name(id) {
+        return Vec::new();
+    }
+    vec![Name::from(id.to_ascii_lowercase())]
 }
 
 #[cfg(test)]
@@ -727,6 +807,7 @@ pub(crate) mod tests {
             host: host.into(),
             vtep_ip: vtep.parse().unwrap(),
             name: name.into(),
+            names: Vec::new(),
         })
     }
 
@@ -832,6 +913,37 @@ pub(crate) mod tests {
         assert_eq!(valid_ids(&m), vec!["mine"]);
         let slot = m.slot_of("n", "theirs").unwrap();
         assert_eq!(m.check(slot).unwrap_err(), Invalid::HostGone);
+    }
+
+    #[test]
+    fn names_resolve_in_their_network_only_while_valid() {
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::network("n"), network("n", 300), 1);
+        put(&mut m, keys::network("o"), network("o", 301), 2);
+        put(&mut m, keys::host("b"), host("192.168.0.2"), 3);
+        let mut web: EndpointRecord =
+            schema::decode(&endpoint("e1", "10.1.0.1", "b", "192.168.0.2")).unwrap();
+        web.names = vec!["Web".into(), "alias1".into()];
+        put(&mut m, keys::endpoint("n", "e1"), schema::encode(&web), 4);
+        // A record without names answers to its own.
+        put(
+            &mut m,
+            keys::endpoint("o", "db"),
+            endpoint("db", "10.1.0.2", "b", "192.168.0.2"),
+            5,
+        );
+        let n: Vec<Name> = vec!["n".into()];
+        let o: Vec<Name> = vec!["o".into()];
+        let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
+        assert_eq!(m.resolve(&n, "web"), vec![ip("10.1.0.1")]);
+        assert_eq!(m.resolve(&n, "ALIAS1"), vec![ip("10.1.0.1")]);
+        assert!(m.resolve(&o, "web").is_empty(), "not from another network");
+        assert_eq!(m.resolve(&o, "db"), vec![ip("10.1.0.2")]);
+        delete(&mut m, keys::host("b"), 6);
+        assert!(m.resolve(&n, "web").is_empty(), "gone with its host");
+        put(&mut m, keys::host("b"), host("192.168.0.2"), 7);
+        delete(&mut m, keys::endpoint("n", "e1"), 8);
+        assert!(m.resolve(&n, "web").is_empty(), "gone with its record");
     }
 
     #[test]

@@ -581,6 +581,14 @@ impl Reconciler {
             Query::Endpoints { network, reply } => {
                 let _ = reply.send(self.endpoints(network.as_deref()));
             }
+            Query::Resolve {
+                networks,
+                name,
+                reply,
+            } => {
+                let networks: Vec<Name> = networks.iter().map(|n| Name::from(n.as_str())).collect();
+                let _ = reply.send(self.model.resolve(&networks, &name));
+            }
             Query::MacInUse {
                 network,
                 mac,

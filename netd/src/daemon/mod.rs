@@ -50,6 +50,8 @@ pub struct DaemonOptions {
     pub macvlan_parent: Option<String>,
     /// Sizes of the maps that grow with the cluster.
     pub capacities: Capacities,
+    /// Names across hosts, `None` to answer no DNS.
+    pub dns: Option<crate::dns::DnsOptions>,
     /// Docker integration, `None` to serve namespaces only.
     pub docker: Option<crate::docker::DockerOptions>,
 }
@@ -154,6 +156,14 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         run_dir: options.run_dir.clone(),
     })?;
     let store = Arc::new(connect(&options.store).await?);
+    let dns = match options.dns.clone() {
+        Some(dns) => Some(
+            crate::dns::Dns::start(control.clone(), dns, &options.run_dir)
+                .await
+                .context("DNS (give another --dns-address, or --no-dns)")?,
+        ),
+        None => None,
+    };
     let service = Service::new(
         store.clone(),
         control.clone(),
@@ -163,6 +173,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             uplink_mtu,
             macvlan_parent: options.macvlan_parent.clone(),
         },
+        dns,
     );
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();

@@ -554,6 +554,8 @@ impl Driver {
                 address: Address::Given(ip),
                 mac,
                 plumbing: Plumbing::Docker,
+                // Filled in once the container is known (after Join).
+                names: Vec::new(),
             })
             .await;
         let published = match published {

@@ -141,6 +141,22 @@ pub fn route_dev(to: Ipv4Addr) -> Result<String, NetlinkError> {
     })
 }
 
+/// Gives `lo` the address `ip`/32 (idempotent), in the namespace at `netns`, or this thread's
+/// when `None`: the address netd's DNS answers at, local in every namespace it serves.
+pub fn add_loopback_address(netns: Option<&Path>, ip: Ipv4Addr) -> Result<(), NetlinkError> {
+    let job = move |handle: rtnetlink::Handle| async move {
+        let lo = link::get(&handle, link::Lookup::Name("lo")).await?;
+        match route::add_address(&handle, lo.header.index, "lo", ip, 32).await {
+            Ok(()) | Err(NetlinkError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    match netns {
+        Some(netns) => runner::in_netns(netns, job),
+        None => runner::here(job),
+    }
+}
+
 /// The endpoints of this host, found by their aliases: (network, endpoint) -> host ifname.
 pub fn local_endpoints() -> Result<HashMap<(String, String), String>, NetlinkError> {
     let links = runner::here(|handle| async move { link::dump(&handle).await })?;

@@ -45,6 +45,8 @@ pub struct NewEndpoint {
     pub address: Address,
     pub mac: Option<Mac>,
     pub plumbing: Plumbing,
+    /// The DNS names it answers to in its network.
+    pub names: Vec<String>,
 }
 
 /// A published endpoint.
@@ -102,6 +104,14 @@ impl Service {
         if result.is_err() {
             self.undo(&new, &key, undo).await;
         }
+        if let (Ok(_), Plumbing::Namespace { netns, .. }, Some(dns)) =
+            (&result, &new.plumbing, &self.dns)
+        {
+            // Names are a service on top: an endpoint that cannot have them still works.
+            if let Err(error) = dns.serve(netns, &network.name, &new.id, true).await {
+                tracing::warn!(error = %format!("{error:#}"), endpoint = %new.id, "no DNS in the endpoint's namespace");
+            }
+        }
         result
     }
 
@@ -158,6 +168,11 @@ impl Service {
             mac,
             host: self.host.name.as_str().into(),
             vtep: self.host.vtep,
+            names: new
+                .names
+                .iter()
+                .map(|n| n.to_ascii_lowercase().into())
+                .collect(),
         };
         self.control
             .attach(Attach {
@@ -175,6 +190,7 @@ impl Service {
             host: self.host.name.clone(),
             vtep_ip: self.host.vtep,
             name: new.id.clone(),
+            names: new.names.clone(),
         });
         // An answer lost in a timeout may hide a record that was written: undo deletes it.
         undo.record = true;
@@ -285,6 +301,9 @@ impl Service {
             None => (None, ""),
         };
         ipam::delete_releasing(&self.store, std::slice::from_ref(&key), network, ip, owner).await?;
+        if let Some(dns) = &self.dns {
+            dns.withdraw(network, id);
+        }
         self.control.detach(network, id).await?;
         let host_if = netlink::host_ifname(network, id);
         blocking(move || netlink::delete_link(&host_if)).await?;

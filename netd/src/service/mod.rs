@@ -9,7 +9,7 @@ use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use netd_store::Store;
 
-use crate::control::Control;
+use crate::{control::Control, dns::Dns};
 
 /// How long an operation waits for the reconciler to catch up with the store before it says
 /// the daemon is still syncing.
@@ -31,14 +31,17 @@ pub struct Service {
     pub store: Arc<Store>,
     pub control: Control,
     pub host: Arc<Host>,
+    /// Names across hosts, unless the daemon runs without (`--no-dns`).
+    pub dns: Option<Dns>,
 }
 
 impl Service {
-    pub fn new(store: Arc<Store>, control: Control, host: Host) -> Self {
+    pub fn new(store: Arc<Store>, control: Control, host: Host, dns: Option<Dns>) -> Self {
         Self {
             store,
             control,
             host: Arc::new(host),
+            dns,
         }
     }
 }

@@ -65,6 +65,8 @@ pub(super) async fn endpoint_add(service: &Service, add: Add) -> anyhow::Result<
                 netns,
                 ifname: add.ifname,
             },
+            // Namespaces resolve each other by endpoint name.
+            names: vec![add.name.clone()],
         })
         .await?;
     Ok(json!({
