@@ -105,7 +105,7 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             endpoints: args.max_endpoints,
             vteps: args.max_vteps,
         },
-        dns: (!args.no_dns).then(|| netd::dns::DnsOptions {
+        dns: (!args.no_dns).then_some(netd::dns::DnsOptions {
             address: args.dns_address,
             upstream: args.dns_upstream,
         }),
