@@ -393,6 +393,37 @@ fn exhaustion_and_bad_input_are_clear_errors() {
     assert!(e.contains("invalid mtu"), "{e}");
     let e = err(&c, &["network", "rm", "tiny"]);
     assert!(e.contains("in use by 2 endpoint"), "{e}");
+    // A network whose MTU the uplink (1500) cannot carry with VXLAN's 50 B: inspect says so,
+    // naming the host, and the daemon logs it.
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.81.0.0/24",
+            "-o",
+            "mtu=1480",
+            "big",
+        ],
+    )
+    .unwrap();
+    let big = c.netd_json(0, &["network", "inspect", "big"]).unwrap();
+    let warnings = big["warnings"].to_string();
+    assert!(
+        warnings.contains("needs an uplink MTU of 1530") && warnings.contains("host h1's is 1500"),
+        "{big}"
+    );
+    let small = c.netd_json(0, &["network", "inspect", "tiny"]).unwrap();
+    assert!(small["warnings"].is_null(), "{small}");
+    c.wait_for(Duration::from_secs(5), || {
+        std::fs::read_to_string(&c.hosts[0].log)
+            .ok()?
+            .contains("exceeds this host's uplink MTU")
+            .then_some(())
+    })
+    .unwrap();
+    c.netd(0, &["network", "rm", "big"]).unwrap();
     // A gateway must be a usable host address of its subnet.
     for (gateway, what) in [
         ("10.80.0.0", "network address"),

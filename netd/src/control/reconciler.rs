@@ -51,6 +51,8 @@ pub(super) struct Reconciler {
     /// Keys whose value was refused -> the reason logged for them.
     invalid: HashMap<String, String>,
     invalid_total: u64,
+    /// Networks whose MTU was reported as too big for this host's uplink.
+    mtu_warned: HashSet<Name>,
     events_applied: u64,
     drift_repaired: u64,
     ticks: u32,
@@ -99,6 +101,7 @@ impl Reconciler {
             health: BTreeMap::new(),
             invalid: HashMap::new(),
             invalid_total: 0,
+            mtu_warned: HashSet::new(),
             events_applied: 0,
             drift_repaired: 0,
             ticks: 0,
@@ -407,6 +410,7 @@ impl Reconciler {
         }
         if !touched.networks.is_empty() {
             refused.extend(self.model.invalid_networks());
+            self.note_mtu(touched);
         }
         if touched.hosts {
             refused.extend(self.model.invalid_hosts());
@@ -416,6 +420,35 @@ impl Reconciler {
                 tracing::warn!(%key, %reason, "invalid value in the store skipped");
                 self.invalid_total += 1;
                 self.invalid.insert(key, reason);
+            }
+        }
+    }
+
+    /// Warns once per network whose MTU does not fit this host's uplink once encapsulated:
+    /// its big packets would be dropped (and counted) here.
+    fn note_mtu(&mut self, touched: &Touched) {
+        let uplink = self.identity.record.uplink_mtu;
+        for name in &touched.networks {
+            let Some(net) = self.model.network(name) else {
+                self.mtu_warned.remove(name);
+                continue;
+            };
+            match net.mtu {
+                Some(mtu)
+                    if net.macvlan().is_none() && mtu + netd_common::VXLAN_OVERHEAD > uplink =>
+                {
+                    if self.mtu_warned.insert(name.clone()) {
+                        tracing::warn!(
+                            network = %name,
+                            mtu,
+                            uplink_mtu = uplink,
+                            "network MTU + 50 B of VXLAN exceeds this host's uplink MTU: bigger packets are dropped"
+                        );
+                    }
+                }
+                _ => {
+                    self.mtu_warned.remove(name);
+                }
             }
         }
     }

@@ -45,5 +45,34 @@ pub(super) async fn network_inspect(service: &Service, name: &str) -> anyhow::Re
         .collect();
     let mut v = network_json(&record, endpoints.len());
     v["endpoint_list"] = json!(endpoints);
+    let warnings = mtu_warnings(&record, &service.control.summary().hosts);
+    if !warnings.is_empty() {
+        v["warnings"] = json!(warnings);
+    }
     Ok(v)
+}
+
+/// The hosts whose uplink cannot carry this network's packets once encapsulated (mtu + 50 B):
+/// their big packets are dropped (and counted), so `inspect` says so.
+fn mtu_warnings(
+    net: &NetworkRecord,
+    hosts: &std::collections::BTreeMap<String, netd_store::schema::HostRecord>,
+) -> Vec<String> {
+    let Some(mtu) = net.mtu else {
+        return Vec::new();
+    };
+    if net.macvlan().is_some() {
+        return Vec::new();
+    }
+    let needed = mtu + netd_common::VXLAN_OVERHEAD;
+    hosts
+        .iter()
+        .filter(|(_, h)| h.uplink_mtu < needed)
+        .map(|(name, h)| {
+            format!(
+                "MTU {mtu} needs an uplink MTU of {needed} for VXLAN; host {name}'s is {}",
+                h.uplink_mtu
+            )
+        })
+        .collect()
 }
