@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use netd_tests::{
-    cluster::{Cluster, StoreKind},
+    cluster::{Cluster, STORE_IP, StoreKind},
     docker::{DockerHost, Engine, EngineOptions, IMAGE},
 };
 
@@ -106,6 +106,8 @@ fn the_seeds_commands_work_with_dash_d_netd(engine: Engine) {
             "web",
             "--network",
             "mynet",
+            "-p",
+            "15201:5201",
             IMAGE,
             "iperf3",
             "-s",
@@ -161,6 +163,34 @@ fn the_seeds_commands_work_with_dash_d_netd(engine: Engine) {
         .docker(0, &["exec", "web", "cat", "/sys/class/net/eth0/mtu"])
         .unwrap();
     assert_eq!(mtu.trim(), "1200");
+    // The way out is Docker's own, as with its overlay: docker_gwbridge (eth1) has the default
+    // route, with outbound NAT to the underlay and the `-p` mapping from it.
+    let route = dc
+        .docker(0, &["exec", "web", "ip", "route", "show", "default"])
+        .unwrap();
+    assert!(route.contains("dev eth1"), "{route}");
+    let out = dc
+        .docker(
+            0,
+            &[
+                "exec",
+                "web",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &STORE_IP.to_string(),
+            ],
+        )
+        .unwrap();
+    assert!(out.contains("1 packets received"), "{out}");
+    let host_a = dc.c.hosts[0].vtep.to_string();
+    let out = dc.c.hosts[1]
+        .ns
+        .exec("iperf3", &["-c", &host_a, "-p", "15201", "-n", "1M"])
+        .unwrap();
+    assert!(out.contains("receiver"), "{out}");
     // Host B's container got the address it asked for, and the endpoint is gone after --rm.
     dc.c.wait_for(Duration::from_secs(10), || {
         let eps = dc.c.netd_json(0, &["endpoint", "ls"]).ok()?;
@@ -195,8 +225,20 @@ fn networks_propagate_and_rm_removes_them_everywhere(engine: Engine) {
 
 fn addresses_are_unique_across_hosts(engine: Engine) {
     let dc = docker_cluster("da", engine);
-    dc.create_network(0, &["--subnet", "10.79.0.0/28", "small"])
-        .unwrap();
+    // A second subnet, reached through the first one's gateway.
+    dc.create_network(
+        0,
+        &[
+            "--subnet",
+            "10.79.0.0/28",
+            "--gateway",
+            "10.79.0.1",
+            "--subnet",
+            "10.79.1.0/28",
+            "small",
+        ],
+    )
+    .unwrap();
     dc.wait_network(1, "small", true);
     let dc = &dc;
     std::thread::scope(|s| {
@@ -229,6 +271,19 @@ fn addresses_are_unique_across_hosts(engine: Engine) {
     let before = ips.len();
     ips.dedup();
     assert_eq!(ips.len(), before, "an address was given twice: {ips:?}");
+    for i in 0..2 {
+        let routes = dc.docker(i, &["exec", "c0", "ip", "route"]).unwrap();
+        let own = dc.ip_of(i, "c0", "small");
+        let (other, via) = if own.starts_with("10.79.0.") {
+            ("10.79.1.0/28", "10.79.0.1")
+        } else {
+            ("10.79.0.0/28", "10.79.1.1")
+        };
+        assert!(
+            routes.contains(&format!("{other} via {via} dev eth0")),
+            "{own}: {routes}"
+        );
+    }
 }
 
 fn a_container_removed_while_netd_is_down_is_released_when_it_returns(engine: Engine) {

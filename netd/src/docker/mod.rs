@@ -2,9 +2,14 @@
 //! on a unix socket in Docker's plugin directory), networks mirrored between the cluster store
 //! and every host's Docker, and the Engine's events followed to release what Docker forgot.
 
+mod bindings;
 pub mod driver;
+mod endpoint;
 pub mod engine;
 mod http;
+mod ipam;
+mod network;
+pub mod protocol;
 mod sync;
 
 use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, sync::Arc};

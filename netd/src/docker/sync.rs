@@ -16,7 +16,7 @@ use std::{
 use netd_store::keys;
 use serde_json::{Value, json};
 
-use super::driver::{Driver, NETD_NETWORK_OPTION};
+use super::{bindings::NETD_NETWORK_OPTION, driver::Driver};
 
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
 /// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).

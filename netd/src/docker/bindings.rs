@@ -1,0 +1,108 @@
+//! Which netd network each of this host's Docker networks is. Docker never tells its driver a
+//! network's name, so a binding is made when netd learns it: from the `netd.network` option of
+//! a network netd mirrored, from the Engine just after `CreateNetwork` (see `network.rs`), or
+//! from the Engine's network list at start-up (`adopt`).
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use anyhow::anyhow;
+use ipnet::Ipv4Net;
+
+use super::driver::{Driver, lock};
+
+/// Option (driver and IPAM) naming the netd network a Docker network mirrors.
+pub const NETD_NETWORK_OPTION: &str = "netd.network";
+
+/// How long a call about a network waits for its binding (made just after `CreateNetwork`).
+const BINDING_WAIT: Duration = Duration::from_secs(10);
+
+/// Docker network ID -> netd network name.
+#[derive(Default)]
+pub(super) struct Bindings {
+    by_id: Mutex<HashMap<String, String>>,
+}
+
+impl Bindings {
+    pub fn get(&self, docker_network: &str) -> Option<String> {
+        lock(&self.by_id).get(docker_network).cloned()
+    }
+
+    fn insert(&self, docker_network: &str, name: &str) {
+        lock(&self.by_id).insert(docker_network.to_string(), name.to_string());
+    }
+
+    pub fn remove(&self, docker_network: &str) {
+        lock(&self.by_id).remove(docker_network);
+    }
+
+    fn all(&self) -> HashMap<String, String> {
+        lock(&self.by_id).clone()
+    }
+}
+
+impl Driver {
+    /// Binds a Docker network, and the pools it got, to its netd network.
+    pub(super) fn bind(&self, docker_network: &str, name: &str) {
+        self.bindings.insert(docker_network, name);
+        self.pools.bind(docker_network, name);
+        tracing::info!(docker_network, network = %name, "Docker network bound");
+    }
+
+    pub(super) fn network_of(&self, docker_network: &str) -> anyhow::Result<String> {
+        self.bindings.get(docker_network).ok_or_else(|| {
+            anyhow!("Docker network {docker_network} is not a known netd network (yet)")
+        })
+    }
+
+    /// The binding, waited for: Docker may create an endpoint as soon as `CreateNetwork`
+    /// returned, before netd learned the network's name.
+    pub(super) async fn network_of_waiting(&self, docker_network: &str) -> anyhow::Result<String> {
+        let deadline = Instant::now() + BINDING_WAIT;
+        loop {
+            match self.network_of(docker_network) {
+                Ok(n) => return Ok(n),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Docker network ID -> netd name, for the reconciler.
+    pub fn bound_networks(&self) -> HashMap<String, String> {
+        self.bindings.all()
+    }
+
+    /// Binds an existing Docker network (found at start-up) to its netd network.
+    pub fn adopt(&self, docker_network: &str, name: &str, subnets: &[Ipv4Net]) {
+        self.bindings.insert(docker_network, name);
+        self.pools.adopt(docker_network, name, subnets);
+    }
+
+    /// The netd network of the bound Docker network with this subnet, asked from the Engine
+    /// (after a restart, when a pool's binding was lost); `None` when not exactly one has it.
+    pub(super) async fn network_by_subnet(&self, subnet: Ipv4Net) -> Option<String> {
+        let subnet = subnet.to_string();
+        let mut found = None;
+        for (nid, name) in &self.bound_networks() {
+            let Ok(Some(n)) = self.engine.network(nid).await else {
+                continue;
+            };
+            let has = n["IPAM"]["Config"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["Subnet"].as_str() == Some(subnet.as_str()));
+            if has {
+                if found.is_some() {
+                    return None; // ambiguous
+                }
+                found = Some(name.clone());
+            }
+        }
+        found
+    }
+}

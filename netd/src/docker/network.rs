@@ -1,0 +1,254 @@
+//! `CreateNetwork` and `DeleteNetwork`: a network `docker network create -d netd` made is
+//! published to the store (and so appears on every host); one netd mirrored from the store is
+//! only bound; `docker network rm` removes the network everywhere.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail};
+use ipnet::Ipv4Net;
+use netd_store::keys;
+use serde_json::{Map, Value};
+
+use super::{
+    bindings::NETD_NETWORK_OPTION,
+    driver::Driver,
+    protocol::{self, CreateNetworkRequest, Empty, GENERIC_OPTIONS, IpamData, NetworkRequest},
+};
+use crate::{api::SubnetSpec, service::networks::NewNetwork};
+
+/// How long Docker may take to show a network it just created.
+const SHOW_WAIT: Duration = Duration::from_secs(30);
+
+/// The user's `-o` options, sorted out.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct NetworkOptions {
+    mtu: Option<u16>,
+    /// The netd network this Docker network mirrors ([`NETD_NETWORK_OPTION`]).
+    mirror_of: Option<String>,
+    /// The rest, for the network record (`vni`, `netd.type`, macvlan's `parent`, ...).
+    other: Vec<(String, String)>,
+}
+
+impl NetworkOptions {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.other
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the generic options (`-o`) out of `CreateNetwork`'s options.
+fn network_options(options: &Map<String, Value>) -> anyhow::Result<NetworkOptions> {
+    let generic = match options.get(GENERIC_OPTIONS) {
+        None | Some(Value::Null) => return Ok(NetworkOptions::default()),
+        Some(Value::Object(map)) => map,
+        Some(other) => bail!("the network options ({GENERIC_OPTIONS}) are not an object: {other}"),
+    };
+    let mut parsed = NetworkOptions::default();
+    for (k, v) in generic {
+        // The CLI sends strings; the API lets a client send numbers too.
+        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        match k.as_str() {
+            "mtu" | "com.docker.network.driver.mtu" => {
+                let m: u16 = v
+                    .parse()
+                    .map_err(|_| anyhow!("invalid mtu {v:?}: expected a number"))?;
+                if !(68..=9000).contains(&m) {
+                    bail!("invalid mtu {m}: outside 68..=9000");
+                }
+                parsed.mtu = Some(m);
+            }
+            NETD_NETWORK_OPTION => parsed.mirror_of = Some(v),
+            _ => parsed.other.push((k.clone(), v)),
+        }
+    }
+    Ok(parsed)
+}
+
+/// One subnet as Docker's IPAM gave it; `ip_range` comes from the pool, not from Docker.
+fn subnet_spec(data: &IpamData) -> anyhow::Result<(Ipv4Net, SubnetSpec)> {
+    let subnet: Ipv4Net = data
+        .pool
+        .parse()
+        .map_err(|_| anyhow!("invalid pool {:?}", data.pool))?;
+    let gateway = (!data.gateway.is_empty())
+        .then(|| protocol::ipv4_of(&data.gateway))
+        .transpose()?;
+    let mut aux = Vec::new();
+    for (name, address) in &data.aux_addresses {
+        let ip = protocol::ipv4_of(address).map_err(|e| anyhow!("aux address {name:?}: {e}"))?;
+        aux.push((name.clone(), ip.to_string()));
+    }
+    let spec = SubnetSpec {
+        subnet: subnet.to_string(),
+        gateway: gateway.map(|g| g.to_string()),
+        ip_range: None,
+        aux,
+    };
+    Ok((subnet, spec))
+}
+
+impl Driver {
+    pub(super) async fn create_network(
+        self: &Arc<Self>,
+        req: CreateNetworkRequest,
+    ) -> anyhow::Result<Empty> {
+        let options = network_options(&req.options)?;
+        let nid = req.network_id;
+        let mut subnets = Vec::new();
+        for data in &req.ipv4_data {
+            let (subnet, mut spec) = subnet_spec(data)?;
+            // The pool Docker got for this subnet: its ip-range, and from now on its
+            // addresses are containers'.
+            spec.ip_range = self.pools.claim(&nid, subnet).map(|r| r.to_string());
+            subnets.push(spec);
+        }
+        if subnets.is_empty() {
+            bail!("netd networks need --ipam-driver netd and an explicit --subnet");
+        }
+        if let Some(name) = &options.mirror_of {
+            self.bind(&nid, name);
+            return Ok(Empty {});
+        }
+        // Docker stores the network (and so its name) after this call returns: finish then.
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = this.publish_created(&nid, subnets, options).await {
+                tracing::error!(network = %nid, error = %format!("{e:#}"), "cannot publish a Docker network to the store");
+            }
+        });
+        Ok(Empty {})
+    }
+
+    /// Learns the name of a network the user made with Docker, creates it in the store (or,
+    /// when another host made it first, uses that one) and binds it.
+    async fn publish_created(
+        &self,
+        nid: &str,
+        subnets: Vec<SubnetSpec>,
+        options: NetworkOptions,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + SHOW_WAIT;
+        let name = loop {
+            if let Some(n) = self.engine.network(nid).await? {
+                break n["Name"].as_str().unwrap_or_default().to_string();
+            }
+            if Instant::now() > deadline {
+                bail!("Docker never showed network {nid}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // From now on an overlapping request can name it, before the store has it.
+        self.pools.name(nid, &name);
+        let vni = options.get("vni").and_then(|v| v.parse().ok());
+        // `-o netd.type=macvlan -o parent=eth0`: a macvlan-style network.
+        let driver = options.get("netd.type").unwrap_or("overlay").to_string();
+        let new = NewNetwork {
+            name: name.clone(),
+            driver,
+            subnets,
+            mtu: options.mtu,
+            vni,
+            options: options.other,
+        };
+        match self.service.network_create(new).await {
+            Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
+            // Made elsewhere first (or by `netd network create`): use it.
+            Err(e) if e.to_string().contains("already exists") => {}
+            Err(e) => return Err(e),
+        }
+        self.bind(nid, &name);
+        Ok(())
+    }
+
+    pub(super) async fn delete_network(&self, req: NetworkRequest) -> anyhow::Result<Empty> {
+        let nid = req.network_id;
+        let Some(name) = self.bindings.get(&nid) else {
+            tracing::info!(docker_network = %nid, "Docker removed a network netd had not bound");
+            return Ok(Empty {});
+        };
+        tracing::info!(network = %name, "Docker removed the network here: removing it everywhere");
+        if self
+            .service
+            .store
+            .get(&keys::network(&name))
+            .await?
+            .is_some()
+        {
+            // `docker network rm` here removes the network everywhere, once nobody uses it.
+            self.service.network_rm(&name).await?;
+        }
+        self.bindings.remove(&nid);
+        Ok(Empty {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(generic: Value) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("com.docker.network.enable_ipv6".into(), Value::Bool(false));
+        m.insert(GENERIC_OPTIONS.into(), generic);
+        m
+    }
+
+    #[test]
+    fn generic_options_are_sorted_out() {
+        let o = network_options(&options(serde_json::json!({
+            "com.docker.network.driver.mtu": "1200",
+            "netd.type": "macvlan",
+            "parent": "eth0",
+            "vni": 4242,
+        })))
+        .unwrap();
+        assert_eq!(o.mtu, Some(1200));
+        assert_eq!(o.mirror_of, None);
+        assert_eq!(o.get("netd.type"), Some("macvlan"));
+        assert_eq!(o.get("vni"), Some("4242"));
+        let o = network_options(&options(serde_json::json!({ NETD_NETWORK_OPTION: "n" }))).unwrap();
+        assert_eq!(o.mirror_of.as_deref(), Some("n"));
+        assert!(o.other.is_empty());
+        assert_eq!(
+            network_options(&options(Value::Null)).unwrap(),
+            NetworkOptions::default()
+        );
+        assert_eq!(
+            network_options(&Map::new()).unwrap(),
+            NetworkOptions::default()
+        );
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let e = network_options(&options(serde_json::json!({ "mtu": "abc" }))).unwrap_err();
+        assert_eq!(e.to_string(), r#"invalid mtu "abc": expected a number"#);
+        let e = network_options(&options(serde_json::json!({ "mtu": "20" }))).unwrap_err();
+        assert!(e.to_string().contains("outside 68..=9000"), "{e}");
+        assert!(network_options(&options(serde_json::json!("mtu=1200"))).is_err());
+    }
+
+    #[test]
+    fn subnets_from_ipam_data() {
+        let data = IpamData {
+            address_space: "netd".into(),
+            pool: "172.31.0.0/16".into(),
+            gateway: "172.31.0.2/16".into(),
+            aux_addresses: [("r".to_string(), "172.31.0.3/16".to_string())].into(),
+        };
+        let (subnet, spec) = subnet_spec(&data).unwrap();
+        assert_eq!(subnet.to_string(), "172.31.0.0/16");
+        assert_eq!(spec.gateway.as_deref(), Some("172.31.0.2"));
+        assert_eq!(spec.aux, vec![("r".to_string(), "172.31.0.3".to_string())]);
+        let bad = IpamData {
+            pool: "fd00::/64".into(),
+            ..IpamData::default()
+        };
+        assert!(subnet_spec(&bad).is_err());
+    }
+}
