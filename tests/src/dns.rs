@@ -99,10 +99,13 @@ impl Drop for FakeUpstream {
 /// The IPv4 addresses `name` resolves to from inside `ns`, asking `server` (busybox's
 /// nslookup); empty when it does not resolve.
 pub fn lookup(ns: &Netns, name: &str, server: &str) -> Vec<Ipv4Addr> {
-    let Ok(out) = ns.exec("busybox", &["nslookup", "-type=A", name, server]) else {
-        return Vec::new();
-    };
-    // The first "Address" is the server's own.
+    ns.exec("busybox", &["nslookup", "-type=A", name, server])
+        .map(|out| parse_nslookup(&out))
+        .unwrap_or_default()
+}
+
+/// The answers in busybox nslookup's output (the first "Address" is the server's own).
+pub fn parse_nslookup(out: &str) -> Vec<Ipv4Addr> {
     out.split("Name:")
         .skip(1)
         .flat_map(|answer| {

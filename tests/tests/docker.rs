@@ -7,11 +7,13 @@
 //! running as two simulated hosts, `netd daemon` on each, etcd between them. The user types the
 //! seed's commands with `-d netd` and no cluster store.
 
-use std::time::Duration;
+use std::{net::Ipv4Addr, time::Duration};
 
 use netd_tests::{
     cluster::{Cluster, STORE_IP, StoreKind},
+    dns::{FakeUpstream, parse_nslookup},
     docker::{DockerHost, Engine, EngineOptions, IMAGE},
+    netns::Netns,
 };
 
 /// Engines first: they are dropped before the cluster's namespaces.
@@ -21,19 +23,31 @@ struct DockerCluster {
 }
 
 fn docker_cluster(tag: &str, engine: Engine) -> DockerCluster {
+    docker_cluster_with(tag, engine, serde_json::json!({}), &[])
+}
+
+/// Like [`docker_cluster`], with a daemon.json for the engines and more `netd daemon` options.
+fn docker_cluster_with(
+    tag: &str,
+    engine: Engine,
+    daemon_json: serde_json::Value,
+    netd_args: &[&str],
+) -> DockerCluster {
     let mut dockers = Vec::new();
     let c = Cluster::new_with(tag, 2, StoreKind::Etcd, 10, |i, ns| {
         let options = EngineOptions {
             engine,
+            daemon_json: daemon_json.clone(),
             ..EngineOptions::default()
         };
         let d = DockerHost::start_with_options(ns, &format!("{tag}-host{}", i + 1), &options)?;
-        let args = vec![
+        let mut args = vec![
             "--docker-plugin-dir".to_string(),
             d.plugin_dir().display().to_string(),
             "--docker-host".to_string(),
             d.socket().display().to_string(),
         ];
+        args.extend(netd_args.iter().map(|a| a.to_string()));
         dockers.push(d);
         Ok(args)
     })
@@ -447,6 +461,257 @@ fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects(engine: Eng
     dc.wait_network(0, "plain", true);
 }
 
+/// The edges of Docker's classic overlay, on netd: `-p` publishes a port on the host's address
+/// (reachable from the LAN, shown by `docker port`), containers reach the outside through their
+/// host, names and aliases resolve across hosts within a network (daemon.json's one `dns`
+/// line), external names keep resolving, `--internal` has no way out, and a default-bridge
+/// container cannot reach the network.
+fn ports_outbound_and_names_work_as_on_dockers_overlay(engine: Engine) {
+    let upstream = std::net::SocketAddr::from((STORE_IP, 5353));
+    let upstream_arg = upstream.to_string();
+    let dc = docker_cluster_with(
+        "dx",
+        engine,
+        serde_json::json!({ "dns": [netd::dns::DEFAULT_ADDRESS.to_string()] }),
+        &["--dns-upstream", &upstream_arg],
+    );
+    // "The LAN": a namespace on the hosts' switch, beyond both hosts.
+    let lan = Netns::new("lan").unwrap();
+    let port = format!("lp{}", std::process::id() % 100_000);
+    netd_tests::ip(&[
+        "link",
+        "add",
+        "eth0",
+        "netns",
+        &lan.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &port,
+        "netns",
+        &dc.c.switch.name,
+    ])
+    .unwrap();
+    dc.c.switch
+        .ip(&["link", "set", &port, "master", "br0", "up"])
+        .unwrap();
+    lan.ip(&["addr", "add", "10.201.0.100/24", "dev", "eth0"])
+        .unwrap();
+    lan.ip(&["link", "set", "eth0", "up"]).unwrap();
+    let outside = Ipv4Addr::new(10, 201, 0, 100);
+    let _resolver =
+        FakeUpstream::start(&dc.c.switch, upstream, &[("lan.example.test", outside)]).unwrap();
+
+    dc.create_network(
+        0,
+        &[
+            "--subnet",
+            "172.31.0.0/16",
+            "--gateway",
+            "172.31.0.2",
+            "mynet",
+        ],
+    )
+    .unwrap();
+    dc.create_network(0, &["--subnet", "172.33.0.0/16", "other"])
+        .unwrap();
+    dc.create_network(0, &["--internal", "--subnet", "172.34.0.0/16", "closed"])
+        .unwrap();
+    for net in ["mynet", "other", "closed"] {
+        dc.wait_network(1, net, true);
+    }
+    let run = |i: usize, args: &[&str]| {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        dc.docker(i, &all)
+            .unwrap_or_else(|e| panic!("docker run on host {}: {e}", i + 1));
+    };
+    // The seed's container, on host 2, publishing its port.
+    run(
+        1,
+        &[
+            "--name",
+            "tomcat",
+            "--network",
+            "mynet",
+            "--network-alias",
+            "www",
+            "-p",
+            "8080:8080",
+            IMAGE,
+            "sh",
+            "-c",
+            "while true; do echo hi | nc -l -p 8080; done",
+        ],
+    );
+    run(
+        0,
+        &[
+            "--name",
+            "client",
+            "--network",
+            "mynet",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    );
+    run(
+        0,
+        &[
+            "--name",
+            "stranger",
+            "--network",
+            "other",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    );
+    run(
+        0,
+        &[
+            "--name",
+            "hermit",
+            "--network",
+            "closed",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    );
+    let tomcat_ip: Ipv4Addr = dc.ip_of(1, "tomcat", "mynet").parse().unwrap();
+    let client_ip: Ipv4Addr = dc.ip_of(0, "client", "mynet").parse().unwrap();
+
+    // -p: published on host 2's address, reachable from the LAN, shown by docker port.
+    let ports = dc.docker(1, &["port", "tomcat"]).unwrap();
+    assert!(ports.contains("8080/tcp -> 0.0.0.0:8080"), "{ports}");
+    // (busybox's static wget crashes on this system: a TCP exchange with nc instead.)
+    let page = dc.c.wait_for(Duration::from_secs(20), || {
+        let out = lan
+            .exec("busybox", &["nc", "-w", "2", "10.201.0.2", "8080"])
+            .ok()?;
+        (!out.trim().is_empty()).then_some(out)
+    });
+    assert_eq!(page.unwrap().trim(), "hi");
+    // Outbound: a mynet-only container reaches the LAN through its host.
+    assert!(
+        dc.docker(
+            0,
+            &[
+                "exec",
+                "client",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "10.201.0.100"
+            ]
+        )
+        .is_ok(),
+        "no way out"
+    );
+    // --internal: none, on the host that created the network and on the others.
+    run(
+        1,
+        &[
+            "--name",
+            "hermit2",
+            "--network",
+            "closed",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    );
+    assert!(
+        dc.docker(
+            1,
+            &[
+                "exec",
+                "hermit2",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "10.201.0.100"
+            ]
+        )
+        .is_err(),
+        "an --internal network's container got out on another host"
+    );
+    assert!(
+        dc.docker(
+            0,
+            &[
+                "exec",
+                "hermit",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "10.201.0.100"
+            ]
+        )
+        .is_err()
+    );
+    // A default-bridge container cannot reach the network.
+    assert!(
+        dc.docker(
+            0,
+            &[
+                "run",
+                "--rm",
+                IMAGE,
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                &tomcat_ip.to_string()
+            ]
+        )
+        .is_err()
+    );
+    // Names and aliases across hosts, both ways; not from another network; external names.
+    let resolve = |i: usize, container: &str, name: &str| -> Vec<Ipv4Addr> {
+        dc.docker(i, &["exec", container, "nslookup", name])
+            .map(|out| parse_nslookup(&out))
+            .unwrap_or_default()
+    };
+    dc.c.wait_for(Duration::from_secs(30), || {
+        (resolve(0, "client", "tomcat") == vec![tomcat_ip]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("tomcat from host 1: {e}"));
+    assert_eq!(resolve(0, "client", "www"), vec![tomcat_ip]);
+    dc.c.wait_for(Duration::from_secs(30), || {
+        (resolve(1, "tomcat", "client") == vec![client_ip]).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("client from host 2: {e}"));
+    assert!(
+        resolve(0, "stranger", "tomcat").is_empty(),
+        "a name leaked into another network"
+    );
+    assert_eq!(resolve(0, "client", "lan.example.test"), vec![outside]);
+    assert!(
+        dc.docker(
+            0,
+            &["exec", "client", "ping", "-c", "1", "-W", "2", "tomcat"]
+        )
+        .is_ok()
+    );
+    // Gone with its container.
+    dc.docker(1, &["rm", "-f", "tomcat"]).unwrap();
+    dc.c.wait_for(Duration::from_secs(30), || {
+        resolve(0, "client", "tomcat").is_empty().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("tomcat still resolves: {e}"));
+}
+
 /// Every test above, once per engine: Debian's 20.10 and trixie's 26.1.
 macro_rules! on_each_engine {
     ($($name:ident),* $(,)?) => {
@@ -476,6 +741,7 @@ macro_rules! on_each_engine {
 }
 
 on_each_engine!(
+    ports_outbound_and_names_work_as_on_dockers_overlay,
     the_seeds_commands_work_with_dash_d_netd,
     networks_propagate_and_rm_removes_them_everywhere,
     addresses_are_unique_across_hosts,

@@ -220,9 +220,10 @@ impl Dns {
         self.save();
     }
 
-    /// Whether the namespace at `netns` is served.
-    pub fn serves(&self, netns: &Path) -> bool {
-        self.lock().contains_key(netns)
+    /// Whether an endpoint's namespace is served.
+    pub fn serves_endpoint(&self, network: &str, endpoint: &str) -> bool {
+        let key = (network.to_string(), endpoint.to_string());
+        self.lock().values().any(|l| l.endpoints.contains(&key))
     }
 
     /// Remembers the namespace endpoints served, for the next start.

@@ -41,6 +41,8 @@ pub struct Driver {
     pub(super) bindings: Bindings,
     /// Docker endpoint ID -> when this daemon created it (the reconciler leaves young ones alone).
     pub created: Mutex<HashMap<String, Instant>>,
+    /// Endpoints whose container is being looked up (names, DNS).
+    pub(super) following: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Which protocol a call belongs to: they name their error field differently.
@@ -83,6 +85,7 @@ impl Driver {
             pools: Pools::default(),
             bindings: Bindings::default(),
             created: Mutex::new(HashMap::new()),
+            following: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -128,7 +131,14 @@ impl Driver {
                     value: serde_json::Map::new(),
                 })
             }
-            "/NetworkDriver.Join" => reply(self.join(protocol::parse(call, body)?).await?),
+            "/NetworkDriver.Join" => {
+                let request: protocol::JoinRequest = protocol::parse(call, body)?;
+                let (nid, eid) = (request.network_id.clone(), request.endpoint_id.clone());
+                let answer = self.join(request).await?;
+                // The container is only known once Docker has it joined: look it up later.
+                self.follow_container(nid, eid);
+                reply(answer)
+            }
             "/NetworkDriver.Leave" => reply(self.leave(protocol::parse(call, body)?)),
             // Node discovery is the store's job; external connectivity is docker_gwbridge's
             // (overlay) or the LAN's (macvlan).

@@ -175,6 +175,18 @@ impl Engine {
         }
     }
 
+    /// `GET /containers/{id}/json`; `None` when it does not exist.
+    pub async fn container(&self, id: &str) -> Result<Option<Value>, EngineError> {
+        match self
+            .call("GET", &format!("/containers/{id}/json"), None)
+            .await
+        {
+            Ok(v) => Ok(Some(v)),
+            Err(EngineError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn create_network(&self, body: &Value) -> Result<(), EngineError> {
         self.call("POST", "/networks/create", Some(body))
             .await

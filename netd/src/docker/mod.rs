@@ -8,6 +8,7 @@ mod endpoint;
 pub mod engine;
 mod http;
 mod ipam;
+mod names;
 mod network;
 pub mod protocol;
 mod sync;

@@ -92,6 +92,10 @@ fn subnet_spec(data: &IpamData) -> anyhow::Result<(Ipv4Net, SubnetSpec)> {
     Ok((subnet, spec))
 }
 
+/// The network option that marks a network Docker made `--internal` (no way out): its mirrors
+/// on the other hosts are made internal too.
+pub const INTERNAL_OPTION: &str = "netd.internal";
+
 impl Driver {
     pub(super) async fn create_network(
         self: &Arc<Self>,
@@ -133,9 +137,10 @@ impl Driver {
         options: NetworkOptions,
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + SHOW_WAIT;
-        let name = loop {
+        let (name, internal) = loop {
             if let Some(n) = self.engine.network(nid).await? {
-                break n["Name"].as_str().unwrap_or_default().to_string();
+                let name = n["Name"].as_str().unwrap_or_default().to_string();
+                break (name, n["Internal"].as_bool() == Some(true));
             }
             if Instant::now() > deadline {
                 bail!("Docker never showed network {nid}");
@@ -147,13 +152,18 @@ impl Driver {
         let vni = options.get("vni").and_then(|v| v.parse().ok());
         // `-o netd.type=macvlan -o parent=eth0`: a macvlan-style network.
         let driver = options.get("netd.type").unwrap_or("overlay").to_string();
+        let mut other = options.other;
+        // Docker keeps `--internal` to itself: the other hosts' mirrors must have it too.
+        if internal {
+            other.push((INTERNAL_OPTION.to_string(), "true".to_string()));
+        }
         let new = NewNetwork {
             name: name.clone(),
             driver,
             subnets,
             mtu: options.mtu,
             vni,
-            options: options.other,
+            options: other,
         };
         match self.service.network_create(new).await {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),

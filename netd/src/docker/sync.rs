@@ -43,7 +43,7 @@ pub async fn run(driver: Arc<Driver>) -> anyhow::Result<()> {
 /// Connects, reconciles, then follows events until the stream breaks. Store changes that
 /// matter here (networks, this host's endpoints) come from the reconciler's summary; a pass
 /// also runs every [`RESYNC_EVERY`], since Docker's event stream is lossy.
-async fn follow(driver: &Driver) -> anyhow::Result<()> {
+async fn follow(driver: &Arc<Driver>) -> anyhow::Result<()> {
     driver.engine.ping().await?;
     let mut events = driver.engine.events().await?;
     driver
@@ -100,7 +100,7 @@ fn store_inputs(driver: &Driver) -> (Vec<String>, Vec<String>) {
     )
 }
 
-async fn resync(driver: &Driver) -> anyhow::Result<()> {
+async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
     let summary = driver.service.control.summary();
     let docker = driver.engine.networks("netd").await?;
     let mut by_name: HashMap<String, String> = docker
@@ -150,11 +150,16 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
         if let Some(mtu) = net.mtu {
             options["com.docker.network.driver.mtu"] = json!(mtu.to_string());
         }
+        let internal = net
+            .options
+            .get(super::network::INTERNAL_OPTION)
+            .is_some_and(|v| v == "true");
         let body = json!({
             "Name": name,
             "Driver": "netd",
             "CheckDuplicate": true,
             "Attachable": true,
+            "Internal": internal,
             "IPAM": { "Driver": "netd", "Config": config, "Options": { NETD_NETWORK_OPTION: name } },
             "Options": options,
         });
@@ -197,6 +202,7 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
 
     // Docker -> store: endpoints whose container is gone.
     let mut live: HashSet<String> = HashSet::new();
+    let mut joined: Vec<(String, String)> = Vec::new();
     for nid in driver.bound_networks().keys() {
         if let Some(n) = driver.engine.network(nid).await? {
             for c in n["Containers"]
@@ -207,10 +213,13 @@ async fn resync(driver: &Driver) -> anyhow::Result<()> {
             {
                 if let Some(eid) = c["EndpointID"].as_str() {
                     live.insert(eid.to_string());
+                    joined.push((nid.clone(), eid.to_string()));
                 }
             }
         }
     }
+    // Containers joined before this daemon started (or whose lookup failed): names and DNS.
+    driver.follow_unserved(&joined);
     let young: HashSet<String> = driver
         .created
         .lock()
