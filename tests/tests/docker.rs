@@ -298,6 +298,34 @@ fn addresses_are_unique_across_hosts(engine: Engine) {
             "{own}: {routes}"
         );
     }
+    // And traffic crosses between the subnets through the gateways, across hosts.
+    dc.docker(
+        1,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "far",
+            "--network",
+            "small",
+            "--ip",
+            "10.79.1.9",
+            IMAGE,
+            "sleep",
+            "1000",
+        ],
+    )
+    .unwrap();
+    // The first subnet has room for all eight: c0 is in it.
+    assert!(dc.ip_of(0, "c0", "small").starts_with("10.79.0."));
+    assert!(
+        dc.docker(
+            0,
+            &["exec", "c0", "ping", "-c", "1", "-W", "2", "10.79.1.9"]
+        )
+        .is_ok(),
+        "no way into the network's other subnet"
+    );
 }
 
 fn a_container_removed_while_netd_is_down_is_released_when_it_returns(engine: Engine) {
@@ -612,6 +640,15 @@ fn ports_outbound_and_names_work_as_on_dockers_overlay(engine: Engine) {
         )
         .is_ok(),
         "no way out"
+    );
+    // The gateway address answers, as on Docker's overlay.
+    assert!(
+        dc.docker(
+            0,
+            &["exec", "client", "ping", "-c", "1", "-W", "2", "172.31.0.2"]
+        )
+        .is_ok(),
+        "the gateway does not answer"
     );
     // --internal: none, on the host that created the network and on the others.
     run(
