@@ -13,15 +13,7 @@ pub fn icmp_echo(
     dst: Ipv4Addr,
     payload_len: usize,
 ) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .icmpv4_echo_request(7, 1);
-    let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
-    let mut out = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut out, &payload)
-        .expect("writing to a Vec cannot fail");
-    out
+    icmp(src_mac, dst_mac, src, dst, payload_len, false)
 }
 
 /// The ICMP echo reply [`icmp_echo`] with the same arguments asks for.
@@ -32,9 +24,23 @@ pub fn icmp_echo_reply(
     dst: Ipv4Addr,
     payload_len: usize,
 ) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .icmpv4_echo_reply(7, 1);
+    icmp(src_mac, dst_mac, src, dst, payload_len, true)
+}
+
+fn icmp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    payload_len: usize,
+    reply: bool,
+) -> Vec<u8> {
+    let ip = PacketBuilder::ethernet2(src_mac, dst_mac).ipv4(src.octets(), dst.octets(), 64);
+    let builder = if reply {
+        ip.icmpv4_echo_reply(7, 1)
+    } else {
+        ip.icmpv4_echo_request(7, 1)
+    };
     let payload: Vec<u8> = (0..payload_len).map(|i| i as u8).collect();
     let mut out = Vec::with_capacity(builder.size(payload.len()));
     builder

@@ -404,11 +404,15 @@ impl Model {
         slot
     }
 
+    /// (network, names) an endpoint is indexed under for DNS.
+    fn dns_keys(&self, slot: Slot) -> Option<(Name, Vec<Name>)> {
+        let e = self.get(slot)?;
+        let record = e.record.as_ref().ok()?;
+        Some((e.network.clone(), dns_names(&e.id, record)))
+    }
+
     fn index_names(&mut self, slot: Slot) {
-        let Some((network, names)) = self.get(slot).and_then(|e| {
-            let record = e.record.as_ref().ok()?;
-            Some((e.network.clone(), dns_names(&e.id, record)))
-        }) else {
+        let Some((network, names)) = self.dns_keys(slot) else {
             return;
         };
         for name in names {
@@ -420,10 +424,7 @@ impl Model {
     }
 
     fn unindex_names(&mut self, slot: Slot) {
-        let Some((network, names)) = self.get(slot).and_then(|e| {
-            let record = e.record.as_ref().ok()?;
-            Some((e.network.clone(), dns_names(&e.id, record)))
-        }) else {
+        let Some((network, names)) = self.dns_keys(slot) else {
             return;
         };
         for name in names {

@@ -24,6 +24,18 @@ fn describe(kind: impl std::fmt::Debug, key: u32, value: u32, max: u32) -> Strin
     format!("{kind:?}, key {key} B, value {value} B, {max} entries")
 }
 
+/// What the kernel says about a pinned map.
+fn pin_info(path: &Path, layout: &MapLayout) -> Result<aya::maps::MapInfo, DatapathError> {
+    let map_error = |source| DatapathError::Map {
+        name: layout.name,
+        source,
+    };
+    MapData::from_pin(path)
+        .map_err(map_error)?
+        .info()
+        .map_err(map_error)
+}
+
 /// Checks one pinned map against its expected layout: type, key and value size, and the
 /// capacity when `max_entries` is given (a reader such as `netd maps` takes any capacity).
 /// Returns the pin's capacity.
@@ -32,14 +44,7 @@ pub fn check_pin(
     layout: &MapLayout,
     max_entries: Option<u32>,
 ) -> Result<u32, DatapathError> {
-    let map = MapData::from_pin(path).map_err(|source| DatapathError::Map {
-        name: layout.name,
-        source,
-    })?;
-    let info = map.info().map_err(|source| DatapathError::Map {
-        name: layout.name,
-        source,
-    })?;
+    let info = pin_info(path, layout)?;
     let found_type = info.map_type().ok();
     let expected_type = aya_map_type(layout.map_type);
     let matches = found_type.is_some()
@@ -79,14 +84,7 @@ pub fn renew_counters(dir: &Path) -> Result<bool, DatapathError> {
     if !path.exists() {
         return Ok(false);
     }
-    let map = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
-        name: layout.name,
-        source,
-    })?;
-    let info = map.info().map_err(|source| DatapathError::Map {
-        name: layout.name,
-        source,
-    })?;
+    let info = pin_info(&path, layout)?;
     let same_shape = info.key_size() == layout.key_size && info.value_size() == layout.value_size;
     if !same_shape || info.max_entries() == layout.max_entries {
         return Ok(false);
