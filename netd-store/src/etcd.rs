@@ -226,14 +226,14 @@ impl EtcdStore {
         &self,
         key: &str,
         value: &[u8],
-        lease: Option<LeaseId>,
+        lease: Option<&LeaseId>,
         expect: Expect,
     ) -> Result<bool> {
         let compare = match expect {
             Expect::Absent => Compare::create_revision(key, CompareOp::Equal, 0),
             Expect::ModRevision(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
         };
-        let options = lease.map(|LeaseId(id)| PutOptions::new().with_lease(id));
+        let options = lease_options(lease)?;
         let txn = Txn::new()
             .when([compare])
             .and_then([TxnOp::put(key, value, options)]);
@@ -241,7 +241,7 @@ impl EtcdStore {
         match timed("put", kv.txn(txn)).await? {
             Ok(resp) => Ok(resp.succeeded()),
             Err(e) => Err(match lease {
-                Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease),
+                Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease.clone()),
                 _ => map_err("put", e),
             }),
         }
@@ -297,15 +297,15 @@ impl EtcdStore {
 
     /// Creates or replaces `key`, attached to `lease` if given; returns the new revision.
     /// A lease that expired or was revoked gives [`StoreError::LeaseLost`].
-    pub async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<i64> {
-        let options = lease.map(|LeaseId(id)| PutOptions::new().with_lease(id));
+    pub async fn put(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        let options = lease_options(lease)?;
         let mut kv = self.kv.clone();
         let resp = match timed("put", kv.put(key, value, options)).await? {
             Ok(resp) => resp,
             Err(e) => {
                 // The key itself cannot be "not found" for a put: only the lease can.
                 return Err(match lease {
-                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease),
+                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease.clone()),
                     _ => map_err("put", e),
                 });
             }
@@ -378,23 +378,24 @@ impl EtcdStore {
         if !resp.error().is_empty() {
             return Err(StoreError::Other(format!("grant lease: {}", resp.error())));
         }
-        Ok(LeaseId(resp.id()))
+        Ok(LeaseId::from(resp.id()))
     }
 
     /// Renews `lease` for another TTL with one keep-alive round trip (a short-lived keep-alive
     /// stream: the caller decides the rhythm). [`StoreError::LeaseLost`] when etcd no longer
     /// knows the lease, i.e. it expired or was revoked and its keys are gone.
-    pub async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+        let id = lease.number()?;
         let mut lease_client = self.client.lease_client();
         // etcd-client sends one request and waits for the first answer; an answer with TTL <= 0
         // (lease unknown) comes back as `LeaseKeepAliveError`. Dropping the keeper and stream
         // closes the keep-alive stream.
-        match tokio::time::timeout(CALL_DEADLINE, lease_client.keep_alive(lease.0)).await {
+        match tokio::time::timeout(CALL_DEADLINE, lease_client.keep_alive(id)).await {
             Ok(Ok((_keeper, _stream))) => Ok(()),
             Ok(Err(etcd_client::Error::LeaseKeepAliveError(_))) => {
-                Err(StoreError::LeaseLost(lease))
+                Err(StoreError::LeaseLost(lease.clone()))
             }
-            Ok(Err(e)) if is_not_found(&e) => Err(StoreError::LeaseLost(lease)),
+            Ok(Err(e)) if is_not_found(&e) => Err(StoreError::LeaseLost(lease.clone())),
             // The stream ended before any answer (etcd-client reports it as a watch error).
             Ok(Err(etcd_client::Error::WatchError(msg))) => Err(StoreError::Unavailable(format!(
                 "keep-alive: stream ended without an answer: {msg}"
@@ -406,9 +407,10 @@ impl EtcdStore {
 
     /// Ends `lease` now; etcd deletes its keys. Revoking a lease that already expired (or was
     /// revoked) succeeds: its keys are gone either way, which is what the caller asked for.
-    pub async fn revoke(&self, lease: LeaseId) -> Result<()> {
+    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+        let id = lease.number()?;
         let mut client = self.client.clone();
-        match timed("revoke lease", client.lease_revoke(lease.0)).await? {
+        match timed("revoke lease", client.lease_revoke(id)).await? {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(map_err("revoke lease", e)),
@@ -580,6 +582,13 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     }
     // Only 0xff bytes (or empty): every key from the prefix on ("\0" means "to the end").
     vec![0]
+}
+
+fn lease_options(lease: Option<&LeaseId>) -> Result<Option<PutOptions>> {
+    Ok(match lease {
+        Some(lease) => Some(PutOptions::new().with_lease(lease.number()?)),
+        None => None,
+    })
 }
 
 /// etcd's answer for a lease it does not know (`etcdserver: requested lease not found`).

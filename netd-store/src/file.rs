@@ -99,11 +99,12 @@ impl FileStore {
         &self,
         key: &str,
         value: &[u8],
-        lease: Option<LeaseId>,
+        lease: Option<&LeaseId>,
         expect: Expect,
     ) -> Result<bool> {
         let key = validate_key(key)?.to_owned();
         let value = validate_value(&key, value)?;
+        let lease = numbered(lease)?;
         self.transact(move |state, _| {
             let as_expected = match (expect, state.keys.get(&key)) {
                 (Expect::Absent, None) => true,
@@ -113,13 +114,13 @@ impl FileStore {
             if !as_expected {
                 return Ok(false);
             }
-            if let Some(lease) = lease
-                && !state.leases.contains_key(&lease.0)
+            if let Some((id, lease)) = &lease
+                && !state.leases.contains_key(id)
             {
-                return Err(StoreError::LeaseLost(lease));
+                return Err(StoreError::LeaseLost(lease.clone()));
             }
             let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|l| l.0));
+            state.put_key(revision, key, value, lease.map(|(id, _)| id));
             Ok(true)
         })
         .await
@@ -158,17 +159,18 @@ impl FileStore {
     }
 
     /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
-    pub async fn put(&self, key: &str, value: &[u8], lease: Option<LeaseId>) -> Result<i64> {
+    pub async fn put(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
         let key = validate_key(key)?.to_owned();
         let value = validate_value(&key, value)?;
+        let lease = numbered(lease)?;
         self.transact(move |state, _| {
-            if let Some(lease) = lease
-                && !state.leases.contains_key(&lease.0)
+            if let Some((id, lease)) = &lease
+                && !state.leases.contains_key(id)
             {
-                return Err(StoreError::LeaseLost(lease));
+                return Err(StoreError::LeaseLost(lease.clone()));
             }
             let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|l| l.0));
+            state.put_key(revision, key, value, lease.map(|(id, _)| id));
             Ok(revision)
         })
         .await
@@ -232,11 +234,13 @@ impl FileStore {
     }
 
     /// Renews the lease for another TTL from now.
-    pub async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+        let id = lease.number()?;
+        let lease = lease.clone();
         self.transact(move |state, now| {
             let entry = state
                 .leases
-                .get_mut(&lease.0)
+                .get_mut(&id)
                 .ok_or(StoreError::LeaseLost(lease))?;
             entry.expires_at_unix_ms = now.saturating_add(entry.ttl_ms);
             state.dirty = true;
@@ -246,9 +250,11 @@ impl FileStore {
     }
 
     /// Ends the lease now and deletes its keys; `LeaseLost` when it is already gone (as etcd).
-    pub async fn revoke(&self, lease: LeaseId) -> Result<()> {
+    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+        let id = lease.number()?;
+        let lease = lease.clone();
         self.transact(move |state, _| {
-            if state.remove_lease(lease.0) {
+            if state.remove_lease(id) {
                 Ok(())
             } else {
                 Err(StoreError::LeaseLost(lease))
@@ -486,7 +492,7 @@ impl State {
         };
         self.leases.insert(id, lease);
         self.dirty = true;
-        LeaseId(id)
+        LeaseId::from(id)
     }
 
     /// Removes a lease and deletes its keys in one revision (as etcd's revoke); false if unknown.
@@ -557,6 +563,11 @@ impl State {
             .collect();
         Ok((events, from.max(self.revision + 1)))
     }
+}
+
+/// A lease's number with the lease (for its error), or `LeaseLost` for one that is not a number.
+fn numbered(lease: Option<&LeaseId>) -> Result<Option<(i64, LeaseId)>> {
+    lease.map(|l| Ok((l.number()?, l.clone()))).transpose()
 }
 
 /// One transaction: lock, load, expire leases, run `op`, save if anything changed.

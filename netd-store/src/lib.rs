@@ -1,8 +1,9 @@
 //! netd's cluster store.
 //!
-//! One API ([`Store`]) over two backends: etcd v3 ([`etcd::EtcdStore`], `etcd://ADDR[,ADDR...]`)
-//! and an embedded store for one machine ([`file::FileStore`], `file:///PATH`) that several
-//! daemons on that machine can share. Both offer the same semantics, modelled on etcd's: a global
+//! One API ([`Store`]) over three backends: etcd v3 ([`etcd::EtcdStore`], `etcd://ADDR[,ADDR...]`),
+//! Consul ([`consul::ConsulStore`], `consul://ADDR[,ADDR...][/PREFIX]`) and an embedded store for
+//! one machine ([`file::FileStore`], `file:///PATH`) that several daemons on that machine can
+//! share. All offer the same semantics, modelled on etcd's: a global
 //! revision that grows with every change, per-key create/mod revisions, atomic create-if-absent
 //! of several keys, leases that delete their keys when not kept alive, and watches from a
 //! revision that fail with [`StoreError::Compacted`] when that history is gone.
@@ -11,6 +12,7 @@
 //! The key layout is in [`keys`], the JSON records and their validation in [`schema`], address
 //! allocation in [`ipam`].
 
+pub mod consul;
 pub mod etcd;
 pub mod file;
 pub mod ipam;
@@ -78,9 +80,39 @@ impl WatchEvent {
     }
 }
 
-/// A lease: keys put with it are deleted when it expires or is revoked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct LeaseId(pub i64);
+/// A lease: keys put with it are deleted when it expires or is revoked. etcd's and the embedded
+/// store's are numbers, Consul's are session IDs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId(String);
+
+impl LeaseId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number of an etcd or embedded-store lease; a lease that is not one cannot exist there.
+    pub(crate) fn number(&self) -> Result<i64> {
+        self.0
+            .parse()
+            .map_err(|_| StoreError::LeaseLost(self.clone()))
+    }
+}
+
+impl From<i64> for LeaseId {
+    fn from(id: i64) -> Self {
+        Self(id.to_string())
+    }
+}
+
+impl std::fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -90,7 +122,7 @@ pub enum StoreError {
     Unavailable(String),
     #[error("watch history before revision {0} was compacted")]
     Compacted(i64),
-    #[error("lease {0:?} not found or expired")]
+    #[error("lease {0} not found or expired")]
     LeaseLost(LeaseId),
     #[error("store: {0}")]
     Other(String),
@@ -102,12 +134,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum Store {
     // Boxed: the etcd client is large, and a Store is moved around.
     Etcd(Box<etcd::EtcdStore>),
+    // Shared: a watch keeps using the connection.
+    Consul(std::sync::Arc<consul::ConsulStore>),
     File(file::FileStore),
 }
 
 /// Events from [`Store::watch`], in revision order.
 pub enum WatchStream {
     Etcd(Box<etcd::EtcdWatch>),
+    Consul(Box<consul::ConsulWatch>),
     File(file::FileWatch),
 }
 
@@ -115,14 +150,27 @@ macro_rules! dispatch {
     ($self:expr, $s:ident => $e:expr) => {
         match $self {
             Store::Etcd($s) => $e,
+            Store::Consul($s) => $e,
             Store::File($s) => $e,
         }
     };
 }
 
 impl Store {
-    /// Opens `etcd://HOST:PORT[,HOST:PORT...]` or `file:///PATH`.
+    /// Opens `etcd://HOST:PORT[,HOST:PORT...]`, `consul://HOST:PORT[,HOST:PORT...][/PREFIX]`
+    /// (`consul+https://...`; token from `CONSUL_HTTP_TOKEN` or the file `CONSUL_HTTP_TOKEN_FILE`
+    /// names, CA from `CONSUL_CACERT`, as Consul's own CLI takes them) or `file:///PATH`.
     pub async fn connect(url: &str) -> Result<Self> {
+        for (scheme, https) in [("consul://", false), ("consul+https://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                let mut config = consul::ConsulConfig::parse(url, rest, https)?;
+                config.token = consul_token()?;
+                config.ca_file = std::env::var_os("CONSUL_CACERT").map(Into::into);
+                return Ok(Self::Consul(std::sync::Arc::new(
+                    consul::ConsulStore::connect(config).await?,
+                )));
+            }
+        }
         if let Some(endpoints) = url.strip_prefix("etcd://") {
             let endpoints: Vec<String> = endpoints
                 .split(',')
@@ -150,7 +198,9 @@ impl Store {
         }
         Err(StoreError::BadUrl {
             url: url.into(),
-            reason: "expected etcd://HOST:PORT[,HOST:PORT...] or file:///PATH".into(),
+            reason: "expected etcd://HOST:PORT[,HOST:PORT...], consul://HOST:PORT[,HOST:PORT...] \
+                     or file:///PATH"
+                .into(),
         })
     }
 
@@ -178,6 +228,7 @@ impl Store {
                     s.list_page(prefix, after, revision, etcd::LIST_PAGE_KEYS)
                         .await
                 }
+                Store::Consul(s) => s.list_page(prefix, after, revision).await,
                 Store::File(s) => s.list_page(prefix, after).await,
             }
         })
@@ -190,7 +241,7 @@ impl Store {
         &self,
         key: &str,
         value: &[u8],
-        lease: Option<LeaseId>,
+        lease: Option<&LeaseId>,
         expect: Expect,
     ) -> Result<bool> {
         dispatch!(self, s => s.put_if(key, value, lease, expect).await)
@@ -223,7 +274,7 @@ impl Store {
     }
 
     /// Writes a key that goes away with `lease`.
-    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: LeaseId) -> Result<i64> {
+    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
         dispatch!(self, s => s.put(key, value, Some(lease)).await)
     }
 
@@ -250,12 +301,12 @@ impl Store {
     }
 
     /// Renews a lease for another TTL; [`StoreError::LeaseLost`] when it already expired.
-    pub async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
         dispatch!(self, s => s.keep_alive(lease).await)
     }
 
     /// Ends a lease now, deleting its keys.
-    pub async fn revoke(&self, lease: LeaseId) -> Result<()> {
+    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
         dispatch!(self, s => s.revoke(lease).await)
     }
 
@@ -265,8 +316,40 @@ impl Store {
             Self::Etcd(s) => Ok(WatchStream::Etcd(Box::new(
                 s.watch(prefix, from_revision).await?,
             ))),
+            Self::Consul(s) => Ok(WatchStream::Consul(Box::new(
+                s.watch(prefix, from_revision).await?,
+            ))),
             Self::File(s) => Ok(WatchStream::File(s.watch(prefix, from_revision)?)),
         }
+    }
+
+    /// The member requests go to, where the backend knows it (`netd status` shows it).
+    pub fn member_in_use(&self) -> Option<String> {
+        match self {
+            Self::Consul(s) => Some(s.member_in_use()),
+            Self::Etcd(_) | Self::File(_) => None,
+        }
+    }
+}
+
+/// Consul's ACL token as its CLI takes it: `CONSUL_HTTP_TOKEN`, else the file
+/// `CONSUL_HTTP_TOKEN_FILE` names.
+fn consul_token() -> Result<Option<String>> {
+    if let Ok(token) = std::env::var("CONSUL_HTTP_TOKEN")
+        && !token.is_empty()
+    {
+        return Ok(Some(token));
+    }
+    match std::env::var_os("CONSUL_HTTP_TOKEN_FILE") {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(|e| {
+                StoreError::Other(format!(
+                    "cannot read CONSUL_HTTP_TOKEN_FILE {}: {e}",
+                    std::path::Path::new(&path).display()
+                ))
+            }),
+        None => Ok(None),
     }
 }
 
@@ -297,6 +380,7 @@ impl WatchStream {
     pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
         match self {
             Self::Etcd(w) => w.next().await,
+            Self::Consul(w) => w.next().await,
             Self::File(w) => w.next().await,
         }
     }

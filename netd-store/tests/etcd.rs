@@ -315,24 +315,24 @@ async fn lease_keeps_key_until_revoked() {
     let store = etcd.store().await;
 
     let lease = store.grant_lease(Duration::from_secs(10)).await.unwrap();
-    store.put("/l/node", b"alive", Some(lease)).await.unwrap();
+    store.put("/l/node", b"alive", Some(&lease)).await.unwrap();
     for _ in 0..3 {
-        store.keep_alive(lease).await.unwrap();
+        store.keep_alive(&lease).await.unwrap();
     }
     assert!(store.get("/l/node").await.unwrap().is_some());
 
-    store.revoke(lease).await.unwrap();
+    store.revoke(&lease).await.unwrap();
     assert_eq!(
         store.get("/l/node").await.unwrap(),
         None,
         "revoke deletes the lease's keys"
     );
     assert!(matches!(
-        store.keep_alive(lease).await,
+        store.keep_alive(&lease).await,
         Err(StoreError::LeaseLost(l)) if l == lease
     ));
     // Revoking again is harmless.
-    store.revoke(lease).await.unwrap();
+    store.revoke(&lease).await.unwrap();
 }
 
 #[tokio::test]
@@ -341,7 +341,7 @@ async fn lease_not_kept_alive_expires() {
     let store = etcd.store().await;
 
     let lease = store.grant_lease(Duration::from_secs(1)).await.unwrap();
-    store.put("/l/short", b"x", Some(lease)).await.unwrap();
+    store.put("/l/short", b"x", Some(&lease)).await.unwrap();
     let granted = Instant::now();
     // etcd raises a 1 s TTL to its minimum (1.5 × election timeout, so 2 s by default) and
     // checks expiry every 500 ms.
@@ -356,11 +356,11 @@ async fn lease_not_kept_alive_expires() {
         sleep(Duration::from_millis(100)).await;
     }
     assert!(matches!(
-        store.keep_alive(lease).await,
+        store.keep_alive(&lease).await,
         Err(StoreError::LeaseLost(l)) if l == lease
     ));
     assert!(matches!(
-        store.put("/l/late", b"x", Some(lease)).await,
+        store.put("/l/late", b"x", Some(&lease)).await,
         Err(StoreError::LeaseLost(l)) if l == lease
     ));
 }
@@ -545,7 +545,7 @@ async fn silent_peer_is_unavailable_in_bounded_time() {
     assert!(matches!(res, Err(StoreError::Unavailable(_))), "{res:?}");
     let res = timeout(
         Duration::from_secs(10),
-        store.keep_alive(netd_store::LeaseId(1)),
+        store.keep_alive(&netd_store::LeaseId::from(1)),
     )
     .await
     .expect("keep-alive hung on a silent peer");

@@ -286,36 +286,36 @@ async fn keep_alive_extends_and_revoke_removes_keys() {
     // A TTL 30 renewals long: every write fsyncs, and on a busy machine one slow fsync can
     // stall a renewal (a 500 ms TTL lapsed once in CI, right after the build).
     let lease = store.grant_lease(Duration::from_secs(3)).await.unwrap();
-    store.put("l/a", b"1", Some(lease)).await.unwrap();
-    store.put("l/b", b"2", Some(lease)).await.unwrap();
+    store.put("l/a", b"1", Some(&lease)).await.unwrap();
+    store.put("l/b", b"2", Some(&lease)).await.unwrap();
     store.put("l/plain", b"3", None).await.unwrap();
 
     // Past the TTL, but renewed all along.
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(4) {
-        store.keep_alive(lease).await.unwrap();
+        store.keep_alive(&lease).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(store.list("l/").await.unwrap().kvs.len(), 3);
 
     let before = store.list("").await.unwrap().revision;
-    store.revoke(lease).await.unwrap();
+    store.revoke(&lease).await.unwrap();
     let after = store.list("l/").await.unwrap();
     let keys: Vec<&str> = after.kvs.iter().map(|kv| kv.key.as_str()).collect();
     assert_eq!(keys, ["l/plain"]);
     assert_eq!(after.revision, before + 1, "one revision for the revoke");
 
-    assert!(matches!(store.keep_alive(lease).await, Err(StoreError::LeaseLost(l)) if l == lease));
+    assert!(matches!(store.keep_alive(&lease).await, Err(StoreError::LeaseLost(l)) if l == lease));
     assert!(matches!(
-        store.put("l/c", b"1", Some(lease)).await,
+        store.put("l/c", b"1", Some(&lease)).await,
         Err(StoreError::LeaseLost(_))
     ));
     assert!(matches!(
-        store.revoke(lease).await,
+        store.revoke(&lease).await,
         Err(StoreError::LeaseLost(_))
     ));
     assert!(matches!(
-        store.put("l/c", b"1", Some(LeaseId(12_345))).await,
+        store.put("l/c", b"1", Some(&LeaseId::from(12_345))).await,
         Err(StoreError::LeaseLost(_))
     ));
 }
@@ -324,9 +324,9 @@ async fn keep_alive_extends_and_revoke_removes_keys() {
 async fn put_without_lease_detaches_the_key() {
     let (_dir, store) = store();
     let lease = store.grant_lease(Duration::from_secs(60)).await.unwrap();
-    store.put("k", b"1", Some(lease)).await.unwrap();
+    store.put("k", b"1", Some(&lease)).await.unwrap();
     store.put("k", b"2", None).await.unwrap();
-    store.revoke(lease).await.unwrap();
+    store.revoke(&lease).await.unwrap();
     assert_eq!(store.get("k").await.unwrap().unwrap().value, b"2");
 }
 
@@ -337,7 +337,7 @@ async fn unrenewed_lease_expires_for_other_stores() {
     let other = FileStore::open(dir.path()).unwrap();
     let lease = owner.grant_lease(Duration::from_millis(500)).await.unwrap();
     let start = Instant::now();
-    owner.put("hosts/h1", b"{}", Some(lease)).await.unwrap();
+    owner.put("hosts/h1", b"{}", Some(&lease)).await.unwrap();
     owner.put("hosts/h2", b"{}", None).await.unwrap();
     assert!(other.get("hosts/h1").await.unwrap().is_some());
 
@@ -365,7 +365,7 @@ async fn unrenewed_lease_expires_for_other_stores() {
         .map(|kv| kv.key)
         .collect();
     assert_eq!(keys, ["hosts/h2"]);
-    assert!(matches!(owner.keep_alive(lease).await, Err(StoreError::LeaseLost(l)) if l == lease));
+    assert!(matches!(owner.keep_alive(&lease).await, Err(StoreError::LeaseLost(l)) if l == lease));
 }
 
 #[tokio::test]
@@ -401,7 +401,7 @@ async fn watch_sees_put_delete_and_lease_expiry_in_order() {
 
     // Only the watcher polls from here: its polls must expire the lease.
     let lease = store.grant_lease(Duration::from_millis(300)).await.unwrap();
-    let lease_rev = store.put("w/leased", b"1", Some(lease)).await.unwrap();
+    let lease_rev = store.put("w/leased", b"1", Some(&lease)).await.unwrap();
     let events = collect(&mut watch, 2).await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert!(

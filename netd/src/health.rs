@@ -91,7 +91,7 @@ impl Link {
 #[derive(Clone, Debug, Default)]
 pub struct Lease {
     pub link: Link,
-    pub id: Option<i64>,
+    pub id: Option<String>,
     pub ttl: Duration,
     pub registrations: u64,
     pub renewals: u64,
@@ -147,10 +147,10 @@ impl Health {
         inner.watch.set(state, Some(error.to_string()));
     }
 
-    pub fn lease_registered(&self, id: i64, ttl: Duration) {
+    pub fn lease_registered(&self, id: &str, ttl: Duration) {
         let mut inner = self.lock();
         let lease = &mut inner.lease;
-        lease.id = Some(id);
+        lease.id = Some(id.to_string());
         lease.ttl = ttl;
         lease.registrations += 1;
         lease.last_renewal = Some(Instant::now());

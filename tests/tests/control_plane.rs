@@ -121,12 +121,13 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
     })
     .unwrap();
     let lease = c.netd_json(0, &["status"]).unwrap()["store"]["lease"]["lease"]
-        .as_i64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_string();
     let ping = c.containers[a].background_ping(&b_ip, 500).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     c.with_store(move |store| async move {
-        store.revoke(LeaseId(lease)).await?;
+        store.revoke(&LeaseId::new(lease)).await?;
         Ok(())
     })
     .unwrap();

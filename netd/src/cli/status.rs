@@ -33,8 +33,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         s(&v["uplink_mtu"])
     );
     let store = &v["store"];
+    let member = store["member"]
+        .as_str()
+        .map(|m| format!(" (member in use: {m})"))
+        .unwrap_or_default();
     println!(
-        "store:       {} {} at revision {}",
+        "store:       {} {} at revision {}{member}",
         s(&v["store_url"]),
         s(&store["state"]),
         s(&store["revision"])

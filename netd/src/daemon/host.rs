@@ -111,10 +111,10 @@ async fn run(
                 continue;
             }
         };
-        health.lease_registered(lease.0, ttl);
-        tracing::info!(lease = lease.0, ?ttl, "host registered");
+        health.lease_registered(lease.as_str(), ttl);
+        tracing::info!(%lease, ?ttl, "host registered");
         registration.send_replace(Registration::Registered);
-        keep_alive(&store, lease, ttl, retry, &health).await;
+        keep_alive(&store, &lease, ttl, retry, &health).await;
         health.lease_lost();
         tracing::warn!(
             "host lease expired (the store was out of reach too long); registering again"
@@ -125,7 +125,7 @@ async fn run(
 /// Renews `lease` every third of its TTL (sooner after a failure) until it is gone.
 async fn keep_alive(
     store: &Store,
-    lease: LeaseId,
+    lease: &LeaseId,
     ttl: Duration,
     retry: Duration,
     health: &Health,
@@ -179,15 +179,18 @@ async fn register(
                     _ => Expect::ModRevision(kv.mod_revision),
                 },
             };
-            if store.put_if(&key, &value, Some(lease), expect).await? {
-                return Ok(lease);
+            if store.put_if(&key, &value, Some(&lease), expect).await? {
+                return Ok(());
             }
             // Written by someone else between the read and the write: look again.
         }
     }
     .await;
-    if result.is_err() {
-        let _ = store.revoke(lease).await;
+    match result {
+        Ok(()) => Ok(lease),
+        Err(e) => {
+            let _ = store.revoke(&lease).await;
+            Err(e)
+        }
     }
-    result
 }

@@ -45,6 +45,7 @@ pub(super) fn status(daemon: &Daemon) -> Value {
     let mut store = store;
     store["url"] = json!(daemon.options.store);
     store["revision"] = json!(summary.revision);
+    store["member"] = json!(daemon.service.store.member_in_use());
     let programs: Vec<Value> = daemon
         .programs
         .iter()

@@ -1,0 +1,992 @@
+//! Consul backend: `consul://HOST:PORT[,HOST:PORT...][/PREFIX]` (or `consul+https://`), on
+//! Consul's KV HTTP API, with the semantics the etcd backend has (design §4):
+//!
+//! - A revision is Consul's Raft index: `X-Consul-Index` of an answer, `CreateIndex` and
+//!   `ModifyIndex` of a key. It grows with every write, as etcd's revision does.
+//! - A lease is a session with `Behavior: delete`, no lock delay and no health checks (a session
+//!   tied to the Consul server's own node would end when that server dies, and take every host
+//!   record with it: liveness must follow the netd host only). A key "under a lease" is acquired
+//!   by the session (`lock`), so it goes when the session does. Consul ends a session up to twice
+//!   its TTL after the last renewal, so the session gets half the lease TTL: a dead host's keys
+//!   still go within the TTL netd was given (but no sooner than twice Consul's
+//!   `session_ttl_min`, 10 s by default, allows).
+//! - Conditional writes are `/v1/txn` transactions: `cas` with index 0 (create if absent) or the
+//!   key's `ModifyIndex`, `check-not-exists`, `check-index`, `delete-cas`. A refused transaction
+//!   (HTTP 409) wrote nothing.
+//! - A watch is a blocking query on the prefix (`index` = the last index seen, bounded `wait`
+//!   with jitter); puts and deletes come from comparing each answer with the previous one. An
+//!   index that goes backwards (a restored snapshot, a new cluster) ends the watch as
+//!   [`StoreError::Compacted`]: the caller lists again.
+//! - Consul cannot read at an older index, so a listing taken in pages cannot be made consistent
+//!   page by page. Instead, a listing ([`ConsulStore::list_page`] without a revision) reads all
+//!   of netd's keys in one answer and serves every page at that index, and the watch that
+//!   follows takes that same answer as what it compares the first change with. Nothing between
+//!   the listing and the watch is missed.
+//!
+//! Every request goes to the member in use; a member that cannot be reached, or that has no
+//! leader, moves the request to the next one. A write is moved only when it was never sent (a
+//! connection refused), because one that timed out may have been applied.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use reqwest::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, StoreError, WatchEvent, keys};
+
+/// Time for one request: connecting plus Consul's answer. Consul answers a healthy write within
+/// milliseconds; a member that takes this long is treated as away.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long one blocking query waits for a change (Consul adds up to 1/16 of jitter itself; we
+/// add our own so that a thousand hosts do not come back in step after an outage).
+const WATCH_WAIT: Duration = Duration::from_secs(60);
+
+/// Most operations Consul (1.8) accepts in one transaction.
+const MAX_TXN_OPS: usize = 64;
+
+/// Consul's shortest session TTL (its server's `session_ttl_min` default).
+const MIN_SESSION_TTL: Duration = Duration::from_secs(10);
+
+/// Where and how to reach a Consul cluster.
+#[derive(Clone, Debug)]
+pub struct ConsulConfig {
+    /// `http://HOST:PORT` or `https://HOST:PORT` of every member to try, in order.
+    pub members: Vec<String>,
+    /// Consul keys are `PREFIX/v1/...` for netd's `/netd/v1/...` (default `netd`).
+    pub prefix: String,
+    /// ACL token (`X-Consul-Token`), if the cluster needs one.
+    pub token: Option<String>,
+    /// PEM file of the CA that signed the servers' certificates (https only).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl ConsulConfig {
+    /// Parses the part of a store URL after `consul://` (`https`: after `consul+https://`).
+    pub fn parse(url: &str, rest: &str, https: bool) -> Result<Self> {
+        let bad = |reason: &str| StoreError::BadUrl {
+            url: url.into(),
+            reason: reason.into(),
+        };
+        let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let scheme = if https { "https" } else { "http" };
+        let members: Vec<String> = hosts
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(|m| format!("{scheme}://{m}"))
+            .collect();
+        if members.is_empty() {
+            return Err(bad(
+                "no Consul member (consul://HOST:PORT[,HOST:PORT...][/PREFIX])",
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = if prefix.is_empty() { "netd" } else { prefix };
+        if prefix
+            .split('/')
+            .any(|part| !keys::valid_name(part) || part == "." || part == "..")
+        {
+            return Err(bad(
+                "the key prefix takes letters, digits, '-', '_', '.' and '/' between parts",
+            ));
+        }
+        Ok(Self {
+            members,
+            prefix: prefix.to_string(),
+            token: None,
+            ca_file: None,
+        })
+    }
+}
+
+/// A connection to a Consul cluster; cheap to share.
+pub struct ConsulStore {
+    members: Vec<String>,
+    /// Index into `members` of the one requests go to first.
+    in_use: AtomicUsize,
+    http: reqwest::Client,
+    token: Option<String>,
+    /// `PREFIX/`: what replaces `/netd/` of netd's keys.
+    prefix: String,
+    /// The last listing of every netd key, kept from the first page of a listing until the
+    /// pages at its index and the watch after it have used it.
+    listing: Mutex<Option<std::sync::Arc<Listing>>>,
+}
+
+impl std::fmt::Debug for ConsulStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulStore")
+            .field("members", &self.members)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One KV entry as Consul's API returns it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Entry {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+    create_index: i64,
+    modify_index: i64,
+    #[serde(default)]
+    session: Option<String>,
+}
+
+/// One operation of a `/v1/txn` body.
+#[derive(Debug, Serialize)]
+struct TxnOp {
+    #[serde(rename = "KV")]
+    kv: TxnKv,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnKv {
+    verb: &'static str,
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnAnswer {
+    #[serde(default)]
+    results: Option<Vec<TxnResult>>,
+    #[serde(default)]
+    errors: Option<Vec<TxnError>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TxnResult {
+    #[serde(rename = "KV")]
+    kv: Option<Entry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TxnError {
+    op_index: usize,
+    what: String,
+}
+
+/// What a transaction did.
+enum Txn {
+    /// Applied: the entries its operations returned (without values).
+    Applied(Vec<Entry>),
+    /// Refused (a check failed): nothing was written.
+    Refused(Vec<TxnError>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SessionCreated {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+/// An answer: status, `X-Consul-Index` and body.
+struct Answer {
+    status: StatusCode,
+    index: Option<i64>,
+    body: Vec<u8>,
+}
+
+/// Whether a request may go to another member after it failed on one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads, renewals: asking twice does no harm.
+    Anywhere,
+    /// Writes: only if the failed attempt never reached a server.
+    IfNotSent,
+}
+
+impl ConsulStore {
+    pub async fn connect(config: ConsulConfig) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_keepalive(Duration::from_secs(30));
+        if let Some(ca) = &config.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                StoreError::Other(format!("cannot read the CA file {}: {e}", ca.display()))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                StoreError::Other(format!("{} is not a PEM certificate: {e}", ca.display()))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| StoreError::Other(format!("cannot set up the HTTP client: {e}")))?;
+        let store = Self {
+            members: config.members,
+            in_use: AtomicUsize::new(0),
+            http,
+            token: config.token,
+            prefix: format!("{}/", config.prefix),
+            listing: Mutex::new(None),
+        };
+        // As etcd's client does: learn now whether any member answers at all (the daemon keeps
+        // retrying; the CLI reports it in one line).
+        store
+            .call(
+                Method::GET,
+                "status/leader",
+                &[],
+                None,
+                REQUEST_TIMEOUT,
+                Retry::Anywhere,
+            )
+            .await?;
+        Ok(store)
+    }
+
+    /// The member requests go to (`netd status` shows it).
+    pub fn member_in_use(&self) -> String {
+        let i = self.in_use.load(Ordering::Relaxed) % self.members.len().max(1);
+        self.members.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Consul's key for netd's `key` (`/netd/v1/x` -> `PREFIX/v1/x`).
+    fn consul_key(&self, key: &str) -> Result<String> {
+        let rest = key
+            .strip_prefix("/netd/")
+            .ok_or_else(|| StoreError::Other(format!("key {key:?} is outside /netd/")))?;
+        Ok(format!("{}{rest}", self.prefix))
+    }
+
+    /// netd's key for Consul's `key`; `None` for keys outside the prefix.
+    fn netd_key(&self, key: &str) -> Option<String> {
+        key.strip_prefix(&self.prefix)
+            .map(|rest| format!("/netd/{rest}"))
+    }
+
+    fn key_value(&self, entry: Entry) -> Result<Option<KeyValue>> {
+        let Some(key) = self.netd_key(&entry.key) else {
+            return Ok(None);
+        };
+        let value = match entry.value {
+            Some(v) => BASE64.decode(v).map_err(|e| {
+                StoreError::Other(format!("Consul returned {key:?} with a bad value: {e}"))
+            })?,
+            None => Vec::new(),
+        };
+        Ok(Some(KeyValue {
+            key,
+            value,
+            create_revision: entry.create_index,
+            mod_revision: entry.modify_index,
+        }))
+    }
+
+    /// Sends one request to the member in use, moving on to the next members as [`Retry`]
+    /// allows. Answers of any status are returned, except a server's "no leader" (the cluster
+    /// cannot answer there; another member may).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+        retry: Retry,
+    ) -> Result<Answer> {
+        let first = self.in_use.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for attempt in 0..self.members.len() {
+            let i = (first + attempt) % self.members.len();
+            let member = &self.members[i];
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{member}/v1/{path}"))
+                .query(query)
+                .timeout(timeout);
+            if let Some(token) = &self.token {
+                request = request.header("X-Consul-Token", token);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let sent = match request.send().await {
+                Ok(response) => response,
+                Err(e) => {
+                    failures.push(format!("{member}: {}", describe(&e)));
+                    if retry == Retry::Anywhere || e.is_connect() {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            let status = sent.status();
+            let index = sent
+                .headers()
+                .get("X-Consul-Index")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body = match sent.bytes().await {
+                Ok(body) => body.to_vec(),
+                Err(e) => {
+                    failures.push(format!("{member}: {}", describe(&e)));
+                    if retry == Retry::Anywhere {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            if status.is_server_error() {
+                // "No cluster leader", "rpc error: ...": this member cannot serve now.
+                failures.push(format!(
+                    "{member}: {status} {}",
+                    String::from_utf8_lossy(&body).trim()
+                ));
+                if retry == Retry::Anywhere || no_leader(&body) {
+                    continue;
+                }
+                break;
+            }
+            if i != first {
+                tracing::warn!(member, "Consul: now talking to this member");
+                self.in_use.store(i, Ordering::Relaxed);
+            }
+            return Ok(Answer {
+                status,
+                index,
+                body,
+            });
+        }
+        Err(StoreError::Unavailable(failures.join("; ")))
+    }
+
+    /// A request whose answer must be a success (2xx), with the body decoded.
+    fn refused(answer: &Answer) -> StoreError {
+        let body = String::from_utf8_lossy(&answer.body).trim().to_string();
+        if answer.status == StatusCode::FORBIDDEN {
+            return StoreError::Other(format!(
+                "Consul refused the request: {body} (set CONSUL_HTTP_TOKEN or \
+                 CONSUL_HTTP_TOKEN_FILE to a token with key and session write access)"
+            ));
+        }
+        StoreError::Other(format!("Consul answered {}: {body}", answer.status))
+    }
+
+    async fn read_entries(&self, path: &str, query: &[(&str, String)]) -> Result<Answer> {
+        self.call(
+            Method::GET,
+            path,
+            query,
+            None,
+            REQUEST_TIMEOUT,
+            Retry::Anywhere,
+        )
+        .await
+    }
+
+    fn entries(&self, answer: &Answer) -> Result<Vec<KeyValue>> {
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if !answer.status.is_success() {
+            return Err(Self::refused(answer));
+        }
+        let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
+            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
+        let mut kvs = Vec::with_capacity(entries.len());
+        for entry in entries {
+            kvs.extend(self.key_value(entry)?);
+        }
+        Ok(kvs)
+    }
+
+    /// The key's entry as Consul has it (with its session).
+    async fn entry(&self, key: &str) -> Result<Option<Entry>> {
+        let answer = self
+            .read_entries(&format!("kv/{}", self.consul_key(key)?), &[])
+            .await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(Self::refused(&answer));
+        }
+        let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
+            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
+        Ok(entries.into_iter().next())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        match self.entry(key).await? {
+            Some(entry) => self.key_value(entry),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Listing> {
+        let answer = self
+            .read_entries(
+                &format!("kv/{}", self.consul_key(prefix)?),
+                &[("recurse", String::new())],
+            )
+            .await?;
+        let revision = answer.index.unwrap_or_default();
+        let mut kvs = self.entries(&answer)?;
+        kvs.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Listing { kvs, revision })
+    }
+
+    /// The keys under `prefix` after `after`, at `revision` (`None`: a new listing of every
+    /// netd key, kept for the later pages and the watch; see the module's notes). A revision
+    /// that is not the kept listing's is [`StoreError::Compacted`]: list again.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        let listing = match revision {
+            None => {
+                let listing = std::sync::Arc::new(self.list(keys::ROOT).await?);
+                *self.kept_listing() = Some(listing.clone());
+                listing
+            }
+            Some(revision) => self
+                .kept_listing()
+                .clone()
+                .filter(|l| l.revision == revision)
+                .ok_or(StoreError::Compacted(revision))?,
+        };
+        let from = listing.kvs.partition_point(|kv| {
+            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
+        });
+        let kvs = listing.kvs[from..]
+            .iter()
+            .take_while(|kv| kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        Ok(Page {
+            kvs,
+            more: false,
+            revision: listing.revision,
+        })
+    }
+
+    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<Listing>>> {
+        // A panic while holding this lock leaves a value that is still whole: keep using it.
+        self.listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs one transaction.
+    async fn txn(&self, ops: Vec<TxnOp>) -> Result<Txn> {
+        if ops.len() > MAX_TXN_OPS {
+            return Err(StoreError::Other(format!(
+                "a Consul transaction takes at most {MAX_TXN_OPS} operations, not {}",
+                ops.len()
+            )));
+        }
+        let body = serde_json::to_vec(&ops)
+            .map_err(|e| StoreError::Other(format!("cannot encode a transaction: {e}")))?;
+        let answer = self
+            .call(
+                Method::PUT,
+                "txn",
+                &[],
+                Some(body),
+                REQUEST_TIMEOUT,
+                Retry::IfNotSent,
+            )
+            .await?;
+        let parsed = || -> Result<TxnAnswer> {
+            serde_json::from_slice(&answer.body).map_err(|e| {
+                StoreError::Other(format!("Consul's transaction answer does not parse: {e}"))
+            })
+        };
+        match answer.status {
+            StatusCode::OK => Ok(Txn::Applied(
+                parsed()?
+                    .results
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|r| r.kv)
+                    .collect(),
+            )),
+            StatusCode::CONFLICT => Ok(Txn::Refused(parsed()?.errors.unwrap_or_default())),
+            _ => Err(Self::refused(&answer)),
+        }
+    }
+
+    fn op(&self, verb: &'static str, key: &str) -> Result<TxnKv> {
+        Ok(TxnKv {
+            verb,
+            key: self.consul_key(key)?,
+            value: None,
+            index: None,
+            session: None,
+        })
+    }
+
+    /// The operation that writes `value` to `key`: `set`, or `lock` by the lease's session.
+    fn write_op(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<TxnOp> {
+        let mut kv = self.op(if lease.is_some() { "lock" } else { "set" }, key)?;
+        kv.value = Some(BASE64.encode(value));
+        kv.session = lease.map(|l| l.as_str().to_string());
+        Ok(TxnOp { kv })
+    }
+
+    /// The revision of the write: the highest index the transaction's entries carry.
+    fn revision_of(entries: &[Entry]) -> i64 {
+        entries.iter().map(|e| e.modify_index).max().unwrap_or(0)
+    }
+
+    pub async fn put(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        match self.txn(vec![self.write_op(key, value, lease)?]).await? {
+            Txn::Applied(entries) => Ok(Self::revision_of(&entries)),
+            Txn::Refused(errors) => Err(refusal(key, lease, &errors)),
+        }
+    }
+
+    /// Writes `key` only if it is as `expect` says. With a lease, a key another session holds is
+    /// taken over in the same transaction (released for that session, acquired by this one): the
+    /// caller read it and decided so (a host's own record, left by its previous daemon).
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<&LeaseId>,
+        expect: Expect,
+    ) -> Result<bool> {
+        let mut ops = Vec::new();
+        let mut previous_holder = None;
+        match (expect, lease) {
+            (Expect::Absent, None) => {
+                let mut kv = self.op("cas", key)?;
+                kv.value = Some(BASE64.encode(value));
+                kv.index = Some(0);
+                return Ok(matches!(
+                    self.txn(vec![TxnOp { kv }]).await?,
+                    Txn::Applied(_)
+                ));
+            }
+            (Expect::ModRevision(revision), None) => {
+                let mut kv = self.op("cas", key)?;
+                kv.value = Some(BASE64.encode(value));
+                kv.index = Some(revision);
+                return Ok(matches!(
+                    self.txn(vec![TxnOp { kv }]).await?,
+                    Txn::Applied(_)
+                ));
+            }
+            (Expect::Absent, Some(_)) => ops.push(TxnOp {
+                kv: self.op("check-not-exists", key)?,
+            }),
+            (Expect::ModRevision(revision), Some(lease)) => {
+                let Some(entry) = self.entry(key).await? else {
+                    return Ok(false);
+                };
+                if entry.modify_index != revision {
+                    return Ok(false);
+                }
+                let mut check = self.op("check-index", key)?;
+                check.index = Some(revision);
+                ops.push(TxnOp { kv: check });
+                if let Some(holder) = entry.session.filter(|s| s != lease.as_str()) {
+                    let mut unlock = self.op("unlock", key)?;
+                    unlock.value = Some(BASE64.encode(value));
+                    unlock.session = Some(holder.clone());
+                    ops.push(TxnOp { kv: unlock });
+                    previous_holder = Some(holder);
+                }
+            }
+        }
+        ops.push(self.write_op(key, value, lease)?);
+        match self.txn(ops).await? {
+            Txn::Applied(_) => {
+                if let Some(holder) = previous_holder {
+                    // It holds nothing now; ending it keeps Consul's session list clean.
+                    let _ = self.destroy_session(&holder).await;
+                }
+                Ok(true)
+            }
+            Txn::Refused(errors) => {
+                if let Some(lease) = lease
+                    && errors.iter().any(|e| e.what.contains("session"))
+                {
+                    return Err(StoreError::LeaseLost(lease.clone()));
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Creates every key, atomically, if none exists.
+    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        self.create_all_requiring(kvs, None).await
+    }
+
+    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
+    pub async fn create_all_requiring(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> Result<bool> {
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let mut ops = Vec::with_capacity(kvs.len() + 1);
+        if let Some(required) = required {
+            ops.push(TxnOp {
+                kv: self.op("get", required)?,
+            });
+        }
+        for (key, value) in kvs {
+            let mut kv = self.op("cas", key)?;
+            kv.value = Some(BASE64.encode(value));
+            kv.index = Some(0);
+            ops.push(TxnOp { kv });
+        }
+        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
+    }
+
+    /// Writes every key; returns the revision of the last write. Consul takes at most 64
+    /// operations per transaction, so a larger set is written in several.
+    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+        let mut revision = 0;
+        for chunk in kvs.chunks(MAX_TXN_OPS) {
+            let ops = chunk
+                .iter()
+                .map(|(key, value)| self.write_op(key, value, None))
+                .collect::<Result<Vec<_>>>()?;
+            match self.txn(ops).await? {
+                Txn::Applied(entries) => revision = Self::revision_of(&entries),
+                Txn::Refused(errors) => return Err(refusal("", None, &errors)),
+            }
+        }
+        Ok(revision)
+    }
+
+    /// Deletes the keys (in transactions of 32); returns how many existed.
+    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+        let mut existed = 0;
+        for chunk in keys.chunks(MAX_TXN_OPS / 2) {
+            existed += self.delete_counting(chunk, Vec::new()).await?.unwrap_or(0);
+        }
+        Ok(existed)
+    }
+
+    /// One transaction that deletes `keys` (with `more` operations after them), counting the
+    /// keys that existed (a `get-tree` before each delete: unlike `get`, it does not fail the
+    /// transaction for a missing key). `None` when a check in `more` refused the transaction.
+    async fn delete_counting(&self, keys: &[String], more: Vec<TxnOp>) -> Result<Option<usize>> {
+        let mut ops = Vec::with_capacity(keys.len() * 2 + more.len());
+        let mut wanted = std::collections::HashSet::new();
+        for key in keys {
+            ops.push(TxnOp {
+                kv: self.op("get-tree", key)?,
+            });
+            ops.push(TxnOp {
+                kv: self.op("delete", key)?,
+            });
+            wanted.insert(self.consul_key(key)?);
+        }
+        ops.extend(more);
+        match self.txn(ops).await? {
+            Txn::Applied(entries) => Ok(Some(
+                entries.iter().filter(|e| wanted.remove(&e.key)).count(),
+            )),
+            Txn::Refused(_) => Ok(None),
+        }
+    }
+
+    /// Deletes `keys` and `claim` if its value is still `owner`, in one transaction.
+    pub async fn delete_with_claim(
+        &self,
+        keys: &[String],
+        claim: &str,
+        owner: &[u8],
+    ) -> Result<usize> {
+        if keys.len() * 2 + 1 > MAX_TXN_OPS {
+            return Err(StoreError::Other(format!(
+                "at most {} keys can be deleted with a claim on Consul",
+                (MAX_TXN_OPS - 1) / 2
+            )));
+        }
+        loop {
+            let mut more = Vec::new();
+            if let Some(entry) = self.entry(claim).await?
+                && let Some(kv) = self.key_value(entry)?
+                && kv.value == owner
+            {
+                let mut cas = self.op("delete-cas", claim)?;
+                cas.index = Some(kv.mod_revision);
+                more.push(TxnOp { kv: cas });
+            }
+            if let Some(existed) = self.delete_counting(keys, more).await? {
+                return Ok(existed);
+            }
+            // The claim changed between the read and the delete: look again.
+        }
+    }
+
+    /// Creates a session for a lease of `ttl` (see the module's notes on its TTL). A server
+    /// that refuses so short a TTL gets its default minimum, with a warning.
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let session_ttl = Duration::from_secs((ttl.as_secs() / 2).max(1));
+        match self.create_session(session_ttl).await {
+            Err(StoreError::Other(e)) if e.contains("Invalid Session TTL") => {
+                tracing::warn!(
+                    requested_secs = ttl.as_secs(),
+                    "Consul refuses a session TTL of {} s (its session_ttl_min is higher); \
+                     using {} s: a dead host's records go within {} s",
+                    session_ttl.as_secs(),
+                    MIN_SESSION_TTL.as_secs(),
+                    (MIN_SESSION_TTL * 2).as_secs()
+                );
+                self.create_session(MIN_SESSION_TTL).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_session(&self, ttl: Duration) -> Result<LeaseId> {
+        let body = serde_json::json!({
+            "Name": "netd host",
+            "TTL": format!("{}s", ttl.as_secs()),
+            "Behavior": "delete",
+            "LockDelay": "0s",
+            "Checks": [],
+            "NodeChecks": [],
+        });
+        let answer = self
+            .call(
+                Method::PUT,
+                "session/create",
+                &[],
+                Some(body.to_string().into_bytes()),
+                REQUEST_TIMEOUT,
+                Retry::IfNotSent,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(Self::refused(&answer));
+        }
+        let created: SessionCreated = serde_json::from_slice(&answer.body).map_err(|e| {
+            StoreError::Other(format!("Consul's session answer does not parse: {e}"))
+        })?;
+        Ok(LeaseId::new(created.id))
+    }
+
+    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+        let answer = self
+            .call(
+                Method::PUT,
+                &format!("session/renew/{}", lease.as_str()),
+                &[],
+                None,
+                REQUEST_TIMEOUT,
+                Retry::Anywhere,
+            )
+            .await?;
+        match answer.status {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(StoreError::LeaseLost(lease.clone())),
+            _ => Err(Self::refused(&answer)),
+        }
+    }
+
+    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+        self.destroy_session(lease.as_str()).await
+    }
+
+    async fn destroy_session(&self, id: &str) -> Result<()> {
+        let answer = self
+            .call(
+                Method::PUT,
+                &format!("session/destroy/{id}"),
+                &[],
+                None,
+                REQUEST_TIMEOUT,
+                Retry::Anywhere,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(Self::refused(&answer));
+        }
+        Ok(())
+    }
+
+    /// Watches `prefix` from `from_revision`: the changes after the listing at
+    /// `from_revision - 1` (the kept one, or one read now if it is at that index).
+    pub async fn watch(
+        self: &std::sync::Arc<Self>,
+        prefix: &str,
+        from_revision: i64,
+    ) -> Result<ConsulWatch> {
+        let kept = self
+            .kept_listing()
+            .take()
+            .filter(|l| l.revision + 1 == from_revision && prefix.starts_with(keys::ROOT));
+        let (known, index) = match kept {
+            Some(listing) => (known_keys(&listing.kvs, prefix), listing.revision),
+            None => {
+                let listing = self.list(prefix).await?;
+                if listing.revision >= from_revision {
+                    // Changes since from_revision happened; the deletes among them are unknown.
+                    return Err(StoreError::Compacted(from_revision));
+                }
+                (known_keys(&listing.kvs, prefix), listing.revision)
+            }
+        };
+        Ok(ConsulWatch {
+            store: self.clone(),
+            path: format!("kv/{}", self.consul_key(prefix)?),
+            known,
+            index,
+        })
+    }
+}
+
+fn known_keys(kvs: &[KeyValue], prefix: &str) -> HashMap<String, i64> {
+    kvs.iter()
+        .filter(|kv| kv.key.starts_with(prefix))
+        .map(|kv| (kv.key.clone(), kv.mod_revision))
+        .collect()
+}
+
+/// Why a write the caller did not make conditional was refused.
+fn refusal(key: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreError {
+    if let Some(lease) = lease
+        && errors.iter().any(|e| e.what.contains("session"))
+    {
+        return StoreError::LeaseLost(lease.clone());
+    }
+    let what: Vec<String> = errors
+        .iter()
+        .map(|e| format!("operation {}: {}", e.op_index, e.what))
+        .collect();
+    StoreError::Other(format!(
+        "Consul refused the write of {key:?}: {}",
+        what.join("; ")
+    ))
+}
+
+fn no_leader(body: &[u8]) -> bool {
+    String::from_utf8_lossy(body).contains("No cluster leader")
+}
+
+/// A request error in one line: reqwest's own message plus its first cause.
+fn describe(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    match e.source() {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_string(),
+    }
+}
+
+/// A watch on a prefix through blocking queries.
+pub struct ConsulWatch {
+    store: std::sync::Arc<ConsulStore>,
+    path: String,
+    /// Every key under the prefix with its last `ModifyIndex`, as of `index`.
+    known: HashMap<String, i64>,
+    index: i64,
+}
+
+impl std::fmt::Debug for ConsulWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulWatch")
+            .field("path", &self.path)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsulWatch {
+    /// The next changes: puts (new or changed `ModifyIndex`) and deletes (keys gone, at the
+    /// answer's index), in revision order.
+    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+        loop {
+            let wait = WATCH_WAIT + jitter(WATCH_WAIT / 8);
+            let answer = self
+                .store
+                .call(
+                    Method::GET,
+                    &self.path,
+                    &[
+                        ("recurse", String::new()),
+                        ("index", self.index.to_string()),
+                        ("wait", format!("{}ms", wait.as_millis())),
+                    ],
+                    None,
+                    // Consul answers within wait + wait/16.
+                    wait + wait / 8 + REQUEST_TIMEOUT,
+                    Retry::Anywhere,
+                )
+                .await?;
+            let Some(index) = answer.index else {
+                return Err(StoreError::Other(
+                    "Consul's answer to a blocking query has no X-Consul-Index".into(),
+                ));
+            };
+            if index < self.index {
+                // A snapshot restore or a new cluster: what we know is no longer a base.
+                return Err(StoreError::Compacted(self.index));
+            }
+            if index == self.index {
+                continue;
+            }
+            let kvs = self.store.entries(&answer)?;
+            self.index = index;
+            let events = self.changes(kvs, index);
+            if !events.is_empty() {
+                return Ok(events);
+            }
+        }
+    }
+
+    fn changes(&mut self, kvs: Vec<KeyValue>, index: i64) -> Vec<WatchEvent> {
+        let mut previous = std::mem::take(&mut self.known);
+        let mut events = Vec::new();
+        for kv in kvs {
+            self.known.insert(kv.key.clone(), kv.mod_revision);
+            if previous.remove(&kv.key) != Some(kv.mod_revision) {
+                events.push(WatchEvent::Put(kv));
+            }
+        }
+        events.extend(previous.into_keys().map(|key| WatchEvent::Delete {
+            key,
+            mod_revision: index,
+        }));
+        events.sort_by_key(WatchEvent::revision);
+        events
+    }
+}
+
+/// Up to `max` of jitter, from the clock (no RNG needed for spreading wake-ups).
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let max_ms = max.as_millis().max(1) as u64;
+    Duration::from_millis(u64::from(nanos) % max_ms)
+}
