@@ -28,7 +28,131 @@ pub const STORE_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 254);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreKind {
     Etcd,
+    Consul,
     Embedded,
+}
+
+/// The store server of a cluster, which the outage tests stop and start again.
+pub enum StoreServer {
+    Etcd(Etcd),
+    Consul(Consul),
+}
+
+impl StoreServer {
+    pub fn stop(&mut self) {
+        match self {
+            Self::Etcd(s) => s.stop(),
+            Self::Consul(s) => s.stop(),
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Etcd(s) => s.restart(),
+            Self::Consul(s) => s.restart(),
+        }
+    }
+}
+
+/// Consul (Debian bullseye's 1.8.7, from `cargo xtask setup`) as a single server.
+pub fn consul_bin() -> PathBuf {
+    let tools = std::env::var_os("NETD_TOOLS_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools"),
+        PathBuf::from,
+    );
+    tools.join("consul/usr/bin/consul")
+}
+
+/// A one-server Consul cluster inside a network namespace (HTTP on `ip:8500`), killed on drop.
+/// Its `session_ttl_min` is 1 s so that the tests' short lease TTLs apply as given.
+pub struct Consul {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    netns: String,
+    ip: Ipv4Addr,
+}
+
+impl Consul {
+    pub fn start_in(netns: &Netns, ip: Ipv4Addr, data_dir: PathBuf) -> anyhow::Result<Self> {
+        let mut consul = Self {
+            child: None,
+            data_dir,
+            netns: netns.name.clone(),
+            ip,
+        };
+        consul.restart()?;
+        Ok(consul)
+    }
+
+    /// Starts the server (again) on the same data directory; waits until it has a leader and
+    /// takes writes.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let bin = consul_bin();
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo xtask setup`", bin.display());
+        }
+        let log = fs::File::create(self.data_dir.with_extension("log"))?;
+        let ip = self.ip.to_string();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .arg(&bin)
+            .args(["agent", "-server", "-bootstrap-expect=1", "-node", "lab"])
+            .arg("-data-dir")
+            .arg(&self.data_dir)
+            .args(["-bind", &ip, "-client", &ip])
+            .args(["-dns-port=-1", "-grpc-port=-1"])
+            .args(["-hcl", "session_ttl_min = \"1s\""])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start consul")?;
+        self.child = Some(child);
+        let url = format!("http://{ip}:8500/v1/kv/netd-ready-probe");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "curl",
+                    "-sf",
+                    "-m",
+                    "1",
+                    "-X",
+                    "PUT",
+                    "-d",
+                    "1",
+                    &url,
+                ],
+            )
+            .is_ok_and(|body| body.trim() == "true");
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "consul did not come up; see {}",
+                    self.data_dir.with_extension("log").display()
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Consul {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// A single-member etcd inside a network namespace, killed on drop.
@@ -153,7 +277,7 @@ pub struct ClusterHost {
 
 pub struct Cluster {
     pub hosts: Vec<ClusterHost>,
-    pub etcd: Option<Etcd>,
+    pub store_server: Option<StoreServer>,
     pub store_url: String,
     /// Containers made by [`Cluster::container`]; dropped before the hosts.
     pub containers: Vec<Netns>,
@@ -206,16 +330,24 @@ impl Cluster {
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["addr", "add", &format!("{STORE_IP}/24"), "dev", "br0"])?;
         switch.ip(&["link", "set", "br0", "up"])?;
-        let (etcd, store_url) = match store {
+        let (store_server, store_url) = match store {
             StoreKind::Etcd => (
-                Some(Etcd::start(&switch, dir.0.join("etcd"))?),
+                Some(StoreServer::Etcd(Etcd::start(&switch, dir.0.join("etcd"))?)),
                 format!("etcd://{STORE_IP}:2379"),
+            ),
+            StoreKind::Consul => (
+                Some(StoreServer::Consul(Consul::start_in(
+                    &switch,
+                    STORE_IP,
+                    dir.0.join("consul"),
+                )?)),
+                format!("consul://{STORE_IP}:8500"),
             ),
             StoreKind::Embedded => (None, format!("file://{}", dir.0.join("store").display())),
         };
         let mut cluster = Self {
             hosts: Vec::new(),
-            etcd,
+            store_server,
             store_url,
             containers: Vec::new(),
             switch,
@@ -482,7 +614,7 @@ impl Drop for Cluster {
         // Containers first (their veth peers live in the hosts), then hosts, then the store.
         self.containers.clear();
         self.hosts.clear();
-        self.etcd = None;
+        self.store_server = None;
     }
 }
 

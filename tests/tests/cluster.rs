@@ -3,8 +3,12 @@
     clippy::expect_used,
     reason = "integration test: a panic is a failed test"
 )]
-//! The control plane end to end: real etcd (or the embedded store), a real `netd daemon` per
-//! simulated host, the CLI as an operator types it, real traffic.
+//! The control plane end to end: a real store, a real `netd daemon` per simulated host, the CLI
+//! as an operator types it, real traffic.
+//!
+//! The store conformance suite (the [`conformance!`] list at the end) runs the same tests on
+//! every backend: etcd, Consul and the embedded store (which has no server to lose, so no outage
+//! test).
 
 use std::time::Duration;
 
@@ -36,8 +40,8 @@ fn endpoint_ip(cluster: &Cluster, host: usize, args: &[&str]) -> String {
     v["ip"].as_str().unwrap().to_string()
 }
 
-/// The seed's scenario on the given store: a network created on host 1 is used on host 2.
-fn two_host_scenario(store: StoreKind) {
+/// The seed's scenario: a network created on host 1 is used on host 2.
+fn network_created_on_one_host_is_used_on_another(store: StoreKind) {
     let mut c = Cluster::new("cl", 2, store, 10).expect("cluster");
     c.netd(0, SEED_NET).unwrap();
     let c1 = c.container().unwrap();
@@ -97,22 +101,6 @@ fn two_host_scenario(store: StoreKind) {
         );
         assert!(out.unwrap().contains("receiver"));
     }
-}
-
-#[test]
-fn network_created_on_one_host_is_used_on_another_etcd() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    two_host_scenario(StoreKind::Etcd);
-}
-
-#[test]
-fn network_created_on_one_host_is_used_on_another_embedded_store() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    two_host_scenario(StoreKind::Embedded);
 }
 
 /// MACs (as strings) in host `i`'s FDB.
@@ -201,12 +189,8 @@ fn networks_with_the_same_subnet_and_different_vnis_stay_isolated() {
     }
 }
 
-#[test]
-fn addresses_are_never_given_twice_across_hosts() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let mut c = Cluster::new("ip", 2, StoreKind::Etcd, 10).unwrap();
+fn addresses_are_never_given_twice_across_hosts(store: StoreKind) {
+    let mut c = Cluster::new("ip", 2, store, 10).unwrap();
     // A /28 has 13 usable addresses besides the gateway: 12 endpoints fill it almost completely.
     c.netd(
         0,
@@ -499,7 +483,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
     c.netd(0, &["endpoint", "rm", "b"]).unwrap();
     c.netd(0, &["network", "rm", "tiny"]).unwrap();
     // The store goes away: a clear error, not a hang.
-    c.etcd.as_mut().unwrap().stop();
+    c.store_server.as_mut().unwrap().stop();
     let e = err(
         &c,
         &["network", "create", "--subnet", "10.90.0.0/24", "late"],
@@ -511,12 +495,8 @@ fn exhaustion_and_bad_input_are_clear_errors() {
     assert!(e.contains("cannot reach the netd daemon"), "{e}");
 }
 
-#[test]
-fn endpoint_rm_on_one_host_removes_it_everywhere() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let mut c = Cluster::new("rm", 2, StoreKind::Etcd, 10).unwrap();
+fn endpoint_rm_on_one_host_removes_it_everywhere(store: StoreKind) {
+    let mut c = Cluster::new("rm", 2, store, 10).unwrap();
     c.netd(0, SEED_NET).unwrap();
     // Host 2 programs mynet's peers because it has an endpoint of its own there.
     let watcher = c.container().unwrap();
@@ -547,12 +527,8 @@ fn endpoint_rm_on_one_host_removes_it_everywhere() {
     assert_eq!(again["ip"], v["ip"]);
 }
 
-#[test]
-fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let mut c = Cluster::new("dh", 2, StoreKind::Etcd, 3).unwrap();
+fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl(store: StoreKind) {
+    let mut c = Cluster::new("dh", 2, store, 3).unwrap();
     c.netd(0, SEED_NET).unwrap();
     let watcher = c.container().unwrap();
     add(&c, 0, "mynet", watcher, "watcher", &[]);
@@ -579,8 +555,12 @@ fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl() {
 }
 
 /// Starts `ping -i 0.01` in the background and returns a handle to its summary.
-fn two_connected(tag: &str, lease_ttl: u64) -> (Cluster, usize, usize, String, String) {
-    let mut c = Cluster::new(tag, 2, StoreKind::Etcd, lease_ttl).unwrap();
+fn two_connected(
+    tag: &str,
+    store: StoreKind,
+    lease_ttl: u64,
+) -> (Cluster, usize, usize, String, String) {
+    let mut c = Cluster::new(tag, 2, store, lease_ttl).unwrap();
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
@@ -597,12 +577,8 @@ fn two_connected(tag: &str, lease_ttl: u64) -> (Cluster, usize, usize, String, S
     (c, n1, n2, ip1, ip2)
 }
 
-#[test]
-fn kill_9_and_restart_of_a_daemon_loses_no_packet() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let (mut c, n1, _, _, ip2) = two_connected("k9", 10);
+fn kill_9_and_restart_of_a_daemon_loses_no_packet(store: StoreKind) {
+    let (mut c, n1, _, _, ip2) = two_connected("k9", store, 10);
     let pinger = c.containers[n1].background_ping(&ip2, 600).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     for host in 0..2 {
@@ -620,16 +596,12 @@ fn kill_9_and_restart_of_a_daemon_loses_no_packet() {
     );
 }
 
-#[test]
-fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let (mut c, n1, n2, ip1, ip2) = two_connected("so", 10);
+fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: StoreKind) {
+    let (mut c, n1, n2, ip1, ip2) = two_connected("so", store, 10);
     // 35 s of pings every 10 ms, the store gone for 30 s of them.
     let pinger = c.containers[n1].background_ping(&ip2, 3500).unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    c.etcd.as_mut().unwrap().stop();
+    c.store_server.as_mut().unwrap().stop();
     c.wait_for(Duration::from_secs(15), || {
         (c.netd_json(0, &["status"]).ok()?["store"]["state"] == "unreachable").then_some(())
     })
@@ -651,7 +623,7 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
         watch_down && lease_down,
         "watch {watch_down}, lease {lease_down}"
     );
-    c.etcd.as_mut().unwrap().restart().unwrap();
+    c.store_server.as_mut().unwrap().restart().unwrap();
     let summary = pinger.finish().unwrap();
     let (sent, received, line) = (summary.sent, summary.received, summary.line);
     assert_eq!(
@@ -670,12 +642,8 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge() {
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
 }
 
-#[test]
-fn malformed_values_written_into_the_store_are_never_programmed() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
-    let (c, _, _, _, _) = two_connected("mv", 10);
+fn malformed_values_written_into_the_store_are_never_programmed(store: StoreKind) {
+    let (c, _, _, _, _) = two_connected("mv", store, 10);
     let ep = |ip: &str, mac: &str, host: &str, vtep: &str| {
         format!(
             r#"{{"version":1,"ip":"{ip}","mac":"{mac}","host":"{host}","vtep_ip":"{vtep}","name":"NAME"}}"#
@@ -751,4 +719,51 @@ fn the_gateway_answers_and_routes_between_subnets() {
     assert!(ping(&c, b, "172.28.1.1").unwrap().contains("3 received"));
     // Not out of the network: an address no endpoint has is dropped at the gateway.
     assert!(ping(&c, a, "172.28.2.9").is_err());
+}
+
+/// One module per store backend, each running the listed tests on it.
+macro_rules! conformance {
+    ($($module:ident => $store:expr, [$($test:ident),* $(,)?];)*) => {
+        $(mod $module {
+            use super::*;
+            $(
+                #[test]
+                fn $test() {
+                    if netd_tests::skip_unprivileged() {
+                        return;
+                    }
+                    super::$test($store);
+                }
+            )*
+        })*
+    };
+}
+
+conformance! {
+    etcd => StoreKind::Etcd, [
+        network_created_on_one_host_is_used_on_another,
+        addresses_are_never_given_twice_across_hosts,
+        endpoint_rm_on_one_host_removes_it_everywhere,
+        a_dead_hosts_endpoints_are_purged_within_the_lease_ttl,
+        kill_9_and_restart_of_a_daemon_loses_no_packet,
+        a_30_second_store_outage_loses_no_packet_and_the_daemons_converge,
+        malformed_values_written_into_the_store_are_never_programmed,
+    ];
+    consul => StoreKind::Consul, [
+        network_created_on_one_host_is_used_on_another,
+        addresses_are_never_given_twice_across_hosts,
+        endpoint_rm_on_one_host_removes_it_everywhere,
+        a_dead_hosts_endpoints_are_purged_within_the_lease_ttl,
+        kill_9_and_restart_of_a_daemon_loses_no_packet,
+        a_30_second_store_outage_loses_no_packet_and_the_daemons_converge,
+        malformed_values_written_into_the_store_are_never_programmed,
+    ];
+    embedded => StoreKind::Embedded, [
+        network_created_on_one_host_is_used_on_another,
+        addresses_are_never_given_twice_across_hosts,
+        endpoint_rm_on_one_host_removes_it_everywhere,
+        a_dead_hosts_endpoints_are_purged_within_the_lease_ttl,
+        kill_9_and_restart_of_a_daemon_loses_no_packet,
+        malformed_values_written_into_the_store_are_never_programmed,
+    ];
 }
