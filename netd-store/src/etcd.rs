@@ -417,6 +417,29 @@ impl EtcdStore {
         }
     }
 
+    /// The client URL of the member that answers (etcd's client spreads requests over the
+    /// endpoints it was given; this asks one which member it is). `None` if nobody answers
+    /// within half a second: `netd status` must not wait on it.
+    pub async fn member_in_use(&self) -> Option<String> {
+        let ask = async {
+            let mut client = self.client.clone();
+            let id = client.status().await.ok()?.header()?.member_id();
+            let members = client.member_list().await.ok()?;
+            let member = members.members().iter().find(|m| m.id() == id)?;
+            Some(
+                member
+                    .client_urls()
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| member.name().to_string()),
+            )
+        };
+        tokio::time::timeout(Duration::from_millis(500), ask)
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Watches every key under `prefix` from `from_revision` on (inclusive; etcd replays the
     /// history since then first, so events between a [`list`](Self::list) and this call are not
     /// lost when watching from `listing.revision + 1`).

@@ -324,10 +324,11 @@ impl Store {
     }
 
     /// The member requests go to, where the backend knows it (`netd status` shows it).
-    pub fn member_in_use(&self) -> Option<String> {
+    pub async fn member_in_use(&self) -> Option<String> {
         match self {
+            Self::Etcd(s) => s.member_in_use().await,
             Self::Consul(s) => Some(s.member_in_use()),
-            Self::Etcd(_) | Self::File(_) => None,
+            Self::File(_) => None,
         }
     }
 }

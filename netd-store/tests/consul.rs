@@ -448,7 +448,7 @@ async fn a_dead_member_is_skipped_and_a_dead_cluster_is_unavailable() {
     let store = Store::connect(&url).await.unwrap();
     store.put("/netd/v1/networks/a", b"1").await.unwrap();
     assert_eq!(
-        store.member_in_use().as_deref(),
+        store.member_in_use().await.as_deref(),
         Some(format!("http://127.0.0.1:{}", consul.http_port).as_str())
     );
     consul.kill();

@@ -12,7 +12,7 @@
 use std::{
     fs,
     net::{Ipv4Addr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -30,12 +30,25 @@ pub enum StoreKind {
     Etcd,
     Consul,
     Embedded,
+    /// Three etcd members; the daemons are given all three.
+    EtcdCluster,
+    /// Three Consul servers; the daemons are given all three.
+    ConsulCluster,
 }
+
+/// The members of the three-member store clusters, on the switch.
+pub const STORE_MEMBERS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(10, 201, 0, 251),
+    Ipv4Addr::new(10, 201, 0, 252),
+    Ipv4Addr::new(10, 201, 0, 253),
+];
 
 /// The store server of a cluster, which the outage tests stop and start again.
 pub enum StoreServer {
     Etcd(Etcd),
     Consul(Consul),
+    EtcdCluster(Vec<Etcd>),
+    ConsulCluster(Vec<Consul>),
 }
 
 impl StoreServer {
@@ -43,6 +56,8 @@ impl StoreServer {
         match self {
             Self::Etcd(s) => s.stop(),
             Self::Consul(s) => s.stop(),
+            Self::EtcdCluster(m) => m.iter_mut().for_each(Etcd::stop),
+            Self::ConsulCluster(m) => m.iter_mut().for_each(Consul::stop),
         }
     }
 
@@ -50,6 +65,32 @@ impl StoreServer {
         match self {
             Self::Etcd(s) => s.restart(),
             Self::Consul(s) => s.restart(),
+            Self::EtcdCluster(m) => m.iter_mut().try_for_each(Etcd::restart),
+            Self::ConsulCluster(m) => m.iter_mut().try_for_each(Consul::restart),
+        }
+    }
+
+    /// Kills the member at `ip` of a store cluster.
+    pub fn stop_member(&mut self, ip: Ipv4Addr) {
+        match self {
+            Self::EtcdCluster(m) => m.iter_mut().filter(|e| e.ip == ip).for_each(Etcd::stop),
+            Self::ConsulCluster(m) => m.iter_mut().filter(|c| c.ip == ip).for_each(Consul::stop),
+            Self::Etcd(_) | Self::Consul(_) => {}
+        }
+    }
+
+    /// Starts the member at `ip` again.
+    pub fn restart_member(&mut self, ip: Ipv4Addr) -> anyhow::Result<()> {
+        match self {
+            Self::EtcdCluster(m) => m
+                .iter_mut()
+                .filter(|e| e.ip == ip)
+                .try_for_each(Etcd::restart),
+            Self::ConsulCluster(m) => m
+                .iter_mut()
+                .filter(|c| c.ip == ip)
+                .try_for_each(Consul::restart),
+            Self::Etcd(_) | Self::Consul(_) => Ok(()),
         }
     }
 }
@@ -63,13 +104,17 @@ pub fn consul_bin() -> PathBuf {
     tools.join("consul/usr/bin/consul")
 }
 
-/// A one-server Consul cluster inside a network namespace (HTTP on `ip:8500`), killed on drop.
-/// Its `session_ttl_min` is 1 s so that the tests' short lease TTLs apply as given.
+/// A Consul server inside a network namespace (HTTP on `ip:8500`), killed on drop: alone, or
+/// one of the servers of [`Consul::cluster_in`]. Its `session_ttl_min` is 1 s so that the
+/// tests' short lease TTLs apply as given, and its `raft_multiplier` 1, as Consul advises for
+/// production.
 pub struct Consul {
     child: Option<Child>,
     data_dir: PathBuf,
     netns: String,
-    ip: Ipv4Addr,
+    pub ip: Ipv4Addr,
+    /// Every server's address (itself included).
+    servers: Vec<Ipv4Addr>,
 }
 
 impl Consul {
@@ -79,35 +124,78 @@ impl Consul {
             data_dir,
             netns: netns.name.clone(),
             ip,
+            servers: vec![ip],
         };
         consul.restart()?;
         Ok(consul)
     }
 
-    /// Starts the server (again) on the same data directory; waits until it has a leader and
-    /// takes writes.
+    /// One server per address, joined into one cluster; waits until it takes writes.
+    pub fn cluster_in(netns: &Netns, ips: &[Ipv4Addr], dir: &Path) -> anyhow::Result<Vec<Self>> {
+        let mut servers: Vec<Self> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, &ip)| Self {
+                child: None,
+                data_dir: dir.join(format!("consul{}", i + 1)),
+                netns: netns.name.clone(),
+                ip,
+                servers: ips.to_vec(),
+            })
+            .collect();
+        for server in &mut servers {
+            server.spawn()?;
+        }
+        for server in &servers {
+            server.wait_ready()?;
+        }
+        Ok(servers)
+    }
+
+    /// Starts the server (again) on the same data directory; waits until it takes writes.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_ready()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
         let bin = consul_bin();
         if !bin.exists() {
             bail!("{} is missing: run `cargo xtask setup`", bin.display());
         }
-        let log = fs::File::create(self.data_dir.with_extension("log"))?;
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))?;
         let ip = self.ip.to_string();
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", &self.netns])
             .arg(&bin)
-            .args(["agent", "-server", "-bootstrap-expect=1", "-node", "lab"])
+            .args(["agent", "-server", "-node", &format!("lab-{ip}")])
+            .arg(format!("-bootstrap-expect={}", self.servers.len()))
             .arg("-data-dir")
             .arg(&self.data_dir)
             .args(["-bind", &ip, "-client", &ip])
             .args(["-dns-port=-1", "-grpc-port=-1"])
             .args(["-hcl", "session_ttl_min = \"1s\""])
+            // Consul's advice for production servers (its default, 5, is for small dev VMs):
+            // a lost leader is replaced in about a second instead of several.
+            .args(["-hcl", "performance { raft_multiplier = 1 }"]);
+        for other in self.servers.iter().filter(|&&o| o != self.ip) {
+            command.arg(format!("-retry-join={other}"));
+        }
+        let child = command
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("cannot start consul")?;
         self.child = Some(child);
-        let url = format!("http://{ip}:8500/v1/kv/netd-ready-probe");
+        Ok(())
+    }
+
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let url = format!("http://{}:8500/v1/kv/netd-ready-probe", self.ip);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = sh(
@@ -155,13 +243,20 @@ impl Drop for Consul {
     }
 }
 
-/// A single-member etcd inside a network namespace, killed on drop.
+/// An etcd member inside a network namespace, killed on drop: alone, or one of the members of
+/// [`Etcd::cluster_in`].
 pub struct Etcd {
     child: Option<Child>,
     data_dir: PathBuf,
     netns: String,
-    ip: Ipv4Addr,
+    pub ip: Ipv4Addr,
+    /// `--initial-cluster`: every member's `name=peer URL`.
+    initial_cluster: String,
     extra_args: Vec<String>,
+}
+
+fn etcd_name(ip: Ipv4Addr) -> String {
+    format!("lab-{ip}")
 }
 
 impl Etcd {
@@ -183,19 +278,58 @@ impl Etcd {
             data_dir,
             netns: netns.name.clone(),
             ip,
+            initial_cluster: format!("{}=http://{ip}:2380", etcd_name(ip)),
             extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
         };
         etcd.restart()?;
         Ok(etcd)
     }
 
+    /// One member per address, in one cluster; waits until every member is healthy.
+    pub fn cluster_in(netns: &Netns, ips: &[Ipv4Addr], dir: &Path) -> anyhow::Result<Vec<Self>> {
+        let initial_cluster = ips
+            .iter()
+            .map(|&ip| format!("{}=http://{ip}:2380", etcd_name(ip)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Self> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, &ip)| Self {
+                child: None,
+                data_dir: dir.join(format!("etcd{}", i + 1)),
+                netns: netns.name.clone(),
+                ip,
+                initial_cluster: initial_cluster.clone(),
+                extra_args: Vec::new(),
+            })
+            .collect();
+        // All started before any is waited on: a member is healthy only with a quorum.
+        for member in &mut members {
+            member.spawn()?;
+        }
+        for member in &members {
+            member.wait_healthy()?;
+        }
+        Ok(members)
+    }
+
     /// Starts etcd (again) on the same data directory.
     pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_healthy()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
         let client = format!("http://{}:2379", self.ip);
         let peer = format!("http://{}:2380", self.ip);
-        let log = fs::File::create(self.data_dir.with_extension("log"))?;
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))?;
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, "etcd", "--name", "lab"])
+            .args(["netns", "exec", &self.netns, "etcd", "--name"])
+            .arg(etcd_name(self.ip))
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args([
@@ -210,13 +344,18 @@ impl Etcd {
                 "--initial-advertise-peer-urls",
                 &peer,
             ])
-            .args(["--initial-cluster", &format!("lab={peer}")])
+            .args(["--initial-cluster", &self.initial_cluster])
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .context("cannot start etcd (is etcd-server installed?)")?;
         self.child = Some(child);
+        Ok(())
+    }
+
+    fn wait_healthy(&self) -> anyhow::Result<()> {
+        let client = format!("http://{}:2379", self.ip);
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             // etcd accepts connections before it serves (raft not ready yet): ask /health.
@@ -344,6 +483,33 @@ impl Cluster {
                 format!("consul://{STORE_IP}:8500"),
             ),
             StoreKind::Embedded => (None, format!("file://{}", dir.0.join("store").display())),
+            StoreKind::EtcdCluster | StoreKind::ConsulCluster => {
+                for ip in STORE_MEMBERS {
+                    switch.ip(&["addr", "add", &format!("{ip}/24"), "dev", "br0"])?;
+                }
+                let members = STORE_MEMBERS.map(|ip| ip.to_string());
+                if store == StoreKind::EtcdCluster {
+                    let urls = members.map(|m| format!("{m}:2379")).join(",");
+                    (
+                        Some(StoreServer::EtcdCluster(Etcd::cluster_in(
+                            &switch,
+                            &STORE_MEMBERS,
+                            &dir.0,
+                        )?)),
+                        format!("etcd://{urls}"),
+                    )
+                } else {
+                    let urls = members.map(|m| format!("{m}:8500")).join(",");
+                    (
+                        Some(StoreServer::ConsulCluster(Consul::cluster_in(
+                            &switch,
+                            &STORE_MEMBERS,
+                            &dir.0,
+                        )?)),
+                        format!("consul://{urls}"),
+                    )
+                }
+            }
         };
         let mut cluster = Self {
             hosts: Vec::new(),

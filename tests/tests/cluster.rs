@@ -12,8 +12,10 @@
 
 use std::time::Duration;
 
+use std::net::Ipv4Addr;
+
 use netd_tests::{
-    cluster::{Cluster, StoreKind},
+    cluster::{Cluster, STORE_MEMBERS, StoreKind},
     netns::iperf3,
 };
 
@@ -721,6 +723,102 @@ fn the_gateway_answers_and_routes_between_subnets() {
     assert!(ping(&c, a, "172.28.2.9").is_err());
 }
 
+/// The member of a three-member store cluster that `netd status` on host `i` names.
+fn member_in_use(c: &Cluster, i: usize) -> Option<Ipv4Addr> {
+    let status = c.netd_json(i, &["status"]).ok()?;
+    let url = status["store"]["member"].as_str()?.to_string();
+    let host = url.split("://").nth(1)?.split(':').next()?;
+    host.parse().ok()
+}
+
+/// The current leader of a three-member store cluster, as its members say.
+fn store_leader(c: &Cluster, store: StoreKind) -> Ipv4Addr {
+    let ask = |ip: Ipv4Addr| -> Option<Ipv4Addr> {
+        if store == StoreKind::ConsulCluster {
+            let url = format!("http://{ip}:8500/v1/status/leader");
+            let out = c.switch.exec("curl", &["-sf", "-m", "1", &url]).ok()?;
+            out.trim().trim_matches('"').split(':').next()?.parse().ok()
+        } else {
+            let url = format!("http://{ip}:2379/v3/maintenance/status");
+            let out = c
+                .switch
+                .exec("curl", &["-sf", "-m", "1", "-X", "POST", "-d", "{}", &url])
+                .ok()?;
+            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+            (v["header"]["member_id"] == v["leader"]).then_some(ip)
+        }
+    };
+    c.wait_for(Duration::from_secs(20), || {
+        if store == StoreKind::ConsulCluster {
+            STORE_MEMBERS.into_iter().find_map(ask)
+        } else {
+            STORE_MEMBERS.into_iter().find(|&ip| ask(ip).is_some())
+        }
+    })
+    .expect("the store cluster has a leader")
+}
+
+/// A daemon given every member of a three-member store cluster keeps going when the member it
+/// talks to dies, and then when the leader does: no packet lost, writes work again, and
+/// `netd status` names the member in use.
+fn the_daemons_fail_over_between_store_members(store: StoreKind) {
+    let (mut c, n1, _, _, ip2) = two_connected("fo", store, 10);
+    let pinger = c.containers[n1].background_ping(&ip2, 4000).unwrap();
+    for (round, what) in ["the member in use", "the leader"].into_iter().enumerate() {
+        let victim = if round == 0 {
+            c.wait_for(Duration::from_secs(5), || member_in_use(&c, 1))
+                .expect("netd status names the member in use")
+        } else {
+            store_leader(&c, store)
+        };
+        c.store_server.as_mut().unwrap().stop_member(victim);
+        let stopped = std::time::Instant::now();
+        // Writes work again: an endpoint added on host 2 now is reachable from host 1.
+        let n = c.container().unwrap();
+        let netns = c.containers[n].name.clone();
+        let name = format!("after{round}");
+        let v = c
+            .wait_for(Duration::from_secs(30), || {
+                c.netd_json(
+                    1,
+                    &[
+                        "endpoint",
+                        "add",
+                        "--network",
+                        "mynet",
+                        "--netns",
+                        &netns,
+                        &name,
+                    ],
+                )
+                .ok()
+            })
+            .unwrap_or_else(|e| panic!("no write after losing {what} ({victim}): {e}"));
+        let ip = v["ip"].as_str().unwrap().to_string();
+        c.wait_for(Duration::from_secs(15), || ping(&c, n1, &ip).ok())
+            .unwrap_or_else(|e| panic!("new endpoint unreachable after losing {what}: {e}"));
+        eprintln!(
+            "lost {what} ({victim}): a write and its delivery took {:?}",
+            stopped.elapsed()
+        );
+        c.wait_for(Duration::from_secs(15), || {
+            member_in_use(&c, 1).filter(|&m| m != victim)
+        })
+        .unwrap_or_else(|e| panic!("netd status still names {victim}: {e}"));
+        c.store_server
+            .as_mut()
+            .unwrap()
+            .restart_member(victim)
+            .unwrap();
+    }
+    let summary = pinger.finish().unwrap();
+    assert_eq!(
+        summary.sent, summary.received,
+        "packets lost while store members failed: {}",
+        summary.line
+    );
+}
+
 /// One module per store backend, each running the listed tests on it.
 macro_rules! conformance {
     ($($module:ident => $store:expr, [$($test:ident),* $(,)?];)*) => {
@@ -758,6 +856,8 @@ conformance! {
         a_30_second_store_outage_loses_no_packet_and_the_daemons_converge,
         malformed_values_written_into_the_store_are_never_programmed,
     ];
+    etcd_cluster => StoreKind::EtcdCluster, [the_daemons_fail_over_between_store_members];
+    consul_cluster => StoreKind::ConsulCluster, [the_daemons_fail_over_between_store_members];
     embedded => StoreKind::Embedded, [
         network_created_on_one_host_is_used_on_another,
         addresses_are_never_given_twice_across_hosts,

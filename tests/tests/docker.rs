@@ -33,8 +33,19 @@ fn docker_cluster_with(
     daemon_json: serde_json::Value,
     netd_args: &[&str],
 ) -> DockerCluster {
+    docker_cluster_on(tag, engine, StoreKind::Etcd, daemon_json, netd_args)
+}
+
+/// Like [`docker_cluster_with`], on the given store.
+fn docker_cluster_on(
+    tag: &str,
+    engine: Engine,
+    store: StoreKind,
+    daemon_json: serde_json::Value,
+    netd_args: &[&str],
+) -> DockerCluster {
     let mut dockers = Vec::new();
-    let c = Cluster::new_with(tag, 2, StoreKind::Etcd, 10, |i, ns| {
+    let c = Cluster::new_with(tag, 2, store, 10, |i, ns| {
         let options = EngineOptions {
             engine,
             daemon_json: daemon_json.clone(),
@@ -96,7 +107,21 @@ impl DockerCluster {
 }
 
 fn the_seeds_commands_work_with_dash_d_netd(engine: Engine) {
-    let dc = docker_cluster("du", engine);
+    the_seeds_commands(engine, StoreKind::Etcd);
+}
+
+/// The seed's exact setup: its cluster store was Consul.
+fn the_seeds_commands_work_on_consul(engine: Engine) {
+    the_seeds_commands(engine, StoreKind::Consul);
+}
+
+fn the_seeds_commands(engine: Engine, store: StoreKind) {
+    let tag = if store == StoreKind::Consul {
+        "dc"
+    } else {
+        "du"
+    };
+    let dc = docker_cluster_on(tag, engine, store, serde_json::json!({}), &[]);
     // On host A.
     dc.create_network(
         0,
@@ -780,6 +805,7 @@ macro_rules! on_each_engine {
 on_each_engine!(
     ports_outbound_and_names_work_as_on_dockers_overlay,
     the_seeds_commands_work_with_dash_d_netd,
+    the_seeds_commands_work_on_consul,
     networks_propagate_and_rm_removes_them_everywhere,
     addresses_are_unique_across_hosts,
     a_container_removed_while_netd_is_down_is_released_when_it_returns,

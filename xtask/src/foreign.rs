@@ -1,4 +1,4 @@
-//! Packages from other Debian suites (trixie's Docker, and later bullseye's Consul, kernels),
+//! Packages from other Debian suites (trixie's Docker, bullseye's Consul, and later kernels),
 //! unpacked into a tools folder of the workspace. The system's apt sources and package database
 //! are never touched: apt runs with a private sources list, lists and cache under the tools
 //! folder, built from the mirror the system's own sources name, and `dpkg-deb -x` unpacks.

@@ -177,14 +177,21 @@ fn docker_26() -> anyhow::Result<String> {
     crate::foreign::unpack("trixie", &["docker.io", "docker-cli", "containerd"], &dest)
 }
 
+/// Consul 1.8.7 from Debian bullseye (the seed's cluster store): the store tests run on it.
+fn consul() -> anyhow::Result<String> {
+    let dest = crate::foreign::tools_dir().join("consul");
+    crate::foreign::unpack("bullseye", &["consul"], &dest)
+}
+
 pub fn run() -> anyhow::Result<()> {
-    let steps: [(&str, Step); 6] = [
+    let steps: [(&str, Step); 7] = [
         ("root", root),
         ("Debian packages", apt),
         ("nightly toolchain", nightly),
         ("rustup components", components),
         ("bpf-linker", bpf_linker),
         ("Docker 26 (Debian trixie, in target/tools)", docker_26),
+        ("Consul 1.8 (Debian bullseye, in target/tools)", consul),
     ];
     let total = steps.len();
     for (i, (what, f)) in steps.into_iter().enumerate() {

@@ -7,8 +7,9 @@ use netd::daemon::DaemonOptions;
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Cluster store: etcd://HOST:PORT[,HOST:PORT...] or file:///PATH (default: the embedded
-    /// store in /var/lib/netd).
+    /// Cluster store: etcd://HOST:PORT[,HOST:PORT...], consul://HOST:PORT[,HOST:PORT...][/PREFIX]
+    /// (consul+https://...; token from CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE) or
+    /// file:///PATH (default: the embedded store in /var/lib/netd).
     #[arg(long, env = "NETD_STORE", default_value = "file:///var/lib/netd")]
     store: String,
     /// This host's VTEP address (Docker's cluster-advertise).

@@ -61,6 +61,9 @@ pub async fn handle(daemon: &Daemon, request: Request) -> anyhow::Result<Value> 
         Request::EndpointLs { network } => {
             endpoints::endpoint_ls(service, network.as_deref()).await
         }
-        Request::Status => Ok(status::status(daemon)),
+        Request::Status => {
+            let member = service.store.member_in_use().await;
+            Ok(status::status(daemon, member))
+        }
     }
 }

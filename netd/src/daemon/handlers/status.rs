@@ -33,7 +33,8 @@ fn problems(daemon: &Daemon, summary: &Summary, store: &Value) -> Vec<String> {
     problems
 }
 
-pub(super) fn status(daemon: &Daemon) -> Value {
+/// `member`: the store member that answers requests, where the backend can tell.
+pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
     let summary = daemon.service.control.summary();
     let store = daemon.health.store_json(summary.synced);
     let problems = problems(daemon, &summary, &store);
@@ -45,7 +46,7 @@ pub(super) fn status(daemon: &Daemon) -> Value {
     let mut store = store;
     store["url"] = json!(daemon.options.store);
     store["revision"] = json!(summary.revision);
-    store["member"] = json!(daemon.service.store.member_in_use());
+    store["member"] = json!(member);
     let programs: Vec<Value> = daemon
         .programs
         .iter()
