@@ -240,8 +240,9 @@ impl ConsulStore {
             listing: Mutex::new(None),
         };
         // As etcd's client does: learn now whether any member answers at all (the daemon keeps
-        // retrying; the CLI reports it in one line).
-        store
+        // retrying; the CLI reports it in one line), and whether it is Consul (plain HTTP to an
+        // HTTPS port gets a 400).
+        let answer = store
             .call(
                 Method::GET,
                 "status/leader",
@@ -251,6 +252,9 @@ impl ConsulStore {
                 Retry::Anywhere,
             )
             .await?;
+        if !answer.status.is_success() {
+            return Err(Self::refused(&answer));
+        }
         Ok(store)
     }
 
@@ -886,20 +890,23 @@ fn no_leader(body: &[u8]) -> bool {
     String::from_utf8_lossy(body).contains("No cluster leader")
 }
 
-/// A request error in one line: reqwest's own message plus its first cause.
+/// A request error in one line: what failed, then each cause (the innermost names the reason:
+/// "Connection refused", "invalid peer certificate: UnknownIssuer").
 fn describe(e: &reqwest::Error) -> String {
     use std::error::Error as _;
-    let kind = if e.is_timeout() {
+    let mut line = String::from(if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "cannot connect"
     } else {
         "request failed"
-    };
-    match e.source() {
-        Some(cause) => format!("{kind}: {cause}"),
-        None => kind.to_string(),
+    });
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line += &format!(": {c}");
+        cause = c.source();
     }
+    line
 }
 
 /// A watch on a prefix through blocking queries.

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use netd_store::consul::{ConsulConfig, ConsulStore};
 use netd_store::{Expect, KeyValue, Store, StoreError, WatchEvent, WatchStream};
 use tempfile::TempDir;
 use tokio::time::{sleep, timeout};
@@ -39,6 +42,8 @@ struct Consul {
     dir: TempDir,
     http_port: u16,
     ports: [u16; 3],
+    /// Serving HTTPS only, with certificates made by `consul tls` in `dir`.
+    tls: bool,
 }
 
 fn free_ports<const N: usize>() -> [u16; N] {
@@ -51,26 +56,61 @@ fn free_ports<const N: usize>() -> [u16; N] {
 
 impl Consul {
     async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    async fn start_with(tls: bool) -> Self {
         let [http_port, a, b, c] = free_ports::<4>();
         let mut consul = Self {
             child: None,
             dir: tempfile::tempdir().unwrap(),
             http_port,
             ports: [a, b, c],
+            tls,
         };
+        if tls {
+            for args in [
+                &["tls", "ca", "create"][..],
+                &["tls", "cert", "create", "-server"],
+            ] {
+                let out = Command::new(consul_bin())
+                    .args(args)
+                    .current_dir(consul.dir.path())
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "consul {args:?}: {out:?}");
+            }
+        }
         consul.spawn();
         consul.wait_ready().await;
         consul
     }
 
     fn url(&self) -> String {
-        format!("consul://127.0.0.1:{}", self.http_port)
+        let scheme = if self.tls { "consul+https" } else { "consul" };
+        format!("{scheme}://127.0.0.1:{}", self.http_port)
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("consul-agent-ca.pem")
+    }
+
+    /// A client for this server (with its CA when it serves HTTPS).
+    async fn connect(&self, url: &str) -> netd_store::Result<Store> {
+        if !self.tls {
+            return Store::connect(url).await;
+        }
+        let rest = url.split_once("://").unwrap().1;
+        let mut config = ConsulConfig::parse(url, rest, true)?;
+        config.ca_file = Some(self.ca_file());
+        Ok(Store::Consul(Arc::new(ConsulStore::connect(config).await?)))
     }
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("consul.log")).unwrap();
         let [server, serf_lan, serf_wan] = self.ports;
-        let child = Command::new(consul_bin())
+        let mut command = Command::new(consul_bin());
+        command
             .args([
                 "agent",
                 "-dev",
@@ -80,12 +120,27 @@ impl Consul {
                 "127.0.0.1",
             ])
             .args(["-node", "netd-test"])
-            .arg(format!("-http-port={}", self.http_port))
             .arg(format!("-server-port={server}"))
             .arg(format!("-serf-lan-port={serf_lan}"))
             .arg(format!("-serf-wan-port={serf_wan}"))
             .args(["-dns-port=-1", "-grpc-port=-1"])
-            .args(["-hcl", "session_ttl_min = \"1s\""])
+            .args(["-hcl", "session_ttl_min = \"1s\""]);
+        if self.tls {
+            let dir = self.dir.path().display();
+            command.args([
+                "-hcl",
+                &format!(
+                    "ca_file = \"{dir}/consul-agent-ca.pem\"\n\
+                     cert_file = \"{dir}/dc1-server-consul-0.pem\"\n\
+                     key_file = \"{dir}/dc1-server-consul-0-key.pem\"\n\
+                     ports {{\n  http = -1\n  https = {}\n}}\n",
+                    self.http_port
+                ),
+            ]);
+        } else {
+            command.arg(format!("-http-port={}", self.http_port));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -97,7 +152,7 @@ impl Consul {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + READY_WITHIN;
         while Instant::now() < deadline {
-            if let Ok(store) = Store::connect(&self.url()).await
+            if let Ok(store) = self.connect(&self.url()).await
                 && store.put("/netd/v1/ready-probe", b"1").await.is_ok()
             {
                 return;
@@ -116,7 +171,7 @@ impl Consul {
     }
 
     async fn store(&self) -> Store {
-        Store::connect(&self.url()).await.unwrap()
+        self.connect(&self.url()).await.unwrap()
     }
 }
 
@@ -495,4 +550,29 @@ async fn large_prefixes_are_listed_and_watched() {
         .unwrap();
     let events = next_events(&mut watch, 1).await;
     assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.value == b"changed"));
+}
+
+#[tokio::test]
+async fn https_with_the_clusters_ca_and_not_without_it() {
+    let consul = Consul::start_with(true).await;
+    let store = consul.store().await;
+    let revision = store.put("/netd/v1/networks/a", b"1").await.unwrap();
+    assert!(revision > 0);
+    let page = store.list_page("/netd/v1/", None, None).await.unwrap();
+    let mut watch = store.watch("/netd/v1/", page.revision + 1).await.unwrap();
+    store.put("/netd/v1/networks/b", b"2").await.unwrap();
+    let events = next_events(&mut watch, 1).await;
+    assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.key == "/netd/v1/networks/b"));
+    // Without the CA the server's certificate is not trusted: no answer, and the reason.
+    let error = Store::connect(&consul.url()).await.err().expect("refused");
+    assert!(
+        matches!(&error, StoreError::Unavailable(e) if e.contains("certificate")),
+        "{error}"
+    );
+    // Plain HTTP to the HTTPS port is no store either.
+    assert!(
+        Store::connect(&format!("consul://127.0.0.1:{}", consul.http_port))
+            .await
+            .is_err()
+    );
 }

@@ -45,7 +45,7 @@ pub struct Args {
     /// Write an SVG bar chart.
     #[arg(long, value_name = "FILE")]
     pub chart: Option<PathBuf>,
-    /// Benchmark the control plane instead: a real etcd, synthetic hosts and endpoints
+    /// Benchmark the control plane instead: a real etcd (or Consul), synthetic hosts and endpoints
     /// written in bulk, one real daemon measured (convergence, change latency, restart,
     /// memory, lease renewals). `--json` applies; the datapath options do not.
     #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart"])]
@@ -61,4 +61,14 @@ pub struct Args {
     /// With --scale: store changes timed at the largest size.
     #[arg(long, requires = "scale", default_value_t = 200)]
     pub scale_samples: usize,
+    /// With --scale: the store to run on.
+    #[arg(long, requires = "scale", value_enum, default_value_t = ScaleStore::Etcd)]
+    pub scale_store: ScaleStore,
+}
+
+/// The stores `--scale` runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScaleStore {
+    Etcd,
+    Consul,
 }

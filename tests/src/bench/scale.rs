@@ -1,5 +1,5 @@
-//! `cargo xtask bench --scale`: the control plane at cluster sizes, with a real etcd and one
-//! real daemon measured.
+//! `cargo xtask bench --scale`: the control plane at cluster sizes, with a real etcd (or Consul,
+//! `--scale-store consul`) and one real daemon measured.
 //!
 //! A thousand synthetic hosts and a hundred networks are written into the store; the measured
 //! host has an endpoint of its own in every network, so it programs every peer. Endpoints are
@@ -34,6 +34,7 @@ pub struct ScaleConfig {
     pub networks: usize,
     /// Store changes timed at the largest size.
     pub samples: usize,
+    pub store: StoreKind,
 }
 
 impl Default for ScaleConfig {
@@ -43,6 +44,7 @@ impl Default for ScaleConfig {
             hosts: 1_000,
             networks: 100,
             samples: 200,
+            store: StoreKind::Etcd,
         }
     }
 }
@@ -120,14 +122,14 @@ pub fn run(config: &ScaleConfig, json_out: Option<&Path>) -> anyhow::Result<()> 
     let largest = config.sizes.iter().copied().max().unwrap_or(0);
     let started = Instant::now();
     eprintln!(
-        "scale: etcd, 2 real hosts, {} synthetic hosts, {} networks, up to {largest} endpoints",
-        config.hosts, config.networks
+        "scale: {:?}, 2 real hosts, {} synthetic hosts, {} networks, up to {largest} endpoints",
+        config.store, config.hosts, config.networks
     );
     let capacity = (largest + 4096).next_power_of_two().to_string();
     let vteps = (config.hosts * config.networks + 4096)
         .next_power_of_two()
         .to_string();
-    let mut c = Cluster::new_with("sc", 2, StoreKind::Etcd, 15, |_, _| {
+    let mut c = Cluster::new_with("sc", 2, config.store, 15, |_, _| {
         Ok(vec![
             "--no-docker".into(),
             "--max-endpoints".into(),
@@ -217,7 +219,7 @@ pub fn run(config: &ScaleConfig, json_out: Option<&Path>) -> anyhow::Result<()> 
         results.missed_renewals += lease["missed_renewals"].as_u64().unwrap_or(0);
         results.registrations += lease["registrations"].as_u64().unwrap_or(0);
     }
-    print!("{}", render(&results));
+    print!("{}", render(config.store, &results));
     eprintln!("scale: done in {:.0} s", started.elapsed().as_secs_f64());
     if let Some(file) = json_out {
         let text = serde_json::to_string_pretty(&to_json(config, &results))?;
@@ -376,10 +378,10 @@ fn rows(r: &Results) -> Vec<Row> {
     rows
 }
 
-fn render(r: &Results) -> String {
+fn render(store: StoreKind, r: &Results) -> String {
     let rows = rows(r);
     let width = rows.iter().map(|row| row.what.len()).max().unwrap_or(0);
-    let mut out = String::from("\ncontrol plane at scale\n");
+    let mut out = format!("\ncontrol plane at scale ({store:?})\n");
     for row in &rows {
         let verdict = match row.met {
             Some(true) => "met",
@@ -405,6 +407,7 @@ fn to_json(config: &ScaleConfig, r: &Results) -> Value {
             "hosts": config.hosts,
             "networks": config.networks,
             "samples": config.samples,
+            "store": format!("{:?}", config.store),
         },
         "converge": r.converge.iter().map(|(size, write, converge)| json!({
             "endpoints": size, "write_seconds": write, "converge_seconds": converge,

@@ -58,6 +58,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let config = bench::scale::ScaleConfig {
             sizes,
             samples: args.scale_samples,
+            store: match args.scale_store {
+                bench::cli::ScaleStore::Etcd => netd_tests::cluster::StoreKind::Etcd,
+                bench::cli::ScaleStore::Consul => netd_tests::cluster::StoreKind::Consul,
+            },
             ..Default::default()
         };
         return bench::scale::run(&config, args.json.as_deref());
