@@ -105,6 +105,23 @@ impl ConsulConfig {
     }
 }
 
+impl ConsulConfig {
+    /// The ACL token as Consul's own CLI takes it: `CONSUL_HTTP_TOKEN`, else the contents of
+    /// the file `CONSUL_HTTP_TOKEN_FILE` names. `env` looks a variable up.
+    pub fn token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<String>> {
+        if let Some(token) = env("CONSUL_HTTP_TOKEN").filter(|t| !t.is_empty()) {
+            return Ok(Some(token));
+        }
+        let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let token = std::fs::read_to_string(&path).map_err(|e| {
+            StoreError::Other(format!("cannot read CONSUL_HTTP_TOKEN_FILE {path}: {e}"))
+        })?;
+        Ok(Some(token.trim().to_string()))
+    }
+}
+
 /// A connection to a Consul cluster; cheap to share.
 pub struct ConsulStore {
     members: Vec<String>,
@@ -374,14 +391,11 @@ impl ConsulStore {
         Err(StoreError::Unavailable(failures.join("; ")))
     }
 
-    /// A request whose answer must be a success (2xx), with the body decoded.
+    /// The error for an answer that is not a success.
     fn refused(answer: &Answer) -> StoreError {
         let body = String::from_utf8_lossy(&answer.body).trim().to_string();
         if answer.status == StatusCode::FORBIDDEN {
-            return StoreError::Other(format!(
-                "Consul refused the request: {body} (set CONSUL_HTTP_TOKEN or \
-                 CONSUL_HTTP_TOKEN_FILE to a token with key and session write access)"
-            ));
+            return permission_denied(&body);
         }
         StoreError::Other(format!("Consul answered {}: {body}", answer.status))
     }
@@ -527,7 +541,15 @@ impl ConsulStore {
                     .filter_map(|r| r.kv)
                     .collect(),
             )),
-            StatusCode::CONFLICT => Ok(Txn::Refused(parsed()?.errors.unwrap_or_default())),
+            StatusCode::CONFLICT => {
+                let errors = parsed()?.errors.unwrap_or_default();
+                // The ACLs refused an operation: not a failed check, and no caller may take it
+                // for one ("the address is taken").
+                if let Some(denied) = errors.iter().find(|e| e.what.contains("Permission denied")) {
+                    return Err(permission_denied(&denied.what));
+                }
+                Ok(Txn::Refused(errors))
+            }
             _ => Err(Self::refused(&answer)),
         }
     }
@@ -883,6 +905,13 @@ fn refusal(key: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreErro
     StoreError::Other(format!(
         "Consul refused the write of {key:?}: {}",
         what.join("; ")
+    ))
+}
+
+fn permission_denied(what: &str) -> StoreError {
+    StoreError::Other(format!(
+        "Consul refused the request: {what} (set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE to a \
+         token with key and session write access)"
     ))
 }
 

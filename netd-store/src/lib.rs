@@ -164,7 +164,7 @@ impl Store {
         for (scheme, https) in [("consul://", false), ("consul+https://", true)] {
             if let Some(rest) = url.strip_prefix(scheme) {
                 let mut config = consul::ConsulConfig::parse(url, rest, https)?;
-                config.token = consul_token()?;
+                config.token = consul::ConsulConfig::token_from(|name| std::env::var(name).ok())?;
                 config.ca_file = std::env::var_os("CONSUL_CACERT").map(Into::into);
                 return Ok(Self::Consul(std::sync::Arc::new(
                     consul::ConsulStore::connect(config).await?,
@@ -330,27 +330,6 @@ impl Store {
             Self::Consul(s) => Some(s.member_in_use()),
             Self::File(_) => None,
         }
-    }
-}
-
-/// Consul's ACL token as its CLI takes it: `CONSUL_HTTP_TOKEN`, else the file
-/// `CONSUL_HTTP_TOKEN_FILE` names.
-fn consul_token() -> Result<Option<String>> {
-    if let Ok(token) = std::env::var("CONSUL_HTTP_TOKEN")
-        && !token.is_empty()
-    {
-        return Ok(Some(token));
-    }
-    match std::env::var_os("CONSUL_HTTP_TOKEN_FILE") {
-        Some(path) => std::fs::read_to_string(&path)
-            .map(|t| Some(t.trim().to_string()))
-            .map_err(|e| {
-                StoreError::Other(format!(
-                    "cannot read CONSUL_HTTP_TOKEN_FILE {}: {e}",
-                    std::path::Path::new(&path).display()
-                ))
-            }),
-        None => Ok(None),
     }
 }
 

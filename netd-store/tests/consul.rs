@@ -44,6 +44,8 @@ struct Consul {
     ports: [u16; 3],
     /// Serving HTTPS only, with certificates made by `consul tls` in `dir`.
     tls: bool,
+    /// ACLs on, denying by default, with this management token.
+    acl_token: Option<&'static str>,
 }
 
 fn free_ports<const N: usize>() -> [u16; N] {
@@ -56,10 +58,10 @@ fn free_ports<const N: usize>() -> [u16; N] {
 
 impl Consul {
     async fn start() -> Self {
-        Self::start_with(false).await
+        Self::start_with(false, None).await
     }
 
-    async fn start_with(tls: bool) -> Self {
+    async fn start_with(tls: bool, acl_token: Option<&'static str>) -> Self {
         let [http_port, a, b, c] = free_ports::<4>();
         let mut consul = Self {
             child: None,
@@ -67,6 +69,7 @@ impl Consul {
             http_port,
             ports: [a, b, c],
             tls,
+            acl_token,
         };
         if tls {
             for args in [
@@ -97,12 +100,20 @@ impl Consul {
 
     /// A client for this server (with its CA when it serves HTTPS).
     async fn connect(&self, url: &str) -> netd_store::Result<Store> {
-        if !self.tls {
+        self.connect_with(url, self.acl_token.map(str::to_string))
+            .await
+    }
+
+    async fn connect_with(&self, url: &str, token: Option<String>) -> netd_store::Result<Store> {
+        if !self.tls && token.is_none() {
             return Store::connect(url).await;
         }
-        let rest = url.split_once("://").unwrap().1;
-        let mut config = ConsulConfig::parse(url, rest, true)?;
-        config.ca_file = Some(self.ca_file());
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let mut config = ConsulConfig::parse(url, rest, scheme == "consul+https")?;
+        if self.tls {
+            config.ca_file = Some(self.ca_file());
+        }
+        config.token = token;
         Ok(Store::Consul(Arc::new(ConsulStore::connect(config).await?)))
     }
 
@@ -139,6 +150,15 @@ impl Consul {
             ]);
         } else {
             command.arg(format!("-http-port={}", self.http_port));
+        }
+        if let Some(token) = self.acl_token {
+            command.args([
+                "-hcl",
+                &format!(
+                    "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  \
+                     tokens {{\n    master = \"{token}\"\n  }}\n}}\n"
+                ),
+            ]);
         }
         let child = command
             .stdin(Stdio::null())
@@ -554,7 +574,7 @@ async fn large_prefixes_are_listed_and_watched() {
 
 #[tokio::test]
 async fn https_with_the_clusters_ca_and_not_without_it() {
-    let consul = Consul::start_with(true).await;
+    let consul = Consul::start_with(true, None).await;
     let store = consul.store().await;
     let revision = store.put("/netd/v1/networks/a", b"1").await.unwrap();
     assert!(revision > 0);
@@ -575,4 +595,48 @@ async fn https_with_the_clusters_ca_and_not_without_it() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test]
+async fn an_acl_token_from_the_environment_or_a_file_opens_a_locked_cluster() {
+    const TOKEN: &str = "5f0c3e3a-netd-test-token";
+    let consul = Consul::start_with(false, Some(TOKEN)).await;
+    // CONSUL_HTTP_TOKEN first, else the file CONSUL_HTTP_TOKEN_FILE names (trimmed).
+    let file = consul.dir.path().join("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let from_file = ConsulConfig::token_from(|name| {
+        (name == "CONSUL_HTTP_TOKEN_FILE").then(|| file.display().to_string())
+    })
+    .unwrap();
+    assert_eq!(from_file.as_deref(), Some(TOKEN));
+    let from_env = ConsulConfig::token_from(|name| {
+        (name == "CONSUL_HTTP_TOKEN").then(|| "direct".to_string())
+    })
+    .unwrap();
+    assert_eq!(from_env.as_deref(), Some("direct"));
+    assert!(
+        ConsulConfig::token_from(|name| {
+            (name == "CONSUL_HTTP_TOKEN_FILE").then(|| "/nonexistent/token".to_string())
+        })
+        .is_err()
+    );
+
+    let store = consul.connect_with(&consul.url(), from_file).await.unwrap();
+    store.put("/netd/v1/networks/a", b"1").await.unwrap();
+    let lease = store.grant_lease(Duration::from_secs(4)).await.unwrap();
+    assert!(
+        store
+            .put_if("/netd/v1/hosts/h1", b"h", Some(&lease), Expect::Absent)
+            .await
+            .unwrap()
+    );
+    // Without the token: refused, and told what to set.
+    let anonymous = consul.connect_with(&consul.url(), None).await.unwrap();
+    let error = anonymous
+        .put("/netd/v1/networks/b", b"1")
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("CONSUL_HTTP_TOKEN"), "{error}");
+    let error = anonymous.get("/netd/v1/networks/a").await.unwrap_err();
+    assert!(error.to_string().contains("CONSUL_HTTP_TOKEN"), "{error}");
 }
