@@ -267,8 +267,9 @@ impl Store {
         dispatch!(self, s => s.put(key, value, None).await)
     }
 
-    /// Writes every key atomically, in one revision (at most 128 with etcd's default
-    /// `--max-txn-ops`); returns the revision.
+    /// Writes every key; returns the revision. Atomic, in one revision, on etcd (at most 128
+    /// keys with its default `--max-txn-ops`) and the embedded store; Consul takes 64 operations
+    /// per transaction, so there a larger set is written in several.
     pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
         dispatch!(self, s => s.put_all(kvs).await)
     }
