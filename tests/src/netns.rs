@@ -142,9 +142,28 @@ impl PingSummary {
 impl Netns {
     /// Starts `count` pings every 10 ms to `to` from this namespace.
     pub fn background_ping(&self, to: &str, count: u32) -> anyhow::Result<PingRun> {
+        self.background_ping_every(to, count, "0.01")
+    }
+
+    /// Starts `count` pings every `interval` seconds (ping's `-i`) to `to`.
+    pub fn background_ping_every(
+        &self,
+        to: &str,
+        count: u32,
+        interval: &str,
+    ) -> anyhow::Result<PingRun> {
         let child = self
             .command("ping")
-            .args(["-q", "-i", "0.01", "-W", "1", "-c", &count.to_string(), to])
+            .args([
+                "-q",
+                "-i",
+                interval,
+                "-W",
+                "1",
+                "-c",
+                &count.to_string(),
+                to,
+            ])
             .stdout(std::process::Stdio::piped())
             .spawn()?;
         Ok(PingRun(child))

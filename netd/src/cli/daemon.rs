@@ -61,9 +61,20 @@ pub struct DaemonArgs {
     /// NETD_FDB and NETD_NEIGH maps).
     #[arg(long, default_value_t = netd_common::maps::capacity::FDB, value_parser = clap::value_parser!(u32).range(1..))]
     max_endpoints: u32,
+    /// How programs are hooked to TC: tcx (Linux >= 6.6), netlink (clsact and cls_bpf), or
+    /// auto: TCX if the kernel takes it.
+    #[arg(long, value_enum, default_value_t = TcAttach::Auto)]
+    tc_attach: TcAttach,
     /// (host, network) pairs that may send to this host (the NETD_VTEPS map).
     #[arg(long, default_value_t = netd_common::maps::capacity::VTEPS, value_parser = clap::value_parser!(u32).range(1..))]
     max_vteps: u32,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TcAttach {
+    Auto,
+    Tcx,
+    Netlink,
 }
 
 /// `IP` or `IP:PORT`.
@@ -101,6 +112,11 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         host_name,
         lease_ttl: Duration::from_secs(args.lease_ttl),
         macvlan_parent: args.macvlan_parent,
+        tc_attach: match args.tc_attach {
+            TcAttach::Auto => netd::datapath::AttachMethod::Auto,
+            TcAttach::Tcx => netd::datapath::AttachMethod::Tcx,
+            TcAttach::Netlink => netd::datapath::AttachMethod::Netlink,
+        },
         capacities: netd::datapath::Capacities {
             local_endpoints: args.max_local_endpoints,
             endpoints: args.max_endpoints,

@@ -104,6 +104,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             .collect();
         println!("maps:        {}", fill.join(", "));
     }
+    println!("tc attach:   {}", s(&v["tc_attach"]));
     if let Some(programs) = v["programs"].as_array() {
         for p in programs {
             println!(

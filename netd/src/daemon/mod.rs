@@ -50,6 +50,8 @@ pub struct DaemonOptions {
     pub macvlan_parent: Option<String>,
     /// Sizes of the maps that grow with the cluster.
     pub capacities: Capacities,
+    /// How programs are hooked to TC.
+    pub tc_attach: crate::datapath::AttachMethod,
     /// Names across hosts, `None` to answer no DNS.
     pub dns: Option<crate::dns::DnsOptions>,
     /// Docker integration, `None` to serve namespaces only.
@@ -68,6 +70,8 @@ pub struct Daemon {
     pub uplink: String,
     pub uplink_mtu: u16,
     pub programs: Vec<ProgramSize>,
+    /// The TC attach method the kernel took.
+    pub tc_attach: crate::datapath::AttachMethod,
     pub started: std::time::Instant,
 }
 
@@ -127,6 +131,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let mut datapath = Datapath::load(DatapathOptions {
         pin_dir: Some(options.pin_dir.clone()),
         capacities: options.capacities,
+        attach: options.tc_attach,
     })
     .context("loading the datapath")?;
     datapath.set_config(&DatapathConfig {
@@ -137,6 +142,8 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         flags: Datapath::default_config_flags(),
     })?;
     datapath.attach(Hook::Uplink, &uplink)?;
+    let tc_attach = datapath.attach_method();
+    tracing::info!(method = tc_attach.name(), "programs attached to TC");
     // Endpoints created by an earlier run: take their hooks over (atomic program replacement).
     let local = netlink::local_endpoints()?;
     for ifname in local.values() {
@@ -205,6 +212,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         uplink,
         uplink_mtu,
         programs,
+        tc_attach,
         started: std::time::Instant::now(),
         options,
     });

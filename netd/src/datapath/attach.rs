@@ -5,17 +5,20 @@
 //! killed, and a restarted netd swaps its freshly loaded program in atomically
 //! (`BPF_LINK_UPDATE`): no packet sees an interface without a program.
 //! Older kernels: clsact qdisc + direct-action filter through netlink, which the kernel keeps
-//! until it is removed.
+//! until it is removed. netd's filter always sits at [`NETLINK_PRIORITY`] / [`NETLINK_HANDLE`],
+//! so a restarted netd replaces the program *in* that filter (one `RTM_NEWTFILTER` without
+//! `NLM_F_CREATE`): as with TCX, no packet sees the interface without a program.
+//!
+//! Which of the two a kernel has is found by trying ([`AttachMethod::Auto`]): the first TCX
+//! attach that the kernel refuses as unknown (`EINVAL`, `EOPNOTSUPP`) makes netlink the method
+//! from then on. `netd status` shows the choice.
 
 use std::{fs, io, path::PathBuf};
 
-use aya::{
-    programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
-        links::{FdLink, PinnedLink},
-        tc::{self, SchedClassifierLink, TcAttachOptions},
-    },
-    util::KernelVersion,
+use aya::programs::{
+    LinkOrder, SchedClassifier, TcAttachType,
+    links::{FdLink, PinnedLink},
+    tc::{self, SchedClassifierLink, TcAttachOptions},
 };
 use netd_common::maps::programs;
 
@@ -76,8 +79,46 @@ pub(super) struct OwnedLink {
     _link: SchedClassifierLink,
 }
 
-fn has_tcx() -> bool {
-    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+/// How programs are hooked to TC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttachMethod {
+    /// TCX where the kernel has it (found by trying), netlink otherwise.
+    #[default]
+    Auto,
+    /// TCX links (Linux >= 6.6).
+    Tcx,
+    /// clsact + cls_bpf filters through netlink.
+    Netlink,
+}
+
+impl AttachMethod {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Tcx => "tcx",
+            Self::Netlink => "netlink",
+        }
+    }
+}
+
+/// netd's cls_bpf filter on every hook: one fixed place, so that a restart replaces the program
+/// in it instead of adding a second filter or deleting the first.
+pub const NETLINK_PRIORITY: u16 = 0xc000;
+pub const NETLINK_HANDLE: tc::TcHandle = tc::TcHandle::new(0, 0x4e44);
+
+/// Whether a failed TCX attach means the kernel has no TCX (rather than a problem with the
+/// interface or the program).
+fn tcx_unsupported(error: &aya::programs::ProgramError) -> bool {
+    match error {
+        aya::programs::ProgramError::SyscallError(e) => {
+            e.call == "bpf_link_create"
+                && matches!(
+                    e.io_error.raw_os_error(),
+                    Some(libc::EINVAL | libc::EOPNOTSUPP)
+                )
+        }
+        _ => false,
+    }
 }
 
 fn program_error(hook: Hook) -> impl FnOnce(aya::programs::ProgramError) -> DatapathError {
@@ -102,15 +143,39 @@ impl Datapath {
             .map_err(|source| DatapathError::Program { name, source })
     }
 
+    /// The method in use: [`AttachMethod::Auto`] until the first attach has found it.
+    pub fn attach_method(&self) -> AttachMethod {
+        self.attach_method
+    }
+
     /// Attaches `hook`'s program to TC ingress of `ifname` (in the calling thread's network
     /// namespace). Idempotent: attaching again replaces the program in place.
     pub fn attach(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
         if nix::net::if_::if_nametoindex(ifname).is_err() {
             return Err(DatapathError::NoSuchInterface(ifname.into()));
         }
-        if !has_tcx() {
-            return self.attach_netlink(hook, ifname);
+        match self.attach_method {
+            AttachMethod::Netlink => self.attach_netlink(hook, ifname),
+            AttachMethod::Tcx => self.attach_tcx(hook, ifname),
+            AttachMethod::Auto => match self.attach_tcx(hook, ifname) {
+                Ok(()) => {
+                    self.attach_method = AttachMethod::Tcx;
+                    Ok(())
+                }
+                Err(DatapathError::Program { source, .. }) if tcx_unsupported(&source) => {
+                    tracing::info!(
+                        error = %source,
+                        "the kernel has no TCX: attaching through clsact and netlink"
+                    );
+                    self.attach_method = AttachMethod::Netlink;
+                    self.attach_netlink(hook, ifname)
+                }
+                Err(error) => Err(error),
+            },
         }
+    }
+
+    fn attach_tcx(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
         let pin = self.link_pin_path(hook, ifname);
         if let Some(pin) = &pin
             && pin.exists()
@@ -166,6 +231,9 @@ impl Datapath {
                 _link: link,
             }),
         }
+        // A filter an earlier netd attached through netlink would run the program a second
+        // time: now that the link is in place, it goes.
+        let _none = tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name());
         Ok(())
     }
 
@@ -191,22 +259,56 @@ impl Datapath {
     fn attach_netlink(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
         // EEXIST when the qdisc is already there is fine.
         let _already_there = tc::qdisc_add_clsact(ifname);
-        // Replace, not stack: remove an earlier netd filter of this hook first.
-        let _none_yet = tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name());
         let pinned = self.pin_dir.is_some();
+        if !pinned {
+            // An unpinned datapath replaces its own earlier link, if any.
+            self.links
+                .retain(|l| !(l.hook == hook && l.ifname == ifname));
+        }
+        // First, the program in netd's filter, if there is one (a restart): in place.
+        let existing = SchedClassifierLink::attached(
+            ifname,
+            hook.attach_type(),
+            NETLINK_PRIORITY,
+            NETLINK_HANDLE,
+            None,
+        )
+        .map_err(|source| DatapathError::LinkPin {
+            path: PathBuf::from(ifname),
+            source,
+        })?;
         let program = self.classifier_mut(hook)?;
-        let id = program
-            .attach_with_options(
-                ifname,
-                hook.attach_type(),
-                TcAttachOptions::Netlink(tc::NlOptions::default()),
-            )
-            .map_err(program_error(hook))?;
+        let id = match program.attach_to_link(existing) {
+            Ok(id) => id,
+            Err(_) => {
+                // No filter there yet. One an older netd left at another priority is removed
+                // first, so that the program never runs twice.
+                let _none_yet =
+                    tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name());
+                let program = self.classifier_mut(hook)?;
+                program
+                    .attach_with_options(
+                        ifname,
+                        hook.attach_type(),
+                        TcAttachOptions::Netlink(tc::NlOptions {
+                            priority: NETLINK_PRIORITY,
+                            handle: NETLINK_HANDLE,
+                            ..tc::NlOptions::default()
+                        }),
+                    )
+                    .map_err(program_error(hook))?
+            }
+        };
+        let program = self.classifier_mut(hook)?;
         let link = program.take_link(id).map_err(program_error(hook))?;
         if pinned {
             // The kernel keeps the filter (and so the program) after we exit; dropping the link
             // would remove it.
             std::mem::forget(link);
+            // A TCX link an earlier netd pinned would run the program first: it goes.
+            if let Some(pin) = self.link_pin_path(hook, ifname) {
+                let _gone = fs::remove_file(pin);
+            }
         } else {
             self.links.push(OwnedLink {
                 hook,
@@ -225,7 +327,7 @@ impl Datapath {
         if self.links.len() != before {
             return Ok(());
         }
-        if !has_tcx() {
+        if self.attach_method == AttachMethod::Netlink {
             return match tc::qdisc_detach_program(ifname, hook.attach_type(), hook.program_name()) {
                 Ok(()) => Ok(()),
                 Err(tc::TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(()),

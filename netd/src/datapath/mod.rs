@@ -23,7 +23,7 @@ use aya::{
 use netd_common::maps::{DatapathConfig, LAYOUTS, config_flags, names};
 
 pub use self::{
-    attach::Hook,
+    attach::{AttachMethod, Hook},
     entries::{LocalEndpoint, RemoteEndpoint},
     error::DatapathError,
     layout::Capacities,
@@ -57,6 +57,8 @@ pub struct DatapathOptions {
     pub pin_dir: Option<PathBuf>,
     /// Sizes of the maps that grow with the cluster.
     pub capacities: Capacities,
+    /// How programs are hooked to TC.
+    pub attach: AttachMethod,
 }
 
 /// A loaded datapath: both programs and all maps of one host.
@@ -64,6 +66,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     pin_dir: Option<PathBuf>,
     capacities: Capacities,
+    /// [`AttachMethod::Auto`] until the first attach found the kernel's.
+    attach_method: AttachMethod,
     /// Links this value owns (unpinned datapaths only); dropping them detaches.
     links: Vec<attach::OwnedLink>,
 }
@@ -100,6 +104,7 @@ impl Datapath {
             ebpf,
             pin_dir: options.pin_dir,
             capacities,
+            attach_method: options.attach,
             links: Vec::new(),
         })
     }

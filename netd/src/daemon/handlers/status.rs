@@ -84,6 +84,7 @@ pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
         "vtep": daemon.options.advertise,
         "uplink": daemon.uplink,
         "uplink_mtu": daemon.uplink_mtu,
+        "tc_attach": daemon.tc_attach.name(),
         "store_url": daemon.options.store,
         "store": store,
         "hosts": hosts,
