@@ -1,12 +1,11 @@
 //! Handing a packet to a local endpoint.
 
-use aya_ebpf::helpers::generated::{bpf_redirect, bpf_redirect_peer};
 use netd_common::{
     maps::{DatapathConfig, config_flags},
     stats,
 };
 
-use crate::maps::count;
+use crate::{maps::count, redirect, verdict::Verdict};
 
 /// Redirects to the container behind the host-side veth `ifindex`.
 ///
@@ -15,15 +14,11 @@ use crate::maps::count;
 /// another namespace (design §8), which is where both callers are. Kernels without it (< 5.10)
 /// get plain `bpf_redirect`, the loader clears the flag there.
 #[inline(always)]
-pub fn to_endpoint(config: &DatapathConfig, ifindex: u32) -> i32 {
+pub fn to_endpoint(config: &DatapathConfig, ifindex: u32) -> Verdict {
     count(stats::TX);
-    // SAFETY: helpers with no pointer arguments.
-    let action = unsafe {
-        if config.flags & config_flags::REDIRECT_PEER != 0 {
-            bpf_redirect_peer(ifindex, 0)
-        } else {
-            bpf_redirect(ifindex, 0)
-        }
-    };
-    action as i32
+    if config.flags & config_flags::REDIRECT_PEER != 0 {
+        redirect::to_peer(ifindex)
+    } else {
+        redirect::out_of(ifindex)
+    }
 }

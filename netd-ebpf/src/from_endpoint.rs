@@ -8,12 +8,10 @@ use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_SHOT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup, bpf_redir_neigh,
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
     },
-    helpers::generated::{
-        bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns, bpf_redirect, bpf_redirect_neigh,
-    },
+    helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns},
     macros::classifier,
     programs::TcContext,
 };
@@ -33,7 +31,10 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 use crate::{
     deliver,
     maps::{ENDPOINTS, FDB, NEIGH, NEXTHOPS, config, count},
+    redirect,
+    sender::checked_ipv4,
     skb::{ifindex, is_gso, ptr_at},
+    verdict::{DropReason, Outcome, tc_action},
 };
 
 const AF_INET: u8 = 2;
@@ -49,16 +50,10 @@ const ENCAP_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
 #[classifier]
 pub fn netd_from_endpoint(ctx: TcContext) -> i32 {
     count(stats::RX);
-    match from_endpoint(&ctx) {
-        Ok(action) => action,
-        Err(reason) => {
-            count(reason);
-            TC_ACT_SHOT
-        }
-    }
+    tc_action(from_endpoint(&ctx))
 }
 
-fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
+fn from_endpoint(ctx: &TcContext) -> Outcome {
     let ifindex = ifindex(ctx);
     // SAFETY: the value is copied out before any other map operation.
     let endpoint = *unsafe { ENDPOINTS.get(ifindex) }.ok_or(stats::DROP_UNKNOWN_ENDPOINT)?;
@@ -66,7 +61,7 @@ fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
     // SAFETY: bounds-checked by ptr_at.
     let eth = unsafe { &*eth };
     if eth.src_addr != endpoint.mac {
-        return Err(stats::DROP_SPOOFED_MAC);
+        return Err(DropReason(stats::DROP_SPOOFED_MAC));
     }
     if endpoint.flags & endpoint_flags::MACVLAN != 0 {
         return crate::macvlan::from_endpoint(
@@ -80,33 +75,13 @@ fn from_endpoint(ctx: &TcContext) -> Result<i32, u32> {
     match u16::from_be(eth.ether_type) {
         ETH_P_IP => forward_ipv4(ctx, &endpoint, ifindex, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
-        _ => Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
+        _ => Err(DropReason(stats::DROP_UNSUPPORTED_ETHERTYPE)),
     }
-}
-
-/// The IPv4 header of a frame from `endpoint`, checked: well-formed, not longer than the frame,
-/// and sent from the endpoint's own address (anti-spoofing).
-pub fn checked_ipv4<'a>(ctx: &'a TcContext, endpoint: &EndpointInfo) -> Result<&'a Ipv4Hdr, u32> {
-    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
-    // SAFETY: bounds-checked by ptr_at.
-    let ip = unsafe { &*ip };
-    if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
-        return Err(stats::DROP_BAD_IPV4);
-    }
-    // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
-    // tot_len 0 passes this check.)
-    if u32::from(u16::from_be_bytes(ip.tot_len)) + ETH_HLEN as u32 > ctx.len() {
-        return Err(stats::DROP_TRUNCATED);
-    }
-    if ip.src_addr != endpoint.ipv4 {
-        return Err(stats::DROP_SPOOFED_IP);
-    }
-    Ok(ip)
 }
 
 /// Answers an ARP request with the target endpoint's real MAC, sent straight back to the
 /// container: nothing is flooded, and no ARP ever crosses the underlay.
-fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Result<i32, u32> {
+fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Outcome {
     let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at; nothing else aliases the packet while we hold it.
     let frame = unsafe { &mut *frame };
@@ -121,8 +96,7 @@ fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Result<
     count(stats::ARP_REPLY);
     count(stats::TX);
     // Out of the host-side veth: the container receives the reply.
-    // SAFETY: helper with no pointer arguments.
-    Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+    Ok(redirect::out_of(ifindex))
 }
 
 fn forward_ipv4(
@@ -130,14 +104,14 @@ fn forward_ipv4(
     endpoint: &EndpointInfo,
     ifindex: u32,
     dst_mac: [u8; 6],
-) -> Result<i32, u32> {
+) -> Outcome {
     let ip = checked_ipv4(ctx, endpoint)?;
     if !packet::is_unicast_mac(&dst_mac) {
-        return Err(stats::DROP_BROADCAST);
+        return Err(DropReason(stats::DROP_BROADCAST));
     }
     let config = config().ok_or(stats::DROP_NO_CONFIG)?;
     if ip.proto == IPPROTO_UDP && udp_dst_port(ctx, ip.vihl)? == config.vxlan_port {
-        return Err(stats::DROP_VXLAN_FROM_ENDPOINT);
+        return Err(DropReason(stats::DROP_VXLAN_FROM_ENDPOINT));
     }
     // SAFETY: copied out at once.
     let mut dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
@@ -145,7 +119,7 @@ fn forward_ipv4(
     let ip = if dst.kind == fdb_kind::GATEWAY {
         // `ip` is not used again on this path: the gateway rewrites the frame.
         match crate::gateway::from_endpoint(ctx, endpoint, ifindex, dst_mac)? {
-            crate::gateway::Next::Done(action) => return Ok(action),
+            crate::gateway::Next::Done(verdict) => return Ok(verdict),
             crate::gateway::Next::Deliver(target) => dst = target,
         }
         checked_ipv4(ctx, endpoint)?
@@ -161,13 +135,13 @@ fn forward_ipv4(
             let flow_hash = flow_hash(ctx, ip);
             encapsulate(ctx, config, endpoint.vni, dst.vtep, ip.tos, flow_hash)
         }
-        _ => Err(stats::DROP_UNKNOWN_DESTINATION),
+        _ => Err(DropReason(stats::DROP_UNKNOWN_DESTINATION)),
     }
 }
 
 /// Destination port of a UDP packet (host order).
 #[inline(always)]
-fn udp_dst_port(ctx: &TcContext, vihl: u8) -> Result<u16, u32> {
+fn udp_dst_port(ctx: &TcContext, vihl: u8) -> Result<u16, DropReason> {
     let header_len = usize::from(vihl & 0x0f) * 4;
     if header_len == IPV4_HLEN {
         let udp = ptr_at::<UdpHdr>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(stats::DROP_TRUNCATED)?;
@@ -214,10 +188,10 @@ fn encapsulate(
     vtep: [u8; 4],
     tos: u8,
     flow_hash: u32,
-) -> Result<i32, u32> {
+) -> Outcome {
     let inner_len = ctx.len();
     if !is_gso(ctx) && inner_len + ENCAP_HLEN as u32 > u32::from(config.underlay_mtu) {
-        return Err(stats::DROP_OVERSIZE);
+        return Err(DropReason(stats::DROP_OVERSIZE));
     }
     let inner_eth = *unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)? };
 
@@ -249,7 +223,7 @@ fn encapsulate(
 ///
 /// The header comes from `NETD_NEXTHOPS` while its entry is fresh, otherwise from the kernel's
 /// FIB and neighbour tables (which then refill the entry).
-fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Result<i32, u32> {
+fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Outcome {
     let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_ENCAP_FAILED)?;
     // SAFETY: bounds-checked by ptr_at.
     let eth = unsafe { &mut *eth };
@@ -257,12 +231,11 @@ fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Resu
     // SAFETY: helper with no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: copied out at once.
-    let action = match unsafe { NEXTHOPS.get(vtep) }.copied() {
+    let verdict = match unsafe { NEXTHOPS.get(vtep) }.copied() {
         Some(hop) if hop.expires_ns > now => {
             eth[0..6].copy_from_slice(&hop.dst_mac);
             eth[6..12].copy_from_slice(&hop.src_mac);
-            // SAFETY: helper with no pointer arguments.
-            unsafe { bpf_redirect(hop.ifindex, 0) }
+            redirect::out_of(hop.ifindex)
         }
         _ => {
             count(stats::ENCAP_FIB_LOOKUP);
@@ -271,7 +244,7 @@ fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Resu
     };
     count(stats::ENCAP);
     count(stats::TX);
-    Ok(action as i32)
+    Ok(verdict)
 }
 
 /// Asks the kernel's FIB for the next hop toward `vtep`, fills the outer MACs and caches them.
@@ -288,7 +261,7 @@ fn redirect_via_fib(
     vtep: [u8; 4],
     eth: &mut [u8; ETH_HLEN],
     now: u64,
-) -> Result<i64, u32> {
+) -> Outcome {
     // SAFETY: an all-zero bpf_fib_lookup is a valid request to fill in.
     let mut fib: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
@@ -305,7 +278,7 @@ fn redirect_via_fib(
             BPF_FIB_LOOKUP_OUTPUT,
         )
     } as u32;
-    let action = match rc {
+    let verdict = match rc {
         BPF_FIB_LKUP_RET_SUCCESS => {
             let hop = NextHop {
                 dst_mac: fib.dmac,
@@ -317,32 +290,22 @@ fn redirect_via_fib(
             let _ = NEXTHOPS.insert(vtep, hop, 0);
             eth[0..6].copy_from_slice(&hop.dst_mac);
             eth[6..12].copy_from_slice(&hop.src_mac);
-            // SAFETY: helper with no pointer arguments.
-            unsafe { bpf_redirect(hop.ifindex, 0) }
+            redirect::out_of(hop.ifindex)
         }
         BPF_FIB_LKUP_RET_NO_NEIGH => {
-            let mut nh = bpf_redir_neigh {
-                nh_family: u32::from(AF_INET),
-                // SAFETY: all-zero is a valid union value; the IPv4 member is set below.
-                __bindgen_anon_1: unsafe { core::mem::zeroed() },
-            };
             // The FIB wrote the gateway (or the VTEP itself when on-link) into ipv4_dst.
             // SAFETY: reading the IPv4 member of a union the kernel filled for AF_INET.
-            nh.__bindgen_anon_1.ipv4_nh = unsafe { fib.__bindgen_anon_4.ipv4_dst };
+            let next_hop = unsafe { fib.__bindgen_anon_4.ipv4_dst };
             count(stats::ENCAP_VIA_NEIGH);
-            // SAFETY: stack struct of the size we pass.
-            unsafe {
-                bpf_redirect_neigh(fib.ifindex, &mut nh, size_of::<bpf_redir_neigh>() as i32, 0)
-            }
+            redirect::via_neighbour(fib.ifindex, next_hop)
         }
         BPF_FIB_LKUP_RET_FWD_DISABLED => {
             count(stats::ENCAP_VIA_NEIGH);
             // No next hop known: the helper looks the route up itself.
-            // SAFETY: a null parameter block of length 0 is the documented "look it up" form.
-            unsafe { bpf_redirect_neigh(config.uplink_ifindex, core::ptr::null_mut(), 0, 0) }
+            redirect::via_route(config.uplink_ifindex)
         }
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Err(stats::DROP_OVERSIZE),
-        _ => return Err(stats::DROP_NO_ROUTE),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Err(DropReason(stats::DROP_OVERSIZE)),
+        _ => return Err(DropReason(stats::DROP_NO_ROUTE)),
     };
-    Ok(action)
+    Ok(verdict)
 }

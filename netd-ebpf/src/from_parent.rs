@@ -8,12 +8,7 @@
 //!
 //! At TC the kernel has already moved any VLAN tag out of the frame into skb metadata.
 
-use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
-    helpers::generated::bpf_redirect,
-    macros::classifier,
-    programs::TcContext,
-};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 use netd_common::{
     maps::{FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind},
     packet, stats,
@@ -23,35 +18,20 @@ use network_types::eth::EthHdr;
 use crate::{
     macvlan::{flood, pop_vlan, push_vlan, to_local},
     maps::{FDB, PARENTS, count},
+    redirect,
     skb::{ifindex, ptr_at},
+    verdict::{DropReason, Outcome, Verdict, tc_action},
 };
-
-enum Verdict {
-    /// Not for a netd endpoint (or also for the host): the next program or the stack.
-    Pass,
-    Action(i32),
-}
-
-fn finish(result: Result<Verdict, u32>) -> i32 {
-    match result {
-        Ok(Verdict::Pass) => TC_ACT_UNSPEC,
-        Ok(Verdict::Action(a)) => a,
-        Err(reason) => {
-            count(reason);
-            TC_ACT_SHOT
-        }
-    }
-}
 
 #[classifier]
 pub fn netd_from_parent(ctx: TcContext) -> i32 {
     count(stats::RX);
-    finish(demux(&ctx, false))
+    tc_action(demux(&ctx, false))
 }
 
 #[classifier]
 pub fn netd_to_parent(ctx: TcContext) -> i32 {
-    finish(demux(&ctx, true))
+    tc_action(demux(&ctx, true))
 }
 
 /// VLAN id of the frame (0: untagged).
@@ -67,7 +47,7 @@ fn vlan(ctx: &TcContext) -> u16 {
     }
 }
 
-fn demux(ctx: &TcContext, from_host: bool) -> Result<Verdict, u32> {
+fn demux(ctx: &TcContext, from_host: bool) -> Outcome {
     let vlan = vlan(ctx);
     let key = ParentKey {
         ifindex: ifindex(ctx),
@@ -102,18 +82,15 @@ fn demux(ctx: &TcContext, from_host: bool) -> Result<Verdict, u32> {
         count(stats::MACVLAN_HOST);
         count(stats::TX);
         // Plain bpf_redirect: bpf_redirect_peer silently drops from an egress hook.
-        // SAFETY: helper with no pointer arguments.
-        return Ok(Verdict::Action(
-            unsafe { bpf_redirect(local.ifindex, 0) } as i32
-        ));
+        return Ok(redirect::out_of(local.ifindex));
     }
     count(stats::MACVLAN_RX);
-    Ok(Verdict::Action(to_local(local.ifindex)))
+    Ok(to_local(local.ifindex))
 }
 
 /// Copies a broadcast/multicast frame to every endpoint, untagged, and restores the tag for the
 /// original, which goes on to the host (or the LAN).
-fn flood_untagged(ctx: &TcContext, parent: &ParentInfo, vlan: u16) -> Result<(), u32> {
+fn flood_untagged(ctx: &TcContext, parent: &ParentInfo, vlan: u16) -> Result<(), DropReason> {
     if parent.count == 0 {
         return Ok(());
     }

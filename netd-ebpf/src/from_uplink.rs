@@ -4,8 +4,7 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_SHOT, TC_ACT_UNSPEC,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
     macros::classifier,
     programs::TcContext,
@@ -24,6 +23,7 @@ use crate::{
     deliver,
     maps::{FDB, VTEPS, config, count},
     skb::ptr_at,
+    verdict::{DropReason, Outcome, Verdict, tc_action},
 };
 
 const DECAP_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64 | BPF_F_ADJ_ROOM_DECAP_L3_IPV4 as u64;
@@ -36,34 +36,19 @@ const VXLAN_OFF: usize = UDP_OFF + UDP_HLEN;
 const INNER_ETH_OFF: usize = ETH_HLEN + ENCAP_HLEN;
 const INNER_IP_OFF: usize = INNER_ETH_OFF + ETH_HLEN;
 
-/// What the uplink hook does with a packet that is not refused.
-enum Verdict {
-    /// Not VXLAN for us: the stack gets it as if netd were not there.
-    Pass,
-    /// A TC action already chosen (a redirect).
-    Action(i32),
-}
-
 #[classifier]
 pub fn netd_from_uplink(ctx: TcContext) -> i32 {
     count(stats::RX);
-    match from_uplink(&ctx) {
-        Ok(Verdict::Pass) => {
-            count(stats::PASS);
-            // "Not mine": the next TC program on the hook (a macvlan parent hook, another tool's)
-            // decides, or the stack gets the packet when there is none (TCX_NEXT in TCX,
-            // TC_ACT_UNSPEC in cls_bpf).
-            TC_ACT_UNSPEC
-        }
-        Ok(Verdict::Action(action)) => action,
-        Err(reason) => {
-            count(reason);
-            TC_ACT_SHOT
-        }
+    let outcome = from_uplink(&ctx);
+    if let Ok(Verdict::Pass) = outcome {
+        // "Not mine": the next TC program on the hook (a macvlan parent hook, another tool's)
+        // decides, or the stack gets the packet when there is none.
+        count(stats::PASS);
     }
+    tc_action(outcome)
 }
 
-fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
+fn from_uplink(ctx: &TcContext) -> Outcome {
     // Is it VXLAN to this host's VTEP? Anything that is not, or cannot be told, passes.
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return Ok(Verdict::Pass);
@@ -103,15 +88,15 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
 
     // VXLAN to our VTEP from here on: refuse with a reason, or deliver.
     if frag & 0x2000 != 0 {
-        return Err(stats::DROP_FRAGMENT);
+        return Err(DropReason(stats::DROP_FRAGMENT));
     }
     let ip_len = u32::from(u16::from_be_bytes(ip.tot_len));
     if ip_len + ETH_HLEN as u32 > ctx.len() {
-        return Err(stats::DROP_TRUNCATED);
+        return Err(DropReason(stats::DROP_TRUNCATED));
     }
     let udp_len = u32::from(udp.len());
     if udp_len != ip_len - IPV4_HLEN as u32 || udp_len < (UDP_HLEN + VXLAN_HLEN + ETH_HLEN) as u32 {
-        return Err(stats::DROP_BAD_UDP_LENGTH);
+        return Err(DropReason(stats::DROP_BAD_UDP_LENGTH));
     }
     let vxlan = ptr_at::<[u8; VXLAN_HLEN]>(ctx, VXLAN_OFF).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at.
@@ -121,7 +106,7 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
         vni,
     };
     if VTEPS.get_ptr(vtep).is_none() {
-        return Err(stats::DROP_UNKNOWN_VTEP);
+        return Err(DropReason(stats::DROP_UNKNOWN_VTEP));
     }
     let inner = ptr_at::<[u8; ETH_HLEN]>(ctx, INNER_ETH_OFF).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at; copied because adjust_room invalidates the pointer.
@@ -129,11 +114,11 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
     let mut inner_dst = [0u8; 6];
     inner_dst.copy_from_slice(&inner_eth[0..6]);
     if !packet::is_unicast_mac(&inner_dst) {
-        return Err(stats::DROP_INNER_BROADCAST);
+        return Err(DropReason(stats::DROP_INNER_BROADCAST));
     }
     // skb->protocol stays IPv4 through the redirect: a non-IPv4 inner frame would be misparsed.
     if packet::ethertype(&inner_eth) != ETH_P_IP {
-        return Err(stats::DROP_INNER_NOT_IPV4);
+        return Err(DropReason(stats::DROP_INNER_NOT_IPV4));
     }
     // The container's stack would drop a broken inner packet anyway; refusing it here keeps the
     // promise that nothing malformed is ever redirected, and counts it.
@@ -144,12 +129,12 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
         || inner_ip.vihl & 0x0f < 5
         || u32::from(u16::from_be_bytes(inner_ip.tot_len)) + INNER_IP_OFF as u32 > ctx.len()
     {
-        return Err(stats::DROP_INNER_BAD_IPV4);
+        return Err(DropReason(stats::DROP_INNER_BAD_IPV4));
     }
     // SAFETY: copied out at once.
     let dst = *unsafe { FDB.get(FdbKey::new(vni, inner_dst)) }.ok_or(stats::DROP_NOT_LOCAL)?;
     if dst.kind != fdb_kind::LOCAL {
-        return Err(stats::DROP_NOT_LOCAL);
+        return Err(DropReason(stats::DROP_NOT_LOCAL));
     }
 
     // MAC mode removes the 50 bytes after the outer Ethernet header (outer IPv4, UDP, VXLAN and
@@ -166,5 +151,5 @@ fn from_uplink(ctx: &TcContext) -> Result<Verdict, u32> {
     // SAFETY: bounds-checked by ptr_at after adjust_room.
     unsafe { *eth = inner_eth };
     count(stats::DECAP);
-    Ok(Verdict::Action(deliver::to_endpoint(config, dst.ifindex)))
+    Ok(deliver::to_endpoint(config, dst.ifindex))
 }

@@ -5,7 +5,7 @@
 //! then delivered like any frame of the network. Nothing else goes through: the way out of a
 //! network is Docker's gateway bridge, not netd's gateway.
 
-use aya_ebpf::{helpers::generated::bpf_redirect, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::{EndpointInfo, FdbEntry, FdbKey, NeighKey, fdb_kind},
     packet::{self, ETH_HLEN, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPV4_HLEN},
@@ -14,13 +14,15 @@ use netd_common::{
 
 use crate::{
     maps::{FDB, NEIGH, count},
+    redirect,
     skb::ptr_at,
+    verdict::{DropReason, Outcome, Verdict},
 };
 
 /// Where a frame to the gateway goes once handled here.
 pub enum Next {
-    /// Already answered (an echo reply back to the sender): this action.
-    Done(i32),
+    /// Already answered (an echo reply back to the sender).
+    Done(Verdict),
     /// Routed: deliver like a frame to this endpoint of the network.
     Deliver(FdbEntry),
 }
@@ -31,7 +33,7 @@ pub fn from_endpoint(
     endpoint: &EndpointInfo,
     ifindex: u32,
     gw_mac: [u8; 6],
-) -> Result<Next, u32> {
+) -> Result<Next, DropReason> {
     let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at; no other reference into the packet is held.
     let ip = unsafe { &mut *ip };
@@ -50,10 +52,10 @@ pub fn from_endpoint(
         .ok_or(stats::DROP_GATEWAY_NO_ROUTE)?;
     if target.kind == fdb_kind::GATEWAY {
         // Another gateway of the network is an address of it, not a way through.
-        return Err(stats::DROP_GATEWAY_NO_ROUTE);
+        return Err(DropReason(stats::DROP_GATEWAY_NO_ROUTE));
     }
     if !packet::decrement_ttl(ip) {
-        return Err(stats::DROP_TTL_EXCEEDED);
+        return Err(DropReason(stats::DROP_TTL_EXCEEDED));
     }
     let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at; `ip` is not used past this point.
@@ -65,25 +67,20 @@ pub fn from_endpoint(
 }
 
 /// Answers an ICMP echo request to the gateway address, straight back to the sender.
-fn echo_reply(
-    ctx: &TcContext,
-    endpoint: &EndpointInfo,
-    ifindex: u32,
-    gw_mac: [u8; 6],
-) -> Result<i32, u32> {
+fn echo_reply(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32, gw_mac: [u8; 6]) -> Outcome {
     let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at.
     let ip = unsafe { &mut *ip };
     let unfragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0;
     // Options or fragments: not worth answering, nothing else listens there.
     if ip[0] != 0x45 || ip[9] != IPPROTO_ICMP || !unfragmented {
-        return Err(stats::DROP_TO_GATEWAY);
+        return Err(DropReason(stats::DROP_TO_GATEWAY));
     }
     let icmp = ptr_at::<[u8; 4]>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at; it does not overlap the IPv4 header.
     let icmp = unsafe { &mut *icmp };
     if icmp[0] != ICMP_ECHO_REQUEST {
-        return Err(stats::DROP_TO_GATEWAY);
+        return Err(DropReason(stats::DROP_TO_GATEWAY));
     }
     packet::echo_request_to_reply(icmp);
     let src = [ip[12], ip[13], ip[14], ip[15]];
@@ -99,6 +96,5 @@ fn echo_reply(
     count(stats::GATEWAY_REPLY);
     count(stats::TX);
     // Out of the host-side veth: the container receives the reply (as ARP replies go).
-    // SAFETY: helper with no pointer arguments.
-    Ok(unsafe { bpf_redirect(ifindex, 0) } as i32)
+    Ok(redirect::out_of(ifindex))
 }

@@ -4,8 +4,7 @@
 //! parent's TC hooks (`from_parent.rs`).
 
 use aya_ebpf::{
-    bindings::BPF_F_INGRESS,
-    helpers::generated::{bpf_clone_redirect, bpf_redirect, bpf_skb_vlan_pop, bpf_skb_vlan_push},
+    helpers::generated::{bpf_skb_vlan_pop, bpf_skb_vlan_push},
     programs::TcContext,
 };
 use netd_common::{
@@ -16,9 +15,11 @@ use netd_common::{
 
 use crate::{
     deliver,
-    from_endpoint::checked_ipv4,
     maps::{FDB, PARENTS, config, count},
+    redirect,
+    sender::checked_ipv4,
     skb::ptr_at,
+    verdict::{DropReason, Outcome, Verdict},
 };
 
 const ETH_P_8021Q: u16 = 0x8100;
@@ -30,7 +31,7 @@ pub fn from_endpoint(
     ifindex: u32,
     ethertype: u16,
     dst: [u8; 6],
-) -> Result<i32, u32> {
+) -> Outcome {
     // Anti-spoofing as in overlay networks; ARP of any kind goes to the LAN (the LAN's hosts ask
     // the endpoint and it answers), but only with the endpoint's own addresses.
     match ethertype {
@@ -42,7 +43,7 @@ pub fn from_endpoint(
             // SAFETY: bounds-checked by ptr_at.
             packet::check_arp_sender(unsafe { &*frame }, &endpoint.mac, &endpoint.ipv4)?;
         }
-        _ => return Err(stats::DROP_UNSUPPORTED_ETHERTYPE),
+        _ => return Err(DropReason(stats::DROP_UNSUPPORTED_ETHERTYPE)),
     }
     let mode = (endpoint.flags >> endpoint_flags::MODE_SHIFT) & 0xff;
     let host_access = endpoint.flags & endpoint_flags::HOST_ACCESS != 0;
@@ -56,14 +57,7 @@ pub fn from_endpoint(
         }
         push_vlan(ctx, endpoint.vlan)?;
         if host_access {
-            // SAFETY: valid context.
-            unsafe {
-                bpf_clone_redirect(
-                    ctx.skb.skb,
-                    endpoint.parent_ifindex,
-                    u64::from(BPF_F_INGRESS),
-                )
-            };
+            redirect::copy_into(ctx, endpoint.parent_ifindex);
             count(stats::MACVLAN_HOST);
         }
         return Ok(to_wire(endpoint.parent_ifindex));
@@ -73,7 +67,7 @@ pub fn from_endpoint(
         && local.kind == fdb_kind::LOCAL
     {
         return match mode {
-            macvlan_mode::PRIVATE => Err(stats::DROP_MACVLAN_PRIVATE),
+            macvlan_mode::PRIVATE => Err(DropReason(stats::DROP_MACVLAN_PRIVATE)),
             macvlan_mode::VEPA => {
                 push_vlan(ctx, endpoint.vlan)?;
                 Ok(to_wire(endpoint.parent_ifindex))
@@ -87,17 +81,14 @@ pub fn from_endpoint(
         count(stats::MACVLAN_HOST);
         count(stats::TX);
         // Up the host's stack as if it came from the LAN (a VLAN tag finds the VLAN device).
-        // SAFETY: helper with no pointer arguments.
-        return Ok(
-            unsafe { bpf_redirect(endpoint.parent_ifindex, u64::from(BPF_F_INGRESS)) } as i32,
-        );
+        return Ok(redirect::into(endpoint.parent_ifindex));
     }
     Ok(to_wire(endpoint.parent_ifindex))
 }
 
 /// The parent record of a macvlan endpoint (its MAC and local ports).
 #[inline(always)]
-fn parent_of(endpoint: &EndpointInfo) -> Result<ParentInfo, u32> {
+fn parent_of(endpoint: &EndpointInfo) -> Result<ParentInfo, DropReason> {
     let key = ParentKey {
         ifindex: endpoint.parent_ifindex,
         vlan: endpoint.vlan,
@@ -106,51 +97,49 @@ fn parent_of(endpoint: &EndpointInfo) -> Result<ParentInfo, u32> {
     // SAFETY: copied out at once.
     unsafe { PARENTS.get(key) }
         .copied()
-        .ok_or(stats::DROP_NO_PARENT)
+        .ok_or(DropReason(stats::DROP_NO_PARENT))
 }
 
 /// Delivers to a local endpoint (bridge mode, or a frame from the parent) from a TC ingress hook.
 #[inline(always)]
-pub fn to_local(ifindex: u32) -> i32 {
+pub fn to_local(ifindex: u32) -> Verdict {
     count(stats::LOCAL);
     match config() {
         Some(c) => deliver::to_endpoint(c, ifindex),
         None => {
             count(stats::TX);
-            // SAFETY: helper with no pointer arguments.
-            unsafe { bpf_redirect(ifindex, 0) as i32 }
+            redirect::out_of(ifindex)
         }
     }
 }
 
-fn to_wire(parent: u32) -> i32 {
+fn to_wire(parent: u32) -> Verdict {
     count(stats::MACVLAN_TX);
     count(stats::TX);
-    // SAFETY: helper with no pointer arguments.
-    unsafe { bpf_redirect(parent, 0) as i32 }
+    redirect::out_of(parent)
 }
 
 /// Tags the frame for `vlan` (no-op for 0).
-pub fn push_vlan(ctx: &TcContext, vlan: u16) -> Result<(), u32> {
+pub fn push_vlan(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
     if vlan == 0 {
         return Ok(());
     }
     // SAFETY: valid context.
     let rc = unsafe { bpf_skb_vlan_push(ctx.skb.skb, ETH_P_8021Q.to_be(), vlan) };
     if rc != 0 {
-        return Err(stats::DROP_VLAN_FAILED);
+        return Err(DropReason(stats::DROP_VLAN_FAILED));
     }
     Ok(())
 }
 
 /// Removes the (offloaded) VLAN tag, if any.
-pub fn pop_vlan(ctx: &TcContext, vlan: u16) -> Result<(), u32> {
+pub fn pop_vlan(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
     if vlan == 0 {
         return Ok(());
     }
     // SAFETY: valid context.
     if unsafe { bpf_skb_vlan_pop(ctx.skb.skb) } != 0 {
-        return Err(stats::DROP_VLAN_FAILED);
+        return Err(DropReason(stats::DROP_VLAN_FAILED));
     }
     Ok(())
 }
@@ -165,8 +154,7 @@ pub fn flood(ctx: &TcContext, parent: &ParentInfo, except: u32) {
         }
         let port = parent.ports[i];
         if port != except && port != 0 {
-            // SAFETY: valid context.
-            unsafe { bpf_clone_redirect(ctx.skb.skb, port, 0) };
+            redirect::copy_out_of(ctx, port);
             count(stats::MACVLAN_FLOOD);
         }
         i += 1;

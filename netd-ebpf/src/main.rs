@@ -11,7 +11,10 @@ mod gateway;
 mod macvlan;
 mod maps;
 mod null;
+mod redirect;
+mod sender;
 mod skb;
+mod verdict;
 
 #[cfg(not(test))]
 #[panic_handler]

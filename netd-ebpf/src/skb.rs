@@ -4,6 +4,15 @@ use aya_ebpf::programs::TcContext;
 
 /// A pointer to a `T` at `offset` bytes into the packet's linear data, or `None` when the packet
 /// is shorter. The comparison against `data_end` is what lets the verifier accept dereferences.
+///
+/// The contract of every `unsafe` dereference of such a pointer (the `SAFETY: bounds-checked by
+/// ptr_at` comments refer to it), stated once here:
+/// - bounds: the `T` lies inside the packet, which this function checked;
+/// - aliasing: a `&mut` made from it is the only live reference to those bytes (two pointers from
+///   here may both be live only for ranges that do not overlap);
+/// - lifetime: no reference is kept across a helper that moves packet data
+///   (`bpf_skb_adjust_room`, `bpf_skb_vlan_push`/`pop`): those invalidate every packet pointer,
+///   so what is needed after them is copied out before (the verifier refuses a use after, too).
 #[inline(always)]
 pub fn ptr_at<T>(ctx: &TcContext, offset: usize) -> Option<*mut T> {
     let start = ctx.data();

@@ -1,0 +1,31 @@
+//! What an endpoint may send: checks shared by the overlay walk (`from_endpoint.rs`) and the
+//! macvlan walk (`macvlan.rs`), so that neither imports the other.
+
+use aya_ebpf::programs::TcContext;
+use netd_common::{maps::EndpointInfo, packet::ETH_HLEN, stats};
+use network_types::ip::Ipv4Hdr;
+
+use crate::{skb::ptr_at, verdict::DropReason};
+
+/// The IPv4 header of a frame from `endpoint`, checked: well-formed, not longer than the frame,
+/// and sent from the endpoint's own address (anti-spoofing).
+pub fn checked_ipv4<'a>(
+    ctx: &'a TcContext,
+    endpoint: &EndpointInfo,
+) -> Result<&'a Ipv4Hdr, DropReason> {
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let ip = unsafe { &*ip };
+    if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+        return Err(DropReason(stats::DROP_BAD_IPV4));
+    }
+    // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
+    // tot_len 0 passes this check.)
+    if u32::from(u16::from_be_bytes(ip.tot_len)) + ETH_HLEN as u32 > ctx.len() {
+        return Err(DropReason(stats::DROP_TRUNCATED));
+    }
+    if ip.src_addr != endpoint.ipv4 {
+        return Err(DropReason(stats::DROP_SPOOFED_IP));
+    }
+    Ok(ip)
+}

@@ -1,0 +1,44 @@
+//! What a program decides about a packet, and the one place that decision becomes a TC action.
+//!
+//! Every hook's walk returns an [`Outcome`]: pass the packet on, hand it to a redirect the walk
+//! already chose, or drop it for a counted reason. [`tc_action`] maps that to the kernel's
+//! return codes, so no program writes `TC_ACT_*` itself.
+
+use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC};
+
+use crate::maps::count;
+
+/// A packet that is not dropped.
+pub enum Verdict {
+    /// Not netd's: the next TC program on the hook decides, or the stack when there is none
+    /// (`TCX_NEXT` under TCX, `TC_ACT_UNSPEC` under cls_bpf: the same value).
+    Pass,
+    /// Redirected by a helper (see `redirect.rs`): its return value is the action.
+    Redirect(i32),
+}
+
+/// Why a packet is dropped: a `netd_common::stats` counter index.
+#[derive(Clone, Copy)]
+pub struct DropReason(pub u32);
+
+impl From<u32> for DropReason {
+    #[inline(always)]
+    fn from(counter: u32) -> Self {
+        Self(counter)
+    }
+}
+
+pub type Outcome = Result<Verdict, DropReason>;
+
+/// The TC action for an outcome; a drop is counted under its reason.
+#[inline(always)]
+pub fn tc_action(outcome: Outcome) -> i32 {
+    match outcome {
+        Ok(Verdict::Pass) => TC_ACT_UNSPEC,
+        Ok(Verdict::Redirect(action)) => action,
+        Err(DropReason(reason)) => {
+            count(reason);
+            TC_ACT_SHOT
+        }
+    }
+}
