@@ -63,6 +63,11 @@ pub mod config_flags {
     /// Deliver to local endpoints with `bpf_redirect_peer` (kernel ≥ 5.10) instead of
     /// `bpf_redirect` to the host-side veth.
     pub const REDIRECT_PEER: u32 = 1 << 0;
+    /// The kernel takes `BPF_F_ADJ_ROOM_ENCAP_L2_ETH` (Linux 5.13): encap marks the inner
+    /// header as Ethernet. Found by a test run at load, never from the version.
+    pub const ENCAP_L2_ETH: u32 = 1 << 1;
+    /// The kernel takes `BPF_F_ADJ_ROOM_DECAP_L3_IPV4` (Linux 6.3) when decapsulating.
+    pub const DECAP_L3_IPV4: u32 = 1 << 2;
 }
 
 /// `NETD_ENDPOINTS` key: ifindex of a local endpoint's host-side veth.

@@ -5,6 +5,8 @@ use netd_common::{
     stats,
 };
 
+use aya_ebpf::programs::TcContext;
+
 use crate::{maps::count, redirect, verdict::Verdict};
 
 /// Redirects to the container behind the host-side veth `ifindex`.
@@ -14,10 +16,10 @@ use crate::{maps::count, redirect, verdict::Verdict};
 /// another namespace (design §8), which is where both callers are. Kernels without it (< 5.10)
 /// get plain `bpf_redirect`, the loader clears the flag there.
 #[inline(always)]
-pub fn to_endpoint(config: &DatapathConfig, ifindex: u32) -> Verdict {
+pub fn to_endpoint(ctx: &TcContext, config: &DatapathConfig, ifindex: u32) -> Verdict {
     count(stats::TX);
     if config.flags & config_flags::REDIRECT_PEER != 0 {
-        redirect::to_peer(ifindex)
+        redirect::to_peer(ctx, ifindex)
     } else {
         redirect::out_of(ifindex)
     }

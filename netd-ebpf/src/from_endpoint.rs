@@ -6,10 +6,9 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
-        BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED,
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_FWD_DISABLED, BPF_FIB_LKUP_RET_NO_NEIGH,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
+        bpf_fib_lookup,
     },
     helpers::generated::{bpf_fib_lookup as fib_lookup, bpf_ktime_get_ns},
     macros::classifier,
@@ -31,21 +30,13 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 use crate::{
     deliver,
     maps::{ENDPOINTS, FDB, NEIGH, NEXTHOPS, config, count},
-    redirect,
+    redirect, room,
     sender::checked_ipv4,
     skb::{ifindex, is_gso, ptr_at},
     verdict::{DropReason, Outcome, tc_action},
 };
 
 const AF_INET: u8 = 2;
-
-/// `bpf_skb_adjust_room` flags for VXLAN over IPv4. FIXED_GSO keeps gso_size as the inner MSS:
-/// without it every GSO segment comes out 50 bytes short (design §8, projectcalico/calico#11252).
-const ENCAP_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64
-    | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 as u64
-    | BPF_F_ADJ_ROOM_ENCAP_L4_UDP as u64
-    | BPF_F_ADJ_ROOM_ENCAP_L2_ETH as u64
-    | ((ETH_HLEN as u64) << 56); // BPF_F_ADJ_ROOM_ENCAP_L2(14)
 
 #[classifier]
 pub fn netd_from_endpoint(ctx: TcContext) -> i32 {
@@ -129,7 +120,7 @@ fn forward_ipv4(
     match dst.kind {
         fdb_kind::LOCAL => {
             count(stats::LOCAL);
-            Ok(deliver::to_endpoint(config, dst.ifindex))
+            Ok(deliver::to_endpoint(ctx, config, dst.ifindex))
         }
         fdb_kind::REMOTE => {
             let flow_hash = flow_hash(ctx, ip);
@@ -196,8 +187,12 @@ fn encapsulate(
     let inner_eth = *unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)? };
 
     // MAC mode inserts the room right after the Ethernet header: [eth][room 50][inner IPv4...].
-    ctx.adjust_room(ENCAP_ROOM as i32, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS)
-        .map_err(|_| stats::DROP_ENCAP_FAILED)?;
+    ctx.adjust_room(
+        ENCAP_ROOM as i32,
+        BPF_ADJ_ROOM_MAC,
+        room::encap_flags(config),
+    )
+    .map_err(|_| stats::DROP_ENCAP_FAILED)?;
 
     let outer = ptr_at::<[u8; ENCAP_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
     let inner =

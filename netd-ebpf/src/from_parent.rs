@@ -85,7 +85,7 @@ fn demux(ctx: &TcContext, from_host: bool) -> Outcome {
         return Ok(redirect::out_of(local.ifindex));
     }
     count(stats::MACVLAN_RX);
-    Ok(to_local(local.ifindex))
+    Ok(to_local(ctx, local.ifindex))
 }
 
 /// Copies a broadcast/multicast frame to every endpoint, untagged, and restores the tag for the

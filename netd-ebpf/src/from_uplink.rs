@@ -3,11 +3,7 @@
 //! is dropped and counted by reason.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_F_ADJ_ROOM_DECAP_L3_IPV4, BPF_F_ADJ_ROOM_FIXED_GSO, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
-    },
-    macros::classifier,
-    programs::TcContext,
+    bindings::bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, macros::classifier, programs::TcContext,
 };
 use netd_common::{
     maps::{FdbKey, VtepKey, fdb_kind},
@@ -22,13 +18,10 @@ use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 use crate::{
     deliver,
     maps::{FDB, VTEPS, config, count},
+    room,
     skb::ptr_at,
     verdict::{DropReason, Outcome, Verdict, tc_action},
 };
-
-const DECAP_FLAGS: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64 | BPF_F_ADJ_ROOM_DECAP_L3_IPV4 as u64;
-/// DECAP_L3_IPV4 arrived in Linux 6.3; older kernels refuse the flag, and decap without it.
-const DECAP_FLAGS_COMPAT: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64;
 
 /// Offsets inside an outer frame (IPv4 without options).
 const UDP_OFF: usize = ETH_HLEN + IPV4_HLEN;
@@ -140,16 +133,11 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
     // MAC mode removes the 50 bytes after the outer Ethernet header (outer IPv4, UDP, VXLAN and
     // the inner Ethernet header); the inner Ethernet header is then written over the outer one.
     let shrink = -(ENCAP_ROOM as i32);
-    if ctx
-        .adjust_room(shrink, BPF_ADJ_ROOM_MAC, DECAP_FLAGS)
-        .is_err()
-    {
-        ctx.adjust_room(shrink, BPF_ADJ_ROOM_MAC, DECAP_FLAGS_COMPAT)
-            .map_err(|_| stats::DROP_DECAP_FAILED)?;
-    }
+    ctx.adjust_room(shrink, BPF_ADJ_ROOM_MAC, room::decap_flags(config))
+        .map_err(|_| stats::DROP_DECAP_FAILED)?;
     let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_DECAP_FAILED)?;
     // SAFETY: bounds-checked by ptr_at after adjust_room.
     unsafe { *eth = inner_eth };
     count(stats::DECAP);
-    Ok(deliver::to_endpoint(config, dst.ifindex))
+    Ok(deliver::to_endpoint(ctx, config, dst.ifindex))
 }

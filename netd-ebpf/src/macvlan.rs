@@ -72,7 +72,7 @@ pub fn from_endpoint(
                 push_vlan(ctx, endpoint.vlan)?;
                 Ok(to_wire(endpoint.parent_ifindex))
             }
-            _ => Ok(to_local(local.ifindex)),
+            _ => Ok(to_local(ctx, local.ifindex)),
         };
     }
     push_vlan(ctx, endpoint.vlan)?;
@@ -102,10 +102,10 @@ fn parent_of(endpoint: &EndpointInfo) -> Result<ParentInfo, DropReason> {
 
 /// Delivers to a local endpoint (bridge mode, or a frame from the parent) from a TC ingress hook.
 #[inline(always)]
-pub fn to_local(ifindex: u32) -> Verdict {
+pub fn to_local(ctx: &TcContext, ifindex: u32) -> Verdict {
     count(stats::LOCAL);
     match config() {
-        Some(c) => deliver::to_endpoint(c, ifindex),
+        Some(c) => deliver::to_endpoint(ctx, c, ifindex),
         None => {
             count(stats::TX);
             redirect::out_of(ifindex)

@@ -12,6 +12,8 @@ use aya_ebpf::{
 use crate::verdict::Verdict;
 
 const AF_INET: u32 = 2;
+/// `PACKET_HOST` of linux/if_packet.h.
+const PACKET_HOST: u32 = 0;
 
 /// Out of `ifindex` (its egress: for a host-side veth, into the container).
 #[inline(always)]
@@ -29,8 +31,18 @@ pub fn into(ifindex: u32) -> Verdict {
 
 /// Into the namespace of the peer of veth `ifindex`, without a pass through its queue (TC
 /// ingress only; design §8).
+///
+/// The frame is marked as addressed to this host first. It arrived on another device (a
+/// container's veth, the macvlan parent) whose MAC is not its destination, so the kernel set
+/// `PACKET_OTHERHOST`; kernels without upstream c4327229948 (5.10; 6.1 has the backport, fixed
+/// in 6.15) hand it over unchanged and the container's IP stack drops it (design §9).
 #[inline(always)]
-pub fn to_peer(ifindex: u32) -> Verdict {
+pub fn to_peer(ctx: &TcContext, ifindex: u32) -> Verdict {
+    // SAFETY: a read of the context the kernel passed in.
+    if unsafe { (*ctx.skb.skb).pkt_type } != PACKET_HOST {
+        // Cannot fail for PACKET_HOST on a TC program's packet.
+        let _ = ctx.change_type(PACKET_HOST);
+    }
     // SAFETY: no pointer arguments.
     Verdict::Redirect(unsafe { bpf_redirect_peer(ifindex, 0) } as i32)
 }

@@ -36,13 +36,13 @@ pub struct TwoHostLab {
     pub hosts: [Host; 2],
 }
 
-pub(crate) fn host_config(vtep: Ipv4Addr, uplink_ifindex: u32) -> DatapathConfig {
+pub(crate) fn host_config(dp: &Datapath, vtep: Ipv4Addr, uplink_ifindex: u32) -> DatapathConfig {
     DatapathConfig {
         local_vtep: vtep.octets(),
         uplink_ifindex,
         vxlan_port: VXLAN_PORT_DEFAULT,
         underlay_mtu: UNDERLAY_MTU,
-        flags: Datapath::default_config_flags(),
+        flags: dp.config_flags(),
     }
 }
 
@@ -125,7 +125,7 @@ fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
     let uplink = host.ns.ifindex("ul")?;
     let endpoint_ifindex = host.ns.ifindex("ep0")?;
     let dp = &mut host.datapath;
-    dp.set_config(&host_config(VTEPS[i], uplink))?;
+    dp.set_config(&host_config(&dp, VTEPS[i], uplink))?;
     dp.add_local_endpoint(&LocalEndpoint {
         ifindex: endpoint_ifindex,
         vni: VNI,

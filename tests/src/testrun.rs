@@ -121,7 +121,7 @@ impl PacketLab {
             uplink_ifindex,
             vxlan_port: VXLAN_PORT,
             underlay_mtu: UNDERLAY_MTU,
-            flags: Datapath::default_config_flags(),
+            flags: datapath.config_flags(),
         })?;
         for (ifindex, (ip, mac)) in [(ep_a_ifindex, EP_A), (ep_b_ifindex, EP_B)] {
             datapath.add_local_endpoint(&LocalEndpoint {

@@ -750,7 +750,7 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
         .unwrap();
     for host in 0..2 {
         assert_eq!(
-            c.netd_json(host, &["status"]).unwrap()["tc_attach"],
+            c.netd_json(host, &["status"]).unwrap()["kernel"]["tc_attach"],
             "netlink"
         );
     }

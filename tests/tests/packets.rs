@@ -883,3 +883,27 @@ fn the_gateway_forwards_nothing_else() {
         "drop-to-gateway",
     );
 }
+
+/// The loader's probes (test runs of `bpf_skb_adjust_room` with the younger flags) find what
+/// this kernel takes: ENCAP_L2_ETH from Linux 5.13, DECAP_L3_IPV4 from 6.3 (design §9; both
+/// are upstream additions no stable series backports). A probe that failed for another reason
+/// (a bad frame, a refused program) would report a flag missing on a kernel that has it.
+#[test]
+fn the_probes_find_the_adjust_room_flags_this_kernel_takes() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let lab = lab();
+    let kernel = aya::util::KernelVersion::current().unwrap();
+    let features = lab.datapath.features();
+    assert_eq!(
+        features.encap_l2_eth,
+        kernel >= aya::util::KernelVersion::new(5, 13, 0),
+        "ENCAP_L2_ETH on {kernel:?}"
+    );
+    assert_eq!(
+        features.decap_l3_ipv4,
+        kernel >= aya::util::KernelVersion::new(6, 3, 0),
+        "DECAP_L3_IPV4 on {kernel:?}"
+    );
+}

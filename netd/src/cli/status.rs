@@ -104,7 +104,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
             .collect();
         println!("maps:        {}", fill.join(", "));
     }
-    println!("tc attach:   {}", s(&v["tc_attach"]));
+    let kernel = &v["kernel"];
+    let took = |flag: &str| match kernel[flag].as_bool() {
+        Some(true) => "taken",
+        Some(false) => "refused",
+        None => "?",
+    };
+    println!(
+        "kernel:      tc attach {}, adjust_room ENCAP_L2_ETH {}, DECAP_L3_IPV4 {}",
+        s(&kernel["tc_attach"]),
+        took("adjust_room_encap_l2_eth"),
+        took("adjust_room_decap_l3_ipv4")
+    );
     if let Some(programs) = v["programs"].as_array() {
         for p in programs {
             println!(

@@ -72,6 +72,8 @@ pub struct Daemon {
     pub programs: Vec<ProgramSize>,
     /// The TC attach method the kernel took.
     pub tc_attach: crate::datapath::AttachMethod,
+    /// What the kernel's BPF took when probed.
+    pub features: crate::datapath::KernelFeatures,
     pub started: std::time::Instant,
 }
 
@@ -139,11 +141,17 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         uplink_ifindex,
         vxlan_port: options.vxlan_port,
         underlay_mtu: uplink_mtu,
-        flags: Datapath::default_config_flags(),
+        flags: datapath.config_flags(),
     })?;
     datapath.attach(Hook::Uplink, &uplink)?;
     let tc_attach = datapath.attach_method();
-    tracing::info!(method = tc_attach.name(), "programs attached to TC");
+    let features = datapath.features();
+    tracing::info!(
+        method = tc_attach.name(),
+        encap_l2_eth = features.encap_l2_eth,
+        decap_l3_ipv4 = features.decap_l3_ipv4,
+        "programs attached to TC"
+    );
     // Endpoints created by an earlier run: take their hooks over (atomic program replacement).
     let local = netlink::local_endpoints()?;
     for ifname in local.values() {
@@ -213,6 +221,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         uplink_mtu,
         programs,
         tc_attach,
+        features,
         started: std::time::Instant::now(),
         options,
     });

@@ -13,6 +13,11 @@ pub enum DatapathError {
         name: &'static str,
         source: aya::programs::ProgramError,
     },
+    #[error(
+        "this kernel lacks {} (Linux 5.10 or later has them): netd cannot run here",
+        .0.join(", ")
+    )]
+    KernelTooOld(Vec<&'static str>),
     #[error("program {0} is missing from the eBPF object")]
     MissingProgram(&'static str),
     #[error("map {0} is missing from the eBPF object")]

@@ -303,8 +303,14 @@ fn dump_config(map: Map) -> Result<Table, DatapathError> {
         .get(&0, 0)
         .map_err(|source| DatapathError::Map { name, source })?;
     let mut flags = Vec::new();
-    if c.flags & config_flags::REDIRECT_PEER != 0 {
-        flags.push("redirect-peer");
+    for (flag, name) in [
+        (config_flags::REDIRECT_PEER, "redirect-peer"),
+        (config_flags::ENCAP_L2_ETH, "encap-l2-eth"),
+        (config_flags::DECAP_L3_IPV4, "decap-l3-ipv4"),
+    ] {
+        if c.flags & flag != 0 {
+            flags.push(name);
+        }
     }
     Ok(Table {
         columns: vec![

@@ -8,6 +8,7 @@
 mod attach;
 pub mod entries;
 mod error;
+mod features;
 pub mod inspect;
 pub mod layout;
 pub mod state;
@@ -18,14 +19,14 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray},
     programs::SchedClassifier,
-    util::KernelVersion,
 };
-use netd_common::maps::{DatapathConfig, LAYOUTS, config_flags, names};
+use netd_common::maps::{DatapathConfig, LAYOUTS, names};
 
 pub use self::{
     attach::{AttachMethod, Hook},
     entries::{LocalEndpoint, RemoteEndpoint},
     error::DatapathError,
+    features::KernelFeatures,
     layout::Capacities,
     state::{ApplyStats, Change, ChangeSet, MapState, WriteError},
 };
@@ -68,6 +69,8 @@ pub struct Datapath {
     capacities: Capacities,
     /// [`AttachMethod::Auto`] until the first attach found the kernel's.
     attach_method: AttachMethod,
+    /// What the kernel's BPF took when probed at load.
+    features: KernelFeatures,
     /// Links this value owns (unpinned datapaths only); dropping them detaches.
     links: Vec<attach::OwnedLink>,
 }
@@ -90,6 +93,7 @@ impl Datapath {
             }
         }
         let mut ebpf = loader.load(OBJECT)?;
+        let features = features::probe(&mut ebpf)?;
         for name in Hook::ALL.map(Hook::program_name) {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
@@ -105,6 +109,7 @@ impl Datapath {
             pin_dir: options.pin_dir,
             capacities,
             attach_method: options.attach,
+            features,
             links: Vec::new(),
         })
     }
@@ -163,12 +168,14 @@ impl Datapath {
             .map_err(|source| DatapathError::Map { name, source })
     }
 
-    /// The flags this kernel supports (`bpf_redirect_peer` needs Linux 5.10).
-    pub fn default_config_flags() -> u32 {
-        match KernelVersion::current() {
-            Ok(v) if v >= KernelVersion::new(5, 10, 0) => config_flags::REDIRECT_PEER,
-            _ => 0,
-        }
+    /// What the kernel's BPF took when probed at load.
+    pub fn features(&self) -> KernelFeatures {
+        self.features
+    }
+
+    /// The `DatapathConfig::flags` for this kernel.
+    pub fn config_flags(&self) -> u32 {
+        self.features.config_flags()
     }
 
     /// Summed per-CPU counters by name, in counter order.

@@ -197,7 +197,7 @@ fn netd_macvlan(i: usize, host: &Netns, container: &Netns) -> anyhow::Result<Opt
     let endpoint = host.ifindex("ep0")?;
     // What a daemon started with `--uplink ul --advertise VTEPS[i]` writes; a macvlan network uses
     // only the delivery flags (bpf_redirect_peer), nothing is encapsulated.
-    datapath.set_config(&lab::host_config(VTEPS[i], parent))?;
+    datapath.set_config(&lab::host_config(&datapath, VTEPS[i], parent))?;
     datapath.apply(
         &MapState::default(),
         &bridge_mode_maps(parent, host.mac(PARENT)?, endpoint, i),

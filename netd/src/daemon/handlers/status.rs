@@ -84,7 +84,11 @@ pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
         "vtep": daemon.options.advertise,
         "uplink": daemon.uplink,
         "uplink_mtu": daemon.uplink_mtu,
-        "tc_attach": daemon.tc_attach.name(),
+        "kernel": {
+            "tc_attach": daemon.tc_attach.name(),
+            "adjust_room_encap_l2_eth": daemon.features.encap_l2_eth,
+            "adjust_room_decap_l3_ipv4": daemon.features.decap_l3_ipv4,
+        },
         "store_url": daemon.options.store,
         "store": store,
         "hosts": hosts,
