@@ -686,6 +686,34 @@ fn malformed_values_written_into_the_store_are_never_programmed(store: StoreKind
     }
 }
 
+/// Two containers of one network on the same host reach each other (no VXLAN: the frame goes
+/// from one veth straight into the other container). On kernels that keep `PACKET_OTHERHOST`
+/// across `bpf_redirect_peer` (5.10) this is what breaks unless the program marks the frame
+/// as the container's own.
+#[test]
+fn containers_on_one_host_reach_each_other() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    let mut c = Cluster::new("oh", 2, StoreKind::Embedded, 10).unwrap();
+    c.netd(0, SEED_NET).unwrap();
+    let n1 = c.container().unwrap();
+    let n2 = c.container().unwrap();
+    let ip1 = add(&c, 0, "mynet", n1, "a", &[])["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip2 = add(&c, 0, "mynet", n2, "b", &[])["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.wait_for(Duration::from_secs(5), || ping(&c, n1, &ip2).ok())
+        .unwrap();
+    assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
+    let out = iperf3(&c.containers[n2], &c.containers[n1], &ip2, &["-n", "5M"]);
+    assert!(out.unwrap().contains("receiver"));
+}
+
 /// A network's gateway answers ping at its address, as on Docker's overlay, and routes
 /// between the network's subnets, across hosts too; it forwards nothing out of the network.
 #[test]
