@@ -1,11 +1,10 @@
 //! Handing a packet to a local endpoint.
 
+use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::{DatapathConfig, config_flags},
     stats,
 };
-
-use aya_ebpf::programs::TcContext;
 
 use crate::{maps::count, redirect, verdict::Verdict};
 
@@ -13,8 +12,9 @@ use crate::{maps::count, redirect, verdict::Verdict};
 ///
 /// `bpf_redirect_peer` switches to the container's namespace without a second pass through the
 /// host-side veth's queue; it only works from TC ingress and toward a veth whose peer is in
-/// another namespace (design §8), which is where both callers are. Kernels without it (< 5.10)
-/// get plain `bpf_redirect`, the loader clears the flag there.
+/// another namespace (design §8), which is where both callers are. The loader always sets the
+/// flag (it refuses kernels without the helper); a config written without it gets plain
+/// `bpf_redirect`.
 #[inline(always)]
 pub fn to_endpoint(ctx: &TcContext, config: &DatapathConfig, ifindex: u32) -> Verdict {
     count(stats::TX);

@@ -73,6 +73,41 @@ fn private_apt(state: &Path) -> Vec<String> {
 /// Unpacks `packages` of Debian `suite` into `dest` unless a previous run did (the versions
 /// unpacked are recorded in `dest/.unpacked`). Returns what it did.
 pub fn unpack(suite: &str, packages: &[&str], dest: &Path) -> anyhow::Result<String> {
+    unpack_resolved(suite, dest, |_| {
+        Ok(packages.iter().map(|p| (*p).to_string()).collect())
+    })
+}
+
+/// Unpacks the package `metapackage` of `suite` depends on whose name starts with `prefix`
+/// (`linux-image-amd64` -> `linux-image-6.1.0-50-amd64`): the metapackage itself is empty.
+pub fn unpack_dependency(
+    suite: &str,
+    metapackage: &str,
+    prefix: &str,
+    dest: &Path,
+) -> anyhow::Result<String> {
+    unpack_resolved(suite, dest, |apt| {
+        let shown = crate::run::output(
+            Command::new("apt-cache")
+                .args(apt)
+                .args(["depends", metapackage]),
+        )
+        .with_context(|| format!("apt-cache depends {metapackage} ({suite}) failed"))?;
+        let name = shown
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .find(|p| p.starts_with(prefix))
+            .with_context(|| format!("{metapackage} ({suite}) depends on no {prefix}*"))?;
+        Ok(vec![name.to_string()])
+    })
+}
+
+/// [`unpack`] with the package list found once apt knows `suite` (`packages` gets apt's options).
+fn unpack_resolved(
+    suite: &str,
+    dest: &Path,
+    packages: impl FnOnce(&[String]) -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<String> {
     let marker = dest.join(".unpacked");
     if let Ok(done) = fs::read_to_string(&marker) {
         return Ok(format!("present ({})", done.trim().replace('\n', ", ")));
@@ -89,12 +124,13 @@ pub fn unpack(suite: &str, packages: &[&str], dest: &Path) -> anyhow::Result<Str
             "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {suite} main\n"
         ),
     )?;
+    let apt = private_apt(&state);
+    status(Command::new("apt-get").args(&apt).arg("update"))?;
+    let packages = packages(&apt)?;
     eprintln!(
         "      fetching {} from Debian {suite} ({mirror})",
         packages.join(" ")
     );
-    let apt = private_apt(&state);
-    status(Command::new("apt-get").args(&apt).arg("update"))?;
     let debs = state.join("debs");
     for old in fs::read_dir(&debs)?.flatten() {
         let _ = fs::remove_file(old.path());
@@ -103,7 +139,7 @@ pub fn unpack(suite: &str, packages: &[&str], dest: &Path) -> anyhow::Result<Str
         Command::new("apt-get")
             .args(&apt)
             .arg("download")
-            .args(packages)
+            .args(&packages)
             .current_dir(&debs),
     )?;
     let _ = fs::remove_dir_all(dest);

@@ -7,6 +7,7 @@ mod bench_cli;
 mod build_ebpf;
 mod demo;
 mod foreign;
+mod kernels;
 // The nested cargo command that builds netd-ebpf, shared with netd/build.rs.
 #[path = "../../netd-ebpf/cargo_command.rs"]
 mod ebpf_command;
@@ -38,6 +39,9 @@ enum Command {
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
     },
+    /// Run the kernel tier alone: tests inside Debian's 5.10, 6.1 and 6.12 kernels under qemu
+    /// (after `cargo xtask setup`; `cargo xtask test` runs it last).
+    TestKernels,
     /// Set up, build, and run the two-host datapath demo in network namespaces.
     Demo,
     /// Set up, build, and benchmark netd against the kernel's datapaths (`--quick`, `--json FILE`,
@@ -58,6 +62,7 @@ fn main() -> std::process::ExitCode {
         Command::BuildEbpf => build_ebpf::run().map(|_| ()),
         Command::Lint => lint::run(),
         Command::Test { args } => test::run(&args),
+        Command::TestKernels => kernels::run(),
         Command::Demo => demo::run(),
         Command::Bench { args } => bench::run(&args),
     };

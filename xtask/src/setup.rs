@@ -25,6 +25,13 @@ const APT_PACKAGES: &[&str] = &[
     // image made from busybox-static.
     "docker.io",
     "busybox-static",
+    // The kernel tier (kernels.rs): qemu boots Debian's kernels, kmod indexes and loads their
+    // modules, cpio/xz/zstd build the guest's initramfs and unpack its kernel image.
+    "qemu-system-x86",
+    "kmod",
+    "cpio",
+    "xz-utils",
+    "zstd",
     // Latency in `cargo xtask bench`.
     "sockperf",
     // The macvlan tests check VLAN tags on the wire.
@@ -184,7 +191,7 @@ fn consul() -> anyhow::Result<String> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let steps: [(&str, Step); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("root", root),
         ("Debian packages", apt),
         ("nightly toolchain", nightly),
@@ -192,6 +199,10 @@ pub fn run() -> anyhow::Result<()> {
         ("bpf-linker", bpf_linker),
         ("Docker 26 (Debian trixie, in target/tools)", docker_26),
         ("Consul 1.8 (Debian bullseye, in target/tools)", consul),
+        (
+            "kernels 5.10, 6.1, 6.12 (Debian bullseye, bookworm, trixie, in target/tools)",
+            crate::kernels::fetch,
+        ),
     ];
     let total = steps.len();
     for (i, (what, f)) in steps.into_iter().enumerate() {

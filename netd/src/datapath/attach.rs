@@ -111,7 +111,9 @@ pub const NETLINK_HANDLE: tc::TcHandle = tc::TcHandle::new(0, 0x4e44);
 fn tcx_unsupported(error: &aya::programs::ProgramError) -> bool {
     match error {
         aya::programs::ProgramError::SyscallError(e) => {
-            e.call == "bpf_link_create"
+            // aya names the TCX link create "bpf_mprog_attach" (BPF_LINK_CREATE with a TCX
+            // attach type); 5.10 and 6.1 answer it with EINVAL (design §9).
+            matches!(e.call, "bpf_mprog_attach" | "bpf_link_create")
                 && matches!(
                     e.io_error.raw_os_error(),
                     Some(libc::EINVAL | libc::EOPNOTSUPP)
