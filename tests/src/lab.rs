@@ -125,7 +125,7 @@ fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
     let uplink = host.ns.ifindex("ul")?;
     let endpoint_ifindex = host.ns.ifindex("ep0")?;
     let dp = &mut host.datapath;
-    dp.set_config(&host_config(&dp, VTEPS[i], uplink))?;
+    dp.set_config(&host_config(dp, VTEPS[i], uplink))?;
     dp.add_local_endpoint(&LocalEndpoint {
         ifindex: endpoint_ifindex,
         vni: VNI,

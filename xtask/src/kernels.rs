@@ -97,7 +97,12 @@ pub fn fetch() -> anyhow::Result<String> {
             .join("modules.dep")
             .exists()
         {
-            status(Command::new("/usr/sbin/depmod").arg("-b").arg(&dir).arg(&version))?;
+            status(
+                Command::new("/usr/sbin/depmod")
+                    .arg("-b")
+                    .arg(&dir)
+                    .arg(&version),
+            )?;
         }
         done.push(format!("{} {what}", kernel.label));
     }
@@ -113,8 +118,15 @@ fn module_version(dir: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("no modules in {}", dir.display()))
 }
 
-/// The test binaries of [`GUEST_TESTS`] as cargo built them for the host.
+/// The test binaries of [`GUEST_TESTS`] as cargo built them for the host, and the netd binary
+/// the daemon tests start (found next to them, so built here too: `-p netd-tests` alone would
+/// leave an old one).
 fn test_binaries() -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+    status(
+        Command::new("cargo")
+            .args(["build", "--quiet", "-p", "netd", "--bin", "netd"])
+            .current_dir(workspace_root()),
+    )?;
     let mut cmd = Command::new("cargo");
     cmd.args(["test", "-p", "netd-tests", "--no-run"]);
     for (name, _) in GUEST_TESTS {
@@ -193,7 +205,10 @@ pub fn run() -> anyhow::Result<()> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("a guest thread panicked")))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a guest thread panicked"))
+            })
             .collect::<anyhow::Result<_>>()
     })?;
     eprintln!("\n| kernel | result | tests | time |\n|---|---|---|---|");
@@ -218,7 +233,11 @@ pub fn run() -> anyhow::Result<()> {
         }
         bail!(
             "kernel tier failed on {}",
-            failed.iter().map(|r| r.label).collect::<Vec<_>>().join(", ")
+            failed
+                .iter()
+                .map(|r| r.label)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(())
@@ -243,7 +262,14 @@ fn boot_and_test(kernel: &Kernel, script: &str, log: PathBuf) -> anyhow::Result<
     for line in text.lines().filter(|l| l.starts_with("test result:")) {
         let count = |word: &str| -> u32 {
             line.split(';')
-                .find_map(|part| part.trim().strip_suffix(word)?.split_whitespace().last()?.parse().ok())
+                .find_map(|part| {
+                    part.trim()
+                        .strip_suffix(word)?
+                        .split_whitespace()
+                        .last()?
+                        .parse()
+                        .ok()
+                })
                 .unwrap_or(0)
         };
         passed += count(" passed");
