@@ -562,15 +562,26 @@ fn two_connected(
     store: StoreKind,
     lease_ttl: u64,
 ) -> (Cluster, usize, usize, String, String) {
+    connected_on(tag, store, lease_ttl, [0, 1])
+}
+
+/// Two hosts, the seed's network, a container on each of `hosts` (the same one twice for two
+/// on one host), the first reaching the second.
+fn connected_on(
+    tag: &str,
+    store: StoreKind,
+    lease_ttl: u64,
+    hosts: [usize; 2],
+) -> (Cluster, usize, usize, String, String) {
     let mut c = Cluster::new(tag, 2, store, lease_ttl).unwrap();
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
-    let ip1 = add(&c, 0, "mynet", n1, "a", &[])["ip"]
+    let ip1 = add(&c, hosts[0], "mynet", n1, "a", &[])["ip"]
         .as_str()
         .unwrap()
         .to_string();
-    let ip2 = add(&c, 1, "mynet", n2, "b", &[])["ip"]
+    let ip2 = add(&c, hosts[1], "mynet", n2, "b", &[])["ip"]
         .as_str()
         .unwrap()
         .to_string();
@@ -695,20 +706,7 @@ fn containers_on_one_host_reach_each_other() {
     if netd_tests::skip_unprivileged() {
         return;
     }
-    let mut c = Cluster::new("oh", 2, StoreKind::Embedded, 10).unwrap();
-    c.netd(0, SEED_NET).unwrap();
-    let n1 = c.container().unwrap();
-    let n2 = c.container().unwrap();
-    let ip1 = add(&c, 0, "mynet", n1, "a", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ip2 = add(&c, 0, "mynet", n2, "b", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    c.wait_for(Duration::from_secs(5), || ping(&c, n1, &ip2).ok())
-        .unwrap();
+    let (c, n1, n2, ip1, ip2) = connected_on("oh", StoreKind::Embedded, 10, [0, 0]);
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
     let out = iperf3(&c.containers[n2], &c.containers[n1], &ip2, &["-n", "5M"]);
     assert!(out.unwrap().contains("receiver"));
