@@ -157,7 +157,7 @@ fn flow_hash(ctx: &TcContext, ip: &Ipv4Hdr) -> u32 {
     if hash != 0 {
         return hash;
     }
-    let first_fragment = u16::from_be_bytes(ip.frags) & 0x1fff == 0;
+    let first_fragment = ip.frag_offset() == 0;
     let ports = if ip.vihl == 0x45
         && first_fragment
         && (ip.proto == IPPROTO_TCP || ip.proto == IPPROTO_UDP)

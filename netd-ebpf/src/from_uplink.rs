@@ -28,6 +28,8 @@ const UDP_OFF: usize = ETH_HLEN + IPV4_HLEN;
 const VXLAN_OFF: usize = UDP_OFF + UDP_HLEN;
 const INNER_ETH_OFF: usize = ETH_HLEN + ENCAP_HLEN;
 const INNER_IP_OFF: usize = INNER_ETH_OFF + ETH_HLEN;
+/// "More fragments", of the 3 flag bits `Ipv4Hdr::frag_flags` returns.
+const IP_MF: u8 = 0b001;
 
 #[classifier]
 pub fn netd_from_uplink(ctx: TcContext) -> i32 {
@@ -65,9 +67,8 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
     if ip.dst_addr != config.local_vtep {
         return Ok(Verdict::Pass);
     }
-    let frag = u16::from_be_bytes(ip.frags);
     // A later fragment has no UDP header: nothing says it is VXLAN.
-    if frag & 0x1fff != 0 {
+    if ip.frag_offset() != 0 {
         return Ok(Verdict::Pass);
     }
     let Some(udp) = ptr_at::<UdpHdr>(ctx, UDP_OFF) else {
@@ -80,10 +81,10 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
     }
 
     // VXLAN to our VTEP from here on: refuse with a reason, or deliver.
-    if frag & 0x2000 != 0 {
+    if ip.frag_flags() & IP_MF != 0 {
         return Err(DropReason(stats::DROP_FRAGMENT));
     }
-    let ip_len = u32::from(u16::from_be_bytes(ip.tot_len));
+    let ip_len = u32::from(ip.tot_len());
     if ip_len + ETH_HLEN as u32 > ctx.len() {
         return Err(DropReason(stats::DROP_TRUNCATED));
     }
@@ -118,9 +119,9 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
     let inner_ip = ptr_at::<Ipv4Hdr>(ctx, INNER_IP_OFF).ok_or(stats::DROP_INNER_BAD_IPV4)?;
     // SAFETY: bounds-checked by ptr_at.
     let inner_ip = unsafe { &*inner_ip };
-    if inner_ip.vihl >> 4 != 4
-        || inner_ip.vihl & 0x0f < 5
-        || u32::from(u16::from_be_bytes(inner_ip.tot_len)) + INNER_IP_OFF as u32 > ctx.len()
+    if inner_ip.version() != 4
+        || usize::from(inner_ip.ihl()) < IPV4_HLEN
+        || u32::from(inner_ip.tot_len()) + INNER_IP_OFF as u32 > ctx.len()
     {
         return Err(DropReason(stats::DROP_INNER_BAD_IPV4));
     }

@@ -2,7 +2,11 @@
 //! macvlan walk (`macvlan.rs`), so that neither imports the other.
 
 use aya_ebpf::programs::TcContext;
-use netd_common::{maps::EndpointInfo, packet::ETH_HLEN, stats};
+use netd_common::{
+    maps::EndpointInfo,
+    packet::{ETH_HLEN, IPV4_HLEN},
+    stats,
+};
 use network_types::ip::Ipv4Hdr;
 
 use crate::{skb::ptr_at, verdict::DropReason};
@@ -16,12 +20,12 @@ pub fn checked_ipv4<'a>(
     let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at.
     let ip = unsafe { &*ip };
-    if ip.vihl >> 4 != 4 || ip.vihl & 0x0f < 5 {
+    if ip.version() != 4 || usize::from(ip.ihl()) < IPV4_HLEN {
         return Err(DropReason(stats::DROP_BAD_IPV4));
     }
     // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
     // tot_len 0 passes this check.)
-    if u32::from(u16::from_be_bytes(ip.tot_len)) + ETH_HLEN as u32 > ctx.len() {
+    if u32::from(ip.tot_len()) + ETH_HLEN as u32 > ctx.len() {
         return Err(DropReason(stats::DROP_TRUNCATED));
     }
     if ip.src_addr != endpoint.ipv4 {
