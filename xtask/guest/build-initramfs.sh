@@ -9,7 +9,9 @@ MODROOT=$KDIR; [ -d "$KDIR/lib/modules" ] || MODROOT=$KDIR/usr   # trixie: /usr/
 KV=$(ls "$MODROOT/lib/modules" | head -1)
 [ -f "$MODROOT/lib/modules/$KV/modules.dep" ] || /usr/sbin/depmod -b "$MODROOT" "$KV"
 BB=/bin/busybox
-for a in sh insmod mount switch_root stty; do "$BB" --list | grep -qx "$a" || { echo "busybox lacks $a" >&2; exit 1; }; done
+# The list is read once: `grep -q` leaving a pipe early would fail the pipeline (pipefail).
+applets=$("$BB" --list)
+for a in sh insmod mount switch_root stty; do grep -qx "$a" <<< "$applets" || { echo "busybox lacks $a" >&2; exit 1; }; done
 
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 mkdir -p "$T"/{bin,dev,proc,sys,lower,ovl,newroot,mods}
