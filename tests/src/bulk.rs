@@ -8,9 +8,10 @@
 
 use std::{net::Ipv4Addr, ops::Range, sync::Arc};
 
+use crate::records;
 use netd_store::{
     Store, keys,
-    schema::{self, EndpointRecord, HostRecord, Mac, NetworkRecord, SCHEMA_VERSION, SubnetRecord},
+    schema::{self, Mac, NetworkRecord},
 };
 
 /// etcd's default `--max-txn-ops` is 128: an endpoint is two keys.
@@ -45,22 +46,11 @@ impl Synthetic {
     }
 
     pub fn network(j: usize) -> NetworkRecord {
-        NetworkRecord {
-            version: SCHEMA_VERSION,
-            name: Self::network_name(j),
-            driver: "overlay".into(),
-            vni: 1000 + j as u32,
-            subnets: vec![SubnetRecord {
-                subnet: format!("10.{}.0.0/16", 100 + j)
-                    .parse()
-                    .expect("valid subnet"),
-                gateway: None,
-                ip_range: None,
-                aux: Default::default(),
-            }],
-            mtu: None,
-            options: Default::default(),
-        }
+        records::overlay_network(
+            &Self::network_name(j),
+            1000 + j as u32,
+            &format!("10.{}.0.0/16", 100 + j),
+        )
     }
 
     /// (network, endpoint name, address, host) of endpoint `k`.
@@ -79,15 +69,13 @@ impl Synthetic {
     /// The two keys an endpoint takes: its record and its address claim.
     pub fn endpoint_kvs(&self, k: usize) -> [(String, Vec<u8>); 2] {
         let (network, id, ip, h) = self.endpoint(k);
-        let record = EndpointRecord {
-            version: SCHEMA_VERSION,
+        let record = records::endpoint(
+            &id,
             ip,
-            mac: Mac::from_ipv4(ip),
-            host: Self::host_name(h),
-            vtep_ip: Self::vtep(h),
-            name: id.clone(),
-            names: Vec::new(),
-        };
+            Mac::from_ipv4(ip).0,
+            &Self::host_name(h),
+            Self::vtep(h),
+        );
         [
             (keys::endpoint(&network, &id), schema::encode(&record)),
             (keys::ipam(&network, ip), id.into_bytes()),
@@ -104,12 +92,7 @@ impl Synthetic {
             kvs.push((keys::network(&net.name), schema::encode(&net)));
         }
         for h in 0..self.hosts {
-            let record = HostRecord {
-                version: SCHEMA_VERSION,
-                vtep_ip: Self::vtep(h),
-                uplink_mtu: 1500,
-                netd: "synthetic".into(),
-            };
+            let record = records::host(Self::vtep(h), "synthetic");
             kvs.push((keys::host(&Self::host_name(h)), schema::encode(&record)));
         }
         for chunk in kvs.chunks(128) {

@@ -13,10 +13,13 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use netd::datapath::{Datapath, DatapathOptions, Hook, LocalEndpoint, RemoteEndpoint};
+use netd::{
+    control::snapshot::Snapshot,
+    datapath::{Datapath, DatapathOptions, Hook, MapState},
+};
 use netd_common::{VXLAN_OVERHEAD, VXLAN_PORT_DEFAULT, maps::DatapathConfig};
 
-use crate::{ip, netns::Netns};
+use crate::{ip, netns::Netns, records};
 
 pub const VNI: u32 = 256;
 pub const UNDERLAY_MTU: u16 = 1500;
@@ -104,6 +107,31 @@ fn topology(tag: &str) -> anyhow::Result<([Netns; 2], [Netns; 2])> {
     Ok((h, c))
 }
 
+/// The store of the lab, as host `i` sees it: network `lab` (VNI), both hosts and one
+/// endpoint on each, its own behind `ep0`.
+fn lab_records(i: usize, endpoint_ifindex: u32) -> Snapshot {
+    let host_name = |h: usize| format!("lab-h{h}");
+    let mut snapshot = Snapshot::new(&host_name(i), records::host(VTEPS[i], "lab"));
+    snapshot.network(&records::overlay_network("lab", VNI, "172.31.0.0/16"));
+    for h in 0..2 {
+        let id = format!("c{h}");
+        snapshot
+            .host(&host_name(h), &records::host(VTEPS[h], "lab"))
+            .endpoint(
+                "lab",
+                &records::endpoint(
+                    &id,
+                    CONTAINER_IPS[h],
+                    CONTAINER_MACS[h],
+                    &host_name(h),
+                    VTEPS[h],
+                ),
+            );
+    }
+    snapshot.interface("lab", &format!("c{i}"), "ep0", endpoint_ifindex);
+    snapshot
+}
+
 /// Loads, pins, fills and attaches netd's datapath on host `i`, whose peer is host `1 - i`.
 fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
     let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
@@ -121,24 +149,14 @@ fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
         container,
         ns,
     };
-    let other = 1 - i;
     let uplink = host.ns.ifindex("ul")?;
     let endpoint_ifindex = host.ns.ifindex("ep0")?;
     let dp = &mut host.datapath;
     dp.set_config(&host_config(dp, VTEPS[i], uplink))?;
-    dp.add_local_endpoint(&LocalEndpoint {
-        ifindex: endpoint_ifindex,
-        vni: VNI,
-        mac: CONTAINER_MACS[i],
-        ipv4: CONTAINER_IPS[i],
-    })?;
-    dp.add_remote_endpoint(&RemoteEndpoint {
-        vni: VNI,
-        mac: CONTAINER_MACS[other],
-        ipv4: CONTAINER_IPS[other],
-        vtep: VTEPS[other],
-    })?;
-    dp.add_vtep(VTEPS[other], VNI)?;
+    dp.apply(
+        &MapState::default(),
+        &lab_records(i, endpoint_ifindex).plan()?,
+    )?;
     {
         let _in_host = netd::netns::enter(&host.ns.path())?;
         host.datapath.attach(Hook::Endpoint, "ep0")?;

@@ -17,6 +17,7 @@ pub mod docker;
 pub mod lab;
 pub mod netns;
 pub mod pkt;
+pub mod records;
 pub mod testrun;
 
 /// Whether this process lacks what the privileged tests need (root: they load eBPF programs

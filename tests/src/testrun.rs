@@ -9,10 +9,13 @@
 use std::{collections::HashMap, net::Ipv4Addr};
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use netd::datapath::{Datapath, DatapathOptions, Hook, LocalEndpoint, RemoteEndpoint};
+use netd::{
+    control::{plan::ParentPort, snapshot::Snapshot},
+    datapath::{Datapath, DatapathOptions, Hook},
+};
 use netd_common::maps::DatapathConfig;
 
-use crate::netns::Netns;
+use crate::{netns::Netns, records};
 
 pub const VNI: u32 = 4242;
 pub const OTHER_VNI: u32 = 4343;
@@ -46,8 +49,15 @@ pub const EP_D: (Ipv4Addr, [u8; 6]) = (Ipv4Addr::new(10, 10, 10, 6), [0x02, 0xcc
 pub const LAN_HOST: (Ipv4Addr, [u8; 6]) =
     (Ipv4Addr::new(10, 10, 10, 100), [0x02, 0xdd, 0, 0, 0, 0x64]);
 
+/// The store's names for the lab's networks and hosts.
+const OVERLAY: &str = "pk-overlay";
+const LAN: &str = "pk-lan";
+const THIS_HOST: &str = "pk-here";
+
 pub struct PacketLab {
     pub datapath: Datapath,
+    /// The records the maps are planned from, as this host's daemon would plan them.
+    records: Snapshot,
     pub uplink_ifindex: u32,
     pub uplink_mac: [u8; 6],
     pub ep_a_ifindex: u32,
@@ -123,28 +133,30 @@ impl PacketLab {
             underlay_mtu: UNDERLAY_MTU,
             flags: datapath.config_flags(),
         })?;
-        for (ifindex, (ip, mac)) in [(ep_a_ifindex, EP_A), (ep_b_ifindex, EP_B)] {
-            datapath.add_local_endpoint(&LocalEndpoint {
-                ifindex,
-                vni: VNI,
-                mac,
-                ipv4: ip,
-            })?;
+        // Network VNI: EP_A and EP_B here; REMOTE, REMOTE_UNRESOLVED and REMOTE_UNROUTABLE on
+        // three other hosts, one per VTEP.
+        let mut snapshot = Snapshot::new(THIS_HOST, records::host(LOCAL_VTEP, "test"));
+        snapshot.network(&records::overlay_network(OVERLAY, VNI, "172.31.0.0/16"));
+        for (id, ifname, (ip, mac)) in [("a", "epa", EP_A), ("b", "epb", EP_B)] {
+            snapshot
+                .endpoint(
+                    OVERLAY,
+                    &records::endpoint(id, ip, mac, THIS_HOST, LOCAL_VTEP),
+                )
+                .interface(OVERLAY, id, ifname, ns.ifindex(ifname)?);
         }
-        for (vtep, (ip, mac)) in [
-            (REMOTE_VTEP, REMOTE),
-            (UNRESOLVED_VTEP, REMOTE_UNRESOLVED),
-            (UNROUTABLE_VTEP, REMOTE_UNROUTABLE),
+        for (id, vtep, (ip, mac)) in [
+            ("remote", REMOTE_VTEP, REMOTE),
+            ("unresolved", UNRESOLVED_VTEP, REMOTE_UNRESOLVED),
+            ("unroutable", UNROUTABLE_VTEP, REMOTE_UNROUTABLE),
         ] {
-            datapath.add_remote_endpoint(&RemoteEndpoint {
-                vni: VNI,
-                mac,
-                ipv4: ip,
-                vtep,
-            })?;
+            let host = format!("pk-{id}");
+            snapshot
+                .host(&host, &records::host(vtep, "test"))
+                .endpoint(OVERLAY, &records::endpoint(id, ip, mac, &host, vtep));
         }
-        datapath.add_vtep(REMOTE_VTEP, VNI)?;
-        Ok(Self {
+        let mut lab = Self {
+            records: snapshot,
             parent_ifindex: ns.ifindex("par0")?,
             parent_mac: ns.mac("par0")?,
             ep_c_ifindex: ns.ifindex("epc")?,
@@ -155,76 +167,66 @@ impl PacketLab {
             ep_a_ifindex,
             ep_b_ifindex,
             ns,
-        })
+        };
+        lab.program(|_| {})?;
+        Ok(lab)
     }
 
-    /// Makes EP_C and EP_D macvlan endpoints on `par0` (untagged) in `mode`
-    /// (`netd_common::maps::macvlan_mode`); `parent_known: false` leaves the parent unconfigured.
-    pub fn add_macvlan(
-        &mut self,
-        mode: u32,
-        host_access: bool,
-        parent_known: bool,
-    ) -> anyhow::Result<()> {
-        use netd::datapath::state::{FdbKeyOrd, ParentKeyOrd};
-        use netd_common::maps::{EndpointInfo, FdbEntry, ParentInfo, endpoint_flags};
-        let flags = endpoint_flags::MACVLAN
-            | (mode << endpoint_flags::MODE_SHIFT)
-            | if host_access {
-                endpoint_flags::HOST_ACCESS
-            } else {
-                0
-            };
+    /// Writes the maps planned from the lab's records, with `amend` applied to them first (for
+    /// the tests of states the daemon never programs).
+    fn program(&mut self, amend: impl FnOnce(&mut netd::datapath::MapState)) -> anyhow::Result<()> {
+        let mut desired = self.records.plan()?;
+        amend(&mut desired);
         let current = self.datapath.read_state()?;
-        let mut desired = current.clone();
-        for (ifindex, (ip, mac)) in [(self.ep_c_ifindex, EP_C), (self.ep_d_ifindex, EP_D)] {
-            desired.endpoints.insert(
-                ifindex,
-                EndpointInfo {
-                    vni: MACVLAN_NET,
-                    mac,
-                    vlan: 0,
-                    ipv4: ip.octets(),
-                    flags,
-                    parent_ifindex: self.parent_ifindex,
-                },
-            );
-            desired
-                .fdb
-                .insert(FdbKeyOrd(MACVLAN_NET, mac), FdbEntry::local(ifindex));
-        }
-        if parent_known {
-            let mut info = ParentInfo {
-                vni: MACVLAN_NET,
-                flags,
-                mac: self.parent_mac,
-                count: 2,
-                ..ParentInfo::default()
-            };
-            info.ports[0] = self.ep_c_ifindex;
-            info.ports[1] = self.ep_d_ifindex;
-            desired
-                .parents
-                .insert(ParentKeyOrd(self.parent_ifindex, 0), info);
-        }
         self.datapath.apply(&current, &desired)?;
         Ok(())
     }
 
-    /// Gives network VNI a gateway at `ip`: its address answers ARP with its MAC (derived from
-    /// the address, as the daemon derives it), and frames to that MAC go to the gateway.
+    /// Makes EP_C and EP_D endpoints of a macvlan network on `par0` (untagged) in `mode`
+    /// (`-o macvlan_mode=`); `parent_entry: false` then takes the parent's entry out of the
+    /// maps, as no daemon would.
+    pub fn add_macvlan(&mut self, mode: &str, parent_entry: bool) -> anyhow::Result<()> {
+        self.records
+            .network(&records::macvlan_network(
+                LAN,
+                MACVLAN_NET,
+                "10.10.10.0/24",
+                "par0",
+                mode,
+            ))
+            .parent(
+                LAN,
+                ParentPort {
+                    name: "par0".into(),
+                    ifindex: self.parent_ifindex,
+                    vlan: 0,
+                    mac: self.parent_mac,
+                    host_access: false,
+                },
+            );
+        for (id, ifname, ifindex, (ip, mac)) in [
+            ("c", "epc", self.ep_c_ifindex, EP_C),
+            ("d", "epd", self.ep_d_ifindex, EP_D),
+        ] {
+            self.records
+                .endpoint(LAN, &records::endpoint(id, ip, mac, THIS_HOST, LOCAL_VTEP))
+                .interface(LAN, id, ifname, ifindex);
+        }
+        self.program(|maps| {
+            if !parent_entry {
+                maps.parents.clear();
+            }
+        })
+    }
+
+    /// Gives network VNI a gateway at `ip` (`--gateway`); returns the MAC its address answers
+    /// ARP with.
     pub fn add_gateway(&mut self, ip: Ipv4Addr) -> anyhow::Result<[u8; 6]> {
-        use netd::datapath::state::{FdbKeyOrd, NeighKeyOrd};
-        use netd_common::maps::{FdbEntry, NeighEntry};
-        let mac = netd_store::schema::Mac::from_ipv4(ip).0;
-        let current = self.datapath.read_state()?;
-        let mut desired = current.clone();
-        desired.fdb.insert(FdbKeyOrd(VNI, mac), FdbEntry::gateway());
-        desired
-            .neigh
-            .insert(NeighKeyOrd(VNI, ip.octets()), NeighEntry::new(mac));
-        self.datapath.apply(&current, &desired)?;
-        Ok(mac)
+        let mut network = records::overlay_network(OVERLAY, VNI, "172.31.0.0/16");
+        network.subnets[0].gateway = Some(ip);
+        self.records.network(&network);
+        self.program(|_| {})?;
+        Ok(netd_store::schema::Mac::from_ipv4(ip).0)
     }
 
     /// Runs `hook`'s program on `frame` as if it arrived on `ifindex`.

@@ -203,9 +203,9 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
             Expect::Drop(reason),
         );
     }
-    // Unregistered VTEPs.
+    // Unregistered VTEPs (the lab registers .2, .3 and 192.0.2.1, one per remote host).
     for src in [
-        "10.200.0.3",
+        "10.200.0.4",
         "10.200.0.99",
         "0.0.0.0",
         "255.255.255.255",

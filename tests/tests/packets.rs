@@ -483,14 +483,13 @@ mod from_endpoint_drops {
 }
 
 mod macvlan {
-    use netd_common::maps::macvlan_mode;
     use netd_tests::testrun::{EP_C, EP_D, LAN_HOST};
 
     use super::*;
 
-    fn lab_with(mode: u32) -> PacketLab {
+    fn lab_with(mode: &str) -> PacketLab {
         let mut lab = lab();
-        lab.add_macvlan(mode, false, true).unwrap();
+        lab.add_macvlan(mode, true).unwrap();
         lab
     }
 
@@ -499,7 +498,7 @@ mod macvlan {
         if netd_tests::skip_unprivileged() {
             return;
         }
-        let lab = lab_with(macvlan_mode::BRIDGE);
+        let lab = lab_with("bridge");
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
         assert_eq!(run.verdict, TC_ACT_REDIRECT);
@@ -517,7 +516,7 @@ mod macvlan {
         if netd_tests::skip_unprivileged() {
             return;
         }
-        let lab = lab_with(macvlan_mode::BRIDGE);
+        let lab = lab_with("bridge");
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
         assert_eq!(run.verdict, TC_ACT_REDIRECT);
@@ -529,7 +528,7 @@ mod macvlan {
         if netd_tests::skip_unprivileged() {
             return;
         }
-        let lab = lab_with(macvlan_mode::PRIVATE);
+        let lab = lab_with("private");
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         assert_dropped(
             &lab,
@@ -545,7 +544,7 @@ mod macvlan {
         if netd_tests::skip_unprivileged() {
             return;
         }
-        let lab = lab_with(macvlan_mode::VEPA);
+        let lab = lab_with("vepa");
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
         assert_eq!(run.verdict, TC_ACT_REDIRECT);
@@ -558,7 +557,7 @@ mod macvlan {
             return;
         }
         let mut lab = lab();
-        lab.add_macvlan(macvlan_mode::BRIDGE, false, false).unwrap();
+        lab.add_macvlan("bridge", false).unwrap();
         // A broadcast needs the parent's record (its local ports); unicast only its ifindex.
         let f = pkt::arp_request(EP_C.1, EP_C.0, LAN_HOST.0);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_c_ifindex, &f, "drop-no-parent");
@@ -569,7 +568,7 @@ mod macvlan {
         if netd_tests::skip_unprivileged() {
             return;
         }
-        let lab = lab_with(macvlan_mode::BRIDGE);
+        let lab = lab_with("bridge");
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_D.0, LAN_HOST.0, 32);
         assert_dropped(
             &lab,
@@ -593,7 +592,7 @@ mod macvlan {
         if netd_tests::skip_unprivileged() {
             return;
         }
-        let lab = lab_with(macvlan_mode::BRIDGE);
+        let lab = lab_with("bridge");
         let to_c = pkt::icmp_echo(LAN_HOST.1, EP_C.1, LAN_HOST.0, EP_C.0, 32);
         let run = lab.run(Hook::Parent, lab.parent_ifindex, &to_c).unwrap();
         assert_eq!(run.verdict, TC_ACT_REDIRECT);

@@ -7,7 +7,11 @@
 
 use std::path::PathBuf;
 
-use netd::datapath::{Datapath, DatapathError, DatapathOptions, LocalEndpoint};
+use netd::{
+    control::snapshot::Snapshot,
+    datapath::{Datapath, DatapathError, DatapathOptions, MapState},
+};
+use netd_tests::records;
 
 /// A pin directory removed on drop.
 struct PinDir(PathBuf);
@@ -32,15 +36,27 @@ fn a_restarted_datapath_keeps_its_entries() {
         pin_dir: Some(dir.0.clone()),
         ..Default::default()
     };
-    let ep = LocalEndpoint {
-        ifindex: 4242,
-        vni: 300,
-        mac: [2, 0, 0, 0, 0, 1],
-        ipv4: "10.0.0.1".parse().unwrap(),
-    };
+    // One endpoint of this host behind ifindex 4242 (no such interface needed: nothing runs).
+    let vtep = "192.168.0.1".parse().unwrap();
+    let mut records = Snapshot::new("pins", records::host(vtep, "test"));
+    records
+        .network(&records::overlay_network("n", 300, "10.0.0.0/24"))
+        .endpoint(
+            "n",
+            &records::endpoint(
+                "e",
+                "10.0.0.1".parse().unwrap(),
+                [2, 0, 0, 0, 0, 1],
+                "pins",
+                vtep,
+            ),
+        )
+        .interface("n", "e", "nd4242", 4242);
     {
         let mut first = Datapath::load(options.clone()).unwrap();
-        first.add_local_endpoint(&ep).unwrap();
+        first
+            .apply(&MapState::default(), &records.plan().unwrap())
+            .unwrap();
     }
     // The process (here: the value) is gone; the pins are not.
     let mut second = Datapath::load(options).unwrap();

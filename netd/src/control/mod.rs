@@ -13,6 +13,7 @@ pub mod model;
 pub mod parents;
 pub mod plan;
 mod reconciler;
+pub mod snapshot;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
 

@@ -583,6 +583,18 @@ impl Planner {
     }
 }
 
+/// The desired maps of every endpoint of `ctx.model`, planned at once, for this host (the
+/// model's identity): what the incremental planner must arrive at.
+pub fn from_scratch(ctx: &Context<'_>) -> MapState {
+    let mut planner = Planner::new(ctx.model.identity().host.clone());
+    let all = Touched {
+        slots: ctx.model.slots().collect(),
+        ..Touched::default()
+    };
+    planner.plan(ctx, &all);
+    planner.desired
+}
+
 /// The entries an endpoint contributes given the model, the local table and the networks
 /// this host is active in.
 fn contribution(
@@ -819,19 +831,12 @@ mod tests {
     }
 
     fn from_scratch_of(model: &Model, local: &LocalTable) -> MapState {
-        let mut planner = Planner::new("a".into());
         let parents = HashMap::new();
-        let ctx = Context {
+        super::from_scratch(&Context {
             model,
             local,
             parents: &parents,
-        };
-        let all = Touched {
-            slots: model.slots().collect(),
-            ..Touched::default()
-        };
-        planner.plan(&ctx, &all);
-        planner.desired
+        })
     }
 
     /// A small deterministic generator (no dependency for one test).

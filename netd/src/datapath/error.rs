@@ -50,10 +50,4 @@ pub enum DatapathError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no endpoint on ifindex {0}")]
-    NoSuchEndpoint(u32),
-    #[error("VNI {0} is outside 1..=16777215")]
-    BadVni(u32),
-    #[error("{0} is not a unicast MAC address")]
-    NotUnicast(String),
 }

@@ -2,11 +2,10 @@
 //!
 //! [`Datapath::load`] loads the embedded object (reusing pinned maps after checking their layout),
 //! [`Datapath::attach`] hooks a program to an interface (TCX links, pinned, on Linux ≥ 6.6; clsact
-//! and netlink before), and the typed operations in [`entries`] keep the maps. [`inspect`] decodes
-//! pinned maps without loading anything, for `netd maps`.
+//! and netlink before), and [`Datapath::apply`] makes the maps hold a planned [`MapState`].
+//! [`inspect`] decodes pinned maps without loading anything, for `netd maps`.
 
 mod attach;
-pub mod entries;
 mod error;
 mod features;
 pub mod inspect;
@@ -24,7 +23,6 @@ use netd_common::maps::{DatapathConfig, LAYOUTS, names};
 
 pub use self::{
     attach::{AttachMethod, Hook},
-    entries::{LocalEndpoint, RemoteEndpoint},
     error::DatapathError,
     features::KernelFeatures,
     layout::Capacities,

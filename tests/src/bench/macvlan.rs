@@ -11,21 +11,22 @@
 //!
 //! The parents are the two ends of one veth pair, as in the recipe that measured Docker's own
 //! macvlan here (the classic-overlay reference report, §2 step 6), bridge mode on both paths. netd is
-//! programmed through [`netd::datapath`] directly (no daemon, no store), with the map entries its
-//! reconciler writes for one bridge-mode endpoint per host and the hooks its daemon attaches.
+//! programmed without a daemon or a store: the maps are planned from the records of one
+//! bridge-mode network with an endpoint per host, as its daemon plans them
+//! ([`netd::control::snapshot`]), and the hooks are those its daemon attaches.
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use netd::datapath::{
-    Datapath, DatapathOptions, Hook, MapState,
-    state::{FdbKeyOrd, ParentKeyOrd},
+use netd::{
+    control::{plan::ParentPort, snapshot::Snapshot},
+    datapath::{Datapath, DatapathOptions, Hook, MapState},
 };
-use netd_common::maps::{EndpointInfo, FdbEntry, ParentInfo, endpoint_flags, macvlan_mode};
 
 use super::path::{BenchPath, Built, Endpoints};
 use crate::{
     lab::{self, CONTAINER_MACS, UNDERLAY_MTU, VTEPS},
     netns::Netns,
+    records,
 };
 
 pub const KERNEL_MACVLAN: &str = "kernel-macvlan";
@@ -200,7 +201,7 @@ fn netd_macvlan(i: usize, host: &Netns, container: &Netns) -> anyhow::Result<Opt
     datapath.set_config(&lab::host_config(&datapath, VTEPS[i], parent))?;
     datapath.apply(
         &MapState::default(),
-        &bridge_mode_maps(parent, host.mac(PARENT)?, endpoint, i),
+        &bridge_mode_records(i, parent, host.mac(PARENT)?, endpoint).plan()?,
     )?;
     let mut netd = NetdHost {
         datapath,
@@ -215,34 +216,32 @@ fn netd_macvlan(i: usize, host: &Netns, container: &Netns) -> anyhow::Result<Opt
     Ok(Some(netd))
 }
 
-/// The entries netd's reconciler writes for container `i` as the only endpoint of a bridge-mode
-/// network on this parent (no ARP entries: the containers resolve each other over the LAN).
-fn bridge_mode_maps(parent: u32, parent_mac: [u8; 6], endpoint: u32, i: usize) -> MapState {
-    let flags = endpoint_flags::MACVLAN | (macvlan_mode::BRIDGE << endpoint_flags::MODE_SHIFT);
-    let mut maps = MapState::default();
-    maps.endpoints.insert(
-        endpoint,
-        EndpointInfo {
-            vni: NETWORK,
-            mac: CONTAINER_MACS[i],
+/// The store of a bridge-mode network on `ul` with one endpoint per host, as host `i` sees it
+/// (its own endpoint behind `ep0`).
+fn bridge_mode_records(i: usize, parent: u32, parent_mac: [u8; 6], endpoint: u32) -> Snapshot {
+    let host_name = |h: usize| format!("mv-h{h}");
+    let mut snapshot = Snapshot::new(&host_name(i), records::host(VTEPS[i], "bench"));
+    // LAN_IPS' subnet.
+    let network = records::macvlan_network("mv", NETWORK, "10.10.10.0/24", PARENT, "bridge");
+    snapshot.network(&network).parent(
+        "mv",
+        ParentPort {
+            name: PARENT.into(),
+            ifindex: parent,
             vlan: 0,
-            ipv4: LAN_IPS[i].octets(),
-            flags,
-            parent_ifindex: parent,
+            mac: parent_mac,
+            host_access: false,
         },
     );
-    maps.fdb.insert(
-        FdbKeyOrd(NETWORK, CONTAINER_MACS[i]),
-        FdbEntry::local(endpoint),
-    );
-    let mut port = ParentInfo {
-        vni: NETWORK,
-        flags,
-        mac: parent_mac,
-        count: 1,
-        ..ParentInfo::default()
-    };
-    port.ports[0] = endpoint;
-    maps.parents.insert(ParentKeyOrd(parent, 0), port);
-    maps
+    for h in 0..2 {
+        let id = format!("c{h}");
+        snapshot
+            .host(&host_name(h), &records::host(VTEPS[h], "bench"))
+            .endpoint(
+                "mv",
+                &records::endpoint(&id, LAN_IPS[h], CONTAINER_MACS[h], &host_name(h), VTEPS[h]),
+            );
+    }
+    snapshot.interface("mv", &format!("c{i}"), "ep0", endpoint);
+    snapshot
 }
