@@ -2,6 +2,7 @@
 //!
 //! - [`maps`]: the key/value layout, name and capacity of every map;
 //! - [`stats`]: the per-CPU counter indexes (one per outcome and per drop reason);
+//! - [`monitor`]: the events `netd monitor` reads and the switches that arm them;
 //! - [`packet`]: pure header logic (parsing, building, checksums) that the programs call on
 //!   bounds-checked packet memory and that host unit tests exercise directly.
 //!
@@ -10,6 +11,7 @@
 #![no_std]
 
 pub mod maps;
+pub mod monitor;
 pub mod packet;
 pub mod stats;
 

@@ -16,6 +16,10 @@ pub mod names {
     pub const PARENTS: &str = "NETD_PARENTS";
     pub const STATS: &str = "NETD_STATS";
     pub const NEXTHOPS: &str = "NETD_NEXTHOPS";
+    /// `netd monitor`'s ring buffer, its switches and the per-CPU event budget.
+    pub const EVENTS: &str = "NETD_EVENTS";
+    pub const MONITOR: &str = "NETD_MONITOR";
+    pub const EVENT_BUDGET: &str = "NETD_EVENT_BUDGET";
 }
 
 /// Program names (the function names in netd-ebpf).
@@ -280,6 +284,7 @@ pub mod map_type {
     pub const ARRAY: u32 = 2;
     pub const PERCPU_ARRAY: u32 = 6;
     pub const LRU_HASH: u32 = 9;
+    pub const RINGBUF: u32 = 27;
 }
 
 /// What a pinned map must look like to be reused.
@@ -293,7 +298,7 @@ pub struct MapLayout {
 }
 
 /// Every map netd pins, with its expected layout.
-pub const LAYOUTS: [MapLayout; 8] = [
+pub const LAYOUTS: [MapLayout; 11] = [
     MapLayout {
         name: names::CONFIG,
         map_type: map_type::ARRAY,
@@ -350,6 +355,27 @@ pub const LAYOUTS: [MapLayout; 8] = [
         value_size: size_of::<NextHop>() as u32,
         max_entries: capacity::NEXTHOPS,
     },
+    MapLayout {
+        name: names::EVENTS,
+        map_type: map_type::RINGBUF,
+        key_size: 0,
+        value_size: 0,
+        max_entries: crate::monitor::RING_BYTES,
+    },
+    MapLayout {
+        name: names::MONITOR,
+        map_type: map_type::ARRAY,
+        key_size: 4,
+        value_size: size_of::<crate::monitor::MonitorControl>() as u32,
+        max_entries: 1,
+    },
+    MapLayout {
+        name: names::EVENT_BUDGET,
+        map_type: map_type::PERCPU_ARRAY,
+        key_size: 4,
+        value_size: size_of::<crate::monitor::EventBudget>() as u32,
+        max_entries: 1,
+    },
 ];
 
 #[cfg(feature = "user")]
@@ -368,4 +394,5 @@ mod user {
     unsafe impl aya::Pod for ParentKey {}
     unsafe impl aya::Pod for ParentInfo {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for crate::monitor::MonitorControl {}
 }

@@ -136,6 +136,10 @@ counters! {
     DROP_TTL_EXCEEDED = 47, "drop-ttl-exceeded";
     /// To the gateway address itself, but not an ICMP echo request (nothing else listens there).
     DROP_TO_GATEWAY = 48, "drop-to-gateway";
+    /// `netd monitor` events not written: the CPU's events-per-second budget was spent.
+    MONITOR_RATE_LIMITED = 49, "monitor-rate-limited";
+    /// `netd monitor` events not written: the ring buffer was full (the monitor fell behind).
+    MONITOR_RING_FULL = 50, "monitor-ring-full";
 }
 
 /// Drop reasons: the first block of them, and those added later (appended, so that existing

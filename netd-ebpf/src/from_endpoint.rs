@@ -19,6 +19,7 @@ use netd_common::{
         DatapathConfig, EndpointInfo, FdbKey, NEXTHOP_TTL_NS, NeighKey, NextHop, endpoint_flags,
         fdb_kind,
     },
+    monitor::hook,
     packet::{
         self, ARP_FRAME_LEN, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_TCP,
         IPPROTO_UDP, IPV4_HLEN, OuterParams,
@@ -41,7 +42,7 @@ const AF_INET: u8 = 2;
 #[classifier]
 pub fn netd_from_endpoint(ctx: TcContext) -> i32 {
     count(stats::RX);
-    tc_action(from_endpoint(&ctx))
+    tc_action(&ctx, hook::ENDPOINT, from_endpoint(&ctx))
 }
 
 fn from_endpoint(ctx: &TcContext) -> Outcome {

@@ -11,6 +11,7 @@
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use netd_common::{
     maps::{FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind},
+    monitor::hook,
     packet, stats,
 };
 use network_types::eth::EthHdr;
@@ -26,12 +27,12 @@ use crate::{
 #[classifier]
 pub fn netd_from_parent(ctx: TcContext) -> i32 {
     count(stats::RX);
-    tc_action(demux(&ctx, false))
+    tc_action(&ctx, hook::PARENT, demux(&ctx, false))
 }
 
 #[classifier]
 pub fn netd_to_parent(ctx: TcContext) -> i32 {
-    tc_action(demux(&ctx, true))
+    tc_action(&ctx, hook::TO_PARENT, demux(&ctx, true))
 }
 
 /// VLAN id of the frame (0: untagged).

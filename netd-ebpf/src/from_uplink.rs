@@ -7,6 +7,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     maps::{FdbKey, VtepKey, fdb_kind},
+    monitor::hook,
     packet::{
         self, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, IPV4_HLEN, UDP_HLEN,
         VXLAN_HLEN,
@@ -40,7 +41,7 @@ pub fn netd_from_uplink(ctx: TcContext) -> i32 {
         // decides, or the stack gets the packet when there is none.
         count(stats::PASS);
     }
-    tc_action(outcome)
+    tc_action(&ctx, hook::UPLINK, outcome)
 }
 
 fn from_uplink(ctx: &TcContext) -> Outcome {

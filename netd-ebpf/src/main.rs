@@ -4,6 +4,7 @@
 #![no_main]
 
 mod deliver;
+mod events;
 mod from_endpoint;
 mod from_parent;
 mod from_uplink;

@@ -3,13 +3,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use netd_common::{
     maps::{
         DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, NextHop,
         ParentInfo, ParentKey, VtepEntry, VtepKey, capacity,
     },
+    monitor::{EventBudget, MonitorControl, RING_BYTES},
     stats,
 };
 
@@ -40,6 +41,16 @@ pub static NEXTHOPS: LruHashMap<[u8; 4], NextHop> =
 
 #[map(name = "NETD_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);
+
+/// `netd monitor`'s events (see `events.rs`).
+#[map(name = "NETD_EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
+
+#[map(name = "NETD_MONITOR")]
+pub static MONITOR: Array<MonitorControl> = Array::with_max_entries(1, 0);
+
+#[map(name = "NETD_EVENT_BUDGET")]
+pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to a per-CPU counter (`netd_common::stats::*`).
 #[inline(always)]

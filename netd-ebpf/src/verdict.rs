@@ -2,11 +2,15 @@
 //!
 //! Every hook's walk returns an [`Outcome`]: pass the packet on, hand it to a redirect the walk
 //! already chose, or drop it for a counted reason. [`tc_action`] maps that to the kernel's
-//! return codes, so no program writes `TC_ACT_*` itself.
+//! return codes, so no program writes `TC_ACT_*` itself, and tells `netd monitor` (drops, and
+//! forwarded packets while traced).
 
-use aya_ebpf::bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC};
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    programs::TcContext,
+};
 
-use crate::maps::count;
+use crate::{events, maps::count};
 
 /// A packet that is not dropped.
 pub enum Verdict {
@@ -30,14 +34,19 @@ impl From<u32> for DropReason {
 
 pub type Outcome = Result<Verdict, DropReason>;
 
-/// The TC action for an outcome; a drop is counted under its reason.
+/// The TC action for what program `hook` (`netd_common::monitor::hook`) decided about the
+/// packet in `ctx`; a drop is counted under its reason.
 #[inline(always)]
-pub fn tc_action(outcome: Outcome) -> i32 {
+pub fn tc_action(ctx: &TcContext, hook: u8, outcome: Outcome) -> i32 {
     match outcome {
         Ok(Verdict::Pass) => TC_ACT_UNSPEC,
-        Ok(Verdict::Redirect(action)) => action,
+        Ok(Verdict::Redirect(action)) => {
+            events::trace(ctx, hook);
+            action
+        }
         Err(DropReason(reason)) => {
             count(reason);
+            events::drop(ctx, hook, reason);
             TC_ACT_SHOT
         }
     }

@@ -20,6 +20,7 @@ pub mod datapath;
 pub mod dns;
 pub mod docker;
 pub mod health;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod service;

@@ -953,3 +953,185 @@ conformance! {
         malformed_values_written_into_the_store_are_never_programmed,
     ];
 }
+
+/// `netd monitor`, against a running daemon's pinned datapath.
+mod monitor {
+    use std::{
+        io::{BufRead as _, BufReader},
+        net::UdpSocket,
+        process::{Child, Stdio},
+        sync::mpsc,
+        time::Instant,
+    };
+
+    use netd_tests::pkt;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// A `netd monitor --json ARGS` on host `i`, its lines arriving on a channel.
+    struct Monitor {
+        child: Child,
+        lines: mpsc::Receiver<Value>,
+    }
+
+    impl Monitor {
+        /// Starts it and waits until it says it listens (the programs are armed then).
+        fn start(c: &Cluster, i: usize, args: &[&str]) -> Self {
+            let bin = netd_tests::netd_bin().unwrap();
+            let pins = c.hosts[i].pin_dir.display().to_string();
+            // nsenter, not `ip netns exec`: that remounts /sys, hiding the bpffs under it.
+            let mut child = std::process::Command::new("nsenter")
+                .arg(format!("--net={}", c.hosts[i].ns.path().display()))
+                .arg(&bin)
+                .args(["--pin-dir", &pins, "monitor", "--json"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stderr = BufReader::new(child.stderr.take().unwrap());
+            let mut first = String::new();
+            stderr.read_line(&mut first).unwrap();
+            assert!(first.starts_with("netd monitor:"), "monitor said {first:?}");
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            let (tx, lines) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in stdout.lines().map_while(Result::ok) {
+                    let _ = tx.send(serde_json::from_str(&line).unwrap());
+                }
+            });
+            Self { child, lines }
+        }
+
+        /// The first line matching `want` within `timeout`.
+        fn expect(&self, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+            let deadline = Instant::now() + timeout;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) if want(&line) => return line,
+                    Ok(_) => {}
+                    Err(_) => panic!("no such event within {timeout:?}"),
+                }
+            }
+        }
+
+        /// Ctrl-C, as a user stops it; it must exit cleanly.
+        fn stop(mut self) {
+            // nsenter execs the command: the pid is netd's own.
+            // SAFETY: kill(2) on a child this value owns (not yet waited for).
+            assert_eq!(
+                unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) },
+                0
+            );
+            assert!(self.child.wait().unwrap().success());
+        }
+    }
+
+    impl Drop for Monitor {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Drops show up with their reason, endpoint and network within a second, a flood beyond
+    /// the programs' rate limit is reported as lost events instead of stalling anything, an
+    /// unknown VNI from the underlay shows its VNI and VTEP, `--type trace` shows a ping's
+    /// packets, and a stopped monitor leaves the programs writing nothing.
+    #[test]
+    fn netd_monitor_shows_drops_traces_and_lost_events() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
+        let (c, n1, _, ip1, ip2) = two_connected("mo", StoreKind::Embedded, 10);
+        let drops = Monitor::start(&c, 0, &["--network", "mynet"]);
+
+        // Container a sends from a MAC that is not its own.
+        let a = &c.containers[n1];
+        let real_mac = a.mac("eth0").unwrap();
+        a.ip(&["link", "set", "eth0", "address", "02:99:00:00:00:01"])
+            .unwrap();
+        // Its peer's MAC stays known, so every datagram reaches the program.
+        let peer_mac = "02:42:00:00:00:02";
+        a.ip(&["neigh", "replace", &ip2, "lladdr", peer_mac, "dev", "eth0"])
+            .unwrap();
+        let sent = Instant::now();
+        a.succeeds("ping", &["-c", "1", "-W", "1", &ip2]);
+        let spoofed = drops.expect(Duration::from_secs(1), |e| {
+            e["reason"] == "drop-spoofed-mac"
+        });
+        assert!(sent.elapsed() < Duration::from_secs(2));
+        assert_eq!(spoofed["endpoint"], "a");
+        assert_eq!(spoofed["network"], "mynet");
+        assert_eq!(spoofed["hook"], "from-endpoint");
+        assert_eq!(spoofed["src_mac"], "02:99:00:00:00:01");
+        assert_eq!(spoofed["src_ip"], ip1.as_str());
+        assert_eq!(spoofed["protocol"], "icmp");
+
+        // A flood: far more drops than the programs may report in a second.
+        {
+            let _in = netd::netns::enter(&a.path()).unwrap();
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..20_000 {
+                let _ = socket.send_to(b"flood", format!("{ip2}:9"));
+            }
+        }
+        let lost = drops.expect(Duration::from_secs(5), |e| e["type"] == "lost");
+        assert!(lost["rate_limited"].as_u64().unwrap() > 0, "{lost}");
+        a.ip(&["link", "set", "eth0", "address", &pkt::fmt_mac(&real_mac)])
+            .unwrap();
+        // (Setting the MAC flushed the static entry; nothing else stale stays.)
+        a.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+
+        // VXLAN from host 2's VTEP in a VNI it is not registered for.
+        let inner = pkt::udp(
+            [2, 0, 0, 0, 0, 9],
+            real_mac,
+            ip2.parse().unwrap(),
+            ip1.parse().unwrap(),
+            5555,
+            9999,
+            0,
+        );
+        let vni: u32 = 0x77_7777;
+        let mut vxlan = vec![0x08, 0, 0, 0];
+        vxlan.extend_from_slice(&vni.to_be_bytes()[1..]);
+        vxlan.push(0);
+        vxlan.extend_from_slice(&inner);
+        drop(drops);
+        let all = Monitor::start(&c, 0, &[]);
+        // Sent after the new monitor listens.
+        {
+            let _in = netd::netns::enter(&c.hosts[1].ns.path()).unwrap();
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.send_to(&vxlan, (c.hosts[0].vtep, 4789)).unwrap();
+        }
+        let unknown = all.expect(Duration::from_secs(1), |e| {
+            e["reason"] == "drop-unknown-vtep"
+        });
+        assert_eq!(unknown["vni"], vni);
+        assert_eq!(unknown["hook"], "from-uplink");
+        assert_eq!(unknown["outer_src"], c.hosts[1].vtep.to_string());
+        all.stop();
+
+        // Traces: a ping's request leaving a and its reply coming back to it.
+        let traces = Monitor::start(&c, 0, &["--type", "trace", "--endpoint", "a"]);
+        assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+        let request = traces.expect(Duration::from_secs(2), |e| {
+            e["hook"] == "from-endpoint" && e["dst_ip"] == ip2.as_str()
+        });
+        assert_eq!(request["type"], "trace");
+        traces.expect(Duration::from_secs(2), |e| {
+            e["hook"] == "from-uplink" && e["dst_ip"] == ip1.as_str() && e["src_ip"] == ip2.as_str()
+        });
+        traces.stop();
+
+        // Off: the programs write nothing more.
+        let mut ring = netd::datapath::events::EventReader::open(&c.hosts[0].pin_dir).unwrap();
+        while !ring.read(Duration::from_millis(10)).unwrap().is_empty() {}
+        assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+        assert!(ring.read(Duration::from_millis(500)).unwrap().is_empty());
+    }
+}

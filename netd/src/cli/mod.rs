@@ -3,6 +3,7 @@
 mod daemon;
 mod endpoint;
 mod maps;
+mod monitor;
 mod network;
 mod output;
 mod status;
@@ -55,6 +56,8 @@ enum Command {
     /// Inspect the datapath's pinned maps (works while the daemon is down).
     #[command(subcommand)]
     Maps(maps::MapsCommand),
+    /// Watch the datapath's drops (or, with --type trace, every forwarded packet) live.
+    Monitor(monitor::MonitorArgs),
 }
 
 /// What every client command needs.
@@ -118,6 +121,7 @@ pub fn run() -> ExitCode {
             daemon::run(args, cli.pin_dir)
         }
         Command::Maps(cmd) => maps::run(cmd, &cli.pin_dir, format),
+        Command::Monitor(args) => monitor::run(args, &cli.pin_dir, format),
         Command::Network(cmd) => client(network::run(cmd, &ctx)),
         Command::Endpoint(cmd) => client(endpoint::run(cmd, &ctx)),
         Command::Status => client(status::run(&ctx)),

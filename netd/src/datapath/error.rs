@@ -41,6 +41,15 @@ pub enum DatapathError {
     },
     #[error("no pinned maps in {0} (is netd set up on this host? see --pin-dir)")]
     NoPins(PathBuf),
+    #[error(
+        "the datapath pinned in {0} has no event ring (made by an older netd; restart the \
+         daemon with this version)"
+    )]
+    NoEvents(PathBuf),
+    #[error("{0}")]
+    NotDumpable(&'static str),
+    #[error("waiting for events: {0}")]
+    Poll(std::io::Error),
     #[error("unknown map {0:?}; `netd maps ls` lists them")]
     UnknownMap(String),
     #[error("interface {0:?} not found")]

@@ -118,6 +118,7 @@ pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
                 map_type::ARRAY => "array",
                 map_type::PERCPU_ARRAY => "percpu_array",
                 map_type::LRU_HASH => "lru_hash",
+                map_type::RINGBUF => "ringbuf",
                 _ => "other",
             },
             key_size: layout.key_size,
@@ -146,7 +147,7 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
     let layout = resolve_name(name)?;
     let map = open(dir, layout)?;
     match layout.name {
-        names::CONFIG => dump_config(map),
+        names::CONFIG => Ok(config_table(&config(dir)?)),
         names::ENDPOINTS => {
             let mut rows = Vec::new();
             for (ifindex, ep) in hash_entries::<EndpointKey, EndpointInfo>(map, names::ENDPOINTS)? {
@@ -241,7 +242,7 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
         }
         names::STATS => dump_stats(map),
         names::NEXTHOPS => {
-            let now = monotonic_ns();
+            let now = super::events::monotonic_ns();
             let mut rows = Vec::new();
             for (vtep, hop) in hash_entries::<[u8; 4], NextHop>(map, names::NEXTHOPS)? {
                 // Same clock as the program's bpf_ktime_get_ns; negative once expired.
@@ -259,15 +260,14 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
                 rows,
             ))
         }
+        names::EVENTS => Err(DatapathError::NotDumpable(
+            "NETD_EVENTS is a ring buffer: `netd monitor` reads it",
+        )),
+        names::MONITOR | names::EVENT_BUDGET => Err(DatapathError::NotDumpable(
+            "netd monitor's switches: `netd monitor` sets them",
+        )),
         other => Err(DatapathError::UnknownMap(other.into())),
     }
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
-        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-    })
 }
 
 fn mode_name(flags: u32) -> &'static str {
@@ -295,13 +295,7 @@ fn sorted(columns: Vec<&'static str>, mut rows: Vec<serde_json::Map<String, Valu
     Table { columns, rows }
 }
 
-fn dump_config(map: Map) -> Result<Table, DatapathError> {
-    let name = names::CONFIG;
-    let array: Array<MapData, DatapathConfig> =
-        Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-    let c = array
-        .get(&0, 0)
-        .map_err(|source| DatapathError::Map { name, source })?;
+fn config_table(c: &DatapathConfig) -> Table {
     let mut flags = Vec::new();
     for (flag, name) in [
         (config_flags::REDIRECT_PEER, "redirect-peer"),
@@ -312,7 +306,7 @@ fn dump_config(map: Map) -> Result<Table, DatapathError> {
             flags.push(name);
         }
     }
-    Ok(Table {
+    Table {
         columns: vec![
             "local_vtep",
             "uplink_ifindex",
@@ -327,7 +321,7 @@ fn dump_config(map: Map) -> Result<Table, DatapathError> {
             ("underlay_mtu", json!(c.underlay_mtu)),
             ("flags", json!(flags.join(","))),
         ])],
-    })
+    }
 }
 
 fn dump_stats(map: Map) -> Result<Table, DatapathError> {
@@ -351,6 +345,22 @@ fn dump_stats(map: Map) -> Result<Table, DatapathError> {
         columns: vec!["counter", "packets"],
         rows,
     })
+}
+
+/// The endpoints of this host by ifindex, from a pinned `NETD_ENDPOINTS` (`netd monitor`).
+pub fn endpoints(dir: &Path) -> Result<Vec<(u32, EndpointInfo)>, DatapathError> {
+    let layout = resolve_name(names::ENDPOINTS)?;
+    hash_entries::<EndpointKey, EndpointInfo>(open(dir, layout)?, names::ENDPOINTS)
+}
+
+/// The configuration the daemon wrote, from a pinned `NETD_CONFIG`.
+pub fn config(dir: &Path) -> Result<DatapathConfig, DatapathError> {
+    let name = names::CONFIG;
+    let array: Array<MapData, DatapathConfig> = Array::try_from(open(dir, resolve_name(name)?)?)
+        .map_err(|source| DatapathError::Map { name, source })?;
+    array
+        .get(&0, 0)
+        .map_err(|source| DatapathError::Map { name, source })
 }
 
 /// Summed per-CPU counters by name, from a pinned `NETD_STATS` (tests and `netd status`).

@@ -16,6 +16,7 @@ fn aya_map_type(kind: u32) -> Option<MapType> {
         map_type::ARRAY => Some(MapType::Array),
         map_type::PERCPU_ARRAY => Some(MapType::PerCpuArray),
         map_type::LRU_HASH => Some(MapType::LruHash),
+        map_type::RINGBUF => Some(MapType::RingBuf),
         _ => None,
     }
 }

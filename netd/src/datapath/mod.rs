@@ -7,6 +7,7 @@
 
 mod attach;
 mod error;
+pub mod events;
 mod features;
 pub mod inspect;
 pub mod layout;

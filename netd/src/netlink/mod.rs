@@ -157,21 +157,36 @@ pub fn add_loopback_address(netns: Option<&Path>, ip: Ipv4Addr) -> Result<(), Ne
     }
 }
 
-/// The endpoints of this host, found by their aliases: (network, endpoint) -> host ifname.
-pub fn local_endpoints() -> Result<HashMap<(String, String), String>, NetlinkError> {
+/// An interface of this namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    pub name: String,
+    /// The (network, endpoint) of its `netd:<network>/<endpoint>` alias: a netd endpoint's
+    /// host side.
+    pub endpoint: Option<(String, String)>,
+}
+
+/// Every interface of this namespace, by ifindex.
+pub fn interfaces() -> Result<HashMap<u32, Interface>, NetlinkError> {
     let links = runner::here(|handle| async move { link::dump(&handle).await })?;
     Ok(links
         .iter()
         .filter_map(|message| {
-            let (network, endpoint) = link::alias(message)?
-                .strip_prefix(ALIAS_PREFIX)?
-                .split_once('/')?;
-            let name = link::name(message)?;
-            Some((
-                (network.to_string(), endpoint.to_string()),
-                name.to_string(),
-            ))
+            let endpoint = link::alias(message)
+                .and_then(|a| a.strip_prefix(ALIAS_PREFIX))
+                .and_then(|a| a.split_once('/'))
+                .map(|(network, endpoint)| (network.to_string(), endpoint.to_string()));
+            let name = link::name(message)?.to_string();
+            Some((message.header.index, Interface { name, endpoint }))
         })
+        .collect())
+}
+
+/// The endpoints of this host, found by their aliases: (network, endpoint) -> host ifname.
+pub fn local_endpoints() -> Result<HashMap<(String, String), String>, NetlinkError> {
+    Ok(interfaces()?
+        .into_values()
+        .filter_map(|i| Some((i.endpoint?, i.name)))
         .collect())
 }
 

@@ -1,0 +1,124 @@
+//! Events for `netd monitor`, written into the `NETD_EVENTS` ring buffer while a monitor has
+//! armed them (`netd_common::monitor`). A packet costs one array read to learn that nobody is
+//! listening; the clock is read only when a switch is on.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    programs::TcContext,
+};
+use netd_common::{
+    monitor::{EVENTS_PER_SECOND_PER_CPU, Event, SAMPLE_BYTES, kind},
+    stats,
+};
+
+use crate::{
+    maps::{EVENT_BUDGET, EVENTS, MONITOR, count},
+    skb::ifindex,
+};
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Which events are wanted now.
+#[derive(Clone, Copy)]
+pub enum Wanted {
+    Drops,
+    Traces,
+}
+
+/// Whether a monitor wants events of this kind now.
+#[inline(always)]
+pub fn armed(wanted: Wanted) -> bool {
+    let Some(control) = MONITOR.get(0) else {
+        return false;
+    };
+    let until = match wanted {
+        Wanted::Drops => control.drops_until_ns,
+        Wanted::Traces => control.trace_until_ns,
+    };
+    // SAFETY: bpf_ktime_get_ns has no arguments and cannot fail.
+    until != 0 && unsafe { bpf_ktime_get_ns() } < until
+}
+
+/// Takes one event from this CPU's budget for the current second; counts a refusal.
+#[inline(always)]
+fn within_budget() -> bool {
+    let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: bpf_ktime_get_ns has no arguments and cannot fail.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: per-CPU slot, only this CPU touches it while the program runs.
+    let budget = unsafe { &mut *budget };
+    if now.wrapping_sub(budget.window_start_ns) >= SECOND_NS {
+        budget.window_start_ns = now;
+        budget.written = 0;
+    }
+    if budget.written >= EVENTS_PER_SECOND_PER_CPU {
+        count(stats::MONITOR_RATE_LIMITED);
+        return false;
+    }
+    budget.written += 1;
+    true
+}
+
+/// Writes one event about the packet in `ctx` (its first bytes included), if the budget and
+/// the ring have room.
+#[inline(always)]
+pub fn emit(ctx: &TcContext, event_kind: u8, hook: u8, reason: u32) {
+    if !within_budget() {
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count(stats::MONITOR_RING_FULL);
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    // SAFETY: `event` points at ring buffer memory reserved for one `Event`, owned by this
+    // program until it is submitted; every field is written before that (the sample up to
+    // `sample_len`, which is all the reader looks at).
+    unsafe {
+        (*event).kind = event_kind;
+        (*event).hook = hook;
+        (*event).reason = reason as u16;
+        (*event).ifindex = ifindex(ctx);
+        (*event).len = ctx.len();
+        (*event).sample_len = sample(ctx, &mut (*event).sample);
+    }
+    entry.submit(0);
+}
+
+/// Copies the packet's first bytes into `to`; returns how many. (aya's `load_bytes` may ask
+/// the helper for zero bytes, which the verifier refuses.)
+#[inline(always)]
+fn sample(ctx: &TcContext, to: &mut [u8; SAMPLE_BYTES]) -> u32 {
+    let len = ctx.len();
+    let n = if len < SAMPLE_BYTES as u32 {
+        len
+    } else {
+        SAMPLE_BYTES as u32
+    };
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: `to` holds SAMPLE_BYTES >= n bytes; n >= 1 as the helper requires.
+    let copied = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, to.as_mut_ptr().cast(), n) };
+    if copied == 0 { n } else { 0 }
+}
+
+/// A drop, if drops are armed.
+#[inline(always)]
+pub fn drop(ctx: &TcContext, hook: u8, reason: u32) {
+    if armed(Wanted::Drops) {
+        emit(ctx, kind::DROP, hook, reason);
+    }
+}
+
+/// A forwarded packet, if traces are armed.
+#[inline(always)]
+pub fn trace(ctx: &TcContext, hook: u8) {
+    if armed(Wanted::Traces) {
+        emit(ctx, kind::TRACE, hook, 0);
+    }
+}
+
+const _: () = assert!(SAMPLE_BYTES <= u16::MAX as usize);
