@@ -203,7 +203,8 @@ pub fn describe(event: &Event, host: &HostView) -> Described {
     let endpoint = local
         .or_else(|| outer.dst_ip.and_then(|ip| host.endpoint_at(ip, vni)))
         .or_else(|| outer.src_ip.and_then(|ip| host.endpoint_at(ip, vni)));
-    let vni = vni.or(local.map(|e| e.vni));
+    // A decapsulated frame no longer carries its VNI: its endpoint's network has it.
+    let vni = vni.or(endpoint.map(|e| e.vni));
     Described {
         kind: if event.kind == kind::DROP {
             "drop"
