@@ -27,6 +27,15 @@ pub enum LinkState {
 }
 
 impl LinkState {
+    /// Every state, in the order metrics list them (a state set has one series per state).
+    pub const ALL: [Self; 5] = [
+        Self::Connecting,
+        Self::Syncing,
+        Self::Connected,
+        Self::Unreachable,
+        Self::Failing,
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Connecting => "connecting",
@@ -105,8 +114,8 @@ pub struct Lease {
 struct Inner {
     watch: Link,
     lease: Lease,
-    /// Docker engine state, `None` when the integration is off.
-    docker: Option<String>,
+    /// Docker engine state and what to tell about it, `None` when the integration is off.
+    docker: Option<(LinkState, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -198,11 +207,12 @@ impl Health {
             .set(LinkState::Connecting, Some("host lease expired".into()));
     }
 
-    pub fn set_docker(&self, state: String) {
+    /// `detail`: the state as `netd status` says it ("connected to /run/docker.sock").
+    pub fn set_docker(&self, state: LinkState, detail: String) {
         let mut inner = self.lock();
-        if inner.docker.as_deref() != Some(&state) {
-            tracing::info!(docker = %state, "Docker engine");
-            inner.docker = Some(state);
+        if inner.docker.as_ref().map(|(_, d)| d) != Some(&detail) {
+            tracing::info!(docker = %detail, "Docker engine");
+            inner.docker = Some((state, detail));
         }
     }
 
@@ -214,19 +224,36 @@ impl Health {
         self.lock().watch.clone()
     }
 
+    /// The Docker engine's state as `netd status` says it, `None` when the integration is off.
     pub fn docker(&self) -> Option<String> {
+        self.lock()
+            .docker
+            .as_ref()
+            .map(|(_, detail)| detail.clone())
+    }
+
+    /// The Docker engine's state and how `netd status` says it, read together; `None` when
+    /// the integration is off.
+    pub fn docker_state(&self) -> Option<(LinkState, String)> {
         self.lock().docker.clone()
+    }
+
+    /// The watch as `netd status` and the metrics show it: a watch that is up while the
+    /// reconciler has not applied a listing yet is still syncing.
+    pub fn watch_as_seen(&self, synced: bool) -> Link {
+        let mut watch = self.lock().watch.clone();
+        if watch.state == LinkState::Connected && !synced {
+            watch.state = LinkState::Syncing;
+        }
+        watch
     }
 
     /// The store part of `netd status`: the overall state (the worse of watch and lease),
     /// then each. `synced`: whether the reconciler has applied a listing (a watch that is up
     /// while the listing is still being applied is syncing).
     pub fn store_json(&self, synced: bool) -> Value {
+        let watch = self.watch_as_seen(synced);
         let inner = self.lock();
-        let mut watch = inner.watch.clone();
-        if watch.state == LinkState::Connected && !synced {
-            watch.state = LinkState::Syncing;
-        }
         let lease = &inner.lease;
         let overall = if watch.state.rank() >= lease.link.state.rank() {
             &watch.state

@@ -10,7 +10,8 @@
 //! - [`daemon`] and [`api`]: `netd daemon` (wiring, liveness, the store watcher, the local
 //!   API server) and the local API the CLI uses; [`health`]: the links `netd status` shows;
 //! - [`docker`]: Docker's network and IPAM plugin protocol, and following the Engine;
-//! - [`dns`]: the names of every host's endpoints, answered in each namespace netd serves.
+//! - [`dns`]: the names of every host's endpoints, answered in each namespace netd serves;
+//! - [`metrics`]: what `netd daemon --metrics-address` serves to Prometheus.
 
 pub mod api;
 pub mod bpffs;
@@ -20,6 +21,7 @@ pub mod datapath;
 pub mod dns;
 pub mod docker;
 pub mod health;
+pub mod metrics;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;

@@ -664,6 +664,40 @@ impl Cluster {
     }
 }
 
+/// `METHOD path` over HTTP/1.1 from inside the namespace at `netns`, without a body: the
+/// status code and the body of the answer (read until the server closes).
+pub fn http(
+    netns: &Path,
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    let netns = netns.to_path_buf();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let answer = thread::spawn(move || -> anyhow::Result<String> {
+        use std::io::{Read as _, Write as _};
+        let _inside = netd::netns::enter(&netns)?;
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(request.as_bytes())?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the HTTP client thread panicked"))??;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no end of headers in {answer:?}"))?;
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    Ok((code, body.to_string()))
+}
+
 /// Whether `ip:port` accepts a TCP connection from inside the namespace at `netns`.
 fn port_open(netns: &std::path::Path, ip: Ipv4Addr, port: u16) -> bool {
     let netns = netns.to_path_buf();

@@ -573,7 +573,23 @@ fn connected_on(
     lease_ttl: u64,
     hosts: [usize; 2],
 ) -> (Cluster, usize, usize, String, String) {
-    let mut c = Cluster::new(tag, 2, store, lease_ttl).unwrap();
+    connected_on_with(tag, store, lease_ttl, hosts, &[])
+}
+
+/// Like [`connected_on`], every daemon given `daemon_args` too.
+fn connected_on_with(
+    tag: &str,
+    store: StoreKind,
+    lease_ttl: u64,
+    hosts: [usize; 2],
+    daemon_args: &[&str],
+) -> (Cluster, usize, usize, String, String) {
+    let args = |_: usize, _: &str| {
+        let mut args = vec!["--no-docker".to_string()];
+        args.extend(daemon_args.iter().map(|a| a.to_string()));
+        Ok(args)
+    };
+    let mut c = Cluster::new_with(tag, 2, store, lease_ttl, args).unwrap();
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
@@ -710,6 +726,115 @@ fn containers_on_one_host_reach_each_other() {
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
     let out = iperf3(&c.containers[n2], &c.containers[n1], &ip2, &["-n", "5M"]);
     assert!(out.unwrap().contains("receiver"));
+}
+
+/// The value of the sample `series` (`name{labels}`, exactly as exposed) in a scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `promtool check metrics` on a scrape: any complaint (lint or parse) fails the test.
+fn promtool_check(scrape: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics ({}): {said}\n{scrape}",
+        out.status
+    );
+}
+
+/// `--metrics-address`: a scrape is valid Prometheus text (`promtool check metrics`), shows the
+/// maps and the links, and its datapath counters follow traffic.
+#[test]
+fn metrics_pass_promtool_and_follow_traffic() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    // CI installs promtool (`cargo xtask setup`, Debian's prometheus): fail, do not skip.
+    assert!(
+        netd_tests::on_path("promtool"),
+        "promtool is not on PATH: `cargo xtask setup` installs it (Debian's prometheus package)"
+    );
+    // Every host is a namespace of its own: any port of its loopback is free.
+    let address: std::net::SocketAddr = "127.0.0.1:9464".parse().unwrap();
+    let (c, n1, _, _, ip2) = connected_on_with(
+        "me",
+        StoreKind::Embedded,
+        10,
+        [0, 1],
+        &["--metrics-address", &address.to_string()],
+    );
+    let http = |method: &str, path: &str| {
+        netd_tests::cluster::http(&c.hosts[0].ns.path(), address, method, path).unwrap()
+    };
+    let get = |path: &str| http("GET", path);
+    let (code, scrape) = get("/metrics");
+    assert_eq!(code, 200, "{scrape}");
+    promtool_check(&scrape);
+    let fdb = sample(&scrape, r#"netd_map_entries{map="NETD_FDB"}"#);
+    assert!(fdb.is_some_and(|n| n > 0.0), "{scrape}");
+    for (series, value) in [
+        (r#"netd_store_watch_state{state="connected"}"#, 1.0),
+        (r#"netd_host_lease_state{state="connected"}"#, 1.0),
+        (r#"netd_docker_engine_state{state="disabled"}"#, 1.0),
+        (r#"netd_endpoints{location="local"}"#, 1.0),
+        (r#"netd_endpoints{location="remote"}"#, 1.0),
+    ] {
+        assert_eq!(
+            sample(&scrape, series),
+            Some(value),
+            "{series} in\n{scrape}"
+        );
+    }
+    // The endpoints' records reached the maps through watch batches.
+    let batches = sample(&scrape, "netd_reconcile_duration_seconds_count");
+    assert!(batches.is_some_and(|n| n > 0.0), "{scrape}");
+    let applied = sample(&scrape, "netd_store_events_applied_total");
+    assert!(applied.is_some_and(|n| n > 0.0), "{scrape}");
+
+    let rx = r#"netd_datapath_packets_total{event="rx"}"#;
+    let encap = r#"netd_datapath_packets_total{event="encap"}"#;
+    let before = (
+        sample(&scrape, rx).unwrap(),
+        sample(&scrape, encap).unwrap(),
+    );
+    assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+    // Counters are read at scrape time: the next scrape shows the pings.
+    let (_, scrape) = get("/metrics");
+    let after = (
+        sample(&scrape, rx).unwrap(),
+        sample(&scrape, encap).unwrap(),
+    );
+    assert!(
+        after.0 >= before.0 + 3.0 && after.1 >= before.1 + 3.0,
+        "rx and encap {before:?} -> {after:?}"
+    );
+
+    assert_eq!(get("/").0, 404);
+    assert_eq!(http("POST", "/metrics").0, 405);
+    let status = c.netd(0, &["status"]).unwrap();
+    assert_eq!(status.lines().next(), Some("healthy"), "{status}");
 }
 
 /// A network's gateway answers ping at its address, as on Docker's overlay, and routes

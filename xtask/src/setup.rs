@@ -36,7 +36,12 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     // The macvlan tests check VLAN tags on the wire.
     "tcpdump",
+    // `promtool check metrics` checks what `netd daemon --metrics-address` serves. The package
+    // brings a Prometheus server too, stopped after the install (see `apt`).
+    "prometheus",
 ];
+/// Services the packages above start on install that nothing here uses.
+const UNWANTED_SERVICES: &[&str] = &["prometheus", "prometheus-node-exporter"];
 /// A setup step: checks, installs if needed, and says what it did.
 type Step = fn() -> anyhow::Result<String>;
 
@@ -83,7 +88,24 @@ fn apt() -> anyhow::Result<String> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
+    stop_unwanted_services();
     Ok(format!("installed {}", missing.join(" ")))
+}
+
+/// Where systemd runs, the services a package started on install are stopped and kept from
+/// starting at boot: a Prometheus server listening on :9090 would only be in the way (elsewhere,
+/// as in containers, policy-rc.d keeps them from starting at all).
+fn stop_unwanted_services() {
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    for service in UNWANTED_SERVICES {
+        // Not installed (no such unit) is fine.
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "--quiet", service])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 fn nightly() -> anyhow::Result<String> {

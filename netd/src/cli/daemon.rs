@@ -65,6 +65,9 @@ pub struct DaemonArgs {
     /// auto: TCX if the kernel takes it.
     #[arg(long, value_enum, default_value_t = TcAttach::Auto)]
     tc_attach: TcAttach,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: off).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_address: Option<std::net::SocketAddr>,
     /// (host, network) pairs that may send to this host (the NETD_VTEPS map).
     #[arg(long, default_value_t = netd_common::maps::capacity::VTEPS, value_parser = clap::value_parser!(u32).range(1..))]
     max_vteps: u32,
@@ -134,6 +137,7 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
                     .to_path_buf()
             }),
         }),
+        metrics_address: args.metrics_address,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(netd::daemon::run(options));

@@ -13,17 +13,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let health = &v["health"];
-    if health["healthy"].as_bool() == Some(true) {
-        println!("health:      healthy");
+    // The first line answers "is this host all right?", for people and for `head -1`.
+    if v["healthy"].as_bool() == Some(true) {
+        println!("healthy");
     } else {
-        let problems: Vec<String> = health["problems"]
+        let problems: Vec<String> = v["problems"]
             .as_array()
             .into_iter()
             .flatten()
             .map(s)
             .collect();
-        println!("health:      NOT HEALTHY: {}", problems.join("; "));
+        println!("unhealthy: {}", problems.join("; "));
     }
     println!(
         "host:        {} (VTEP {}, uplink {} mtu {})",

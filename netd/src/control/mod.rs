@@ -197,6 +197,8 @@ pub struct Setup {
     pub macvlan_parent: Option<String>,
     /// Where the parents' promiscuous-mode markers live.
     pub run_dir: PathBuf,
+    /// Observes how long each batch of store events takes to reach the maps.
+    pub batch_duration: crate::metrics::BatchDuration,
 }
 
 /// The reconciler's thread; joining it reports how it ended.

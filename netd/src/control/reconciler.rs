@@ -57,6 +57,7 @@ pub(super) struct Reconciler {
     drift_repaired: u64,
     ticks: u32,
     last_batch: (Duration, usize),
+    batch_duration: crate::metrics::BatchDuration,
     progress: watch::Sender<Progress>,
     summary: watch::Sender<Arc<Summary>>,
     /// Parts of the summary rebuilt only when they change.
@@ -106,6 +107,7 @@ impl Reconciler {
             drift_repaired: 0,
             ticks: 0,
             last_batch: (Duration::ZERO, 0),
+            batch_duration: setup.batch_duration,
             progress,
             summary,
             networks_view: Arc::default(),
@@ -139,7 +141,12 @@ impl Reconciler {
                         }
                     }
                     self.settle(touched);
-                    self.last_batch = (started.elapsed(), count);
+                    let took = started.elapsed();
+                    self.last_batch = (took, count);
+                    // Batches before the first listing apply nothing: not a latency.
+                    if count > 0 {
+                        self.batch_duration.observe(took);
+                    }
                     self.publish();
                 }
                 Command::Feed(feed) => self.listing(feed),

@@ -8,6 +8,7 @@
 
 pub(crate) mod handlers;
 mod host;
+mod metrics_server;
 mod server;
 mod watcher;
 
@@ -56,6 +57,8 @@ pub struct DaemonOptions {
     pub dns: Option<crate::dns::DnsOptions>,
     /// Docker integration, `None` to serve namespaces only.
     pub docker: Option<crate::docker::DockerOptions>,
+    /// Where to serve `/metrics` to Prometheus, `None` for nowhere.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// How long the start waits for the first registration before going on without it (the
@@ -78,6 +81,11 @@ pub struct Daemon {
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    // First: a port in use is a mistake to report before anything is touched.
+    let metrics_listener = match options.metrics_address {
+        Some(address) => Some(metrics_server::bind(address).await?),
+        None => None,
+    };
     let uplink = match &options.uplink {
         Some(u) => u.clone(),
         None => netlink::route_dev(options.advertise).with_context(|| {
@@ -163,12 +171,14 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         pin_dir = %options.pin_dir.display(), "datapath loaded and attached"
     );
 
+    let batch_duration = crate::metrics::BatchDuration::default();
     let (control, reconciler) = control::start(control::Setup {
         identity,
         datapath,
         local: local.into_iter().collect(),
         macvlan_parent: options.macvlan_parent.clone(),
         run_dir: options.run_dir.clone(),
+        batch_duration: batch_duration.clone(),
     })?;
     let store = Arc::new(connect(&options.store).await?);
     let dns = match options.dns.clone() {
@@ -212,6 +222,16 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     });
     if let Some(docker) = options.docker.clone() {
         crate::docker::start(service.clone(), health.clone(), docker, &mut tasks)?;
+    }
+    if let Some(listener) = metrics_listener {
+        let sources = crate::metrics::Sources {
+            pin_dir: options.pin_dir.clone(),
+            control: control.clone(),
+            health: health.clone(),
+        };
+        let metrics = Arc::new(crate::metrics::Metrics::new(sources, batch_duration));
+        tracing::info!(address = ?options.metrics_address, "serving /metrics");
+        tasks.spawn(metrics_server::serve(listener, metrics));
     }
     let listener = server::bind(&options.run_dir)?;
     let daemon = Arc::new(Daemon {

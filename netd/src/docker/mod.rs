@@ -52,7 +52,10 @@ pub fn start(
     // dockerd runs as root; nobody else needs the plugin.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     let engine = Engine::new(options.engine_socket.clone());
-    health.set_docker(format!("connecting to {}", options.engine_socket.display()));
+    health.set_docker(
+        crate::health::LinkState::Connecting,
+        format!("connecting to {}", options.engine_socket.display()),
+    );
     let driver = Arc::new(Driver::new(service, health, engine));
     tracing::info!(plugin = %path.display(), engine = %options.engine_socket.display(), "Docker plugin listening");
     tasks.spawn(serve(listener, driver.clone()));

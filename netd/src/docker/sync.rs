@@ -17,6 +17,7 @@ use netd_store::keys;
 use serde_json::{Value, json};
 
 use super::{bindings::NETD_NETWORK_OPTION, driver::Driver};
+use crate::health::LinkState;
 
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
 /// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).
@@ -28,9 +29,10 @@ pub async fn run(driver: Arc<Driver>) -> anyhow::Result<()> {
         match follow(&driver).await {
             Ok(()) => {}
             Err(error) => {
-                driver
-                    .health
-                    .set_docker(format!("unreachable: {error:#} (retrying)"));
+                driver.health.set_docker(
+                    LinkState::Unreachable,
+                    format!("unreachable: {error:#} (retrying)"),
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
@@ -46,9 +48,10 @@ pub async fn run(driver: Arc<Driver>) -> anyhow::Result<()> {
 async fn follow(driver: &Arc<Driver>) -> anyhow::Result<()> {
     driver.engine.ping().await?;
     let mut events = driver.engine.events().await?;
-    driver
-        .health
-        .set_docker(format!("connected to {}", driver.engine.socket().display()));
+    driver.health.set_docker(
+        LinkState::Connected,
+        format!("connected to {}", driver.engine.socket().display()),
+    );
     let mut summaries = driver.service.control.subscribe();
     // Taken before the pass: a change during it gets a pass of its own.
     let mut last_inputs = store_inputs(driver);

@@ -2,22 +2,42 @@
 
 use serde_json::{Value, json};
 
-use crate::{control::Summary, daemon::Daemon};
+use crate::{
+    control::MapFill,
+    daemon::Daemon,
+    health::{Link, LinkState},
+};
+
+/// What the host's health is judged on, read once per `status`.
+pub(crate) struct HealthInputs<'a> {
+    pub watch: &'a Link,
+    pub lease: &'a Link,
+    /// Whether the reconciler has applied a full listing of the store.
+    pub synced: bool,
+    pub maps: &'a [MapFill],
+    /// The Docker engine's state and how `status` says it, `None` when the integration is off.
+    pub docker: Option<(LinkState, String)>,
+}
 
 /// Why the host is not healthy, in the order an operator should look (empty: healthy).
-fn problems(daemon: &Daemon, summary: &Summary, store: &Value) -> Vec<String> {
+pub(crate) fn problems(inputs: &HealthInputs) -> Vec<String> {
     let mut problems = Vec::new();
-    for link in ["watch", "lease"] {
-        let state = store[link]["state"].as_str().unwrap_or("?");
-        if state != "connected" {
-            let error = store[link]["error"]
-                .as_str()
-                .map(|e| format!(": {e}"))
+    for (what, link) in [("store watch", inputs.watch), ("host lease", inputs.lease)] {
+        if link.state != LinkState::Connected {
+            let error = link
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
                 .unwrap_or_default();
-            problems.push(format!("store {link} {state}{error}"));
+            problems.push(format!("{what} {}{error}", link.state.name()));
         }
     }
-    for map in &summary.maps {
+    // A watch that is not up says why nothing is synced; a watch that is up while the
+    // listing is still being applied does not.
+    if !inputs.synced && inputs.watch.state == LinkState::Connected {
+        problems.push("reconciler not synced (applying the store's listing)".into());
+    }
+    for map in inputs.maps {
         if let Some(error) = &map.last_error {
             problems.push(format!(
                 "map {} failing ({} of {} entries): {error}",
@@ -25,10 +45,10 @@ fn problems(daemon: &Daemon, summary: &Summary, store: &Value) -> Vec<String> {
             ));
         }
     }
-    if let Some(docker) = daemon.health.docker()
-        && !docker.starts_with("connected")
+    if let Some((state, detail)) = &inputs.docker
+        && *state != LinkState::Connected
     {
-        problems.push(format!("docker {docker}"));
+        problems.push(format!("docker {detail}"));
     }
     problems
 }
@@ -36,14 +56,17 @@ fn problems(daemon: &Daemon, summary: &Summary, store: &Value) -> Vec<String> {
 /// `member`: the store member that answers requests, where the backend can tell.
 pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
     let summary = daemon.service.control.summary();
-    let store = daemon.health.store_json(summary.synced);
-    let problems = problems(daemon, &summary, &store);
-    let health = if problems.is_empty() {
-        json!({ "healthy": true })
-    } else {
-        json!({ "healthy": false, "problems": problems })
-    };
-    let mut store = store;
+    let mut store = daemon.health.store_json(summary.synced);
+    let problems = problems(&HealthInputs {
+        // The watch's own state: a connected watch whose listing is not applied yet is
+        // told apart by `synced`.
+        watch: &daemon.health.watch(),
+        lease: &daemon.health.lease().link,
+        synced: summary.synced,
+        maps: &summary.maps,
+        docker: daemon.health.docker_state(),
+    });
+    let healthy = problems.is_empty();
     store["url"] = json!(daemon.options.store);
     store["revision"] = json!(summary.revision);
     store["member"] = json!(member);
@@ -79,7 +102,10 @@ pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
         .collect();
     let me = &daemon.options.host_name;
     json!({
-        "health": health,
+        "healthy": healthy,
+        "problems": problems,
+        // The same, as scripts written before the fields above read it.
+        "health": { "healthy": healthy, "problems": problems },
         "host": me,
         "vtep": daemon.options.advertise,
         "uplink": daemon.uplink,
@@ -112,4 +138,89 @@ pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
         "programs": programs,
         "uptime_seconds": daemon.started.elapsed().as_secs(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(state: LinkState, error: Option<&str>) -> Link {
+        Link {
+            state,
+            since: std::time::Instant::now(),
+            error: error.map(str::to_string),
+        }
+    }
+
+    fn fdb(last_error: Option<&str>) -> MapFill {
+        MapFill {
+            name: "NETD_FDB",
+            entries: 8,
+            capacity: 8,
+            failed_writes: u64::from(last_error.is_some()),
+            last_error: last_error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_connected_synced_host_with_room_in_its_maps_is_healthy() {
+        let up = link(LinkState::Connected, None);
+        let maps = [fdb(None)];
+        let inputs = HealthInputs {
+            watch: &up,
+            lease: &up,
+            synced: true,
+            maps: &maps,
+            docker: Some((LinkState::Connected, "connected to /run/docker.sock".into())),
+        };
+        assert_eq!(problems(&inputs), Vec::<String>::new());
+        // Docker off is not a problem either.
+        let inputs = HealthInputs {
+            docker: None,
+            ..inputs
+        };
+        assert_eq!(problems(&inputs), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_reason() {
+        let down = link(LinkState::Unreachable, Some("connection refused"));
+        let lost = link(LinkState::Connecting, Some("host lease expired"));
+        let maps = [fdb(Some("no space left"))];
+        let inputs = HealthInputs {
+            watch: &down,
+            lease: &lost,
+            synced: false,
+            maps: &maps,
+            docker: Some((
+                LinkState::Unreachable,
+                "unreachable: no socket (retrying)".into(),
+            )),
+        };
+        assert_eq!(
+            problems(&inputs),
+            [
+                "store watch unreachable (connection refused)",
+                "host lease connecting (host lease expired)",
+                "map NETD_FDB failing (8 of 8 entries): no space left",
+                "docker unreachable: no socket (retrying)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_connected_watch_whose_listing_is_not_applied_is_not_synced() {
+        let up = link(LinkState::Connected, None);
+        let inputs = HealthInputs {
+            watch: &up,
+            lease: &up,
+            synced: false,
+            maps: &[],
+            docker: None,
+        };
+        assert_eq!(
+            problems(&inputs),
+            ["reconciler not synced (applying the store's listing)"]
+        );
+    }
 }
