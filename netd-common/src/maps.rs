@@ -20,6 +20,7 @@ pub mod names {
     pub const EVENTS: &str = "NETD_EVENTS";
     pub const MONITOR: &str = "NETD_MONITOR";
     pub const EVENT_BUDGET: &str = "NETD_EVENT_BUDGET";
+    pub const TRAFFIC: &str = "NETD_TRAFFIC";
 }
 
 /// Program names (the function names in netd-ebpf).
@@ -275,6 +276,33 @@ pub struct NextHop {
 }
 assert_size!(NextHop, 24);
 
+/// `NETD_TRAFFIC` value, per CPU: what one endpoint of this host (the key: its host-side
+/// ifindex) sent and was delivered. The programs keep it themselves: the entry appears with the
+/// endpoint's first packet, and the map is an LRU one so that entries of endpoints gone age out
+/// (an ifindex the kernel hands out again continues the old counts).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Traffic {
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    pub received_packets: u64,
+    pub received_bytes: u64,
+}
+assert_size!(Traffic, 32);
+
+impl core::ops::Add for Traffic {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            sent_packets: self.sent_packets + other.sent_packets,
+            sent_bytes: self.sent_bytes + other.sent_bytes,
+            received_packets: self.received_packets + other.received_packets,
+            received_bytes: self.received_bytes + other.received_bytes,
+        }
+    }
+}
+
 /// How long a cached next hop is trusted.
 pub const NEXTHOP_TTL_NS: u64 = 1_000_000_000;
 
@@ -284,6 +312,7 @@ pub mod map_type {
     pub const ARRAY: u32 = 2;
     pub const PERCPU_ARRAY: u32 = 6;
     pub const LRU_HASH: u32 = 9;
+    pub const LRU_PERCPU_HASH: u32 = 10;
     pub const RINGBUF: u32 = 27;
 }
 
@@ -298,7 +327,7 @@ pub struct MapLayout {
 }
 
 /// Every map netd pins, with its expected layout.
-pub const LAYOUTS: [MapLayout; 11] = [
+pub const LAYOUTS: [MapLayout; 12] = [
     MapLayout {
         name: names::CONFIG,
         map_type: map_type::ARRAY,
@@ -376,6 +405,14 @@ pub const LAYOUTS: [MapLayout; 11] = [
         value_size: size_of::<crate::monitor::EventBudget>() as u32,
         max_entries: 1,
     },
+    MapLayout {
+        name: names::TRAFFIC,
+        map_type: map_type::LRU_PERCPU_HASH,
+        key_size: 4,
+        value_size: size_of::<Traffic>() as u32,
+        // One per local endpoint, as NETD_ENDPOINTS (the loader sizes both alike).
+        max_entries: capacity::ENDPOINTS,
+    },
 ];
 
 #[cfg(feature = "user")]
@@ -394,5 +431,6 @@ mod user {
     unsafe impl aya::Pod for ParentKey {}
     unsafe impl aya::Pod for ParentInfo {}
     unsafe impl aya::Pod for NextHop {}
+    unsafe impl aya::Pod for Traffic {}
     unsafe impl aya::Pod for crate::monitor::MonitorControl {}
 }

@@ -6,7 +6,7 @@ use netd_common::{
     stats,
 };
 
-use crate::{maps::count, redirect, verdict::Verdict};
+use crate::{maps::count, redirect, traffic, verdict::Verdict};
 
 /// Redirects to the container behind the host-side veth `ifindex`.
 ///
@@ -18,6 +18,7 @@ use crate::{maps::count, redirect, verdict::Verdict};
 #[inline(always)]
 pub fn to_endpoint(ctx: &TcContext, config: &DatapathConfig, ifindex: u32) -> Verdict {
     count(stats::TX);
+    traffic::received(ifindex, ctx.len());
     if config.flags & config_flags::REDIRECT_PEER != 0 {
         redirect::to_peer(ctx, ifindex)
     } else {

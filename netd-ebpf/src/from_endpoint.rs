@@ -49,6 +49,8 @@ fn from_endpoint(ctx: &TcContext) -> Outcome {
     let ifindex = ifindex(ctx);
     // SAFETY: the value is copied out before any other map operation.
     let endpoint = *unsafe { ENDPOINTS.get(ifindex) }.ok_or(stats::DROP_UNKNOWN_ENDPOINT)?;
+    // All it sends, also what is dropped below.
+    crate::traffic::sent(ifindex, ctx.len());
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at.
     let eth = unsafe { &*eth };

@@ -17,6 +17,7 @@ mod redirect;
 mod room;
 mod sender;
 mod skb;
+mod traffic;
 mod verdict;
 
 #[cfg(not(test))]

@@ -3,12 +3,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
 };
 use netd_common::{
     maps::{
         DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, NextHop,
-        ParentInfo, ParentKey, VtepEntry, VtepKey, capacity,
+        ParentInfo, ParentKey, Traffic, VtepEntry, VtepKey, capacity,
     },
     monitor::{EventBudget, MonitorControl, RING_BYTES},
     stats,
@@ -41,6 +41,11 @@ pub static NEXTHOPS: LruHashMap<[u8; 4], NextHop> =
 
 #[map(name = "NETD_STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);
+
+/// Per endpoint: what it sent and received (see `traffic.rs`).
+#[map(name = "NETD_TRAFFIC")]
+pub static TRAFFIC: LruPerCpuHashMap<u32, Traffic> =
+    LruPerCpuHashMap::with_max_entries(capacity::ENDPOINTS, 0);
 
 /// `netd monitor`'s events (see `events.rs`).
 #[map(name = "NETD_EVENTS")]

@@ -11,7 +11,8 @@
 //!   API server) and the local API the CLI uses; [`health`]: the links `netd status` shows;
 //! - [`docker`]: Docker's network and IPAM plugin protocol, and following the Engine;
 //! - [`dns`]: the names of every host's endpoints, answered in each namespace netd serves;
-//! - [`metrics`]: what `netd daemon --metrics-address` serves to Prometheus.
+//! - [`metrics`]: what `netd daemon --metrics-address` serves to Prometheus; [`monitor`]: the
+//!   datapath events `netd monitor` shows, decoded and filtered.
 
 pub mod api;
 pub mod bpffs;

@@ -25,6 +25,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use netd_common::maps::Traffic;
+
 use crate::{
     control::{Control, MapFill},
     health::{Health, LinkState},
@@ -126,6 +128,48 @@ struct Snapshot {
     events_applied: u64,
     endpoints_local: usize,
     endpoints_remote: usize,
+    /// What this host's endpoints sent and received; empty when it cannot be read.
+    traffic: Vec<EndpointTraffic>,
+}
+
+/// One endpoint of this host and its packets and bytes.
+#[derive(Debug)]
+struct EndpointTraffic {
+    network: String,
+    endpoint: String,
+    counts: Traffic,
+}
+
+/// `NETD_TRAFFIC` joined with the interfaces' `netd:<network>/<endpoint>` aliases (entries of
+/// interfaces gone are left out).
+fn read_traffic(pin_dir: &std::path::Path) -> Vec<EndpointTraffic> {
+    let counts = match crate::datapath::inspect::traffic(pin_dir) {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::warn!(%error, "metrics: cannot read the endpoints' traffic");
+            return Vec::new();
+        }
+    };
+    let interfaces = match crate::netlink::interfaces() {
+        Ok(interfaces) => interfaces,
+        Err(error) => {
+            tracing::warn!(%error, "metrics: cannot list the interfaces");
+            return Vec::new();
+        }
+    };
+    let mut traffic: Vec<EndpointTraffic> = counts
+        .into_iter()
+        .filter_map(|(ifindex, counts)| {
+            let (network, endpoint) = interfaces.get(&ifindex)?.endpoint.clone()?;
+            Some(EndpointTraffic {
+                network,
+                endpoint,
+                counts,
+            })
+        })
+        .collect();
+    traffic.sort_by(|a, b| (&a.network, &a.endpoint).cmp(&(&b.network, &b.endpoint)));
+    traffic
 }
 
 impl Snapshot {
@@ -147,6 +191,7 @@ impl Snapshot {
             events_applied: summary.events_applied,
             endpoints_local: summary.programmed_local,
             endpoints_remote: summary.programmed_remote,
+            traffic: read_traffic(&sources.pin_dir),
         }
     }
 
@@ -189,8 +234,59 @@ impl Snapshot {
             let labels = [("location", location)];
             ConstGauge::new(count as i64).encode(metric.encode_family(&labels)?)?;
         }
-        Ok(())
+        encode_traffic(&mut encoder, &self.traffic)
     }
+}
+
+/// Packets and bytes per endpoint of this host, and per network (the sum of this host's
+/// endpoints in it), by direction as the endpoint sees it.
+fn encode_traffic(encoder: &mut DescriptorEncoder, traffic: &[EndpointTraffic]) -> fmt::Result {
+    let mut networks: std::collections::BTreeMap<&str, Traffic> = Default::default();
+    for t in traffic {
+        let sum = networks.entry(t.network.as_str()).or_default();
+        *sum = *sum + t.counts;
+    }
+    let by_direction = |t: &Traffic| {
+        [
+            ("sent", t.sent_packets, t.sent_bytes),
+            ("received", t.received_packets, t.received_bytes),
+        ]
+    };
+    for (unit, help) in [
+        (
+            "packets",
+            "Packets this host's endpoints sent and were delivered",
+        ),
+        (
+            "bytes",
+            "Bytes this host's endpoints sent and were delivered",
+        ),
+    ] {
+        let name = format!("endpoint_{unit}");
+        let mut metric = encoder.encode_descriptor(&name, help, None, MetricType::Counter)?;
+        for t in traffic {
+            for (direction, packets, bytes) in by_direction(&t.counts) {
+                let labels = [
+                    ("network", t.network.as_str()),
+                    ("endpoint", t.endpoint.as_str()),
+                    ("direction", direction),
+                ];
+                let value = if unit == "packets" { packets } else { bytes };
+                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        let name = format!("network_{unit}");
+        let help = format!("{help}, summed by network");
+        let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
+        for (network, t) in &networks {
+            for (direction, packets, bytes) in by_direction(t) {
+                let labels = [("network", *network), ("direction", direction)];
+                let value = if unit == "packets" { packets } else { bytes };
+                ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `NETD_STATS`: drops by reason, the other outcomes by event.
@@ -307,6 +403,7 @@ mod tests {
             events_applied: 0,
             endpoints_local: 0,
             endpoints_remote: 0,
+            traffic: Vec::new(),
         }
     }
 
@@ -335,6 +432,18 @@ mod tests {
             events_applied: 11,
             endpoints_local: 1,
             endpoints_remote: 2,
+            traffic: ["a", "b"]
+                .map(|endpoint| EndpointTraffic {
+                    network: "n".into(),
+                    endpoint: endpoint.into(),
+                    counts: Traffic {
+                        sent_packets: 3,
+                        sent_bytes: 300,
+                        received_packets: 2,
+                        received_bytes: 200,
+                    },
+                })
+                .into(),
         });
         for line in [
             "# TYPE netd_datapath_packets_total counter",
@@ -349,6 +458,10 @@ mod tests {
             "netd_docker_engine_state{state=\"connected\"} 0",
             "netd_store_events_applied_total 11",
             "netd_endpoints{location=\"remote\"} 2",
+            "netd_endpoint_packets_total{network=\"n\",endpoint=\"a\",direction=\"sent\"} 3",
+            "netd_endpoint_bytes_total{network=\"n\",endpoint=\"b\",direction=\"received\"} 200",
+            "netd_network_packets_total{network=\"n\",direction=\"sent\"} 6",
+            "netd_network_bytes_total{network=\"n\",direction=\"received\"} 400",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

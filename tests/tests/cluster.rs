@@ -813,23 +813,26 @@ fn metrics_pass_promtool_and_follow_traffic() {
     let applied = sample(&scrape, "netd_store_events_applied_total");
     assert!(applied.is_some_and(|n| n > 0.0), "{scrape}");
 
-    let rx = r#"netd_datapath_packets_total{event="rx"}"#;
-    let encap = r#"netd_datapath_packets_total{event="encap"}"#;
-    let before = (
-        sample(&scrape, rx).unwrap(),
-        sample(&scrape, encap).unwrap(),
-    );
+    // Container a (on host 1) pings b: its requests, its replies, the host's encapsulations.
+    let moving = [
+        r#"netd_datapath_packets_total{event="rx"}"#,
+        r#"netd_datapath_packets_total{event="encap"}"#,
+        r#"netd_endpoint_packets_total{network="mynet",endpoint="a",direction="sent"}"#,
+        r#"netd_endpoint_packets_total{network="mynet",endpoint="a",direction="received"}"#,
+        r#"netd_network_packets_total{network="mynet",direction="sent"}"#,
+    ];
+    let before = moving.map(|series| sample(&scrape, series).unwrap_or(0.0));
+    let bytes = r#"netd_endpoint_bytes_total{network="mynet",endpoint="a",direction="sent"}"#;
+    let bytes_before = sample(&scrape, bytes).unwrap_or(0.0);
     assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
     // Counters are read at scrape time: the next scrape shows the pings.
     let (_, scrape) = get("/metrics");
-    let after = (
-        sample(&scrape, rx).unwrap(),
-        sample(&scrape, encap).unwrap(),
-    );
-    assert!(
-        after.0 >= before.0 + 3.0 && after.1 >= before.1 + 3.0,
-        "rx and encap {before:?} -> {after:?}"
-    );
+    for (series, before) in moving.iter().zip(before) {
+        let after = sample(&scrape, series).unwrap_or(0.0);
+        assert!(after >= before + 3.0, "{series}: {before} -> {after}");
+    }
+    // Three echo requests of 98 bytes at least.
+    assert!(sample(&scrape, bytes).unwrap() >= bytes_before + 3.0 * 98.0);
 
     assert_eq!(get("/").0, 404);
     assert_eq!(http("POST", "/metrics").0, 405);

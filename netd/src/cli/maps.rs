@@ -17,7 +17,7 @@ pub enum MapsCommand {
     /// Decode every entry of one map (full name such as NETD_FDB, or short: fdb).
     #[command(alias = "show")]
     Dump {
-        /// Map name: config, endpoints, fdb, neigh, vteps or stats.
+        /// Map name: config, endpoints, fdb, neigh, vteps, parents, nexthops, stats or traffic.
         map: String,
     },
 }

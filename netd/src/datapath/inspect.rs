@@ -2,12 +2,12 @@
 
 use std::{net::Ipv4Addr, path::Path};
 
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use netd_common::{
     maps::{
         DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, LAYOUTS, MapLayout,
-        NeighEntry, NeighKey, NextHop, ParentInfo, ParentKey, VtepEntry, VtepKey, config_flags,
-        endpoint_flags, fdb_kind, macvlan_mode, map_type, names,
+        NeighEntry, NeighKey, NextHop, ParentInfo, ParentKey, Traffic, VtepEntry, VtepKey,
+        config_flags, endpoint_flags, fdb_kind, macvlan_mode, map_type, names,
     },
     stats,
 };
@@ -108,6 +108,7 @@ pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
             names::VTEPS => count::<VtepKey, VtepEntry>(map, layout.name)?,
             names::PARENTS => count::<ParentKey, ParentInfo>(map, layout.name)?,
             names::NEXTHOPS => count::<[u8; 4], NextHop>(map, layout.name)?,
+            names::TRAFFIC => traffic_of(map)?.len(),
             // Arrays always hold every slot.
             _ => max_entries as usize,
         };
@@ -118,6 +119,7 @@ pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
                 map_type::ARRAY => "array",
                 map_type::PERCPU_ARRAY => "percpu_array",
                 map_type::LRU_HASH => "lru_hash",
+                map_type::LRU_PERCPU_HASH => "lru_percpu_hash",
                 map_type::RINGBUF => "ringbuf",
                 _ => "other",
             },
@@ -260,6 +262,30 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
                 rows,
             ))
         }
+        names::TRAFFIC => {
+            let rows = traffic_of(map)?
+                .into_iter()
+                .map(|(ifindex, t)| {
+                    row(vec![
+                        ("ifindex", json!(ifindex)),
+                        ("sent_packets", json!(t.sent_packets)),
+                        ("sent_bytes", json!(t.sent_bytes)),
+                        ("received_packets", json!(t.received_packets)),
+                        ("received_bytes", json!(t.received_bytes)),
+                    ])
+                })
+                .collect();
+            Ok(sorted(
+                vec![
+                    "ifindex",
+                    "sent_packets",
+                    "sent_bytes",
+                    "received_packets",
+                    "received_bytes",
+                ],
+                rows,
+            ))
+        }
         names::EVENTS => Err(DatapathError::NotDumpable(
             "NETD_EVENTS is a ring buffer: `netd monitor` reads it",
         )),
@@ -351,6 +377,25 @@ fn dump_stats(map: Map) -> Result<Table, DatapathError> {
 pub fn endpoints(dir: &Path) -> Result<Vec<(u32, EndpointInfo)>, DatapathError> {
     let layout = resolve_name(names::ENDPOINTS)?;
     hash_entries::<EndpointKey, EndpointInfo>(open(dir, layout)?, names::ENDPOINTS)
+}
+
+/// What each endpoint of this host sent and received (by host-side ifindex), summed over CPUs,
+/// from a pinned `NETD_TRAFFIC`.
+pub fn traffic(dir: &Path) -> Result<Vec<(u32, Traffic)>, DatapathError> {
+    traffic_of(open(dir, resolve_name(names::TRAFFIC)?)?)
+}
+
+fn traffic_of(map: Map) -> Result<Vec<(u32, Traffic)>, DatapathError> {
+    let name = names::TRAFFIC;
+    let map: PerCpuHashMap<MapData, u32, Traffic> =
+        PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+    map.iter()
+        .map(|item| {
+            let (ifindex, per_cpu) = item.map_err(|source| DatapathError::Map { name, source })?;
+            let sum = per_cpu.iter().fold(Traffic::default(), |a, b| a + *b);
+            Ok((ifindex, sum))
+        })
+        .collect()
 }
 
 /// The configuration the daemon wrote, from a pinned `NETD_CONFIG`.

@@ -16,6 +16,7 @@ fn aya_map_type(kind: u32) -> Option<MapType> {
         map_type::ARRAY => Some(MapType::Array),
         map_type::PERCPU_ARRAY => Some(MapType::PerCpuArray),
         map_type::LRU_HASH => Some(MapType::LruHash),
+        map_type::LRU_PERCPU_HASH => Some(MapType::LruPerCpuHash),
         map_type::RINGBUF => Some(MapType::RingBuf),
         _ => None,
     }
@@ -140,7 +141,7 @@ impl Capacities {
     /// The capacity of a map: configured for the three above, fixed for the others.
     pub fn of(&self, layout: &MapLayout) -> u32 {
         match layout.name {
-            names::ENDPOINTS => self.local_endpoints,
+            names::ENDPOINTS | names::TRAFFIC => self.local_endpoints,
             names::FDB | names::NEIGH => self.endpoints,
             names::VTEPS => self.vteps,
             _ => layout.max_entries,
