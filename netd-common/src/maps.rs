@@ -73,6 +73,9 @@ pub mod config_flags {
     pub const ENCAP_L2_ETH: u32 = 1 << 1;
     /// The kernel takes `BPF_F_ADJ_ROOM_DECAP_L3_IPV4` (Linux 6.3) when decapsulating.
     pub const DECAP_L3_IPV4: u32 = 1 << 2;
+    /// Count packets and bytes per endpoint in `NETD_TRAFFIC` (the daemon sets it with
+    /// `--metrics-address`: the count costs two map lookups per packet, paid only when asked).
+    pub const ENDPOINT_TRAFFIC: u32 = 1 << 3;
 }
 
 /// `NETD_ENDPOINTS` key: ifindex of a local endpoint's host-side veth.

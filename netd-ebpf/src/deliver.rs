@@ -18,7 +18,7 @@ use crate::{maps::count, redirect, traffic, verdict::Verdict};
 #[inline(always)]
 pub fn to_endpoint(ctx: &TcContext, config: &DatapathConfig, ifindex: u32) -> Verdict {
     count(stats::TX);
-    traffic::received(ifindex, ctx.len());
+    traffic::received(config, ifindex, ctx.len());
     if config.flags & config_flags::REDIRECT_PEER != 0 {
         redirect::to_peer(ctx, ifindex)
     } else {

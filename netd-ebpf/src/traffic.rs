@@ -1,15 +1,27 @@
 //! Packets and bytes per endpoint of this host, for `netd daemon --metrics-address`: counted
 //! where a packet leaves the endpoint (from-endpoint, once the sender is known) and where one
 //! is handed to it (`deliver.rs`). One per-CPU entry per endpoint, created by the first packet.
+//!
+//! Only while the configuration asks for it (`config_flags::ENDPOINT_TRAFFIC`): the LRU hash
+//! lookup costs more than the rest of a local delivery's bookkeeping (measured with
+//! `cargo xtask bench --kernel-cost-only`, README "Metrics").
 
 use aya_ebpf::bindings::BPF_NOEXIST;
-use netd_common::maps::Traffic;
+use netd_common::maps::{DatapathConfig, Traffic, config_flags};
 
-use crate::maps::TRAFFIC;
+use crate::maps::{TRAFFIC, config};
+
+#[inline(always)]
+fn counting(config: &DatapathConfig) -> bool {
+    config.flags & config_flags::ENDPOINT_TRAFFIC != 0
+}
 
 /// The endpoint behind `ifindex` sent a packet of `bytes`.
 #[inline(always)]
 pub fn sent(ifindex: u32, bytes: u32) {
+    if !config().is_some_and(counting) {
+        return;
+    }
     add(ifindex, |t| {
         t.sent_packets += 1;
         t.sent_bytes += u64::from(bytes);
@@ -18,7 +30,10 @@ pub fn sent(ifindex: u32, bytes: u32) {
 
 /// A packet of `bytes` was handed to the endpoint behind `ifindex`.
 #[inline(always)]
-pub fn received(ifindex: u32, bytes: u32) {
+pub fn received(config: &DatapathConfig, ifindex: u32, bytes: u32) {
+    if !counting(config) {
+        return;
+    }
     add(ifindex, |t| {
         t.received_packets += 1;
         t.received_bytes += u64::from(bytes);

@@ -149,7 +149,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         uplink_ifindex,
         vxlan_port: options.vxlan_port,
         underlay_mtu: uplink_mtu,
-        flags: datapath.config_flags(),
+        flags: datapath.config_flags() | traffic_flag(options.metrics_address.is_some()),
     })?;
     datapath.attach(Hook::Uplink, &uplink)?;
     let tc_attach = datapath.attach_method();
@@ -261,6 +261,15 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
 
 /// Waits for the first of: a task ending (it should not: an error), one of the daemon's own
 /// threads ending (a bug: it panicked), a shutdown signal.
+/// Per-endpoint counts cost every packet two map lookups: kept only when served.
+fn traffic_flag(metrics_served: bool) -> u32 {
+    if metrics_served {
+        netd_common::maps::config_flags::ENDPOINT_TRAFFIC
+    } else {
+        0
+    }
+}
+
 async fn supervise(
     mut tasks: JoinSet<anyhow::Result<()>>,
     threads: [(&'static str, std::thread::JoinHandle<()>); 2],
