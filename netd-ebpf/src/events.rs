@@ -91,16 +91,25 @@ pub fn emit(ctx: &TcContext, event_kind: u8, hook: u8, reason: u32) {
 /// the helper for zero bytes, which the verifier refuses.)
 #[inline(always)]
 fn sample(ctx: &TcContext, to: &mut [u8; SAMPLE_BYTES]) -> u32 {
+    const CAP: u32 = SAMPLE_BYTES as u32;
     let len = ctx.len();
-    let n = if len < SAMPLE_BYTES as u32 {
-        len
-    } else {
-        SAMPLE_BYTES as u32
-    };
-    if n == 0 {
+    if len == 0 {
         return 0;
     }
-    // SAFETY: `to` holds SAMPLE_BYTES >= n bytes; n >= 1 as the helper requires.
+    let capped = if len < CAP { len } else { CAP };
+    // The helper needs a size the verifier can prove to be in 1..=CAP. Older verifiers (5.10,
+    // 6.1) learn nothing from `len != 0`, so the bounds are made by arithmetic: a mask for the
+    // top and +1 for the bottom, which is `capped` itself for every capped in 1..=CAP. The
+    // value goes through a volatile slot so that LLVM, which knows that range, cannot fold
+    // the arithmetic away.
+    let mut slot = 0u32;
+    // SAFETY: a local, written and read back.
+    let opaque = unsafe {
+        core::ptr::write_volatile(&mut slot, capped);
+        core::ptr::read_volatile(&slot)
+    };
+    let n = (opaque.wrapping_sub(1) & (CAP - 1)) + 1;
+    // SAFETY: `to` holds CAP >= n bytes; n >= 1 as the helper requires.
     let copied = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, to.as_mut_ptr().cast(), n) };
     if copied == 0 { n } else { 0 }
 }
@@ -121,4 +130,5 @@ pub fn trace(ctx: &TcContext, hook: u8) {
     }
 }
 
-const _: () = assert!(SAMPLE_BYTES <= u16::MAX as usize);
+// The mask in `sample` needs a power of two.
+const _: () = assert!(SAMPLE_BYTES.is_power_of_two());

@@ -730,7 +730,8 @@ impl ClusterHost {
             .spawn()
             .context("cannot start netd daemon")?;
         self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
+        // Loading the datapath takes about 15 s under the kernel tier's emulation.
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(15));
         while !socket.exists() {
             if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
                 bail!(
@@ -741,7 +742,7 @@ impl ClusterHost {
             if Instant::now() > deadline {
                 bail!(
                     "netd daemon did not open its socket; log: {}",
-                    self.log.display()
+                    fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
             thread::sleep(Duration::from_millis(50));

@@ -45,6 +45,19 @@ pub fn skip_unprivileged() -> bool {
     true
 }
 
+/// `bound` stretched by `NETD_TEST_TIME_SCALE` (the kernel tier's emulated guests set 10): for
+/// the tests that assert a wait is short ("shows up within a second").
+pub fn patience(bound: std::time::Duration) -> std::time::Duration {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let scale = *SCALE.get_or_init(|| {
+        std::env::var("NETD_TEST_TIME_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1)
+    });
+    bound * scale
+}
+
 /// Runs a command, failing with its command line and stderr.
 pub fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new(program)

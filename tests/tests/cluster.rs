@@ -1132,15 +1132,16 @@ mod monitor {
             Self { child, lines }
         }
 
-        /// The first line matching `want` within `timeout`.
-        fn expect(&self, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+        /// The first line matching `want` within `timeout` (see [`netd_tests::patience`]).
+        fn expect(&self, what: &str, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
+            let timeout = netd_tests::patience(timeout);
             let deadline = Instant::now() + timeout;
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match self.lines.recv_timeout(left) {
                     Ok(line) if want(&line) => return line,
                     Ok(_) => {}
-                    Err(_) => panic!("no such event within {timeout:?}"),
+                    Err(_) => panic!("no {what} within {timeout:?}"),
                 }
             }
         }
@@ -1187,10 +1188,10 @@ mod monitor {
             .unwrap();
         let sent = Instant::now();
         a.succeeds("ping", &["-c", "1", "-W", "1", &ip2]);
-        let spoofed = drops.expect(Duration::from_secs(1), |e| {
+        let spoofed = drops.expect("spoofed-MAC drop", Duration::from_secs(1), |e| {
             e["reason"] == "drop-spoofed-mac"
         });
-        assert!(sent.elapsed() < Duration::from_secs(2));
+        assert!(sent.elapsed() < netd_tests::patience(Duration::from_secs(2)));
         assert_eq!(spoofed["endpoint"], "a");
         assert_eq!(spoofed["network"], "mynet");
         assert_eq!(spoofed["hook"], "from-endpoint");
@@ -1206,8 +1207,13 @@ mod monitor {
                 let _ = socket.send_to(b"flood", format!("{ip2}:9"));
             }
         }
-        let lost = drops.expect(Duration::from_secs(5), |e| e["type"] == "lost");
-        assert!(lost["rate_limited"].as_u64().unwrap() > 0, "{lost}");
+        let lost = drops.expect("lost events", Duration::from_secs(5), |e| {
+            e["type"] == "lost"
+        });
+        // Over the rate limit, or (where the monitor cannot keep up: emulated guests) with the
+        // ring full: either way counted and shown, never blocking the sender.
+        let missed = lost["rate_limited"].as_u64().unwrap() + lost["ring_full"].as_u64().unwrap();
+        assert!(missed > 0, "{lost}");
         a.ip(&["link", "set", "eth0", "address", &pkt::fmt_mac(&real_mac)])
             .unwrap();
         // (Setting the MAC flushed the static entry; nothing else stale stays.)
@@ -1236,7 +1242,7 @@ mod monitor {
             let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
             socket.send_to(&vxlan, (c.hosts[0].vtep, 4789)).unwrap();
         }
-        let unknown = all.expect(Duration::from_secs(1), |e| {
+        let unknown = all.expect("unknown-VNI drop", Duration::from_secs(1), |e| {
             e["reason"] == "drop-unknown-vtep"
         });
         assert_eq!(unknown["vni"], vni);
@@ -1247,11 +1253,11 @@ mod monitor {
         // Traces: a ping's request leaving a and its reply coming back to it.
         let traces = Monitor::start(&c, 0, &["--type", "trace", "--endpoint", "a"]);
         assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
-        let request = traces.expect(Duration::from_secs(2), |e| {
+        let request = traces.expect("traced echo request", Duration::from_secs(2), |e| {
             e["hook"] == "from-endpoint" && e["dst_ip"] == ip2.as_str()
         });
         assert_eq!(request["type"], "trace");
-        traces.expect(Duration::from_secs(2), |e| {
+        traces.expect("traced echo reply", Duration::from_secs(2), |e| {
             e["hook"] == "from-uplink" && e["dst_ip"] == ip1.as_str() && e["src_ip"] == ip2.as_str()
         });
         traces.stop();
@@ -1260,6 +1266,10 @@ mod monitor {
         let mut ring = netd::datapath::events::EventReader::open(&c.hosts[0].pin_dir).unwrap();
         while !ring.read(Duration::from_millis(10)).unwrap().is_empty() {}
         assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
-        assert!(ring.read(Duration::from_millis(500)).unwrap().is_empty());
+        assert!(
+            ring.read(netd_tests::patience(Duration::from_millis(500)))
+                .unwrap()
+                .is_empty()
+        );
     }
 }
