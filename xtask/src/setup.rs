@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "sockperf",
     // The macvlan tests check VLAN tags on the wire.
     "tcpdump",
+    // `cargo xtask bench --nic-like` turns the underlay veth's offloads off like a NIC's.
+    "ethtool",
     // `promtool check metrics` checks what `netd daemon --metrics-address` serves. The package
     // brings a Prometheus server too, stopped after the install (see `apt`).
     "prometheus",

@@ -30,6 +30,12 @@ pub struct Args {
     /// Only these paths, comma-separated (e.g. `netd-overlay,kernel-vxlan`).
     #[arg(long, value_delimiter = ',')]
     pub paths: Vec<String>,
+    /// Also run every selected path with both hosts' underlay veth made NIC-like
+    /// (`ethtool -K ul tso off gso off gro on`: MTU-sized packets on the wire, as on a real
+    /// NIC), interleaved in the same rounds and reported next to the plain run, with CPU per
+    /// Gbit/s of the TCP stream. Needs ethtool.
+    #[arg(long)]
+    pub nic_like: bool,
     /// Skip the in-kernel cost phase.
     #[arg(long, conflicts_with = "kernel_cost_only")]
     pub no_kernel_cost: bool,
@@ -48,7 +54,7 @@ pub struct Args {
     /// Benchmark the control plane instead: a real etcd (or Consul), synthetic hosts and endpoints
     /// written in bulk, one real daemon measured (convergence, change latency, restart,
     /// memory, lease renewals). `--json` applies; the datapath options do not.
-    #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart"])]
+    #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart", "nic_like"])]
     pub scale: bool,
     /// With --scale: endpoint counts to converge at, comma-separated.
     #[arg(

@@ -9,6 +9,7 @@ use super::{
     kernel_cost::{FRESH_DECAP, FRESH_ENCAP, LIVE_DECAP, LIVE_ENCAP},
     macvlan::{KERNEL_MACVLAN, NETD_MACVLAN},
     metrics::Metric,
+    nic_like,
     path::{DOCKER_OVERLAY, KERNEL_VXLAN, NATIVE, NETD_OVERLAY},
     stats::Summary,
 };
@@ -53,69 +54,25 @@ impl Goal {
     }
 }
 
-/// Docker's overlay when measured, else the kernel-vxlan stand-in, with the label to print.
-fn docker_reference(results: &Results) -> (&'static str, &'static str) {
-    if results.samples.has_path(DOCKER_OVERLAY) {
-        (DOCKER_OVERLAY, DOCKER_OVERLAY)
+/// Docker's overlay when measured, else the kernel-vxlan stand-in, with the label to print; both
+/// with `suffix` (the mode's name ending, see [`ratio_goals`]).
+fn docker_reference(results: &Results, suffix: &str) -> (String, String) {
+    let docker = format!("{DOCKER_OVERLAY}{suffix}");
+    if results.samples.has_path(&docker) {
+        (docker.clone(), docker)
     } else {
-        (
-            KERNEL_VXLAN,
-            "kernel-vxlan (standing in for docker-overlay)",
-        )
+        let kernel = format!("{KERNEL_VXLAN}{suffix}");
+        let label = format!("{kernel} (standing in for {docker})");
+        (kernel, label)
     }
 }
 
 pub fn evaluate(results: &Results) -> Vec<Goal> {
-    let s = &results.samples;
-    let (reference, reference_label) = docker_reference(results);
-    let ratio = |metric: Metric, base: &str| s.ratio(NETD_OVERLAY, base, metric);
-    let vs = |what: &str, op: &str, target: f64, base_label: &str| {
-        format!("{NETD_OVERLAY} {what} {op} {target:.2}x {base_label}")
-    };
-    let mut goals = vec![
-        Goal {
-            text: vs("UDP 64 B packets/s", ">=", 2.0, reference_label),
-            measured: ratio(Metric::UdpKpps, reference),
-            target: 2.0,
-            at_least: true,
-            unit: "x",
-        },
-        Goal {
-            text: vs("UDP 64 B packets/s", ">=", 0.95, NATIVE),
-            measured: ratio(Metric::UdpKpps, NATIVE),
-            target: 0.95,
-            at_least: true,
-            unit: "x",
-        },
-        Goal {
-            text: vs("UDP latency p50", "<=", 0.7, reference_label),
-            measured: ratio(Metric::UdpP50, reference),
-            target: 0.7,
-            at_least: false,
-            unit: "x",
-        },
-        Goal {
-            text: vs("TCP latency p50", "<=", 0.7, reference_label),
-            measured: ratio(Metric::TcpP50, reference),
-            target: 0.7,
-            at_least: false,
-            unit: "x",
-        },
-        Goal {
-            text: vs("TCP single stream", ">=", 1.3, reference_label),
-            measured: ratio(Metric::TcpGbps, reference),
-            target: 1.3,
-            at_least: true,
-            unit: "x",
-        },
-        Goal {
-            text: format!("{NETD_MACVLAN} UDP 64 B packets/s >= 1.00x {KERNEL_MACVLAN}"),
-            measured: s.ratio(NETD_MACVLAN, KERNEL_MACVLAN, Metric::UdpKpps),
-            target: 1.0,
-            at_least: true,
-            unit: "x",
-        },
-    ];
+    let mut goals = ratio_goals(results, "");
+    // `--nic-like`: the same targets again, each path against the same mode's references.
+    if results.config.nic_like {
+        goals.extend(ratio_goals(results, nic_like::SUFFIX));
+    }
     let above_null = |key: &str| {
         results
             .kernel
@@ -150,6 +107,67 @@ pub fn evaluate(results: &Results) -> Vec<Goal> {
         });
     }
     goals
+}
+
+/// The targets that are ratios between paths, for the paths whose names end with `suffix` (`""`
+/// for the plain run).
+fn ratio_goals(results: &Results, suffix: &str) -> Vec<Goal> {
+    let s = &results.samples;
+    let (reference, reference_label) = docker_reference(results, suffix);
+    let netd = format!("{NETD_OVERLAY}{suffix}");
+    let native = format!("{NATIVE}{suffix}");
+    let (netd_macvlan, kernel_macvlan) = (
+        format!("{NETD_MACVLAN}{suffix}"),
+        format!("{KERNEL_MACVLAN}{suffix}"),
+    );
+    let ratio = |metric: Metric, base: &str| s.ratio(&netd, base, metric);
+    let vs = |what: &str, op: &str, target: f64, base_label: &str| {
+        format!("{netd} {what} {op} {target:.2}x {base_label}")
+    };
+    vec![
+        Goal {
+            text: vs("UDP 64 B packets/s", ">=", 2.0, &reference_label),
+            measured: ratio(Metric::UdpKpps, &reference),
+            target: 2.0,
+            at_least: true,
+            unit: "x",
+        },
+        Goal {
+            text: vs("UDP 64 B packets/s", ">=", 0.95, &native),
+            measured: ratio(Metric::UdpKpps, &native),
+            target: 0.95,
+            at_least: true,
+            unit: "x",
+        },
+        Goal {
+            text: vs("UDP latency p50", "<=", 0.7, &reference_label),
+            measured: ratio(Metric::UdpP50, &reference),
+            target: 0.7,
+            at_least: false,
+            unit: "x",
+        },
+        Goal {
+            text: vs("TCP latency p50", "<=", 0.7, &reference_label),
+            measured: ratio(Metric::TcpP50, &reference),
+            target: 0.7,
+            at_least: false,
+            unit: "x",
+        },
+        Goal {
+            text: vs("TCP single stream", ">=", 1.3, &reference_label),
+            measured: ratio(Metric::TcpGbps, &reference),
+            target: 1.3,
+            at_least: true,
+            unit: "x",
+        },
+        Goal {
+            text: format!("{netd_macvlan} UDP 64 B packets/s >= 1.00x {kernel_macvlan}"),
+            measured: s.ratio(&netd_macvlan, &kernel_macvlan, Metric::UdpKpps),
+            target: 1.0,
+            at_least: true,
+            unit: "x",
+        },
+    ]
 }
 
 #[cfg(test)]

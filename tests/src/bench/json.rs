@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use super::{
     Results, goals,
     metrics::Metric,
+    nic_like,
     path::{KERNEL_VXLAN, NATIVE},
     stats::Summary,
 };
@@ -38,9 +39,10 @@ pub fn render(results: &Results) -> Value {
                 .iter()
                 .map(|&m| {
                     let ratios = |base: &str| {
+                        let base = nic_like::base_for(path, base);
                         json!({
-                            "median_of_rounds": summary(s.ratio(path, base, m)),
-                            "per_round": s.ratios_per_round(path, base, m),
+                            "median_of_rounds": summary(s.ratio(path, &base, m)),
+                            "per_round": s.ratios_per_round(path, &base, m),
                         })
                     };
                     let v = json!({
@@ -53,7 +55,14 @@ pub fn render(results: &Results) -> Value {
                     (m.key().to_string(), v)
                 })
                 .collect();
-            json!({ "name": path, "status": "measured", "describe": describe, "metrics": metrics })
+            let mut entry = json!({ "name": path, "status": "measured", "describe": describe, "metrics": metrics });
+            if c.nic_like {
+                entry["tcp_cpu_cores_per_gbit_s"] = json!({
+                    "per_round": nic_like::cpu_per_gbps_per_round(s, path),
+                    "summary": summary(nic_like::cpu_per_gbps(s, path)),
+                });
+            }
+            entry
         })
         .chain(
             results
@@ -109,6 +118,7 @@ pub fn render(results: &Results) -> Value {
             "test_run_repeat": c.repeat,
             "seed": c.seed,
             "profile": c.profile,
+            "nic_like": c.nic_like,
         },
         "paths": paths,
         "in_kernel": kernel,

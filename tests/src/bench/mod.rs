@@ -7,6 +7,7 @@
 //! - [`macvlan`]: the kernel's macvlan and netd's macvlan-style datapath on one LAN topology;
 //! - [`metrics`]: the measurements (iperf3, sockperf) and what they report;
 //! - [`rounds`]: the interleaved rounds (shuffled path order, quiet wait, progress lines);
+//! - [`nic_like`]: `--nic-like`, every path again on an underlay with a NIC's offloads;
 //! - [`cli`]: netd-bench's options (xtask shares them for `--help`);
 //! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
 //! - [`kernel_cost`]: `BPF_PROG_TEST_RUN` loops and `bpf_stats` on live traffic;
@@ -24,6 +25,7 @@ pub mod json;
 pub mod kernel_cost;
 pub mod macvlan;
 pub mod metrics;
+pub mod nic_like;
 pub mod path;
 pub mod process;
 pub mod profile;
@@ -61,6 +63,8 @@ pub struct Config {
     pub kernel_cost: bool,
     /// Profile the fresh-packet TEST_RUN phase with `perf` (`--profile`).
     pub profile: bool,
+    /// Also run every path with a NIC-like underlay (`--nic-like`, see [`nic_like`]).
+    pub nic_like: bool,
 }
 
 impl Config {
@@ -80,6 +84,7 @@ impl Config {
             only: None,
             kernel_cost: true,
             profile: false,
+            nic_like: false,
         }
     }
 
@@ -145,6 +150,9 @@ pub struct Results {
 pub fn run(config: Config) -> anyhow::Result<Results> {
     let started = Instant::now();
     metrics::check_tools()?;
+    if config.nic_like {
+        nic_like::check_tool()?;
+    }
     let mut notes = Vec::new();
     if kernel_cost::stats_already_enabled() {
         notes.push(
@@ -202,11 +210,21 @@ pub type BuiltPaths = Vec<(Box<dyn BenchPath>, Built)>;
 fn build_paths(config: &Config) -> anyhow::Result<(BuiltPaths, Vec<Skipped>)> {
     let mut built = Vec::new();
     let mut skipped = Vec::new();
-    for (i, path) in path::registry().into_iter().enumerate() {
+    let registry = if config.nic_like {
+        nic_like::registry_with_variants()
+    } else {
+        path::registry()
+    };
+    for (i, path) in registry.into_iter().enumerate() {
+        // `--paths` names the plain paths; their NIC-like variants come with them.
+        let plain_name = path
+            .name()
+            .strip_suffix(nic_like::SUFFIX)
+            .unwrap_or(path.name());
         if config
             .only
             .as_ref()
-            .is_some_and(|only| !only.iter().any(|n| n == path.name()))
+            .is_some_and(|only| !only.iter().any(|n| n == plain_name))
         {
             continue;
         }

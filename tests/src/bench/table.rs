@@ -7,6 +7,7 @@ use super::{
     Results, goals,
     kernel_cost::KernelCosts,
     metrics::Metric,
+    nic_like,
     path::{KERNEL_VXLAN, NATIVE},
     profile::ProgramProfile,
     stats::Summary,
@@ -99,10 +100,11 @@ fn end_to_end(out: &mut String, results: &Results) {
                 continue;
             };
             let ratio = |base: &str| {
-                if !s.has_path(base) {
+                let base = nic_like::base_for(path, base);
+                if !s.has_path(&base) {
                     return "n/a".to_string();
                 }
-                s.ratio(path, base, metric)
+                s.ratio(path, &base, metric)
                     .map_or_else(|| "-".to_string(), |r| format!("{:.2}", r.median))
             };
             let _ = writeln!(
@@ -115,7 +117,31 @@ fn end_to_end(out: &mut String, results: &Results) {
             );
         }
     }
+    if results.config.nic_like {
+        cpu_per_gbps(out, results);
+    }
     out.push_str(READING);
+}
+
+/// `--nic-like`: what each path's TCP stream costs in CPU per Gbit/s, every mode.
+fn cpu_per_gbps(out: &mut String, results: &Results) {
+    let _ = writeln!(
+        out,
+        "CPU per Gbit/s, TCP stream [busy cores / Gbit/s within each round, lower is better]"
+    );
+    for &path in results.samples.paths() {
+        let text = nic_like::cpu_per_gbps(&results.samples, path).map_or_else(
+            || format!("{:>10}", "-"),
+            |c| {
+                format!(
+                    "{:>10}{:>20}",
+                    format!("{:.3}", c.median),
+                    format!("{:.3}-{:.3}", c.min, c.max)
+                )
+            },
+        );
+        let _ = writeln!(out, "  {path:<30}{text}");
+    }
 }
 
 /// How to read the end-to-end figures (what each one is bound by on this kind of machine).

@@ -44,6 +44,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     }
     config.kernel_cost = !args.no_kernel_cost;
     config.profile = args.profile;
+    config.nic_like = args.nic_like;
     Ok(config)
 }
 
