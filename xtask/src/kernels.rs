@@ -62,7 +62,6 @@ const GUEST_TESTS: [(&str, &[&str]); 2] = [
             "embedded::network_created_on_one_host_is_used_on_another",
             "embedded::kill_9_and_restart_of_a_daemon_loses_no_packet",
             "monitor::netd_monitor_shows_drops_traces_and_lost_events",
-            "metrics_pass_promtool_and_follow_traffic",
         ],
     ),
 ];
