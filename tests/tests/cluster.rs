@@ -1136,12 +1136,21 @@ mod monitor {
         fn expect(&self, what: &str, timeout: Duration, want: impl Fn(&Value) -> bool) -> Value {
             let timeout = netd_tests::patience(timeout);
             let deadline = Instant::now() + timeout;
+            let mut other = Vec::new();
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match self.lines.recv_timeout(left) {
                     Ok(line) if want(&line) => return line,
-                    Ok(_) => {}
-                    Err(_) => panic!("no {what} within {timeout:?}"),
+                    Ok(line) => other.push(line),
+                    Err(_) => panic!(
+                        "no {what} within {timeout:?}; the monitor showed {} other events{}",
+                        other.len(),
+                        other
+                            .iter()
+                            .take(20)
+                            .map(|l| format!("\n  {l}"))
+                            .collect::<String>()
+                    ),
                 }
             }
         }
@@ -1175,17 +1184,28 @@ mod monitor {
             return;
         }
         let (c, n1, _, ip1, ip2) = two_connected("mo", StoreKind::Embedded, 10);
-        let drops = Monitor::start(&c, 0, &["--network", "mynet"]);
-
-        // Container a sends from a MAC that is not its own.
         let a = &c.containers[n1];
         let real_mac = a.mac("eth0").unwrap();
-        a.ip(&["link", "set", "eth0", "address", "02:99:00:00:00:01"])
-            .unwrap();
-        // Its peer's MAC stays known, so every datagram reaches the program.
-        let peer_mac = "02:42:00:00:00:02";
-        a.ip(&["neigh", "replace", &ip2, "lladdr", peer_mac, "dev", "eth0"])
-            .unwrap();
+        // Container a sends from a MAC that is not its own; its peer's MAC stays known, so that
+        // every datagram reaches the program (setting the MAC back flushes the entry).
+        let spoof = |on: bool| {
+            let mac = if on {
+                "02:99:00:00:00:01".to_string()
+            } else {
+                pkt::fmt_mac(&real_mac)
+            };
+            a.ip(&["link", "set", "eth0", "address", &mac]).unwrap();
+            if on {
+                let peer_mac = "02:42:00:00:00:02";
+                a.ip(&["neigh", "replace", &ip2, "lladdr", peer_mac, "dev", "eth0"])
+                    .unwrap();
+            } else {
+                a.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+            }
+        };
+
+        let drops = Monitor::start(&c, 0, &["--network", "mynet"]);
+        spoof(true);
         let sent = Instant::now();
         a.succeeds("ping", &["-c", "1", "-W", "1", &ip2]);
         let spoofed = drops.expect("spoofed-MAC drop", Duration::from_secs(1), |e| {
@@ -1198,28 +1218,21 @@ mod monitor {
         assert_eq!(spoofed["src_mac"], "02:99:00:00:00:01");
         assert_eq!(spoofed["src_ip"], ip1.as_str());
         assert_eq!(spoofed["protocol"], "icmp");
-
-        // A flood: more drops than the programs may report in a second.
-        {
-            let _in = netd::netns::enter(&a.path()).unwrap();
-            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-            for _ in 0..5_000 {
-                let _ = socket.send_to(b"flood", format!("{ip2}:9"));
-            }
-        }
-        let lost = drops.expect("lost events", Duration::from_secs(5), |e| {
-            e["type"] == "lost"
-        });
-        // Over the rate limit, or (where the monitor cannot keep up: emulated guests) with the
-        // ring full: either way counted and shown, never blocking the sender.
-        let missed = lost["rate_limited"].as_u64().unwrap() + lost["ring_full"].as_u64().unwrap();
-        assert!(missed > 0, "{lost}");
-        a.ip(&["link", "set", "eth0", "address", &pkt::fmt_mac(&real_mac)])
+        spoof(false);
+        // One reader at a time: a second monitor is refused while this one runs.
+        let bin = netd_tests::netd_bin().unwrap();
+        let pins = c.hosts[0].pin_dir.display().to_string();
+        let second = std::process::Command::new(&bin)
+            .args(["--pin-dir", &pins, "monitor"])
+            .output()
             .unwrap();
-        // (Setting the MAC flushed the static entry; nothing else stale stays.)
-        a.ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+        assert!(!second.status.success());
+        let said = String::from_utf8_lossy(&second.stderr);
+        assert!(said.contains("another netd monitor is reading"), "{said}");
+        drops.stop();
 
-        // VXLAN from host 2's VTEP in a VNI it is not registered for.
+        // VXLAN from host 2's VTEP in a VNI it is not registered for (in no network: a monitor
+        // without the --network filter sees it).
         let inner = pkt::udp(
             [2, 0, 0, 0, 0, 9],
             real_mac,
@@ -1234,9 +1247,7 @@ mod monitor {
         vxlan.extend_from_slice(&vni.to_be_bytes()[1..]);
         vxlan.push(0);
         vxlan.extend_from_slice(&inner);
-        drop(drops);
         let all = Monitor::start(&c, 0, &[]);
-        // Sent after the new monitor listens.
         {
             let _in = netd::netns::enter(&c.hosts[1].ns.path()).unwrap();
             let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -1261,6 +1272,27 @@ mod monitor {
             e["hook"] == "from-uplink" && e["dst_ip"] == ip1.as_str() && e["src_ip"] == ip2.as_str()
         });
         traces.stop();
+
+        // Last, as it spends this second's event budget: a flood, more drops than the programs
+        // may report in a second.
+        let drops = Monitor::start(&c, 0, &[]);
+        spoof(true);
+        {
+            let _in = netd::netns::enter(&a.path()).unwrap();
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..5_000 {
+                let _ = socket.send_to(b"flood", format!("{ip2}:9"));
+            }
+        }
+        let lost = drops.expect("lost events", Duration::from_secs(5), |e| {
+            e["type"] == "lost"
+        });
+        // Over the rate limit, or (where the monitor cannot keep up: emulated guests) with the
+        // ring full: either way counted and shown, never blocking the sender.
+        let missed = lost["rate_limited"].as_u64().unwrap() + lost["ring_full"].as_u64().unwrap();
+        assert!(missed > 0, "{lost}");
+        spoof(false);
+        drops.stop();
 
         // Off: the programs write nothing more.
         let mut ring = netd::datapath::events::EventReader::open(&c.hosts[0].pin_dir).unwrap();

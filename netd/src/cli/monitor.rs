@@ -51,6 +51,40 @@ pub struct MonitorArgs {
     reason: Vec<String>,
 }
 
+/// Takes the one reader's place of the datapath pinned in `pin_dir`: a ring buffer has one
+/// consumer position, and two readers moving it would lose and garble each other's events.
+/// The lock goes with the process (also on kill -9).
+fn take_reader_lock(pin_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let dir = Path::new("/run/lock");
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name: String = pin_dir
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("netd-monitor{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        bail!(
+            "another netd monitor is reading the datapath in {} (one reader at a time)",
+            pin_dir.display()
+        );
+    }
+    Ok(file)
+}
+
 /// How often the switches are renewed and the lost-event counters read.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 
@@ -116,6 +150,7 @@ pub fn run(args: MonitorArgs, pin_dir: &Path, format: Format) -> anyhow::Result<
         traces: args.types.contains(&EventType::Trace),
     };
     let mut reader = EventReader::open(pin_dir).context("nothing to monitor")?;
+    let _only_reader = take_reader_lock(pin_dir)?;
     let mut host = host_view(pin_dir)?;
     let (mut rate_limited, mut ring_full) = lost(pin_dir)?;
     stop_on_signals();
