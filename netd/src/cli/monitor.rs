@@ -198,7 +198,7 @@ fn watch(
     while !STOP.load(Ordering::Relaxed) {
         for event in reader.read(Duration::from_millis(200))? {
             let is_drop = event.kind == netd_common::monitor::kind::DROP;
-            // Another monitor may have armed the other kind.
+            // A monitor killed before it disarmed may have left the other kind armed for a while.
             if (is_drop && !wanted.drops) || (!is_drop && !wanted.traces) {
                 continue;
             }

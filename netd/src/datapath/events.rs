@@ -1,8 +1,8 @@
 //! Reading `netd monitor`'s events from the pinned ring buffer, and arming the programs to
 //! write them (`netd_common::monitor` has the protocol).
 //!
-//! The ring buffer has one consumer position: two monitors at once would split the events
-//! between them.
+//! The ring buffer has one consumer position: two readers at once would lose and garble each
+//! other's events, so `netd monitor` takes a lock first (cli/monitor.rs).
 
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
@@ -64,7 +64,7 @@ impl EventReader {
     }
 
     /// Arms the programs for [`ARM_NS`] from now (call again within it to keep them armed);
-    /// kinds not wanted are left as another monitor set them.
+    /// kinds not wanted are left as they are.
     pub fn arm(&mut self, wanted: Wanted) -> Result<(), DatapathError> {
         let until = monotonic_ns() + ARM_NS;
         let mut control = self.control_now()?;
@@ -77,8 +77,7 @@ impl EventReader {
         self.set_control(control)
     }
 
-    /// Turns the wanted kinds off at once (another monitor still running re-arms them within
-    /// a second).
+    /// Turns the wanted kinds off at once.
     pub fn disarm(&mut self, wanted: Wanted) -> Result<(), DatapathError> {
         let mut control = self.control_now()?;
         if wanted.drops {
