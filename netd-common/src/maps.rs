@@ -29,6 +29,7 @@ pub mod programs {
     pub const FROM_UPLINK: &str = "netd_from_uplink";
     pub const FROM_PARENT: &str = "netd_from_parent";
     pub const TO_PARENT: &str = "netd_to_parent";
+    pub const FROM_TUNNEL: &str = "netd_from_tunnel";
 }
 
 /// Maximum entries per map. Changing one changes the pinned layout: the loader refuses to
@@ -76,6 +77,9 @@ pub mod config_flags {
     /// Count packets and bytes per endpoint in `NETD_TRAFFIC` (the daemon sets it with
     /// `--metrics-address`: the count costs two map lookups per packet, paid only when asked).
     pub const ENDPOINT_TRAFFIC: u32 = 1 << 3;
+    /// A flow-based vxlan device holds the VXLAN port, for its socket's UDP-tunnel GRO: the
+    /// uplink leaves GRO aggregates to it (after every check) and from-tunnel delivers them.
+    pub const GRO_DEVICE: u32 = 1 << 4;
 }
 
 /// `NETD_ENDPOINTS` key: ifindex of a local endpoint's host-side veth.

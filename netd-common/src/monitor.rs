@@ -35,6 +35,7 @@ pub mod hook {
     pub const UPLINK: u8 = 2;
     pub const PARENT: u8 = 3;
     pub const TO_PARENT: u8 = 4;
+    pub const TUNNEL: u8 = 5;
 
     pub const fn name(hook: u8) -> &'static str {
         match hook {
@@ -42,6 +43,7 @@ pub mod hook {
             UPLINK => "from-uplink",
             PARENT => "from-parent",
             TO_PARENT => "to-parent",
+            TUNNEL => "from-tunnel",
             _ => "?",
         }
     }

@@ -140,13 +140,23 @@ counters! {
     MONITOR_RATE_LIMITED = 49, "monitor-rate-limited";
     /// `netd monitor` events not written: the ring buffer was full (the monitor fell behind).
     MONITOR_RING_FULL = 50, "monitor-ring-full";
+    /// GRO aggregates (one skb of many VXLAN packets) checked like any other and then left to
+    /// the kernel's flow-based vxlan device to decapsulate; from-tunnel delivers them.
+    GRO_TO_KERNEL = 51, "gro-to-kernel";
+    /// Decapsulated by the kernel's vxlan device, but without tunnel metadata to check.
+    DROP_NO_TUNNEL_KEY = 52, "drop-no-tunnel-key";
 }
 
 /// Drop reasons: the first block of them, and those added later (appended, so that existing
 /// indexes never move).
 pub const FIRST_DROP: u32 = DROP_UNKNOWN_ENDPOINT;
 pub const LAST_DROP: u32 = DROP_VLAN_FAILED;
-const LATER_DROPS: [u32; 3] = [DROP_GATEWAY_NO_ROUTE, DROP_TTL_EXCEEDED, DROP_TO_GATEWAY];
+const LATER_DROPS: [u32; 4] = [
+    DROP_GATEWAY_NO_ROUTE,
+    DROP_TTL_EXCEEDED,
+    DROP_TO_GATEWAY,
+    DROP_NO_TUNNEL_KEY,
+];
 
 /// Whether a counter index is a drop reason.
 pub const fn is_drop(index: u32) -> bool {

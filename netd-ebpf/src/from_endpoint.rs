@@ -49,8 +49,10 @@ fn from_endpoint(ctx: &TcContext) -> Outcome {
     let ifindex = ifindex(ctx);
     // SAFETY: the value is copied out before any other map operation.
     let endpoint = *unsafe { ENDPOINTS.get(ifindex) }.ok_or(stats::DROP_UNKNOWN_ENDPOINT)?;
+    // Read once here for every path below (one array lookup per packet).
+    let config = config().ok_or(stats::DROP_NO_CONFIG)?;
     // All it sends, also what is dropped below.
-    crate::traffic::sent(ifindex, ctx.len());
+    crate::traffic::sent(config, ifindex, ctx.len());
     let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
     // SAFETY: bounds-checked by ptr_at.
     let eth = unsafe { &*eth };
@@ -67,7 +69,7 @@ fn from_endpoint(ctx: &TcContext) -> Outcome {
         );
     }
     match u16::from_be(eth.ether_type) {
-        ETH_P_IP => forward_ipv4(ctx, &endpoint, ifindex, eth.dst_addr),
+        ETH_P_IP => forward_ipv4(ctx, config, &endpoint, ifindex, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
         _ => Err(DropReason(stats::DROP_UNSUPPORTED_ETHERTYPE)),
     }
@@ -95,6 +97,7 @@ fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Outcome
 
 fn forward_ipv4(
     ctx: &TcContext,
+    config: &DatapathConfig,
     endpoint: &EndpointInfo,
     ifindex: u32,
     dst_mac: [u8; 6],
@@ -103,7 +106,6 @@ fn forward_ipv4(
     if !packet::is_unicast_mac(&dst_mac) {
         return Err(DropReason(stats::DROP_BROADCAST));
     }
-    let config = config().ok_or(stats::DROP_NO_CONFIG)?;
     if ip.proto == IPPROTO_UDP && udp_dst_port(ctx, ip.vihl)? == config.vxlan_port {
         return Err(DropReason(stats::DROP_VXLAN_FROM_ENDPOINT));
     }

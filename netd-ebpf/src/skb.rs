@@ -36,3 +36,14 @@ pub fn is_gso(ctx: &TcContext) -> bool {
     // SAFETY: as above.
     unsafe { (*ctx.skb.skb).gso_size != 0 }
 }
+
+/// Whether this is a GRO aggregate, many received packets merged into one skb. GRO runs in a
+/// NAPI poll, which marks what it hands on with its id (`__sk_buff.napi_id`, 0 when unmarked).
+/// A GSO packet without that mark was never received from a wire: a local sender's, crossing a
+/// veth underlay unsegmented (a veth uses NAPI only toward a peer without TSO).
+#[inline(always)]
+pub fn is_gro_aggregate(ctx: &TcContext) -> bool {
+    // SAFETY: as above.
+    let skb = unsafe { &*ctx.skb.skb };
+    skb.gso_size != 0 && skb.napi_id != 0
+}

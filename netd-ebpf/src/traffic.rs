@@ -9,7 +9,7 @@
 use aya_ebpf::bindings::BPF_NOEXIST;
 use netd_common::maps::{DatapathConfig, Traffic, config_flags};
 
-use crate::maps::{TRAFFIC, config};
+use crate::maps::TRAFFIC;
 
 #[inline(always)]
 fn counting(config: &DatapathConfig) -> bool {
@@ -18,8 +18,8 @@ fn counting(config: &DatapathConfig) -> bool {
 
 /// The endpoint behind `ifindex` sent a packet of `bytes`.
 #[inline(always)]
-pub fn sent(ifindex: u32, bytes: u32) {
-    if !config().is_some_and(counting) {
+pub fn sent(config: &DatapathConfig, ifindex: u32, bytes: u32) {
+    if !counting(config) {
         return;
     }
     add(ifindex, |t| {

@@ -6,7 +6,7 @@
 //! forwarded packets while traced).
 
 use aya_ebpf::{
-    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    bindings::{TC_ACT_OK, TC_ACT_SHOT, TC_ACT_UNSPEC},
     programs::TcContext,
 };
 
@@ -17,6 +17,8 @@ pub enum Verdict {
     /// Not netd's: the next TC program on the hook decides, or the stack when there is none
     /// (`TCX_NEXT` under TCX, `TC_ACT_UNSPEC` under cls_bpf: the same value).
     Pass,
+    /// netd's, and for the stack (`TC_ACT_OK`: no later TC program is asked).
+    Stack,
     /// Redirected by a helper (see `redirect.rs`): its return value is the action.
     Redirect(i32),
 }
@@ -40,6 +42,7 @@ pub type Outcome = Result<Verdict, DropReason>;
 pub fn tc_action(ctx: &TcContext, hook: u8, outcome: Outcome) -> i32 {
     match outcome {
         Ok(Verdict::Pass) => TC_ACT_UNSPEC,
+        Ok(Verdict::Stack) => TC_ACT_OK,
         Ok(Verdict::Redirect(action)) => {
             events::trace(ctx, hook);
             action

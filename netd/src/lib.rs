@@ -4,7 +4,8 @@
 //!   and decoding pinned maps for inspection;
 //! - [`bpffs`]: the bpf filesystem the pins live on;
 //! - [`netns`]: entering network namespaces (attach happens in the interface's namespace);
-//! - [`netlink`]: veth pairs, addresses and routes for endpoints;
+//! - [`netlink`]: veth pairs, addresses and routes for endpoints; [`gro`]: the vxlan device
+//!   kept for its socket's GRO;
 //! - [`control`]: the reconciler, the one owner of the desired state and the datapath;
 //! - [`service`]: what netd does for a user (networks, endpoints), for the API and Docker;
 //! - [`daemon`] and [`api`]: `netd daemon` (wiring, liveness, the store watcher, the local
@@ -21,6 +22,7 @@ pub mod daemon;
 pub mod datapath;
 pub mod dns;
 pub mod docker;
+pub mod gro;
 pub mod health;
 pub mod metrics;
 pub mod monitor;

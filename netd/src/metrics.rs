@@ -246,32 +246,30 @@ fn encode_traffic(encoder: &mut DescriptorEncoder, traffic: &[EndpointTraffic]) 
         let sum = networks.entry(t.network.as_str()).or_default();
         *sum = *sum + t.counts;
     }
-    let by_direction = |t: &Traffic| {
-        [
-            ("sent", t.sent_packets, t.sent_bytes),
-            ("received", t.received_packets, t.received_bytes),
-        ]
-    };
-    for (unit, help) in [
+    // Per unit: its name, help, and the (direction, value) pairs it reads from a count.
+    type Directions = fn(&Traffic) -> [(&'static str, u64); 2];
+    let units: [(&str, &str, Directions); 2] = [
         (
             "packets",
             "Packets this host's endpoints sent and were delivered",
+            |t| [("sent", t.sent_packets), ("received", t.received_packets)],
         ),
         (
             "bytes",
             "Bytes this host's endpoints sent and were delivered",
+            |t| [("sent", t.sent_bytes), ("received", t.received_bytes)],
         ),
-    ] {
+    ];
+    for (unit, help, directions) in units {
         let name = format!("endpoint_{unit}");
         let mut metric = encoder.encode_descriptor(&name, help, None, MetricType::Counter)?;
         for t in traffic {
-            for (direction, packets, bytes) in by_direction(&t.counts) {
+            for (direction, value) in directions(&t.counts) {
                 let labels = [
                     ("network", t.network.as_str()),
                     ("endpoint", t.endpoint.as_str()),
                     ("direction", direction),
                 ];
-                let value = if unit == "packets" { packets } else { bytes };
                 ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
             }
         }
@@ -279,9 +277,8 @@ fn encode_traffic(encoder: &mut DescriptorEncoder, traffic: &[EndpointTraffic]) 
         let help = format!("{help}, summed by network");
         let mut metric = encoder.encode_descriptor(&name, &help, None, MetricType::Counter)?;
         for (network, t) in &networks {
-            for (direction, packets, bytes) in by_direction(t) {
+            for (direction, value) in directions(t) {
                 let labels = [("network", *network), ("direction", direction)];
-                let value = if unit == "packets" { packets } else { bytes };
                 ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
             }
         }

@@ -58,6 +58,15 @@ pub const CONTAINER_MACS: [[u8; 6]; 2] = [
     [0x02, 0x42, 0xac, 0x1f, 0, 12],
 ];
 
+/// The offloads that make the underlay veth `ul` behave like a NIC: segmentation in software
+/// before the wire, and GRO on receive (as a NIC driver does), so MTU-sized packets cross it.
+pub const NIC_LIKE_ETHTOOL: [&str; 8] = ["-K", "ul", "tso", "off", "gso", "off", "gro", "on"];
+
+/// Makes host `host`'s underlay NIC-like ([`NIC_LIKE_ETHTOOL`]).
+pub fn make_nic_like(host: &Netns) -> anyhow::Result<()> {
+    host.exec("ethtool", &NIC_LIKE_ETHTOOL).map(drop)
+}
+
 /// Two host namespaces `<tag>h...` joined by the veth underlay `ul`, host `i` at `VTEPS[i]/24`.
 pub fn underlay(tag: &str) -> anyhow::Result<[Netns; 2]> {
     let h = [
@@ -132,8 +141,16 @@ fn lab_records(i: usize, endpoint_ifindex: u32) -> Snapshot {
     snapshot
 }
 
+/// Whether a lab host keeps the vxlan device for GRO, as the daemon does unless told not to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gro {
+    Device,
+    /// Everything decapsulated in TC (`netd daemon --no-gro-device`).
+    NoDevice,
+}
+
 /// Loads, pins, fills and attaches netd's datapath on host `i`, whose peer is host `1 - i`.
-fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
+fn netd_host(i: usize, ns: Netns, container: Netns, gro: Gro) -> anyhow::Result<Host> {
     let pin_dir = PathBuf::from(netd::bpffs::BPFFS_ROOT).join(format!("netd-{}", ns.name));
     let datapath = Datapath::load(DatapathOptions {
         pin_dir: Some(pin_dir.clone()),
@@ -151,8 +168,17 @@ fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
     };
     let uplink = host.ns.ifindex("ul")?;
     let endpoint_ifindex = host.ns.ifindex("ep0")?;
+    let gro_flag = match gro {
+        Gro::Device => {
+            let _in_host = netd::netns::enter(&host.ns.path())?;
+            netd::gro::enable(&mut host.datapath, VXLAN_PORT_DEFAULT)?
+        }
+        Gro::NoDevice => 0,
+    };
     let dp = &mut host.datapath;
-    dp.set_config(&host_config(dp, VTEPS[i], uplink))?;
+    let mut config = host_config(dp, VTEPS[i], uplink);
+    config.flags |= gro_flag;
+    dp.set_config(&config)?;
     dp.apply(
         &MapState::default(),
         &lab_records(i, endpoint_ifindex).plan()?,
@@ -167,10 +193,15 @@ fn netd_host(i: usize, ns: Netns, container: Netns) -> anyhow::Result<Host> {
 
 impl TwoHostLab {
     /// Builds the topology; `tag` (≤ 3 characters) prefixes every namespace and pin directory.
+    /// Each host keeps the vxlan device for GRO, as the daemon does.
     pub fn new(tag: &str) -> anyhow::Result<Self> {
+        Self::with_gro(tag, Gro::Device)
+    }
+
+    pub fn with_gro(tag: &str, gro: Gro) -> anyhow::Result<Self> {
         let ([h0, h1], [c0, c1]) = topology(tag)?;
-        let first = netd_host(0, h0, c0)?;
-        let second = netd_host(1, h1, c1)?;
+        let first = netd_host(0, h0, c0, gro)?;
+        let second = netd_host(1, h1, c1, gro)?;
         Ok(Self {
             hosts: [first, second],
         })
@@ -183,6 +214,45 @@ impl TwoHostLab {
 }
 
 impl Host {
+    /// Runs `send` (in this thread) while the container listens on UDP `port`; returns the
+    /// source ports of the datagrams that arrived, in order, up to the first from `last_sport`
+    /// (or all within 1.5 s, stretched under emulation, when none comes from it).
+    pub fn container_receives_udp(
+        &self,
+        port: u16,
+        last_sport: u16,
+        send: impl FnOnce(),
+    ) -> anyhow::Result<Vec<u16>> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let container = self.container.path();
+        let deadline =
+            std::time::Instant::now() + crate::patience(std::time::Duration::from_millis(1500));
+        let listener = std::thread::spawn(move || -> anyhow::Result<Vec<u16>> {
+            let _in = netd::netns::enter(&container)?;
+            let socket = std::net::UdpSocket::bind(("0.0.0.0", port))?;
+            let _ = ready_tx.send(());
+            let mut sources = Vec::new();
+            let mut buffer = [0u8; 256];
+            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                socket.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))?;
+                let Ok((_, from)) = socket.recv_from(&mut buffer) else {
+                    break;
+                };
+                sources.push(from.port());
+                if from.port() == last_sport {
+                    break;
+                }
+            }
+            Ok(sources)
+        });
+        if ready_rx.recv().is_ok() {
+            send();
+        }
+        listener
+            .join()
+            .map_err(|_| anyhow::anyhow!("the listener panicked"))?
+    }
+
     /// A summed counter, read from the pins like `netd maps dump stats` does.
     pub fn counter(&self, name: &str) -> anyhow::Result<u64> {
         let all = netd::datapath::inspect::counters(&self.pin_dir)?;
@@ -206,7 +276,7 @@ impl InteropLab {
     pub fn new(tag: &str) -> anyhow::Result<Self> {
         let ([h0, h1], [c0, c1]) = topology(tag)?;
         kernel_vxlan_host(1, &h1)?;
-        let netd = netd_host(0, h0, c0)?;
+        let netd = netd_host(0, h0, c0, Gro::Device)?;
         Ok(Self {
             netd,
             kernel_container: c1,

@@ -45,7 +45,7 @@ pub fn skip_unprivileged() -> bool {
     true
 }
 
-/// `bound` stretched by `NETD_TEST_TIME_SCALE` (the kernel tier's emulated guests set 10): for
+/// `bound` stretched by `NETD_TEST_TIME_SCALE` (the kernel tier sets it in its guests): for
 /// the tests that assert a wait is short ("shows up within a second").
 pub fn patience(bound: std::time::Duration) -> std::time::Duration {
     static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();

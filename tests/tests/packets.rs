@@ -906,3 +906,26 @@ fn the_probes_find_the_adjust_room_flags_this_kernel_takes() {
         "DECAP_L3_IPV4 on {kernel:?}"
     );
 }
+
+mod from_tunnel_drops {
+    use super::*;
+
+    /// What the GRO device hands from-tunnel always carries the tunnel's metadata; a frame
+    /// without (here: BPF_PROG_TEST_RUN's, which has none) cannot be checked against the VTEPs
+    /// and is refused.
+    #[test]
+    fn no_tunnel_key() {
+        if netd_tests::skip_unprivileged() {
+            return;
+        }
+        let lab = lab();
+        let inner = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 8);
+        assert_dropped(
+            &lab,
+            Hook::Tunnel,
+            lab.uplink_ifindex,
+            &inner,
+            "drop-no-tunnel-key",
+        );
+    }
+}

@@ -68,6 +68,10 @@ pub struct DaemonArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics (default: off).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_address: Option<std::net::SocketAddr>,
+    /// Keep no flow-based vxlan device (netd_vxlan) on the VXLAN port: without its socket the
+    /// kernel does no GRO for VXLAN, and TCP from a NIC is received packet by packet.
+    #[arg(long)]
+    no_gro_device: bool,
     /// (host, network) pairs that may send to this host (the NETD_VTEPS map).
     #[arg(long, default_value_t = netd_common::maps::capacity::VTEPS, value_parser = clap::value_parser!(u32).range(1..))]
     max_vteps: u32,
@@ -138,6 +142,7 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             }),
         }),
         metrics_address: args.metrics_address,
+        gro_device: !args.no_gro_device,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(netd::daemon::run(options));

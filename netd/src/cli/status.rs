@@ -111,10 +111,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<()> {
         None => "?",
     };
     println!(
-        "kernel:      tc attach {}, adjust_room ENCAP_L2_ETH {}, DECAP_L3_IPV4 {}",
+        "kernel:      tc attach {}, adjust_room ENCAP_L2_ETH {}, DECAP_L3_IPV4 {}, GRO {}",
         s(&kernel["tc_attach"]),
         took("adjust_room_encap_l2_eth"),
-        took("adjust_room_decap_l3_ipv4")
+        took("adjust_room_decap_l3_ipv4"),
+        kernel["gro_device"]
+            .as_str()
+            .map_or_else(|| "off".to_string(), |device| format!("by {device}"))
     );
     if let Some(programs) = v["programs"].as_array() {
         for p in programs {

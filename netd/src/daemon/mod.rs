@@ -59,6 +59,8 @@ pub struct DaemonOptions {
     pub docker: Option<crate::docker::DockerOptions>,
     /// Where to serve `/metrics` to Prometheus, `None` for nowhere.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Keep the vxlan device for GRO (`crate::gro`); `false` decapsulates everything in TC.
+    pub gro_device: bool,
 }
 
 /// How long the start waits for the first registration before going on without it (the
@@ -77,6 +79,8 @@ pub struct Daemon {
     pub tc_attach: crate::datapath::AttachMethod,
     /// What the kernel's BPF took when probed.
     pub features: crate::datapath::KernelFeatures,
+    /// Whether the vxlan device for GRO is up (`crate::gro`).
+    pub gro_device: bool,
     pub started: std::time::Instant,
 }
 
@@ -144,12 +148,13 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         attach: options.tc_attach,
     })
     .context("loading the datapath")?;
+    let gro_flag = gro_device(&mut datapath, &options);
     datapath.set_config(&DatapathConfig {
         local_vtep: options.advertise.octets(),
         uplink_ifindex,
         vxlan_port: options.vxlan_port,
         underlay_mtu: uplink_mtu,
-        flags: datapath.config_flags() | traffic_flag(options.metrics_address.is_some()),
+        flags: datapath.config_flags() | traffic_flag(options.metrics_address.is_some()) | gro_flag,
     })?;
     datapath.attach(Hook::Uplink, &uplink)?;
     let tc_attach = datapath.attach_method();
@@ -242,6 +247,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         programs,
         tc_attach,
         features,
+        gro_device: gro_flag != 0,
         started: std::time::Instant::now(),
         options,
     });
@@ -259,8 +265,24 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     .await
 }
 
-/// Waits for the first of: a task ending (it should not: an error), one of the daemon's own
-/// threads ending (a bug: it panicked), a shutdown signal.
+/// The vxlan device for GRO, as asked; the `config_flags` bit that says it is up. A host where it
+/// cannot be had works on without it, so a failure is a warning.
+fn gro_device(datapath: &mut crate::datapath::Datapath, options: &DaemonOptions) -> u32 {
+    if !options.gro_device {
+        if let Err(error) = crate::gro::disable(datapath) {
+            tracing::warn!(%error, "cannot remove the GRO device of an earlier run");
+        }
+        return 0;
+    }
+    match crate::gro::enable(datapath, options.vxlan_port) {
+        Ok(flag) => flag,
+        Err(error) => {
+            tracing::warn!(%error, "VXLAN is received without GRO");
+            0
+        }
+    }
+}
+
 /// Per-endpoint counts cost every packet two map lookups: kept only when served.
 fn traffic_flag(metrics_served: bool) -> u32 {
     if metrics_served {
@@ -270,6 +292,8 @@ fn traffic_flag(metrics_served: bool) -> u32 {
     }
 }
 
+/// Waits for the first of: a task ending (it should not: an error), one of the daemon's own
+/// threads ending (a bug: it panicked), a shutdown signal.
 async fn supervise(
     mut tasks: JoinSet<anyhow::Result<()>>,
     threads: [(&'static str, std::thread::JoinHandle<()>); 2],

@@ -35,6 +35,8 @@ pub enum Hook {
     Parent,
     /// TC egress of a macvlan parent (the host's frames, for host access).
     ParentEgress,
+    /// TC ingress of the flow-based vxlan device kept for GRO (what its kernel decap delivers).
+    Tunnel,
 }
 
 impl Hook {
@@ -44,14 +46,16 @@ impl Hook {
             Self::Uplink => programs::FROM_UPLINK,
             Self::Parent => programs::FROM_PARENT,
             Self::ParentEgress => programs::TO_PARENT,
+            Self::Tunnel => programs::FROM_TUNNEL,
         }
     }
 
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Endpoint,
         Self::Uplink,
         Self::Parent,
         Self::ParentEgress,
+        Self::Tunnel,
     ];
 
     const fn attach_type(self) -> TcAttachType {
@@ -68,6 +72,7 @@ impl Hook {
             Self::Uplink => "uplink",
             Self::Parent => "parent",
             Self::ParentEgress => "parent-egress",
+            Self::Tunnel => "tunnel",
         }
     }
 }

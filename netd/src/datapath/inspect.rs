@@ -328,6 +328,7 @@ fn config_table(c: &DatapathConfig) -> Table {
         (config_flags::ENCAP_L2_ETH, "encap-l2-eth"),
         (config_flags::DECAP_L3_IPV4, "decap-l3-ipv4"),
         (config_flags::ENDPOINT_TRAFFIC, "endpoint-traffic"),
+        (config_flags::GRO_DEVICE, "gro-device"),
     ] {
         if c.flags & flag != 0 {
             flags.push(name);

@@ -9,7 +9,8 @@ use futures::TryStreamExt as _;
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{
-        InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlag, LinkInfo as InfoNla, LinkMessage,
+        InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlag, LinkInfo as InfoNla,
+        LinkMessage,
     },
 };
 use rtnetlink::{Handle, LinkSetRequest};
@@ -46,6 +47,48 @@ pub(super) async fn add_veth(handle: &Handle, veth: &Veth<'_>) -> Result<(), Net
     ]));
     request.execute().await.map_err(|e| {
         NetlinkError::from_rtnl(format!("create veth pair {}/{}", veth.host, veth.peer), e)
+    })
+}
+
+/// A flow-based (`external`, collect_md) vxlan device on UDP `port`, without learning; it stays
+/// down. The kernel takes any VNI on it and hands the tunnel's metadata to TC.
+pub(super) async fn add_flow_vxlan(
+    handle: &Handle,
+    name: &str,
+    port: u16,
+) -> Result<(), NetlinkError> {
+    let mut request = handle.link().add();
+    let message = request.message_mut();
+    message.attributes.push(LinkAttribute::IfName(name.into()));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        InfoNla::Kind(InfoKind::Vxlan),
+        InfoNla::Data(InfoData::Vxlan(flow_vxlan_data(port))),
+    ]));
+    request
+        .execute()
+        .await
+        .map_err(|e| NetlinkError::from_rtnl(format!("create vxlan device {name}"), e))
+}
+
+fn flow_vxlan_data(port: u16) -> Vec<InfoVxlan> {
+    vec![
+        InfoVxlan::CollectMetadata(true),
+        InfoVxlan::Port(port),
+        InfoVxlan::Learning(false),
+    ]
+}
+
+/// Whether `link` is a flow-based vxlan device on UDP `port`.
+pub(super) fn is_flow_vxlan(link: &LinkMessage, port: u16) -> bool {
+    let data = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(info) => info.iter().find_map(|i| match i {
+            InfoNla::Data(InfoData::Vxlan(data)) => Some(data),
+            _ => None,
+        }),
+        _ => None,
+    });
+    data.is_some_and(|data| {
+        data.contains(&InfoVxlan::CollectMetadata(true)) && data.contains(&InfoVxlan::Port(port))
     })
 }
 

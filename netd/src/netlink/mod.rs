@@ -91,6 +91,28 @@ pub fn delete_link(name: &str) -> Result<(), NetlinkError> {
     runner::here(move |handle| async move { link::delete(&handle, &name).await })
 }
 
+/// Makes sure the link `name` is a flow-based vxlan device on UDP `port` (see
+/// `link::add_flow_vxlan`): one left by an earlier run is kept when it is one, replaced when not.
+/// A new device stays down until [`bring_up`].
+pub fn ensure_flow_vxlan(name: &str, port: u16) -> Result<(), NetlinkError> {
+    let name = name.to_string();
+    runner::here(move |handle| async move {
+        match link::get(&handle, link::Lookup::Name(&name)).await {
+            Ok(existing) if link::is_flow_vxlan(&existing, port) => return Ok(()),
+            Ok(_) => link::delete(&handle, &name).await?,
+            Err(NetlinkError::NoSuchLink(_)) => {}
+            Err(e) => return Err(e),
+        }
+        link::add_flow_vxlan(&handle, &name, port).await
+    })
+}
+
+/// Brings the link `name` up.
+pub fn bring_up(name: &str) -> Result<(), NetlinkError> {
+    let name = name.to_string();
+    runner::here(move |handle| async move { link::set_up(&handle, &name).await })
+}
+
 /// ifindex of a link in the current namespace. A plain ioctl, answered on the caller's thread:
 /// it is asked often (every reconcile pass) and cannot block.
 pub fn ifindex(name: &str) -> Option<u32> {

@@ -20,9 +20,7 @@ use super::{
 /// What a NIC-like path's name ends with, in the tables, JSON and chart.
 pub const SUFFIX: &str = " (nic-like)";
 
-/// The offloads a NIC-like underlay has: segmentation in software before the wire, and GRO on
-/// receive (as a NIC driver does), so MTU-sized packets cross the underlay.
-const ETHTOOL_ARGS: [&str; 8] = ["-K", "ul", "tso", "off", "gso", "off", "gro", "on"];
+use crate::lab::NIC_LIKE_ETHTOOL as ETHTOOL_ARGS;
 
 /// Fails with one line when ethtool is missing, before anything is built.
 pub fn check_tool() -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use aya::{
 };
 
 use crate::{
-    lab::{CONTAINER_IPS, KernelLab, TwoHostLab},
+    lab::{CONTAINER_IPS, Gro, KernelLab, TwoHostLab},
     netns::Netns,
 };
 
@@ -20,6 +20,7 @@ pub const NATIVE: &str = "native";
 pub const NATIVE_XDP_PASS: &str = "native+xdp-pass";
 pub const KERNEL_VXLAN: &str = "kernel-vxlan";
 pub const NETD_OVERLAY: &str = "netd-overlay";
+pub const NETD_TC_DECAP: &str = "netd-tc-decap";
 pub const DOCKER_OVERLAY: &str = "docker-overlay";
 
 /// A datapath under test.
@@ -95,7 +96,8 @@ pub fn registry() -> Vec<Box<dyn BenchPath>> {
         Box::new(Native),
         Box::new(NativeXdpPass),
         Box::new(KernelVxlan),
-        Box::new(NetdOverlay),
+        Box::new(NetdOverlay(Gro::Device)),
+        Box::new(NetdOverlay(Gro::NoDevice)),
         Box::new(super::docker_overlay::DockerOverlay),
         Box::new(super::macvlan::MacvlanPath::KERNEL),
         Box::new(super::macvlan::MacvlanPath::NETD),
@@ -187,18 +189,29 @@ impl BenchPath for KernelVxlan {
     }
 }
 
-/// netd's TC programs: encap on the container veth, decap on the uplink.
-pub struct NetdOverlay;
+/// netd's TC programs: encap on the container veth, decap on the uplink; with the vxlan device
+/// for GRO (as `netd daemon` runs) or without it (`--no-gro-device`).
+pub struct NetdOverlay(pub Gro);
 
 impl BenchPath for NetdOverlay {
     fn name(&self) -> &'static str {
-        NETD_OVERLAY
+        match self.0 {
+            Gro::Device => NETD_OVERLAY,
+            Gro::NoDevice => NETD_TC_DECAP,
+        }
     }
     fn describe(&self) -> &'static str {
-        "netd's TC programs: encap at the container veth, decap at the uplink, no bridge or vxlan device"
+        match self.0 {
+            Gro::Device => {
+                "netd's TC programs: encap at the container veth, decap at the uplink (GRO aggregates: by a flow-based vxlan device), no bridge"
+            }
+            Gro::NoDevice => {
+                "netd daemon --no-gro-device: every packet decapsulated in TC, no vxlan device"
+            }
+        }
     }
     fn build(&self, tag: &str) -> anyhow::Result<Built> {
-        let lab = TwoHostLab::new(tag)?;
+        let lab = TwoHostLab::with_gro(tag, self.0)?;
         let endpoints = Endpoints::between(&lab.hosts[0].container, &lab.hosts[1].container);
         Ok(Built::new(endpoints, lab))
     }

@@ -114,6 +114,7 @@ pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
             "tc_attach": daemon.tc_attach.name(),
             "adjust_room_encap_l2_eth": daemon.features.encap_l2_eth,
             "adjust_room_decap_l3_ipv4": daemon.features.decap_l3_ipv4,
+            "gro_device": daemon.gro_device.then_some(crate::gro::DEVICE),
         },
         "store_url": daemon.options.store,
         "store": store,

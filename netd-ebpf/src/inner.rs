@@ -1,0 +1,61 @@
+//! The checks a decapsulated frame passes before it is delivered, wherever it was decapsulated:
+//! in TC by from-uplink (the inner frame still behind the outer headers) or by the kernel's
+//! vxlan device for from-tunnel (the inner frame at offset 0).
+
+use aya_ebpf::programs::TcContext;
+use netd_common::{
+    maps::{FdbEntry, FdbKey, fdb_kind},
+    packet::{self, ETH_HLEN, ETH_P_IP, IPV4_HLEN},
+    stats,
+};
+use network_types::ip::Ipv4Hdr;
+
+use crate::{maps::FDB, skb::ptr_at, verdict::DropReason};
+
+/// A frame that may be delivered: its Ethernet header (copied, as decap moves the packet) and
+/// the local endpoint it is for.
+pub struct LocalFrame {
+    pub eth: [u8; ETH_HLEN],
+    pub endpoint: FdbEntry,
+}
+
+/// Checks the inner frame at `eth_off` of network `vni`: unicast IPv4 in a well-formed header,
+/// to an endpoint of this host. `eth_off` is a constant at every call, so the verifier sees
+/// fixed offsets.
+#[inline(always)]
+pub fn local_destination(
+    ctx: &TcContext,
+    eth_off: usize,
+    vni: u32,
+) -> Result<LocalFrame, DropReason> {
+    let inner = ptr_at::<[u8; ETH_HLEN]>(ctx, eth_off).ok_or(stats::DROP_TRUNCATED)?;
+    // SAFETY: bounds-checked by ptr_at; copied because adjust_room invalidates the pointer.
+    let eth = unsafe { *inner };
+    let mut dst_mac = [0u8; 6];
+    dst_mac.copy_from_slice(&eth[0..6]);
+    if !packet::is_unicast_mac(&dst_mac) {
+        return Err(DropReason(stats::DROP_INNER_BROADCAST));
+    }
+    // skb->protocol stays IPv4 through the redirect: a non-IPv4 inner frame would be misparsed.
+    if packet::ethertype(&eth) != ETH_P_IP {
+        return Err(DropReason(stats::DROP_INNER_NOT_IPV4));
+    }
+    // The container's stack would drop a broken inner packet anyway; refusing it here keeps the
+    // promise that nothing malformed is ever redirected, and counts it.
+    let ip_off = eth_off + ETH_HLEN;
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ip_off).ok_or(stats::DROP_INNER_BAD_IPV4)?;
+    // SAFETY: bounds-checked by ptr_at.
+    let ip = unsafe { &*ip };
+    if ip.version() != 4
+        || usize::from(ip.ihl()) < IPV4_HLEN
+        || u32::from(ip.tot_len()) + ip_off as u32 > ctx.len()
+    {
+        return Err(DropReason(stats::DROP_INNER_BAD_IPV4));
+    }
+    // SAFETY: copied out at once.
+    let endpoint = *unsafe { FDB.get(FdbKey::new(vni, dst_mac)) }.ok_or(stats::DROP_NOT_LOCAL)?;
+    if endpoint.kind != fdb_kind::LOCAL {
+        return Err(DropReason(stats::DROP_NOT_LOCAL));
+    }
+    Ok(LocalFrame { eth, endpoint })
+}
