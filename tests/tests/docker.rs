@@ -110,9 +110,14 @@ fn the_seeds_commands_work_with_dash_d_netd(engine: Engine) {
     the_seeds_commands(engine, StoreKind::Etcd);
 }
 
-/// The seed's exact setup: its cluster store was Consul.
-fn the_seeds_commands_work_on_consul(engine: Engine) {
-    the_seeds_commands(engine, StoreKind::Consul);
+/// The seed's exact setup: its cluster store was Consul. Once, on the current engine: what the
+/// store changes is netd's side, which the 20.10 engine's run on etcd already meets.
+#[test]
+fn the_seeds_commands_work_on_consul() {
+    if netd_tests::skip_unprivileged() {
+        return;
+    }
+    the_seeds_commands(Engine::V26, StoreKind::Consul);
 }
 
 fn the_seeds_commands(engine: Engine, store: StoreKind) {
@@ -813,7 +818,6 @@ macro_rules! on_each_engine {
 on_each_engine!(
     ports_outbound_and_names_work_as_on_dockers_overlay,
     the_seeds_commands_work_with_dash_d_netd,
-    the_seeds_commands_work_on_consul,
     networks_propagate_and_rm_removes_them_everywhere,
     addresses_are_unique_across_hosts,
     a_container_removed_while_netd_is_down_is_released_when_it_returns,

@@ -82,7 +82,7 @@ fn gro_aggregates_from_a_nic_are_delivered_and_segments_on_the_wire_are_valid_vx
     );
 
     // Every frame host 1 sent is one valid VXLAN packet of at most the underlay MTU: netd's GSO
-    // packets were cut correctly (by the stack here; by the NIC on hardware).
+    // packets were cut correctly (here by the stack, as for a NIC without tunnel TSO).
     let vxlan: Vec<_> = frames.iter().filter(|f| is_vxlan(f)).collect();
     assert!(
         vxlan.len() > 1000,
