@@ -103,7 +103,7 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
         return Err(DropReason(stats::DROP_UNKNOWN_VTEP));
     }
     let frame = inner::local_destination(ctx, INNER_ETH_OFF, vni)?;
-    if skb::is_gro_aggregate(ctx) && config.flags & config_flags::GRO_DEVICE != 0 {
+    if config.flags & config_flags::GRO_DEVICE != 0 && skb::is_gro_aggregate(ctx) {
         // One skb of many VXLAN packets, merged by the GRO of the vxlan device's socket.
         // Decapsulated here it would keep the tunnel's GSO type and `skb->encapsulation`: only
         // bpf_skb_adjust_room's DECAP_L4_UDP (bpf-next, 2026; in no kernel netd runs on) clears

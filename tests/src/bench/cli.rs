@@ -36,6 +36,11 @@ pub struct Args {
     /// Gbit/s of the TCP stream. Needs ethtool.
     #[arg(long)]
     pub nic_like: bool,
+    /// Let idle cores sleep during the run, as they do by default. Without it the run holds
+    /// /dev/cpu_dma_latency at 0 µs, so idle cores poll and a latency does not include waking
+    /// one (tens of µs on a VM).
+    #[arg(long)]
+    pub allow_cpu_sleep: bool,
     /// Skip the in-kernel cost phase.
     #[arg(long, conflicts_with = "kernel_cost_only")]
     pub no_kernel_cost: bool,
@@ -54,7 +59,7 @@ pub struct Args {
     /// Benchmark the control plane instead: a real etcd (or Consul), synthetic hosts and endpoints
     /// written in bulk, one real daemon measured (convergence, change latency, restart,
     /// memory, lease renewals). `--json` applies; the datapath options do not.
-    #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart", "nic_like"])]
+    #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart", "nic_like", "allow_cpu_sleep"])]
     pub scale: bool,
     /// With --scale: endpoint counts to converge at, comma-separated.
     #[arg(

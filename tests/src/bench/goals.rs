@@ -119,6 +119,7 @@ enum Base {
 }
 
 /// One of netd-overlay's ratio goals.
+#[derive(Clone, Copy)]
 struct RatioGoal {
     what: &'static str,
     metric: Metric,
@@ -145,16 +146,8 @@ const fn at_most(what: &'static str, metric: Metric, target: f64, base: Base) ->
     }
 }
 
-/// The plain run's goals are the project's aims; on a NIC-like underlay (issue #16) TCP must at
-/// least match the kernel's and Docker's overlays, and nothing else fall behind today's.
-const PLAIN_GOALS: [RatioGoal; 5] = [
-    at_least("UDP 64 B packets/s", Metric::UdpKpps, 2.0, Base::Docker),
-    at_least("UDP 64 B packets/s", Metric::UdpKpps, 0.95, Base::Native),
-    at_most("UDP latency p50", Metric::UdpP50, 0.7, Base::Docker),
-    at_most("TCP latency p50", Metric::TcpP50, 0.7, Base::Docker),
-    at_least("TCP single stream", Metric::TcpGbps, 1.3, Base::Docker),
-];
-const NIC_LIKE_GOALS: [RatioGoal; 5] = [
+/// Issue #16's bar against the kernel's vxlan datapath, held in both modes.
+const KERNEL_VXLAN_BAR: [RatioGoal; 3] = [
     at_least(
         "UDP 64 B packets/s",
         Metric::UdpKpps,
@@ -163,6 +156,25 @@ const NIC_LIKE_GOALS: [RatioGoal; 5] = [
     ),
     at_most("UDP latency p50", Metric::UdpP50, 0.8, Base::KernelVxlan),
     at_most("TCP latency p50", Metric::TcpP50, 0.8, Base::KernelVxlan),
+];
+
+/// The plain run: the project's aims against Docker's overlay and native routing, and the bar.
+const PLAIN_GOALS: [RatioGoal; 8] = [
+    at_least("UDP 64 B packets/s", Metric::UdpKpps, 2.0, Base::Docker),
+    at_least("UDP 64 B packets/s", Metric::UdpKpps, 0.95, Base::Native),
+    at_most("UDP latency p50", Metric::UdpP50, 0.7, Base::Docker),
+    at_most("TCP latency p50", Metric::TcpP50, 0.7, Base::Docker),
+    at_least("TCP single stream", Metric::TcpGbps, 1.3, Base::Docker),
+    KERNEL_VXLAN_BAR[0],
+    KERNEL_VXLAN_BAR[1],
+    KERNEL_VXLAN_BAR[2],
+];
+/// On a NIC-like underlay (issue #16) TCP must at least match the kernel's and Docker's
+/// overlays, and the rest hold the bar.
+const NIC_LIKE_GOALS: [RatioGoal; 5] = [
+    KERNEL_VXLAN_BAR[0],
+    KERNEL_VXLAN_BAR[1],
+    KERNEL_VXLAN_BAR[2],
     at_least("TCP single stream", Metric::TcpGbps, 1.0, Base::KernelVxlan),
     at_least("TCP single stream", Metric::TcpGbps, 1.0, Base::Docker),
 ];

@@ -10,6 +10,7 @@
 //! - [`nic_like`]: `--nic-like`, every path again on an underlay with a NIC's offloads;
 //! - [`cli`]: netd-bench's options (xtask shares them for `--help`);
 //! - [`cpu`], [`process`], [`interrupt`]: /proc/stat deltas, child processes, Ctrl-C;
+//! - [`idle`]: idle cores kept polling for the run, so latency does not include waking one;
 //! - [`kernel_cost`]: `BPF_PROG_TEST_RUN` loops and `bpf_stats` on live traffic;
 //! - [`stats`]: medians, ranges and within-round ratios; [`goals`]: the performance targets;
 //! - [`table`], [`json`], [`svg`]: the three outputs.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cpu;
 pub mod docker_overlay;
 pub mod goals;
+pub mod idle;
 pub mod interrupt;
 pub mod json;
 pub mod kernel_cost;
@@ -65,6 +67,8 @@ pub struct Config {
     pub profile: bool,
     /// Also run every path with a NIC-like underlay (`--nic-like`, see [`nic_like`]).
     pub nic_like: bool,
+    /// Let idle cores sleep (`--allow-cpu-sleep`; by default they poll, see [`idle`]).
+    pub allow_cpu_sleep: bool,
 }
 
 impl Config {
@@ -85,6 +89,7 @@ impl Config {
             kernel_cost: true,
             profile: false,
             nic_like: false,
+            allow_cpu_sleep: false,
         }
     }
 
@@ -154,6 +159,11 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
         nic_like::check_tool()?;
     }
     let mut notes = Vec::new();
+    // Held until the run returns, over the rounds and the in-kernel phase alike.
+    let no_cpu_sleep = (!config.allow_cpu_sleep).then(idle::NoCpuSleep::hold);
+    if let Some(held) = &no_cpu_sleep {
+        notes.push(idle::NoCpuSleep::note(held));
+    }
     if kernel_cost::stats_already_enabled() {
         notes.push(
             "kernel.bpf_stats_enabled was already 1: every BPF program ran with timing overhead during the rounds"

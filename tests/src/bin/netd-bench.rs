@@ -45,6 +45,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
     config.kernel_cost = !args.no_kernel_cost;
     config.profile = args.profile;
     config.nic_like = args.nic_like;
+    config.allow_cpu_sleep = args.allow_cpu_sleep;
     Ok(config)
 }
 
