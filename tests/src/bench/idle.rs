@@ -4,9 +4,9 @@
 //! otherwise halts, and waking it on a packet cost about 45 µs: every path's request-response
 //! latency jumped between about 15 µs and 60 µs from round to round, and the fixed wakeup
 //! squeezed every ratio toward 1 (`cargo xtask bench --nic-like --paths
-//! kernel-vxlan,docker-overlay,netd-overlay`: all p50s 55-70 µs; the same paths with the request
-//! held: 10-18 µs). It is what tuned's latency-performance profile does (`force_latency`). A
-//! polling core counts as idle in /proc/stat, so the CPU columns are unchanged by it.
+//! kernel-vxlan,docker-overlay,netd-overlay`: every p50 median 55-70 µs; with the request held,
+//! 13-31 µs). It is what tuned's latency-performance profile does (`force_latency`). A polling
+//! core counts as idle in /proc/stat, so the CPU columns do not count it.
 
 use std::{fs::File, io::Write as _};
 
