@@ -33,15 +33,17 @@ impl NoCpuSleep {
         Ok(Self { _request: request })
     }
 
-    /// The note the results carry: what the run's idle cores did.
-    pub fn note(held: &anyhow::Result<Self>) -> String {
+    /// The note the results carry: what the run's idle cores did (`None`: `--allow-cpu-sleep`).
+    pub fn note(held: Option<&anyhow::Result<Self>>) -> String {
         match held {
-            Ok(_) => format!(
+            Some(Ok(_)) => format!(
                 "idle cores polled instead of sleeping ({PM_QOS_FILE} held at 0 us; --allow-cpu-sleep to measure with sleep states)"
             ),
-            Err(e) => format!(
+            Some(Err(e)) => format!(
                 "idle cores could sleep ({e:#}): latencies include waking a core, as on a host without tuning"
             ),
+            None => "idle cores could sleep (--allow-cpu-sleep): latencies include waking a core"
+                .to_string(),
         }
     }
 }

@@ -161,9 +161,7 @@ pub fn run(config: Config) -> anyhow::Result<Results> {
     let mut notes = Vec::new();
     // Held until the run returns, over the rounds and the in-kernel phase alike.
     let no_cpu_sleep = (!config.allow_cpu_sleep).then(idle::NoCpuSleep::hold);
-    if let Some(held) = &no_cpu_sleep {
-        notes.push(idle::NoCpuSleep::note(held));
-    }
+    notes.push(idle::NoCpuSleep::note(no_cpu_sleep.as_ref()));
     if kernel_cost::stats_already_enabled() {
         notes.push(
             "kernel.bpf_stats_enabled was already 1: every BPF program ran with timing overhead during the rounds"
