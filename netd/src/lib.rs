@@ -1,5 +1,6 @@
 //! netd: one shared network for containers on many Linux hosts, with an eBPF VXLAN datapath.
 //!
+//! - [`backoff`]: the retry delay of every loop that waits for something out of its hands;
 //! - [`datapath`]: the only code that touches aya: load, pin, attach, typed map operations,
 //!   and decoding pinned maps for inspection;
 //! - [`bpffs`]: the bpf filesystem the pins live on;
@@ -16,6 +17,7 @@
 //!   datapath events `netd monitor` shows, decoded and filtered.
 
 pub mod api;
+pub mod backoff;
 pub mod bpffs;
 pub mod control;
 pub mod daemon;

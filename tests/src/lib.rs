@@ -19,6 +19,9 @@ pub mod netns;
 pub mod pkt;
 pub mod records;
 pub mod testrun;
+pub mod wait;
+
+pub use wait::{wait_until, wait_until_async};
 
 /// Whether this process lacks what the privileged tests need (root: they load eBPF programs
 /// and create namespaces). Says so once, on one line, so that a plain `cargo test` by a user

@@ -1,0 +1,118 @@
+//! The one way a test waits for something: [`wait_until`] polls a probe until it is ready or a
+//! deadline passes, and the failure says what was awaited and what the probe last saw. No test
+//! sleeps for a fixed time to let something happen.
+
+use std::time::{Duration, Instant};
+
+/// What a probe answers: ready with a value, or not yet (with why, when it knows).
+pub trait Probe<T> {
+    fn ready(self) -> Result<T, Option<String>>;
+}
+
+impl<T> Probe<T> for Option<T> {
+    fn ready(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T> Probe<T> for anyhow::Result<T> {
+    fn ready(self) -> Result<T, Option<String>> {
+        self.map_err(|e| Some(format!("{e:#}")))
+    }
+}
+
+impl Probe<()> for bool {
+    fn ready(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
+    }
+}
+
+/// First poll interval; it doubles up to [`MAX_INTERVAL`], so a quick condition is seen
+/// quickly and a slow one does not cost a busy loop.
+const FIRST_INTERVAL: Duration = Duration::from_millis(10);
+const MAX_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Polls `probe` until it is ready and returns its value; fails after `deadline` (stretched by
+/// [`crate::patience`] under emulation) with `what` and the probe's last answer.
+pub fn wait_until<T, P: Probe<T>>(
+    deadline: Duration,
+    mut probe: impl FnMut() -> P,
+    what: &str,
+) -> anyhow::Result<T> {
+    let deadline = crate::patience(deadline);
+    let started = Instant::now();
+    let mut interval = FIRST_INTERVAL;
+    loop {
+        let last = match probe().ready() {
+            Ok(value) => return Ok(value),
+            Err(last) => last,
+        };
+        let waited = started.elapsed();
+        if waited >= deadline {
+            match last {
+                Some(last) => anyhow::bail!("waited {waited:.1?} for {what}; last: {last}"),
+                None => anyhow::bail!("waited {waited:.1?} for {what}"),
+            }
+        }
+        std::thread::sleep(interval.min(deadline - waited));
+        interval = (interval * 2).min(MAX_INTERVAL);
+    }
+}
+
+/// [`wait_until`] for async probes (the store fixtures and the conformance suite).
+pub async fn wait_until_async<T, P: Probe<T>, F: std::future::Future<Output = P>>(
+    deadline: Duration,
+    mut probe: impl FnMut() -> F,
+    what: &str,
+) -> anyhow::Result<T> {
+    let deadline = crate::patience(deadline);
+    let started = Instant::now();
+    let mut interval = FIRST_INTERVAL;
+    loop {
+        let last = match probe().await.ready() {
+            Ok(value) => return Ok(value),
+            Err(last) => last,
+        };
+        let waited = started.elapsed();
+        if waited >= deadline {
+            match last {
+                Some(last) => anyhow::bail!("waited {waited:.1?} for {what}; last: {last}"),
+                None => anyhow::bail!("waited {waited:.1?} for {what}"),
+            }
+        }
+        tokio::time::sleep(interval.min(deadline - waited)).await;
+        interval = (interval * 2).min(MAX_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_the_value_once_ready() {
+        let mut calls = 0;
+        let v = wait_until(
+            Duration::from_secs(5),
+            || {
+                calls += 1;
+                (calls == 3).then_some(calls)
+            },
+            "the third call",
+        )
+        .unwrap();
+        assert_eq!(v, 3);
+    }
+
+    #[test]
+    fn names_what_and_the_last_answer_at_the_deadline() {
+        let e = wait_until(
+            Duration::from_millis(50),
+            || -> anyhow::Result<()> { anyhow::bail!("connection refused") },
+            "etcd to answer",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("for etcd to answer; last: connection refused"), "{e}");
+    }
+}
