@@ -113,6 +113,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("for etcd to answer; last: connection refused"), "{e}");
+        assert!(
+            e.contains("for etcd to answer; last: connection refused"),
+            "{e}"
+        );
     }
 }
