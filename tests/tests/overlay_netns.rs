@@ -30,9 +30,6 @@ fn ping(from: &Netns, to: Ipv4Addr) -> anyhow::Result<String> {
 
 #[test]
 fn ping_crosses_hosts_in_both_directions() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let [h1, h2] = &lab.hosts;
     let out = ping(&h1.container, h2.container_ip).unwrap();
@@ -52,9 +49,6 @@ fn ping_crosses_hosts_in_both_directions() {
 
 #[test]
 fn tcp_transfer_crosses_hosts_in_both_directions() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     // With the vxlan device for GRO (the daemon's default) and without it (`--no-gro-device`).
     // Either way the sender's 64 KB GSO packets cross the veth underlay unsegmented and are no
     // GRO aggregates: TC decapsulates them (nic_offloads.rs has the aggregates).
@@ -125,9 +119,6 @@ fn inject_and_listen(lab: &TwoHostLab, src: Ipv4Addr, vni: u32) -> bool {
 
 #[test]
 fn only_registered_vteps_and_vnis_are_delivered() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let [h1, _] = &lab.hosts;
     // A second address on host 1's uplink: a VTEP nobody registered.
@@ -164,9 +155,6 @@ fn only_registered_vteps_and_vnis_are_delivered() {
 
 #[test]
 fn maps_cli_decodes_the_pins() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let netd = netd_tests::netd_bin().unwrap();
     let netd = netd.to_str().unwrap();
@@ -208,9 +196,6 @@ fn maps_cli_decodes_the_pins() {
 /// other: the two speak the same wire format, in both directions, for ping and TCP.
 #[test]
 fn interoperates_with_the_kernel_vxlan_device() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = netd_tests::lab::InteropLab::new("io").expect("interop lab");
     let kernel_ip = netd_tests::lab::CONTAINER_IPS[1];
     let out = ping(&lab.netd.container, kernel_ip).unwrap();

@@ -28,9 +28,7 @@ fn pin_dir() -> PinDir {
 
 #[test]
 fn a_restarted_datapath_keeps_its_entries() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     let dir = pin_dir();
     let options = DatapathOptions {
         pin_dir: Some(dir.0.clone()),
@@ -68,9 +66,7 @@ fn a_restarted_datapath_keeps_its_entries() {
 
 #[test]
 fn a_pin_with_another_layout_is_a_clear_error() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     let good = pin_dir();
     let bad = pin_dir();
     drop(
