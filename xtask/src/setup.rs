@@ -12,7 +12,10 @@ use std::{process::Command, time::Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::cmd::{is_root, output, status};
+use crate::{
+    cmd::{is_root, output, status},
+    ebpf_command::NIGHTLY,
+};
 
 /// Debian packages that building netd needs (the `lint` and `unit` tiers): LLVM 22 for
 /// bpf-linker, protoc for etcd-client's build.
@@ -225,26 +228,27 @@ fn stop_unwanted_services() {
     }
 }
 
+/// The pinned nightly of netd-ebpf's build ([`ebpf_command::NIGHTLY`]).
 fn nightly() -> anyhow::Result<String> {
     let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
         .context("rustup not found: netd needs rustup with a nightly toolchain")?;
-    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+    if !toolchains.lines().any(|l| l.starts_with(NIGHTLY)) {
         status(Command::new("rustup").args([
             "toolchain",
             "install",
-            "nightly",
+            NIGHTLY,
             "--profile",
             "minimal",
         ]))?;
-        return Ok("installed nightly".into());
+        return Ok(format!("installed {NIGHTLY}"));
     }
-    Ok("present".into())
+    Ok(format!("present ({NIGHTLY})"))
 }
 
 /// rustup components per toolchain (`None`: the active one, which builds the host crates):
 /// rust-src for netd-ebpf's build-std, clippy and rustfmt for `cargo xtask lint`.
 const COMPONENTS: &[(Option<&str>, &[&str])] = &[
-    (Some("nightly"), &["rust-src", "clippy"]),
+    (Some(NIGHTLY), &["rust-src", "clippy"]),
     (None, &["clippy", "rustfmt"]),
 ];
 

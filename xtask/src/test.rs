@@ -104,9 +104,10 @@ fn refuse_without_root(tiers: &[Tier]) -> anyhow::Result<()> {
         [(tier, why)] => bail!("the {} tier needs root: {why}", tier.name()),
         more => {
             let names: Vec<&str> = more.iter().map(|(t, _)| t.name()).collect();
+            let (last, others) = names.split_last().unwrap_or((&"", &[]));
             bail!(
-                "the {} tiers need root: they load eBPF programs and create network namespaces (`cargo xtask test lint unit` runs without)",
-                names.join(", ")
+                "the {} and {last} tiers need root: they load eBPF programs and create network namespaces (`cargo xtask test lint unit` runs without)",
+                others.join(", ")
             )
         }
     }
