@@ -210,6 +210,13 @@ fn interoperates_with_the_kernel_vxlan_device() {
     )
     .unwrap();
     assert!(out.contains("receiver"), "{out}");
-    assert!(lab.netd.counter("encap").unwrap() > 100);
-    assert!(lab.netd.counter("decap").unwrap() > 100);
+    // The data went netd -> kernel: at most 64 KB a frame, so 10 MB is over 150 encapsulations.
+    // What comes back is the pings' 6 frames and TCP's ACKs, as many as the receiver sent: that
+    // depends on how much GRO merged before each ACK (74 to 219 measured for the same 10 MB), so
+    // only "more than the pings" is certain: TCP's return path went through the programs too.
+    let (encap, decap) = (
+        lab.netd.counter("encap").unwrap(),
+        lab.netd.counter("decap").unwrap(),
+    );
+    assert!(encap > 100 && decap > 6, "encap {encap}, decap {decap}");
 }

@@ -56,6 +56,7 @@ const TEST_PACKAGES: &[&str] = &[
     // brings a Prometheus server too, stopped after the install (see `apt`).
     "prometheus",
 ];
+
 /// Services the packages above start on install that nothing here uses.
 const UNWANTED_SERVICES: &[&str] = &["prometheus", "prometheus-node-exporter"];
 

@@ -125,9 +125,9 @@ impl Tier {
                 Some("it creates network namespaces and runs daemons that load eBPF programs")
             }
             Tier::Docker => Some("it runs dockerd and netd in network and mount namespaces"),
-            Tier::Kernels => Some(
-                "its kernels are unpacked by `cargo xtask setup` as root, and its guests run the privileged tests over this machine's root filesystem",
-            ),
+            Tier::Kernels => {
+                Some("its qemu guests run the privileged tests on this machine's root filesystem")
+            }
         }
     }
 
