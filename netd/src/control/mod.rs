@@ -10,6 +10,8 @@
 //! Changes are applied in the order they arrive, so an older state can never be applied after
 //! a newer one, and map syscalls never run on the async runtime.
 
+#[cfg(test)]
+mod fake;
 pub mod kernel;
 pub mod local;
 pub mod model;

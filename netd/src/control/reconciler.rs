@@ -29,6 +29,8 @@ use super::{
 };
 use crate::datapath::{ChangeSet, Hook, WriteError};
 
+#[cfg(test)]
+mod tests;
 
 /// Failures of one map, logged once per run of failures.
 #[derive(Debug, Default)]
