@@ -12,7 +12,8 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 use netd_common::{
     maps::{FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind},
     monitor::hook,
-    packet, stats,
+    packet,
+    stats::Counter,
 };
 use network_types::eth::EthHdr;
 
@@ -26,7 +27,7 @@ use crate::{
 
 #[classifier]
 pub fn netd_from_parent(ctx: TcContext) -> i32 {
-    count(stats::RX);
+    count(Counter::Rx);
     tc_action(&ctx, hook::PARENT, demux(&ctx, false))
 }
 
@@ -80,12 +81,12 @@ fn demux(ctx: &TcContext, from_host: bool) -> Outcome {
     }
     pop_vlan(ctx, vlan)?;
     if from_host {
-        count(stats::MACVLAN_HOST);
-        count(stats::TX);
+        count(Counter::MacvlanHost);
+        count(Counter::Tx);
         // Plain bpf_redirect: bpf_redirect_peer silently drops from an egress hook.
         return Ok(redirect::out_of(local.ifindex));
     }
-    count(stats::MACVLAN_RX);
+    count(Counter::MacvlanRx);
     Ok(to_local(ctx, local.ifindex))
 }
 

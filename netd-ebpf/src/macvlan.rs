@@ -10,7 +10,7 @@ use aya_ebpf::{
 use netd_common::{
     maps::{EndpointInfo, FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind, macvlan_mode},
     packet::{self, ARP_FRAME_LEN, ETH_P_ARP, ETH_P_IP},
-    stats,
+    stats::Counter,
 };
 
 use crate::{
@@ -39,11 +39,11 @@ pub fn from_endpoint(
             checked_ipv4(ctx, endpoint)?;
         }
         ETH_P_ARP => {
-            let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+            let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(DropReason::Truncated)?;
             // SAFETY: bounds-checked by ptr_at.
             packet::check_arp_sender(unsafe { &*frame }, &endpoint.mac, &endpoint.ipv4)?;
         }
-        _ => return Err(DropReason(stats::DROP_UNSUPPORTED_ETHERTYPE)),
+        _ => return Err(DropReason::UnsupportedEthertype),
     }
     let mode = (endpoint.flags >> endpoint_flags::MODE_SHIFT) & 0xff;
     let host_access = endpoint.flags & endpoint_flags::HOST_ACCESS != 0;
@@ -58,7 +58,7 @@ pub fn from_endpoint(
         push_vlan(ctx, endpoint.vlan)?;
         if host_access {
             redirect::copy_into(ctx, endpoint.parent_ifindex);
-            count(stats::MACVLAN_HOST);
+            count(Counter::MacvlanHost);
         }
         return Ok(to_wire(endpoint.parent_ifindex));
     }
@@ -67,7 +67,7 @@ pub fn from_endpoint(
         && local.kind == fdb_kind::LOCAL
     {
         return match mode {
-            macvlan_mode::PRIVATE => Err(DropReason(stats::DROP_MACVLAN_PRIVATE)),
+            macvlan_mode::PRIVATE => Err(DropReason::MacvlanPrivate),
             macvlan_mode::VEPA => {
                 push_vlan(ctx, endpoint.vlan)?;
                 Ok(to_wire(endpoint.parent_ifindex))
@@ -78,8 +78,8 @@ pub fn from_endpoint(
     push_vlan(ctx, endpoint.vlan)?;
     // Unicast needs the parent's record only to recognise the host's own MAC.
     if host_access && dst == parent_of(endpoint)?.mac {
-        count(stats::MACVLAN_HOST);
-        count(stats::TX);
+        count(Counter::MacvlanHost);
+        count(Counter::Tx);
         // Up the host's stack as if it came from the LAN (a VLAN tag finds the VLAN device).
         return Ok(redirect::into(endpoint.parent_ifindex));
     }
@@ -97,25 +97,25 @@ fn parent_of(endpoint: &EndpointInfo) -> Result<ParentInfo, DropReason> {
     // SAFETY: copied out at once.
     unsafe { PARENTS.get(key) }
         .copied()
-        .ok_or(DropReason(stats::DROP_NO_PARENT))
+        .ok_or(DropReason::NoParent)
 }
 
 /// Delivers to a local endpoint (bridge mode, or a frame from the parent) from a TC ingress hook.
 #[inline(always)]
 pub fn to_local(ctx: &TcContext, ifindex: u32) -> Verdict {
-    count(stats::LOCAL);
+    count(Counter::Local);
     match config() {
         Some(c) => deliver::to_endpoint(ctx, c, ifindex),
         None => {
-            count(stats::TX);
+            count(Counter::Tx);
             redirect::out_of(ifindex)
         }
     }
 }
 
 fn to_wire(parent: u32) -> Verdict {
-    count(stats::MACVLAN_TX);
-    count(stats::TX);
+    count(Counter::MacvlanTx);
+    count(Counter::Tx);
     redirect::out_of(parent)
 }
 
@@ -127,7 +127,7 @@ pub fn push_vlan(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
     // SAFETY: valid context.
     let rc = unsafe { bpf_skb_vlan_push(ctx.skb.skb, ETH_P_8021Q.to_be(), vlan) };
     if rc != 0 {
-        return Err(DropReason(stats::DROP_VLAN_FAILED));
+        return Err(DropReason::VlanFailed);
     }
     Ok(())
 }
@@ -139,7 +139,7 @@ pub fn pop_vlan(ctx: &TcContext, vlan: u16) -> Result<(), DropReason> {
     }
     // SAFETY: valid context.
     if unsafe { bpf_skb_vlan_pop(ctx.skb.skb) } != 0 {
-        return Err(DropReason(stats::DROP_VLAN_FAILED));
+        return Err(DropReason::VlanFailed);
     }
     Ok(())
 }
@@ -155,7 +155,7 @@ pub fn flood(ctx: &TcContext, parent: &ParentInfo, except: u32) {
         let port = parent.ports[i];
         if port != except && port != 0 {
             redirect::copy_out_of(ctx, port);
-            count(stats::MACVLAN_FLOOD);
+            count(Counter::MacvlanFlood);
         }
         i += 1;
     }

@@ -11,7 +11,7 @@ use netd_common::{
         ParentInfo, ParentKey, Traffic, VtepEntry, VtepKey, capacity,
     },
     monitor::{EventBudget, MonitorControl, RING_BYTES},
-    stats,
+    stats::{self, Counter, DropReason},
 };
 
 #[map(name = "NETD_CONFIG")]
@@ -57,9 +57,20 @@ pub static MONITOR: Array<MonitorControl> = Array::with_max_entries(1, 0);
 #[map(name = "NETD_EVENT_BUDGET")]
 pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
-/// Adds one to a per-CPU counter (`netd_common::stats::*`).
+/// Adds one to a per-CPU counter.
 #[inline(always)]
-pub fn count(index: u32) {
+pub fn count(counter: Counter) {
+    add_one(counter.index());
+}
+
+/// Counts a drop under its reason.
+#[inline(always)]
+pub fn count_drop(reason: DropReason) {
+    add_one(reason.index());
+}
+
+#[inline(always)]
+fn add_one(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *counter += 1 };
