@@ -3,7 +3,7 @@
 use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::{DatapathConfig, config_flags},
-    stats,
+    stats::Counter,
 };
 
 use crate::{maps::count, redirect, traffic, verdict::Verdict};
@@ -17,7 +17,7 @@ use crate::{maps::count, redirect, traffic, verdict::Verdict};
 /// `bpf_redirect`.
 #[inline(always)]
 pub fn to_endpoint(ctx: &TcContext, config: &DatapathConfig, ifindex: u32) -> Verdict {
-    count(stats::TX);
+    count(Counter::Tx);
     traffic::received(config, ifindex, ctx.len());
     if config.flags & config_flags::REDIRECT_PEER != 0 {
         redirect::to_peer(ctx, ifindex)
