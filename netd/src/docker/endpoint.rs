@@ -111,7 +111,7 @@ impl Driver {
             Ok(p) => p,
             Err(e) => {
                 lock(&self.created).remove(&eid);
-                return Err(e);
+                return Err(e.into());
             }
         };
         // Docker refuses an answer that restates what it gave: only a MAC it did not give.

@@ -17,7 +17,10 @@ use super::{
     driver::Driver,
     protocol::{self, CreateNetworkRequest, Empty, GENERIC_OPTIONS, IpamData, NetworkRequest},
 };
-use crate::{api::SubnetSpec, service::networks::NewNetwork};
+use crate::{
+    api::{ErrorKind, SubnetSpec},
+    service::networks::NewNetwork,
+};
 
 /// How long Docker may take to show a network it just created.
 const SHOW_WAIT: Duration = Duration::from_secs(30);
@@ -168,8 +171,8 @@ impl Driver {
         match self.service.network_create(new).await {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
             // Made elsewhere first (or by `netd network create`): use it.
-            Err(e) if e.to_string().contains("already exists") => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
         }
         self.bind(nid, &name);
         Ok(())
