@@ -18,13 +18,11 @@ use super::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// (The I/O error is in the message, and not a `source`: the CLI prints a chain whole.)
     #[error(
-        "cannot reach the netd daemon at {path}: {source} (is `netd daemon` running? see --socket)"
+        "cannot reach the netd daemon at {path}: {error} (is `netd daemon` running? see --socket)"
     )]
-    Connect {
-        path: String,
-        source: std::io::Error,
-    },
+    Connect { path: String, error: std::io::Error },
     #[error("permission denied: the netd API at {0} is root-only (run as root)")]
     PermissionDenied(String),
     #[error("talking to the netd daemon: {0}")]
@@ -127,13 +125,13 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
         let socket = self.socket.display().to_string();
-        let stream = UnixStream::connect(&self.socket).await.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::PermissionDenied {
+        let stream = UnixStream::connect(&self.socket).await.map_err(|error| {
+            if error.kind() == std::io::ErrorKind::PermissionDenied {
                 ClientError::PermissionDenied(socket.clone())
             } else {
                 ClientError::Connect {
                     path: socket.clone(),
-                    source,
+                    error,
                 }
             }
         })?;
