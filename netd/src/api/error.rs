@@ -1,18 +1,17 @@
 //! What went wrong, as one kind the daemon, the CLI and the Docker frontend all match on, and
 //! its one mapping to an HTTP status (the API's answers) and to the CLI's exit code.
 //!
-//! | kind                | meaning                                                        | HTTP | exit |
-//! | ------------------- | -------------------------------------------------------------- | ---- | ---- |
-//! | (success)           |                                                                | 200  | 0    |
-//! | `internal`          | a bug, the kernel refusing, anything not below                 | 500  | 1    |
-//! | `invalid`           | bad input: a flag, a name, an address, a malformed request     | 400  | 2    |
-//! | `not_found`         | no such network, endpoint, namespace or interface              | 404  | 3    |
-//! | `already_exists`    | the network or endpoint named exists already                   | 409  | 4    |
-//! | `in_use`            | taken by another (an address, a MAC, a VNI) or still used      | 409  | 4    |
-//! | `unavailable`       | the store or the daemon cannot answer now (unreachable, still  | 503  | 5    |
-//! |                     | syncing): try again                                            |      |      |
-//! | `refused`           | the store answered and refused the request                     | 502  | 6    |
-//! | `permission_denied` | the caller may not use the API (root only)                     | 403  | 7    |
+//! | kind                | meaning                                            | HTTP | exit |
+//! | ------------------- | -------------------------------------------------- | ---- | ---- |
+//! | (success)           | 201 for what a POST created                        | 200  | 0    |
+//! | `internal`          | a bug, the kernel refusing, anything not below     | 500  | 1    |
+//! | `invalid`           | bad input: flag, name, address, malformed request  | 400  | 2    |
+//! | `not_found`         | no such network, endpoint, namespace, interface    | 404  | 3    |
+//! | `already_exists`    | the network or endpoint named exists already       | 409  | 4    |
+//! | `in_use`            | taken (address, MAC, VNI) or still used            | 409  | 4    |
+//! | `unavailable`       | store unreachable, daemon still syncing: try again | 503  | 5    |
+//! | `refused`           | the store answered and refused the request         | 502  | 6    |
+//! | `permission_denied` | the caller may not use the API (root only)         | 403  | 7    |
 //!
 //! Exit code 2 is also what a command line clap cannot parse exits with, as with every clap
 //! tool: bad input is bad input, whether the CLI or the daemon finds it.

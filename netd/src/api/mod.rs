@@ -4,16 +4,16 @@
 //!
 //! Routes are versioned as Docker's Engine API is:
 //!
-//! | method | path                                  | body             | answer          |
-//! | ------ | ------------------------------------- | ---------------- | --------------- |
-//! | GET    | `/v1/networks`                        |                  | `[Network]`     |
-//! | POST   | `/v1/networks`                        | [`CreateNetwork`]| [`Network`] 201 |
-//! | GET    | `/v1/networks/{name}`                 |                  | [`Network`]     |
-//! | DELETE | `/v1/networks/{name}`                 |                  | [`Removed`]     |
-//! | GET    | `/v1/endpoints[?network=N]`           |                  | `[Endpoint]`    |
-//! | POST   | `/v1/endpoints`                       | [`AddEndpoint`]  | [`Endpoint`] 201|
-//! | DELETE | `/v1/endpoints/{name}[?network=N]`    |                  | [`Removed`]     |
-//! | GET    | `/v1/status`                          |                  | [`Status`]      |
+//! | method | path                               | body              | answer                    |
+//! | ------ | ---------------------------------- | ----------------- | ------------------------- |
+//! | GET    | `/v1/networks`                     |                   | `[Network]`               |
+//! | POST   | `/v1/networks`                     | [`CreateNetwork`] | [`Network`], 201          |
+//! | GET    | `/v1/networks/{name}`              |                   | [`Network`] (+ endpoints) |
+//! | DELETE | `/v1/networks/{name}`              |                   | [`Removed`]               |
+//! | GET    | `/v1/endpoints[?network=N]`        |                   | `[Endpoint]`              |
+//! | POST   | `/v1/endpoints`                    | [`AddEndpoint`]   | [`Endpoint`], 201         |
+//! | DELETE | `/v1/endpoints/{name}[?network=N]` |                   | [`Removed`]               |
+//! | GET    | `/v1/status`                       |                   | [`Status`]                |
 //!
 //! A request with a body sends `Content-Type: application/json`. A failed request is answered
 //! with `{"kind": ..., "message": ...}` ([`ApiError`]) and the status its [`ErrorKind`] maps to

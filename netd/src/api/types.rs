@@ -308,3 +308,213 @@ pub struct ProgramStatus {
     /// Instructions the verifier processed to prove the program safe.
     pub verified_instructions: Option<u32>,
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// `netd status --json` as scripts (and the README) read it: these names are the interface.
+    #[test]
+    fn status_keeps_the_field_names_scripts_read() {
+        let link = LinkStatus {
+            state: LinkState::Connected,
+            for_seconds: 12,
+            error: None,
+        };
+        let status = Status {
+            healthy: false,
+            problems: vec!["docker unreachable".into()],
+            health: HealthStatus {
+                healthy: false,
+                problems: vec!["docker unreachable".into()],
+            },
+            host: "h1".into(),
+            vtep: Ipv4Addr::new(10, 0, 0, 1),
+            uplink: "eth0".into(),
+            uplink_mtu: 1500,
+            kernel: KernelStatus {
+                tc_attach: "tcx".into(),
+                adjust_room_encap_l2_eth: true,
+                adjust_room_decap_l3_ipv4: false,
+                gro_device: None,
+            },
+            store_url: "etcd://127.0.0.1:2379".into(),
+            store: StoreStatus {
+                state: LinkState::Unreachable,
+                watch: LinkStatus {
+                    state: LinkState::Unreachable,
+                    for_seconds: 3,
+                    error: Some("connection refused".into()),
+                },
+                lease: LeaseStatus {
+                    link,
+                    lease: Some("7587".into()),
+                    ttl_seconds: 15,
+                    registrations: 1,
+                    renewals: 4,
+                    missed_renewals: 0,
+                    last_renewal_ms_ago: Some(900),
+                },
+                url: "etcd://127.0.0.1:2379".into(),
+                revision: 42,
+                member: None,
+            },
+            hosts: [(
+                "h1".to_string(),
+                PeerHost {
+                    vtep: Ipv4Addr::new(10, 0, 0, 1),
+                    netd: "0.1.0".into(),
+                },
+            )]
+            .into(),
+            networks: 2,
+            networks_active: 1,
+            endpoints_local: 1,
+            endpoints_known: 3,
+            endpoints_programmed: Programmed {
+                local: 1,
+                remote: 2,
+            },
+            invalid_values: 0,
+            events_applied: 7,
+            drift_repaired: 0,
+            last_batch: LastBatch { events: 2, ms: 0.5 },
+            docker: "disabled".into(),
+            maps: vec![MapStatus {
+                name: "NETD_FDB".into(),
+                entries: 3,
+                max_entries: 65536,
+                failed_writes: 0,
+                error: None,
+            }],
+            programs: vec![ProgramStatus {
+                name: "netd_egress".into(),
+                instructions: Some(900),
+                jited_bytes: 5000,
+                verified_instructions: None,
+            }],
+            uptime_seconds: 60,
+        };
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "healthy": false,
+                "problems": ["docker unreachable"],
+                "health": { "healthy": false, "problems": ["docker unreachable"] },
+                "host": "h1",
+                "vtep": "10.0.0.1",
+                "uplink": "eth0",
+                "uplink_mtu": 1500,
+                "kernel": {
+                    "tc_attach": "tcx",
+                    "adjust_room_encap_l2_eth": true,
+                    "adjust_room_decap_l3_ipv4": false,
+                    "gro_device": null,
+                },
+                "store_url": "etcd://127.0.0.1:2379",
+                "store": {
+                    "state": "unreachable",
+                    "watch": {
+                        "state": "unreachable",
+                        "for_seconds": 3,
+                        "error": "connection refused",
+                    },
+                    "lease": {
+                        "state": "connected",
+                        "for_seconds": 12,
+                        "lease": "7587",
+                        "ttl_seconds": 15,
+                        "registrations": 1,
+                        "renewals": 4,
+                        "missed_renewals": 0,
+                        "last_renewal_ms_ago": 900,
+                    },
+                    "url": "etcd://127.0.0.1:2379",
+                    "revision": 42,
+                    "member": null,
+                },
+                "hosts": { "h1": { "vtep": "10.0.0.1", "netd": "0.1.0" } },
+                "networks": 2,
+                "networks_active": 1,
+                "endpoints_local": 1,
+                "endpoints_known": 3,
+                "endpoints_programmed": { "local": 1, "remote": 2 },
+                "invalid_values": 0,
+                "events_applied": 7,
+                "drift_repaired": 0,
+                "last_batch": { "events": 2, "ms": 0.5 },
+                "docker": "disabled",
+                "maps": [{
+                    "name": "NETD_FDB",
+                    "entries": 3,
+                    "max_entries": 65536,
+                    "failed_writes": 0,
+                    "error": null,
+                }],
+                "programs": [{
+                    "name": "netd_egress",
+                    "instructions": 900,
+                    "jited_bytes": 5000,
+                    "verified_instructions": null,
+                }],
+                "uptime_seconds": 60,
+            })
+        );
+        assert_eq!(serde_json::from_value::<Status>(value).unwrap(), status);
+    }
+
+    /// `network inspect --json`: endpoints listed, warnings only when there are some.
+    #[test]
+    fn a_network_says_its_endpoints_and_only_real_warnings() {
+        let endpoint = Endpoint {
+            name: "web".into(),
+            network: "n".into(),
+            ip: Ipv4Addr::new(10, 1, 0, 5),
+            mac: "02:42:0a:01:00:05".parse().unwrap(),
+            host: "h1".into(),
+            vtep: Ipv4Addr::new(10, 0, 0, 1),
+            interface: None,
+        };
+        let network = Network {
+            name: "n".into(),
+            driver: "overlay".into(),
+            vni: 256,
+            subnets: vec![Subnet {
+                subnet: "10.1.0.0/24".parse().unwrap(),
+                gateway: Some(Ipv4Addr::new(10, 1, 0, 1)),
+                ip_range: None,
+                aux: BTreeMap::new(),
+            }],
+            mtu: None,
+            options: BTreeMap::new(),
+            endpoints: 1,
+            endpoint_list: Some(vec![endpoint]),
+            warnings: Vec::new(),
+        };
+        let value = serde_json::to_value(&network).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "name": "n",
+                "driver": "overlay",
+                "vni": 256,
+                "subnets": [{ "subnet": "10.1.0.0/24", "gateway": "10.1.0.1" }],
+                "mtu": null,
+                "options": {},
+                "endpoints": 1,
+                "endpoint_list": [{
+                    "name": "web",
+                    "network": "n",
+                    "ip": "10.1.0.5",
+                    "mac": "02:42:0a:01:00:05",
+                    "host": "h1",
+                    "vtep": "10.0.0.1",
+                }],
+            })
+        );
+        assert_eq!(serde_json::from_value::<Network>(value).unwrap(), network);
+    }
+}

@@ -9,7 +9,6 @@ use std::{
 
 use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
-use netd_store::keys;
 use serde_json::{Map, Value};
 
 use super::{
@@ -185,15 +184,12 @@ impl Driver {
             return Ok(Empty {});
         };
         tracing::info!(network = %name, "Docker removed the network here: removing it everywhere");
-        if self
-            .service
-            .store
-            .get(&keys::network(&name))
-            .await?
-            .is_some()
+        // `docker network rm` here removes the network everywhere, once nobody uses it; one
+        // removed already (from another host) is what was asked.
+        if let Err(e) = self.service.network_rm(&name).await
+            && e.kind() != ErrorKind::NotFound
         {
-            // `docker network rm` here removes the network everywhere, once nobody uses it.
-            self.service.network_rm(&name).await?;
+            return Err(e.into());
         }
         self.bindings.remove(&nid);
         Ok(Empty {})
