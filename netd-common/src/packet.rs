@@ -22,7 +22,7 @@ pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ENCAP_HLEN: usize = IPV4_HLEN + UDP_HLEN + VXLAN_HLEN;
 /// Total bytes added in front of the inner frame.
 pub const ENCAP_ROOM: usize = ENCAP_HLEN + ETH_HLEN;
-/// Outer TTL (design: 64).
+/// Outer TTL (docs/architecture.md#vxlan-on-the-wire).
 pub const OUTER_TTL: u8 = 64;
 /// VXLAN I flag: the VNI is valid (RFC 7348 §5).
 pub const VXLAN_FLAG_I: u8 = 0x08;

@@ -12,7 +12,7 @@ use crate::{maps::count, redirect, traffic, verdict::Verdict};
 ///
 /// `bpf_redirect_peer` switches to the container's namespace without a second pass through the
 /// host-side veth's queue; it only works from TC ingress and toward a veth whose peer is in
-/// another namespace (design §8), which is where both callers are. The loader always sets the
+/// another namespace (docs/architecture.md), where both callers are. The loader always sets the
 /// flag (it refuses kernels without the helper); a config written without it gets plain
 /// `bpf_redirect`.
 #[inline(always)]

@@ -109,7 +109,7 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
         // bpf_skb_adjust_room's DECAP_L4_UDP (bpf-next, 2026; in no kernel netd runs on) clears
         // them, and a container that forwards it would have it segmented wrongly. The kernel's
         // device clears both; every check above has been made, and from-tunnel delivers it
-        // (design §8). A local sender's GSO packet (veth underlay) stays here: through the
+        // (docs/architecture.md). A local sender's GSO packet (veth underlay) stays here: via the
         // device it cost a fifth of the TCP stream (`cargo xtask bench`, netd-tc-decap).
         count(stats::GRO_TO_KERNEL);
         return Ok(Verdict::Stack);

@@ -28,7 +28,7 @@ use prometheus_client::{
 use netd_common::maps::Traffic;
 
 use crate::{
-    control::{Control, MapFill},
+    control::{BatchObserver, Control, MapFill},
     health::{Health, LinkState},
 };
 
@@ -57,6 +57,12 @@ impl Default for BatchDuration {
 impl BatchDuration {
     pub fn observe(&self, took: Duration) {
         self.0.observe(took.as_secs_f64());
+    }
+}
+
+impl BatchObserver for BatchDuration {
+    fn observe(&self, took: Duration) {
+        BatchDuration::observe(self, took);
     }
 }
 

@@ -1,6 +1,6 @@
 //! A cluster on one machine: N host namespaces on a switch (a bridge in its own namespace), a real
 //! etcd (or the embedded store) and a real `netd daemon` per host, started with `nsenter` so that
-//! it keeps the machine's bpffs (design §6). Containers are namespaces the tests create.
+//! it keeps the machine's bpffs (docs/architecture.md). Containers are namespaces the tests create.
 //!
 //! ```text
 //!   sw: br0 10.201.0.254/24, etcd :2379

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 
 use netd::{
-    control::snapshot::Snapshot,
-    datapath::{Datapath, DatapathError, DatapathOptions, MapState},
+    control::{kernel::conformance, snapshot::Snapshot},
+    datapath::{Capacities, Datapath, DatapathError, DatapathOptions, MapState},
 };
 use netd_tests::records;
 
@@ -99,4 +99,21 @@ fn a_pin_with_another_layout_is_a_clear_error() {
         text.contains("NETD_FDB") && text.contains("key 8 B") && text.contains("key 12 B"),
         "{text}"
     );
+}
+
+/// The kernel's maps keep the rules the reconciler's unit tests rely on (its fake kernel is
+/// held to the same check, in netd's unit tests): a full map refuses a new key as full and
+/// takes new values for keys it has, deletes of a set run before its writes, deleting a missing
+/// key is fine. The capacity is small so that filling the map is quick.
+#[test]
+fn the_maps_keep_the_rules_the_reconcilers_tests_rely_on() {
+    let mut datapath = Datapath::load(DatapathOptions {
+        capacities: Capacities {
+            local_endpoints: 8,
+            ..Capacities::default()
+        },
+        ..DatapathOptions::default()
+    })
+    .unwrap();
+    conformance::check(&mut datapath).unwrap();
 }

@@ -183,7 +183,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         local: local.into_iter().collect(),
         macvlan_parent: options.macvlan_parent.clone(),
         run_dir: options.run_dir.clone(),
-        batch_duration: batch_duration.clone(),
+        batch_duration: Box::new(batch_duration.clone()),
     })?;
     let store = Arc::new(connect(&options.store).await?);
     let dns = match options.dns.clone() {

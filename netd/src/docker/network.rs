@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 
 use super::{
     bindings::NETD_NETWORK_OPTION,
-    driver::Driver,
     protocol::{self, CreateNetworkRequest, Empty, GENERIC_OPTIONS, IpamData, NetworkRequest},
+    state::DockerState,
 };
 use crate::{
     api::{ErrorKind, SubnetSpec},
@@ -98,7 +98,7 @@ fn subnet_spec(data: &IpamData) -> anyhow::Result<(Ipv4Net, SubnetSpec)> {
 /// on the other hosts are made internal too.
 pub const INTERNAL_OPTION: &str = "netd.internal";
 
-impl Driver {
+impl DockerState {
     pub(super) async fn create_network(
         self: &Arc<Self>,
         req: CreateNetworkRequest,
