@@ -9,7 +9,7 @@
 pub(crate) mod handlers;
 mod host;
 mod metrics_server;
-mod server;
+pub(crate) mod server;
 mod watcher;
 
 use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -256,7 +256,8 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         host = %daemon.options.host_name,
         "serving"
     );
-    tasks.spawn(server::serve(listener, daemon.clone()));
+    // Root only: the API changes the host's interfaces.
+    tasks.spawn(server::serve(listener, handlers::router(daemon.clone()), 0));
     supervise(
         tasks,
         [("reconciler", reconciler), ("liveness", liveness)],

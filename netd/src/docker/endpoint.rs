@@ -112,7 +112,7 @@ impl DockerState {
             Ok(p) => p,
             Err(e) => {
                 lock(&self.created).remove(&eid);
-                return Err(e);
+                return Err(e.into());
             }
         };
         // Docker refuses an answer that restates what it gave: only a MAC it did not give.
