@@ -129,6 +129,20 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Adds a host and starts its daemon (`--no-docker` and `daemon_args`), without waiting for
+    /// it to register: for the tests of a store that does not let it. Returns its index.
+    pub fn add_unregistered_host(
+        &mut self,
+        lease_ttl: Option<u64>,
+        daemon_args: &[&str],
+    ) -> anyhow::Result<usize> {
+        let i = self.hosts.len();
+        let mut args = vec!["--no-docker".to_string()];
+        args.extend(daemon_args.iter().map(|a| a.to_string()));
+        self.add_host(i, lease_ttl, &mut |_, _| Ok(args.clone()))?;
+        Ok(i)
+    }
+
     fn add_host(
         &mut self,
         i: usize,
