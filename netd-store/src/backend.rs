@@ -10,27 +10,25 @@
 //! - Conditional writes ([`Backend::put_if`], [`Backend::create_all`],
 //!   [`Backend::delete_with_claim`]) are atomic: all of their keys, or none.
 //! - A lease deletes its keys when it is revoked or not kept alive within its TTL.
-//! - A history the backend no longer has is [`StoreError::Compacted`]: the caller lists again.
+//! - A history the backend no longer has is [`StoreError::Compacted`](crate::StoreError::Compacted): the caller lists again.
 //!
-//! Errors say what to do next: [`StoreError::Unavailable`] (no member could serve: retry, the
-//! store is away), [`StoreError::Refused`] (the store answered and refused this request: retrying
-//! the same request will not help until someone changes something), [`StoreError::LeaseLost`],
-//! [`StoreError::Compacted`].
+//! Errors say what to do next: [`StoreError::Unavailable`](crate::StoreError::Unavailable) (no member could serve: retry, the
+//! store is away), [`StoreError::Refused`](crate::StoreError::Refused) (the store answered and refused this request: retrying
+//! the same request will not help until someone changes something), [`StoreError::LeaseLost`](crate::StoreError::LeaseLost),
+//! [`StoreError::Compacted`](crate::StoreError::Compacted).
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, WatchEvent};
 
-#[allow(unused_imports, reason = "named by the docs above")]
-use crate::StoreError;
-
 /// A granted lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     pub id: LeaseId,
     /// How long after the last renewal the store deletes the lease's keys, at most: the TTL
-    /// asked for, or the longer one the store raised it to (etcd's and Consul's minimums).
+    /// asked for (on Consul, twice the whole seconds of a session of half of it), or the longer
+    /// one the store raised it to (etcd's and Consul's minimums).
     pub ttl: Duration,
 }
 
@@ -50,7 +48,7 @@ pub trait Backend: Send + Sync {
     /// One page of the keys under `prefix` after the key `after` (from the start when `None`), as
     /// of `revision` (`None`: now; the page says which revision that was). Ask for the next page
     /// at the same revision after the page's last key, while `more`. A revision the backend can
-    /// no longer serve is [`StoreError::Compacted`]: list again. A watch from the first page's
+    /// no longer serve is [`StoreError::Compacted`](crate::StoreError::Compacted): list again. A watch from the first page's
     /// revision + 1 misses nothing.
     fn list_page(
         &self,
@@ -86,7 +84,7 @@ pub trait Backend: Send + Sync {
     fn put(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<i64>> + Send;
 
     /// Writes a key that goes away with `lease`; returns the new revision.
-    /// [`StoreError::LeaseLost`] when the lease is gone.
+    /// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost) when the lease is gone.
     fn put_with_lease(
         &self,
         key: &str,
@@ -117,7 +115,7 @@ pub trait Backend: Send + Sync {
     /// lease says which).
     fn grant_lease(&self, ttl: Duration) -> impl Future<Output = Result<Lease>> + Send;
 
-    /// Renews a lease for another TTL; [`StoreError::LeaseLost`] when it already ended.
+    /// Renews a lease for another TTL; [`StoreError::LeaseLost`](crate::StoreError::LeaseLost) when it already ended.
     fn keep_alive(&self, lease: &LeaseId) -> impl Future<Output = Result<()>> + Send;
 
     /// Ends a lease now, deleting its keys. A lease that already ended is no error: its keys
@@ -125,7 +123,7 @@ pub trait Backend: Send + Sync {
     fn revoke(&self, lease: &LeaseId) -> impl Future<Output = Result<()>> + Send;
 
     /// Watches every key under `prefix` from `from_revision` (inclusive, > 0). History the
-    /// backend no longer has is [`StoreError::Compacted`], from this call or the watch's first
+    /// backend no longer has is [`StoreError::Compacted`](crate::StoreError::Compacted), from this call or the watch's first
     /// [`Watch::next`].
     fn watch(
         &self,

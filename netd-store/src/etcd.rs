@@ -7,7 +7,7 @@
 //! park a request until some endpoint becomes ready. Watch streams have no deadline (events may
 //! legitimately be hours apart) and instead rely on HTTP/2 keep-alive pings to notice a dead peer.
 //!
-//! Errors are sorted by what the caller can do ([`map_err`]): "etcd could not be reached, did
+//! Errors are sorted by what the caller can do (`map_err`): "etcd could not be reached, did
 //! not answer, or cannot serve now" is [`StoreError::Unavailable`] (retry); a request etcd
 //! answered and refused (invalid, too large, too many operations, out of space, not permitted)
 //! is [`StoreError::Refused`]; the rest is [`StoreError::Other`].

@@ -313,7 +313,7 @@ impl Store {
 }
 
 /// The backend's own answers, except that reads that fail as unavailable are tried again
-/// ([`retry_read`]).
+/// (`retry_read`).
 impl Backend for Store {
     type Watch = WatchStream;
 
