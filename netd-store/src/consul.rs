@@ -392,16 +392,16 @@ impl ConsulStore {
                     break;
                 }
             };
-            let error = server_error(status, &String::from_utf8_lossy(&body));
-            if error != ServerError::Refused {
-                failures.push(format!(
-                    "{member}: {status} {}",
-                    String::from_utf8_lossy(&body).trim()
-                ));
-                if retry == Retry::Anywhere || error == ServerError::NotApplied {
-                    continue;
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                let text = String::from_utf8_lossy(&body);
+                let error = server_error(status, &text);
+                if error != ServerError::Refused {
+                    failures.push(format!("{member}: {status} {}", text.trim()));
+                    if retry == Retry::Anywhere || error == ServerError::NotApplied {
+                        continue;
+                    }
+                    break;
                 }
-                break;
             }
             if i != first {
                 tracing::warn!(member, "Consul: now talking to this member");
@@ -816,7 +816,9 @@ impl Backend for ConsulStore {
                 .collect::<Result<Vec<_>>>()?;
             match self.txn(ops).await? {
                 Txn::Applied(entries) => revision = Self::revision_of(&entries),
-                Txn::Failed(errors) => return Err(refusal("", None, &errors)),
+                Txn::Failed(errors) => {
+                    return Err(refusal(&format!("{} keys", chunk.len()), None, &errors));
+                }
             }
         }
         Ok(revision)
@@ -965,18 +967,18 @@ fn known_keys(kvs: &[KeyValue], prefix: &str) -> HashMap<String, i64> {
         .collect()
 }
 
-/// Why a write the caller did not make conditional was refused.
-fn refusal(key: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreError {
+/// Why a write of `what` (a key, or several) the caller did not make conditional was refused.
+fn refusal(what: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreError {
     if let Some(lease) = lease
         && errors.iter().any(|e| e.what.contains("session"))
     {
         return StoreError::LeaseLost(lease.clone());
     }
-    let what: Vec<String> = errors
+    let reasons: Vec<String> = errors
         .iter()
         .map(|e| format!("operation {}: {}", e.op_index, e.what))
         .collect();
-    StoreError::refused(format!("the write of {key}"), what.join("; "))
+    StoreError::refused(format!("the write of {what}"), reasons.join("; "))
 }
 
 fn permission_denied(request: &str, reason: &str) -> StoreError {
