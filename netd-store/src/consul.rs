@@ -1,5 +1,5 @@
 //! Consul backend: `consul://HOST:PORT[,HOST:PORT...][/PREFIX]` (or `consul+https://`), on
-//! Consul's KV HTTP API, with the semantics the etcd backend has (design §4):
+//! Consul's KV HTTP API, with the semantics the etcd backend has (docs/stores.md):
 //!
 //! - A revision is Consul's Raft index: `X-Consul-Index` of an answer, `CreateIndex` and
 //!   `ModifyIndex` of a key. It grows with every write, as etcd's revision does.

@@ -49,7 +49,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Largest gRPC message the client decodes. gRPC's default is 4 MiB, which one listing of about
-/// 19,000 endpoints or one lagging watch batch exceeds (design §9). Listings are paged and
+/// 19,000 endpoints or one lagging watch batch exceeds (docs/stores.md). Listings are paged and
 /// watches fragmented, so no answer should come near this; it is a backstop, not a budget.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 

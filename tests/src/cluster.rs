@@ -1,7 +1,7 @@
 //! A cluster on one machine: N host namespaces on a switch (a bridge in its own namespace), a real
 //! store server on the switch (tests/src/stores.rs; or the embedded store) and a real
-//! `netd daemon` per host, started with `nsenter` so that
-//! it keeps the machine's bpffs (design §6). Containers are namespaces the tests create.
+//! `netd daemon` per host, started with `nsenter` so that it keeps the machine's bpffs
+//! (docs/architecture.md). Containers are namespaces the tests create.
 //!
 //! ```text
 //!   sw: br0 10.201.0.254/24, etcd :2379
@@ -20,6 +20,8 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use netd::api::{LinkState, Status};
+use serde::de::DeserializeOwned;
 
 use crate::{ip, netns::Netns, sh};
 
@@ -214,9 +216,8 @@ impl Cluster {
     /// Waits until host `i`'s daemon sees `expected` hosts.
     pub fn wait_registered(&self, i: usize, expected: usize) -> anyhow::Result<()> {
         self.wait_for(Duration::from_secs(15), || {
-            let status = self.netd_json(i, &["status"]).ok()?;
-            (status["hosts"].as_object()?.len() == expected
-                && status["store"]["state"] == "connected")
+            let status: Status = self.netd_as(i, &["status"]).ok()?;
+            (status.hosts.len() == expected && status.store.state == LinkState::Connected)
                 .then_some(())
         })
         .with_context(|| {
@@ -262,9 +263,38 @@ impl Cluster {
 
     /// Like [`Self::netd`] with `--json`, parsed.
     pub fn netd_json(&self, i: usize, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        self.netd_as(i, args)
+    }
+
+    /// Like [`Self::netd`] with `--json`, read as the daemon's answer type: `netd_as::<Status>
+    /// (0, &["status"])`, `netd_as::<Vec<Network>>(0, &["network", "ls"])` (`netd::api`).
+    pub fn netd_as<T: DeserializeOwned>(&self, i: usize, args: &[&str]) -> anyhow::Result<T> {
         let mut all = args.to_vec();
         all.push("--json");
-        Ok(serde_json::from_str(&self.netd(i, &all)?)?)
+        let out = self.netd(i, &all)?;
+        serde_json::from_str(&out)
+            .with_context(|| format!("netd {} answered {out}", args.join(" ")))
+    }
+
+    /// Runs the CLI on host `i` where it must fail: its exit code (compare with
+    /// `ErrorKind::exit_code`, `netd::api::error`) and its stderr.
+    pub fn netd_error(&self, i: usize, args: &[&str]) -> anyhow::Result<(u8, String)> {
+        let out = Command::new(crate::netd_bin()?)
+            .arg("--socket")
+            .arg(self.hosts[i].run_dir.join("netd.sock"))
+            .arg("--pin-dir")
+            .arg(&self.hosts[i].pin_dir)
+            .args(args)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match out.status.code().map(u8::try_from) {
+            Some(Ok(code)) if code != 0 => Ok((code, stderr)),
+            _ => bail!(
+                "netd {} did not fail: {}: {stderr}",
+                args.join(" "),
+                out.status
+            ),
+        }
     }
 
     /// A new container namespace (removed with the cluster).

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use std::net::Ipv4Addr;
 
+use netd::api::{Endpoint, ErrorKind, LinkState, Network, Status};
 use netd_tests::{
     cluster::{Cluster, ConsulSettings, STORE_MEMBERS, StoreKind, StoreSetup},
     netns::iperf3,
@@ -38,8 +39,8 @@ fn ping(cluster: &Cluster, container: usize, to: &str) -> anyhow::Result<String>
 }
 
 fn endpoint_ip(cluster: &Cluster, host: usize, args: &[&str]) -> String {
-    let v = cluster.netd_json(host, args).unwrap();
-    v["ip"].as_str().unwrap().to_string()
+    let added: Endpoint = cluster.netd_as(host, args).unwrap();
+    added.ip.to_string()
 }
 
 /// The seed's scenario: a network created on host 1 is used on host 2.
@@ -241,7 +242,12 @@ fn exhaustion_and_bad_input_are_clear_errors() {
         return;
     }
     let mut c = Cluster::new("er", 1, StoreKind::Etcd, 10).unwrap();
-    let err = |c: &Cluster, args: &[&str]| c.netd(0, args).unwrap_err().to_string();
+    // The message, once the exit code has said the kind (netd::api::error's table).
+    let err = |c: &Cluster, args: &[&str], kind: ErrorKind| {
+        let (code, e) = c.netd_error(0, args).unwrap();
+        assert_eq!(code, kind.exit_code(), "{kind}: {e}");
+        e
+    };
     c.netd(
         0,
         &[
@@ -268,6 +274,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             &netns(0),
             "x",
         ],
+        ErrorKind::NotFound,
     );
     assert!(e.contains("network \"nosuch\" not found"), "{e}");
     let e = err(
@@ -283,6 +290,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "10.71.0.1",
             "x",
         ],
+        ErrorKind::Invalid,
     );
     assert!(e.contains("outside network"), "{e}");
     add(&c, 0, "tiny", ns[0], "a", &["--ip", "10.70.0.1"]);
@@ -299,6 +307,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "10.70.0.1",
             "b",
         ],
+        ErrorKind::InUse,
     );
     assert!(e.contains("already in use"), "{e}");
     add(&c, 0, "tiny", ns[1], "b", &[]);
@@ -313,6 +322,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             &netns(2),
             "c",
         ],
+        ErrorKind::InUse,
     );
     assert!(e.contains("no free address"), "{e}");
     let e = err(
@@ -328,6 +338,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "zz:00",
             "c",
         ],
+        ErrorKind::Invalid,
     );
     assert!(e.contains("invalid MAC"), "{e}");
     let e = err(
@@ -341,6 +352,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "700",
             "other",
         ],
+        ErrorKind::InUse,
     );
     assert!(
         e.contains("VNI 700 is already used by network \"tiny\""),
@@ -357,11 +369,13 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "10.80.1.0/24",
             "ov",
         ],
+        ErrorKind::Invalid,
     );
     assert!(e.contains("overlap"), "{e}");
     let e = err(
         &c,
         &["network", "create", "--subnet", "10.80.0.0/33", "bad"],
+        ErrorKind::Invalid,
     );
     assert!(e.contains("invalid subnet"), "{e}");
     let e = err(
@@ -375,9 +389,10 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "mtu=abc",
             "bad",
         ],
+        ErrorKind::Invalid,
     );
     assert!(e.contains("invalid mtu"), "{e}");
-    let e = err(&c, &["network", "rm", "tiny"]);
+    let e = err(&c, &["network", "rm", "tiny"], ErrorKind::InUse);
     assert!(e.contains("in use by 2 endpoint"), "{e}");
     // A network whose MTU the uplink (1500) cannot carry with VXLAN's 50 B: inspect says so,
     // naming the host, and the daemon logs it.
@@ -394,14 +409,22 @@ fn exhaustion_and_bad_input_are_clear_errors() {
         ],
     )
     .unwrap();
-    let big = c.netd_json(0, &["network", "inspect", "big"]).unwrap();
-    let warnings = big["warnings"].to_string();
-    assert!(
-        warnings.contains("needs an uplink MTU of 1530") && warnings.contains("host h1's is 1500"),
-        "{big}"
+    let big: Network = c.netd_as(0, &["network", "inspect", "big"]).unwrap();
+    assert_eq!(
+        big.warnings,
+        ["MTU 1480 needs an uplink MTU of 1530 for VXLAN; host h1's is 1500"],
+        "{big:?}"
     );
-    let small = c.netd_json(0, &["network", "inspect", "tiny"]).unwrap();
-    assert!(small["warnings"].is_null(), "{small}");
+    let small: Network = c.netd_as(0, &["network", "inspect", "tiny"]).unwrap();
+    assert!(small.warnings.is_empty(), "{small:?}");
+    assert_eq!(small.endpoints, 2, "{small:?}");
+    let names: Vec<&str> = small
+        .endpoint_list
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{small:?}");
     c.wait_for(Duration::from_secs(5), || {
         std::fs::read_to_string(&c.hosts[0].log)
             .ok()?
@@ -426,11 +449,12 @@ fn exhaustion_and_bad_input_are_clear_errors() {
                 gateway,
                 "gw",
             ],
+            ErrorKind::Invalid,
         );
         assert!(e.contains(what), "{e}");
     }
     // Every error is one line: the daemon's, and the command line's own.
-    let one_line = |args: &[&str], uid: Option<&str>| {
+    let one_line = |args: &[&str], uid: Option<&str>, kind: ErrorKind| {
         let socket = c.hosts[0].run_dir.join("netd.sock").display().to_string();
         let bin = netd_tests::netd_bin().unwrap();
         let mut cmd = match uid {
@@ -443,8 +467,12 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             None => std::process::Command::new(&bin),
         };
         let out = cmd.args(["--socket", &socket]).args(args).output().unwrap();
-        assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(i32::from(kind.exit_code())),
+            "{kind}: {stderr}"
+        );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         stderr
     };
@@ -459,12 +487,17 @@ fn exhaustion_and_bad_input_are_clear_errors() {
             "gw",
         ],
         None,
+        ErrorKind::Invalid,
     );
     assert!(e.starts_with("netd: "), "{e}");
-    let e = one_line(&["network", "create", "--no-such-flag", "x"], None);
+    let e = one_line(
+        &["network", "create", "--no-such-flag", "x"],
+        None,
+        ErrorKind::Invalid,
+    );
     assert!(e.contains("unexpected argument '--no-such-flag'"), "{e}");
     // An unprivileged caller reads "permission denied", whether the socket lets it in or not.
-    let e = one_line(&["status"], Some("65534"));
+    let e = one_line(&["status"], Some("65534"), ErrorKind::PermissionDenied);
     assert!(e.contains("permission denied"), "{e}");
     let run_dir = c.hosts[0].run_dir.clone();
     std::fs::set_permissions(
@@ -478,7 +511,11 @@ fn exhaustion_and_bad_input_are_clear_errors() {
     )
     .unwrap();
     for _ in 0..20 {
-        let e = one_line(&["network", "ls"], Some("65534"));
+        let e = one_line(
+            &["network", "ls"],
+            Some("65534"),
+            ErrorKind::PermissionDenied,
+        );
         assert!(e.contains("permission denied"), "{e}");
     }
     c.netd(0, &["endpoint", "rm", "a"]).unwrap();
@@ -489,11 +526,12 @@ fn exhaustion_and_bad_input_are_clear_errors() {
     let e = err(
         &c,
         &["network", "create", "--subnet", "10.90.0.0/24", "late"],
+        ErrorKind::Unavailable,
     );
     assert!(e.contains("store unreachable"), "{e}");
     // No daemon at all.
     c.hosts[0].kill();
-    let e = err(&c, &["status"]);
+    let e = err(&c, &["status"], ErrorKind::Unavailable);
     assert!(e.contains("cannot reach the netd daemon"), "{e}");
 }
 
@@ -534,9 +572,8 @@ fn endpoint_rm_on_one_host_removes_it_everywhere(store: StoreKind) {
 /// daemon says so in `netd status` and its log).
 fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl(store: StoreKind) {
     let mut c = Cluster::new("dh", 2, store, 3).unwrap();
-    let granted = c.netd_json(1, &["status"]).unwrap()["store"]["lease"]["ttl_seconds"]
-        .as_u64()
-        .unwrap();
+    let status: Status = c.netd_as(1, &["status"]).unwrap();
+    let granted = status.store.lease.ttl_seconds;
     let expected = if store == StoreKind::Consul { 20 } else { 3 };
     assert_eq!(granted, expected, "the lease TTL host 2 was granted");
     c.netd(0, SEED_NET).unwrap();
@@ -1109,11 +1146,15 @@ conformance! {
 fn netd_at_its_defaults_works_on_a_consul_server_at_its_defaults() {
     let mut c = Cluster::new("dc", 2, StoreKind::Consul, None).expect("both hosts register");
     for host in 0..2 {
-        let status = c.netd_json(host, &["status"]).unwrap();
-        let lease = &status["store"]["lease"];
-        assert_eq!(lease["state"], "connected", "host {host}: {lease}");
+        let status: Status = c.netd_as(host, &["status"]).unwrap();
+        let lease = &status.store.lease;
+        assert_eq!(
+            lease.link.state,
+            LinkState::Connected,
+            "host {host}: {lease:?}"
+        );
         // What a dead host's records take to go: twice Consul's 10 s minimum session TTL.
-        assert_eq!(lease["ttl_seconds"], 20, "host {host}: {lease}");
+        assert_eq!(lease.ttl_seconds, 20, "host {host}: {lease:?}");
     }
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
@@ -1159,17 +1200,21 @@ fn a_store_that_refuses_is_named_in_netd_status() {
     // the session it refuses.
     let status = netd_tests::wait_until(
         Duration::from_secs(30),
-        || -> anyhow::Result<serde_json::Value> {
-            let status = c.netd_json(host, &["status"])?;
-            anyhow::ensure!(status["store"]["lease"]["state"] == "failing", "{status}");
+        || -> anyhow::Result<Status> {
+            let status: Status = c.netd_as(host, &["status"])?;
+            anyhow::ensure!(
+                status.store.lease.link.state == LinkState::Failing,
+                "{:?}",
+                status.store
+            );
             Ok(status)
         },
         "the lease to be failing",
     )
     .unwrap();
-    let store = &status["store"];
-    assert_eq!(store["state"], "failing", "{store}");
-    let lease_error = store["lease"]["error"].as_str().unwrap();
+    let store = &status.store;
+    assert_eq!(store.state, LinkState::Failing, "{store:?}");
+    let lease_error = store.lease.link.error.as_deref().unwrap();
     assert!(
         lease_error.starts_with("store refused a session create: Permission denied")
             && lease_error.contains("CONSUL_HTTP_TOKEN"),

@@ -17,7 +17,7 @@ use netd::{
     monitor::{Described, Filter, HostView, drop_reason},
     netlink,
 };
-use netd_common::stats;
+use netd_common::stats::Counter;
 use serde_json::json;
 
 use super::output::Format;
@@ -105,16 +105,15 @@ fn stop_on_signals() {
 /// Events the programs could not write: (rate limited, ring full) so far.
 fn lost(pin_dir: &Path) -> anyhow::Result<(u64, u64)> {
     let counters = inspect::counters(pin_dir)?;
-    let get = |index| {
-        let name = stats::name(index).unwrap_or_default();
+    let get = |counter: Counter| {
         counters
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| *n == counter.name())
             .map_or(0, |(_, v)| *v)
     };
     Ok((
-        get(stats::MONITOR_RATE_LIMITED),
-        get(stats::MONITOR_RING_FULL),
+        get(Counter::MonitorRateLimited),
+        get(Counter::MonitorRingFull),
     ))
 }
 

@@ -9,7 +9,7 @@
 pub(crate) mod handlers;
 mod host;
 mod metrics_server;
-mod server;
+pub(crate) mod server;
 mod watcher;
 
 use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -183,7 +183,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         local: local.into_iter().collect(),
         macvlan_parent: options.macvlan_parent.clone(),
         run_dir: options.run_dir.clone(),
-        batch_duration: batch_duration.clone(),
+        batch_duration: Box::new(batch_duration.clone()),
     })?;
     let store = Arc::new(connect(&options.store).await?);
     let dns = match options.dns.clone() {
@@ -256,7 +256,8 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         host = %daemon.options.host_name,
         "serving"
     );
-    tasks.spawn(server::serve(listener, daemon.clone()));
+    // Root only: the API changes the host's interfaces.
+    tasks.spawn(server::serve(listener, handlers::router(daemon.clone()), 0));
     supervise(
         tasks,
         [("reconciler", reconciler), ("liveness", liveness)],

@@ -46,8 +46,11 @@ pub enum DatapathError {
          daemon with this version)"
     )]
     NoEvents(PathBuf),
-    #[error("{0}")]
-    NotDumpable(&'static str),
+    #[error("{name} is not dumped: {why}")]
+    NotDumpable {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("waiting for events: {0}")]
     Poll(std::io::Error),
     #[error("unknown map {0:?}; `netd maps ls` lists them")]

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use aya::maps::MapError;
 use netd_common::maps::{
-    EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, ParentInfo, ParentKey,
-    VtepEntry, VtepKey, names,
+    EndpointInfo, EndpointKey, FdbEntry, FdbKey, MapDef, MapId, NeighEntry, NeighKey, ParentInfo,
+    ParentKey, VtepEntry, VtepKey, def,
 };
 
-use super::{Datapath, DatapathError};
+use super::{Datapath, DatapathError, map_error};
 
 /// Entries of every per-network map (CONFIG and STATS are not part of it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,6 +65,27 @@ impl From<VtepKeyOrd> for VtepKey {
             vtep: k.0,
             vni: k.1,
         }
+    }
+}
+
+impl From<FdbKey> for FdbKeyOrd {
+    fn from(k: FdbKey) -> Self {
+        Self(k.vni, k.mac)
+    }
+}
+impl From<NeighKey> for NeighKeyOrd {
+    fn from(k: NeighKey) -> Self {
+        Self(k.vni, k.ipv4)
+    }
+}
+impl From<VtepKey> for VtepKeyOrd {
+    fn from(k: VtepKey) -> Self {
+        Self(k.vtep, k.vni)
+    }
+}
+impl From<ParentKey> for ParentKeyOrd {
+    fn from(k: ParentKey) -> Self {
+        Self(k.ifindex, k.vlan)
     }
 }
 
@@ -141,11 +162,11 @@ impl ChangeSet {
                 _ => None,
             })
         }
-        failed(names::FDB, &self.fdb)
-            .or_else(|| failed(names::NEIGH, &self.neigh))
-            .or_else(|| failed(names::VTEPS, &self.vteps))
-            .or_else(|| failed(names::ENDPOINTS, &self.endpoints))
-            .or_else(|| failed(names::PARENTS, &self.parents))
+        failed(MapId::Fdb.name(), &self.fdb)
+            .or_else(|| failed(MapId::Neigh.name(), &self.neigh))
+            .or_else(|| failed(MapId::Vteps.name(), &self.vteps))
+            .or_else(|| failed(MapId::Endpoints.name(), &self.endpoints))
+            .or_else(|| failed(MapId::Parents.name(), &self.parents))
     }
 }
 
@@ -193,16 +214,46 @@ fn is_missing(error: &MapError) -> bool {
     }
 }
 
-/// Applies the deletes (`deletes == true`) or the writes of one map's changes.
-macro_rules! apply_map {
-    ($self:ident, $name:expr, $K:ty, $V:ty, $changes:expr, $deletes:expr, $stats:ident) => {{
-        let mut map = $self.hash_map::<$K, $V>($name)?;
+impl Datapath {
+    /// Every entry of hash map `D`, keyed as [`MapState`] keys it.
+    fn entries<D: MapDef, K: Ord + From<D::Key>>(
+        &mut self,
+    ) -> Result<BTreeMap<K, D::Value>, DatapathError> {
+        self.hash_map::<D>()?
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(map_error::<D>)?;
+                Ok((K::from(k), v))
+            })
+            .collect()
+    }
+
+    /// Reads every entry of the per-network maps.
+    pub fn read_state(&mut self) -> Result<MapState, DatapathError> {
+        Ok(MapState {
+            endpoints: self.entries::<def::Endpoints, _>()?,
+            fdb: self.entries::<def::Fdb, _>()?,
+            neigh: self.entries::<def::Neigh, _>()?,
+            vteps: self.entries::<def::Vteps, _>()?,
+            parents: self.entries::<def::Parents, _>()?,
+        })
+    }
+
+    /// Applies the deletes (`deletes == true`) or the writes of hash map `D`'s changes,
+    /// recording each one's outcome in it.
+    fn apply_map<D: MapDef, K: Copy>(
+        &mut self,
+        changes: &mut [Change<K, D::Value>],
+        deletes: bool,
+        stats: &mut ApplyStats,
+    ) -> Result<(), DatapathError>
+    where
+        D::Key: From<K>,
+    {
+        let mut map = self.hash_map::<D>()?;
         let mut failed = 0;
-        for change in $changes
-            .iter_mut()
-            .filter(|c| c.value.is_none() == $deletes)
-        {
-            let key = <$K>::from(change.key);
+        for change in changes.iter_mut().filter(|c| c.value.is_none() == deletes) {
+            let key = D::Key::from(change.key);
             let result = match change.value {
                 Some(value) => map.insert(key, value, 0),
                 None => match map.remove(&key) {
@@ -211,67 +262,20 @@ macro_rules! apply_map {
                 },
             };
             change.outcome = Some(result.as_ref().map(|_| ()).map_err(write_error));
-            match (result.is_ok(), $deletes) {
-                (true, true) => $stats.deleted += 1,
-                (true, false) => $stats.written += 1,
+            match (result.is_ok(), deletes) {
+                (true, true) => stats.deleted += 1,
+                (true, false) => stats.written += 1,
                 (false, _) => failed += 1,
             }
         }
         if failed > 0 {
-            match $stats.failed.iter_mut().find(|(n, _)| *n == $name) {
+            let name = D::LAYOUT.name;
+            match stats.failed.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, n)) => *n += failed,
-                None => $stats.failed.push(($name, failed)),
+                None => stats.failed.push((name, failed)),
             }
         }
-    }};
-}
-
-impl Datapath {
-    /// Reads every entry of the per-network maps.
-    pub fn read_state(&mut self) -> Result<MapState, DatapathError> {
-        let mut state = MapState::default();
-        for item in self
-            .hash_map::<EndpointKey, EndpointInfo>(names::ENDPOINTS)?
-            .iter()
-        {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::ENDPOINTS,
-                source,
-            })?;
-            state.endpoints.insert(k, v);
-        }
-        for item in self.hash_map::<FdbKey, FdbEntry>(names::FDB)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::FDB,
-                source,
-            })?;
-            state.fdb.insert(FdbKeyOrd(k.vni, k.mac), v);
-        }
-        for item in self.hash_map::<NeighKey, NeighEntry>(names::NEIGH)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::NEIGH,
-                source,
-            })?;
-            state.neigh.insert(NeighKeyOrd(k.vni, k.ipv4), v);
-        }
-        for item in self.hash_map::<VtepKey, VtepEntry>(names::VTEPS)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::VTEPS,
-                source,
-            })?;
-            state.vteps.insert(VtepKeyOrd(k.vtep, k.vni), v);
-        }
-        for item in self
-            .hash_map::<ParentKey, ParentInfo>(names::PARENTS)?
-            .iter()
-        {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::PARENTS,
-                source,
-            })?;
-            state.parents.insert(ParentKeyOrd(k.ifindex, k.vlan), v);
-        }
-        Ok(state)
+        Ok(())
     }
 
     /// Carries out every change, recording each one's outcome in it. A change that fails (a
@@ -280,73 +284,17 @@ impl Datapath {
     /// FDB last); then writes, in the reverse order. Errs only when a map cannot be opened.
     pub fn apply_changes(&mut self, changes: &mut ChangeSet) -> Result<ApplyStats, DatapathError> {
         let mut stats = ApplyStats::default();
-        let c = changes;
-        apply_map!(
-            self,
-            names::NEIGH,
-            NeighKey,
-            NeighEntry,
-            c.neigh,
-            true,
-            stats
-        );
-        apply_map!(
-            self,
-            names::ENDPOINTS,
-            EndpointKey,
-            EndpointInfo,
-            c.endpoints,
-            true,
-            stats
-        );
-        apply_map!(
-            self,
-            names::PARENTS,
-            ParentKey,
-            ParentInfo,
-            c.parents,
-            true,
-            stats
-        );
-        apply_map!(self, names::VTEPS, VtepKey, VtepEntry, c.vteps, true, stats);
-        apply_map!(self, names::FDB, FdbKey, FdbEntry, c.fdb, true, stats);
-        apply_map!(self, names::FDB, FdbKey, FdbEntry, c.fdb, false, stats);
-        apply_map!(
-            self,
-            names::VTEPS,
-            VtepKey,
-            VtepEntry,
-            c.vteps,
-            false,
-            stats
-        );
-        apply_map!(
-            self,
-            names::PARENTS,
-            ParentKey,
-            ParentInfo,
-            c.parents,
-            false,
-            stats
-        );
-        apply_map!(
-            self,
-            names::ENDPOINTS,
-            EndpointKey,
-            EndpointInfo,
-            c.endpoints,
-            false,
-            stats
-        );
-        apply_map!(
-            self,
-            names::NEIGH,
-            NeighKey,
-            NeighEntry,
-            c.neigh,
-            false,
-            stats
-        );
+        let (c, s) = (changes, &mut stats);
+        self.apply_map::<def::Neigh, _>(&mut c.neigh, true, s)?;
+        self.apply_map::<def::Endpoints, _>(&mut c.endpoints, true, s)?;
+        self.apply_map::<def::Parents, _>(&mut c.parents, true, s)?;
+        self.apply_map::<def::Vteps, _>(&mut c.vteps, true, s)?;
+        self.apply_map::<def::Fdb, _>(&mut c.fdb, true, s)?;
+        self.apply_map::<def::Fdb, _>(&mut c.fdb, false, s)?;
+        self.apply_map::<def::Vteps, _>(&mut c.vteps, false, s)?;
+        self.apply_map::<def::Parents, _>(&mut c.parents, false, s)?;
+        self.apply_map::<def::Endpoints, _>(&mut c.endpoints, false, s)?;
+        self.apply_map::<def::Neigh, _>(&mut c.neigh, false, s)?;
         Ok(stats)
     }
 
