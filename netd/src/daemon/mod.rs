@@ -349,17 +349,19 @@ async fn tick(control: Control) -> anyhow::Result<()> {
     }
 }
 
-/// Connects to the store, retrying while it is unreachable (the datapath is already forwarding).
+/// Connects to the store, retrying while it is unreachable or refuses (the datapath is already
+/// forwarding, and someone may fix the store).
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match Store::connect(url).await {
             Ok(store) => return Ok(store),
             Err(e @ netd_store::StoreError::BadUrl { .. }) => return Err(e.into()),
             Err(e) => {
-                tracing::warn!(error = %e, "store unreachable, retrying in {delay:?}");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, "cannot connect to the store, retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

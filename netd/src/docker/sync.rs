@@ -17,28 +17,25 @@ use netd_store::keys;
 use serde_json::{Value, json};
 
 use super::{bindings::NETD_NETWORK_OPTION, state::DockerState};
-use crate::health::LinkState;
+use crate::{backoff::Backoff, health::LinkState};
 
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
 /// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).
 const GRACE: Duration = Duration::from_secs(60);
 
 pub async fn run(state: Arc<DockerState>) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     loop {
         match follow(&state).await {
-            Ok(()) => {}
+            Ok(()) => backoff.reset(),
             Err(error) => {
                 state.health.set_docker(
                     LinkState::Unreachable,
                     format!("unreachable: {error:#} (retrying)"),
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+                backoff.wait().await;
             }
         }
-        backoff = Duration::from_millis(500);
     }
 }
 

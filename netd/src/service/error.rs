@@ -69,8 +69,8 @@ impl From<StoreError> for ServiceError {
             StoreError::Unavailable(_) => ErrorKind::Unavailable,
             // A watch's history, not a request's: asking again works.
             StoreError::Compacted(_) => ErrorKind::Unavailable,
-            // TODO(lead, at merge): the store helper's variant for "the store refused the
-            // request" (netd-store's StoreError) maps to ErrorKind::Refused here.
+            // The store answered and refused: not an outage, and not ours.
+            StoreError::Refused { .. } => ErrorKind::Refused,
             StoreError::BadUrl { .. } | StoreError::LeaseLost(_) | StoreError::Other(_) => {
                 ErrorKind::Internal
             }
@@ -147,6 +147,15 @@ mod tests {
         assert!(e.to_string().ends_with("try again"), "{e}");
         let e = ServiceError::from(StoreError::Other("boom".into()));
         assert_eq!(e.kind(), ErrorKind::Internal);
+        let e = ServiceError::from(StoreError::Refused {
+            request: "the write of /netd/v1/networks/n".into(),
+            reason: "Permission denied".into(),
+        });
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_eq!(
+            e.to_string(),
+            "store refused the write of /netd/v1/networks/n: Permission denied"
+        );
     }
 
     #[test]
