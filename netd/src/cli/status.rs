@@ -36,8 +36,11 @@ fn print(v: &Status) {
     );
     let lease = &store.lease;
     let lease_extra = format!(
-        " (lease {}, {} renewals, {} missed)",
-        lease.lease.as_deref().unwrap_or("null"),
+        " ({}, {} renewals, {} missed)",
+        lease
+            .lease
+            .as_deref()
+            .map_or_else(|| "no lease".to_string(), |id| format!("lease {id}")),
         lease.renewals,
         lease.missed_renewals
     );
