@@ -1,7 +1,11 @@
 //! The CLI's behaviour on bad input and without a daemon: one clear line on stderr and the exit
 //! code of the failure's kind (the table in `netd::api::error`).
 
-use std::process::Command;
+use std::{
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::PathBuf,
+    process::Command,
+};
 
 use netd::api::ErrorKind;
 
@@ -39,25 +43,102 @@ fn assert_fails(run: &Run, kind: ErrorKind, text: &str) {
 }
 
 #[test]
-fn missing_pin_directory_is_a_clear_error() {
-    let run = netd(&["maps", "ls", "--pin-dir", "/nonexistent/netd-pins"]);
-    assert_fails(
-        &run,
-        ErrorKind::Internal,
-        "no pinned maps in /nonexistent/netd-pins",
-    );
+fn missing_pins_are_not_found() {
+    for args in [&["maps", "ls"][..], &["maps", "dump", "fdb"], &["monitor"]] {
+        let run = netd(&[args, &["--pin-dir", "/nonexistent/netd-pins"]].concat());
+        assert_fails(
+            &run,
+            ErrorKind::NotFound,
+            "no pinned maps in /nonexistent/netd-pins",
+        );
+    }
 }
 
 #[test]
-fn unknown_map_names_the_valid_ones() {
+fn an_unknown_map_or_drop_reason_is_invalid() {
+    // Found before the pins are looked at: the directory does not matter.
     let run = netd(&["maps", "dump", "nosuchmap", "--pin-dir", "/nonexistent"]);
-    assert!(run.code.is_some_and(|c| c != 0), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("unknown map \"nosuchmap\""),
-        "{}",
-        run.stderr
-    );
+    assert_fails(&run, ErrorKind::Invalid, "unknown map \"nosuchmap\"");
     assert!(run.stderr.contains("netd maps ls"), "{}", run.stderr);
+    let run = netd(&[
+        "monitor",
+        "--reason",
+        "spoofed-mac,nosuchreason",
+        "--pin-dir",
+        "/nonexistent",
+    ]);
+    assert_fails(
+        &run,
+        ErrorKind::Invalid,
+        "unknown drop reason \"nosuchreason\"",
+    );
+    // The control: a known reason gets as far as the pins.
+    let run = netd(&[
+        "monitor",
+        "--reason",
+        "spoofed-mac",
+        "--pin-dir",
+        "/nonexistent",
+    ]);
+    assert_fails(&run, ErrorKind::NotFound, "no pinned maps in /nonexistent");
+}
+
+/// A directory of this test's, removed when dropped (also when the test fails).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A pin directory this user may not read (as netd's is, 0700 root's) is permission denied,
+/// not "no pins". Run as root, the commands run as nobody, for whom root's mode bits hold.
+#[test]
+fn a_pin_directory_the_user_may_not_read_is_permission_denied() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("netd-cli-test-pins-{}", std::process::id())));
+    std::fs::create_dir(&dir.0).unwrap();
+    let pins = dir.0.to_str().unwrap();
+    let as_user = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netd"));
+        command.args(args).args(["--pin-dir", pins]);
+        if nix::unistd::geteuid().is_root() {
+            command.uid(65534).gid(65534);
+        }
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run netd: {e}"));
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let commands = [&["maps", "ls"][..], &["maps", "dump", "fdb"], &["monitor"]];
+
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if !nix::unistd::geteuid().is_root() {
+        // Its owner may read it: take the read and search bits away from everyone.
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    for args in commands {
+        assert_fails(
+            &as_user(args),
+            ErrorKind::PermissionDenied,
+            &format!("permission denied reading {pins}/NETD_"),
+        );
+    }
+
+    // The control: the same directory, readable, is found to hold no pins.
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in commands {
+        assert_fails(
+            &as_user(args),
+            ErrorKind::NotFound,
+            &format!("no pinned maps in {pins}"),
+        );
+    }
 }
 
 /// A socket path nothing listens on: its directory does not exist.

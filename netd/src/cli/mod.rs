@@ -11,7 +11,10 @@ mod status;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use netd::api::{ApiError, Client, ClientError, ErrorKind};
+use netd::{
+    api::{ApiError, Client, ClientError, ErrorKind},
+    datapath::DatapathError,
+};
 
 /// Multi-host container networking with an eBPF VXLAN datapath.
 #[derive(Debug, Parser)]
@@ -143,8 +146,9 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// The kind of a failed command: the daemon's answer, the client's own finding, or (for
-/// anything untyped) internal. The exit codes are in `netd::api::error`.
+/// The kind of a failed command: the daemon's answer, the client's own finding, what the
+/// pins said (`netd maps`, `netd monitor`), or (for anything untyped) internal. The exit
+/// codes are in `netd::api::error`.
 fn error_kind(error: &anyhow::Error) -> ErrorKind {
     error
         .chain()
@@ -152,6 +156,8 @@ fn error_kind(error: &anyhow::Error) -> ErrorKind {
             e.downcast_ref::<ClientError>()
                 .map(ClientError::kind)
                 .or_else(|| e.downcast_ref::<ApiError>().map(|e| e.kind))
+                .or_else(|| e.downcast_ref::<DatapathError>().map(DatapathError::kind))
+                .or_else(|| e.downcast_ref::<monitor::MonitorError>().map(|e| e.kind()))
         })
         .unwrap_or(ErrorKind::Internal)
 }

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use netd_common::maps::names;
+use netd_common::maps::MapId;
 
 use super::kernel::{Links, Maps};
 use crate::{
@@ -27,7 +27,8 @@ pub struct FakeLink {
 pub struct FakeKernel {
     /// What the maps hold: a test may change it behind the reconciler's back.
     pub maps: MapState,
-    capacities: BTreeMap<&'static str, u32>,
+    /// Capacities a test gave; every other map holds [`FakeKernel::DEFAULT_CAPACITY`] entries.
+    capacities: BTreeMap<MapId, u32>,
     /// While set, no map can be used: every apply and read fails as a whole.
     pub broken: bool,
     /// Single-entry writes and deletes attempted, failed ones included.
@@ -42,14 +43,7 @@ impl Default for FakeKernel {
     fn default() -> Self {
         Self {
             maps: MapState::default(),
-            capacities: [
-                (names::ENDPOINTS, 64),
-                (names::FDB, 64),
-                (names::NEIGH, 64),
-                (names::VTEPS, 64),
-                (names::PARENTS, 16),
-            ]
-            .into(),
+            capacities: BTreeMap::new(),
             broken: false,
             operations: 0,
             links: BTreeMap::new(),
@@ -60,9 +54,12 @@ impl Default for FakeKernel {
 }
 
 impl FakeKernel {
-    /// Gives the map `name` room for `capacity` entries.
-    pub fn with_capacity(mut self, name: &'static str, capacity: u32) -> Self {
-        self.capacities.insert(name, capacity);
+    /// What each map holds unless a test says otherwise: room for every test's endpoints.
+    pub const DEFAULT_CAPACITY: u32 = 64;
+
+    /// Gives map `map` room for `capacity` entries.
+    pub fn with_capacity(mut self, map: MapId, capacity: u32) -> Self {
+        self.capacities.insert(map, capacity);
         self
     }
 
@@ -133,16 +130,16 @@ fn apply_map<K: Ord + Copy, V: Copy>(
 impl Maps for FakeKernel {
     fn apply_changes(&mut self, changes: &mut ChangeSet) -> Result<ApplyStats, DatapathError> {
         if self.broken {
-            return Err(DatapathError::MissingMap(names::FDB));
+            return Err(DatapathError::MissingMap(MapId::Fdb.name()));
         }
         let mut stats = ApplyStats::default();
-        let cap = |name| self.capacity(name);
+        let cap = |map| self.capacity(map);
         let (endpoints, fdb, neigh, vteps, parents) = (
-            cap(names::ENDPOINTS),
-            cap(names::FDB),
-            cap(names::NEIGH),
-            cap(names::VTEPS),
-            cap(names::PARENTS),
+            cap(MapId::Endpoints),
+            cap(MapId::Fdb),
+            cap(MapId::Neigh),
+            cap(MapId::Vteps),
+            cap(MapId::Parents),
         );
         let (m, c, s, o) = (&mut self.maps, changes, &mut stats, &mut self.operations);
         // Datapath::apply_changes' order: deletes NEIGH first and FDB last, writes the reverse.
@@ -161,13 +158,16 @@ impl Maps for FakeKernel {
 
     fn read_state(&mut self) -> Result<MapState, DatapathError> {
         if self.broken {
-            return Err(DatapathError::MissingMap(names::FDB));
+            return Err(DatapathError::MissingMap(MapId::Fdb.name()));
         }
         Ok(self.maps.clone())
     }
 
-    fn capacity(&self, name: &str) -> u32 {
-        self.capacities.get(name).copied().unwrap_or(0)
+    fn capacity(&self, map: MapId) -> u32 {
+        self.capacities
+            .get(&map)
+            .copied()
+            .unwrap_or(Self::DEFAULT_CAPACITY)
     }
 }
 
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn the_fake_maps_follow_the_rules_of_the_real_ones() {
         for capacity in [2, 5] {
-            let mut fake = FakeKernel::default().with_capacity(names::ENDPOINTS, capacity);
+            let mut fake = FakeKernel::default().with_capacity(MapId::Endpoints, capacity);
             conformance::check(&mut fake).unwrap();
         }
     }
@@ -235,8 +235,8 @@ mod tests {
                 changes: &mut ChangeSet,
             ) -> Result<ApplyStats, DatapathError> {
                 let mut stats = ApplyStats::default();
+                let cap = self.0.capacity(MapId::Endpoints);
                 let (m, o) = (&mut self.0.maps, &mut self.0.operations);
-                let cap = self.0.capacities[names::ENDPOINTS];
                 apply_map(
                     &mut m.endpoints,
                     cap,
@@ -259,11 +259,11 @@ mod tests {
             fn read_state(&mut self) -> Result<MapState, DatapathError> {
                 self.0.read_state()
             }
-            fn capacity(&self, name: &str) -> u32 {
-                self.0.capacity(name)
+            fn capacity(&self, map: MapId) -> u32 {
+                self.0.capacity(map)
             }
         }
-        let mut maps = WritesFirst(FakeKernel::default().with_capacity(names::ENDPOINTS, 3));
+        let mut maps = WritesFirst(FakeKernel::default().with_capacity(MapId::Endpoints, 3));
         let broken = conformance::check(&mut maps).unwrap_err();
         assert!(broken.contains("room a delete"), "{broken}");
     }

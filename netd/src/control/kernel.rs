@@ -5,7 +5,7 @@
 //! ([`conformance`] checks both against the same rules), so that its decisions are tested
 //! without root or a kernel.
 
-use netd_common::maps::{LAYOUTS, names};
+use netd_common::maps::MapId;
 
 use crate::{
     datapath::{ApplyStats, ChangeSet, Datapath, DatapathError, Hook, MapState},
@@ -22,8 +22,8 @@ pub trait Maps {
     /// Every entry the maps hold now.
     fn read_state(&mut self) -> Result<MapState, DatapathError>;
 
-    /// How many entries the map `name` (one of [`netd_common::maps::names`]) holds at most.
-    fn capacity(&self, name: &str) -> u32;
+    /// How many entries map `map` holds at most.
+    fn capacity(&self, map: MapId) -> u32;
 }
 
 /// This host's interfaces, as the reconciler finds and hooks them.
@@ -57,12 +57,8 @@ impl Maps for Datapath {
         Datapath::read_state(self)
     }
 
-    fn capacity(&self, name: &str) -> u32 {
-        let capacities = self.capacities();
-        LAYOUTS
-            .iter()
-            .find(|l| l.name == name)
-            .map_or(0, |l| capacities.of(l))
+    fn capacity(&self, map: MapId) -> u32 {
+        self.capacities().of_map(map)
     }
 }
 
@@ -94,7 +90,7 @@ impl Links for Datapath {
 pub mod conformance {
     use netd_common::maps::{EndpointInfo, FdbEntry};
 
-    use super::{Maps, names};
+    use super::{MapId, Maps};
     use crate::datapath::{Change, ChangeSet, MapState, state::FdbKeyOrd};
 
     /// The NETD_ENDPOINTS capacities [`check`] takes (it writes every entry).
@@ -137,7 +133,7 @@ pub mod conformance {
     /// Runs every rule on `maps`, which must start empty and whose NETD_ENDPOINTS capacity is
     /// one of [`CAPACITIES`]; returns the first rule broken. Leaves entries behind.
     pub fn check(maps: &mut impl Maps) -> Result<(), String> {
-        let capacity = maps.capacity(names::ENDPOINTS);
+        let capacity = maps.capacity(MapId::Endpoints);
         expect(
             CAPACITIES.contains(&capacity),
             &format!("NETD_ENDPOINTS holds {capacity} entries: give it {CAPACITIES:?}"),

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netd_common::maps::names;
+use netd_common::maps::MapId;
 use netd_store::WatchEvent;
 use tokio::sync::{mpsc, watch};
 
@@ -27,7 +27,7 @@ use super::{
     parents::Parents,
     plan::{Context, ParentPort, Planner},
 };
-use crate::datapath::{ChangeSet, Hook, WriteError};
+use crate::datapath::{ChangeSet, Hook, MapState};
 
 #[cfg(test)]
 mod tests;
@@ -61,7 +61,8 @@ pub(super) struct Reconciler<K> {
     /// A listing being received.
     staging: Option<Model>,
     synced: bool,
-    health: BTreeMap<&'static str, MapHealth>,
+    /// Per map the reconciler writes ([`MapState::MAPS`]).
+    health: BTreeMap<MapId, MapHealth>,
     /// Keys whose value was refused -> the reason logged for them.
     invalid: HashMap<String, String>,
     invalid_total: u64,
@@ -318,11 +319,11 @@ impl<K: Kernel> Reconciler<K> {
         self.planner.plan(&ctx, touched);
     }
 
-    /// Writes what the plan marked; returns the first failure, if any.
-    fn flush(&mut self) -> Option<(&'static str, WriteError)> {
+    /// Writes what the plan marked; what fails is recorded per map and retried later.
+    fn flush(&mut self) {
         let mut changes = self.planner.changes();
         if changes.is_empty() {
-            return None;
+            return;
         }
         let applied = self.kernel.apply_changes(&mut changes);
         // Changes that did not run (a map could not be opened) count as failed: retried.
@@ -331,7 +332,7 @@ impl<K: Kernel> Reconciler<K> {
             Ok(stats) => stats,
             Err(error) => {
                 tracing::error!(%error, "cannot write the maps");
-                return None;
+                return;
             }
         };
         if stats.written + stats.deleted > 0 {
@@ -342,86 +343,44 @@ impl<K: Kernel> Reconciler<K> {
             );
         }
         self.record_health(&changes);
-        changes
-            .first_failure()
-            .map(|(name, error)| (name, error.clone()))
     }
 
     /// Counts failed writes per map and logs a map's failures once per run of them, with its
     /// name and fill.
     fn record_health(&mut self, changes: &ChangeSet) {
-        fn outcome<Key, Value>(
-            changes: &[crate::datapath::Change<Key, Value>],
-        ) -> (u64, bool, Option<String>) {
-            let mut failed = 0;
-            let mut any_ok = false;
-            let mut error = None;
-            for c in changes {
-                match &c.outcome {
-                    Some(Ok(())) => any_ok = true,
-                    Some(Err(e)) => {
-                        failed += 1;
-                        error.get_or_insert_with(|| e.message.clone());
-                    }
-                    None => {}
-                }
-            }
-            (failed, any_ok, error)
-        }
-        let per_map = [
-            (
-                names::FDB,
-                outcome(&changes.fdb),
-                self.planner.applied.fdb.len(),
-            ),
-            (
-                names::NEIGH,
-                outcome(&changes.neigh),
-                self.planner.applied.neigh.len(),
-            ),
-            (
-                names::VTEPS,
-                outcome(&changes.vteps),
-                self.planner.applied.vteps.len(),
-            ),
-            (
-                names::ENDPOINTS,
-                outcome(&changes.endpoints),
-                self.planner.applied.endpoints.len(),
-            ),
-            (
-                names::PARENTS,
-                outcome(&changes.parents),
-                self.planner.applied.parents.len(),
-            ),
-        ];
-        for (name, (failed, any_ok, error), fill) in per_map {
-            let capacity = self.capacity(name);
-            let health = self.health.entry(name).or_default();
-            health.failed_writes += failed;
-            match error {
+        for map in MapState::MAPS {
+            let outcome = changes.outcome(map);
+            let (fill, capacity) = (self.fill(map), self.capacity(map));
+            let health = self.health.entry(map).or_default();
+            health.failed_writes += outcome.failed;
+            match outcome.first_error.map(|e| e.message.clone()) {
                 Some(error) if health.failing.is_none() => {
                     tracing::error!(
-                        map = name,
+                        map = map.name(),
                         entries = fill,
                         capacity,
-                        failed,
+                        failed = outcome.failed,
                         %error,
                         "map writes failing; the rest of the desired state is still applied"
                     );
                     health.failing = Some(error);
                 }
                 Some(error) => health.failing = Some(error),
-                None if any_ok && health.failing.take().is_some() => {
-                    tracing::info!(map = name, entries = fill, "map writes succeed again");
+                None if outcome.any_done && health.failing.take().is_some() => {
+                    tracing::info!(map = map.name(), entries = fill, "map writes succeed again");
                 }
                 None => {}
             }
         }
     }
 
-    fn capacity(&self, name: &str) -> u32 {
-        self.kernel.capacity(name)
+    /// How many entries map `map` holds, as far as the reconciler knows.
+    fn fill(&self, map: MapId) -> usize {
+        self.planner.applied.len_of(map)
+    }
+
+    fn capacity(&self, map: MapId) -> u32 {
+        self.kernel.capacity(map)
     }
 
     /// Logs each refused value once (per reason) and counts it. An endpoint whose host is away
@@ -584,14 +543,15 @@ impl<K: Kernel> Reconciler<K> {
             _ => self
                 .health
                 .iter()
-                .find_map(|(name, h)| h.failing.as_ref().map(|e| (name, e)))
+                .find_map(|(&map, h)| h.failing.as_ref().map(|e| (map, e)))
                 .map_or_else(
                     || "its map entries could not be written".into(),
-                    |(name, error)| {
+                    |(map, error)| {
                         format!(
-                            "map {name} refused its entry ({error}; {} of {} entries used)",
-                            self.fill(name),
-                            self.capacity(name)
+                            "map {} refused its entry ({error}; {} of {} entries used)",
+                            map.name(),
+                            self.fill(map),
+                            self.capacity(map)
                         )
                     },
                 ),
@@ -601,18 +561,6 @@ impl<K: Kernel> Reconciler<K> {
             endpoint: attach.id,
             reason,
         })
-    }
-
-    fn fill(&self, name: &str) -> usize {
-        let a = &self.planner.applied;
-        match name {
-            names::FDB => a.fdb.len(),
-            names::NEIGH => a.neigh.len(),
-            names::VTEPS => a.vteps.len(),
-            names::ENDPOINTS => a.endpoints.len(),
-            names::PARENTS => a.parents.len(),
-            _ => 0,
-        }
     }
 
     fn detach(&mut self, network: &str, id: &str) -> Result<(), ControlError> {
@@ -813,25 +761,19 @@ impl<K: Kernel> Reconciler<K> {
             revision: self.model.revision(),
         });
         let (programmed_local, programmed_remote) = self.planner.counts();
-        let maps = [
-            names::ENDPOINTS,
-            names::FDB,
-            names::NEIGH,
-            names::VTEPS,
-            names::PARENTS,
-        ]
-        .into_iter()
-        .map(|name| {
-            let health = self.health.get(name);
-            MapFill {
-                name,
-                entries: self.fill(name),
-                capacity: self.capacity(name),
-                failed_writes: health.map_or(0, |h| h.failed_writes),
-                last_error: health.and_then(|h| h.failing.clone()),
-            }
-        })
-        .collect();
+        let maps = MapState::MAPS
+            .into_iter()
+            .map(|map| {
+                let health = self.health.get(&map);
+                MapFill {
+                    name: map.name(),
+                    entries: self.fill(map),
+                    capacity: self.capacity(map),
+                    failed_writes: health.map_or(0, |h| h.failed_writes),
+                    last_error: health.and_then(|h| h.failing.clone()),
+                }
+            })
+            .collect();
         self.summary.send_replace(Arc::new(Summary {
             synced: self.synced,
             revision: self.model.revision(),

@@ -16,7 +16,7 @@ use netd_common::{
     monitor::{ARM_NS, Event, MonitorControl, SAMPLE_BYTES},
 };
 
-use super::{DatapathError, layout, map_error};
+use super::{DatapathError, inspect, map_error};
 
 /// Which events a monitor asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,16 +37,14 @@ where
 {
     let layout = D::LAYOUT;
     let path = dir.join(layout.name);
-    if !path.exists() {
-        if !dir.join(<def::Stats as MapDef>::LAYOUT.name).exists() {
+    if !inspect::is_pinned(&path)? {
+        if !inspect::is_pinned(&dir.join(<def::Stats as MapDef>::LAYOUT.name))? {
             return Err(DatapathError::NoPins(dir.to_path_buf()));
         }
         // Pinned by a netd from before monitoring existed.
         return Err(DatapathError::NoEvents(dir.to_path_buf()));
     }
-    layout::check_pin(&path, &layout, None)?;
-    let data = MapData::from_pin(&path).map_err(map_error::<D>)?;
-    let map = Map::from_map_data(data).map_err(map_error::<D>)?;
+    let (map, _) = inspect::open_pin(&path, &layout)?;
     T::try_from(map).map_err(map_error::<D>)
 }
 

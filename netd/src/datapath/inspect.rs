@@ -17,6 +17,7 @@ use netd_common::{
 use serde_json::{Value, json};
 
 use super::{DatapathError, layout, map_error};
+use crate::api::ErrorKind;
 
 /// A decoded map: column names and one JSON object per entry (keys in column order).
 #[derive(Debug, Clone, PartialEq)]
@@ -52,24 +53,57 @@ pub fn resolve_name(name: &str) -> Result<MapId, DatapathError> {
     MapId::from_name(name).ok_or_else(|| DatapathError::UnknownMap(name.into()))
 }
 
-/// Opens the pin of a map after checking its layout; returns it with its capacity.
+/// Whether `path` is there. A path this user may not look at is refused, not absent: netd's
+/// pin directory is root's (0700).
+pub(super) fn is_pinned(path: &Path) -> Result<bool, DatapathError> {
+    match path.try_exists() {
+        Ok(there) => Ok(there),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(DatapathError::PermissionDenied(path.to_path_buf()))
+        }
+        // Anything else (a --pin-dir that is a file): nothing pinned there.
+        Err(_) => Ok(false),
+    }
+}
+
+/// Opens a pin after checking it has `layout`; returns it with its capacity. A pin the
+/// kernel does not hand to this user is said to be refused, as an unreadable directory is.
+pub(super) fn open_pin(path: &Path, layout: &MapLayout) -> Result<(Map, u32), DatapathError> {
+    let open = || {
+        // Decoding a map with another layout would print garbage: check first.
+        let max_entries = layout::check_pin(path, layout, None)?;
+        let map_error = |source| DatapathError::Map {
+            name: layout.name,
+            source,
+        };
+        let data = MapData::from_pin(path).map_err(map_error)?;
+        let map = Map::from_map_data(data).map_err(map_error)?;
+        Ok((map, max_entries))
+    };
+    open().map_err(|e: DatapathError| match e.kind() {
+        ErrorKind::PermissionDenied => DatapathError::PermissionDenied(path.to_path_buf()),
+        _ => e,
+    })
+}
+
+/// Opens the pin of a map in `dir` after checking its layout; returns it with its capacity.
 fn open(dir: &Path, layout: &MapLayout) -> Result<(Map, u32), DatapathError> {
     let path = dir.join(layout.name);
-    if !path.exists() {
-        if !dir.exists() || LAYOUTS.iter().all(|l| !dir.join(l.name).exists()) {
-            return Err(DatapathError::NoPins(dir.to_path_buf()));
-        }
-        return Err(DatapathError::UnknownMap(layout.name.into()));
+    if !is_pinned(&path)? {
+        let any_pinned = is_pinned(dir)?
+            && LAYOUTS.iter().try_fold(false, |any, l| {
+                Ok::<_, DatapathError>(any || is_pinned(&dir.join(l.name))?)
+            })?;
+        return Err(if any_pinned {
+            DatapathError::MissingPin {
+                name: layout.name,
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            DatapathError::NoPins(dir.to_path_buf())
+        });
     }
-    // Decoding a map with another layout would print garbage: check first.
-    let max_entries = layout::check_pin(&path, layout, None)?;
-    let map_error = |source| DatapathError::Map {
-        name: layout.name,
-        source,
-    };
-    let data = MapData::from_pin(&path).map_err(map_error)?;
-    let map = Map::from_map_data(data).map_err(map_error)?;
-    Ok((map, max_entries))
+    open_pin(&path, layout)
 }
 
 /// The pin of map `D` as aya's type `T` for it.
@@ -152,7 +186,7 @@ pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
     LAYOUTS
         .iter()
         .map(|layout| {
-            // `open` explains a missing pin (no pins at all, or an unknown map).
+            // `open` explains a missing pin (no pins at all, or only this one missing).
             let (map, max_entries) = open(dir, layout)?;
             let entries = layout.id.visit(CountEntries { map, max_entries })?;
             Ok(MapSummary {

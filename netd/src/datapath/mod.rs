@@ -27,7 +27,7 @@ pub use self::{
     error::DatapathError,
     features::KernelFeatures,
     layout::Capacities,
-    state::{ApplyStats, Change, ChangeSet, MapState, WriteError},
+    state::{ApplyStats, Change, ChangeSet, MapOutcome, MapState, WriteError},
 };
 
 /// The compiled programs, built by netd/build.rs from netd-ebpf.

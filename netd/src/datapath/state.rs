@@ -25,6 +25,30 @@ pub struct MapState {
     pub parents: BTreeMap<ParentKeyOrd, ParentInfo>,
 }
 
+impl MapState {
+    /// The maps it holds, in [`MapId`] order: the per-network maps, which the reconciler
+    /// writes and whose fill and failures `netd status` and the metrics show.
+    pub const MAPS: [MapId; 5] = [
+        MapId::Endpoints,
+        MapId::Fdb,
+        MapId::Neigh,
+        MapId::Vteps,
+        MapId::Parents,
+    ];
+
+    /// How many entries of map `id` it holds (none of a map not in [`Self::MAPS`]).
+    pub fn len_of(&self, id: MapId) -> usize {
+        match id {
+            MapId::Endpoints => self.endpoints.len(),
+            MapId::Fdb => self.fdb.len(),
+            MapId::Neigh => self.neigh.len(),
+            MapId::Vteps => self.vteps.len(),
+            MapId::Parents => self.parents.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// Ordered wrappers (the shared map keys are plain `repr(C)` structs without `Ord`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FdbKeyOrd(pub u32, pub [u8; 6]);
@@ -151,23 +175,49 @@ impl ChangeSet {
         }
     }
 
-    /// The first failure, with its map's name.
-    pub fn first_failure(&self) -> Option<(&'static str, &WriteError)> {
-        fn failed<'a, K, V>(
-            name: &'static str,
-            changes: &'a [Change<K, V>],
-        ) -> Option<(&'static str, &'a WriteError)> {
-            changes.iter().find_map(|c| match &c.outcome {
-                Some(Err(e)) => Some((name, e)),
-                _ => None,
-            })
+    /// How map `id`'s changes went (none, for a map not in [`MapState::MAPS`]).
+    pub fn outcome(&self, id: MapId) -> MapOutcome<'_> {
+        fn of<K, V>(changes: &[Change<K, V>]) -> MapOutcome<'_> {
+            let mut outcome = MapOutcome::default();
+            for change in changes {
+                match &change.outcome {
+                    Some(Ok(())) => outcome.any_done = true,
+                    Some(Err(error)) => {
+                        outcome.failed += 1;
+                        outcome.first_error.get_or_insert(error);
+                    }
+                    None => {}
+                }
+            }
+            outcome
         }
-        failed(MapId::Fdb.name(), &self.fdb)
-            .or_else(|| failed(MapId::Neigh.name(), &self.neigh))
-            .or_else(|| failed(MapId::Vteps.name(), &self.vteps))
-            .or_else(|| failed(MapId::Endpoints.name(), &self.endpoints))
-            .or_else(|| failed(MapId::Parents.name(), &self.parents))
+        match id {
+            MapId::Endpoints => of(&self.endpoints),
+            MapId::Fdb => of(&self.fdb),
+            MapId::Neigh => of(&self.neigh),
+            MapId::Vteps => of(&self.vteps),
+            MapId::Parents => of(&self.parents),
+            _ => MapOutcome::default(),
+        }
     }
+
+    /// The first failure, with its map.
+    pub fn first_failure(&self) -> Option<(MapId, &WriteError)> {
+        MapState::MAPS
+            .into_iter()
+            .find_map(|id| Some((id, self.outcome(id).first_error?)))
+    }
+}
+
+/// How one map's changes went, once applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapOutcome<'a> {
+    /// Changes that failed.
+    pub failed: u64,
+    /// Whether any change succeeded.
+    pub any_done: bool,
+    /// The first failure.
+    pub first_error: Option<&'a WriteError>,
 }
 
 /// What [`Datapath::apply_changes`] did, per map.
@@ -176,7 +226,7 @@ pub struct ApplyStats {
     pub written: usize,
     pub deleted: usize,
     /// (map, failed writes or deletes) for the maps where something failed.
-    pub failed: Vec<(&'static str, usize)>,
+    pub failed: Vec<(MapId, usize)>,
 }
 
 /// Entries of `desired` that `current` lacks or has with another value, and keys of `current`
@@ -269,10 +319,9 @@ impl Datapath {
             }
         }
         if failed > 0 {
-            let name = D::LAYOUT.name;
-            match stats.failed.iter_mut().find(|(n, _)| *n == name) {
+            match stats.failed.iter_mut().find(|(id, _)| *id == D::ID) {
                 Some((_, n)) => *n += failed,
-                None => stats.failed.push((name, failed)),
+                None => stats.failed.push((D::ID, failed)),
             }
         }
         Ok(())
@@ -309,8 +358,8 @@ impl Datapath {
         let mut changes = ChangeSet::between(current, desired);
         let stats = self.apply_changes(&mut changes)?;
         match changes.first_failure() {
-            Some((name, error)) => Err(DatapathError::Write {
-                name,
+            Some((id, error)) => Err(DatapathError::Write {
+                name: id.name(),
                 message: error.message.clone(),
             }),
             None => Ok(stats),
@@ -331,5 +380,50 @@ mod tests {
             .map(|c| (c.key, c.value))
             .collect();
         assert_eq!(changes, vec![(2, Some(21)), (4, Some(40)), (3, None)]);
+    }
+
+    #[test]
+    fn outcomes_are_counted_per_map() {
+        let full = WriteError {
+            full: true,
+            message: "full".into(),
+        };
+        let done = |key| Change {
+            outcome: Some(Ok(())),
+            ..Change::new(key, Some(EndpointInfo::default()))
+        };
+        let mut changes = ChangeSet {
+            endpoints: vec![done(1), done(2)],
+            neigh: vec![Change::new(NeighKeyOrd(1, [10, 0, 0, 1]), None)],
+            ..ChangeSet::default()
+        };
+        let failed = |key, message: &str| Change {
+            outcome: Some(Err(WriteError {
+                message: message.into(),
+                ..full.clone()
+            })),
+            ..Change::new(VtepKeyOrd(key, 1), Some(VtepEntry::default()))
+        };
+        changes.vteps = vec![
+            failed([10, 0, 0, 1], "first"),
+            failed([10, 0, 0, 2], "second"),
+        ];
+
+        let endpoints = changes.outcome(MapId::Endpoints);
+        assert_eq!((endpoints.failed, endpoints.any_done), (0, true));
+        assert!(endpoints.first_error.is_none());
+        let vteps = changes.outcome(MapId::Vteps);
+        assert_eq!((vteps.failed, vteps.any_done), (2, false));
+        assert_eq!(vteps.first_error.map(|e| e.message.as_str()), Some("first"));
+        // Not applied yet: neither done nor failed.
+        assert_eq!(changes.outcome(MapId::Neigh), MapOutcome::default());
+        // A map the set does not hold.
+        assert_eq!(changes.outcome(MapId::Stats), MapOutcome::default());
+        assert_eq!(
+            changes
+                .first_failure()
+                .map(|(id, e)| (id, e.message.as_str())),
+            Some((MapId::Vteps, "first"))
+        );
     }
 }

@@ -105,8 +105,9 @@ fn neigh(ip: &str) -> NeighKeyOrd {
     NeighKeyOrd(VNI, ip.parse::<std::net::Ipv4Addr>().unwrap().octets())
 }
 
-fn fill<'a>(summary: &'a Summary, name: &str) -> &'a MapFill {
-    summary.maps.iter().find(|m| m.name == name).unwrap()
+/// The summary's fill of `map` (found by its name, as `netd status` shows it).
+fn fill(summary: &Summary, map: MapId) -> &MapFill {
+    summary.maps.iter().find(|m| m.name == map.name()).unwrap()
 }
 
 impl Host {
@@ -489,7 +490,7 @@ fn nothing_is_deleted_before_the_first_listing_and_a_relist_sweeps_what_is_gone(
 
 #[test]
 fn a_full_map_fails_the_write_counts_it_retries_it_and_still_applies_the_rest() {
-    let kernel = FakeKernel::default().with_capacity(names::FDB, 4);
+    let kernel = FakeKernel::default().with_capacity(MapId::Fdb, 4);
     let mut h = Host::new(kernel, &[("n", "mine")]);
     h.with_network();
     h.put(keys::endpoint("n", "mine"), ep("mine", "10.1.0.1", ME));
@@ -509,7 +510,7 @@ fn a_full_map_fails_the_write_counts_it_retries_it_and_still_applies_the_rest() 
     assert_eq!(maps.endpoints, expected.endpoints);
     assert_eq!(maps.vteps, expected.vteps);
     let summary = h.summary();
-    let fdb_fill = fill(&summary, names::FDB);
+    let fdb_fill = fill(&summary, MapId::Fdb);
     assert_eq!(
         (fdb_fill.entries, fdb_fill.capacity, fdb_fill.failed_writes),
         (4, 4, 2)
@@ -521,12 +522,12 @@ fn a_full_map_fails_the_write_counts_it_retries_it_and_still_applies_the_rest() 
             .is_some_and(|e| e.contains("too long")),
         "{fdb_fill:?}"
     );
-    assert_eq!(fill(&summary, names::NEIGH).failed_writes, 0);
-    assert!(fill(&summary, names::NEIGH).last_error.is_none());
+    assert_eq!(fill(&summary, MapId::Neigh).failed_writes, 0);
+    assert!(fill(&summary, MapId::Neigh).last_error.is_none());
 
     // Each tick retries what failed: still full, counted again.
     h.tick();
-    assert_eq!(fill(&h.summary(), names::FDB).failed_writes, 4);
+    assert_eq!(fill(&h.summary(), MapId::Fdb).failed_writes, 4);
 
     // Two peers whose entries are in go, in a batch that has nothing else to write: their
     // deletes are not lost to the full map, and the next retry finds room for what failed.
@@ -551,7 +552,7 @@ fn a_full_map_fails_the_write_counts_it_retries_it_and_still_applies_the_rest() 
     h.tick();
     assert_eq!(h.maps(), h.expected());
     let summary = h.summary();
-    let fdb_fill = fill(&summary, names::FDB);
+    let fdb_fill = fill(&summary, MapId::Fdb);
     assert_eq!((fdb_fill.entries, fdb_fill.failed_writes), (4, 4));
     assert!(fdb_fill.last_error.is_none(), "{fdb_fill:?}");
 
@@ -570,7 +571,7 @@ fn a_full_map_fails_the_write_counts_it_retries_it_and_still_applies_the_rest() 
     assert!(h.maps().fdb.contains_key(&fdb("10.1.0.20")));
     assert!(!h.maps().fdb.contains_key(&fdb(left_ip)));
     assert_eq!(
-        fill(&h.summary(), names::FDB).failed_writes,
+        fill(&h.summary(), MapId::Fdb).failed_writes,
         4,
         "no failure"
     );
@@ -593,7 +594,7 @@ fn maps_that_cannot_be_used_are_written_once_they_can() {
 
 #[test]
 fn an_attach_into_a_full_map_fails_and_leaves_nothing() {
-    let kernel = FakeKernel::default().with_capacity(names::ENDPOINTS, 1);
+    let kernel = FakeKernel::default().with_capacity(MapId::Endpoints, 1);
     let mut h = Host::new(kernel, &[]);
     h.with_network();
     h.put(keys::endpoint("n", "p1"), ep("p1", "10.1.0.2", "b"));
@@ -620,7 +621,7 @@ fn an_attach_into_a_full_map_fails_and_leaves_nothing() {
     match &error {
         ControlError::NotProgrammed { endpoint, reason } => {
             assert_eq!(endpoint, "second");
-            assert!(reason.contains(names::ENDPOINTS), "{reason}");
+            assert!(reason.contains("NETD_ENDPOINTS"), "{reason}");
             assert!(reason.contains("1 of 1 entries used"), "{reason}");
         }
         other => panic!("{other:?}"),
@@ -635,7 +636,7 @@ fn an_attach_into_a_full_map_fails_and_leaves_nothing() {
     let summary = h.summary();
     let local: Vec<&str> = summary.local.iter().map(|l| l.id.as_str()).collect();
     assert_eq!(local, ["first"]);
-    assert!(fill(&summary, names::ENDPOINTS).failed_writes >= 1);
+    assert!(fill(&summary, MapId::Endpoints).failed_writes >= 1);
     // Nothing of it is retried later either.
     let operations = h.reconciler.kernel.operations;
     h.full_check();
@@ -818,7 +819,7 @@ fn an_endpoint_whose_interface_disappears_is_taken_off_and_comes_back_with_it() 
 
 #[test]
 fn the_summary_says_synced_revision_fill_and_failures() {
-    let kernel = FakeKernel::default().with_capacity(names::NEIGH, 3);
+    let kernel = FakeKernel::default().with_capacity(MapId::Neigh, 3);
     let mut h = Host::new(kernel, &[("n", "mine")]);
     assert!(!h.summary().synced);
     h.with_network();
@@ -859,11 +860,11 @@ fn the_summary_says_synced_revision_fill_and_failures() {
     assert_eq!(
         fills,
         [
-            (names::ENDPOINTS, 1, 64, 0),
-            (names::FDB, 3, 64, 0),
-            (names::NEIGH, 3, 3, 0),
-            (names::VTEPS, 1, 64, 0),
-            (names::PARENTS, 0, 16, 0),
+            ("NETD_ENDPOINTS", 1, 64, 0),
+            ("NETD_FDB", 3, 64, 0),
+            ("NETD_NEIGH", 3, 3, 0),
+            ("NETD_VTEPS", 1, 64, 0),
+            ("NETD_PARENTS", 0, 64, 0),
         ]
     );
     assert!(summary.maps.iter().all(|m| m.last_error.is_none()));
@@ -879,10 +880,10 @@ fn the_summary_says_synced_revision_fill_and_failures() {
     assert_eq!(summary.networks.len(), 2);
     assert_eq!(summary.active_networks, 1);
     assert_eq!(summary.last_batch_events, 2);
-    let neigh_fill = fill(&summary, names::NEIGH);
+    let neigh_fill = fill(&summary, MapId::Neigh);
     assert_eq!((neigh_fill.entries, neigh_fill.failed_writes), (3, 1));
     assert!(neigh_fill.last_error.is_some());
-    assert_eq!(fill(&summary, names::FDB).entries, 4);
+    assert_eq!(fill(&summary, MapId::Fdb).entries, 4);
 }
 
 #[test]
