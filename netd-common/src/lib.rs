@@ -8,7 +8,7 @@
 //!
 //! Multi-byte addresses are network-order byte arrays; VNIs, ifindexes, ports and MTUs are
 //! numbers in host order (the programs convert at the packet boundary).
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod maps;
 pub mod monitor;

@@ -6,8 +6,11 @@
 //! events by itself. Drops cost the check only when a packet is dropped; traces (every
 //! forwarded packet) cost one array read per packet, and the rest only while armed. Each CPU may
 //! write at most [`EVENTS_PER_SECOND_PER_CPU`]; what the limit or a full ring refuses is counted
-//! (`stats::MONITOR_RATE_LIMITED`, `stats::MONITOR_RING_FULL`), so a monitor can say how many it
-//! missed.
+//! ([`Counter::MonitorRateLimited`], [`Counter::MonitorRingFull`]), so a monitor can say how
+//! many it missed.
+//!
+//! [`Counter::MonitorRateLimited`]: crate::stats::Counter::MonitorRateLimited
+//! [`Counter::MonitorRingFull`]: crate::stats::Counter::MonitorRingFull
 
 /// Packet bytes copied into an event, from the start of the frame: Ethernet, IPv4, ports, and
 /// for VXLAN the inner frame's headers too (14 + 20 + 8 + 8 + 14 + 20 + 8 = 92).
@@ -55,7 +58,8 @@ pub mod hook {
 pub struct Event {
     pub kind: u8,
     pub hook: u8,
-    /// A `stats` counter index: the drop reason of a drop, 0 for a trace.
+    /// The index of a drop's [`DropReason`](crate::stats::DropReason) (`DropReason::index`), 0
+    /// for a trace.
     pub reason: u16,
     /// The interface the packet was on (`__sk_buff.ifindex`).
     pub ifindex: u32,

@@ -4,7 +4,7 @@
 //! length, so the verifier sees constant offsets); host tests call them on plain arrays. Nothing
 //! here allocates, loops over data of unknown length or can panic on the given types.
 
-use crate::stats;
+use crate::stats::DropReason;
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -22,7 +22,7 @@ pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ENCAP_HLEN: usize = IPV4_HLEN + UDP_HLEN + VXLAN_HLEN;
 /// Total bytes added in front of the inner frame.
 pub const ENCAP_ROOM: usize = ENCAP_HLEN + ETH_HLEN;
-/// Outer TTL (design: 64).
+/// Outer TTL (docs/architecture.md#vxlan-on-the-wire).
 pub const OUTER_TTL: u8 = 64;
 /// VXLAN I flag: the VNI is valid (RFC 7348 §5).
 pub const VXLAN_FLAG_I: u8 = 0x08;
@@ -185,16 +185,16 @@ pub const fn vxlan_header(vni: u32) -> [u8; VXLAN_HLEN] {
 
 /// Validates a received VXLAN header and returns its VNI, or the drop reason.
 #[inline(always)]
-pub fn parse_vxlan_header(vx: &[u8; VXLAN_HLEN]) -> Result<u32, u32> {
+pub fn parse_vxlan_header(vx: &[u8; VXLAN_HLEN]) -> Result<u32, DropReason> {
     if vx[0] & VXLAN_FLAG_I == 0 {
-        return Err(stats::DROP_NO_I_FLAG);
+        return Err(DropReason::NoIFlag);
     }
     if vx[0] != VXLAN_FLAG_I || vx[1] != 0 || vx[2] != 0 || vx[3] != 0 || vx[7] != 0 {
-        return Err(stats::DROP_RESERVED_BITS);
+        return Err(DropReason::ReservedBits);
     }
     let vni = (u32::from(vx[4]) << 16) | (u32::from(vx[5]) << 8) | u32::from(vx[6]);
     if vni == 0 {
-        return Err(stats::DROP_BAD_VNI);
+        return Err(DropReason::BadVni);
     }
     Ok(vni)
 }
@@ -226,12 +226,12 @@ pub fn parse_arp_request(
     frame: &[u8; ARP_FRAME_LEN],
     own_mac: &[u8; 6],
     own_ip: &[u8; 4],
-) -> Result<ArpRequest, u32> {
+) -> Result<ArpRequest, DropReason> {
     check_arp_sender(frame, own_mac, own_ip)?;
     let a = ETH_HLEN;
     let op = u16::from_be_bytes([frame[a + 6], frame[a + 7]]);
     if op != arp::OP_REQUEST {
-        return Err(stats::DROP_ARP_NOT_REQUEST);
+        return Err(DropReason::ArpNotRequest);
     }
     let target_ip = [
         frame[a + arp::TPA],
@@ -241,7 +241,7 @@ pub fn parse_arp_request(
     ];
     // A request for one's own address (gratuitous ARP, duplicate detection) must get no answer.
     if target_ip == *own_ip {
-        return Err(stats::DROP_ARP_NOT_REQUEST);
+        return Err(DropReason::ArpNotRequest);
     }
     Ok(ArpRequest { target_ip })
 }
@@ -253,14 +253,14 @@ pub fn check_arp_sender(
     frame: &[u8; ARP_FRAME_LEN],
     own_mac: &[u8; 6],
     own_ip: &[u8; 4],
-) -> Result<(), u32> {
+) -> Result<(), DropReason> {
     let a = ETH_HLEN;
     // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4.
     if frame[a] != 0 || frame[a + 1] != 1 || frame[a + 2] != 0x08 || frame[a + 3] != 0 {
-        return Err(stats::DROP_ARP_MALFORMED);
+        return Err(DropReason::ArpMalformed);
     }
     if frame[a + 4] != 6 || frame[a + 5] != 4 {
-        return Err(stats::DROP_ARP_MALFORMED);
+        return Err(DropReason::ArpMalformed);
     }
     let sha = [
         frame[a + arp::SHA],
@@ -277,7 +277,7 @@ pub fn check_arp_sender(
         frame[a + arp::SPA + 3],
     ];
     if sha != *own_mac || (spa != *own_ip && spa != [0; 4]) {
-        return Err(stats::DROP_ARP_SPOOFED);
+        return Err(DropReason::ArpSpoofed);
     }
     Ok(())
 }
@@ -433,18 +433,18 @@ mod tests {
     fn vxlan_header_validation() {
         assert_eq!(
             parse_vxlan_header(&[0, 0, 0, 0, 0, 0, 1, 0]),
-            Err(stats::DROP_NO_I_FLAG)
+            Err(DropReason::NoIFlag)
         );
         assert_eq!(
             parse_vxlan_header(&[0x08, 0, 0, 0, 0, 0, 0, 0]),
-            Err(stats::DROP_BAD_VNI)
+            Err(DropReason::BadVni)
         );
         for (i, b) in [(0usize, 0x88u8), (1, 1), (2, 1), (3, 1), (7, 1)] {
             let mut h = vxlan_header(7);
             h[i] |= b;
             assert_eq!(
                 parse_vxlan_header(&h),
-                Err(stats::DROP_RESERVED_BITS),
+                Err(DropReason::ReservedBits),
                 "byte {i}"
             );
         }
@@ -494,30 +494,24 @@ mod tests {
         let me = [2, 0, 0, 0, 0, 1];
         let ip = [10, 1, 0, 1];
         let f = arp_request([2, 0, 0, 0, 0, 9], ip, [10, 1, 0, 2], 1);
-        assert_eq!(
-            parse_arp_request(&f, &me, &ip),
-            Err(stats::DROP_ARP_SPOOFED)
-        );
+        assert_eq!(parse_arp_request(&f, &me, &ip), Err(DropReason::ArpSpoofed));
         let f = arp_request(me, [10, 1, 0, 9], [10, 1, 0, 2], 1);
-        assert_eq!(
-            parse_arp_request(&f, &me, &ip),
-            Err(stats::DROP_ARP_SPOOFED)
-        );
+        assert_eq!(parse_arp_request(&f, &me, &ip), Err(DropReason::ArpSpoofed));
         let f = arp_request(me, ip, [10, 1, 0, 2], 2);
         assert_eq!(
             parse_arp_request(&f, &me, &ip),
-            Err(stats::DROP_ARP_NOT_REQUEST)
+            Err(DropReason::ArpNotRequest)
         );
         let f = arp_request(me, ip, ip, 1);
         assert_eq!(
             parse_arp_request(&f, &me, &ip),
-            Err(stats::DROP_ARP_NOT_REQUEST)
+            Err(DropReason::ArpNotRequest)
         );
         let mut f = arp_request(me, ip, [10, 1, 0, 2], 1);
         f[18] = 16;
         assert_eq!(
             parse_arp_request(&f, &me, &ip),
-            Err(stats::DROP_ARP_MALFORMED)
+            Err(DropReason::ArpMalformed)
         );
         // Probe (sender 0.0.0.0) is answered.
         let f = arp_request(me, [0; 4], [10, 1, 0, 2], 1);

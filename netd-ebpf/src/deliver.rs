@@ -3,7 +3,7 @@
 use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::{DatapathConfig, config_flags},
-    stats,
+    stats::Counter,
 };
 
 use crate::{maps::count, redirect, traffic, verdict::Verdict};
@@ -12,12 +12,12 @@ use crate::{maps::count, redirect, traffic, verdict::Verdict};
 ///
 /// `bpf_redirect_peer` switches to the container's namespace without a second pass through the
 /// host-side veth's queue; it only works from TC ingress and toward a veth whose peer is in
-/// another namespace (design §8), which is where both callers are. The loader always sets the
+/// another namespace (docs/architecture.md), where both callers are. The loader always sets the
 /// flag (it refuses kernels without the helper); a config written without it gets plain
 /// `bpf_redirect`.
 #[inline(always)]
 pub fn to_endpoint(ctx: &TcContext, config: &DatapathConfig, ifindex: u32) -> Verdict {
-    count(stats::TX);
+    count(Counter::Tx);
     traffic::received(config, ifindex, ctx.len());
     if config.flags & config_flags::REDIRECT_PEER != 0 {
         redirect::to_peer(ctx, ifindex)

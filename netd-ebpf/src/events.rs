@@ -8,12 +8,13 @@ use aya_ebpf::{
 };
 use netd_common::{
     monitor::{EVENTS_PER_SECOND_PER_CPU, Event, SAMPLE_BYTES, kind},
-    stats,
+    stats::Counter,
 };
 
 use crate::{
     maps::{EVENT_BUDGET, EVENTS, MONITOR, count},
     skb::ifindex,
+    verdict::DropReason,
 };
 
 const SECOND_NS: u64 = 1_000_000_000;
@@ -54,7 +55,7 @@ fn within_budget() -> bool {
         budget.written = 0;
     }
     if budget.written >= EVENTS_PER_SECOND_PER_CPU {
-        count(stats::MONITOR_RATE_LIMITED);
+        count(Counter::MonitorRateLimited);
         return false;
     }
     budget.written += 1;
@@ -62,14 +63,14 @@ fn within_budget() -> bool {
 }
 
 /// Writes one event about the packet in `ctx` (its first bytes included), if the budget and
-/// the ring have room.
+/// the ring have room. `reason`: the drop reason's index, 0 for a trace.
 #[inline(always)]
-pub fn emit(ctx: &TcContext, event_kind: u8, hook: u8, reason: u32) {
+fn emit(ctx: &TcContext, event_kind: u8, hook: u8, reason: u16) {
     if !within_budget() {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        count(stats::MONITOR_RING_FULL);
+        count(Counter::MonitorRingFull);
         return;
     };
     let event = entry.as_mut_ptr();
@@ -79,7 +80,7 @@ pub fn emit(ctx: &TcContext, event_kind: u8, hook: u8, reason: u32) {
     unsafe {
         (*event).kind = event_kind;
         (*event).hook = hook;
-        (*event).reason = reason as u16;
+        (*event).reason = reason;
         (*event).ifindex = ifindex(ctx);
         (*event).len = ctx.len();
         (*event).sample_len = sample(ctx, &mut (*event).sample);
@@ -116,9 +117,9 @@ fn sample(ctx: &TcContext, to: &mut [u8; SAMPLE_BYTES]) -> u32 {
 
 /// A drop, if drops are armed.
 #[inline(always)]
-pub fn drop(ctx: &TcContext, hook: u8, reason: u32) {
+pub fn drop(ctx: &TcContext, hook: u8, reason: DropReason) {
     if armed(Wanted::Drops) {
-        emit(ctx, kind::DROP, hook, reason);
+        emit(ctx, kind::DROP, hook, reason.index() as u16);
     }
 }
 

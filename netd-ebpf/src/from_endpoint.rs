@@ -24,7 +24,7 @@ use netd_common::{
         self, ARP_FRAME_LEN, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_TCP,
         IPPROTO_UDP, IPV4_HLEN, OuterParams,
     },
-    stats,
+    stats::Counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 
@@ -41,23 +41,23 @@ const AF_INET: u8 = 2;
 
 #[classifier]
 pub fn netd_from_endpoint(ctx: TcContext) -> i32 {
-    count(stats::RX);
+    count(Counter::Rx);
     tc_action(&ctx, hook::ENDPOINT, from_endpoint(&ctx))
 }
 
 fn from_endpoint(ctx: &TcContext) -> Outcome {
     let ifindex = ifindex(ctx);
     // SAFETY: the value is copied out before any other map operation.
-    let endpoint = *unsafe { ENDPOINTS.get(ifindex) }.ok_or(stats::DROP_UNKNOWN_ENDPOINT)?;
+    let endpoint = *unsafe { ENDPOINTS.get(ifindex) }.ok_or(DropReason::UnknownEndpoint)?;
     // Read once here for every path below (one array lookup per packet).
-    let config = config().ok_or(stats::DROP_NO_CONFIG)?;
+    let config = config().ok_or(DropReason::NoConfig)?;
     // All it sends, also what is dropped below.
     crate::traffic::sent(config, ifindex, ctx.len());
-    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+    let eth = ptr_at::<EthHdr>(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at.
     let eth = unsafe { &*eth };
     if eth.src_addr != endpoint.mac {
-        return Err(DropReason(stats::DROP_SPOOFED_MAC));
+        return Err(DropReason::SpoofedMac);
     }
     if endpoint.flags & endpoint_flags::MACVLAN != 0 {
         return crate::macvlan::from_endpoint(
@@ -71,14 +71,14 @@ fn from_endpoint(ctx: &TcContext) -> Outcome {
     match u16::from_be(eth.ether_type) {
         ETH_P_IP => forward_ipv4(ctx, config, &endpoint, ifindex, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
-        _ => Err(DropReason(stats::DROP_UNSUPPORTED_ETHERTYPE)),
+        _ => Err(DropReason::UnsupportedEthertype),
     }
 }
 
 /// Answers an ARP request with the target endpoint's real MAC, sent straight back to the
 /// container: nothing is flooded, and no ARP ever crosses the underlay.
 fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Outcome {
-    let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+    let frame = ptr_at::<[u8; ARP_FRAME_LEN]>(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at; nothing else aliases the packet while we hold it.
     let frame = unsafe { &mut *frame };
     let request = packet::parse_arp_request(frame, &endpoint.mac, &endpoint.ipv4)?;
@@ -87,10 +87,10 @@ fn answer_arp(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32) -> Outcome
         ipv4: request.target_ip,
     };
     // SAFETY: copied out at once.
-    let target = *unsafe { NEIGH.get(key) }.ok_or(stats::DROP_ARP_UNKNOWN_TARGET)?;
+    let target = *unsafe { NEIGH.get(key) }.ok_or(DropReason::ArpUnknownTarget)?;
     packet::write_arp_reply(frame, &target.mac);
-    count(stats::ARP_REPLY);
-    count(stats::TX);
+    count(Counter::ArpReply);
+    count(Counter::Tx);
     // Out of the host-side veth: the container receives the reply.
     Ok(redirect::out_of(ifindex))
 }
@@ -104,14 +104,14 @@ fn forward_ipv4(
 ) -> Outcome {
     let ip = checked_ipv4(ctx, endpoint)?;
     if !packet::is_unicast_mac(&dst_mac) {
-        return Err(DropReason(stats::DROP_BROADCAST));
+        return Err(DropReason::Broadcast);
     }
     if ip.proto == IPPROTO_UDP && udp_dst_port(ctx, ip.vihl)? == config.vxlan_port {
-        return Err(DropReason(stats::DROP_VXLAN_FROM_ENDPOINT));
+        return Err(DropReason::VxlanFromEndpoint);
     }
     // SAFETY: copied out at once.
     let mut dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
-        .ok_or(stats::DROP_UNKNOWN_DESTINATION)?;
+        .ok_or(DropReason::UnknownDestination)?;
     let ip = if dst.kind == fdb_kind::GATEWAY {
         // `ip` is not used again on this path: the gateway rewrites the frame.
         match crate::gateway::from_endpoint(ctx, endpoint, ifindex, dst_mac)? {
@@ -124,14 +124,14 @@ fn forward_ipv4(
     };
     match dst.kind {
         fdb_kind::LOCAL => {
-            count(stats::LOCAL);
+            count(Counter::Local);
             Ok(deliver::to_endpoint(ctx, config, dst.ifindex))
         }
         fdb_kind::REMOTE => {
             let flow_hash = flow_hash(ctx, ip);
             encapsulate(ctx, config, endpoint.vni, dst.vtep, ip.tos, flow_hash)
         }
-        _ => Err(DropReason(stats::DROP_UNKNOWN_DESTINATION)),
+        _ => Err(DropReason::UnknownDestination),
     }
 }
 
@@ -140,14 +140,14 @@ fn forward_ipv4(
 fn udp_dst_port(ctx: &TcContext, vihl: u8) -> Result<u16, DropReason> {
     let header_len = usize::from(vihl & 0x0f) * 4;
     if header_len == IPV4_HLEN {
-        let udp = ptr_at::<UdpHdr>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+        let udp = ptr_at::<UdpHdr>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(DropReason::Truncated)?;
         // SAFETY: bounds-checked by ptr_at.
         return Ok(unsafe { &*udp }.dst_port());
     }
     // IPv4 options: a variable offset, read through the helper (rare).
     let port: [u8; 2] = ctx
         .load(ETH_HLEN + header_len + 2)
-        .map_err(|_| stats::DROP_TRUNCATED)?;
+        .map_err(|_| DropReason::Truncated)?;
     Ok(u16::from_be_bytes(port))
 }
 
@@ -187,9 +187,9 @@ fn encapsulate(
 ) -> Outcome {
     let inner_len = ctx.len();
     if !is_gso(ctx) && inner_len + ENCAP_HLEN as u32 > u32::from(config.underlay_mtu) {
-        return Err(DropReason(stats::DROP_OVERSIZE));
+        return Err(DropReason::Oversize);
     }
-    let inner_eth = *unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)? };
+    let inner_eth = *unsafe { &*ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(DropReason::Truncated)? };
 
     // MAC mode inserts the room right after the Ethernet header: [eth][room 50][inner IPv4...].
     ctx.adjust_room(
@@ -197,11 +197,11 @@ fn encapsulate(
         BPF_ADJ_ROOM_MAC,
         room::encap_flags(config),
     )
-    .map_err(|_| stats::DROP_ENCAP_FAILED)?;
+    .map_err(|_| DropReason::EncapFailed)?;
 
-    let outer = ptr_at::<[u8; ENCAP_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
+    let outer = ptr_at::<[u8; ENCAP_HLEN]>(ctx, ETH_HLEN).ok_or(DropReason::EncapFailed)?;
     let inner =
-        ptr_at::<[u8; ETH_HLEN]>(ctx, ETH_HLEN + ENCAP_HLEN).ok_or(stats::DROP_ENCAP_FAILED)?;
+        ptr_at::<[u8; ETH_HLEN]>(ctx, ETH_HLEN + ENCAP_HLEN).ok_or(DropReason::EncapFailed)?;
     let params = OuterParams {
         src_vtep: config.local_vtep,
         dst_vtep: vtep,
@@ -224,7 +224,7 @@ fn encapsulate(
 /// The header comes from `NETD_NEXTHOPS` while its entry is fresh, otherwise from the kernel's
 /// FIB and neighbour tables (which then refill the entry).
 fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Outcome {
-    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_ENCAP_FAILED)?;
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(DropReason::EncapFailed)?;
     // SAFETY: bounds-checked by ptr_at.
     let eth = unsafe { &mut *eth };
     eth[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
@@ -238,12 +238,12 @@ fn send_to_vtep(ctx: &TcContext, config: &DatapathConfig, vtep: [u8; 4]) -> Outc
             redirect::out_of(hop.ifindex)
         }
         _ => {
-            count(stats::ENCAP_FIB_LOOKUP);
+            count(Counter::EncapFibLookup);
             redirect_via_fib(ctx, config, vtep, eth, now)?
         }
     };
-    count(stats::ENCAP);
-    count(stats::TX);
+    count(Counter::Encap);
+    count(Counter::Tx);
     Ok(verdict)
 }
 
@@ -296,16 +296,16 @@ fn redirect_via_fib(
             // The FIB wrote the gateway (or the VTEP itself when on-link) into ipv4_dst.
             // SAFETY: reading the IPv4 member of a union the kernel filled for AF_INET.
             let next_hop = unsafe { fib.__bindgen_anon_4.ipv4_dst };
-            count(stats::ENCAP_VIA_NEIGH);
+            count(Counter::EncapViaNeigh);
             redirect::via_neighbour(fib.ifindex, next_hop)
         }
         BPF_FIB_LKUP_RET_FWD_DISABLED => {
-            count(stats::ENCAP_VIA_NEIGH);
+            count(Counter::EncapViaNeigh);
             // No next hop known: the helper looks the route up itself.
             redirect::via_route(config.uplink_ifindex)
         }
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Err(DropReason(stats::DROP_OVERSIZE)),
-        _ => return Err(DropReason(stats::DROP_NO_ROUTE)),
+        BPF_FIB_LKUP_RET_FRAG_NEEDED => return Err(DropReason::Oversize),
+        _ => return Err(DropReason::NoRoute),
     };
     Ok(verdict)
 }

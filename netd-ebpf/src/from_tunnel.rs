@@ -11,7 +11,7 @@
 use aya_ebpf::{
     helpers::generated::bpf_skb_get_tunnel_key, macros::classifier, programs::TcContext,
 };
-use netd_common::{maps::VtepKey, monitor::hook, stats};
+use netd_common::{maps::VtepKey, monitor::hook, stats::Counter};
 
 use crate::{
     deliver, inner,
@@ -31,13 +31,13 @@ struct TunnelKeyV4 {
 
 #[classifier]
 pub fn netd_from_tunnel(ctx: TcContext) -> i32 {
-    count(stats::RX);
+    count(Counter::Rx);
     let outcome = from_tunnel(&ctx);
     tc_action(&ctx, hook::TUNNEL, outcome)
 }
 
 fn from_tunnel(ctx: &TcContext) -> Outcome {
-    let config = config().ok_or(stats::DROP_NO_CONFIG)?;
+    let config = config().ok_or(DropReason::NoConfig)?;
     let mut key = TunnelKeyV4 {
         tunnel_id: 0,
         remote_ipv4: 0,
@@ -53,7 +53,7 @@ fn from_tunnel(ctx: &TcContext) -> Outcome {
         )
     };
     if got != 0 {
-        return Err(DropReason(stats::DROP_NO_TUNNEL_KEY));
+        return Err(DropReason::NoTunnelKey);
     }
     let vni = key.tunnel_id;
     let vtep = VtepKey {
@@ -61,9 +61,9 @@ fn from_tunnel(ctx: &TcContext) -> Outcome {
         vni,
     };
     if VTEPS.get_ptr(vtep).is_none() {
-        return Err(DropReason(stats::DROP_UNKNOWN_VTEP));
+        return Err(DropReason::UnknownVtep);
     }
     let frame = inner::local_destination(ctx, 0, vni)?;
-    count(stats::DECAP);
+    count(Counter::Decap);
     Ok(deliver::to_endpoint(ctx, config, frame.endpoint.ifindex))
 }

@@ -12,7 +12,7 @@ use netd_common::{
         self, ENCAP_HLEN, ENCAP_ROOM, ETH_HLEN, ETH_P_IP, IPPROTO_UDP, IPV4_HLEN, UDP_HLEN,
         VXLAN_HLEN,
     },
-    stats,
+    stats::Counter,
 };
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, udp::UdpHdr};
 
@@ -33,12 +33,12 @@ const IP_MF: u8 = 0b001;
 
 #[classifier]
 pub fn netd_from_uplink(ctx: TcContext) -> i32 {
-    count(stats::RX);
+    count(Counter::Rx);
     let outcome = from_uplink(&ctx);
     if let Ok(Verdict::Pass) = outcome {
         // "Not mine": the next TC program on the hook (a macvlan parent hook, another tool's)
         // decides, or the stack gets the packet when there is none.
-        count(stats::PASS);
+        count(Counter::Pass);
     }
     tc_action(&ctx, hook::UPLINK, outcome)
 }
@@ -82,17 +82,17 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
 
     // VXLAN to our VTEP from here on: refuse with a reason, or deliver.
     if ip.frag_flags() & IP_MF != 0 {
-        return Err(DropReason(stats::DROP_FRAGMENT));
+        return Err(DropReason::Fragment);
     }
     let ip_len = u32::from(ip.tot_len());
     if ip_len + ETH_HLEN as u32 > ctx.len() {
-        return Err(DropReason(stats::DROP_TRUNCATED));
+        return Err(DropReason::Truncated);
     }
     let udp_len = u32::from(udp.len());
     if udp_len != ip_len - IPV4_HLEN as u32 || udp_len < (UDP_HLEN + VXLAN_HLEN + ETH_HLEN) as u32 {
-        return Err(DropReason(stats::DROP_BAD_UDP_LENGTH));
+        return Err(DropReason::BadUdpLength);
     }
-    let vxlan = ptr_at::<[u8; VXLAN_HLEN]>(ctx, VXLAN_OFF).ok_or(stats::DROP_TRUNCATED)?;
+    let vxlan = ptr_at::<[u8; VXLAN_HLEN]>(ctx, VXLAN_OFF).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at.
     let vni = packet::parse_vxlan_header(unsafe { &*vxlan })?;
     let vtep = VtepKey {
@@ -100,7 +100,7 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
         vni,
     };
     if VTEPS.get_ptr(vtep).is_none() {
-        return Err(DropReason(stats::DROP_UNKNOWN_VTEP));
+        return Err(DropReason::UnknownVtep);
     }
     let frame = inner::local_destination(ctx, INNER_ETH_OFF, vni)?;
     if config.flags & config_flags::GRO_DEVICE != 0 && skb::is_gro_aggregate(ctx) {
@@ -109,19 +109,19 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
         // bpf_skb_adjust_room's DECAP_L4_UDP (bpf-next, 2026; in no kernel netd runs on) clears
         // them, and a container that forwards it would have it segmented wrongly. The kernel's
         // device clears both; every check above has been made, and from-tunnel delivers it
-        // (design §8). A local sender's GSO packet (veth underlay) stays here: through the
+        // (docs/architecture.md). A local sender's GSO packet (veth underlay) stays here: via the
         // device it cost a fifth of the TCP stream (`cargo xtask bench`, netd-tc-decap).
-        count(stats::GRO_TO_KERNEL);
+        count(Counter::GroToKernel);
         return Ok(Verdict::Stack);
     }
     // MAC mode removes the 50 bytes after the outer Ethernet header (outer IPv4, UDP, VXLAN and
     // the inner Ethernet header); the inner Ethernet header is then written over the outer one.
     let shrink = -(ENCAP_ROOM as i32);
     ctx.adjust_room(shrink, BPF_ADJ_ROOM_MAC, room::decap_flags(config))
-        .map_err(|_| stats::DROP_DECAP_FAILED)?;
-    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_DECAP_FAILED)?;
+        .map_err(|_| DropReason::DecapFailed)?;
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(DropReason::DecapFailed)?;
     // SAFETY: bounds-checked by ptr_at after adjust_room.
     unsafe { *eth = frame.eth };
-    count(stats::DECAP);
+    count(Counter::Decap);
     Ok(deliver::to_endpoint(ctx, config, frame.endpoint.ifindex))
 }

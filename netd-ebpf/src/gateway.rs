@@ -9,7 +9,7 @@ use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::{EndpointInfo, FdbEntry, FdbKey, NeighKey, fdb_kind},
     packet::{self, ETH_HLEN, ICMP_ECHO_REQUEST, IPPROTO_ICMP, IPV4_HLEN},
-    stats,
+    stats::Counter,
 };
 
 use crate::{
@@ -34,7 +34,7 @@ pub fn from_endpoint(
     ifindex: u32,
     gw_mac: [u8; 6],
 ) -> Result<Next, DropReason> {
-    let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at; no other reference into the packet is held.
     let ip = unsafe { &mut *ip };
     let dst = [ip[16], ip[17], ip[18], ip[19]];
@@ -43,44 +43,44 @@ pub fn from_endpoint(
         ipv4: dst,
     };
     // SAFETY: copied out at once.
-    let neigh = *unsafe { NEIGH.get(key) }.ok_or(stats::DROP_GATEWAY_NO_ROUTE)?;
+    let neigh = *unsafe { NEIGH.get(key) }.ok_or(DropReason::GatewayNoRoute)?;
     if neigh.mac == gw_mac {
         return echo_reply(ctx, endpoint, ifindex, gw_mac).map(Next::Done);
     }
     // SAFETY: copied out at once.
     let target = *unsafe { FDB.get(FdbKey::new(endpoint.vni, neigh.mac)) }
-        .ok_or(stats::DROP_GATEWAY_NO_ROUTE)?;
+        .ok_or(DropReason::GatewayNoRoute)?;
     if target.kind == fdb_kind::GATEWAY {
         // Another gateway of the network is an address of it, not a way through.
-        return Err(DropReason(stats::DROP_GATEWAY_NO_ROUTE));
+        return Err(DropReason::GatewayNoRoute);
     }
     if !packet::decrement_ttl(ip) {
-        return Err(DropReason(stats::DROP_TTL_EXCEEDED));
+        return Err(DropReason::TtlExceeded);
     }
-    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at; `ip` is not used past this point.
     let eth = unsafe { &mut *eth };
     eth[0..6].copy_from_slice(&neigh.mac);
     eth[6..12].copy_from_slice(&gw_mac);
-    count(stats::ROUTED);
+    count(Counter::Routed);
     Ok(Next::Deliver(target))
 }
 
 /// Answers an ICMP echo request to the gateway address, straight back to the sender.
 fn echo_reply(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32, gw_mac: [u8; 6]) -> Outcome {
-    let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    let ip = ptr_at::<[u8; IPV4_HLEN]>(ctx, ETH_HLEN).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at.
     let ip = unsafe { &mut *ip };
     let unfragmented = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff == 0;
     // Options or fragments: not worth answering, nothing else listens there.
     if ip[0] != 0x45 || ip[9] != IPPROTO_ICMP || !unfragmented {
-        return Err(DropReason(stats::DROP_TO_GATEWAY));
+        return Err(DropReason::ToGateway);
     }
-    let icmp = ptr_at::<[u8; 4]>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    let icmp = ptr_at::<[u8; 4]>(ctx, ETH_HLEN + IPV4_HLEN).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at; it does not overlap the IPv4 header.
     let icmp = unsafe { &mut *icmp };
     if icmp[0] != ICMP_ECHO_REQUEST {
-        return Err(DropReason(stats::DROP_TO_GATEWAY));
+        return Err(DropReason::ToGateway);
     }
     packet::echo_request_to_reply(icmp);
     let src = [ip[12], ip[13], ip[14], ip[15]];
@@ -88,13 +88,13 @@ fn echo_reply(ctx: &TcContext, endpoint: &EndpointInfo, ifindex: u32, gw_mac: [u
     // Swapping the addresses leaves the header's checksum as it is (a sum does not care).
     ip[12..16].copy_from_slice(&dst);
     ip[16..20].copy_from_slice(&src);
-    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(stats::DROP_TRUNCATED)?;
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at; `ip` and `icmp` are not used past this point.
     let eth = unsafe { &mut *eth };
     eth[0..6].copy_from_slice(&endpoint.mac);
     eth[6..12].copy_from_slice(&gw_mac);
-    count(stats::GATEWAY_REPLY);
-    count(stats::TX);
+    count(Counter::GatewayReply);
+    count(Counter::Tx);
     // Out of the host-side veth: the container receives the reply (as ARP replies go).
     Ok(redirect::out_of(ifindex))
 }

@@ -6,7 +6,6 @@ use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::{FdbEntry, FdbKey, fdb_kind},
     packet::{self, ETH_HLEN, ETH_P_IP, IPV4_HLEN},
-    stats,
 };
 use network_types::ip::Ipv4Hdr;
 
@@ -28,34 +27,34 @@ pub fn local_destination(
     eth_off: usize,
     vni: u32,
 ) -> Result<LocalFrame, DropReason> {
-    let inner = ptr_at::<[u8; ETH_HLEN]>(ctx, eth_off).ok_or(stats::DROP_TRUNCATED)?;
+    let inner = ptr_at::<[u8; ETH_HLEN]>(ctx, eth_off).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at; copied because adjust_room invalidates the pointer.
     let eth = unsafe { *inner };
     let mut dst_mac = [0u8; 6];
     dst_mac.copy_from_slice(&eth[0..6]);
     if !packet::is_unicast_mac(&dst_mac) {
-        return Err(DropReason(stats::DROP_INNER_BROADCAST));
+        return Err(DropReason::InnerBroadcast);
     }
     // skb->protocol stays IPv4 through the redirect: a non-IPv4 inner frame would be misparsed.
     if packet::ethertype(&eth) != ETH_P_IP {
-        return Err(DropReason(stats::DROP_INNER_NOT_IPV4));
+        return Err(DropReason::InnerNotIpv4);
     }
     // The container's stack would drop a broken inner packet anyway; refusing it here keeps the
     // promise that nothing malformed is ever redirected, and counts it.
     let ip_off = eth_off + ETH_HLEN;
-    let ip = ptr_at::<Ipv4Hdr>(ctx, ip_off).ok_or(stats::DROP_INNER_BAD_IPV4)?;
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ip_off).ok_or(DropReason::InnerBadIpv4)?;
     // SAFETY: bounds-checked by ptr_at.
     let ip = unsafe { &*ip };
     if ip.version() != 4
         || usize::from(ip.ihl()) < IPV4_HLEN
         || u32::from(ip.tot_len()) + ip_off as u32 > ctx.len()
     {
-        return Err(DropReason(stats::DROP_INNER_BAD_IPV4));
+        return Err(DropReason::InnerBadIpv4);
     }
     // SAFETY: copied out at once.
-    let endpoint = *unsafe { FDB.get(FdbKey::new(vni, dst_mac)) }.ok_or(stats::DROP_NOT_LOCAL)?;
+    let endpoint = *unsafe { FDB.get(FdbKey::new(vni, dst_mac)) }.ok_or(DropReason::NotLocal)?;
     if endpoint.kind != fdb_kind::LOCAL {
-        return Err(DropReason(stats::DROP_NOT_LOCAL));
+        return Err(DropReason::NotLocal);
     }
     Ok(LocalFrame { eth, endpoint })
 }

@@ -1,5 +1,6 @@
-//! netd's TC programs. One file per hook; packet access, counters and maps each in their own
-//! module; the header logic itself is in `netd_common::packet`, where host tests cover it.
+//! netd's TC programs. One file per hook, and one per walk that more than one hook enters
+//! (`macvlan.rs`); packet access, counters and maps each in their own module; the header logic
+//! itself is in `netd_common::packet`, where host tests cover it.
 #![no_std]
 #![no_main]
 
@@ -19,6 +20,7 @@ mod redirect;
 mod room;
 mod sender;
 mod skb;
+mod to_parent;
 mod traffic;
 mod verdict;
 

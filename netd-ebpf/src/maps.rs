@@ -1,65 +1,74 @@
-//! Every map of the datapath, in one place. Names, layouts and capacities come from
-//! `netd_common::maps`, which the loader checks pinned maps against.
+//! Every map of the datapath, made from the one table in `netd_common::maps::for_each_map!`:
+//! each line becomes a static of aya's type for its kind, named as the line names it (`FDB` for
+//! the map `NETD_FDB`), with the table's key and value types and its capacity at the daemon
+//! flags' defaults (the loader sets the flags' values before loading).
 
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
-};
+use aya_ebpf::maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray, RingBuf};
 use netd_common::{
-    maps::{
-        DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, NextHop,
-        ParentInfo, ParentKey, Traffic, VtepEntry, VtepKey, capacity,
-    },
-    monitor::{EventBudget, MonitorControl, RING_BYTES},
-    stats,
+    maps::{DatapathConfig, MapDef, def},
+    stats::{Counter, DropReason},
 };
 
-#[map(name = "NETD_CONFIG")]
-pub static CONFIG: Array<DatapathConfig> = Array::with_max_entries(1, 0);
+/// One static per line of the table.
+macro_rules! statics {
+    ($(
+        $(#[doc = $doc:literal])*
+        $def:ident $name:ident: $kind:ident<$key:ty, $value:ty>,
+            entries: $cap_kind:ident $cap:tt, pin: $reuse:ident;
+    )*) => {
+        $(statics!(@map $kind $name def::$def, $(#[doc = $doc])*);)*
+    };
+    // What aya's `#[map]` makes of a static: it goes into the `maps` section under the map's
+    // name. (`#[map(name = ...)]` takes a string literal only, and the name is made here.)
+    (@static $name:ident, $ty:ty, $init:expr, $(#[doc = $doc:literal])*) => {
+        $(#[doc = $doc])*
+        #[unsafe(link_section = "maps")]
+        #[unsafe(export_name = concat!("NETD_", stringify!($name)))]
+        pub static $name: $ty = $init;
+    };
+    (@map Array $name:ident $def:ty, $($doc:tt)*) => {
+        statics!(@static $name, Array<<$def as MapDef>::Value>,
+            Array::with_max_entries(<$def as MapDef>::LAYOUT.default_entries(), 0), $($doc)*);
+    };
+    (@map PerCpuArray $name:ident $def:ty, $($doc:tt)*) => {
+        statics!(@static $name, PerCpuArray<<$def as MapDef>::Value>,
+            PerCpuArray::with_max_entries(<$def as MapDef>::LAYOUT.default_entries(), 0), $($doc)*);
+    };
+    (@map Hash $name:ident $def:ty, $($doc:tt)*) => {
+        statics!(@static $name, HashMap<<$def as MapDef>::Key, <$def as MapDef>::Value>,
+            HashMap::with_max_entries(<$def as MapDef>::LAYOUT.default_entries(), 0), $($doc)*);
+    };
+    (@map LruHash $name:ident $def:ty, $($doc:tt)*) => {
+        statics!(@static $name, LruHashMap<<$def as MapDef>::Key, <$def as MapDef>::Value>,
+            LruHashMap::with_max_entries(<$def as MapDef>::LAYOUT.default_entries(), 0), $($doc)*);
+    };
+    (@map LruPerCpuHash $name:ident $def:ty, $($doc:tt)*) => {
+        statics!(@static $name, LruPerCpuHashMap<<$def as MapDef>::Key, <$def as MapDef>::Value>,
+            LruPerCpuHashMap::with_max_entries(<$def as MapDef>::LAYOUT.default_entries(), 0),
+            $($doc)*);
+    };
+    (@map RingBuf $name:ident $def:ty, $($doc:tt)*) => {
+        statics!(@static $name, RingBuf,
+            RingBuf::with_byte_size(<$def as MapDef>::LAYOUT.default_entries(), 0), $($doc)*);
+    };
+}
 
-#[map(name = "NETD_ENDPOINTS")]
-pub static ENDPOINTS: HashMap<EndpointKey, EndpointInfo> =
-    HashMap::with_max_entries(capacity::ENDPOINTS, 0);
+netd_common::for_each_map!(statics);
 
-#[map(name = "NETD_FDB")]
-pub static FDB: HashMap<FdbKey, FdbEntry> = HashMap::with_max_entries(capacity::FDB, 0);
-
-#[map(name = "NETD_NEIGH")]
-pub static NEIGH: HashMap<NeighKey, NeighEntry> = HashMap::with_max_entries(capacity::NEIGH, 0);
-
-#[map(name = "NETD_VTEPS")]
-pub static VTEPS: HashMap<VtepKey, VtepEntry> = HashMap::with_max_entries(capacity::VTEPS, 0);
-
-#[map(name = "NETD_PARENTS")]
-pub static PARENTS: HashMap<ParentKey, ParentInfo> =
-    HashMap::with_max_entries(capacity::PARENTS, 0);
-
-/// Written by from-endpoint itself (a cache of `bpf_fib_lookup` answers), read by nobody else.
-#[map(name = "NETD_NEXTHOPS")]
-pub static NEXTHOPS: LruHashMap<[u8; 4], NextHop> =
-    LruHashMap::with_max_entries(capacity::NEXTHOPS, 0);
-
-#[map(name = "NETD_STATS")]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::COUNT as u32, 0);
-
-/// Per endpoint: what it sent and received (see `traffic.rs`).
-#[map(name = "NETD_TRAFFIC")]
-pub static TRAFFIC: LruPerCpuHashMap<u32, Traffic> =
-    LruPerCpuHashMap::with_max_entries(capacity::ENDPOINTS, 0);
-
-/// `netd monitor`'s events (see `events.rs`).
-#[map(name = "NETD_EVENTS")]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
-
-#[map(name = "NETD_MONITOR")]
-pub static MONITOR: Array<MonitorControl> = Array::with_max_entries(1, 0);
-
-#[map(name = "NETD_EVENT_BUDGET")]
-pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
-
-/// Adds one to a per-CPU counter (`netd_common::stats::*`).
+/// Adds one to a per-CPU counter.
 #[inline(always)]
-pub fn count(index: u32) {
+pub fn count(counter: Counter) {
+    add_one(counter.index());
+}
+
+/// Counts a drop under its reason.
+#[inline(always)]
+pub fn count_drop(reason: DropReason) {
+    add_one(reason.index());
+}
+
+#[inline(always)]
+fn add_one(index: u32) {
     if let Some(counter) = STATS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
         unsafe { *counter += 1 };

@@ -30,12 +30,12 @@ pub fn into(ifindex: u32) -> Verdict {
 }
 
 /// Into the namespace of the peer of veth `ifindex`, without a pass through its queue (TC
-/// ingress only; design §8).
+/// ingress only; docs/architecture.md).
 ///
 /// The frame is marked as addressed to this host first. It arrived on another device (a
 /// container's veth, the macvlan parent) whose MAC is not its destination, so the kernel set
 /// `PACKET_OTHERHOST`; kernels without upstream c4327229948 (5.10; 6.1 has the backport, fixed
-/// in 6.15) hand it over unchanged and the container's IP stack drops it (design §9).
+/// in 6.15) hand it over unchanged and the container's IP stack drops it (docs/kernels.md).
 #[inline(always)]
 pub fn to_peer(ctx: &TcContext, ifindex: u32) -> Verdict {
     // SAFETY: a read of the context the kernel passed in.

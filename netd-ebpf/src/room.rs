@@ -1,5 +1,5 @@
 //! The `bpf_skb_adjust_room` flags of VXLAN encap and decap, as this kernel takes them. Two flags
-//! are younger than the kernels netd runs on (design §9): `ENCAP_L2_ETH` (Linux 5.13) and
+//! are younger than the kernels netd runs on (docs/kernels.md): `ENCAP_L2_ETH` (Linux 5.13) and
 //! `DECAP_L3_IPV4` (6.3), and a kernel refuses the whole call for a flag it does not know. The
 //! loader finds out by test-running [`crate::probe`]'s programs and sets `config_flags`; the
 //! programs here only read the answer, so no packet pays for a refused call.
@@ -14,7 +14,7 @@ use netd_common::{
 };
 
 /// Encap without `ENCAP_L2_ETH`. FIXED_GSO keeps gso_size as the inner MSS: without it every
-/// GSO segment comes out 50 bytes short (design §8, projectcalico/calico#11252). The inner
+/// GSO segment comes out 50 bytes short (docs/architecture.md, calico#11252). The inner
 /// Ethernet length (`ENCAP_L2(14)`) still puts the inner network header where segmentation
 /// looks for it.
 pub const ENCAP_BASE: u64 = BPF_F_ADJ_ROOM_FIXED_GSO as u64

@@ -5,7 +5,6 @@ use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::EndpointInfo,
     packet::{ETH_HLEN, IPV4_HLEN},
-    stats,
 };
 use network_types::ip::Ipv4Hdr;
 
@@ -17,19 +16,19 @@ pub fn checked_ipv4<'a>(
     ctx: &'a TcContext,
     endpoint: &EndpointInfo,
 ) -> Result<&'a Ipv4Hdr, DropReason> {
-    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(stats::DROP_TRUNCATED)?;
+    let ip = ptr_at::<Ipv4Hdr>(ctx, ETH_HLEN).ok_or(DropReason::Truncated)?;
     // SAFETY: bounds-checked by ptr_at.
     let ip = unsafe { &*ip };
     if ip.version() != 4 || usize::from(ip.ihl()) < IPV4_HLEN {
-        return Err(DropReason(stats::DROP_BAD_IPV4));
+        return Err(DropReason::BadIpv4);
     }
     // A header that claims more than the frame holds. (GSO packets are whole here; BIG TCP's
     // tot_len 0 passes this check.)
     if u32::from(ip.tot_len()) + ETH_HLEN as u32 > ctx.len() {
-        return Err(DropReason(stats::DROP_TRUNCATED));
+        return Err(DropReason::Truncated);
     }
     if ip.src_addr != endpoint.ipv4 {
-        return Err(DropReason(stats::DROP_SPOOFED_IP));
+        return Err(DropReason::SpoofedIp);
     }
     Ok(ip)
 }

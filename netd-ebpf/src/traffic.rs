@@ -4,7 +4,7 @@
 //!
 //! Only while the configuration asks for it (`config_flags::ENDPOINT_TRAFFIC`): the LRU hash
 //! lookup costs more than the rest of a local delivery's bookkeeping (measured with
-//! `cargo xtask bench --kernel-cost-only`, README "Metrics").
+//! `cargo xtask bench --kernel-cost-only`, docs/observability.md).
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use netd_common::maps::{DatapathConfig, Traffic, config_flags};

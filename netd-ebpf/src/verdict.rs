@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 
-use crate::{events, maps::count};
+use crate::{events, maps::count_drop};
 
 /// A packet that is not dropped.
 pub enum Verdict {
@@ -23,16 +23,9 @@ pub enum Verdict {
     Redirect(i32),
 }
 
-/// Why a packet is dropped: a `netd_common::stats` counter index.
-#[derive(Clone, Copy)]
-pub struct DropReason(pub u32);
-
-impl From<u32> for DropReason {
-    #[inline(always)]
-    fn from(counter: u32) -> Self {
-        Self(counter)
-    }
-}
+/// Why a packet is dropped: one of the reasons of `netd_common::stats`, each counted in its own
+/// slot of `NETD_STATS`.
+pub use netd_common::stats::DropReason;
 
 pub type Outcome = Result<Verdict, DropReason>;
 
@@ -47,8 +40,8 @@ pub fn tc_action(ctx: &TcContext, hook: u8, outcome: Outcome) -> i32 {
             events::trace(ctx, hook);
             action
         }
-        Err(DropReason(reason)) => {
-            count(reason);
+        Err(reason) => {
+            count_drop(reason);
             events::drop(ctx, hook, reason);
             TC_ACT_SHOT
         }

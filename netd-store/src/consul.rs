@@ -1,5 +1,5 @@
 //! Consul backend: `consul://HOST:PORT[,HOST:PORT...][/PREFIX]` (or `consul+https://`), on
-//! Consul's KV HTTP API, with the semantics the etcd backend has (design §4):
+//! Consul's KV HTTP API, with the semantics the etcd backend has (docs/stores.md):
 //!
 //! - A revision is Consul's Raft index: `X-Consul-Index` of an answer, `CreateIndex` and
 //!   `ModifyIndex` of a key. It grows with every write, as etcd's revision does.
@@ -8,8 +8,9 @@
 //!   record with it: liveness must follow the netd host only). A key "under a lease" is acquired
 //!   by the session (`lock`), so it goes when the session does. Consul ends a session up to twice
 //!   its TTL after the last renewal, so the session gets half the lease TTL: a dead host's keys
-//!   still go within the TTL netd was given (but no sooner than twice Consul's
-//!   `session_ttl_min`, 10 s by default, allows).
+//!   still go within the TTL netd was given. A server refuses a session TTL under its
+//!   `session_ttl_min` (10 s by default, so under 20 s of lease TTL): the answer names its
+//!   range, and the lease gets that minimum instead (the [`Lease`] says so, and a warning once).
 //! - Conditional writes are `/v1/txn` transactions: `cas` with index 0 (create if absent) or the
 //!   key's `ModifyIndex`, `check-not-exists`, `check-index`, `delete-cas`. A refused transaction
 //!   (HTTP 409) wrote nothing.
@@ -23,13 +24,17 @@
 //!   follows takes that same answer as what it compares the first change with. Nothing between
 //!   the listing and the watch is missed.
 //!
-//! Every request goes to the member in use; a member that cannot be reached, or that has no
-//! leader, moves the request to the next one. A write is moved only when it was never sent (a
-//! connection refused), because one that timed out may have been applied.
+//! Every request goes to the member in use; a member that cannot be reached, or that cannot serve
+//! now (no leader, no path to the leader), moves the request to the next one. A write is moved
+//! only when it was never applied (a connection refused, no leader to apply it), because one
+//! that timed out, or whose leader was lost while committing it, may have been. A 5xx answer
+//! that is none of these is the server refusing the request ([`StoreError::Refused`]): Consul
+//! answers 500 for its own errors too ("Invalid Session TTL ..."), also through a follower
+//! ("rpc error making call: ...").
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -37,7 +42,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, StoreError, WatchEvent, keys};
+use crate::{
+    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch,
+    WatchEvent, keys,
+};
 
 /// Time for one request: connecting plus Consul's answer. Consul answers a healthy write within
 /// milliseconds; a member that takes this long is treated as away.
@@ -51,8 +59,9 @@ const WATCH_WAIT: Duration = Duration::from_secs(60);
 /// Most operations Consul (1.8) accepts in one transaction.
 const MAX_TXN_OPS: usize = 64;
 
-/// Consul's shortest session TTL (its server's `session_ttl_min` default).
-const MIN_SESSION_TTL: Duration = Duration::from_secs(10);
+/// Consul ends a session this many times its TTL after the last renewal, at the latest (its
+/// `SessionTTLMultiplier`): what a lease's keys take to go.
+const SESSION_TTL_MULTIPLIER: u32 = 2;
 
 /// Where and how to reach a Consul cluster.
 #[derive(Clone, Debug)]
@@ -115,25 +124,32 @@ impl ConsulConfig {
         let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
             return Ok(None);
         };
-        let token = std::fs::read_to_string(&path).map_err(|e| {
-            StoreError::Other(format!("cannot read CONSUL_HTTP_TOKEN_FILE {path}: {e}"))
+        let token = std::fs::read_to_string(&path).map_err(|e| StoreError::BadUrl {
+            url: format!("CONSUL_HTTP_TOKEN_FILE={path}"),
+            reason: format!("cannot read it: {e}"),
         })?;
         Ok(Some(token.trim().to_string()))
     }
 }
 
-/// A connection to a Consul cluster; cheap to share.
+/// A connection to a Consul cluster; cheap to clone (clones share the HTTP connections, the
+/// member in use and what was learned of the servers).
+#[derive(Clone)]
 pub struct ConsulStore {
-    members: Vec<String>,
+    members: Arc<[String]>,
     /// Index into `members` of the one requests go to first.
-    in_use: AtomicUsize,
+    in_use: Arc<AtomicUsize>,
     http: reqwest::Client,
     token: Option<String>,
     /// `PREFIX/`: what replaces `/netd/` of netd's keys.
     prefix: String,
     /// The last listing of every netd key, kept from the first page of a listing until the
     /// pages at its index and the watch after it have used it.
-    listing: Mutex<Option<std::sync::Arc<Listing>>>,
+    listing: Arc<Mutex<Option<Arc<Listing>>>>,
+    /// The servers' `session_ttl_min` once a session create learned it (seconds; 0: not
+    /// known), so that later leases ask for it at once, and whether the warning was given.
+    session_ttl_min: Arc<AtomicU64>,
+    warned_ttl: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ConsulStore {
@@ -204,8 +220,8 @@ struct TxnError {
 enum Txn {
     /// Applied: the entries its operations returned (without values).
     Applied(Vec<Entry>),
-    /// Refused (a check failed): nothing was written.
-    Refused(Vec<TxnError>),
+    /// Not applied (an operation's check failed): nothing was written.
+    Failed(Vec<TxnError>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -220,6 +236,19 @@ struct Answer {
     status: StatusCode,
     index: Option<i64>,
     body: Vec<u8>,
+}
+
+/// What a 5xx answer means ([`server_error`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerError {
+    /// This member cannot serve now and the request was not applied (no leader, no connection
+    /// to it): any request may go to another member.
+    NotApplied,
+    /// This member cannot serve now, and a write may have been applied (the leader was lost
+    /// while committing it): only a read may go to another member.
+    Unavailable,
+    /// The server answered and refused the request.
+    Refused,
 }
 
 /// Whether a request may go to another member after it failed on one.
@@ -249,12 +278,14 @@ impl ConsulStore {
             .build()
             .map_err(|e| StoreError::Other(format!("cannot set up the HTTP client: {e}")))?;
         let store = Self {
-            members: config.members,
-            in_use: AtomicUsize::new(0),
+            members: config.members.into(),
+            in_use: Arc::new(AtomicUsize::new(0)),
             http,
             token: config.token,
             prefix: format!("{}/", config.prefix),
-            listing: Mutex::new(None),
+            listing: Arc::new(Mutex::new(None)),
+            session_ttl_min: Arc::new(AtomicU64::new(0)),
+            warned_ttl: Arc::new(AtomicBool::new(false)),
         };
         // As etcd's client does: learn now whether any member answers at all (the daemon keeps
         // retrying; the CLI reports it in one line), and whether it is Consul (plain HTTP to an
@@ -270,15 +301,9 @@ impl ConsulStore {
             )
             .await?;
         if !answer.status.is_success() {
-            return Err(Self::refused(&answer));
+            return Err(Self::refused(&answer, "a status request"));
         }
         Ok(store)
-    }
-
-    /// The member requests go to (`netd status` shows it).
-    pub fn member_in_use(&self) -> String {
-        let i = self.in_use.load(Ordering::Relaxed) % self.members.len().max(1);
-        self.members.get(i).cloned().unwrap_or_default()
     }
 
     /// Consul's key for netd's `key` (`/netd/v1/x` -> `PREFIX/v1/x`).
@@ -314,8 +339,8 @@ impl ConsulStore {
     }
 
     /// Sends one request to the member in use, moving on to the next members as [`Retry`]
-    /// allows. Answers of any status are returned, except a server's "no leader" (the cluster
-    /// cannot answer there; another member may).
+    /// allows. Answers of any status are returned, except a 5xx that says the member cannot
+    /// serve now ([`server_error`]: another member may).
     async fn call(
         &self,
         method: Method,
@@ -367,16 +392,16 @@ impl ConsulStore {
                     break;
                 }
             };
-            if status.is_server_error() {
-                // "No cluster leader", "rpc error: ...": this member cannot serve now.
-                failures.push(format!(
-                    "{member}: {status} {}",
-                    String::from_utf8_lossy(&body).trim()
-                ));
-                if retry == Retry::Anywhere || no_leader(&body) {
-                    continue;
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                let text = String::from_utf8_lossy(&body);
+                let error = server_error(status, &text);
+                if error != ServerError::Refused {
+                    failures.push(format!("{member}: {status} {}", text.trim()));
+                    if retry == Retry::Anywhere || error == ServerError::NotApplied {
+                        continue;
+                    }
+                    break;
                 }
-                break;
             }
             if i != first {
                 tracing::warn!(member, "Consul: now talking to this member");
@@ -391,13 +416,18 @@ impl ConsulStore {
         Err(StoreError::Unavailable(failures.join("; ")))
     }
 
-    /// The error for an answer that is not a success.
-    fn refused(answer: &Answer) -> StoreError {
-        let body = String::from_utf8_lossy(&answer.body).trim().to_string();
+    /// The error for an answer that is not a success: Consul refused `request`.
+    fn refused(answer: &Answer, request: &str) -> StoreError {
+        let body = String::from_utf8_lossy(&answer.body);
+        // A follower passes the leader's error on behind this; the error is the leader's.
+        let reason = body.trim().trim_start_matches("rpc error making call: ");
         if answer.status == StatusCode::FORBIDDEN {
-            return permission_denied(&body);
+            return permission_denied(request, reason);
         }
-        StoreError::Other(format!("Consul answered {}: {body}", answer.status))
+        if reason.is_empty() {
+            return StoreError::refused(request, answer.status.to_string());
+        }
+        StoreError::refused(request, reason)
     }
 
     async fn read_entries(&self, path: &str, query: &[(&str, String)]) -> Result<Answer> {
@@ -412,12 +442,13 @@ impl ConsulStore {
         .await
     }
 
-    fn entries(&self, answer: &Answer) -> Result<Vec<KeyValue>> {
+    /// The entries of a KV read of `what`.
+    fn entries(&self, answer: &Answer, what: &str) -> Result<Vec<KeyValue>> {
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         if !answer.status.is_success() {
-            return Err(Self::refused(answer));
+            return Err(Self::refused(answer, &format!("a read of {what}")));
         }
         let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
             .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
@@ -437,70 +468,14 @@ impl ConsulStore {
             return Ok(None);
         }
         if !answer.status.is_success() {
-            return Err(Self::refused(&answer));
+            return Err(Self::refused(&answer, &format!("a read of {key}")));
         }
         let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
             .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
         Ok(entries.into_iter().next())
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        match self.entry(key).await? {
-            Some(entry) => self.key_value(entry),
-            None => Ok(None),
-        }
-    }
-
-    pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        let answer = self
-            .read_entries(
-                &format!("kv/{}", self.consul_key(prefix)?),
-                &[("recurse", String::new())],
-            )
-            .await?;
-        let revision = answer.index.unwrap_or_default();
-        let mut kvs = self.entries(&answer)?;
-        kvs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Listing { kvs, revision })
-    }
-
-    /// The keys under `prefix` after `after`, at `revision` (`None`: a new listing of every
-    /// netd key, kept for the later pages and the watch; see the module's notes). A revision
-    /// that is not the kept listing's is [`StoreError::Compacted`]: list again.
-    pub async fn list_page(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        revision: Option<i64>,
-    ) -> Result<Page> {
-        let listing = match revision {
-            None => {
-                let listing = std::sync::Arc::new(self.list(keys::ROOT).await?);
-                *self.kept_listing() = Some(listing.clone());
-                listing
-            }
-            Some(revision) => self
-                .kept_listing()
-                .clone()
-                .filter(|l| l.revision == revision)
-                .ok_or(StoreError::Compacted(revision))?,
-        };
-        let from = listing.kvs.partition_point(|kv| {
-            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
-        });
-        let kvs = listing.kvs[from..]
-            .iter()
-            .take_while(|kv| kv.key.starts_with(prefix))
-            .cloned()
-            .collect();
-        Ok(Page {
-            kvs,
-            more: false,
-            revision: listing.revision,
-        })
-    }
-
-    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<Listing>>> {
+    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
         // A panic while holding this lock leaves a value that is still whole: keep using it.
         self.listing
             .lock()
@@ -510,10 +485,10 @@ impl ConsulStore {
     /// Runs one transaction.
     async fn txn(&self, ops: Vec<TxnOp>) -> Result<Txn> {
         if ops.len() > MAX_TXN_OPS {
-            return Err(StoreError::Other(format!(
-                "a Consul transaction takes at most {MAX_TXN_OPS} operations, not {}",
-                ops.len()
-            )));
+            return Err(StoreError::refused(
+                format!("a transaction of {} operations", ops.len()),
+                format!("Consul takes at most {MAX_TXN_OPS} in one"),
+            ));
         }
         let body = serde_json::to_vec(&ops)
             .map_err(|e| StoreError::Other(format!("cannot encode a transaction: {e}")))?;
@@ -546,11 +521,11 @@ impl ConsulStore {
                 // The ACLs refused an operation: not a failed check, and no caller may take it
                 // for one ("the address is taken").
                 if let Some(denied) = errors.iter().find(|e| e.what.contains("Permission denied")) {
-                    return Err(permission_denied(&denied.what));
+                    return Err(permission_denied("a transaction", &denied.what));
                 }
-                Ok(Txn::Refused(errors))
+                Ok(Txn::Failed(errors))
             }
-            _ => Err(Self::refused(&answer)),
+            _ => Err(Self::refused(&answer, "a transaction")),
         }
     }
 
@@ -577,17 +552,170 @@ impl ConsulStore {
         entries.iter().map(|e| e.modify_index).max().unwrap_or(0)
     }
 
-    pub async fn put(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
         match self.txn(vec![self.write_op(key, value, lease)?]).await? {
             Txn::Applied(entries) => Ok(Self::revision_of(&entries)),
-            Txn::Refused(errors) => Err(refusal(key, lease, &errors)),
+            Txn::Failed(errors) => Err(refusal(key, lease, &errors)),
         }
+    }
+
+    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
+    async fn create_all_if(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> Result<bool> {
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let mut ops = Vec::with_capacity(kvs.len() + 1);
+        if let Some(required) = required {
+            ops.push(TxnOp {
+                kv: self.op("get", required)?,
+            });
+        }
+        for (key, value) in kvs {
+            let mut kv = self.op("cas", key)?;
+            kv.value = Some(BASE64.encode(value));
+            kv.index = Some(0);
+            ops.push(TxnOp { kv });
+        }
+        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
+    }
+
+    /// One transaction that deletes `keys` (with `more` operations after them), counting the
+    /// keys that existed (a `get-tree` before each delete: unlike `get`, it does not fail the
+    /// transaction for a missing key). `None` when a check in `more` refused the transaction.
+    async fn delete_counting(&self, keys: &[String], more: Vec<TxnOp>) -> Result<Option<usize>> {
+        let mut ops = Vec::with_capacity(keys.len() * 2 + more.len());
+        let mut wanted = std::collections::HashSet::new();
+        for key in keys {
+            ops.push(TxnOp {
+                kv: self.op("get-tree", key)?,
+            });
+            ops.push(TxnOp {
+                kv: self.op("delete", key)?,
+            });
+            wanted.insert(self.consul_key(key)?);
+        }
+        ops.extend(more);
+        match self.txn(ops).await? {
+            Txn::Applied(entries) => Ok(Some(
+                entries.iter().filter(|e| wanted.remove(&e.key)).count(),
+            )),
+            Txn::Failed(_) => Ok(None),
+        }
+    }
+
+    async fn create_session(&self, ttl: Duration) -> Result<LeaseId> {
+        let body = serde_json::json!({
+            "Name": "netd host",
+            "TTL": format!("{}s", ttl.as_secs()),
+            "Behavior": "delete",
+            "LockDelay": "0s",
+            "Checks": [],
+            "NodeChecks": [],
+        });
+        let answer = self
+            .call(
+                Method::PUT,
+                "session/create",
+                &[],
+                Some(body.to_string().into_bytes()),
+                REQUEST_TIMEOUT,
+                Retry::IfNotSent,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(Self::refused(&answer, "a session create"));
+        }
+        let created: SessionCreated = serde_json::from_slice(&answer.body).map_err(|e| {
+            StoreError::Other(format!("Consul's session answer does not parse: {e}"))
+        })?;
+        Ok(LeaseId::new(created.id))
+    }
+
+    async fn destroy_session(&self, id: &str) -> Result<()> {
+        let answer = self
+            .call(
+                Method::PUT,
+                &format!("session/destroy/{id}"),
+                &[],
+                None,
+                REQUEST_TIMEOUT,
+                Retry::Anywhere,
+            )
+            .await?;
+        if !answer.status.is_success() {
+            return Err(Self::refused(&answer, "a session destroy"));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for ConsulStore {
+    type Watch = ConsulWatch;
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        match self.entry(key).await? {
+            Some(entry) => self.key_value(entry),
+            None => Ok(None),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        let answer = self
+            .read_entries(
+                &format!("kv/{}", self.consul_key(prefix)?),
+                &[("recurse", String::new())],
+            )
+            .await?;
+        let revision = answer.index.unwrap_or_default();
+        let mut kvs = self.entries(&answer, prefix)?;
+        kvs.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Listing { kvs, revision })
+    }
+
+    /// The keys under `prefix` after `after`, at `revision` (`None`: a new listing of every
+    /// netd key, kept for the later pages and the watch; see the module's notes). A revision
+    /// that is not the kept listing's is [`StoreError::Compacted`]: list again.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        let listing = match revision {
+            None => {
+                let listing = Arc::new(self.list(keys::ROOT).await?);
+                *self.kept_listing() = Some(listing.clone());
+                listing
+            }
+            Some(revision) => self
+                .kept_listing()
+                .clone()
+                .filter(|l| l.revision == revision)
+                .ok_or(StoreError::Compacted(revision))?,
+        };
+        let from = listing.kvs.partition_point(|kv| {
+            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
+        });
+        let kvs = listing.kvs[from..]
+            .iter()
+            .take_while(|kv| kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
+        Ok(Page {
+            kvs,
+            more: false,
+            revision: listing.revision,
+        })
     }
 
     /// Writes `key` only if it is as `expect` says. With a lease, a key another session holds is
     /// taken over in the same transaction (released for that session, acquired by this one): the
     /// caller read it and decided so (a host's own record, left by its previous daemon).
-    pub async fn put_if(
+    async fn put_if(
         &self,
         key: &str,
         value: &[u8],
@@ -646,7 +774,7 @@ impl ConsulStore {
                 }
                 Ok(true)
             }
-            Txn::Refused(errors) => {
+            Txn::Failed(errors) => {
                 if let Some(lease) = lease
                     && errors.iter().any(|e| e.what.contains("session"))
                 {
@@ -657,38 +785,29 @@ impl ConsulStore {
         }
     }
 
-    /// Creates every key, atomically, if none exists.
-    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_requiring(kvs, None).await
+    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        self.create_all_if(kvs, None).await
     }
 
-    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
-    pub async fn create_all_requiring(
+    async fn create_all_requiring(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
+        required: &str,
     ) -> Result<bool> {
-        if kvs.is_empty() {
-            return Ok(true);
-        }
-        let mut ops = Vec::with_capacity(kvs.len() + 1);
-        if let Some(required) = required {
-            ops.push(TxnOp {
-                kv: self.op("get", required)?,
-            });
-        }
-        for (key, value) in kvs {
-            let mut kv = self.op("cas", key)?;
-            kv.value = Some(BASE64.encode(value));
-            kv.index = Some(0);
-            ops.push(TxnOp { kv });
-        }
-        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
+        self.create_all_if(kvs, Some(required)).await
+    }
+
+    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
+        self.put_leased(key, value, None).await
+    }
+
+    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
+        self.put_leased(key, value, Some(lease)).await
     }
 
     /// Writes every key; returns the revision of the last write. Consul takes at most 64
     /// operations per transaction, so a larger set is written in several.
-    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+    async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
         let mut revision = 0;
         for chunk in kvs.chunks(MAX_TXN_OPS) {
             let ops = chunk
@@ -697,14 +816,16 @@ impl ConsulStore {
                 .collect::<Result<Vec<_>>>()?;
             match self.txn(ops).await? {
                 Txn::Applied(entries) => revision = Self::revision_of(&entries),
-                Txn::Refused(errors) => return Err(refusal("", None, &errors)),
+                Txn::Failed(errors) => {
+                    return Err(refusal(&format!("{} keys", chunk.len()), None, &errors));
+                }
             }
         }
         Ok(revision)
     }
 
     /// Deletes the keys (in transactions of 32); returns how many existed.
-    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+    async fn delete_all(&self, keys: &[String]) -> Result<usize> {
         let mut existed = 0;
         for chunk in keys.chunks(MAX_TXN_OPS / 2) {
             existed += self.delete_counting(chunk, Vec::new()).await?.unwrap_or(0);
@@ -712,42 +833,16 @@ impl ConsulStore {
         Ok(existed)
     }
 
-    /// One transaction that deletes `keys` (with `more` operations after them), counting the
-    /// keys that existed (a `get-tree` before each delete: unlike `get`, it does not fail the
-    /// transaction for a missing key). `None` when a check in `more` refused the transaction.
-    async fn delete_counting(&self, keys: &[String], more: Vec<TxnOp>) -> Result<Option<usize>> {
-        let mut ops = Vec::with_capacity(keys.len() * 2 + more.len());
-        let mut wanted = std::collections::HashSet::new();
-        for key in keys {
-            ops.push(TxnOp {
-                kv: self.op("get-tree", key)?,
-            });
-            ops.push(TxnOp {
-                kv: self.op("delete", key)?,
-            });
-            wanted.insert(self.consul_key(key)?);
-        }
-        ops.extend(more);
-        match self.txn(ops).await? {
-            Txn::Applied(entries) => Ok(Some(
-                entries.iter().filter(|e| wanted.remove(&e.key)).count(),
-            )),
-            Txn::Refused(_) => Ok(None),
-        }
-    }
-
     /// Deletes `keys` and `claim` if its value is still `owner`, in one transaction.
-    pub async fn delete_with_claim(
-        &self,
-        keys: &[String],
-        claim: &str,
-        owner: &[u8],
-    ) -> Result<usize> {
+    async fn delete_with_claim(&self, keys: &[String], claim: &str, owner: &[u8]) -> Result<usize> {
         if keys.len() * 2 + 1 > MAX_TXN_OPS {
-            return Err(StoreError::Other(format!(
-                "at most {} keys can be deleted with a claim on Consul",
-                (MAX_TXN_OPS - 1) / 2
-            )));
+            return Err(StoreError::refused(
+                format!("a delete of {} keys with a claim", keys.len()),
+                format!(
+                    "Consul deletes at most {} with a claim, in one transaction",
+                    (MAX_TXN_OPS - 1) / 2
+                ),
+            ));
         }
         loop {
             let mut more = Vec::new();
@@ -759,62 +854,59 @@ impl ConsulStore {
                 cas.index = Some(kv.mod_revision);
                 more.push(TxnOp { kv: cas });
             }
+            // The claim's delete counts too: applied, it deleted the claim.
+            let claimed = usize::from(!more.is_empty());
             if let Some(existed) = self.delete_counting(keys, more).await? {
-                return Ok(existed);
+                return Ok(existed + claimed);
             }
             // The claim changed between the read and the delete: look again.
         }
     }
 
-    /// Creates a session for a lease of `ttl` (see the module's notes on its TTL). A server
-    /// that refuses so short a TTL gets its default minimum, with a warning.
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
-        let session_ttl = Duration::from_secs((ttl.as_secs() / 2).max(1));
-        match self.create_session(session_ttl).await {
-            Err(StoreError::Other(e)) if e.contains("Invalid Session TTL") => {
-                tracing::warn!(
-                    requested_secs = ttl.as_secs(),
-                    "Consul refuses a session TTL of {} s (its session_ttl_min is higher); \
-                     using {} s: a dead host's records go within {} s",
-                    session_ttl.as_secs(),
-                    MIN_SESSION_TTL.as_secs(),
-                    (MIN_SESSION_TTL * 2).as_secs()
-                );
-                self.create_session(MIN_SESSION_TTL).await
-            }
-            other => other,
+    /// Creates a session for a lease of `ttl`: half of it, since Consul ends a session up to
+    /// twice its TTL after the last renewal (see the module's notes). A server that refuses so
+    /// short a TTL names its range: the session then gets the shortest TTL it takes, with a
+    /// warning once, and so do later sessions at once.
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
+        let asked = Duration::from_secs((ttl.as_secs() / 2).max(1));
+        let known_min = Duration::from_secs(self.session_ttl_min.load(Ordering::Relaxed));
+        let session_ttl = asked.max(known_min);
+        let lease = |id, session_ttl: Duration| Lease {
+            id,
+            ttl: session_ttl * SESSION_TTL_MULTIPLIER,
+        };
+        let (reason, (min, max)) = match self.create_session(session_ttl).await {
+            Ok(id) => return Ok(lease(id, session_ttl)),
+            Err(StoreError::Refused { request, reason }) => match session_ttl_range(&reason) {
+                Some(range) => (reason, range),
+                None => return Err(StoreError::Refused { request, reason }),
+            },
+            Err(e) => return Err(e),
+        };
+        // Whole seconds, as the session is asked for.
+        let min = Duration::from_secs(min.as_secs() + u64::from(min.subsec_nanos() > 0));
+        if session_ttl >= min || min > max {
+            // Not too short: too long, or a range we do not understand. Consul's word stands.
+            return Err(StoreError::refused("a session create", reason));
         }
+        self.session_ttl_min.store(min.as_secs(), Ordering::Relaxed);
+        if !self.warned_ttl.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                lease_ttl_secs = ttl.as_secs(),
+                session_ttl_min_secs = min.as_secs(),
+                "Consul's session_ttl_min is {} s, longer than the {} s sessions a lease TTL of \
+                 {} s needs: sessions get {} s, so a dead host's records go within {} s",
+                min.as_secs(),
+                session_ttl.as_secs(),
+                ttl.as_secs(),
+                min.as_secs(),
+                (min * SESSION_TTL_MULTIPLIER).as_secs()
+            );
+        }
+        Ok(lease(self.create_session(min).await?, min))
     }
 
-    async fn create_session(&self, ttl: Duration) -> Result<LeaseId> {
-        let body = serde_json::json!({
-            "Name": "netd host",
-            "TTL": format!("{}s", ttl.as_secs()),
-            "Behavior": "delete",
-            "LockDelay": "0s",
-            "Checks": [],
-            "NodeChecks": [],
-        });
-        let answer = self
-            .call(
-                Method::PUT,
-                "session/create",
-                &[],
-                Some(body.to_string().into_bytes()),
-                REQUEST_TIMEOUT,
-                Retry::IfNotSent,
-            )
-            .await?;
-        if !answer.status.is_success() {
-            return Err(Self::refused(&answer));
-        }
-        let created: SessionCreated = serde_json::from_slice(&answer.body).map_err(|e| {
-            StoreError::Other(format!("Consul's session answer does not parse: {e}"))
-        })?;
-        Ok(LeaseId::new(created.id))
-    }
-
-    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+    async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
         let answer = self
             .call(
                 Method::PUT,
@@ -828,38 +920,17 @@ impl ConsulStore {
         match answer.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(StoreError::LeaseLost(lease.clone())),
-            _ => Err(Self::refused(&answer)),
+            _ => Err(Self::refused(&answer, "a session renewal")),
         }
     }
 
-    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+    async fn revoke(&self, lease: &LeaseId) -> Result<()> {
         self.destroy_session(lease.as_str()).await
-    }
-
-    async fn destroy_session(&self, id: &str) -> Result<()> {
-        let answer = self
-            .call(
-                Method::PUT,
-                &format!("session/destroy/{id}"),
-                &[],
-                None,
-                REQUEST_TIMEOUT,
-                Retry::Anywhere,
-            )
-            .await?;
-        if !answer.status.is_success() {
-            return Err(Self::refused(&answer));
-        }
-        Ok(())
     }
 
     /// Watches `prefix` from `from_revision`: the changes after the listing at
     /// `from_revision - 1` (the kept one, or one read now if it is at that index).
-    pub async fn watch(
-        self: &std::sync::Arc<Self>,
-        prefix: &str,
-        from_revision: i64,
-    ) -> Result<ConsulWatch> {
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<ConsulWatch> {
         let kept = self
             .kept_listing()
             .take()
@@ -882,6 +953,11 @@ impl ConsulStore {
             index,
         })
     }
+
+    async fn member_in_use(&self) -> Option<String> {
+        let i = self.in_use.load(Ordering::Relaxed) % self.members.len().max(1);
+        self.members.get(i).cloned()
+    }
 }
 
 fn known_keys(kvs: &[KeyValue], prefix: &str) -> HashMap<String, i64> {
@@ -891,32 +967,107 @@ fn known_keys(kvs: &[KeyValue], prefix: &str) -> HashMap<String, i64> {
         .collect()
 }
 
-/// Why a write the caller did not make conditional was refused.
-fn refusal(key: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreError {
+/// Why a write of `what` (a key, or several) the caller did not make conditional was refused.
+fn refusal(what: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreError {
     if let Some(lease) = lease
         && errors.iter().any(|e| e.what.contains("session"))
     {
         return StoreError::LeaseLost(lease.clone());
     }
-    let what: Vec<String> = errors
+    let reasons: Vec<String> = errors
         .iter()
         .map(|e| format!("operation {}: {}", e.op_index, e.what))
         .collect();
-    StoreError::Other(format!(
-        "Consul refused the write of {key:?}: {}",
-        what.join("; ")
-    ))
+    StoreError::refused(format!("the write of {what}"), reasons.join("; "))
 }
 
-fn permission_denied(what: &str) -> StoreError {
-    StoreError::Other(format!(
-        "Consul refused the request: {what} (set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE to a \
-         token with key and session write access)"
-    ))
+fn permission_denied(request: &str, reason: &str) -> StoreError {
+    StoreError::refused(
+        request,
+        format!(
+            "{reason} (set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE to a token with key and \
+             session write access)"
+        ),
+    )
 }
 
-fn no_leader(body: &[u8]) -> bool {
-    String::from_utf8_lossy(body).contains("No cluster leader")
+/// Sorts a Consul 5xx (or 429) answer by what the caller can do. Consul answers 500 for
+/// everything that goes wrong on the server, its own refusals included: the body tells. These
+/// are the messages of a member that cannot serve now, as Consul 1.8 words them (through a
+/// follower they come after "rpc error making call: ").
+fn server_error(status: StatusCode, body: &str) -> ServerError {
+    /// Nothing was applied: there was no leader, or no connection to it.
+    const NOT_APPLIED: [&str; 5] = [
+        "No cluster leader",
+        "No known Consul servers",
+        "No path to datacenter",
+        "rpc error getting client",
+        "rate limit exceeded",
+    ];
+    /// The leader went away while the request was with it.
+    const UNAVAILABLE: [&str; 10] = [
+        "leadership lost",
+        "not the leader",
+        "leadership transfer",
+        "raft is already shutdown",
+        "timed out",
+        "EOF",
+        "stream closed",
+        "connection reset",
+        "broken pipe",
+        "i/o timeout",
+    ];
+    if status == StatusCode::TOO_MANY_REQUESTS || NOT_APPLIED.iter().any(|m| body.contains(m)) {
+        return ServerError::NotApplied;
+    }
+    if !status.is_server_error() {
+        return ServerError::Refused;
+    }
+    if status != StatusCode::INTERNAL_SERVER_ERROR || UNAVAILABLE.iter().any(|m| body.contains(m)) {
+        // 502, 503, 504: a proxy in front, or a server on its way down.
+        return ServerError::Unavailable;
+    }
+    ServerError::Refused
+}
+
+/// The range of session TTLs a server takes, from its refusal of one outside it:
+/// `Invalid Session TTL '7000000000', must be between [10s=24h0m0s]`.
+fn session_ttl_range(reason: &str) -> Option<(Duration, Duration)> {
+    let rest = reason.split("Invalid Session TTL").nth(1)?;
+    let range = rest.split_once('[')?.1.split_once(']')?.0;
+    let (min, max) = range.split_once('=')?;
+    Some((go_duration(min)?, go_duration(max)?))
+}
+
+/// A duration as Go prints one (`10s`, `1m30s`, `24h0m0s`, `1.5s`, `500ms`).
+fn go_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest == "0" || rest == "0s" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" | "μs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 /// A request error in one line: what failed, then each cause (the innermost names the reason:
@@ -940,7 +1091,7 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// A watch on a prefix through blocking queries.
 pub struct ConsulWatch {
-    store: std::sync::Arc<ConsulStore>,
+    store: ConsulStore,
     path: String,
     /// Every key under the prefix with its last `ModifyIndex`, as of `index`.
     known: HashMap<String, i64>,
@@ -956,10 +1107,10 @@ impl std::fmt::Debug for ConsulWatch {
     }
 }
 
-impl ConsulWatch {
+impl Watch for ConsulWatch {
     /// The next changes: puts (new or changed `ModifyIndex`) and deletes (keys gone, at the
     /// answer's index), in revision order.
-    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+    async fn next(&mut self) -> Result<Vec<WatchEvent>> {
         loop {
             let wait = WATCH_WAIT + jitter(WATCH_WAIT / 8);
             let answer = self
@@ -990,7 +1141,7 @@ impl ConsulWatch {
             if index == self.index {
                 continue;
             }
-            let kvs = self.store.entries(&answer)?;
+            let kvs = self.store.entries(&answer, "a watched prefix")?;
             self.index = index;
             let events = self.changes(kvs, index);
             if !events.is_empty() {
@@ -998,7 +1149,9 @@ impl ConsulWatch {
             }
         }
     }
+}
 
+impl ConsulWatch {
     fn changes(&mut self, kvs: Vec<KeyValue>, index: i64) -> Vec<WatchEvent> {
         let mut previous = std::mem::take(&mut self.known);
         let mut events = Vec::new();
@@ -1025,4 +1178,79 @@ fn jitter(max: Duration) -> Duration {
         .unwrap_or(0);
     let max_ms = max.as_millis().max(1) as u64;
     Duration::from_millis(u64::from(nanos) % max_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Consul 1.8.7's answers, as seen from a leader and through a follower, while it has a
+    /// leader and while it loses it.
+    #[test]
+    fn a_server_that_cannot_serve_is_told_from_one_that_refuses() {
+        let error = StatusCode::INTERNAL_SERVER_ERROR;
+        let cases = [
+            ("No cluster leader", ServerError::NotApplied),
+            (
+                "rpc error getting client: failed to get conn: dial tcp 127.0.0.1:0->127.0.0.1:18302: \
+                 connect: connection refused",
+                ServerError::NotApplied,
+            ),
+            (
+                "rpc error making call: leadership lost while committing log",
+                ServerError::Unavailable,
+            ),
+            ("rpc error making call: EOF", ServerError::Unavailable),
+            (
+                "rpc error making call: stream closed",
+                ServerError::Unavailable,
+            ),
+            (
+                "Invalid Session TTL '7000000000', must be between [10s=24h0m0s]",
+                ServerError::Refused,
+            ),
+            (
+                "rpc error making call: Invalid Session TTL '7000000000', must be between \
+                 [10s=24h0m0s]",
+                ServerError::Refused,
+            ),
+            (
+                "rpc error making call: failed session lookup: index error: UUID must be 36 \
+                 characters",
+                ServerError::Refused,
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(server_error(error, body), expected, "{body}");
+        }
+        assert_eq!(
+            server_error(StatusCode::SERVICE_UNAVAILABLE, ""),
+            ServerError::Unavailable
+        );
+        assert_eq!(
+            server_error(StatusCode::TOO_MANY_REQUESTS, ""),
+            ServerError::NotApplied
+        );
+    }
+
+    #[test]
+    fn the_session_ttl_range_is_read_from_the_refusal() {
+        assert_eq!(
+            session_ttl_range("Invalid Session TTL '7000000000', must be between [10s=24h0m0s]"),
+            Some((Duration::from_secs(10), Duration::from_secs(86_400)))
+        );
+        assert_eq!(
+            session_ttl_range("Invalid Session TTL '1000000000', must be between [1m30s=1h0m0s]"),
+            Some((Duration::from_secs(90), Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            session_ttl_range("Invalid Session TTL '1': must be between [500ms=1.5h]"),
+            Some((Duration::from_millis(500), Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            session_ttl_range("Invalid Session TTL 'x': invalid duration"),
+            None
+        );
+        assert_eq!(session_ttl_range("Permission denied"), None);
+    }
 }

@@ -7,9 +7,10 @@
 //! park a request until some endpoint becomes ready. Watch streams have no deadline (events may
 //! legitimately be hours apart) and instead rely on HTTP/2 keep-alive pings to notice a dead peer.
 //!
-//! Errors that mean "etcd could not be reached or did not answer" become
-//! [`StoreError::Unavailable`] so that callers can retry; everything else is
-//! [`StoreError::Other`].
+//! Errors are sorted by what the caller can do (`map_err`): "etcd could not be reached, did
+//! not answer, or cannot serve now" is [`StoreError::Unavailable`] (retry); a request etcd
+//! answered and refused (invalid, too large, too many operations, out of space, not permitted)
+//! is [`StoreError::Refused`]; the rest is [`StoreError::Other`].
 
 use std::error::Error as _;
 use std::fmt;
@@ -21,7 +22,9 @@ use etcd_client::{
     TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse, WatchStream,
 };
 
-use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, StoreError, WatchEvent};
+use crate::{
+    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch, WatchEvent,
+};
 
 /// Time to establish a TCP connection to one endpoint. Loopback or LAN: a few seconds is plenty,
 /// and a daemon should learn quickly that etcd is away.
@@ -46,7 +49,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Largest gRPC message the client decodes. gRPC's default is 4 MiB, which one listing of about
-/// 19,000 endpoints or one lagging watch batch exceeds (design §9). Listings are paged and
+/// 19,000 endpoints or one lagging watch batch exceeds (docs/stores.md). Listings are paged and
 /// watches fragmented, so no answer should come near this; it is a backstop, not a budget.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -54,15 +57,25 @@ const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// small enough that a page costs the server little.
 pub const LIST_PAGE_KEYS: i64 = 4096;
 
-/// gRPC status codes (fixed by the gRPC specification) that mean the request did not get an
-/// answer from a healthy etcd: compared by number because tonic's `Code` type is not re-exported
-/// by etcd-client and netd-store does not depend on tonic directly.
+/// gRPC status codes (fixed by the gRPC specification), compared by number because tonic's
+/// `Code` type is not re-exported by etcd-client and netd-store does not depend on tonic
+/// directly. [`map_err`] sorts them.
 const GRPC_CANCELLED: i32 = 1;
 const GRPC_UNKNOWN: i32 = 2;
+const GRPC_INVALID_ARGUMENT: i32 = 3;
 const GRPC_DEADLINE_EXCEEDED: i32 = 4;
 const GRPC_NOT_FOUND: i32 = 5;
+const GRPC_ALREADY_EXISTS: i32 = 6;
+const GRPC_PERMISSION_DENIED: i32 = 7;
+const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
+const GRPC_FAILED_PRECONDITION: i32 = 9;
+const GRPC_ABORTED: i32 = 10;
 const GRPC_OUT_OF_RANGE: i32 = 11;
+const GRPC_UNIMPLEMENTED: i32 = 12;
+#[cfg(test)]
+const GRPC_INTERNAL: i32 = 13;
 const GRPC_UNAVAILABLE: i32 = 14;
+const GRPC_UNAUTHENTICATED: i32 = 16;
 
 /// A client of an etcd cluster.
 ///
@@ -136,36 +149,17 @@ impl EtcdStore {
         })
     }
 
-    /// One key, or `None` when it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut kv = self.kv.clone();
-        let resp = call("get", kv.get(key, None)).await?;
-        Ok(resp.kvs().first().and_then(convert_kv))
-    }
-
-    /// Every key under `prefix` (all keys for `""`), sorted by key, with the revision the
-    /// listing is consistent at (from the response header, so it is valid even when no key
-    /// matches). Read in pages of [`LIST_PAGE_KEYS`] at one revision, so no answer grows with
-    /// the cluster; a revision compacted between two pages starts the listing over.
-    pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        let mut attempts = 0;
-        loop {
-            match self.list_at_one_revision(prefix).await {
-                Err(StoreError::Compacted(_)) if attempts < 3 => attempts += 1,
-                other => return other,
-            }
-        }
-    }
-
     async fn list_at_one_revision(&self, prefix: &str) -> Result<Listing> {
-        let first = self.list_page(prefix, None, None, LIST_PAGE_KEYS).await?;
+        let first = self
+            .list_page_of(prefix, None, None, LIST_PAGE_KEYS)
+            .await?;
         let revision = first.revision;
         let mut more = first.more;
         let mut kvs = first.kvs;
         while more {
             let after = kvs.last().map(|kv| kv.key.clone());
             let page = self
-                .list_page(prefix, after.as_deref(), Some(revision), LIST_PAGE_KEYS)
+                .list_page_of(prefix, after.as_deref(), Some(revision), LIST_PAGE_KEYS)
                 .await?;
             more = page.more;
             kvs.extend(page.kvs);
@@ -173,10 +167,11 @@ impl EtcdStore {
         Ok(Listing { kvs, revision })
     }
 
-    /// At most `limit` keys under `prefix`, sorted, after the key `after` (from the start when
+    /// [`Backend::list_page`] in pages of at most `limit` keys: at most `limit` keys under
+    /// `prefix`, sorted, after the key `after` (from the start when
     /// `None`), as of `revision` (the current one when `None`). A revision etcd no longer has
     /// gives [`StoreError::Compacted`].
-    pub async fn list_page(
+    pub async fn list_page_of(
         &self,
         prefix: &str,
         after: Option<&str>,
@@ -219,10 +214,122 @@ impl EtcdStore {
         })
     }
 
+    /// [`Backend::create_all`], and only while the key `required` exists, if given.
+    async fn create_all_if(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> Result<bool> {
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let mut compares: Vec<Compare> = kvs
+            .iter()
+            .map(|(key, _)| Compare::create_revision(key.as_str(), CompareOp::Equal, 0))
+            .collect();
+        if let Some(required) = required {
+            compares.push(Compare::create_revision(required, CompareOp::Greater, 0));
+        }
+        let puts: Vec<TxnOp> = kvs
+            .iter()
+            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
+            .collect();
+        let txn = Txn::new().when(compares).and_then(puts);
+        let mut kv = self.kv.clone();
+        let resp = call("create", kv.txn(txn)).await?;
+        Ok(resp.succeeded())
+    }
+
+    /// Creates or replaces `key`, attached to `lease` if given (a put without one detaches the
+    /// key from its lease); returns the new revision. A lease that expired or was revoked gives
+    /// [`StoreError::LeaseLost`].
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        let options = lease_options(lease)?;
+        let mut kv = self.kv.clone();
+        let resp = match timed("put", kv.put(key, value, options)).await? {
+            Ok(resp) => resp,
+            Err(e) => {
+                // The key itself cannot be "not found" for a put: only the lease can.
+                return Err(match lease {
+                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease.clone()),
+                    _ => map_err("put", e),
+                });
+            }
+        };
+        header_revision("put", resp.header())
+    }
+
+    /// Runs a transaction of deletes and counts what they deleted.
+    async fn delete_txn(&self, txn: Txn) -> Result<usize> {
+        let mut kv = self.kv.clone();
+        let resp = call("delete", kv.txn(txn)).await?;
+        let deleted: i64 = resp
+            .op_responses()
+            .iter()
+            .map(|op| match op {
+                TxnOpResponse::Delete(d) => d.deleted(),
+                _ => 0,
+            })
+            .sum();
+        usize::try_from(deleted)
+            .map_err(|_| StoreError::Other(format!("delete: etcd reported {deleted} deletions")))
+    }
+}
+
+impl Backend for EtcdStore {
+    type Watch = EtcdWatch;
+
+    /// One key, or `None` when it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let mut kv = self.kv.clone();
+        let resp = call("get", kv.get(key, None)).await?;
+        Ok(resp.kvs().first().and_then(convert_kv))
+    }
+
+    /// Every key under `prefix` (all keys for `""`), sorted by key, with the revision the
+    /// listing is consistent at (from the response header, so it is valid even when no key
+    /// matches). Read in pages of [`LIST_PAGE_KEYS`] at one revision, so no answer grows with
+    /// the cluster; a revision compacted between two pages starts the listing over.
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        let mut attempts = 0;
+        loop {
+            match self.list_at_one_revision(prefix).await {
+                Err(StoreError::Compacted(_)) if attempts < 3 => attempts += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        self.list_page_of(prefix, after, revision, LIST_PAGE_KEYS)
+            .await
+    }
+
+    async fn create_all_requiring(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: &str,
+    ) -> Result<bool> {
+        self.create_all_if(kvs, Some(required)).await
+    }
+
+    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
+        self.put_leased(key, value, None).await
+    }
+
+    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
+        self.put_leased(key, value, Some(lease)).await
+    }
+
     /// Writes `key` (attached to `lease` if given) only if it is as `expect` says: absent, or
     /// last modified at a given revision. Returns whether it was written: the compare-and-swap
     /// that keeps two hosts from taking one host name.
-    pub async fn put_if(
+    async fn put_if(
         &self,
         key: &str,
         value: &[u8],
@@ -251,41 +358,14 @@ impl EtcdStore {
     /// is, none exists): either all are written or none is. Returns whether they were written.
     ///
     /// etcd limits a transaction to `--max-txn-ops` (128 by default) operations and refuses
-    /// the same key twice in one transaction; both come back as [`StoreError::Other`].
-    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_requiring(kvs, None).await
-    }
-
-    /// Like [`create_all`](Self::create_all), and only while the key `required` exists (an
-    /// endpoint only while its network does: a network removed meanwhile gets no record).
-    pub async fn create_all_requiring(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
-    ) -> Result<bool> {
-        if kvs.is_empty() {
-            return Ok(true);
-        }
-        let mut compares: Vec<Compare> = kvs
-            .iter()
-            .map(|(key, _)| Compare::create_revision(key.as_str(), CompareOp::Equal, 0))
-            .collect();
-        if let Some(required) = required {
-            compares.push(Compare::create_revision(required, CompareOp::Greater, 0));
-        }
-        let puts: Vec<TxnOp> = kvs
-            .iter()
-            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
-            .collect();
-        let txn = Txn::new().when(compares).and_then(puts);
-        let mut kv = self.kv.clone();
-        let resp = call("create", kv.txn(txn)).await?;
-        Ok(resp.succeeded())
+    /// the same key twice in one transaction; both come back as [`StoreError::Refused`].
+    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        self.create_all_if(kvs, None).await
     }
 
     /// Writes every key in one transaction (one revision); returns it. Same limits as
-    /// [`create_all`](Self::create_all).
-    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+    /// [`Backend::create_all`].
+    async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
         let puts: Vec<TxnOp> = kvs
             .iter()
             .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
@@ -295,28 +375,10 @@ impl EtcdStore {
         header_revision("put", resp.header())
     }
 
-    /// Creates or replaces `key`, attached to `lease` if given; returns the new revision.
-    /// A lease that expired or was revoked gives [`StoreError::LeaseLost`].
-    pub async fn put(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        let options = lease_options(lease)?;
-        let mut kv = self.kv.clone();
-        let resp = match timed("put", kv.put(key, value, options)).await? {
-            Ok(resp) => resp,
-            Err(e) => {
-                // The key itself cannot be "not found" for a put: only the lease can.
-                return Err(match lease {
-                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease.clone()),
-                    _ => map_err("put", e),
-                });
-            }
-        };
-        header_revision("put", resp.header())
-    }
-
     /// Deletes the keys in one transaction (one revision, one batch for watchers); missing keys
     /// are ignored. Returns how many existed. Same transaction limits as
-    /// [`create_all`](Self::create_all).
-    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+    /// [`Backend::create_all`].
+    async fn delete_all(&self, keys: &[String]) -> Result<usize> {
         if keys.is_empty() {
             return Ok(0);
         }
@@ -329,12 +391,7 @@ impl EtcdStore {
 
     /// Deletes `keys` and, in the same transaction, `claim` if its value is still `owner`
     /// (a claim someone else has taken since stays). Returns how many keys existed and went.
-    pub async fn delete_with_claim(
-        &self,
-        keys: &[String],
-        claim: &str,
-        owner: &[u8],
-    ) -> Result<usize> {
+    async fn delete_with_claim(&self, keys: &[String], claim: &str, owner: &[u8]) -> Result<usize> {
         let deletes: Vec<TxnOp> = keys
             .iter()
             .map(|key| TxnOp::delete(key.as_str(), None))
@@ -349,25 +406,10 @@ impl EtcdStore {
         self.delete_txn(txn).await
     }
 
-    /// Runs a transaction of deletes and counts what they deleted.
-    async fn delete_txn(&self, txn: Txn) -> Result<usize> {
-        let mut kv = self.kv.clone();
-        let resp = call("delete", kv.txn(txn)).await?;
-        let deleted: i64 = resp
-            .op_responses()
-            .iter()
-            .map(|op| match op {
-                TxnOpResponse::Delete(d) => d.deleted(),
-                _ => 0,
-            })
-            .sum();
-        usize::try_from(deleted)
-            .map_err(|_| StoreError::Other(format!("delete: etcd reported {deleted} deletions")))
-    }
-
     /// Grants a lease of `ttl`, rounded up to whole seconds (etcd's unit; at least 1 s). etcd
-    /// may raise a very short TTL to its own minimum (about 1.5 × its election timeout).
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+    /// raises a very short TTL to its own minimum (about 1.5 × its election timeout), and says
+    /// so in its answer.
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
         let secs = ttl
             .as_secs()
             .saturating_add(u64::from(ttl.subsec_nanos() > 0))
@@ -376,15 +418,19 @@ impl EtcdStore {
         let mut client = self.client.clone();
         let resp = call("grant lease", client.lease_grant(secs, None)).await?;
         if !resp.error().is_empty() {
-            return Err(StoreError::Other(format!("grant lease: {}", resp.error())));
+            return Err(StoreError::refused("grant lease", resp.error()));
         }
-        Ok(LeaseId::from(resp.id()))
+        Ok(Lease {
+            id: LeaseId::from(resp.id()),
+            // What etcd granted: it raises a TTL under its minimum.
+            ttl: Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0)).max(ttl),
+        })
     }
 
     /// Renews `lease` for another TTL with one keep-alive round trip (a short-lived keep-alive
     /// stream: the caller decides the rhythm). [`StoreError::LeaseLost`] when etcd no longer
     /// knows the lease, i.e. it expired or was revoked and its keys are gone.
-    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+    async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
         let id = lease.number()?;
         let mut lease_client = self.client.lease_client();
         // etcd-client sends one request and waits for the first answer; an answer with TTL <= 0
@@ -405,9 +451,8 @@ impl EtcdStore {
         }
     }
 
-    /// Ends `lease` now; etcd deletes its keys. Revoking a lease that already expired (or was
-    /// revoked) succeeds: its keys are gone either way, which is what the caller asked for.
-    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+    /// Ends `lease` now; etcd deletes its keys.
+    async fn revoke(&self, lease: &LeaseId) -> Result<()> {
         let id = lease.number()?;
         let mut client = self.client.clone();
         match timed("revoke lease", client.lease_revoke(id)).await? {
@@ -417,37 +462,14 @@ impl EtcdStore {
         }
     }
 
-    /// The client URL of the member that answers (etcd's client spreads requests over the
-    /// endpoints it was given; this asks one which member it is). `None` if nobody answers
-    /// within half a second: `netd status` must not wait on it.
-    pub async fn member_in_use(&self) -> Option<String> {
-        let ask = async {
-            let mut client = self.client.clone();
-            let id = client.status().await.ok()?.header()?.member_id();
-            let members = client.member_list().await.ok()?;
-            let member = members.members().iter().find(|m| m.id() == id)?;
-            Some(
-                member
-                    .client_urls()
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| member.name().to_string()),
-            )
-        };
-        tokio::time::timeout(Duration::from_millis(500), ask)
-            .await
-            .ok()
-            .flatten()
-    }
-
     /// Watches every key under `prefix` from `from_revision` on (inclusive; etcd replays the
-    /// history since then first, so events between a [`list`](Self::list) and this call are not
+    /// history since then first, so events between a [`Backend::list`] and this call are not
     /// lost when watching from `listing.revision + 1`).
     ///
     /// Waits for etcd to confirm the watch, so an unreachable etcd fails here. History that was
     /// compacted is normally reported by the first [`EtcdWatch::next`] (etcd confirms the watch
     /// first and cancels it right after), occasionally by this call already.
-    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<EtcdWatch> {
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<EtcdWatch> {
         // Fragmented: etcd splits a response larger than its request limit (1.5 MiB by default)
         // into several, so a watch that fell behind gets its backlog in bounded pieces.
         let options = WatchOptions::new()
@@ -476,6 +498,29 @@ impl EtcdStore {
             pending,
             ended: None,
         })
+    }
+
+    /// The client URL of the member that answers (etcd's client spreads requests over the
+    /// endpoints it was given; this asks one which member it is). `None` if nobody answers
+    /// within half a second: `netd status` must not wait on it.
+    async fn member_in_use(&self) -> Option<String> {
+        let ask = async {
+            let mut client = self.client.clone();
+            let id = client.status().await.ok()?.header()?.member_id();
+            let members = client.member_list().await.ok()?;
+            let member = members.members().iter().find(|m| m.id() == id)?;
+            Some(
+                member
+                    .client_urls()
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| member.name().to_string()),
+            )
+        };
+        tokio::time::timeout(Duration::from_millis(500), ask)
+            .await
+            .ok()
+            .flatten()
     }
 }
 
@@ -528,7 +573,7 @@ impl fmt::Debug for EtcdWatch {
     }
 }
 
-impl EtcdWatch {
+impl Watch for EtcdWatch {
     /// The events of the next watch response that has any (all events of one or more
     /// revisions, in revision order; responses without events, such as progress notifications,
     /// are skipped).
@@ -538,7 +583,7 @@ impl EtcdWatch {
     /// ends, or etcd cancels it. The caller then lists again and watches from the new revision.
     /// There is no timeout here (events may be far apart); a dead etcd is noticed through the
     /// connection closing or HTTP/2 keep-alive pings going unanswered.
-    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+    async fn next(&mut self) -> Result<Vec<WatchEvent>> {
         loop {
             if let Some(ended) = &self.ended {
                 return Err(ended.to_error());
@@ -625,26 +670,62 @@ fn deadline_passed(what: &str) -> StoreError {
     ))
 }
 
-/// Sorts etcd-client errors into "etcd not reachable / not answering" (retry later) and the rest.
+/// What a failed call means for the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// etcd could not be reached, did not answer, or cannot serve now (no leader, overloaded):
+    /// retry.
+    Unavailable,
+    /// etcd answered and refused the request: retrying it does not help.
+    Refused,
+    Other,
+}
+
+/// Sorts etcd-client errors by what the caller can do ([`Failure`]).
 fn map_err(what: &str, e: etcd_client::Error) -> StoreError {
     use etcd_client::Error as E;
-    let unavailable = match &e {
-        E::TransportError(_) | E::IoError(_) => true,
-        E::GRpcStatus(status) => match status.code() as i32 {
-            GRPC_UNAVAILABLE | GRPC_DEADLINE_EXCEEDED | GRPC_CANCELLED => true,
-            // An `Unknown` status with a source was made up on our side from a local
-            // (connection) failure; one sent by etcd has none.
-            GRPC_UNKNOWN => status.source().is_some(),
-            _ => false,
-        },
+    let failure = match &e {
+        E::TransportError(_) | E::IoError(_) => Failure::Unavailable,
+        E::GRpcStatus(status) => sort_status(
+            status.code() as i32,
+            status.message(),
+            status.source().is_some(),
+        ),
         // Only raised when the request channel of a stream is gone, i.e. the stream broke.
-        E::WatchError(_) | E::LeaseKeepAliveError(_) => true,
-        _ => false,
+        E::WatchError(_) | E::LeaseKeepAliveError(_) => Failure::Unavailable,
+        _ => Failure::Other,
     };
-    if unavailable {
-        StoreError::Unavailable(format!("{what}: {e}"))
-    } else {
-        StoreError::Other(format!("{what}: {e}"))
+    match failure {
+        Failure::Unavailable => StoreError::Unavailable(format!("{what}: {e}")),
+        Failure::Refused => match &e {
+            E::GRpcStatus(status) => StoreError::refused(what, status.message()),
+            _ => StoreError::refused(what, e.to_string()),
+        },
+        Failure::Other => StoreError::Other(format!("{what}: {e}")),
+    }
+}
+
+/// A gRPC status by its code and message; `local`: made up on our side from a connection
+/// failure (it has a source; one sent by etcd has none).
+fn sort_status(code: i32, message: &str, local: bool) -> Failure {
+    match code {
+        GRPC_UNAVAILABLE | GRPC_DEADLINE_EXCEEDED | GRPC_CANCELLED | GRPC_ABORTED => {
+            Failure::Unavailable
+        }
+        GRPC_UNKNOWN if local => Failure::Unavailable,
+        // etcd's "too many requests" is an overloaded member; "database space exceeded" (its
+        // NOSPACE alarm) and a message over the size limit are refusals until someone acts.
+        GRPC_RESOURCE_EXHAUSTED if message.contains("too many requests") => Failure::Unavailable,
+        GRPC_INVALID_ARGUMENT
+        | GRPC_FAILED_PRECONDITION
+        | GRPC_RESOURCE_EXHAUSTED
+        | GRPC_PERMISSION_DENIED
+        | GRPC_UNAUTHENTICATED
+        | GRPC_ALREADY_EXISTS
+        | GRPC_NOT_FOUND
+        | GRPC_OUT_OF_RANGE
+        | GRPC_UNIMPLEMENTED => Failure::Refused,
+        _ => Failure::Other,
     }
 }
 
@@ -683,5 +764,99 @@ fn convert_event(event: &etcd_client::Event) -> Option<WatchEvent> {
             key: utf8_key(kv.key())?,
             mod_revision: kv.mod_revision(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// etcd's own messages for its errors (etcdserver/api/v3rpc/rpctypes) and gRPC's for a
+    /// message over the limit.
+    #[test]
+    fn refusals_and_outages_are_told_apart() {
+        let cases = [
+            (
+                GRPC_UNAVAILABLE,
+                "etcdserver: no leader",
+                Failure::Unavailable,
+            ),
+            (
+                GRPC_UNAVAILABLE,
+                "etcdserver: request timed out",
+                Failure::Unavailable,
+            ),
+            (
+                GRPC_UNAVAILABLE,
+                "etcdserver: leader changed",
+                Failure::Unavailable,
+            ),
+            (
+                GRPC_DEADLINE_EXCEEDED,
+                "context deadline exceeded",
+                Failure::Unavailable,
+            ),
+            (
+                GRPC_RESOURCE_EXHAUSTED,
+                "etcdserver: too many requests",
+                Failure::Unavailable,
+            ),
+            (
+                GRPC_INVALID_ARGUMENT,
+                "etcdserver: too many operations in txn request",
+                Failure::Refused,
+            ),
+            (
+                GRPC_INVALID_ARGUMENT,
+                "etcdserver: duplicate key given in txn request",
+                Failure::Refused,
+            ),
+            (
+                GRPC_INVALID_ARGUMENT,
+                "etcdserver: request is too large",
+                Failure::Refused,
+            ),
+            (
+                GRPC_RESOURCE_EXHAUSTED,
+                "etcdserver: mvcc: database space exceeded",
+                Failure::Refused,
+            ),
+            (
+                GRPC_RESOURCE_EXHAUSTED,
+                "decoded message length too large: found 5000000 bytes, the limit is: 4194304 bytes",
+                Failure::Refused,
+            ),
+            (
+                GRPC_PERMISSION_DENIED,
+                "etcdserver: permission denied",
+                Failure::Refused,
+            ),
+            (
+                GRPC_INVALID_ARGUMENT,
+                "etcdserver: user name is empty",
+                Failure::Refused,
+            ),
+            (
+                GRPC_FAILED_PRECONDITION,
+                "etcdserver: authentication is not enabled",
+                Failure::Refused,
+            ),
+            (GRPC_INTERNAL, "etcdserver: unknown", Failure::Other),
+        ];
+        for (code, message, expected) in cases {
+            assert_eq!(
+                sort_status(code, message, false),
+                expected,
+                "{code} {message}"
+            );
+        }
+        assert_eq!(
+            sort_status(GRPC_UNKNOWN, "connection reset", true),
+            Failure::Unavailable
+        );
+        assert_eq!(
+            sort_status(GRPC_UNKNOWN, "something etcd said", false),
+            Failure::Other
+        );
     }
 }

@@ -12,6 +12,10 @@
 //! Watches poll the event log kept in the state (the last [`EVENT_LOG_LEN`] events); a watch whose
 //! start has fallen out of the log fails with [`StoreError::Compacted`], as with etcd.
 //!
+//! The state has no older versions to read, so a listing in pages at one revision is served from
+//! a snapshot: [`Backend::list_page`] without a revision keeps every key as of now, and the pages
+//! at that revision come from it.
+//!
 //! Revisions follow etcd: the store starts at revision 1, every change (put, delete, transaction,
 //! lease expiry) that touches at least one key adds exactly one revision, shared by all the keys it
 //! touches.
@@ -21,24 +25,29 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Expect, KeyValue, LeaseId, Listing, Page, Result, StoreError, WatchEvent};
+use crate::{
+    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch, WatchEvent,
+};
 
 const STATE_FILE: &str = "state.json";
 const STATE_TMP_FILE: &str = "state.json.tmp";
 const LOCK_FILE: &str = "lock";
 /// How many events the log keeps: how far behind a watcher may fall before it gets `Compacted`.
-const EVENT_LOG_LEN: usize = 10_000;
+pub const EVENT_LOG_LEN: usize = 10_000;
 /// How often a watcher looks for new events (and expires leases).
 const WATCH_POLL: Duration = Duration::from_millis(100);
 
 /// A store in a directory; cheap to hold, every operation goes to the files.
 pub struct FileStore {
     dir: Arc<Path>,
+    /// The last listing of every key, kept from the first page of a listing for the pages at
+    /// its revision.
+    listing: Mutex<Option<Arc<Listing>>>,
 }
 
 impl FileStore {
@@ -53,17 +62,87 @@ impl FileStore {
             .map_err(|e| io_error(dir, &e))?;
         // Fail now, not on first use, when the directory is not usable (permissions, not a dir).
         drop(open_lock_file(dir)?);
-        Ok(Self { dir: dir.into() })
+        Ok(Self {
+            dir: dir.into(),
+            listing: Mutex::new(None),
+        })
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
+        // A panic while holding this lock leaves a value that is still whole: keep using it.
+        self.listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates every key, in one revision, if none of them exists (and, if given, while the key
+    /// `required` does); otherwise writes nothing.
+    async fn create_all_if(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> Result<bool> {
+        let kvs = validate_kvs(kvs)?;
+        if kvs.is_empty() {
+            // Like an etcd transaction with no operations: succeeds, changes nothing.
+            return Ok(true);
+        }
+        let required = required.map(str::to_owned);
+        self.transact(move |state, _| {
+            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
+                || required.is_some_and(|r| !state.keys.contains_key(&r))
+            {
+                return Ok(false);
+            }
+            let revision = state.next_revision();
+            for (key, value) in kvs {
+                state.put_key(revision, key, value, None);
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        let key = validate_key(key)?.to_owned();
+        let value = validate_value(&key, value)?;
+        let lease = numbered(lease)?;
+        self.transact(move |state, _| {
+            if let Some((id, lease)) = &lease
+                && !state.leases.contains_key(id)
+            {
+                return Err(StoreError::LeaseLost(lease.clone()));
+            }
+            let revision = state.next_revision();
+            state.put_key(revision, key, value, lease.map(|(id, _)| id));
+            Ok(revision)
+        })
+        .await
+    }
+
+    /// Runs `op` on the state under the lock, off the async runtime.
+    async fn transact<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut State, i64) -> Result<T> + Send + 'static,
+    {
+        let dir = Arc::clone(&self.dir);
+        run_blocking(move || transact_blocking(&dir, op)).await
+    }
+}
+
+impl Backend for FileStore {
+    type Watch = FileWatch;
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let key = key.to_owned();
         self.transact(move |state, _| Ok(state.keys.get(&key).map(|e| e.to_key_value(&key))))
             .await
     }
 
     /// Every key starting with `prefix`, sorted, with the revision the listing is consistent at.
-    pub async fn list(&self, prefix: &str) -> Result<Listing> {
+    async fn list(&self, prefix: &str) -> Result<Listing> {
         let prefix = prefix.to_owned();
         self.transact(move |state, _| {
             let kvs = state
@@ -80,22 +159,56 @@ impl FileStore {
         .await
     }
 
-    /// The keys starting with `prefix` after `after`: all of them, in one page (the whole state
-    /// is read by every operation anyway, so paging would only add transactions).
-    pub async fn list_page(&self, prefix: &str, after: Option<&str>) -> Result<Page> {
-        let mut listing = self.list(prefix).await?;
-        if let Some(after) = after {
-            listing.kvs.retain(|kv| kv.key.as_str() > after);
-        }
+    /// The keys starting with `prefix` after `after`, as of `revision`: all of them, in one
+    /// page (the whole state is read by every operation anyway, so paging would only add
+    /// transactions). Without a revision, a snapshot of every key is kept for the pages of the
+    /// other prefixes at its revision; a revision that is neither the snapshot's nor the
+    /// current one is [`StoreError::Compacted`].
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        let snapshot = match revision {
+            None => {
+                let snapshot = Arc::new(self.list("").await?);
+                *self.kept_listing() = Some(Arc::clone(&snapshot));
+                snapshot
+            }
+            Some(revision) => {
+                let kept = self
+                    .kept_listing()
+                    .clone()
+                    .filter(|l| l.revision == revision);
+                match kept {
+                    Some(snapshot) => snapshot,
+                    None => {
+                        let now = self.list("").await?;
+                        if now.revision != revision {
+                            return Err(StoreError::Compacted(revision));
+                        }
+                        Arc::new(now)
+                    }
+                }
+            }
+        };
+        let from = snapshot.kvs.partition_point(|kv| {
+            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
+        });
         Ok(Page {
-            kvs: listing.kvs,
+            kvs: snapshot.kvs[from..]
+                .iter()
+                .take_while(|kv| kv.key.starts_with(prefix))
+                .cloned()
+                .collect(),
             more: false,
-            revision: listing.revision,
+            revision: snapshot.revision,
         })
     }
 
     /// Writes `key` only if it is as `expect` says; returns whether it was written.
-    pub async fn put_if(
+    async fn put_if(
         &self,
         key: &str,
         value: &[u8],
@@ -126,58 +239,28 @@ impl FileStore {
         .await
     }
 
-    /// Creates every key, in one revision, if none of them exists; otherwise writes nothing.
-    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_requiring(kvs, None).await
+    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        self.create_all_if(kvs, None).await
     }
 
-    /// Like [`create_all`](Self::create_all), and only while the key `required` exists.
-    pub async fn create_all_requiring(
+    async fn create_all_requiring(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
+        required: &str,
     ) -> Result<bool> {
-        let kvs = validate_kvs(kvs)?;
-        if kvs.is_empty() {
-            // Like an etcd transaction with no operations: succeeds, changes nothing.
-            return Ok(true);
-        }
-        let required = required.map(str::to_owned);
-        self.transact(move |state, _| {
-            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
-                || required.is_some_and(|r| !state.keys.contains_key(&r))
-            {
-                return Ok(false);
-            }
-            let revision = state.next_revision();
-            for (key, value) in kvs {
-                state.put_key(revision, key, value, None);
-            }
-            Ok(true)
-        })
-        .await
+        self.create_all_if(kvs, Some(required)).await
     }
 
-    /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
-    pub async fn put(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        let key = validate_key(key)?.to_owned();
-        let value = validate_value(&key, value)?;
-        let lease = numbered(lease)?;
-        self.transact(move |state, _| {
-            if let Some((id, lease)) = &lease
-                && !state.leases.contains_key(id)
-            {
-                return Err(StoreError::LeaseLost(lease.clone()));
-            }
-            let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|(id, _)| id));
-            Ok(revision)
-        })
-        .await
+    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
+        self.put_leased(key, value, None).await
+    }
+
+    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
+        self.put_leased(key, value, Some(lease)).await
     }
 
     /// Writes every key in one revision; returns it.
-    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+    async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
         let kvs = validate_kvs(kvs)?;
         self.transact(move |state, _| {
             if kvs.is_empty() {
@@ -193,19 +276,14 @@ impl FileStore {
     }
 
     /// Deletes the keys that exist, in one revision; returns how many did.
-    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+    async fn delete_all(&self, keys: &[String]) -> Result<usize> {
         let keys: BTreeSet<String> = keys.iter().cloned().collect();
         self.transact(move |state, _| Ok(state.delete_keys(&keys)))
             .await
     }
 
     /// Deletes `keys` and, in the same transaction, `claim` if its value is still `owner`.
-    pub async fn delete_with_claim(
-        &self,
-        keys: &[String],
-        claim: &str,
-        owner: &[u8],
-    ) -> Result<usize> {
+    async fn delete_with_claim(&self, keys: &[String], claim: &str, owner: &[u8]) -> Result<usize> {
         let mut keys: BTreeSet<String> = keys.iter().cloned().collect();
         let claim = claim.to_owned();
         let owner = owner.to_vec();
@@ -222,19 +300,23 @@ impl FileStore {
         .await
     }
 
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+    /// Grants a lease of exactly `ttl` (to the millisecond).
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         if ttl_ms <= 0 {
-            return Err(StoreError::Other(format!(
-                "lease TTL must be at least 1 ms, got {ttl:?}"
-            )));
+            return Err(StoreError::refused(
+                format!("a lease of {ttl:?}"),
+                "a lease lasts at least 1 ms",
+            ));
         }
-        self.transact(move |state, now| Ok(state.grant_lease(ttl_ms, now)))
-            .await
+        let id = self
+            .transact(move |state, now| Ok(state.grant_lease(ttl_ms, now)))
+            .await?;
+        Ok(Lease { id, ttl })
     }
 
     /// Renews the lease for another TTL from now.
-    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+    async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
         let id = lease.number()?;
         let lease = lease.clone();
         self.transact(move |state, now| {
@@ -249,16 +331,15 @@ impl FileStore {
         .await
     }
 
-    /// Ends the lease now and deletes its keys; `LeaseLost` when it is already gone (as etcd).
-    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
-        let id = lease.number()?;
-        let lease = lease.clone();
+    /// Ends the lease now and deletes its keys (nothing to do for one already gone).
+    async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+        let Ok(id) = lease.number() else {
+            // Not one of ours: it cannot exist here.
+            return Ok(());
+        };
         self.transact(move |state, _| {
-            if state.remove_lease(id) {
-                Ok(())
-            } else {
-                Err(StoreError::LeaseLost(lease))
-            }
+            state.remove_lease(id);
+            Ok(())
         })
         .await
     }
@@ -266,7 +347,7 @@ impl FileStore {
     /// Watches the keys starting with `prefix` from `from_revision` (inclusive; 0 or less means
     /// "from the revision after the current one when [`FileWatch::next`] first runs").
     /// Nothing is read here: a compacted start revision is reported by the first `next`.
-    pub fn watch(&self, prefix: &str, from_revision: i64) -> Result<FileWatch> {
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<FileWatch> {
         Ok(FileWatch {
             dir: Arc::clone(&self.dir),
             prefix: prefix.into(),
@@ -274,14 +355,9 @@ impl FileStore {
         })
     }
 
-    /// Runs `op` on the state under the lock, off the async runtime.
-    async fn transact<T, F>(&self, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut State, i64) -> Result<T> + Send + 'static,
-    {
-        let dir = Arc::clone(&self.dir);
-        run_blocking(move || transact_blocking(&dir, op)).await
+    /// One machine: no members to name.
+    async fn member_in_use(&self) -> Option<String> {
+        None
     }
 }
 
@@ -293,11 +369,11 @@ pub struct FileWatch {
     position: i64,
 }
 
-impl FileWatch {
+impl Watch for FileWatch {
     /// Waits for the next non-empty batch of events under the prefix (every such event of the
     /// revisions it covers, in revision order). Cancel-safe: the position only advances when a
     /// batch is returned, so dropping the future loses nothing.
-    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+    async fn next(&mut self) -> Result<Vec<WatchEvent>> {
         loop {
             let dir = Arc::clone(&self.dir);
             let prefix = self.prefix.clone();
@@ -321,7 +397,7 @@ struct State {
     /// The store's current revision (1 for an empty store, like etcd).
     revision: i64,
     keys: BTreeMap<String, Entry>,
-    leases: BTreeMap<i64, Lease>,
+    leases: BTreeMap<i64, StoredLease>,
     next_lease_id: i64,
     /// The lowest revision from which `events` is complete: watches from before it are compacted.
     compacted_before: i64,
@@ -342,7 +418,7 @@ struct Entry {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Lease {
+struct StoredLease {
     ttl_ms: i64,
     /// Wall-clock time, because the processes sharing the store share nothing else.
     expires_at_unix_ms: i64,
@@ -486,7 +562,7 @@ impl State {
     fn grant_lease(&mut self, ttl_ms: i64, now: i64) -> LeaseId {
         let id = self.next_lease_id;
         self.next_lease_id += 1;
-        let lease = Lease {
+        let lease = StoredLease {
             ttl_ms,
             expires_at_unix_ms: now.saturating_add(ttl_ms),
         };
@@ -663,15 +739,19 @@ fn now_unix_ms() -> i64 {
 /// etcd rejects empty keys; so do we.
 fn validate_key(key: &str) -> Result<&str> {
     if key.is_empty() {
-        return Err(StoreError::Other("empty key".into()));
+        return Err(StoreError::refused("a write", "the key is empty"));
     }
     Ok(key)
 }
 
 /// Values are kept as strings in `state.json`; netd only writes JSON.
 fn validate_value(key: &str, value: &[u8]) -> Result<String> {
-    String::from_utf8(value.to_vec())
-        .map_err(|_| StoreError::Other(format!("value of {key:?} is not UTF-8")))
+    String::from_utf8(value.to_vec()).map_err(|_| {
+        StoreError::refused(
+            format!("the write of {key}"),
+            "the embedded store keeps UTF-8 values only",
+        )
+    })
 }
 
 /// Checks a `create_all` request up front (keys non-empty and distinct, as etcd requires of a
@@ -682,11 +762,40 @@ fn validate_kvs(kvs: &[(String, Vec<u8>)]) -> Result<Vec<(String, String)>> {
         .map(|(key, value)| {
             validate_key(key)?;
             if !seen.insert(key.as_str()) {
-                return Err(StoreError::Other(format!(
-                    "duplicate key {key:?} in create_all"
-                )));
+                return Err(StoreError::refused(
+                    "a write of several keys",
+                    format!("{key} is given twice"),
+                ));
             }
             Ok((key.clone(), validate_value(key, value)?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "tests: a panic is the failure report"
+    )]
+
+    use super::*;
+
+    /// The store contract on the embedded store.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conforms_to_the_store_contract() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        // Compaction here is history pushed out of the event log by later writes.
+        let compact = async |_revision| {
+            for batch in 0..=EVENT_LOG_LEN / 1000 {
+                let kvs: Vec<_> = (0..1000)
+                    .map(|i| (format!("/netd/v1/filler/{batch}/{i}"), b"1".to_vec()))
+                    .collect();
+                store.put_all(&kvs).await.unwrap();
+            }
+        };
+        crate::conformance::run_all(&store, "/netd/v1/conformance/", compact).await;
+    }
 }

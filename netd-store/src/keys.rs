@@ -1,4 +1,4 @@
-//! The key layout (design §4). Every key netd writes is built here.
+//! The key layout (docs/architecture.md#store-layout). Every key netd writes is built here.
 
 use std::net::Ipv4Addr;
 

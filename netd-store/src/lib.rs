@@ -1,17 +1,23 @@
 //! netd's cluster store.
 //!
-//! One API ([`Store`]) over three backends: etcd v3 ([`etcd::EtcdStore`], `etcd://ADDR[,ADDR...]`),
-//! Consul ([`consul::ConsulStore`], `consul://ADDR[,ADDR...][/PREFIX]`) and an embedded store for
-//! one machine ([`file::FileStore`], `file:///PATH`) that several daemons on that machine can
-//! share. All offer the same semantics, modelled on etcd's: a global
-//! revision that grows with every change, per-key create/mod revisions, atomic create-if-absent
-//! of several keys, leases that delete their keys when not kept alive, and watches from a
-//! revision that fail with [`StoreError::Compacted`] when that history is gone.
+//! One contract ([`Backend`], in [`backend`]) over three backends: etcd v3 ([`etcd::EtcdStore`],
+//! `etcd://ADDR[,ADDR...]`), Consul ([`consul::ConsulStore`], `consul://ADDR[,ADDR...][/PREFIX]`)
+//! and an embedded store for one machine ([`file::FileStore`], `file:///PATH`) that several
+//! daemons on that machine can share. [`Store`] is the one a URL names, chosen at run time. All
+//! offer the same semantics, modelled on etcd's: a revision that grows with every change,
+//! per-key create/mod revisions, atomic create-if-absent of several keys, leases that delete
+//! their keys when not kept alive, and watches from a revision that fail with
+//! [`StoreError::Compacted`] when that history is gone. [`conformance`] (feature
+//! `conformance`) is the test suite of that contract, run on every backend.
 //!
 //! Kept apart from `netd` so that it builds and tests on stable Rust with no BPF toolchain.
 //! The key layout is in [`keys`], the JSON records and their validation in [`schema`], address
 //! allocation in [`ipam`].
 
+pub mod backend;
+pub mod backoff;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod consul;
 pub mod etcd;
 pub mod file;
@@ -20,6 +26,8 @@ pub mod keys;
 pub mod schema;
 
 use std::time::Duration;
+
+pub use backend::{Backend, Lease, Watch};
 
 /// One key with its value and revisions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,24 +126,38 @@ impl std::fmt::Display for LeaseId {
 pub enum StoreError {
     #[error("invalid store URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// No member could serve the request (not reachable, no answer in time, no leader): retry.
     #[error("store unreachable: {0}")]
     Unavailable(String),
+    /// The store answered and refused the request (invalid, too large, not permitted, outside
+    /// the server's limits): the same request fails again until someone changes something.
+    #[error("store refused {request}: {reason}")]
+    Refused { request: String, reason: String },
     #[error("watch history before revision {0} was compacted")]
     Compacted(i64),
     #[error("lease {0} not found or expired")]
     LeaseLost(LeaseId),
+    /// Anything else: an answer that does not parse, a local failure.
     #[error("store: {0}")]
     Other(String),
 }
 
+impl StoreError {
+    pub(crate) fn refused(request: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Refused {
+            request: request.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A connected store.
+/// A connected store: the backend its URL names.
 pub enum Store {
     // Boxed: the etcd client is large, and a Store is moved around.
     Etcd(Box<etcd::EtcdStore>),
-    // Shared: a watch keeps using the connection.
-    Consul(std::sync::Arc<consul::ConsulStore>),
+    Consul(consul::ConsulStore),
     File(file::FileStore),
 }
 
@@ -166,9 +188,7 @@ impl Store {
                 let mut config = consul::ConsulConfig::parse(url, rest, https)?;
                 config.token = consul::ConsulConfig::token_from(|name| std::env::var(name).ok())?;
                 config.ca_file = std::env::var_os("CONSUL_CACERT").map(Into::into);
-                return Ok(Self::Consul(std::sync::Arc::new(
-                    consul::ConsulStore::connect(config).await?,
-                )));
+                return Ok(Self::Consul(consul::ConsulStore::connect(config).await?));
             }
         }
         if let Some(endpoints) = url.strip_prefix("etcd://") {
@@ -203,41 +223,119 @@ impl Store {
                 .into(),
         })
     }
+}
 
+/// The [`Backend`] methods, callable without importing the trait (most callers hold a `Store`).
+impl Store {
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        retry_read(|| async { dispatch!(self, s => s.get(key).await) }).await
+        Backend::get(self, key).await
     }
 
-    /// Every key under `prefix`, and the revision the listing is consistent at.
     pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        retry_read(|| async { dispatch!(self, s => s.list(prefix).await) }).await
+        Backend::list(self, prefix).await
     }
 
-    /// One page of the keys under `prefix` after `after`, as of `revision` (`None`: now), for
-    /// callers that process a large listing as it arrives. The embedded store answers with
-    /// every remaining key at once.
     pub async fn list_page(
         &self,
         prefix: &str,
         after: Option<&str>,
         revision: Option<i64>,
     ) -> Result<Page> {
-        retry_read(|| async {
-            match self {
-                Store::Etcd(s) => {
-                    s.list_page(prefix, after, revision, etcd::LIST_PAGE_KEYS)
-                        .await
-                }
-                Store::Consul(s) => s.list_page(prefix, after, revision).await,
-                Store::File(s) => s.list_page(prefix, after).await,
-            }
-        })
-        .await
+        Backend::list_page(self, prefix, after, revision).await
     }
 
-    /// Writes `key` (under `lease`, if given) only if it is as `expect` says; returns whether
-    /// it was written.
     pub async fn put_if(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<&LeaseId>,
+        expect: Expect,
+    ) -> Result<bool> {
+        Backend::put_if(self, key, value, lease, expect).await
+    }
+
+    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+        Backend::create_all(self, kvs).await
+    }
+
+    pub async fn create_all_requiring(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: &str,
+    ) -> Result<bool> {
+        Backend::create_all_requiring(self, kvs, required).await
+    }
+
+    pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
+        Backend::put(self, key, value).await
+    }
+
+    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
+        Backend::put_with_lease(self, key, value, lease).await
+    }
+
+    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+        Backend::put_all(self, kvs).await
+    }
+
+    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+        Backend::delete_all(self, keys).await
+    }
+
+    pub async fn delete_with_claim(
+        &self,
+        keys: &[String],
+        claim: &str,
+        owner: &[u8],
+    ) -> Result<usize> {
+        Backend::delete_with_claim(self, keys, claim, owner).await
+    }
+
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
+        Backend::grant_lease(self, ttl).await
+    }
+
+    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+        Backend::keep_alive(self, lease).await
+    }
+
+    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+        Backend::revoke(self, lease).await
+    }
+
+    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
+        Backend::watch(self, prefix, from_revision).await
+    }
+
+    pub async fn member_in_use(&self) -> Option<String> {
+        Backend::member_in_use(self).await
+    }
+}
+
+/// The backend's own answers, except that reads that fail as unavailable are tried again
+/// (`retry_read`).
+impl Backend for Store {
+    type Watch = WatchStream;
+
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        retry_read(|| async { dispatch!(self, s => s.get(key).await) }).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        retry_read(|| async { dispatch!(self, s => s.list(prefix).await) }).await
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        revision: Option<i64>,
+    ) -> Result<Page> {
+        retry_read(|| async { dispatch!(self, s => s.list_page(prefix, after, revision).await) })
+            .await
+    }
+
+    async fn put_if(
         &self,
         key: &str,
         value: &[u8],
@@ -247,90 +345,60 @@ impl Store {
         dispatch!(self, s => s.put_if(key, value, lease, expect).await)
     }
 
-    /// Creates every key, atomically, if none of them exists. Returns `false` (and writes nothing)
-    /// when one does: the building block of unique VNIs and addresses.
-    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
+    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
         dispatch!(self, s => s.create_all(kvs).await)
     }
 
-    /// Like [`Self::create_all`], and only while the key `required` exists.
-    pub async fn create_all_requiring(
+    async fn create_all_requiring(
         &self,
         kvs: &[(String, Vec<u8>)],
         required: &str,
     ) -> Result<bool> {
-        dispatch!(self, s => s.create_all_requiring(kvs, Some(required)).await)
+        dispatch!(self, s => s.create_all_requiring(kvs, required).await)
     }
 
-    /// Writes a key (creating or replacing it); returns the new revision.
-    pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        dispatch!(self, s => s.put(key, value, None).await)
+    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
+        dispatch!(self, s => s.put(key, value).await)
     }
 
-    /// Writes every key; returns the revision. Atomic, in one revision, on etcd (at most 128
-    /// keys with its default `--max-txn-ops`) and the embedded store; Consul takes 64 operations
-    /// per transaction, so there a larger set is written in several.
-    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
+    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
+        dispatch!(self, s => s.put_with_lease(key, value, lease).await)
+    }
+
+    async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
         dispatch!(self, s => s.put_all(kvs).await)
     }
 
-    /// Writes a key that goes away with `lease`.
-    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        dispatch!(self, s => s.put(key, value, Some(lease)).await)
-    }
-
-    /// Deletes the keys atomically (missing ones are ignored); returns how many existed.
-    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
+    async fn delete_all(&self, keys: &[String]) -> Result<usize> {
         dispatch!(self, s => s.delete_all(keys).await)
     }
 
-    /// Deletes `keys` and, in the same transaction, `claim` only if its value is still `owner`:
-    /// releasing an address must never free one that another endpoint has claimed since.
-    /// `claim` must not be among `keys`. Returns how many keys existed and were deleted.
-    pub async fn delete_with_claim(
-        &self,
-        keys: &[String],
-        claim: &str,
-        owner: &[u8],
-    ) -> Result<usize> {
+    async fn delete_with_claim(&self, keys: &[String], claim: &str, owner: &[u8]) -> Result<usize> {
         dispatch!(self, s => s.delete_with_claim(keys, claim, owner).await)
     }
 
-    /// Grants a lease of `ttl`.
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
         dispatch!(self, s => s.grant_lease(ttl).await)
     }
 
-    /// Renews a lease for another TTL; [`StoreError::LeaseLost`] when it already expired.
-    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
+    async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
         dispatch!(self, s => s.keep_alive(lease).await)
     }
 
-    /// Ends a lease now, deleting its keys.
-    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
+    async fn revoke(&self, lease: &LeaseId) -> Result<()> {
         dispatch!(self, s => s.revoke(lease).await)
     }
 
-    /// Watches every key under `prefix` from `from_revision` (inclusive).
-    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
-        match self {
-            Self::Etcd(s) => Ok(WatchStream::Etcd(Box::new(
-                s.watch(prefix, from_revision).await?,
-            ))),
-            Self::Consul(s) => Ok(WatchStream::Consul(Box::new(
-                s.watch(prefix, from_revision).await?,
-            ))),
-            Self::File(s) => Ok(WatchStream::File(s.watch(prefix, from_revision)?)),
-        }
+    async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
+        Ok(match self {
+            Self::Etcd(s) => WatchStream::Etcd(Box::new(s.watch(prefix, from_revision).await?)),
+            Self::Consul(s) => WatchStream::Consul(Box::new(s.watch(prefix, from_revision).await?)),
+            Self::File(s) => WatchStream::File(s.watch(prefix, from_revision).await?),
+        })
     }
 
-    /// The member requests go to, where the backend knows it (`netd status` shows it).
-    pub async fn member_in_use(&self) -> Option<String> {
-        match self {
-            Self::Etcd(s) => s.member_in_use().await,
-            Self::Consul(s) => Some(s.member_in_use()),
-            Self::File(_) => None,
-        }
+    async fn member_in_use(&self) -> Option<String> {
+        dispatch!(self, s => s.member_in_use().await)
     }
 }
 
@@ -342,27 +410,33 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_millis(200));
     let mut attempt = 0;
     loop {
         match read().await {
             Err(StoreError::Unavailable(e)) if attempt < 2 => {
                 tracing::debug!(error = %e, attempt, "store read failed, retrying");
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                backoff.wait().await;
             }
             other => return other,
         }
     }
 }
 
-impl WatchStream {
-    /// The next batch of events (all events of one or more revisions, in order). An error ends the
-    /// stream: the caller re-lists and watches again.
-    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+impl Watch for WatchStream {
+    async fn next(&mut self) -> Result<Vec<WatchEvent>> {
         match self {
             Self::Etcd(w) => w.next().await,
             Self::Consul(w) => w.next().await,
             Self::File(w) => w.next().await,
         }
+    }
+}
+
+impl WatchStream {
+    /// [`Watch::next`], callable without importing the trait.
+    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
+        Watch::next(self).await
     }
 }

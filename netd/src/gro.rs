@@ -6,7 +6,7 @@
 //! pays per packet. With this device up, from-uplink still checks every packet (the aggregate's
 //! headers are those of all the packets in it) and decapsulates single packets itself; an
 //! aggregate it leaves to the device, whose decap also clears the tunnel's GSO state, and
-//! from-tunnel delivers what comes out (design §8).
+//! from-tunnel delivers what comes out (docs/architecture.md#gro-device).
 //!
 //! Without the device (the kernel has no vxlan module, the port is another socket's, or
 //! `--no-gro-device`) nothing changes but the lost GRO: packets are decapsulated in TC.

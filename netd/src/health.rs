@@ -9,52 +9,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
+use crate::api::{LeaseStatus, LinkStatus};
 
-/// One link's state.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkState {
-    /// Not established yet.
-    Connecting,
-    /// Listing, or applying what was listed.
-    Syncing,
-    /// Up: the watch is open, or the lease is registered and renewed.
-    Connected,
-    /// The store does not answer; retrying.
-    Unreachable,
-    /// The store answers, but the link cannot work (a refused request, a host name taken).
-    Failing,
-}
+pub use crate::api::LinkState;
 
-impl LinkState {
-    /// Every state, in the order metrics list them (a state set has one series per state).
-    pub const ALL: [Self; 5] = [
-        Self::Connecting,
-        Self::Syncing,
-        Self::Connected,
-        Self::Unreachable,
-        Self::Failing,
-    ];
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Connecting => "connecting",
-            Self::Syncing => "syncing",
-            Self::Connected => "connected",
-            Self::Unreachable => "unreachable",
-            Self::Failing => "failing",
-        }
-    }
-
-    /// Worse states rank higher: the overall state of several links is the worst one.
-    fn rank(&self) -> u8 {
-        match self {
-            Self::Connected => 0,
-            Self::Syncing => 1,
-            Self::Connecting => 2,
-            Self::Unreachable => 3,
-            Self::Failing => 4,
-        }
+/// Worse states rank higher: the overall state of several links is the worst one.
+fn rank(state: LinkState) -> u8 {
+    match state {
+        LinkState::Connected => 0,
+        LinkState::Syncing => 1,
+        LinkState::Connecting => 2,
+        LinkState::Unreachable => 3,
+        LinkState::Failing => 4,
     }
 }
 
@@ -84,15 +50,12 @@ impl Link {
         self.error = error;
     }
 
-    fn json(&self) -> Value {
-        let mut v = json!({
-            "state": self.state.name(),
-            "for_seconds": self.since.elapsed().as_secs(),
-        });
-        if let Some(error) = &self.error {
-            v["error"] = json!(error);
+    fn status(&self) -> LinkStatus {
+        LinkStatus {
+            state: self.state,
+            for_seconds: self.since.elapsed().as_secs(),
+            error: self.error.clone(),
         }
-        v
     }
 }
 
@@ -251,27 +214,37 @@ impl Health {
     /// The store part of `netd status`: the overall state (the worse of watch and lease),
     /// then each. `synced`: whether the reconciler has applied a listing (a watch that is up
     /// while the listing is still being applied is syncing).
-    pub fn store_json(&self, synced: bool) -> Value {
+    pub fn store_links(&self, synced: bool) -> StoreLinks {
         let watch = self.watch_as_seen(synced);
         let inner = self.lock();
         let lease = &inner.lease;
-        let overall = if watch.state.rank() >= lease.link.state.rank() {
-            &watch.state
+        let state = if rank(watch.state) >= rank(lease.link.state) {
+            watch.state
         } else {
-            &lease.link.state
+            lease.link.state
         };
-        let mut lease_json = lease.link.json();
-        lease_json["lease"] = json!(lease.id);
-        lease_json["ttl_seconds"] = json!(lease.ttl.as_secs());
-        lease_json["registrations"] = json!(lease.registrations);
-        lease_json["renewals"] = json!(lease.renewals);
-        lease_json["missed_renewals"] = json!(lease.missed_renewals);
-        lease_json["last_renewal_ms_ago"] =
-            json!(lease.last_renewal.map(|t| t.elapsed().as_millis() as u64));
-        json!({
-            "state": overall.name(),
-            "watch": watch.json(),
-            "lease": lease_json,
-        })
+        StoreLinks {
+            state,
+            watch: watch.status(),
+            lease: LeaseStatus {
+                link: lease.link.status(),
+                lease: lease.id.clone(),
+                ttl_seconds: lease.ttl.as_secs(),
+                registrations: lease.registrations,
+                renewals: lease.renewals,
+                missed_renewals: lease.missed_renewals,
+                last_renewal_ms_ago: lease
+                    .last_renewal
+                    .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            },
+        }
     }
+}
+
+/// The store's links as `netd status` shows them.
+pub struct StoreLinks {
+    /// The worse of the two.
+    pub state: LinkState,
+    pub watch: LinkStatus,
+    pub lease: LeaseStatus,
 }

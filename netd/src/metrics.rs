@@ -25,10 +25,13 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use netd_common::maps::Traffic;
+use netd_common::{
+    maps::Traffic,
+    stats::{Counter, DropReason},
+};
 
 use crate::{
-    control::{Control, MapFill},
+    control::{BatchObserver, Control, MapFill},
     health::{Health, LinkState},
 };
 
@@ -57,6 +60,12 @@ impl Default for BatchDuration {
 impl BatchDuration {
     pub fn observe(&self, took: Duration) {
         self.0.observe(took.as_secs_f64());
+    }
+}
+
+impl BatchObserver for BatchDuration {
+    fn observe(&self, took: Duration) {
+        BatchDuration::observe(self, took);
     }
 }
 
@@ -286,21 +295,18 @@ fn encode_traffic(encoder: &mut DescriptorEncoder, traffic: &[EndpointTraffic]) 
     Ok(())
 }
 
-/// `NETD_STATS`: drops by reason, the other outcomes by event.
+/// `NETD_STATS` (summed, in index order): drops by reason, the other outcomes by event.
 fn encode_datapath(encoder: &mut DescriptorEncoder, counters: &[(&str, u64)]) -> fmt::Result {
-    let (drops, events): (Vec<_>, Vec<_>) = counters
-        .iter()
-        .enumerate()
-        .partition(|(index, _)| netd_common::stats::is_drop(*index as u32));
+    let value = |index: u32| counters.get(index as usize).map_or(0, |(_, v)| *v);
     let mut metric = encoder.encode_descriptor(
         "datapath_drops",
         "Packets the datapath programs dropped, by reason",
         None,
         MetricType::Counter,
     )?;
-    for (_, (name, value)) in drops {
-        let labels = [("reason", name.strip_prefix("drop-").unwrap_or(name))];
-        ConstCounter::new(*value).encode(metric.encode_family(&labels)?)?;
+    for reason in DropReason::ALL {
+        let labels = [("reason", reason.label())];
+        ConstCounter::new(value(reason.index())).encode(metric.encode_family(&labels)?)?;
     }
     let mut metric = encoder.encode_descriptor(
         "datapath_packets",
@@ -308,9 +314,9 @@ fn encode_datapath(encoder: &mut DescriptorEncoder, counters: &[(&str, u64)]) ->
         None,
         MetricType::Counter,
     )?;
-    for (_, (name, value)) in events {
-        let labels = [("event", *name)];
-        ConstCounter::new(*value).encode(metric.encode_family(&labels)?)?;
+    for counter in Counter::ALL {
+        let labels = [("event", counter.name())];
+        ConstCounter::new(value(counter.index())).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -473,7 +479,7 @@ mod tests {
             counters: Some(counters),
             ..snapshot()
         });
-        let spoofed = netd_common::stats::DROP_SPOOFED_MAC;
+        let spoofed = DropReason::SpoofedMac.index();
         let line = format!("netd_datapath_drops_total{{reason=\"spoofed-mac\"}} {spoofed}");
         assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         assert!(!text.contains("drop-"), "{text}");

@@ -12,9 +12,9 @@ use netd_common::{
     maps::EndpointInfo,
     monitor::{Event, hook, kind},
     packet::{ETH_HLEN, ETH_P_ARP, ETH_P_IP, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, VXLAN_HLEN},
-    stats,
+    stats::DropReason,
 };
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::{datapath::inspect::fmt_mac, netlink::Interface};
 
@@ -89,9 +89,12 @@ pub struct Described {
     /// `drop` or `trace`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The drop reason (`drop-spoofed-mac`); absent for traces.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
+    /// The drop reason (by its name, `drop-spoofed-mac`); absent for traces.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "reason_name"
+    )]
+    pub reason: Option<DropReason>,
     pub hook: &'static str,
     pub ifindex: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -212,7 +215,7 @@ pub fn describe(event: &Event, host: &HostView) -> Described {
             "trace"
         },
         reason: (event.kind == kind::DROP)
-            .then(|| stats::name(u32::from(event.reason)))
+            .then(|| DropReason::from_index(u32::from(event.reason)))
             .flatten(),
         hook: hook::name(event.hook),
         ifindex: event.ifindex,
@@ -251,7 +254,7 @@ impl std::fmt::Display for Described {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.kind)?;
         if let Some(reason) = self.reason {
-            write!(f, " {reason}")?;
+            write!(f, " {}", reason.name())?;
         }
         write!(f, " {}", self.hook)?;
         match (&self.endpoint, &self.interface) {
@@ -298,8 +301,8 @@ impl std::fmt::Display for Described {
 pub struct Filter {
     pub endpoint: Option<String>,
     pub network: Option<String>,
-    /// Drop reason names (`drop-spoofed-mac`); empty for any.
-    pub reasons: Vec<&'static str>,
+    /// Only drops for these reasons; empty for any.
+    pub reasons: Vec<DropReason>,
 }
 
 impl Filter {
@@ -316,12 +319,15 @@ impl Filter {
 }
 
 /// A drop reason by its name, with or without the `drop-` prefix.
-pub fn drop_reason(name: &str) -> Option<&'static str> {
-    let wanted = name.strip_prefix("drop-").unwrap_or(name);
-    (0..stats::COUNT as u32)
-        .filter(|&i| stats::is_drop(i))
-        .filter_map(stats::name)
-        .find(|n| n.strip_prefix("drop-") == Some(wanted))
+pub fn drop_reason(name: &str) -> Option<DropReason> {
+    DropReason::from_name(name)
+}
+
+fn reason_name<S: Serializer>(reason: &Option<DropReason>, s: S) -> Result<S::Ok, S::Error> {
+    match reason {
+        Some(reason) => s.serialize_str(reason.name()),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(test)]
@@ -330,14 +336,14 @@ mod tests {
 
     use super::*;
 
-    fn event(kind: u8, hook: u8, reason: u32, ifindex: u32, frame: &[u8]) -> Event {
+    fn event(kind: u8, hook: u8, reason: DropReason, ifindex: u32, frame: &[u8]) -> Event {
         let mut sample = [0u8; SAMPLE_BYTES];
         let n = frame.len().min(SAMPLE_BYTES);
         sample[..n].copy_from_slice(&frame[..n]);
         Event {
             kind,
             hook,
-            reason: reason as u16,
+            reason: reason.index() as u16,
             ifindex,
             len: frame.len() as u32,
             sample_len: n as u32,
@@ -394,13 +400,15 @@ mod tests {
             &event(
                 kind::DROP,
                 hook::ENDPOINT,
-                stats::DROP_SPOOFED_MAC,
+                DropReason::SpoofedMac,
                 7,
                 &frame,
             ),
             &host(),
         );
-        assert_eq!(e.reason, Some("drop-spoofed-mac"));
+        assert_eq!(e.reason, Some(DropReason::SpoofedMac));
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["reason"], "drop-spoofed-mac");
         assert_eq!(e.endpoint.as_deref(), Some("web"));
         assert_eq!(e.network.as_deref(), Some("net1"));
         assert_eq!(e.vni, Some(256));
@@ -412,7 +420,7 @@ mod tests {
         );
         let only_web = Filter {
             endpoint: Some("web".into()),
-            reasons: vec!["drop-spoofed-mac"],
+            reasons: vec![DropReason::SpoofedMac],
             ..Filter::default()
         };
         assert!(only_web.matches(&e));
@@ -430,13 +438,7 @@ mod tests {
         vxlan.extend(&inner);
         let outer = udp([192, 168, 0, 2], [192, 168, 0, 1], 49200, 4789, &vxlan);
         let e = describe(
-            &event(
-                kind::DROP,
-                hook::UPLINK,
-                stats::DROP_UNKNOWN_VTEP,
-                2,
-                &outer,
-            ),
+            &event(kind::DROP, hook::UPLINK, DropReason::UnknownVtep, 2, &outer),
             &host(),
         );
         assert_eq!(e.vni, Some(256));
@@ -448,8 +450,11 @@ mod tests {
 
     #[test]
     fn reasons_are_found_with_or_without_their_prefix() {
-        assert_eq!(drop_reason("spoofed-mac"), Some("drop-spoofed-mac"));
-        assert_eq!(drop_reason("drop-unknown-vtep"), Some("drop-unknown-vtep"));
+        assert_eq!(drop_reason("spoofed-mac"), Some(DropReason::SpoofedMac));
+        assert_eq!(
+            drop_reason("drop-unknown-vtep"),
+            Some(DropReason::UnknownVtep)
+        );
         assert_eq!(drop_reason("rx"), None);
         assert_eq!(drop_reason("nonsense"), None);
     }

@@ -1,7 +1,7 @@
 //! Entering a network namespace for the current thread, and coming back.
 //!
 //! `setns(CLONE_NEWNET)` only changes the calling thread, and keeps its mounts (unlike
-//! `ip netns exec`, which remounts /sys and so hides the pins under /sys/fs/bpf: design §6).
+//! `ip netns exec`, which remounts /sys and hides the pins in /sys/fs/bpf: docs/architecture.md).
 
 use std::{fs::File, io, os::fd::AsFd as _, path::Path};
 

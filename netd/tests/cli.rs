@@ -1,35 +1,237 @@
-//! The CLI's behaviour on bad input: one clear line on stderr and a non-zero exit code.
+//! The CLI's behaviour on bad input and without a daemon: one clear line on stderr and the exit
+//! code of the failure's kind (the table in `netd::api::error`).
 
-use std::process::Command;
+use std::{
+    os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
+    path::PathBuf,
+    process::Command,
+};
 
-fn netd(args: &[&str]) -> (bool, String, String) {
+use netd::api::ErrorKind;
+
+struct Run {
+    /// The exit code (`None`: killed by a signal).
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn netd(args: &[&str]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_netd"))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run netd: {e}"));
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
-#[test]
-fn missing_pin_directory_is_a_clear_error() {
-    let (ok, stdout, stderr) = netd(&["maps", "ls", "--pin-dir", "/nonexistent/netd-pins"]);
-    assert!(!ok);
-    assert!(stdout.is_empty(), "{stdout}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("no pinned maps in /nonexistent/netd-pins"),
-        "{stderr}"
+/// Asserts that `run` failed with `kind`'s exit code and one line on stderr containing `text`.
+fn assert_fails(run: &Run, kind: ErrorKind, text: &str) {
+    assert_eq!(
+        run.code,
+        Some(i32::from(kind.exit_code())),
+        "{kind}: {}",
+        run.stderr
     );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("netd: "), "{}", run.stderr);
+    assert!(run.stderr.contains(text), "{}", run.stderr);
 }
 
 #[test]
-fn unknown_map_names_the_valid_ones() {
-    let (ok, _, stderr) = netd(&["maps", "dump", "nosuchmap", "--pin-dir", "/nonexistent"]);
-    assert!(!ok);
-    assert!(stderr.contains("unknown map \"nosuchmap\""), "{stderr}");
-    assert!(stderr.contains("netd maps ls"), "{stderr}");
+fn missing_pins_are_not_found() {
+    for args in [&["maps", "ls"][..], &["maps", "dump", "fdb"], &["monitor"]] {
+        let run = netd(&[args, &["--pin-dir", "/nonexistent/netd-pins"]].concat());
+        assert_fails(
+            &run,
+            ErrorKind::NotFound,
+            "no pinned maps in /nonexistent/netd-pins",
+        );
+    }
+}
+
+#[test]
+fn an_unknown_map_or_drop_reason_is_invalid() {
+    // Found before the pins are looked at: the directory does not matter.
+    let run = netd(&["maps", "dump", "nosuchmap", "--pin-dir", "/nonexistent"]);
+    assert_fails(&run, ErrorKind::Invalid, "unknown map \"nosuchmap\"");
+    assert!(run.stderr.contains("netd maps ls"), "{}", run.stderr);
+    let run = netd(&[
+        "monitor",
+        "--reason",
+        "spoofed-mac,nosuchreason",
+        "--pin-dir",
+        "/nonexistent",
+    ]);
+    assert_fails(
+        &run,
+        ErrorKind::Invalid,
+        "unknown drop reason \"nosuchreason\"",
+    );
+    // The control: a known reason gets as far as the pins.
+    let run = netd(&[
+        "monitor",
+        "--reason",
+        "spoofed-mac",
+        "--pin-dir",
+        "/nonexistent",
+    ]);
+    assert_fails(&run, ErrorKind::NotFound, "no pinned maps in /nonexistent");
+}
+
+/// A directory of this test's, removed when dropped (also when the test fails).
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// A pin directory this user may not read (as netd's is, 0700 root's) is permission denied,
+/// not "no pins". Run as root, the commands run as nobody, for whom root's mode bits hold.
+#[test]
+fn a_pin_directory_the_user_may_not_read_is_permission_denied() {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("netd-cli-test-pins-{}", std::process::id())));
+    std::fs::create_dir(&dir.0).unwrap();
+    let pins = dir.0.to_str().unwrap();
+    let as_user = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_netd"));
+        command.args(args).args(["--pin-dir", pins]);
+        if nix::unistd::geteuid().is_root() {
+            command.uid(65534).gid(65534);
+        }
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run netd: {e}"));
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let commands = [&["maps", "ls"][..], &["maps", "dump", "fdb"], &["monitor"]];
+
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if !nix::unistd::geteuid().is_root() {
+        // Its owner may read it: take the read and search bits away from everyone.
+        std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    for args in commands {
+        assert_fails(
+            &as_user(args),
+            ErrorKind::PermissionDenied,
+            &format!("permission denied reading {pins}/NETD_"),
+        );
+    }
+
+    // The control: the same directory, readable, is found to hold no pins.
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in commands {
+        assert_fails(
+            &as_user(args),
+            ErrorKind::NotFound,
+            &format!("no pinned maps in {pins}"),
+        );
+    }
+}
+
+/// A socket path nothing listens on: its directory does not exist.
+const NO_DAEMON: &str = "/nonexistent/netd-cli-test/netd.sock";
+
+#[test]
+fn no_daemon_is_unavailable() {
+    for args in [
+        &["status"][..],
+        &["network", "ls"],
+        &["endpoint", "rm", "web"],
+    ] {
+        let run = netd(&[&["--socket", NO_DAEMON], args].concat());
+        assert_fails(
+            &run,
+            ErrorKind::Unavailable,
+            &format!("cannot reach the netd daemon at {NO_DAEMON}: "),
+        );
+        assert!(
+            run.stderr
+                .trim_end()
+                .ends_with("(is `netd daemon` running? see --socket)"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_invalid_before_the_daemon_is_asked() {
+    // The daemon is not there: these fail before asking it, with the usage exit code.
+    for (args, text) in [
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.9.0.0/24",
+                "--aux-address",
+                "r",
+                "n",
+            ][..],
+            "invalid --aux-address \"r\": expected name=IP",
+        ),
+        (
+            &["network", "create", "--gateway", "10.9.0.1", "n"],
+            "each --gateway and --ip-range needs a --subnet before it",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.9.0.0/24",
+                "-o",
+                "mtu=big",
+                "n",
+            ],
+            "invalid mtu \"big\": expected a number",
+        ),
+        (
+            &[
+                "endpoint",
+                "add",
+                "--network",
+                "n",
+                "--netns",
+                "x",
+                "--ip",
+                "300.1.1.1",
+                "e",
+            ],
+            "invalid value '300.1.1.1' for '--ip <IP>'",
+        ),
+        (
+            &["network", "frobnicate"],
+            "unrecognized subcommand 'frobnicate'",
+        ),
+    ] {
+        let run = netd(&[&["--socket", NO_DAEMON], args].concat());
+        assert_fails(&run, ErrorKind::Invalid, text);
+    }
+    // The positive control: the same command with good input gets as far as the socket.
+    let run = netd(&[
+        "--socket",
+        NO_DAEMON,
+        "network",
+        "create",
+        "--subnet",
+        "10.9.0.0/24",
+        "--aux-address",
+        "r=10.9.0.3",
+        "n",
+    ]);
+    assert_fails(&run, ErrorKind::Unavailable, "cannot reach the netd daemon");
 }

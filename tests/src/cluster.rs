@@ -1,6 +1,7 @@
 //! A cluster on one machine: N host namespaces on a switch (a bridge in its own namespace), a real
-//! etcd (or the embedded store) and a real `netd daemon` per host, started with `nsenter` so that
-//! it keeps the machine's bpffs (design §6). Containers are namespaces the tests create.
+//! store server on the switch (tests/src/stores.rs; or the embedded store) and a real
+//! `netd daemon` per host, started with `nsenter` so that it keeps the machine's bpffs
+//! (docs/architecture.md). Containers are namespaces the tests create.
 //!
 //! ```text
 //!   sw: br0 10.201.0.254/24, etcd :2379
@@ -15,392 +16,19 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
+use netd::api::{LinkState, Status};
+use serde::de::DeserializeOwned;
 
 use crate::{ip, netns::Netns, sh};
 
-pub const STORE_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 254);
-
-/// Which store the daemons share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreKind {
-    Etcd,
-    Consul,
-    Embedded,
-    /// Three etcd members; the daemons are given all three.
-    EtcdCluster,
-    /// Three Consul servers; the daemons are given all three.
-    ConsulCluster,
-}
-
-/// The members of the three-member store clusters, on the switch.
-pub const STORE_MEMBERS: [Ipv4Addr; 3] = [
-    Ipv4Addr::new(10, 201, 0, 251),
-    Ipv4Addr::new(10, 201, 0, 252),
-    Ipv4Addr::new(10, 201, 0, 253),
-];
-
-/// The store server of a cluster, which the outage tests stop and start again.
-pub enum StoreServer {
-    Etcd(Etcd),
-    Consul(Consul),
-    EtcdCluster(Vec<Etcd>),
-    ConsulCluster(Vec<Consul>),
-}
-
-impl StoreServer {
-    pub fn stop(&mut self) {
-        match self {
-            Self::Etcd(s) => s.stop(),
-            Self::Consul(s) => s.stop(),
-            Self::EtcdCluster(m) => m.iter_mut().for_each(Etcd::stop),
-            Self::ConsulCluster(m) => m.iter_mut().for_each(Consul::stop),
-        }
-    }
-
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        match self {
-            Self::Etcd(s) => s.restart(),
-            Self::Consul(s) => s.restart(),
-            Self::EtcdCluster(m) => m.iter_mut().try_for_each(Etcd::restart),
-            Self::ConsulCluster(m) => m.iter_mut().try_for_each(Consul::restart),
-        }
-    }
-
-    /// Kills the member at `ip` of a store cluster.
-    pub fn stop_member(&mut self, ip: Ipv4Addr) {
-        match self {
-            Self::EtcdCluster(m) => m.iter_mut().filter(|e| e.ip == ip).for_each(Etcd::stop),
-            Self::ConsulCluster(m) => m.iter_mut().filter(|c| c.ip == ip).for_each(Consul::stop),
-            Self::Etcd(_) | Self::Consul(_) => {}
-        }
-    }
-
-    /// Starts the member at `ip` again.
-    pub fn restart_member(&mut self, ip: Ipv4Addr) -> anyhow::Result<()> {
-        match self {
-            Self::EtcdCluster(m) => m
-                .iter_mut()
-                .filter(|e| e.ip == ip)
-                .try_for_each(Etcd::restart),
-            Self::ConsulCluster(m) => m
-                .iter_mut()
-                .filter(|c| c.ip == ip)
-                .try_for_each(Consul::restart),
-            Self::Etcd(_) | Self::Consul(_) => Ok(()),
-        }
-    }
-}
-
-/// Consul (Debian bullseye's 1.8.7, from `cargo xtask setup`) as a single server.
-pub fn consul_bin() -> PathBuf {
-    let tools = std::env::var_os("NETD_TOOLS_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools"),
-        PathBuf::from,
-    );
-    tools.join("consul/usr/bin/consul")
-}
-
-/// A Consul server inside a network namespace (HTTP on `ip:8500`), killed on drop: alone, or
-/// one of the servers of [`Consul::cluster_in`]. Its `session_ttl_min` is 1 s so that the
-/// tests' short lease TTLs apply as given, and its `raft_multiplier` 1, as Consul advises for
-/// production.
-pub struct Consul {
-    child: Option<Child>,
-    data_dir: PathBuf,
-    netns: String,
-    pub ip: Ipv4Addr,
-    /// Every server's address (itself included).
-    servers: Vec<Ipv4Addr>,
-}
-
-impl Consul {
-    pub fn start_in(netns: &Netns, ip: Ipv4Addr, data_dir: PathBuf) -> anyhow::Result<Self> {
-        let mut consul = Self {
-            child: None,
-            data_dir,
-            netns: netns.name.clone(),
-            ip,
-            servers: vec![ip],
-        };
-        consul.restart()?;
-        Ok(consul)
-    }
-
-    /// One server per address, joined into one cluster; waits until it takes writes.
-    pub fn cluster_in(netns: &Netns, ips: &[Ipv4Addr], dir: &Path) -> anyhow::Result<Vec<Self>> {
-        let mut servers: Vec<Self> = ips
-            .iter()
-            .enumerate()
-            .map(|(i, &ip)| Self {
-                child: None,
-                data_dir: dir.join(format!("consul{}", i + 1)),
-                netns: netns.name.clone(),
-                ip,
-                servers: ips.to_vec(),
-            })
-            .collect();
-        for server in &mut servers {
-            server.spawn()?;
-        }
-        for server in &servers {
-            server.wait_ready()?;
-        }
-        Ok(servers)
-    }
-
-    /// Starts the server (again) on the same data directory; waits until it takes writes.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.spawn()?;
-        self.wait_ready()
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let bin = consul_bin();
-        if !bin.exists() {
-            bail!("{} is missing: run `cargo xtask setup`", bin.display());
-        }
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.with_extension("log"))?;
-        let ip = self.ip.to_string();
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.netns])
-            .arg(&bin)
-            .args(["agent", "-server", "-node", &format!("lab-{ip}")])
-            .arg(format!("-bootstrap-expect={}", self.servers.len()))
-            .arg("-data-dir")
-            .arg(&self.data_dir)
-            .args(["-bind", &ip, "-client", &ip])
-            .args(["-dns-port=-1", "-grpc-port=-1"])
-            .args(["-hcl", "session_ttl_min = \"1s\""])
-            // Consul's advice for production servers (its default, 5, is for small dev VMs):
-            // a lost leader is replaced in about a second instead of several.
-            .args(["-hcl", "performance { raft_multiplier = 1 }"]);
-        for other in self.servers.iter().filter(|&&o| o != self.ip) {
-            command.arg(format!("-retry-join={other}"));
-        }
-        let child = command
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start consul")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn wait_ready(&self) -> anyhow::Result<()> {
-        let url = format!("http://{}:8500/v1/kv/netd-ready-probe", self.ip);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &self.netns,
-                    "curl",
-                    "-sf",
-                    "-m",
-                    "1",
-                    "-X",
-                    "PUT",
-                    "-d",
-                    "1",
-                    &url,
-                ],
-            )
-            .is_ok_and(|body| body.trim() == "true");
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "consul did not come up; see {}",
-                    self.data_dir.with_extension("log").display()
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Consul {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// An etcd member inside a network namespace, killed on drop: alone, or one of the members of
-/// [`Etcd::cluster_in`].
-pub struct Etcd {
-    child: Option<Child>,
-    data_dir: PathBuf,
-    netns: String,
-    pub ip: Ipv4Addr,
-    /// `--initial-cluster`: every member's `name=peer URL`.
-    initial_cluster: String,
-    extra_args: Vec<String>,
-}
-
-fn etcd_name(ip: Ipv4Addr) -> String {
-    format!("lab-{ip}")
-}
-
-impl Etcd {
-    fn start(switch: &Netns, data_dir: PathBuf) -> anyhow::Result<Self> {
-        Self::start_in(switch, STORE_IP, data_dir, &[])
-    }
-
-    /// Starts etcd in `netns`, serving clients on `ip:2379` (peers on `:2380`), with its data in
-    /// `data_dir` (log next to it, `.log`) and `extra_args` (Docker 20.10's cluster store needs
-    /// `--enable-v2=true`); waits until it is healthy.
-    pub fn start_in(
-        netns: &Netns,
-        ip: Ipv4Addr,
-        data_dir: PathBuf,
-        extra_args: &[&str],
-    ) -> anyhow::Result<Self> {
-        let mut etcd = Self {
-            child: None,
-            data_dir,
-            netns: netns.name.clone(),
-            ip,
-            initial_cluster: format!("{}=http://{ip}:2380", etcd_name(ip)),
-            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
-        };
-        etcd.restart()?;
-        Ok(etcd)
-    }
-
-    /// One member per address, in one cluster; waits until every member is healthy.
-    pub fn cluster_in(netns: &Netns, ips: &[Ipv4Addr], dir: &Path) -> anyhow::Result<Vec<Self>> {
-        let initial_cluster = ips
-            .iter()
-            .map(|&ip| format!("{}=http://{ip}:2380", etcd_name(ip)))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members: Vec<Self> = ips
-            .iter()
-            .enumerate()
-            .map(|(i, &ip)| Self {
-                child: None,
-                data_dir: dir.join(format!("etcd{}", i + 1)),
-                netns: netns.name.clone(),
-                ip,
-                initial_cluster: initial_cluster.clone(),
-                extra_args: Vec::new(),
-            })
-            .collect();
-        // All started before any is waited on: a member is healthy only with a quorum.
-        for member in &mut members {
-            member.spawn()?;
-        }
-        for member in &members {
-            member.wait_healthy()?;
-        }
-        Ok(members)
-    }
-
-    /// Starts etcd (again) on the same data directory.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.spawn()?;
-        self.wait_healthy()
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://{}:2379", self.ip);
-        let peer = format!("http://{}:2380", self.ip);
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.with_extension("log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, "etcd", "--name"])
-            .arg(etcd_name(self.ip))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(&self.extra_args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start etcd (is etcd-server installed?)")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn wait_healthy(&self) -> anyhow::Result<()> {
-        let client = format!("http://{}:2379", self.ip);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            // etcd accepts connections before it serves (raft not ready yet): ask /health.
-            let healthy = port_open(&netd::netns::named(&self.netns), self.ip, 2379)
-                && sh(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &self.netns,
-                        "curl",
-                        "-sf",
-                        "-m",
-                        "1",
-                        &format!("{client}/health"),
-                    ],
-                )
-                .is_ok_and(|body| body.contains("\"health\":\"true\""));
-            if healthy {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "etcd did not come up; see {}",
-                    self.data_dir.with_extension("log").display()
-                );
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Kills etcd (the outage tests restart it).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+pub use crate::stores::{
+    Consul, ConsulSettings, Etcd, STORE_IP, STORE_MEMBERS, StoreKind, StoreServer, StoreSetup,
+    consul_bin,
+};
 
 /// One simulated host with its daemon.
 pub struct ClusterHost {
@@ -448,8 +76,14 @@ pub mod tempdir {
 }
 
 impl Cluster {
-    /// `hosts` hosts, their daemons started and registered, sharing `store`.
-    pub fn new(tag: &str, hosts: usize, store: StoreKind, lease_ttl: u64) -> anyhow::Result<Self> {
+    /// `hosts` hosts, their daemons started and registered, sharing `store`. `lease_ttl`:
+    /// `netd daemon --lease-ttl`, or `None` for the daemon's default.
+    pub fn new(
+        tag: &str,
+        hosts: usize,
+        store: impl Into<StoreSetup>,
+        lease_ttl: impl Into<Option<u64>>,
+    ) -> anyhow::Result<Self> {
         Self::new_with(tag, hosts, store, lease_ttl, |_, _| {
             Ok(vec!["--no-docker".to_string()])
         })
@@ -460,57 +94,26 @@ impl Cluster {
     pub fn new_with(
         tag: &str,
         hosts: usize,
-        store: StoreKind,
-        lease_ttl: u64,
+        store: impl Into<StoreSetup>,
+        lease_ttl: impl Into<Option<u64>>,
         mut daemon_args: impl FnMut(usize, &str) -> anyhow::Result<Vec<String>>,
     ) -> anyhow::Result<Self> {
+        let store = store.into();
+        let lease_ttl = lease_ttl.into();
         let dir = tempdir::Dir::new(tag)?;
         let switch = Netns::new(&format!("{tag}s"))?;
         switch.ip(&["link", "add", "br0", "type", "bridge"])?;
         switch.ip(&["addr", "add", &format!("{STORE_IP}/24"), "dev", "br0"])?;
-        switch.ip(&["link", "set", "br0", "up"])?;
-        let (store_server, store_url) = match store {
-            StoreKind::Etcd => (
-                Some(StoreServer::Etcd(Etcd::start(&switch, dir.0.join("etcd"))?)),
-                format!("etcd://{STORE_IP}:2379"),
-            ),
-            StoreKind::Consul => (
-                Some(StoreServer::Consul(Consul::start_in(
-                    &switch,
-                    STORE_IP,
-                    dir.0.join("consul"),
-                )?)),
-                format!("consul://{STORE_IP}:8500"),
-            ),
-            StoreKind::Embedded => (None, format!("file://{}", dir.0.join("store").display())),
-            StoreKind::EtcdCluster | StoreKind::ConsulCluster => {
-                for ip in STORE_MEMBERS {
-                    switch.ip(&["addr", "add", &format!("{ip}/24"), "dev", "br0"])?;
-                }
-                let members = STORE_MEMBERS.map(|ip| ip.to_string());
-                if store == StoreKind::EtcdCluster {
-                    let urls = members.map(|m| format!("{m}:2379")).join(",");
-                    (
-                        Some(StoreServer::EtcdCluster(Etcd::cluster_in(
-                            &switch,
-                            &STORE_MEMBERS,
-                            &dir.0,
-                        )?)),
-                        format!("etcd://{urls}"),
-                    )
-                } else {
-                    let urls = members.map(|m| format!("{m}:8500")).join(",");
-                    (
-                        Some(StoreServer::ConsulCluster(Consul::cluster_in(
-                            &switch,
-                            &STORE_MEMBERS,
-                            &dir.0,
-                        )?)),
-                        format!("consul://{urls}"),
-                    )
-                }
+        if matches!(
+            store.kind,
+            StoreKind::EtcdCluster | StoreKind::ConsulCluster
+        ) {
+            for ip in STORE_MEMBERS {
+                switch.ip(&["addr", "add", &format!("{ip}/24"), "dev", "br0"])?;
             }
-        };
+        }
+        switch.ip(&["link", "set", "br0", "up"])?;
+        let (store_server, store_url) = StoreServer::start(&store, &switch, STORE_IP, &dir.0)?;
         let mut cluster = Self {
             hosts: Vec::new(),
             store_server,
@@ -528,10 +131,24 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Adds a host and starts its daemon (`--no-docker` and `daemon_args`), without waiting for
+    /// it to register: for the tests of a store that does not let it. Returns its index.
+    pub fn add_unregistered_host(
+        &mut self,
+        lease_ttl: Option<u64>,
+        daemon_args: &[&str],
+    ) -> anyhow::Result<usize> {
+        let i = self.hosts.len();
+        let mut args = vec!["--no-docker".to_string()];
+        args.extend(daemon_args.iter().map(|a| a.to_string()));
+        self.add_host(i, lease_ttl, &mut |_, _| Ok(args.clone()))?;
+        Ok(i)
+    }
+
     fn add_host(
         &mut self,
         i: usize,
-        lease_ttl: u64,
+        lease_ttl: Option<u64>,
         extra_args: &mut impl FnMut(usize, &str) -> anyhow::Result<Vec<String>>,
     ) -> anyhow::Result<()> {
         let ns = Netns::new("ch")?;
@@ -574,11 +191,12 @@ impl Cluster {
             pin_dir.display().to_string(),
             "--hostname".into(),
             name.clone(),
-            "--lease-ttl".into(),
-            lease_ttl.to_string(),
             "--log-level".into(),
             "info".into(),
         ];
+        if let Some(ttl) = lease_ttl {
+            daemon_args.extend(["--lease-ttl".into(), ttl.to_string()]);
+        }
         daemon_args.extend(extra_args(i, &ns.name)?);
         let mut host = ClusterHost {
             log: self.dir.0.join(format!("{name}.log")),
@@ -600,9 +218,8 @@ impl Cluster {
         crate::wait_until(
             Duration::from_secs(15),
             || {
-                let status = self.netd_json(i, &["status"]).ok()?;
-                (status["hosts"].as_object()?.len() == expected
-                    && status["store"]["state"] == "connected")
+                let status: Status = self.netd_as(i, &["status"]).ok()?;
+                (status.hosts.len() == expected && status.store.state == LinkState::Connected)
                     .then_some(())
             },
             "the store to be connected",
@@ -632,9 +249,38 @@ impl Cluster {
 
     /// Like [`Self::netd`] with `--json`, parsed.
     pub fn netd_json(&self, i: usize, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        self.netd_as(i, args)
+    }
+
+    /// Like [`Self::netd`] with `--json`, read as the daemon's answer type: `netd_as::<Status>
+    /// (0, &["status"])`, `netd_as::<Vec<Network>>(0, &["network", "ls"])` (`netd::api`).
+    pub fn netd_as<T: DeserializeOwned>(&self, i: usize, args: &[&str]) -> anyhow::Result<T> {
         let mut all = args.to_vec();
         all.push("--json");
-        Ok(serde_json::from_str(&self.netd(i, &all)?)?)
+        let out = self.netd(i, &all)?;
+        serde_json::from_str(&out)
+            .with_context(|| format!("netd {} answered {out}", args.join(" ")))
+    }
+
+    /// Runs the CLI on host `i` where it must fail: its exit code (compare with
+    /// `ErrorKind::exit_code`, `netd::api::error`) and its stderr.
+    pub fn netd_error(&self, i: usize, args: &[&str]) -> anyhow::Result<(u8, String)> {
+        let out = Command::new(crate::netd_bin()?)
+            .arg("--socket")
+            .arg(self.hosts[i].run_dir.join("netd.sock"))
+            .arg("--pin-dir")
+            .arg(&self.hosts[i].pin_dir)
+            .args(args)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match out.status.code().map(u8::try_from) {
+            Some(Ok(code)) if code != 0 => Ok((code, stderr)),
+            _ => bail!(
+                "netd {} did not fail: {}: {stderr}",
+                args.join(" "),
+                out.status
+            ),
+        }
     }
 
     /// A new container namespace (removed with the cluster).
@@ -682,19 +328,6 @@ pub fn http(
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("no status in {head:?}"))?;
     Ok((code, body.to_string()))
-}
-
-/// Whether `ip:port` accepts a TCP connection from inside the namespace at `netns`.
-fn port_open(netns: &std::path::Path, ip: Ipv4Addr, port: u16) -> bool {
-    let netns = netns.to_path_buf();
-    thread::spawn(move || {
-        let Ok(_inside) = netd::netns::enter(&netns) else {
-            return false;
-        };
-        TcpStream::connect_timeout(&(ip, port).into(), Duration::from_millis(200)).is_ok()
-    })
-    .join()
-    .unwrap_or(false)
 }
 
 impl ClusterHost {

@@ -18,6 +18,7 @@ pub mod lab;
 pub mod netns;
 pub mod pkt;
 pub mod records;
+pub mod stores;
 pub mod testrun;
 pub mod wait;
 

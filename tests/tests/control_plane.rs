@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use netd::api::{MapStatus, Status};
 use netd_store::LeaseId;
 use netd_tests::{
     bulk::Synthetic,
@@ -33,18 +34,13 @@ fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) ->
     .unwrap()
 }
 
-fn map<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["maps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap()
+fn map<'a>(status: &'a Status, name: &str) -> &'a MapStatus {
+    status.maps.iter().find(|m| m.name == name).unwrap()
 }
 
-fn fdb_entries(c: &Cluster, host: usize) -> Option<u64> {
-    let status = c.netd_json(host, &["status"]).ok()?;
-    map(&status, "NETD_FDB")["entries"].as_u64()
+fn fdb_entries(c: &Cluster, host: usize) -> Option<usize> {
+    let status: Status = c.netd_as(host, &["status"]).ok()?;
+    Some(map(&status, "NETD_FDB").entries)
 }
 
 /// 40,000 endpoints in two networks, 9 MB of records: more than a 4 MiB gRPC message, in the
@@ -196,16 +192,16 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
     let status = netd_tests::wait_until(
         Duration::from_secs(10),
         || {
-            let status = c.netd_json(0, &["status"]).ok()?;
-            (map(&status, "NETD_FDB")["failed_writes"].as_u64()? > 0).then_some(status)
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (map(&status, "NETD_FDB").failed_writes > 0).then_some(status)
         },
         "a failed FDB write in host 1's status",
     )
     .unwrap();
     let fdb = map(&status, "NETD_FDB");
-    assert_eq!(fdb["entries"], 8, "{fdb}");
-    assert!(fdb["error"].as_str().is_some(), "{fdb}");
-    assert_eq!(status["health"]["healthy"], false, "{}", status["health"]);
+    assert_eq!(fdb.entries, 8, "{fdb:?}");
+    assert!(fdb.error.is_some(), "{fdb:?}");
+    assert!(!status.healthy, "{:?}", status.problems);
 
     // An add that cannot be programmed fails, and everything it did is undone.
     let ns2 = c.container().unwrap();
@@ -255,15 +251,13 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
     let status = netd_tests::wait_until(
         Duration::from_secs(15),
         || {
-            let status = c.netd_json(0, &["status"]).ok()?;
-            (map(&status, "NETD_FDB")["entries"].as_u64()? == 5
-                && status["health"]["healthy"] == true)
-                .then_some(status)
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (map(&status, "NETD_FDB").entries == 5 && status.healthy).then_some(status)
         },
         "the FDB to hold 5 entries and the host to be healthy",
     )
     .unwrap_or_else(|e| panic!("{e}: {}", c.netd(0, &["status"]).unwrap_or_default()));
-    assert!(map(&status, "NETD_FDB")["error"].is_null());
+    assert_eq!(map(&status, "NETD_FDB").error, None);
     // The address the failed add had was released: now it is given, to one endpoint.
     let again = c
         .netd_json(

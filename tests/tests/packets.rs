@@ -749,7 +749,7 @@ fn the_gateway_forwards_nothing_else() {
 }
 
 /// The loader's probes (test runs of `bpf_skb_adjust_room` with the younger flags) find what
-/// this kernel takes: ENCAP_L2_ETH from Linux 5.13, DECAP_L3_IPV4 from 6.3 (design §9; both
+/// this kernel takes: ENCAP_L2_ETH from Linux 5.13, DECAP_L3_IPV4 from 6.3 (docs/kernels.md; both
 /// are upstream additions no stable series backports). A probe that failed for another reason
 /// (a bad frame, a refused program) would report a flag missing on a kernel that has it.
 #[test]

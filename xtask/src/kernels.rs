@@ -1,5 +1,5 @@
 //! The kernel tier of `cargo xtask test`: Debian's own 5.10, 6.1 and 6.12 kernels booted under
-//! qemu with TCG (KVM does not work here, design §9), this machine's root filesystem shared
+//! qemu with TCG (KVM does not work here: docs/kernels.md), this machine's root filesystem shared
 //! read-only over 9p, each running a part of the test binaries already built for the host: the
 //! datapath is tested on the kernels users run, not only on the one CI runs on.
 //!
@@ -43,7 +43,7 @@ const KERNELS: [Kernel; 3] = [
 ];
 
 /// What runs in every guest: test binary, test name filters. Each datapath load costs ~13 s
-/// under TCG, so this is the least that covers each kernel difference (design §9): the probes,
+/// under TCG, so this is the least covering each kernel difference (docs/kernels.md): the probes,
 /// local delivery (`pkt_type` after `bpf_redirect_peer`), encap and decap with the flags the
 /// kernel takes; daemons with real traffic on one host and across hosts (TC attach method,
 /// redirect helpers), a kill -9 + restart (TCX link or netlink filter replaced in place), and

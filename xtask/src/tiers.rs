@@ -18,7 +18,7 @@ pub enum Tier {
     /// BPF_PROG_TEST_RUN tests of the programs (netd-tests: packets, corpus, pins, and the
     /// fixtures' own unit tests).
     Packets,
-    /// Namespaces, real etcd and Consul, daemons (netd-tests: cluster, control_plane, ...).
+    /// Namespaces, real etcd and Consul, daemons (netd-tests: cluster, control_plane, store, ...).
     Labs,
     /// Real dockerd 20.10 and 26.1 with netd as their network plugin.
     Docker,
@@ -108,6 +108,7 @@ impl Tier {
                     "netlink",
                     "nic_offloads",
                     "overlay_netns",
+                    "store",
                 ],
                 lib: false,
             },

@@ -3,10 +3,9 @@
 use std::net::Ipv4Addr;
 
 use clap::Subcommand;
-use netd::api::Request;
-use serde_json::Value;
+use netd::api::AddEndpoint;
 
-use super::{Ctx, output::Format};
+use super::Ctx;
 
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
@@ -53,46 +52,44 @@ pub async fn run(cmd: EndpointCommand, ctx: &Ctx) -> anyhow::Result<()> {
             ifname,
             name,
         } => {
-            let value = ctx
-                .call(&Request::EndpointAdd {
-                    network,
-                    netns,
-                    ip,
-                    mac,
-                    ifname,
-                    name,
-                })
-                .await?;
-            match ctx.format {
-                Format::Json => super::output::print_json(&value)?,
-                Format::Table => println!(
-                    "{} {} {}",
-                    value["name"].as_str().unwrap_or_default(),
-                    value["ip"].as_str().unwrap_or_default(),
-                    value["mac"].as_str().unwrap_or_default()
-                ),
-            }
+            let request = AddEndpoint {
+                name,
+                network,
+                netns,
+                ip,
+                mac,
+                ifname,
+            };
+            let e = ctx.client.add_endpoint(&request).await?;
+            ctx.print_line(&e, &format!("{} {} {}", e.name, e.ip, e.mac))?;
         }
         EndpointCommand::Rm { name, network } => {
-            ctx.call(&Request::EndpointRm {
-                name: name.clone(),
-                network,
-            })
-            .await?;
-            println!("{name}");
+            let removed = ctx
+                .client
+                .remove_endpoint(&name, network.as_deref())
+                .await?;
+            ctx.print_line(&removed, &removed.removed)?;
         }
         EndpointCommand::Ls { network } => {
-            let value = ctx.call(&Request::EndpointLs { network }).await?;
-            let rows: Vec<serde_json::Map<String, Value>> = value
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e.as_object().cloned())
-                .collect();
+            let endpoints = ctx.client.endpoints(network.as_deref()).await?;
             ctx.print(
-                &value,
+                &endpoints,
                 &["name", "network", "ip", "mac", "host", "vtep"],
-                &rows,
+                || {
+                    endpoints
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.name.clone(),
+                                e.network.clone(),
+                                e.ip.to_string(),
+                                e.mac.to_string(),
+                                e.host.clone(),
+                                e.vtep.to_string(),
+                            ]
+                        })
+                        .collect()
+                },
             )?;
         }
     }

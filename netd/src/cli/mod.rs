@@ -11,7 +11,10 @@ mod status;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use serde_json::Value;
+use netd::{
+    api::{ApiError, Client, ClientError, ErrorKind},
+    datapath::DatapathError,
+};
 
 /// Multi-host container networking with an eBPF VXLAN datapath.
 #[derive(Debug, Parser)]
@@ -62,25 +65,32 @@ enum Command {
 
 /// What every client command needs.
 pub struct Ctx {
-    pub socket: PathBuf,
+    pub client: Client,
     pub format: output::Format,
 }
 
 impl Ctx {
-    pub async fn call(&self, request: &netd::api::Request) -> anyhow::Result<Value> {
-        Ok(netd::api::call(&self.socket, request).await?)
-    }
-
-    /// Prints `value` as JSON, or `rows` as a table.
+    /// Prints `value` (the daemon's answer) as JSON, or `rows` of it as a table.
     pub fn print(
         &self,
-        value: &Value,
+        value: &impl serde::Serialize,
         columns: &[&str],
-        rows: &[serde_json::Map<String, Value>],
+        rows: impl FnOnce() -> Vec<Vec<String>>,
     ) -> anyhow::Result<()> {
         match self.format {
             output::Format::Json => output::print_json(value),
-            output::Format::Table => Ok(output::print_table(columns, rows)?),
+            output::Format::Table => Ok(output::print_rows(columns, &rows())?),
+        }
+    }
+
+    /// Prints `value` as JSON, or `line` for people.
+    pub fn print_line(&self, value: &impl serde::Serialize, line: &str) -> anyhow::Result<()> {
+        match self.format {
+            output::Format::Json => output::print_json(value),
+            output::Format::Table => {
+                println!("{line}");
+                Ok(())
+            }
         }
     }
 }
@@ -112,7 +122,7 @@ pub fn run() -> ExitCode {
         cli.format
     };
     let ctx = Ctx {
-        socket: cli.socket,
+        client: Client::new(cli.socket),
         format,
     };
     let result = match cli.command {
@@ -131,9 +141,25 @@ pub fn run() -> ExitCode {
         Err(error) => {
             // One line, as docker and ip do: the whole cause chain joined.
             eprintln!("netd: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(error_kind(&error).exit_code())
         }
     }
+}
+
+/// The kind of a failed command: the daemon's answer, the client's own finding, what the
+/// pins said (`netd maps`, `netd monitor`), or (for anything untyped) internal. The exit
+/// codes are in `netd::api::error`.
+fn error_kind(error: &anyhow::Error) -> ErrorKind {
+    error
+        .chain()
+        .find_map(|e| {
+            e.downcast_ref::<ClientError>()
+                .map(ClientError::kind)
+                .or_else(|| e.downcast_ref::<ApiError>().map(|e| e.kind))
+                .or_else(|| e.downcast_ref::<DatapathError>().map(DatapathError::kind))
+                .or_else(|| e.downcast_ref::<monitor::MonitorError>().map(|e| e.kind()))
+        })
+        .unwrap_or(ErrorKind::Internal)
 }
 
 /// Help and version print as clap writes them; a usage error is one line, as every other
@@ -147,7 +173,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = error.print();
-            return ExitCode::from(2);
+            return ExitCode::from(netd::api::ErrorKind::Invalid.exit_code());
         }
         _ => {}
     }
@@ -159,7 +185,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
         .trim_start_matches("error: ")
         .trim();
     eprintln!("netd: {first} (see --help)");
-    ExitCode::from(2)
+    ExitCode::from(netd::api::ErrorKind::Invalid.exit_code())
 }
 
 fn client(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

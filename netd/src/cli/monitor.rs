@@ -2,14 +2,15 @@
 //! happen, read from the pinned ring buffer of the running daemon's datapath.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use netd::{
+    api::ErrorKind,
     datapath::{
         events::{EventReader, Wanted},
         inspect,
@@ -17,7 +18,7 @@ use netd::{
     monitor::{Described, Filter, HostView, drop_reason},
     netlink,
 };
-use netd_common::stats;
+use netd_common::stats::Counter;
 use serde_json::json;
 
 use super::output::Format;
@@ -51,12 +52,44 @@ pub struct MonitorArgs {
     reason: Vec<String>,
 }
 
+/// Why `netd monitor` could not start, where the datapath's own errors do not say.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error("another netd monitor is reading the datapath in {0} (one reader at a time)")]
+    AnotherReader(PathBuf),
+    #[error("unknown drop reason {0:?} (`netd maps dump stats` lists them)")]
+    UnknownReason(String),
+    #[error("cannot take the monitor lock {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl MonitorError {
+    /// Its kind, for the exit code (the table in `netd::api::error`).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::AnotherReader(_) => ErrorKind::InUse,
+            Self::UnknownReason(_) => ErrorKind::Invalid,
+            Self::Lock { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                ErrorKind::PermissionDenied
+            }
+            Self::Lock { .. } => ErrorKind::Internal,
+        }
+    }
+}
+
 /// Takes the one reader's place of the datapath pinned in `pin_dir`: a ring buffer has one
 /// consumer position, and two readers moving it would lose and garble each other's events.
 /// The lock goes with the process (also on kill -9).
-fn take_reader_lock(pin_dir: &Path) -> anyhow::Result<std::fs::File> {
+fn take_reader_lock(pin_dir: &Path) -> Result<std::fs::File, MonitorError> {
     let dir = Path::new("/run/lock");
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| MonitorError::Lock {
+        path: dir.into(),
+        source,
+    })?;
     let name: String = pin_dir
         .to_string_lossy()
         .chars()
@@ -68,7 +101,10 @@ fn take_reader_lock(pin_dir: &Path) -> anyhow::Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|source| MonitorError::Lock {
+            path: path.clone(),
+            source,
+        })?;
     // SAFETY: flock(2) on a descriptor this function owns.
     if unsafe {
         libc::flock(
@@ -77,10 +113,7 @@ fn take_reader_lock(pin_dir: &Path) -> anyhow::Result<std::fs::File> {
         )
     } != 0
     {
-        bail!(
-            "another netd monitor is reading the datapath in {} (one reader at a time)",
-            pin_dir.display()
-        );
+        return Err(MonitorError::AnotherReader(pin_dir.into()));
     }
     Ok(file)
 }
@@ -105,16 +138,15 @@ fn stop_on_signals() {
 /// Events the programs could not write: (rate limited, ring full) so far.
 fn lost(pin_dir: &Path) -> anyhow::Result<(u64, u64)> {
     let counters = inspect::counters(pin_dir)?;
-    let get = |index| {
-        let name = stats::name(index).unwrap_or_default();
+    let get = |counter: Counter| {
         counters
             .iter()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| *n == counter.name())
             .map_or(0, |(_, v)| *v)
     };
     Ok((
-        get(stats::MONITOR_RATE_LIMITED),
-        get(stats::MONITOR_RING_FULL),
+        get(Counter::MonitorRateLimited),
+        get(Counter::MonitorRingFull),
     ))
 }
 
@@ -128,12 +160,12 @@ fn host_view(pin_dir: &Path) -> anyhow::Result<HostView> {
     ))
 }
 
-fn filter(args: &MonitorArgs) -> anyhow::Result<Filter> {
+fn filter(args: &MonitorArgs) -> Result<Filter, MonitorError> {
     let mut reasons = Vec::new();
     for name in &args.reason {
         match drop_reason(name) {
             Some(reason) => reasons.push(reason),
-            None => bail!("unknown drop reason {name:?} (`netd maps dump stats` lists them)"),
+            None => return Err(MonitorError::UnknownReason(name.clone())),
         }
     }
     Ok(Filter {
@@ -149,7 +181,8 @@ pub fn run(args: MonitorArgs, pin_dir: &Path, format: Format) -> anyhow::Result<
         drops: args.types.contains(&EventType::Drop),
         traces: args.types.contains(&EventType::Trace),
     };
-    let mut reader = EventReader::open(pin_dir).context("nothing to monitor")?;
+    // Its errors say what is missing or refused, with the directory.
+    let mut reader = EventReader::open(pin_dir)?;
     let _only_reader = take_reader_lock(pin_dir)?;
     let mut host = host_view(pin_dir)?;
     let (mut rate_limited, mut ring_full) = lost(pin_dir)?;

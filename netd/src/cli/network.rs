@@ -1,10 +1,9 @@
 //! `netd network create|ls|inspect|rm`, with `docker network`'s flags.
 
 use clap::{Args, Subcommand};
-use netd::api::{Request, SubnetSpec};
-use serde_json::Value;
+use netd::api::{ApiError, CreateNetwork, SubnetSpec};
 
-use super::{Ctx, output::Format};
+use super::{Ctx, output};
 
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
@@ -49,11 +48,17 @@ pub struct CreateArgs {
     name: String,
 }
 
-fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
-    anyhow::ensure!(
-        args.gateway.len() <= args.subnet.len() && args.ip_range.len() <= args.subnet.len(),
-        "each --gateway and --ip-range needs a --subnet before it"
-    );
+/// Bad input found before asking the daemon: the same kind (and exit code) as the daemon's.
+fn invalid(message: String) -> ApiError {
+    ApiError::invalid(message)
+}
+
+fn build_create(args: CreateArgs) -> Result<CreateNetwork, ApiError> {
+    if args.gateway.len() > args.subnet.len() || args.ip_range.len() > args.subnet.len() {
+        return Err(invalid(
+            "each --gateway and --ip-range needs a --subnet before it".into(),
+        ));
+    }
     let mut subnets: Vec<SubnetSpec> = args
         .subnet
         .iter()
@@ -68,9 +73,11 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
     for aux in &args.aux_address {
         let (name, ip) = aux
             .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("invalid --aux-address {aux:?}: expected name=IP"))?;
+            .ok_or_else(|| invalid(format!("invalid --aux-address {aux:?}: expected name=IP")))?;
         let ip_addr: std::net::Ipv4Addr = ip.parse().map_err(|_| {
-            anyhow::anyhow!("invalid --aux-address {aux:?}: {ip:?} is not an IPv4 address")
+            invalid(format!(
+                "invalid --aux-address {aux:?}: {ip:?} is not an IPv4 address"
+            ))
         })?;
         // Like Docker: an aux address belongs to the subnet that contains it.
         let subnet = subnets
@@ -80,7 +87,7 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
                     .parse::<ipnet::Ipv4Net>()
                     .is_ok_and(|n| n.contains(&ip_addr))
             })
-            .ok_or_else(|| anyhow::anyhow!("aux address {aux:?} is in none of the subnets"))?;
+            .ok_or_else(|| invalid(format!("aux address {aux:?} is in none of the subnets")))?;
         subnet.aux.push((name.to_string(), ip.to_string()));
     }
     let mut mtu = None;
@@ -91,18 +98,18 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
     for o in &args.opt {
         let (k, v) = o
             .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("invalid option {o:?}: expected KEY=VALUE"))?;
+            .ok_or_else(|| invalid(format!("invalid option {o:?}: expected KEY=VALUE")))?;
         match k {
             "mtu" | "com.docker.network.driver.mtu" => {
                 mtu = Some(
                     v.parse::<u16>()
-                        .map_err(|_| anyhow::anyhow!("invalid mtu {v:?}: expected a number"))?,
+                        .map_err(|_| invalid(format!("invalid mtu {v:?}: expected a number")))?,
                 );
             }
             _ => options.push((k.to_string(), v.to_string())),
         }
     }
-    Ok(Request::NetworkCreate {
+    Ok(CreateNetwork {
         name: args.name,
         driver: args.driver,
         subnets,
@@ -115,48 +122,39 @@ fn build_create(args: CreateArgs) -> anyhow::Result<Request> {
 pub async fn run(cmd: NetworkCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         NetworkCommand::Create(args) => {
-            let value = ctx.call(&build_create(args)?).await?;
-            match ctx.format {
-                Format::Json => super::output::print_json(&value)?,
-                Format::Table => println!("{}", value["name"].as_str().unwrap_or_default()),
-            }
+            let network = ctx.client.create_network(&build_create(args)?).await?;
+            ctx.print_line(&network, &network.name)?;
         }
         NetworkCommand::Ls => {
-            let value = ctx.call(&Request::NetworkLs).await?;
-            let rows: Vec<serde_json::Map<String, Value>> = value
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|n| {
-                    let subnets: Vec<String> = n["subnets"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| s["subnet"].as_str().map(str::to_string))
-                        .collect();
-                    let mut row = serde_json::Map::new();
-                    row.insert("name".into(), n["name"].clone());
-                    row.insert("driver".into(), n["driver"].clone());
-                    row.insert("vni".into(), n["vni"].clone());
-                    row.insert("subnets".into(), Value::String(subnets.join(",")));
-                    row.insert("endpoints".into(), n["endpoints"].clone());
-                    row
-                })
-                .collect();
+            let networks = ctx.client.networks().await?;
             ctx.print(
-                &value,
+                &networks,
                 &["name", "driver", "vni", "subnets", "endpoints"],
-                &rows,
+                || {
+                    networks
+                        .iter()
+                        .map(|n| {
+                            let subnets: Vec<String> =
+                                n.subnets.iter().map(|s| s.subnet.to_string()).collect();
+                            vec![
+                                n.name.clone(),
+                                n.driver.clone(),
+                                n.vni.to_string(),
+                                subnets.join(","),
+                                n.endpoints.to_string(),
+                            ]
+                        })
+                        .collect()
+                },
             )?;
         }
         NetworkCommand::Inspect { name } => {
             // Like `docker network inspect`: JSON either way.
-            let value = ctx.call(&Request::NetworkInspect { name }).await?;
-            super::output::print_json(&value)?;
+            output::print_json(&ctx.client.network(&name).await?)?;
         }
         NetworkCommand::Rm { name } => {
-            ctx.call(&Request::NetworkRm { name: name.clone() }).await?;
-            println!("{name}");
+            let removed = ctx.client.remove_network(&name).await?;
+            ctx.print_line(&removed, &removed.removed)?;
         }
     }
     Ok(())

@@ -18,26 +18,30 @@ fn cell(value: Option<&Value>) -> String {
     }
 }
 
-/// Prints rows as an aligned table with upper-case headers (the `docker network ls` look).
+/// Prints JSON objects as a table of the given fields ([`print_rows`]).
 pub fn print_table(columns: &[&str], rows: &[serde_json::Map<String, Value>]) -> io::Result<()> {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| columns.iter().map(|c| cell(r.get(*c))).collect())
         .collect();
+    print_rows(columns, &cells)
+}
+
+/// Prints rows as an aligned table with upper-case headers (the `docker network ls` look).
+pub fn print_rows(columns: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
     let widths: Vec<usize> = columns
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            cells
-                .iter()
-                .map(|r| r[i].len())
+            rows.iter()
+                .filter_map(|r| r.get(i).map(String::len))
                 .chain([c.len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = io::stdout().lock();
-    let line = |out: &mut io::StdoutLock, values: Vec<String>| -> io::Result<()> {
+    let mut line = |values: &[String]| -> io::Result<()> {
         let last = values.len().saturating_sub(1);
         for (i, v) in values.iter().enumerate() {
             if i == last {
@@ -48,9 +52,9 @@ pub fn print_table(columns: &[&str], rows: &[serde_json::Map<String, Value>]) ->
         }
         Ok(())
     };
-    line(&mut out, columns.iter().map(|c| c.to_uppercase()).collect())?;
-    for r in cells {
-        line(&mut out, r)?;
+    line(&columns.iter().map(|c| c.to_uppercase()).collect::<Vec<_>>())?;
+    for r in rows {
+        line(r)?;
     }
     Ok(())
 }

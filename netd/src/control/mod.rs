@@ -2,12 +2,17 @@
 //!
 //! A single reconciler thread holds the store's records ([`model`]), this host's endpoints
 //! ([`local`]), what the maps must and do hold ([`plan`]), the [`Datapath`] and the macvlan
-//! parents' hooks ([`parents`]). Everything else talks to it through [`Control`]: the store
-//! watcher feeds it listings and events, the API and the Docker frontend submit intents
-//! (attach or detach an endpoint) and questions, and wait for "applied at revision >= N".
+//! parents' hooks ([`parents`]); it reaches the kernel only through the traits of [`kernel`],
+//! so that its decisions are unit-tested against a fake one. Everything else talks to it
+//! through [`Control`]: the store watcher feeds it listings and events, the API and the Docker
+//! frontend submit intents (attach or detach an endpoint) and questions, and wait for "applied
+//! at revision >= N".
 //! Changes are applied in the order they arrive, so an older state can never be applied after
 //! a newer one, and map syscalls never run on the async runtime.
 
+#[cfg(test)]
+mod fake;
+pub mod kernel;
 pub mod local;
 pub mod model;
 pub mod parents;
@@ -187,10 +192,17 @@ pub struct Control {
     summary: watch::Receiver<Arc<Summary>>,
 }
 
-/// What the reconciler starts with.
-pub struct Setup {
+/// Told how long each batch of store events took to reach the maps (the daemon's metrics keep
+/// a histogram of it). A trait of the reconciler's own, so that it needs nothing of who
+/// listens.
+pub trait BatchObserver: Send {
+    fn observe(&self, took: Duration);
+}
+
+/// What the reconciler starts with: the daemon's [`Datapath`], or a unit test's fake kernel.
+pub struct Setup<K = Datapath> {
     pub identity: Identity,
-    pub datapath: Datapath,
+    pub datapath: K,
     /// This host's endpoints found on its interfaces: (network, endpoint) -> host-side veth.
     pub local: Vec<((String, String), String)>,
     /// This host's parent for macvlan networks, if it overrides the networks' own.
@@ -198,7 +210,7 @@ pub struct Setup {
     /// Where the parents' promiscuous-mode markers live.
     pub run_dir: PathBuf,
     /// Observes how long each batch of store events takes to reach the maps.
-    pub batch_duration: crate::metrics::BatchDuration,
+    pub batch_duration: Box<dyn BatchObserver>,
 }
 
 /// The reconciler's thread; joining it reports how it ended.
@@ -210,10 +222,12 @@ pub fn start(setup: Setup) -> std::io::Result<(Control, ReconcilerThread)> {
     let (tx, rx) = mpsc::channel(1024);
     let (progress_tx, progress) = watch::channel(Progress::default());
     let (summary_tx, summary) = watch::channel(Arc::new(Summary::default()));
+    // The parents an earlier run hooked, to let go of those no network needs any more.
+    let hooked = parents::Parents::from_pins(setup.datapath.pin_dir());
     let thread = std::thread::Builder::new()
         .name("netd-reconciler".into())
         .spawn(move || {
-            reconciler::Reconciler::new(setup, progress_tx, summary_tx).run(rx);
+            reconciler::Reconciler::new(setup, hooked, progress_tx, summary_tx).run(rx);
         })?;
     Ok((
         Control {

@@ -9,10 +9,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::{
-    datapath::{Datapath, Hook},
-    netlink,
-};
+use super::kernel::Links;
+use crate::datapath::Hook;
 
 /// Parents with netd's hooks attached (by interface name).
 #[derive(Debug, Default)]
@@ -56,14 +54,14 @@ impl Parents {
     /// where netd turned it on).
     pub fn sync(
         &mut self,
-        datapath: &mut Datapath,
+        links: &mut impl Links,
         wanted: &BTreeMap<String, bool>,
         run_dir: &Path,
     ) {
         for (parent, &host_access) in wanted {
             let fresh = !self.attached.contains(parent);
             if fresh {
-                match attach(datapath, parent, run_dir) {
+                match attach(links, parent, run_dir) {
                     Ok(()) => {
                         tracing::info!(%parent, "macvlan parent hooked");
                         self.attached.insert(parent.clone());
@@ -74,7 +72,7 @@ impl Parents {
                     }
                 }
             }
-            self.sync_egress(datapath, parent, host_access, fresh);
+            self.sync_egress(links, parent, host_access, fresh);
         }
         let gone: Vec<String> = self
             .attached
@@ -83,11 +81,11 @@ impl Parents {
             .cloned()
             .collect();
         for parent in gone {
-            let _ = datapath.detach(Hook::Parent, &parent);
-            let _ = datapath.detach(Hook::ParentEgress, &parent);
+            let _ = links.detach(Hook::Parent, &parent);
+            let _ = links.detach(Hook::ParentEgress, &parent);
             let marker = promisc_marker(run_dir, &parent);
             if marker.exists() {
-                if let Err(error) = netlink::set_promisc(&parent, false) {
+                if let Err(error) = links.set_promisc(&parent, false) {
                     tracing::warn!(%parent, %error, "cannot restore promiscuous mode");
                 }
                 let _ = fs::remove_file(marker);
@@ -101,10 +99,10 @@ impl Parents {
     /// The egress hook serves host access only (the host's frames to its own endpoints).
     /// Without it, every frame leaving the parent, the endpoints' and the host's own, would
     /// pay for a program that lets it pass.
-    fn sync_egress(&mut self, datapath: &mut Datapath, parent: &str, wanted: bool, fresh: bool) {
+    fn sync_egress(&mut self, links: &mut impl Links, parent: &str, wanted: bool, fresh: bool) {
         let has = self.egress.contains(parent);
         if wanted && !has {
-            match datapath.attach(Hook::ParentEgress, parent) {
+            match links.attach(Hook::ParentEgress, parent) {
                 Ok(()) => {
                     self.egress.insert(parent.to_string());
                 }
@@ -114,16 +112,16 @@ impl Parents {
             }
         } else if !wanted && (has || fresh) {
             // `fresh`: a hook pinned by an earlier run of the daemon may still be there.
-            let _ = datapath.detach(Hook::ParentEgress, parent);
+            let _ = links.detach(Hook::ParentEgress, parent);
             self.egress.remove(parent);
         }
     }
 }
 
-fn attach(datapath: &mut Datapath, parent: &str, run_dir: &Path) -> anyhow::Result<()> {
-    datapath.attach(Hook::Parent, parent)?;
-    if !netlink::link_info(parent)?.promisc {
-        netlink::set_promisc(parent, true)?;
+fn attach(links: &mut impl Links, parent: &str, run_dir: &Path) -> anyhow::Result<()> {
+    links.attach(Hook::Parent, parent)?;
+    if !links.link_info(parent)?.promisc {
+        links.set_promisc(parent, true)?;
         let marker = promisc_marker(run_dir, parent);
         if let Some(dir) = marker.parent() {
             fs::create_dir_all(dir)?;

@@ -3,6 +3,10 @@
 //!
 //! Watch batches that queue up while a batch is being written are merged into one, so a burst
 //! of events costs one planning pass and one write per changed key.
+//!
+//! It reaches the kernel only through [`Kernel`] (the maps, the interfaces and the programs'
+//! hooks): its unit tests (reconciler/tests.rs) drive it with commands against an in-memory
+//! fake.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -10,22 +14,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netd_common::maps::{LAYOUTS, names};
+use netd_common::maps::MapId;
 use netd_store::WatchEvent;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    Attach, Command, ControlError, EndpointView, Feed, LocalView, MapFill, Progress, Query, Setup,
-    Summary,
+    Attach, BatchObserver, Command, ControlError, EndpointView, Feed, LocalView, MapFill, Progress,
+    Query, Setup, Summary,
+    kernel::Kernel,
     local::{LocalEndpoint, LocalTable},
     model::{Identity, Invalid, Model, Name, Touched},
     parents::Parents,
     plan::{Context, ParentPort, Planner},
 };
-use crate::{
-    datapath::{ChangeSet, Datapath, Hook, WriteError},
-    netlink,
-};
+use crate::datapath::{ChangeSet, Hook, MapState};
+
+#[cfg(test)]
+mod tests;
 
 /// Failures of one map, logged once per run of failures.
 #[derive(Debug, Default)]
@@ -34,12 +39,21 @@ struct MapHealth {
     failing: Option<String>,
 }
 
-pub(super) struct Reconciler {
+/// What comes after a command.
+pub(super) enum After {
+    Continue,
+    /// A command taken off the queue while merging watch batches: the next one to handle.
+    Then(Command),
+    Stop,
+}
+
+pub(super) struct Reconciler<K> {
     identity: Identity,
     model: Model,
     planner: Planner,
     local: LocalTable,
-    datapath: Datapath,
+    /// The maps, the interfaces and the hooks (the [`crate::datapath::Datapath`] outside tests).
+    kernel: K,
     hooks: Parents,
     parent_ports: HashMap<Name, ParentPort>,
     macvlan_parent: Option<String>,
@@ -47,7 +61,8 @@ pub(super) struct Reconciler {
     /// A listing being received.
     staging: Option<Model>,
     synced: bool,
-    health: BTreeMap<&'static str, MapHealth>,
+    /// Per map the reconciler writes ([`MapState::MAPS`]).
+    health: BTreeMap<MapId, MapHealth>,
     /// Keys whose value was refused -> the reason logged for them.
     invalid: HashMap<String, String>,
     invalid_total: u64,
@@ -57,7 +72,7 @@ pub(super) struct Reconciler {
     drift_repaired: u64,
     ticks: u32,
     last_batch: (Duration, usize),
-    batch_duration: crate::metrics::BatchDuration,
+    batch_duration: Box<dyn BatchObserver>,
     progress: watch::Sender<Progress>,
     summary: watch::Sender<Arc<Summary>>,
     /// Parts of the summary rebuilt only when they change.
@@ -66,15 +81,17 @@ pub(super) struct Reconciler {
     local_view: Arc<Vec<LocalView>>,
 }
 
-impl Reconciler {
+impl<K: Kernel> Reconciler<K> {
+    /// `hooks`: the macvlan parents found hooked at start (by an earlier run).
     pub(super) fn new(
-        setup: Setup,
+        setup: Setup<K>,
+        hooks: Parents,
         progress: watch::Sender<Progress>,
         summary: watch::Sender<Arc<Summary>>,
     ) -> Self {
         let mut local = LocalTable::default();
         for ((network, id), ifname) in setup.local {
-            let ifindex = netlink::ifindex(&ifname);
+            let ifindex = setup.datapath.ifindex(&ifname);
             local.insert(
                 network.as_str().into(),
                 id.as_str().into(),
@@ -86,13 +103,12 @@ impl Reconciler {
             );
         }
         let me = setup.identity.host.clone();
-        let hooks = Parents::from_pins(setup.datapath.pin_dir());
         Self {
             model: Model::new(setup.identity.clone()),
             identity: setup.identity,
             planner: Planner::new(me),
             local,
-            datapath: setup.datapath,
+            kernel: setup.datapath,
             hooks,
             parent_ports: HashMap::new(),
             macvlan_parent: setup.macvlan_parent,
@@ -119,53 +135,65 @@ impl Reconciler {
     /// Runs until told to stop or until every [`super::Control`] is gone.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut next = None;
-        loop {
-            let Some(command) = next.take().or_else(|| rx.blocking_recv()) else {
-                return;
-            };
-            match command {
-                Command::Feed(Feed::Events(events)) => {
-                    // Merge what queued up behind this batch into it.
-                    let started = Instant::now();
-                    let mut touched = Touched::default();
-                    let mut count = self.apply_events(&events, &mut touched);
-                    while let Ok(more) = rx.try_recv() {
-                        match more {
-                            Command::Feed(Feed::Events(events)) => {
-                                count += self.apply_events(&events, &mut touched);
-                            }
-                            other => {
-                                next = Some(other);
-                                break;
-                            }
-                        }
-                    }
-                    self.settle(touched);
-                    let took = started.elapsed();
-                    self.last_batch = (took, count);
-                    // Batches before the first listing apply nothing: not a latency.
-                    if count > 0 {
-                        self.batch_duration.observe(took);
-                    }
-                    self.publish();
-                }
-                Command::Feed(feed) => self.listing(feed),
-                Command::Attach(attach, reply) => {
-                    let _ = reply.send(self.attach(attach));
-                    self.publish();
-                }
-                Command::Detach { network, id, reply } => {
-                    let _ = reply.send(self.detach(&network, &id));
-                    self.publish();
-                }
-                Command::Query(query) => self.answer(query),
-                Command::Tick => {
-                    self.tick();
-                    self.publish();
-                }
-                Command::Stop => return,
+        while let Some(command) = next.take().or_else(|| rx.blocking_recv()) {
+            match self.handle(command, &mut rx) {
+                After::Continue => {}
+                After::Then(command) => next = Some(command),
+                After::Stop => return,
             }
         }
+    }
+
+    /// Handles one command; a watch batch takes the batches queued behind it in `queue` along.
+    pub(super) fn handle(
+        &mut self,
+        command: Command,
+        queue: &mut mpsc::Receiver<Command>,
+    ) -> After {
+        let mut after = After::Continue;
+        match command {
+            Command::Feed(Feed::Events(events)) => {
+                // Merge what queued up behind this batch into it.
+                let started = Instant::now();
+                let mut touched = Touched::default();
+                let mut count = self.apply_events(&events, &mut touched);
+                while let Ok(more) = queue.try_recv() {
+                    match more {
+                        Command::Feed(Feed::Events(events)) => {
+                            count += self.apply_events(&events, &mut touched);
+                        }
+                        other => {
+                            after = After::Then(other);
+                            break;
+                        }
+                    }
+                }
+                self.settle(touched);
+                let took = started.elapsed();
+                self.last_batch = (took, count);
+                // Batches before the first listing apply nothing: not a latency.
+                if count > 0 {
+                    self.batch_duration.observe(took);
+                }
+                self.publish();
+            }
+            Command::Feed(feed) => self.listing(feed),
+            Command::Attach(attach, reply) => {
+                let _ = reply.send(self.attach(attach));
+                self.publish();
+            }
+            Command::Detach { network, id, reply } => {
+                let _ = reply.send(self.detach(&network, &id));
+                self.publish();
+            }
+            Command::Query(query) => self.answer(query),
+            Command::Tick => {
+                self.tick();
+                self.publish();
+            }
+            Command::Stop => after = After::Stop,
+        }
+        after
     }
 
     fn apply_events(&mut self, events: &[WatchEvent], touched: &mut Touched) -> usize {
@@ -242,7 +270,7 @@ impl Reconciler {
         self.note_invalid(&touched);
         self.model.reap();
         let started = Instant::now();
-        match self.datapath.read_state() {
+        match self.kernel.read_state() {
             Ok(actual) => {
                 let read_ms = started.elapsed().as_millis() as u64;
                 // The planner is fresh: everything read back counts as a difference.
@@ -291,20 +319,20 @@ impl Reconciler {
         self.planner.plan(&ctx, touched);
     }
 
-    /// Writes what the plan marked; returns the first failure, if any.
-    fn flush(&mut self) -> Option<(&'static str, WriteError)> {
+    /// Writes what the plan marked; what fails is recorded per map and retried later.
+    fn flush(&mut self) {
         let mut changes = self.planner.changes();
         if changes.is_empty() {
-            return None;
+            return;
         }
-        let applied = self.datapath.apply_changes(&mut changes);
+        let applied = self.kernel.apply_changes(&mut changes);
         // Changes that did not run (a map could not be opened) count as failed: retried.
         self.planner.commit(&changes);
         let stats = match applied {
             Ok(stats) => stats,
             Err(error) => {
                 tracing::error!(%error, "cannot write the maps");
-                return None;
+                return;
             }
         };
         if stats.written + stats.deleted > 0 {
@@ -315,88 +343,44 @@ impl Reconciler {
             );
         }
         self.record_health(&changes);
-        changes
-            .first_failure()
-            .map(|(name, error)| (name, error.clone()))
     }
 
     /// Counts failed writes per map and logs a map's failures once per run of them, with its
     /// name and fill.
     fn record_health(&mut self, changes: &ChangeSet) {
-        fn outcome<K, V>(changes: &[crate::datapath::Change<K, V>]) -> (u64, bool, Option<String>) {
-            let mut failed = 0;
-            let mut any_ok = false;
-            let mut error = None;
-            for c in changes {
-                match &c.outcome {
-                    Some(Ok(())) => any_ok = true,
-                    Some(Err(e)) => {
-                        failed += 1;
-                        error.get_or_insert_with(|| e.message.clone());
-                    }
-                    None => {}
-                }
-            }
-            (failed, any_ok, error)
-        }
-        let per_map = [
-            (
-                names::FDB,
-                outcome(&changes.fdb),
-                self.planner.applied.fdb.len(),
-            ),
-            (
-                names::NEIGH,
-                outcome(&changes.neigh),
-                self.planner.applied.neigh.len(),
-            ),
-            (
-                names::VTEPS,
-                outcome(&changes.vteps),
-                self.planner.applied.vteps.len(),
-            ),
-            (
-                names::ENDPOINTS,
-                outcome(&changes.endpoints),
-                self.planner.applied.endpoints.len(),
-            ),
-            (
-                names::PARENTS,
-                outcome(&changes.parents),
-                self.planner.applied.parents.len(),
-            ),
-        ];
-        for (name, (failed, any_ok, error), fill) in per_map {
-            let capacity = self.capacity(name);
-            let health = self.health.entry(name).or_default();
-            health.failed_writes += failed;
-            match error {
+        for map in MapState::MAPS {
+            let outcome = changes.outcome(map);
+            let (fill, capacity) = (self.fill(map), self.capacity(map));
+            let health = self.health.entry(map).or_default();
+            health.failed_writes += outcome.failed;
+            match outcome.first_error.map(|e| e.message.clone()) {
                 Some(error) if health.failing.is_none() => {
                     tracing::error!(
-                        map = name,
+                        map = map.name(),
                         entries = fill,
                         capacity,
-                        failed,
+                        failed = outcome.failed,
                         %error,
                         "map writes failing; the rest of the desired state is still applied"
                     );
                     health.failing = Some(error);
                 }
                 Some(error) => health.failing = Some(error),
-                None if any_ok && health.failing.take().is_some() => {
-                    tracing::info!(map = name, entries = fill, "map writes succeed again");
+                None if outcome.any_done && health.failing.take().is_some() => {
+                    tracing::info!(map = map.name(), entries = fill, "map writes succeed again");
                 }
                 None => {}
             }
         }
     }
 
-    fn capacity(&self, name: &str) -> u32 {
-        let capacities = self.datapath.capacities();
-        LAYOUTS
-            .iter()
-            .find(|l| l.name == name)
-            .map_or(0, |l| capacities.of(l))
+    /// How many entries map `map` holds, as far as the reconciler knows.
+    fn fill(&self, map: MapId) -> usize {
+        self.planner.applied.len_of(map)
+    }
+
+    fn capacity(&self, map: MapId) -> u32 {
+        self.kernel.capacity(map)
     }
 
     /// Logs each refused value once (per reason) and counts it. An endpoint whose host is away
@@ -484,8 +468,8 @@ impl Reconciler {
             let port = self.model.network(&name).and_then(|net| {
                 let spec = net.macvlan()?;
                 let parent = self.macvlan_parent.clone().unwrap_or(spec.parent);
-                let ifindex = netlink::ifindex(&parent)?;
-                let info = netlink::link_info(&parent).ok()?;
+                let ifindex = self.kernel.ifindex(&parent)?;
+                let info = self.kernel.link_info(&parent).ok()?;
                 Some(ParentPort {
                     name: parent,
                     ifindex,
@@ -508,15 +492,17 @@ impl Reconciler {
     /// Hooks the parents in use (before entries point frames at them) and unhooks the others.
     fn sync_hooks(&mut self) {
         let wanted = self.planner.parents_in_use(&self.parent_ports);
-        self.hooks.sync(&mut self.datapath, &wanted, &self.run_dir);
+        self.hooks.sync(&mut self.kernel, &wanted, &self.run_dir);
     }
 
     fn attach(&mut self, attach: Attach) -> Result<(), ControlError> {
         let network: Name = attach.network.as_str().into();
         let id: Name = attach.id.as_str().into();
-        let ifindex = netlink::ifindex(&attach.ifname)
+        let ifindex = self
+            .kernel
+            .ifindex(&attach.ifname)
             .ok_or_else(|| ControlError::NoInterface(attach.ifname.clone()))?;
-        self.datapath.attach(Hook::Endpoint, &attach.ifname)?;
+        self.kernel.attach(Hook::Endpoint, &attach.ifname)?;
         let in_store = self.model.slot_of(&network, &id).is_some();
         self.local.insert(
             network.clone(),
@@ -557,14 +543,15 @@ impl Reconciler {
             _ => self
                 .health
                 .iter()
-                .find_map(|(name, h)| h.failing.as_ref().map(|e| (name, e)))
+                .find_map(|(&map, h)| h.failing.as_ref().map(|e| (map, e)))
                 .map_or_else(
                     || "its map entries could not be written".into(),
-                    |(name, error)| {
+                    |(map, error)| {
                         format!(
-                            "map {name} refused its entry ({error}; {} of {} entries used)",
-                            self.fill(name),
-                            self.capacity(name)
+                            "map {} refused its entry ({error}; {} of {} entries used)",
+                            map.name(),
+                            self.fill(map),
+                            self.capacity(map)
                         )
                     },
                 ),
@@ -574,18 +561,6 @@ impl Reconciler {
             endpoint: attach.id,
             reason,
         })
-    }
-
-    fn fill(&self, name: &str) -> usize {
-        let a = &self.planner.applied;
-        match name {
-            names::FDB => a.fdb.len(),
-            names::NEIGH => a.neigh.len(),
-            names::VTEPS => a.vteps.len(),
-            names::ENDPOINTS => a.endpoints.len(),
-            names::PARENTS => a.parents.len(),
-            _ => 0,
-        }
     }
 
     fn detach(&mut self, network: &str, id: &str) -> Result<(), ControlError> {
@@ -609,8 +584,8 @@ impl Reconciler {
         self.refresh_views(false, false, true);
         // Always: a link pinned for an interface that is already gone (its namespace deleted)
         // must go too, or it would stay for ever. Only a live interface's failure is an error.
-        let detached = self.datapath.detach(Hook::Endpoint, &local.ifname);
-        if netlink::ifindex(&local.ifname).is_some() {
+        let detached = self.kernel.detach(Hook::Endpoint, &local.ifname);
+        if self.kernel.ifindex(&local.ifname).is_some() {
             detached?;
         }
         Ok(())
@@ -673,7 +648,7 @@ impl Reconciler {
         self.ticks = self.ticks.wrapping_add(1);
         let mut touched = Touched::default();
         for ((network, id), local) in self.local.iter_mut() {
-            let now = netlink::ifindex(&local.ifname);
+            let now = self.kernel.ifindex(&local.ifname);
             if now != local.ifindex {
                 local.ifindex = now;
                 if let Some(slot) = self.model.slot_of(network, id) {
@@ -691,7 +666,7 @@ impl Reconciler {
                 .collect();
             touched.networks.extend(networks);
             let started = Instant::now();
-            let read = self.datapath.read_state();
+            let read = self.kernel.read_state();
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "maps read back"
@@ -786,25 +761,19 @@ impl Reconciler {
             revision: self.model.revision(),
         });
         let (programmed_local, programmed_remote) = self.planner.counts();
-        let maps = [
-            names::ENDPOINTS,
-            names::FDB,
-            names::NEIGH,
-            names::VTEPS,
-            names::PARENTS,
-        ]
-        .into_iter()
-        .map(|name| {
-            let health = self.health.get(name);
-            MapFill {
-                name,
-                entries: self.fill(name),
-                capacity: self.capacity(name),
-                failed_writes: health.map_or(0, |h| h.failed_writes),
-                last_error: health.and_then(|h| h.failing.clone()),
-            }
-        })
-        .collect();
+        let maps = MapState::MAPS
+            .into_iter()
+            .map(|map| {
+                let health = self.health.get(&map);
+                MapFill {
+                    name: map.name(),
+                    entries: self.fill(map),
+                    capacity: self.capacity(map),
+                    failed_writes: health.map_or(0, |h| h.failed_writes),
+                    last_error: health.and_then(|h| h.failing.clone()),
+                }
+            })
+            .collect();
         self.summary.send_replace(Arc::new(Summary {
             synced: self.synced,
             revision: self.model.revision(),

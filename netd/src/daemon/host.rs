@@ -8,16 +8,20 @@
 //!
 //! A host name is taken, never overwritten: a record naming another VTEP under a live lease is
 //! another machine with the same name (a cloned VM), and this daemon refuses it.
+//!
+//! The lease is what the store granted, which may be longer than `--lease-ttl` (Consul's and
+//! etcd's minimum TTLs): `netd status` shows the granted one. A store that refuses a request
+//! (`StoreError::Refused`) is not down: the lease link is then `failing`, with what was refused.
 
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use netd_store::{
-    Expect, LeaseId, Store, StoreError, keys,
+    Expect, Lease, Store, StoreError, keys,
     schema::{self, HostRecord},
 };
 use tokio::sync::watch;
 
-use crate::{control::Identity, health::Health};
+use crate::{backoff::Backoff, control::Identity, health::Health};
 
 /// Where the host's registration is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,15 +90,21 @@ async fn run(
             return;
         }
     };
-    let retry = (ttl / 6).clamp(Duration::from_millis(200), Duration::from_secs(1));
+    // A failed registration or renewal is retried soon: the host's records are at stake.
+    let mut retry = Backoff::new(
+        Duration::from_millis(200),
+        (ttl / 6).clamp(Duration::from_millis(200), Duration::from_secs(1)),
+    );
+    // A name another host holds is free at the latest when that host's lease ends.
+    let mut conflict_retry = Backoff::new(ttl / 3, ttl);
+    let mut failures = Failures::default();
     loop {
         let lease = match register(&store, &identity, ttl).await {
             Ok(lease) => lease,
             Err(error) => {
                 let conflict = matches!(error, RegisterError::Conflict { .. });
-                health.lease_failed(&error.to_string(), !conflict);
+                failures.report(&health, &error.to_string(), unreachable(&error));
                 if conflict {
-                    tracing::error!(%error, "cannot register this host");
                     // After a lease lost, the name stays this daemon's to wait for; before it
                     // ever registered, it is someone else's.
                     registration.send_if_modified(|r| {
@@ -104,17 +114,20 @@ async fn run(
                         }
                         refused
                     });
-                    tokio::time::sleep(ttl / 3).await;
+                    conflict_retry.wait().await;
                 } else {
-                    tokio::time::sleep(retry).await;
+                    retry.wait().await;
                 }
                 continue;
             }
         };
-        health.lease_registered(lease.as_str(), ttl);
-        tracing::info!(%lease, ?ttl, "host registered");
+        failures.clear();
+        retry.reset();
+        conflict_retry.reset();
+        health.lease_registered(lease.id.as_str(), lease.ttl);
+        tracing::info!(lease = %lease.id, ttl = ?lease.ttl, "host registered");
         registration.send_replace(Registration::Registered);
-        keep_alive(&store, &lease, ttl, retry, &health).await;
+        keep_alive(&store, &lease, ttl, &mut retry, &health).await;
         health.lease_lost();
         tracing::warn!(
             "host lease expired (the store was out of reach too long); registering again"
@@ -122,27 +135,62 @@ async fn run(
     }
 }
 
-/// Renews `lease` every third of its TTL (sooner after a failure) until it is gone.
+/// Whether a registration failed because the store could not be reached (rather than because
+/// it refused a request, or the name is taken).
+fn unreachable(error: &RegisterError) -> bool {
+    matches!(error, RegisterError::Store(StoreError::Unavailable(_)))
+}
+
+/// What the log has been told of the failures in a row, so that a failure retried every second
+/// is logged once, and again when it changes.
+#[derive(Default)]
+struct Failures {
+    last: Option<String>,
+}
+
+impl Failures {
+    fn report(&mut self, health: &Health, error: &str, unreachable: bool) {
+        health.lease_failed(error, unreachable);
+        if self.last.as_deref() != Some(error) {
+            if unreachable {
+                tracing::warn!(%error, "cannot register this host; retrying");
+            } else {
+                tracing::error!(%error, "cannot register this host; retrying");
+            }
+            self.last = Some(error.to_string());
+        }
+    }
+
+    fn clear(&mut self) {
+        self.last = None;
+    }
+}
+
+/// Renews `lease` every third of its TTL (the shorter of the one asked for and the one granted;
+/// sooner after a failure) until it is gone.
 async fn keep_alive(
     store: &Store,
-    lease: &LeaseId,
+    lease: &Lease,
     ttl: Duration,
-    retry: Duration,
+    retry: &mut Backoff,
     health: &Health,
 ) {
-    let mut wait = ttl / 3;
+    let every = lease.ttl.min(ttl) / 3;
+    let mut wait = every;
     loop {
         tokio::time::sleep(wait).await;
-        match store.keep_alive(lease).await {
+        match store.keep_alive(&lease.id).await {
             Ok(()) => {
                 health.lease_renewed();
-                wait = ttl / 3;
+                retry.reset();
+                wait = every;
             }
             Err(StoreError::LeaseLost(_)) => return,
             Err(error) => {
                 tracing::warn!(%error, "lease keep-alive failed; retrying");
-                health.lease_failed(&error.to_string(), true);
-                wait = retry;
+                let unreachable = matches!(error, StoreError::Unavailable(_));
+                health.lease_failed(&error.to_string(), unreachable);
+                wait = retry.next_delay();
             }
         }
     }
@@ -155,7 +203,7 @@ async fn register(
     store: &Store,
     identity: &Identity,
     ttl: Duration,
-) -> Result<LeaseId, RegisterError> {
+) -> Result<Lease, RegisterError> {
     let key = keys::host(&identity.host);
     let value = schema::encode(&identity.record);
     let lease = store.grant_lease(ttl).await?;
@@ -171,7 +219,7 @@ async fn register(
                             hint: format!(
                                 " (if that was this host before its --advertise changed, the \
                                  record expires within {} s)",
-                                ttl.as_secs()
+                                lease.ttl.as_secs()
                             ),
                         });
                     }
@@ -179,7 +227,7 @@ async fn register(
                     _ => Expect::ModRevision(kv.mod_revision),
                 },
             };
-            if store.put_if(&key, &value, Some(&lease), expect).await? {
+            if store.put_if(&key, &value, Some(&lease.id), expect).await? {
                 return Ok(());
             }
             // Written by someone else between the read and the write: look again.
@@ -189,7 +237,7 @@ async fn register(
     match result {
         Ok(()) => Ok(lease),
         Err(e) => {
-            let _ = store.revoke(&lease).await;
+            let _ = store.revoke(&lease.id).await;
             Err(e)
         }
     }

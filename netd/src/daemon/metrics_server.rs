@@ -1,26 +1,33 @@
-//! `--metrics-address`: `GET /metrics` for Prometheus, over a deliberately tiny HTTP/1.1
-//! responder (one request per connection, then close) rather than an HTTP stack: a scraper
-//! needs nothing more, and the daemon carries no web framework for one path.
+//! `--metrics-address`: `GET /metrics` for Prometheus, routed by axum and served by hyper, one
+//! request per connection (a scraper needs no more), a few connections at a time, each with
+//! deadlines: a flood of scrapes, or a slow one, must not take the daemon's memory.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream},
-    sync::Semaphore,
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
 };
+use hyper::server::conn::http1;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
 
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, MetricsError};
 
 /// How long a client may take to send its request line and headers.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a client may take to read the answer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request head longer than this is refused (a scrape's is a few hundred bytes).
+/// How long a connection may last, the answer read included.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most a request head may take (a scrape's is a few hundred bytes; hyper's least).
 const MAX_HEAD: usize = 8192;
-/// Connections served at once; more wait to be accepted (a scrape is quick, and a flood of
-/// them must not take the daemon's memory).
+/// Connections served at once; more wait to be accepted (a scrape is quick).
 const MAX_CONNECTIONS: usize = 16;
 
 /// Binds at start, so that a port in use stops the daemon with a clear error.
@@ -32,167 +39,148 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves until the daemon stops; only a broken listener ends it (an error, for `supervise`).
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    serve_routes(listener, router(move || metrics.encode())).await
+}
+
+async fn serve_routes(listener: TcpListener, routes: Router) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let slot = slots.clone().acquire_owned().await?;
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let metrics = metrics.clone();
-                tokio::spawn(async move {
-                    handle(stream, metrics).await;
-                    drop(slot);
-                });
-            }
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             // Per-connection failures (reset before accept, out of file descriptors) pass:
             // the next scrape may work. Paused a little so that a lasting one does not spin.
             Err(error) => {
                 tracing::warn!(%error, "metrics: cannot accept a connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-        }
+        };
+        let service = TowerToHyperService::new(routes.clone());
+        tokio::spawn(async move {
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "metrics: connection failed"),
+                Err(_) => tracing::debug!("metrics: connection closed at its deadline"),
+            }
+            drop(slot);
+        });
     }
 }
 
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    Metrics,
-    NotFound,
-    MethodNotAllowed,
-    BadRequest,
+/// `GET /metrics` answers what `encode` gives; other paths are 404, other methods 405 (axum's,
+/// with `Allow`). A query string is ignored.
+fn router<E>(encode: E) -> Router
+where
+    E: Fn() -> Result<String, MetricsError> + Send + Sync + 'static,
+{
+    Router::new()
+        .route("/metrics", get(scrape::<E>))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "only /metrics is served here\n") })
+        .with_state(Arc::new(encode))
 }
 
-/// Routes on the request line alone (`GET /metrics HTTP/1.1`); a query string is ignored.
-fn route(head: &str) -> Route {
-    let line = head.lines().next().unwrap_or_default();
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Route::BadRequest;
-    }
-    if method != "GET" {
-        return Route::MethodNotAllowed;
-    }
-    match target.split('?').next() {
-        Some("/metrics") => Route::Metrics,
-        _ => Route::NotFound,
-    }
-}
-
-async fn handle(mut stream: TcpStream, metrics: Arc<Metrics>) {
-    let response = match tokio::time::timeout(READ_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(head)) => respond(route(&head), metrics).await,
+async fn scrape<E>(State(encode): State<Arc<E>>) -> Response
+where
+    E: Fn() -> Result<String, MetricsError> + Send + Sync + 'static,
+{
+    // The collector reads pinned maps (syscalls): not on the async runtime's threads.
+    match tokio::task::spawn_blocking(move || encode()).await {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
         Ok(Err(error)) => {
-            tracing::debug!(%error, "metrics: bad request");
-            plain("400 Bad Request", "bad request\n")
+            tracing::warn!(%error, "metrics: cannot encode");
+            cannot_encode()
         }
-        Err(_) => plain("408 Request Timeout", "no request received in time\n"),
-    };
-    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-        stream.write_all(&response).await?;
-        stream.shutdown().await
-    })
-    .await;
-    if !matches!(written, Ok(Ok(()))) {
-        tracing::debug!("metrics: the client went away before the answer");
+        Err(error) => {
+            tracing::warn!(%error, "metrics: the encoder panicked");
+            cannot_encode()
+        }
     }
 }
 
-/// Reads up to the blank line that ends the request's headers (a GET has no body).
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut buffer = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        if head.len() > MAX_HEAD {
-            return Err(std::io::Error::other("request head too long"));
-        }
-        let n = stream.read(&mut buffer).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.extend_from_slice(&buffer[..n]);
-    }
-    String::from_utf8(head).map_err(std::io::Error::other)
-}
-
-async fn respond(route: Route, metrics: Arc<Metrics>) -> Vec<u8> {
-    match route {
-        Route::Metrics => {
-            // The collector reads pinned maps (syscalls): not on the async runtime's threads.
-            match tokio::task::spawn_blocking(move || metrics.encode()).await {
-                Ok(Ok(body)) => response("200 OK", metrics::CONTENT_TYPE, &[], &body),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "metrics: cannot encode");
-                    plain("500 Internal Server Error", "cannot encode the metrics\n")
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "metrics: the encoder panicked");
-                    plain("500 Internal Server Error", "cannot encode the metrics\n")
-                }
-            }
-        }
-        Route::NotFound => plain("404 Not Found", "only /metrics is served here\n"),
-        Route::MethodNotAllowed => response(
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            &[("Allow", "GET")],
-            "only GET is served here\n",
-        ),
-        Route::BadRequest => plain("400 Bad Request", "bad request\n"),
-    }
-}
-
-fn plain(status: &str, body: &str) -> Vec<u8> {
-    response(status, "text/plain; charset=utf-8", &[], body)
-}
-
-fn response(status: &str, content_type: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut text = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    text.into_bytes()
+fn cannot_encode() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "cannot encode the metrics\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read as _, Write as _};
+
     use super::*;
 
-    #[test]
-    fn only_get_of_metrics_is_served() {
-        let get = |target: &str| route(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n"));
-        assert_eq!(get("/metrics"), Route::Metrics);
-        assert_eq!(get("/metrics?name[]=x"), Route::Metrics);
-        assert_eq!(get("/"), Route::NotFound);
-        assert_eq!(get("/metrics/x"), Route::NotFound);
-        assert_eq!(
-            route("POST /metrics HTTP/1.1\r\n\r\n"),
-            Route::MethodNotAllowed
-        );
-        assert_eq!(
-            route("HEAD /metrics HTTP/1.0\r\n\r\n"),
-            Route::MethodNotAllowed
-        );
-        assert_eq!(route("GET /metrics\r\n\r\n"), Route::BadRequest);
-        assert_eq!(route("GET /metrics SPDY/3\r\n\r\n"), Route::BadRequest);
+    /// Serves what `encode` gives as [`serve`] does, on a loopback port; returns its address.
+    async fn serving(encode: fn() -> Result<String, MetricsError>) -> SocketAddr {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(serve_routes(listener, router(encode)));
+        address
     }
 
-    #[test]
-    fn answers_carry_their_length_and_close() {
-        let text = String::from_utf8(response("200 OK", "text/plain", &[], "abc")).unwrap();
-        assert_eq!(
-            text,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+    /// One request as a scraper sends it; the whole answer, read to the close.
+    async fn request(address: SocketAddr, method: &str, path: &str) -> String {
+        let request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\n\r\n");
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(address).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap()
+    }
+
+    fn sample() -> Result<String, MetricsError> {
+        Ok("# TYPE netd_up gauge\nnetd_up 1\n# EOF\n".to_string())
+    }
+
+    #[tokio::test]
+    async fn only_get_of_metrics_is_served() {
+        let address = serving(sample).await;
+        let answer = request(address, "GET", "/metrics?name[]=x").await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let head = answer.to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("\r\ncontent-type: {}\r\n", metrics::CONTENT_TYPE)),
+            "{answer}"
         );
+        // One request per connection: the answer says so, and the server closed (read_to_end).
+        assert!(head.contains("\r\nconnection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n# TYPE netd_up gauge\nnetd_up 1\n# EOF\n"));
+
+        for path in ["/", "/metrics/x"] {
+            let answer = request(address, "GET", path).await;
+            assert!(answer.starts_with("HTTP/1.1 404 "), "{path}: {answer}");
+        }
+        let answer = request(address, "POST", "/metrics").await;
+        assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("\r\nallow: get,head\r\n"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_encoding_failure_is_a_server_error() {
+        let address = serving(|| Err(MetricsError::Encode(std::fmt::Error))).await;
+        let answer = request(address, "GET", "/metrics").await;
+        assert!(answer.starts_with("HTTP/1.1 500 "), "{answer}");
+        assert!(answer.ends_with("cannot encode the metrics\n"), "{answer}");
     }
 
     #[tokio::test]
@@ -201,8 +189,11 @@ mod tests {
         let address = taken.local_addr().unwrap();
         let error = bind(address).await.unwrap_err();
         let message = format!("{error:#}");
+        // What `netd daemon` prints after `netd: ` (the README quotes it).
         assert!(
-            message.starts_with(&format!("cannot listen on {address}: ")),
+            message.starts_with(&format!(
+                "cannot listen on {address}: Address already in use"
+            )),
             "{message}"
         );
     }

@@ -9,7 +9,7 @@
 pub(crate) mod handlers;
 mod host;
 mod metrics_server;
-mod server;
+pub(crate) mod server;
 mod watcher;
 
 use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -183,7 +183,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         local: local.into_iter().collect(),
         macvlan_parent: options.macvlan_parent.clone(),
         run_dir: options.run_dir.clone(),
-        batch_duration: batch_duration.clone(),
+        batch_duration: Box::new(batch_duration.clone()),
     })?;
     let store = Arc::new(connect(&options.store).await?);
     let dns = match options.dns.clone() {
@@ -256,7 +256,8 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         host = %daemon.options.host_name,
         "serving"
     );
-    tasks.spawn(server::serve(listener, daemon.clone()));
+    // Root only: the API changes the host's interfaces.
+    tasks.spawn(server::serve(listener, handlers::router(daemon.clone()), 0));
     supervise(
         tasks,
         [("reconciler", reconciler), ("liveness", liveness)],
@@ -348,17 +349,19 @@ async fn tick(control: Control) -> anyhow::Result<()> {
     }
 }
 
-/// Connects to the store, retrying while it is unreachable (the datapath is already forwarding).
+/// Connects to the store, retrying while it is unreachable or refuses (the datapath is already
+/// forwarding, and someone may fix the store).
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
-    let mut delay = Duration::from_millis(200);
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match Store::connect(url).await {
             Ok(store) => return Ok(store),
             Err(e @ netd_store::StoreError::BadUrl { .. }) => return Err(e.into()),
             Err(e) => {
-                tracing::warn!(error = %e, "store unreachable, retrying in {delay:?}");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, "cannot connect to the store, retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -1,14 +1,29 @@
-//! The unix-socket API server.
+//! The API server: HTTP/1.1 on the run directory's unix socket, for root only.
+//!
+//! Each connection is served by hyper with the axum router of `handlers`; who is calling is
+//! checked once per connection (SO_PEERCRED), and a caller who may not use the API gets
+//! `permission_denied` to every request. Every failure, whether a handler's, a malformed
+//! request's or an unknown route's, is answered as an [`ApiError`] body.
 
-use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, sync::Arc, time::Duration};
+use std::{fs, os::unix::fs::PermissionsExt as _, path::Path, time::Duration};
 
 use anyhow::Context as _;
+use axum::{
+    Json, Router,
+    extract::{FromRequest, FromRequestParts, Query, Request},
+    http::{Method, StatusCode, Uri, header::CONTENT_TYPE, request::Parts},
+    response::{IntoResponse, Response},
+};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use serde::de::DeserializeOwned;
 use tokio::net::{UnixListener, UnixStream};
 
-use super::{Daemon, handlers};
-use crate::api::{self, Response};
+use crate::api::{self, ApiError, ErrorKind, NetworkFilter};
 
-/// How long a client may take to send its request.
+/// How long a client may take to send its request: its head, and then its body.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn bind(run_dir: &Path) -> anyhow::Result<UnixListener> {
@@ -23,32 +38,137 @@ pub fn bind(run_dir: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>) -> anyhow::Result<()> {
+/// Serves `router` to callers whose uid is `allowed_uid` (the daemon: root's, 0).
+pub async fn serve(listener: UnixListener, router: Router, allowed_uid: u32) -> anyhow::Result<()> {
+    let router = router
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(handle(stream, daemon.clone()));
+        let app = match stream.peer_cred() {
+            Ok(cred) if cred.uid() == allowed_uid => router.clone(),
+            Ok(_) => refuse(ApiError::new(
+                ErrorKind::PermissionDenied,
+                "permission denied: the netd API is root-only",
+            )),
+            Err(error) => refuse(ApiError::new(
+                ErrorKind::Internal,
+                format!("cannot check the caller's credentials: {error}"),
+            )),
+        };
+        tokio::spawn(connection(stream, app));
     }
 }
 
-async fn handle(mut stream: UnixStream, daemon: Arc<Daemon>) {
-    // The request is read before the caller is checked: answering first and closing would
-    // make a client still writing see "broken pipe" instead of the answer.
-    let request = tokio::time::timeout(READ_TIMEOUT, api::read_request(&mut stream)).await;
-    let response = match (stream.peer_cred(), request) {
-        (Ok(cred), _) if cred.uid() != 0 => {
-            Response::Error("permission denied: the netd API is root-only".into())
+async fn connection(stream: UnixStream, app: Router) {
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+        .await;
+    if let Err(error) = served {
+        tracing::debug!(%error, "API connection");
+    }
+}
+
+/// A router that answers every request with `error`.
+fn refuse(error: ApiError) -> Router {
+    Router::new().fallback(move || {
+        let error = error.clone();
+        async move { error }
+    })
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorKind::NotFound,
+        format!(
+            "no API route {method} {} (this netd serves /v1)",
+            uri.path()
+        ),
+    )
+}
+
+async fn no_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::invalid(format!("{} does not take {method}", uri.path()))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self)).into_response()
+    }
+}
+
+/// A JSON request body: `Content-Type: application/json`, at most [`api::MAX_BODY`], read
+/// within [`READ_TIMEOUT`]; anything else is an `invalid` request, said in one line.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let json = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(ApiError::invalid(
+                "the request body must be JSON (Content-Type: application/json)",
+            ));
         }
-        (Err(error), _) => {
-            Response::Error(format!("cannot check the caller's credentials: {error}"))
-        }
-        (Ok(_), Err(_)) => Response::Error("no request received in time".into()),
-        (Ok(_), Ok(Err(error))) => Response::Error(error),
-        (Ok(_), Ok(Ok(request))) => match handlers::handle(&daemon, request).await {
-            Ok(value) => Response::Ok(value),
-            Err(error) => Response::Error(format!("{error:#}")),
-        },
-    };
-    if let Err(error) = api::write_response(&mut stream, &response).await {
-        tracing::debug!(%error, "client went away");
+        let read = axum::body::to_bytes(request.into_body(), api::MAX_BODY);
+        let bytes = match tokio::time::timeout(READ_TIMEOUT, read).await {
+            Err(_) => return Err(ApiError::invalid("no request body received in time")),
+            Ok(Err(error)) => return Err(body_error(&error)),
+            Ok(Ok(bytes)) => bytes,
+        };
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
+    }
+}
+
+fn body_error(error: &axum::Error) -> ApiError {
+    let too_large = std::error::Error::source(error)
+        .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+    if too_large {
+        ApiError::invalid(format!(
+            "the request body exceeds {} KiB",
+            api::MAX_BODY / 1024
+        ))
+    } else {
+        ApiError::invalid(format!("cannot read the request body: {error}"))
+    }
+}
+
+/// The `{name}` of a route.
+pub struct Name(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Name {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// `?network=...`.
+pub struct Filter(pub NetworkFilter);
+
+impl<S: Send + Sync> FromRequestParts<S> for Filter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<NetworkFilter>::from_request_parts(parts, state)
+            .await
+            .map(|q| Self(q.0))
+            .map_err(|e| ApiError::invalid(e.body_text()))
     }
 }

@@ -12,11 +12,14 @@ use std::{sync::Arc, time::Duration};
 use netd_store::{Store, StoreError, WatchEvent, keys};
 
 use crate::{
+    backoff::Backoff,
     control::{Control, Feed},
     health::Health,
 };
 
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Retries after a failed list or watch: soon, then up to every 5 s while the store is away.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(5);
 /// A full re-list this often (with a jitter), in case a watch ever stalls without an error.
 /// Rare on purpose: a thousand hosts re-listing a hundred thousand endpoints is real load.
 const RELIST_EVERY: Duration = Duration::from_secs(600);
@@ -35,16 +38,16 @@ pub async fn run(
     control: Control,
     health: Arc<Health>,
 ) -> Result<(), ReconcilerGone> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(FIRST_RETRY, MAX_RETRY);
     loop {
         match list_and_watch(&store, &control, &health).await {
-            Ok(()) => backoff = Duration::from_millis(200),
+            Ok(()) => backoff.reset(),
             Err(Failure::Reconciler) => return Err(ReconcilerGone),
             Err(Failure::Store(error)) => {
+                // A store that refuses the listing answers: "failing", with what it refused.
                 let unreachable = matches!(error, StoreError::Unavailable(_));
                 health.watch_failed(&error.to_string(), unreachable);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait().await;
             }
         }
     }

@@ -117,7 +117,7 @@ fn tcx_unsupported(error: &aya::programs::ProgramError) -> bool {
     match error {
         aya::programs::ProgramError::SyscallError(e) => {
             // aya names the TCX link create "bpf_mprog_attach" (BPF_LINK_CREATE with a TCX
-            // attach type); 5.10 and 6.1 answer it with EINVAL (design §9).
+            // attach type); 5.10 and 6.1 answer it with EINVAL (docs/kernels.md).
             matches!(e.call, "bpf_mprog_attach" | "bpf_link_create")
                 && matches!(
                     e.io_error.raw_os_error(),

@@ -10,13 +10,13 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{Array, MapData, RingBuf};
+use aya::maps::{Array, Map, MapData, MapError, RingBuf};
 use netd_common::{
-    maps::{LAYOUTS, names},
+    maps::{MapDef, def},
     monitor::{ARM_NS, Event, MonitorControl, SAMPLE_BYTES},
 };
 
-use super::{DatapathError, layout};
+use super::{DatapathError, inspect, map_error};
 
 /// Which events a monitor asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,40 +27,34 @@ pub struct Wanted {
 
 pub struct EventReader {
     ring: RingBuf<MapData>,
-    control: Array<MapData, MonitorControl>,
+    control: Array<MapData, <def::Monitor as MapDef>::Value>,
 }
 
-fn open_pin(dir: &Path, name: &'static str) -> Result<MapData, DatapathError> {
-    let path = dir.join(name);
-    let layout = LAYOUTS
-        .iter()
-        .find(|l| l.name == name)
-        .ok_or(DatapathError::MissingMap(name))?;
-    if !path.exists() {
-        if !dir.join(names::STATS).exists() {
+/// The pin of map `D`, checked, as aya's type `T` for it.
+fn open_pin<D: MapDef, T>(dir: &Path) -> Result<T, DatapathError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let layout = D::LAYOUT;
+    let path = dir.join(layout.name);
+    if !inspect::is_pinned(&path)? {
+        if !inspect::is_pinned(&dir.join(<def::Stats as MapDef>::LAYOUT.name))? {
             return Err(DatapathError::NoPins(dir.to_path_buf()));
         }
         // Pinned by a netd from before monitoring existed.
         return Err(DatapathError::NoEvents(dir.to_path_buf()));
     }
-    layout::check_pin(&path, layout, None)?;
-    MapData::from_pin(&path).map_err(|source| DatapathError::Map { name, source })
+    let (map, _) = inspect::open_pin(&path, &layout)?;
+    T::try_from(map).map_err(map_error::<D>)
 }
 
 impl EventReader {
     /// Opens the event ring and the switches of the datapath pinned in `dir`.
     pub fn open(dir: &Path) -> Result<Self, DatapathError> {
-        let ring = RingBuf::try_from(aya::maps::Map::RingBuf(open_pin(dir, names::EVENTS)?))
-            .map_err(|source| DatapathError::Map {
-                name: names::EVENTS,
-                source,
-            })?;
-        let control = Array::try_from(aya::maps::Map::Array(open_pin(dir, names::MONITOR)?))
-            .map_err(|source| DatapathError::Map {
-                name: names::MONITOR,
-                source,
-            })?;
-        Ok(Self { ring, control })
+        Ok(Self {
+            ring: open_pin::<def::Events, _>(dir)?,
+            control: open_pin::<def::Monitor, _>(dir)?,
+        })
     }
 
     /// Arms the programs for [`ARM_NS`] from now (call again within it to keep them armed);
@@ -90,21 +84,13 @@ impl EventReader {
     }
 
     fn control_now(&self) -> Result<MonitorControl, DatapathError> {
-        self.control
-            .get(&0, 0)
-            .map_err(|source| DatapathError::Map {
-                name: names::MONITOR,
-                source,
-            })
+        self.control.get(&0, 0).map_err(map_error::<def::Monitor>)
     }
 
     fn set_control(&mut self, control: MonitorControl) -> Result<(), DatapathError> {
         self.control
             .set(0, control, 0)
-            .map_err(|source| DatapathError::Map {
-                name: names::MONITOR,
-                source,
-            })
+            .map_err(map_error::<def::Monitor>)
     }
 
     /// The events written so far, waiting up to `timeout` for the first one.

@@ -1,5 +1,5 @@
 //! What this kernel's BPF can do, found by trying rather than from its version number (distros
-//! backport, and a version says nothing about a flag): design §9 has what each kernel answered.
+//! backport, and a version says nothing about a flag): docs/kernels.md has each kernel's answers.
 //!
 //! - The helpers netd cannot work without (`bpf_redirect_peer`, `bpf_redirect_neigh`, Linux
 //!   5.10) are probed by loading a program that calls each: a kernel without them refuses netd

@@ -1,19 +1,23 @@
 //! Decoding pinned maps, with nothing loaded and no daemon running (`netd maps ls|dump`).
+//!
+//! Which maps there are, their layouts and their key and value types come from the table
+//! (`netd_common::maps::for_each_map!`); what is here is how each is shown: [`decode`] has one
+//! arm per map, which the compiler asks for when a map is added.
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{net::Ipv4Addr, ops::Add, path::Path};
 
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 use netd_common::{
     maps::{
-        DatapathConfig, EndpointInfo, EndpointKey, FdbEntry, FdbKey, LAYOUTS, MapLayout,
-        NeighEntry, NeighKey, NextHop, ParentInfo, ParentKey, Traffic, VtepEntry, VtepKey,
-        config_flags, endpoint_flags, fdb_kind, macvlan_mode, map_type, names,
+        DatapathConfig, EndpointInfo, LAYOUTS, MapDef, MapId, MapKind, MapLayout, MapVisitor,
+        Traffic, config_flags, def, endpoint_flags, fdb_kind, macvlan_mode,
     },
     stats,
 };
 use serde_json::{Value, json};
 
-use super::{DatapathError, layout};
+use super::{DatapathError, layout, map_error};
+use crate::api::ErrorKind;
 
 /// A decoded map: column names and one JSON object per entry (keys in column order).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,114 +49,178 @@ fn ip(octets: [u8; 4]) -> String {
 }
 
 /// Finds a map by its full name (`NETD_FDB`) or short one (`fdb`), case-insensitively.
-pub fn resolve_name(name: &str) -> Result<&'static MapLayout, DatapathError> {
-    LAYOUTS
-        .iter()
-        .find(|l| {
-            l.name.eq_ignore_ascii_case(name)
-                || l.name
-                    .strip_prefix("NETD_")
-                    .is_some_and(|short| short.eq_ignore_ascii_case(name))
-        })
-        .ok_or_else(|| DatapathError::UnknownMap(name.into()))
+pub fn resolve_name(name: &str) -> Result<MapId, DatapathError> {
+    MapId::from_name(name).ok_or_else(|| DatapathError::UnknownMap(name.into()))
 }
 
-fn open(dir: &Path, layout: &MapLayout) -> Result<Map, DatapathError> {
-    let path = dir.join(layout.name);
-    if !path.exists() {
-        if !dir.exists() || LAYOUTS.iter().all(|l| !dir.join(l.name).exists()) {
-            return Err(DatapathError::NoPins(dir.to_path_buf()));
+/// Whether `path` is there. A path this user may not look at is refused, not absent: netd's
+/// pin directory is root's (0700).
+pub(super) fn is_pinned(path: &Path) -> Result<bool, DatapathError> {
+    match path.try_exists() {
+        Ok(there) => Ok(there),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(DatapathError::PermissionDenied(path.to_path_buf()))
         }
-        return Err(DatapathError::UnknownMap(layout.name.into()));
+        // Anything else (a --pin-dir that is a file): nothing pinned there.
+        Err(_) => Ok(false),
     }
-    // Decoding a map with another layout would print garbage: check first.
-    layout::check_pin(&path, layout, None)?;
-    let data = MapData::from_pin(&path).map_err(|source| DatapathError::Map {
-        name: layout.name,
-        source,
-    })?;
-    Map::from_map_data(data).map_err(|source| DatapathError::Map {
-        name: layout.name,
-        source,
+}
+
+/// Opens a pin after checking it has `layout`; returns it with its capacity. A pin the
+/// kernel does not hand to this user is said to be refused, as an unreadable directory is.
+pub(super) fn open_pin(path: &Path, layout: &MapLayout) -> Result<(Map, u32), DatapathError> {
+    let open = || {
+        // Decoding a map with another layout would print garbage: check first.
+        let max_entries = layout::check_pin(path, layout, None)?;
+        let map_error = |source| DatapathError::Map {
+            name: layout.name,
+            source,
+        };
+        let data = MapData::from_pin(path).map_err(map_error)?;
+        let map = Map::from_map_data(data).map_err(map_error)?;
+        Ok((map, max_entries))
+    };
+    open().map_err(|e: DatapathError| match e.kind() {
+        ErrorKind::PermissionDenied => DatapathError::PermissionDenied(path.to_path_buf()),
+        _ => e,
     })
 }
 
-fn hash_entries<K: aya::Pod, V: aya::Pod>(
-    map: Map,
-    name: &'static str,
-) -> Result<Vec<(K, V)>, DatapathError> {
-    let map: HashMap<MapData, K, V> =
-        HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-    map.iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| DatapathError::Map { name, source })
-}
-
-fn row(pairs: Vec<(&'static str, Value)>) -> serde_json::Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// Lists the pinned maps in `dir` with their capacity and fill. Counting walks the keys only,
-/// so it stays cheap with a hundred thousand entries.
-pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
-    let mut out = Vec::new();
-    for layout in &LAYOUTS {
-        let path = dir.join(layout.name);
-        // `open` explains a missing pin (no pins at all, or an unknown map).
-        let map = open(dir, layout)?;
-        let max_entries = layout::check_pin(&path, layout, None)?;
-        let entries = match layout.name {
-            names::ENDPOINTS => count::<EndpointKey, EndpointInfo>(map, layout.name)?,
-            names::FDB => count::<FdbKey, FdbEntry>(map, layout.name)?,
-            names::NEIGH => count::<NeighKey, NeighEntry>(map, layout.name)?,
-            names::VTEPS => count::<VtepKey, VtepEntry>(map, layout.name)?,
-            names::PARENTS => count::<ParentKey, ParentInfo>(map, layout.name)?,
-            names::NEXTHOPS => count::<[u8; 4], NextHop>(map, layout.name)?,
-            names::TRAFFIC => traffic_of(map)?.len(),
-            // Arrays always hold every slot.
-            _ => max_entries as usize,
-        };
-        out.push(MapSummary {
-            name: layout.name,
-            kind: match layout.map_type {
-                map_type::HASH => "hash",
-                map_type::ARRAY => "array",
-                map_type::PERCPU_ARRAY => "percpu_array",
-                map_type::LRU_HASH => "lru_hash",
-                map_type::LRU_PERCPU_HASH => "lru_percpu_hash",
-                map_type::RINGBUF => "ringbuf",
-                _ => "other",
-            },
-            key_size: layout.key_size,
-            value_size: layout.value_size,
-            max_entries,
-            entries,
+/// Opens the pin of a map in `dir` after checking its layout; returns it with its capacity.
+fn open(dir: &Path, layout: &MapLayout) -> Result<(Map, u32), DatapathError> {
+    let path = dir.join(layout.name);
+    if !is_pinned(&path)? {
+        let any_pinned = is_pinned(dir)?
+            && LAYOUTS.iter().try_fold(false, |any, l| {
+                Ok::<_, DatapathError>(any || is_pinned(&dir.join(l.name))?)
+            })?;
+        return Err(if any_pinned {
+            DatapathError::MissingPin {
+                name: layout.name,
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            DatapathError::NoPins(dir.to_path_buf())
         });
     }
-    Ok(out)
+    open_pin(&path, layout)
 }
 
-/// Entries of a pinned hash map (its keys walked, values not read).
-fn count<K: aya::Pod, V: aya::Pod>(map: Map, name: &'static str) -> Result<usize, DatapathError> {
-    let map: HashMap<MapData, K, V> =
-        HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-    let mut n = 0;
-    for key in map.keys() {
-        key.map_err(|source| DatapathError::Map { name, source })?;
-        n += 1;
+/// The pin of map `D` as aya's type `T` for it.
+fn open_as<D: MapDef, T>(dir: &Path) -> Result<T, DatapathError>
+where
+    T: TryFrom<Map, Error = MapError>,
+{
+    let (map, _) = open(dir, &D::LAYOUT)?;
+    T::try_from(map).map_err(map_error::<D>)
+}
+
+/// The entries of map `D`, as its key and value types.
+type Entries<D> = Vec<(<D as MapDef>::Key, <D as MapDef>::Value)>;
+
+fn hash_entries<D: MapDef>(map: Map) -> Result<Entries<D>, DatapathError> {
+    let map: HashMap<MapData, D::Key, D::Value> = HashMap::try_from(map).map_err(map_error::<D>)?;
+    map.iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(map_error::<D>)
+}
+
+/// The entries of a per-CPU hash map, each summed over the CPUs.
+fn per_cpu_sums<D: MapDef>(map: Map) -> Result<Entries<D>, DatapathError>
+where
+    D::Value: Add<Output = D::Value> + Default,
+{
+    let map: PerCpuHashMap<MapData, D::Key, D::Value> =
+        PerCpuHashMap::try_from(map).map_err(map_error::<D>)?;
+    map.iter()
+        .map(|item| {
+            let (key, per_cpu) = item.map_err(map_error::<D>)?;
+            let sum = per_cpu.iter().fold(D::Value::default(), |a, b| a + *b);
+            Ok((key, sum))
+        })
+        .collect()
+}
+
+/// Counts the entries of a pinned map of any kind; its keys are walked, its values not read,
+/// so that it stays cheap with a hundred thousand entries.
+struct CountEntries {
+    map: Map,
+    max_entries: u32,
+}
+
+impl MapVisitor for CountEntries {
+    type Output = Result<usize, DatapathError>;
+
+    fn visit<D: MapDef>(self) -> Self::Output {
+        fn walk<D: MapDef, K>(
+            keys: impl Iterator<Item = Result<K, MapError>>,
+        ) -> Result<usize, DatapathError> {
+            let mut n = 0;
+            for key in keys {
+                key.map_err(map_error::<D>)?;
+                n += 1;
+            }
+            Ok(n)
+        }
+        match D::LAYOUT.kind {
+            MapKind::Hash | MapKind::LruHash => {
+                let map: HashMap<MapData, D::Key, D::Value> =
+                    HashMap::try_from(self.map).map_err(map_error::<D>)?;
+                walk::<D, _>(map.keys())
+            }
+            MapKind::LruPerCpuHash => {
+                let map: PerCpuHashMap<MapData, D::Key, D::Value> =
+                    PerCpuHashMap::try_from(self.map).map_err(map_error::<D>)?;
+                walk::<D, _>(map.keys())
+            }
+            // Arrays always hold every slot; a ring buffer is shown by its size.
+            MapKind::Array | MapKind::PerCpuArray | MapKind::RingBuf => {
+                Ok(self.max_entries as usize)
+            }
+        }
     }
-    Ok(n)
+}
+
+/// Lists the pinned maps in `dir` with their capacity and fill.
+pub fn list(dir: &Path) -> Result<Vec<MapSummary>, DatapathError> {
+    LAYOUTS
+        .iter()
+        .map(|layout| {
+            // `open` explains a missing pin (no pins at all, or only this one missing).
+            let (map, max_entries) = open(dir, layout)?;
+            let entries = layout.id.visit(CountEntries { map, max_entries })?;
+            Ok(MapSummary {
+                name: layout.name,
+                kind: layout.kind.name(),
+                key_size: layout.key_size,
+                value_size: layout.value_size,
+                max_entries,
+                entries,
+            })
+        })
+        .collect()
 }
 
 /// Decodes one pinned map.
 pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
-    let layout = resolve_name(name)?;
-    let map = open(dir, layout)?;
-    match layout.name {
-        names::CONFIG => Ok(config_table(&config(dir)?)),
-        names::ENDPOINTS => {
-            let mut rows = Vec::new();
-            for (ifindex, ep) in hash_entries::<EndpointKey, EndpointInfo>(map, names::ENDPOINTS)? {
+    let id = resolve_name(name)?;
+    let (map, _) = open(dir, &id.layout())?;
+    decode(id, map)
+}
+
+/// How `netd maps dump` shows each map.
+fn decode(id: MapId, map: Map) -> Result<Table, DatapathError> {
+    match id {
+        MapId::Config => {
+            let array: Array<MapData, <def::Config as MapDef>::Value> =
+                Array::try_from(map).map_err(map_error::<def::Config>)?;
+            let config = array.get(&0, 0).map_err(map_error::<def::Config>)?;
+            Ok(config_table(&config))
+        }
+        MapId::Endpoints => hash_table::<def::Endpoints, 5>(
+            map,
+            ["ifindex", "vni", "mac", "ipv4", "kind"],
+            |ifindex, ep| {
                 let kind = if ep.flags & endpoint_flags::MACVLAN != 0 {
                     format!(
                         "macvlan {} via {}.{}",
@@ -163,137 +231,136 @@ pub fn dump(dir: &Path, name: &str) -> Result<Table, DatapathError> {
                 } else {
                     "overlay".to_string()
                 };
-                rows.push(row(vec![
-                    ("ifindex", json!(ifindex)),
-                    ("vni", json!(ep.vni)),
-                    ("mac", json!(fmt_mac(&ep.mac))),
-                    ("ipv4", json!(ip(ep.ipv4))),
-                    ("kind", json!(kind)),
-                ]));
-            }
-            Ok(sorted(vec!["ifindex", "vni", "mac", "ipv4", "kind"], rows))
-        }
-        names::FDB => {
-            let mut rows = Vec::new();
-            for (k, v) in hash_entries::<FdbKey, FdbEntry>(map, names::FDB)? {
-                let (kind, target) = match v.kind {
-                    fdb_kind::LOCAL => ("local", format!("ifindex {}", v.ifindex)),
-                    fdb_kind::REMOTE => ("remote", format!("vtep {}", ip(v.vtep))),
-                    fdb_kind::GATEWAY => ("gateway", String::new()),
-                    other => ("invalid", format!("kind {other}")),
-                };
-                rows.push(row(vec![
-                    ("vni", json!(k.vni)),
-                    ("mac", json!(fmt_mac(&k.mac))),
-                    ("kind", json!(kind)),
-                    ("target", json!(target)),
-                ]));
-            }
-            Ok(sorted(vec!["vni", "mac", "kind", "target"], rows))
-        }
-        names::NEIGH => {
-            let mut rows = Vec::new();
-            for (k, v) in hash_entries::<NeighKey, NeighEntry>(map, names::NEIGH)? {
-                rows.push(row(vec![
-                    ("vni", json!(k.vni)),
-                    ("ipv4", json!(ip(k.ipv4))),
-                    ("mac", json!(fmt_mac(&v.mac))),
-                ]));
-            }
-            Ok(sorted(vec!["vni", "ipv4", "mac"], rows))
-        }
-        names::VTEPS => {
-            let mut rows = Vec::new();
-            for (k, _) in hash_entries::<VtepKey, VtepEntry>(map, names::VTEPS)? {
-                rows.push(row(vec![
-                    ("vtep", json!(ip(k.vtep))),
-                    ("vni", json!(k.vni)),
-                ]));
-            }
-            Ok(sorted(vec!["vtep", "vni"], rows))
-        }
-        names::PARENTS => {
-            let mut rows = Vec::new();
-            for (k, v) in hash_entries::<ParentKey, ParentInfo>(map, names::PARENTS)? {
+                [
+                    json!(ifindex),
+                    json!(ep.vni),
+                    json!(fmt_mac(&ep.mac)),
+                    json!(ip(ep.ipv4)),
+                    json!(kind),
+                ]
+            },
+        ),
+        MapId::Fdb => hash_table::<def::Fdb, 4>(map, ["vni", "mac", "kind", "target"], |k, v| {
+            let (kind, target) = match v.kind {
+                fdb_kind::LOCAL => ("local", format!("ifindex {}", v.ifindex)),
+                fdb_kind::REMOTE => ("remote", format!("vtep {}", ip(v.vtep))),
+                fdb_kind::GATEWAY => ("gateway", String::new()),
+                other => ("invalid", format!("kind {other}")),
+            };
+            [
+                json!(k.vni),
+                json!(fmt_mac(&k.mac)),
+                json!(kind),
+                json!(target),
+            ]
+        }),
+        MapId::Neigh => hash_table::<def::Neigh, 3>(map, ["vni", "ipv4", "mac"], |k, v| {
+            [json!(k.vni), json!(ip(k.ipv4)), json!(fmt_mac(&v.mac))]
+        }),
+        MapId::Vteps => hash_table::<def::Vteps, 2>(map, ["vtep", "vni"], |k, _| {
+            [json!(ip(k.vtep)), json!(k.vni)]
+        }),
+        MapId::Parents => hash_table::<def::Parents, 7>(
+            map,
+            [
+                "ifindex",
+                "vlan",
+                "vni",
+                "mode",
+                "host_access",
+                "mac",
+                "endpoints",
+            ],
+            |k, v| {
                 let ports: Vec<u32> = v.ports.iter().take(v.count as usize).copied().collect();
-                rows.push(row(vec![
-                    ("ifindex", json!(k.ifindex)),
-                    ("vlan", json!(k.vlan)),
-                    ("vni", json!(v.vni)),
-                    ("mode", json!(mode_name(v.flags))),
-                    (
-                        "host_access",
-                        json!(v.flags & endpoint_flags::HOST_ACCESS != 0),
-                    ),
-                    ("mac", json!(fmt_mac(&v.mac))),
-                    ("endpoints", json!(ports)),
-                ]));
-            }
-            Ok(sorted(
-                vec![
-                    "ifindex",
-                    "vlan",
-                    "vni",
-                    "mode",
-                    "host_access",
-                    "mac",
-                    "endpoints",
-                ],
-                rows,
-            ))
-        }
-        names::STATS => dump_stats(map),
-        names::NEXTHOPS => {
+                [
+                    json!(k.ifindex),
+                    json!(k.vlan),
+                    json!(v.vni),
+                    json!(mode_name(v.flags)),
+                    json!(v.flags & endpoint_flags::HOST_ACCESS != 0),
+                    json!(fmt_mac(&v.mac)),
+                    json!(ports),
+                ]
+            },
+        ),
+        MapId::Stats => stats_table(map),
+        MapId::Nexthops => {
             let now = super::events::monotonic_ns();
-            let mut rows = Vec::new();
-            for (vtep, hop) in hash_entries::<[u8; 4], NextHop>(map, names::NEXTHOPS)? {
-                // Same clock as the program's bpf_ktime_get_ns; negative once expired.
-                let expires_in_ms = (hop.expires_ns as i128 - now as i128) / 1_000_000;
-                rows.push(row(vec![
-                    ("vtep", json!(ip(vtep))),
-                    ("ifindex", json!(hop.ifindex)),
-                    ("dst_mac", json!(fmt_mac(&hop.dst_mac))),
-                    ("src_mac", json!(fmt_mac(&hop.src_mac))),
-                    ("expires_in_ms", json!(expires_in_ms as i64)),
-                ]));
-            }
-            Ok(sorted(
-                vec!["vtep", "ifindex", "dst_mac", "src_mac", "expires_in_ms"],
-                rows,
-            ))
+            hash_table::<def::Nexthops, 5>(
+                map,
+                ["vtep", "ifindex", "dst_mac", "src_mac", "expires_in_ms"],
+                |vtep, hop| {
+                    // Same clock as the program's bpf_ktime_get_ns; negative once expired.
+                    let expires_in_ms = (i128::from(hop.expires_ns) - i128::from(now)) / 1_000_000;
+                    [
+                        json!(ip(vtep)),
+                        json!(hop.ifindex),
+                        json!(fmt_mac(&hop.dst_mac)),
+                        json!(fmt_mac(&hop.src_mac)),
+                        json!(expires_in_ms as i64),
+                    ]
+                },
+            )
         }
-        names::TRAFFIC => {
-            let rows = traffic_of(map)?
+        MapId::Traffic => {
+            let columns = [
+                "ifindex",
+                "sent_packets",
+                "sent_bytes",
+                "received_packets",
+                "received_bytes",
+            ];
+            let rows = per_cpu_sums::<def::Traffic>(map)?
                 .into_iter()
                 .map(|(ifindex, t)| {
-                    row(vec![
-                        ("ifindex", json!(ifindex)),
-                        ("sent_packets", json!(t.sent_packets)),
-                        ("sent_bytes", json!(t.sent_bytes)),
-                        ("received_packets", json!(t.received_packets)),
-                        ("received_bytes", json!(t.received_bytes)),
-                    ])
+                    row(
+                        columns,
+                        [
+                            json!(ifindex),
+                            json!(t.sent_packets),
+                            json!(t.sent_bytes),
+                            json!(t.received_packets),
+                            json!(t.received_bytes),
+                        ],
+                    )
                 })
                 .collect();
-            Ok(sorted(
-                vec![
-                    "ifindex",
-                    "sent_packets",
-                    "sent_bytes",
-                    "received_packets",
-                    "received_bytes",
-                ],
-                rows,
-            ))
+            Ok(sorted(columns.to_vec(), rows))
         }
-        names::EVENTS => Err(DatapathError::NotDumpable(
-            "NETD_EVENTS is a ring buffer: `netd monitor` reads it",
-        )),
-        names::MONITOR | names::EVENT_BUDGET => Err(DatapathError::NotDumpable(
-            "netd monitor's switches: `netd monitor` sets them",
-        )),
-        other => Err(DatapathError::UnknownMap(other.into())),
+        MapId::Events => Err(DatapathError::NotDumpable {
+            name: id.name(),
+            why: "a ring buffer, which `netd monitor` reads",
+        }),
+        MapId::Monitor | MapId::EventBudget => Err(DatapathError::NotDumpable {
+            name: id.name(),
+            why: "netd monitor's switches, which `netd monitor` sets",
+        }),
     }
+}
+
+fn row<const N: usize>(
+    columns: [&'static str; N],
+    values: [Value; N],
+) -> serde_json::Map<String, Value> {
+    columns
+        .into_iter()
+        .map(str::to_string)
+        .zip(values)
+        .collect()
+}
+
+/// A hash map of the table's types for `D` as rows of `columns`, in a stable order.
+fn hash_table<D: MapDef, const N: usize>(
+    map: Map,
+    columns: [&'static str; N],
+    values: impl Fn(D::Key, D::Value) -> [Value; N],
+) -> Result<Table, DatapathError> {
+    let rows = hash_entries::<D>(map)?
+        .into_iter()
+        .map(|(k, v)| row(columns, values(k, v)))
+        .collect();
+    Ok(sorted(columns.to_vec(), rows))
 }
 
 fn mode_name(flags: u32) -> &'static str {
@@ -342,31 +409,42 @@ fn config_table(c: &DatapathConfig) -> Table {
             "underlay_mtu",
             "flags",
         ],
-        rows: vec![row(vec![
-            ("local_vtep", json!(ip(c.local_vtep))),
-            ("uplink_ifindex", json!(c.uplink_ifindex)),
-            ("vxlan_port", json!(c.vxlan_port)),
-            ("underlay_mtu", json!(c.underlay_mtu)),
-            ("flags", json!(flags.join(","))),
-        ])],
+        rows: vec![row(
+            [
+                "local_vtep",
+                "uplink_ifindex",
+                "vxlan_port",
+                "underlay_mtu",
+                "flags",
+            ],
+            [
+                json!(ip(c.local_vtep)),
+                json!(c.uplink_ifindex),
+                json!(c.vxlan_port),
+                json!(c.underlay_mtu),
+                json!(flags.join(",")),
+            ],
+        )],
     }
 }
 
-fn dump_stats(map: Map) -> Result<Table, DatapathError> {
-    let name = names::STATS;
-    let array: PerCpuArray<MapData, u64> =
-        PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+fn stats_table(map: Map) -> Result<Table, DatapathError> {
+    let array: PerCpuArray<MapData, <def::Stats as MapDef>::Value> =
+        PerCpuArray::try_from(map).map_err(map_error::<def::Stats>)?;
     let mut rows = Vec::new();
     for index in 0..stats::COUNT as u32 {
-        let per_cpu = array
-            .get(&index, 0)
-            .map_err(|source| DatapathError::Map { name, source })?;
+        let per_cpu = array.get(&index, 0).map_err(map_error::<def::Stats>)?;
         let total: u64 = per_cpu.iter().sum();
-        rows.push(row(vec![
-            ("counter", json!(stats::name(index).unwrap_or("?"))),
-            ("packets", json!(total)),
-            ("per_cpu", json!(per_cpu.to_vec())),
-        ]));
+        rows.push(
+            [
+                ("counter", json!(stats::name(index).unwrap_or("?"))),
+                ("packets", json!(total)),
+                ("per_cpu", json!(per_cpu.to_vec())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        );
     }
     // Stats keep the counters' own order (outcomes, then drops).
     Ok(Table {
@@ -377,51 +455,30 @@ fn dump_stats(map: Map) -> Result<Table, DatapathError> {
 
 /// The endpoints of this host by ifindex, from a pinned `NETD_ENDPOINTS` (`netd monitor`).
 pub fn endpoints(dir: &Path) -> Result<Vec<(u32, EndpointInfo)>, DatapathError> {
-    let layout = resolve_name(names::ENDPOINTS)?;
-    hash_entries::<EndpointKey, EndpointInfo>(open(dir, layout)?, names::ENDPOINTS)
+    let (map, _) = open(dir, &<def::Endpoints as MapDef>::LAYOUT)?;
+    hash_entries::<def::Endpoints>(map)
 }
 
 /// What each endpoint of this host sent and received (by host-side ifindex), summed over CPUs,
 /// from a pinned `NETD_TRAFFIC`.
 pub fn traffic(dir: &Path) -> Result<Vec<(u32, Traffic)>, DatapathError> {
-    traffic_of(open(dir, resolve_name(names::TRAFFIC)?)?)
-}
-
-fn traffic_of(map: Map) -> Result<Vec<(u32, Traffic)>, DatapathError> {
-    let name = names::TRAFFIC;
-    let map: PerCpuHashMap<MapData, u32, Traffic> =
-        PerCpuHashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-    map.iter()
-        .map(|item| {
-            let (ifindex, per_cpu) = item.map_err(|source| DatapathError::Map { name, source })?;
-            let sum = per_cpu.iter().fold(Traffic::default(), |a, b| a + *b);
-            Ok((ifindex, sum))
-        })
-        .collect()
+    let (map, _) = open(dir, &<def::Traffic as MapDef>::LAYOUT)?;
+    per_cpu_sums::<def::Traffic>(map)
 }
 
 /// The configuration the daemon wrote, from a pinned `NETD_CONFIG`.
 pub fn config(dir: &Path) -> Result<DatapathConfig, DatapathError> {
-    let name = names::CONFIG;
-    let array: Array<MapData, DatapathConfig> = Array::try_from(open(dir, resolve_name(name)?)?)
-        .map_err(|source| DatapathError::Map { name, source })?;
-    array
-        .get(&0, 0)
-        .map_err(|source| DatapathError::Map { name, source })
+    let array: Array<MapData, <def::Config as MapDef>::Value> = open_as::<def::Config, _>(dir)?;
+    array.get(&0, 0).map_err(map_error::<def::Config>)
 }
 
 /// Summed per-CPU counters by name, from a pinned `NETD_STATS` (tests and `netd status`).
 pub fn counters(dir: &Path) -> Result<Vec<(&'static str, u64)>, DatapathError> {
-    let table = dump(dir, names::STATS)?;
-    Ok(table
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            (
-                stats::name(i as u32).unwrap_or("?"),
-                r.get("packets").and_then(Value::as_u64).unwrap_or(0),
-            )
+    let array: PerCpuArray<MapData, <def::Stats as MapDef>::Value> = open_as::<def::Stats, _>(dir)?;
+    (0..stats::COUNT as u32)
+        .map(|index| {
+            let per_cpu = array.get(&index, 0).map_err(map_error::<def::Stats>)?;
+            Ok((stats::name(index).unwrap_or("?"), per_cpu.iter().sum()))
         })
-        .collect())
+        .collect()
 }

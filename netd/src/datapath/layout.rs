@@ -1,24 +1,26 @@
-//! Refuses to reuse a pinned map whose layout differs from the one this build expects.
+//! Refuses to reuse a pinned map whose layout differs from the one this build expects, and sizes
+//! the maps the daemon's flags size.
 //!
 //! aya reuses whatever is pinned under a map's name without looking at it; a map pinned by an
 //! older netd with another value size would then be read and written with the wrong layout.
+//! What each map must look like, and what a restart does with its pin, is its line in
+//! `netd_common::maps::for_each_map!`.
 
 use std::path::Path;
 
 use aya::maps::{MapData, MapType};
-use netd_common::maps::{LAYOUTS, MapLayout, capacity, map_type, names};
+use netd_common::maps::{Capacity, CapacityFlag, LAYOUTS, MapId, MapKind, MapLayout, Reuse};
 
 use super::DatapathError;
 
-fn aya_map_type(kind: u32) -> Option<MapType> {
+fn aya_map_type(kind: MapKind) -> MapType {
     match kind {
-        map_type::HASH => Some(MapType::Hash),
-        map_type::ARRAY => Some(MapType::Array),
-        map_type::PERCPU_ARRAY => Some(MapType::PerCpuArray),
-        map_type::LRU_HASH => Some(MapType::LruHash),
-        map_type::LRU_PERCPU_HASH => Some(MapType::LruPerCpuHash),
-        map_type::RINGBUF => Some(MapType::RingBuf),
-        _ => None,
+        MapKind::Hash => MapType::Hash,
+        MapKind::Array => MapType::Array,
+        MapKind::PerCpuArray => MapType::PerCpuArray,
+        MapKind::LruHash => MapType::LruHash,
+        MapKind::LruPerCpuHash => MapType::LruPerCpuHash,
+        MapKind::RingBuf => MapType::RingBuf,
     }
 }
 
@@ -48,14 +50,23 @@ pub fn check_pin(
 ) -> Result<u32, DatapathError> {
     let info = pin_info(path, layout)?;
     let found_type = info.map_type().ok();
-    let expected_type = aya_map_type(layout.map_type);
-    let matches = found_type.is_some()
-        && found_type == expected_type
+    let expected_type = aya_map_type(layout.kind);
+    let matches = found_type == Some(expected_type)
         && info.key_size() == layout.key_size
         && info.value_size() == layout.value_size
         && max_entries.is_none_or(|max| info.max_entries() == max);
     if matches {
         return Ok(info.max_entries());
+    }
+    let mut expected = describe(
+        Some(expected_type),
+        layout.key_size,
+        layout.value_size,
+        max_entries.unwrap_or(info.max_entries()),
+    );
+    if let (Capacity::Flag(flag), Some(_)) = (layout.capacity, max_entries) {
+        // The likeliest mismatch: a daemon started with another value of the flag.
+        expected.push_str(&format!(" (set by {})", flag.daemon_flag()));
     }
     Err(DatapathError::IncompatiblePin {
         path: path.to_path_buf(),
@@ -65,42 +76,42 @@ pub fn check_pin(
             info.value_size(),
             info.max_entries(),
         ),
-        expected: describe(
-            expected_type,
-            layout.key_size,
-            layout.value_size,
-            max_entries.unwrap_or(info.max_entries()),
-        ),
+        expected,
     })
 }
 
-/// A planned migration: the counters array grows when a release adds counters. Its pin is
-/// dropped so that the loader makes a bigger one (the programs still attached keep the old
-/// array until the new programs replace them, so nothing is lost but the old counts). Returns
-/// whether it did.
-pub fn renew_counters(dir: &Path) -> Result<bool, DatapathError> {
-    let Some(layout) = LAYOUTS.iter().find(|l| l.name == names::STATS) else {
-        return Ok(false);
-    };
-    let path = dir.join(layout.name);
-    if !path.exists() {
-        return Ok(false);
+/// A planned migration, for the maps whose pin is renewed when this build sizes them otherwise
+/// ([`Reuse::RenewOnResize`]: the counters, when a release adds some). Their pin is dropped so
+/// that the loader makes a map of the new size (the programs still attached keep the old one
+/// until the new programs replace them, so nothing is lost but the old counts). Returns the
+/// maps renewed.
+pub fn renew_resized(dir: &Path, capacities: &Capacities) -> Result<Vec<MapId>, DatapathError> {
+    let mut renewed = Vec::new();
+    for layout in LAYOUTS.iter().filter(|l| l.reuse == Reuse::RenewOnResize) {
+        let path = dir.join(layout.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = pin_info(&path, layout)?;
+        let wanted = capacities.of(layout);
+        let same_shape =
+            info.key_size() == layout.key_size && info.value_size() == layout.value_size;
+        if !same_shape || info.max_entries() == wanted {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(|source| DatapathError::LinkPin {
+            path: path.clone(),
+            source,
+        })?;
+        tracing::info!(
+            map = layout.name,
+            old = info.max_entries(),
+            new = wanted,
+            "map resized for this release; its pin is renewed and its entries start again"
+        );
+        renewed.push(layout.id);
     }
-    let info = pin_info(&path, layout)?;
-    let same_shape = info.key_size() == layout.key_size && info.value_size() == layout.value_size;
-    if !same_shape || info.max_entries() == layout.max_entries {
-        return Ok(false);
-    }
-    std::fs::remove_file(&path).map_err(|source| DatapathError::LinkPin {
-        path: path.clone(),
-        source,
-    })?;
-    tracing::info!(
-        old = info.max_entries(),
-        new = layout.max_entries,
-        "counters array resized for this release; counting starts again"
-    );
-    Ok(true)
+    Ok(renewed)
 }
 
 /// Checks every map already pinned in `dir` against the layout and the capacity this daemon
@@ -115,36 +126,76 @@ pub fn check_pins(dir: &Path, capacities: &Capacities) -> Result<(), DatapathErr
     Ok(())
 }
 
-/// How many entries the maps whose size depends on the cluster hold.
+/// How many entries the maps sized by the daemon's flags hold ([`CapacityFlag`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacities {
-    /// NETD_ENDPOINTS: endpoints on this host.
+    /// `--max-local-endpoints`: endpoints on this host.
     pub local_endpoints: u32,
-    /// NETD_FDB and NETD_NEIGH: endpoints, local and remote, of the networks this host has
-    /// endpoints in.
+    /// `--max-endpoints`: endpoints, local and remote, of the networks this host has endpoints
+    /// in.
     pub endpoints: u32,
-    /// NETD_VTEPS: (host, network) pairs that may send to this host.
+    /// `--max-vteps`: (host, network) pairs that may send to this host.
     pub vteps: u32,
 }
 
 impl Default for Capacities {
     fn default() -> Self {
         Self {
-            local_endpoints: capacity::ENDPOINTS,
-            endpoints: capacity::FDB,
-            vteps: capacity::VTEPS,
+            local_endpoints: CapacityFlag::LocalEndpoints.default_entries(),
+            endpoints: CapacityFlag::Endpoints.default_entries(),
+            vteps: CapacityFlag::Vteps.default_entries(),
         }
     }
 }
 
 impl Capacities {
-    /// The capacity of a map: configured for the three above, fixed for the others.
+    /// The capacity of a map: its flag's value, or the fixed one.
     pub fn of(&self, layout: &MapLayout) -> u32 {
-        match layout.name {
-            names::ENDPOINTS | names::TRAFFIC => self.local_endpoints,
-            names::FDB | names::NEIGH => self.endpoints,
-            names::VTEPS => self.vteps,
-            _ => layout.max_entries,
+        match layout.capacity {
+            Capacity::Fixed(entries) => entries,
+            Capacity::Flag(flag) => self.flag(flag),
+        }
+    }
+
+    /// The capacity of a map, by its id.
+    pub fn of_map(&self, id: MapId) -> u32 {
+        self.of(&id.layout())
+    }
+
+    /// What a flag says.
+    pub fn flag(&self, flag: CapacityFlag) -> u32 {
+        match flag {
+            CapacityFlag::LocalEndpoints => self.local_endpoints,
+            CapacityFlag::Endpoints => self.endpoints,
+            CapacityFlag::Vteps => self.vteps,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_size_their_maps_and_the_rest_stay_fixed() {
+        let capacities = Capacities {
+            local_endpoints: 10,
+            endpoints: 20,
+            vteps: 30,
+        };
+        assert_eq!(capacities.of_map(MapId::Endpoints), 10);
+        assert_eq!(capacities.of_map(MapId::Traffic), 10);
+        assert_eq!(capacities.of_map(MapId::Fdb), 20);
+        assert_eq!(capacities.of_map(MapId::Neigh), 20);
+        assert_eq!(capacities.of_map(MapId::Vteps), 30);
+        assert_eq!(capacities.of_map(MapId::Parents), 256);
+        assert_eq!(
+            capacities.of_map(MapId::Stats),
+            netd_common::stats::COUNT as u32
+        );
+        // The defaults are the object file's.
+        for layout in &LAYOUTS {
+            assert_eq!(Capacities::default().of(layout), layout.default_entries());
         }
     }
 }

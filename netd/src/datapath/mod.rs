@@ -17,17 +17,17 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
     programs::SchedClassifier,
 };
-use netd_common::maps::{DatapathConfig, LAYOUTS, names};
+use netd_common::maps::{DatapathConfig, LAYOUTS, MapDef, def};
 
 pub use self::{
     attach::{AttachMethod, Hook},
     error::DatapathError,
     features::KernelFeatures,
     layout::Capacities,
-    state::{ApplyStats, Change, ChangeSet, MapState, WriteError},
+    state::{ApplyStats, Change, ChangeSet, MapOutcome, MapState, WriteError},
 };
 
 /// The compiled programs, built by netd/build.rs from netd-ebpf.
@@ -85,13 +85,18 @@ impl Datapath {
         }
         if let Some(dir) = &options.pin_dir {
             crate::bpffs::ensure_pin_dir(dir)?;
-            layout::renew_counters(dir)?;
+            layout::renew_resized(dir, &capacities)?;
             layout::check_pins(dir, &capacities)?;
             for layout in &LAYOUTS {
                 loader.map_pin_path(layout.name, dir.join(layout.name));
             }
         }
         let mut ebpf = loader.load(OBJECT)?;
+        // The object's maps are made from the same table as LAYOUTS: one missing is a build
+        // that mixed two versions of it.
+        if let Some(missing) = LAYOUTS.iter().find(|l| ebpf.map(l.name).is_none()) {
+            return Err(DatapathError::MissingMap(missing.name));
+        }
         let features = features::probe(&mut ebpf)?;
         for name in Hook::ALL.map(Hook::program_name) {
             let program: &mut SchedClassifier = ebpf
@@ -155,16 +160,9 @@ impl Datapath {
 
     /// Writes the per-host settings the programs read on every packet.
     pub fn set_config(&mut self, config: &DatapathConfig) -> Result<(), DatapathError> {
-        let name = names::CONFIG;
-        let map = self
-            .ebpf
-            .map_mut(name)
-            .ok_or(DatapathError::MissingMap(name))?;
-        let mut array: Array<&mut MapData, DatapathConfig> =
-            Array::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
-        array
-            .set(0, config, 0)
-            .map_err(|source| DatapathError::Map { name, source })
+        let mut array: Array<_, <def::Config as MapDef>::Value> =
+            self.typed_mut::<def::Config, _>()?;
+        array.set(0, config, 0).map_err(map_error::<def::Config>)
     }
 
     /// What the kernel's BPF took when probed at load.
@@ -179,15 +177,13 @@ impl Datapath {
 
     /// Summed per-CPU counters by name, in counter order.
     pub fn counters(&self) -> Result<Vec<(&'static str, u64)>, DatapathError> {
-        let name = names::STATS;
+        let name = <def::Stats as MapDef>::LAYOUT.name;
         let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
-        let array: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { name, source })?;
+        let array: PerCpuArray<&MapData, <def::Stats as MapDef>::Value> =
+            PerCpuArray::try_from(map).map_err(map_error::<def::Stats>)?;
         (0..netd_common::stats::COUNT as u32)
             .map(|index| {
-                let values = array
-                    .get(&index, 0)
-                    .map_err(|source| DatapathError::Map { name, source })?;
+                let values = array.get(&index, 0).map_err(map_error::<def::Stats>)?;
                 Ok((
                     netd_common::stats::name(index).unwrap_or("?"),
                     values.iter().sum(),
@@ -196,14 +192,30 @@ impl Datapath {
             .collect()
     }
 
-    fn hash_map<K: aya::Pod, V: aya::Pod>(
-        &mut self,
-        name: &'static str,
-    ) -> Result<HashMap<&mut MapData, K, V>, DatapathError> {
+    /// Map `D` of the object as aya's type `T` for it (`HashMap<_, D::Key, D::Value>`, ...).
+    fn typed_mut<'a, D: MapDef, T>(&'a mut self) -> Result<T, DatapathError>
+    where
+        T: TryFrom<&'a mut Map, Error = MapError>,
+    {
+        let name = D::LAYOUT.name;
         let map = self
             .ebpf
             .map_mut(name)
             .ok_or(DatapathError::MissingMap(name))?;
-        HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })
+        T::try_from(map).map_err(map_error::<D>)
+    }
+
+    fn hash_map<D: MapDef>(
+        &mut self,
+    ) -> Result<HashMap<&mut MapData, D::Key, D::Value>, DatapathError> {
+        self.typed_mut::<D, _>()
+    }
+}
+
+/// An error of map `D`.
+fn map_error<D: MapDef>(source: MapError) -> DatapathError {
+    DatapathError::Map {
+        name: D::LAYOUT.name,
+        source,
     }
 }

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use aya::maps::MapError;
 use netd_common::maps::{
-    EndpointInfo, EndpointKey, FdbEntry, FdbKey, NeighEntry, NeighKey, ParentInfo, ParentKey,
-    VtepEntry, VtepKey, names,
+    EndpointInfo, EndpointKey, FdbEntry, FdbKey, MapDef, MapId, NeighEntry, NeighKey, ParentInfo,
+    ParentKey, VtepEntry, VtepKey, def,
 };
 
-use super::{Datapath, DatapathError};
+use super::{Datapath, DatapathError, map_error};
 
 /// Entries of every per-network map (CONFIG and STATS are not part of it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +23,30 @@ pub struct MapState {
     pub neigh: BTreeMap<NeighKeyOrd, NeighEntry>,
     pub vteps: BTreeMap<VtepKeyOrd, VtepEntry>,
     pub parents: BTreeMap<ParentKeyOrd, ParentInfo>,
+}
+
+impl MapState {
+    /// The maps it holds, in [`MapId`] order: the per-network maps, which the reconciler
+    /// writes and whose fill and failures `netd status` and the metrics show.
+    pub const MAPS: [MapId; 5] = [
+        MapId::Endpoints,
+        MapId::Fdb,
+        MapId::Neigh,
+        MapId::Vteps,
+        MapId::Parents,
+    ];
+
+    /// How many entries of map `id` it holds (none of a map not in [`Self::MAPS`]).
+    pub fn len_of(&self, id: MapId) -> usize {
+        match id {
+            MapId::Endpoints => self.endpoints.len(),
+            MapId::Fdb => self.fdb.len(),
+            MapId::Neigh => self.neigh.len(),
+            MapId::Vteps => self.vteps.len(),
+            MapId::Parents => self.parents.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// Ordered wrappers (the shared map keys are plain `repr(C)` structs without `Ord`).
@@ -65,6 +89,27 @@ impl From<VtepKeyOrd> for VtepKey {
             vtep: k.0,
             vni: k.1,
         }
+    }
+}
+
+impl From<FdbKey> for FdbKeyOrd {
+    fn from(k: FdbKey) -> Self {
+        Self(k.vni, k.mac)
+    }
+}
+impl From<NeighKey> for NeighKeyOrd {
+    fn from(k: NeighKey) -> Self {
+        Self(k.vni, k.ipv4)
+    }
+}
+impl From<VtepKey> for VtepKeyOrd {
+    fn from(k: VtepKey) -> Self {
+        Self(k.vtep, k.vni)
+    }
+}
+impl From<ParentKey> for ParentKeyOrd {
+    fn from(k: ParentKey) -> Self {
+        Self(k.ifindex, k.vlan)
     }
 }
 
@@ -130,23 +175,49 @@ impl ChangeSet {
         }
     }
 
-    /// The first failure, with its map's name.
-    pub fn first_failure(&self) -> Option<(&'static str, &WriteError)> {
-        fn failed<'a, K, V>(
-            name: &'static str,
-            changes: &'a [Change<K, V>],
-        ) -> Option<(&'static str, &'a WriteError)> {
-            changes.iter().find_map(|c| match &c.outcome {
-                Some(Err(e)) => Some((name, e)),
-                _ => None,
-            })
+    /// How map `id`'s changes went (none, for a map not in [`MapState::MAPS`]).
+    pub fn outcome(&self, id: MapId) -> MapOutcome<'_> {
+        fn of<K, V>(changes: &[Change<K, V>]) -> MapOutcome<'_> {
+            let mut outcome = MapOutcome::default();
+            for change in changes {
+                match &change.outcome {
+                    Some(Ok(())) => outcome.any_done = true,
+                    Some(Err(error)) => {
+                        outcome.failed += 1;
+                        outcome.first_error.get_or_insert(error);
+                    }
+                    None => {}
+                }
+            }
+            outcome
         }
-        failed(names::FDB, &self.fdb)
-            .or_else(|| failed(names::NEIGH, &self.neigh))
-            .or_else(|| failed(names::VTEPS, &self.vteps))
-            .or_else(|| failed(names::ENDPOINTS, &self.endpoints))
-            .or_else(|| failed(names::PARENTS, &self.parents))
+        match id {
+            MapId::Endpoints => of(&self.endpoints),
+            MapId::Fdb => of(&self.fdb),
+            MapId::Neigh => of(&self.neigh),
+            MapId::Vteps => of(&self.vteps),
+            MapId::Parents => of(&self.parents),
+            _ => MapOutcome::default(),
+        }
     }
+
+    /// The first failure, with its map.
+    pub fn first_failure(&self) -> Option<(MapId, &WriteError)> {
+        MapState::MAPS
+            .into_iter()
+            .find_map(|id| Some((id, self.outcome(id).first_error?)))
+    }
+}
+
+/// How one map's changes went, once applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapOutcome<'a> {
+    /// Changes that failed.
+    pub failed: u64,
+    /// Whether any change succeeded.
+    pub any_done: bool,
+    /// The first failure.
+    pub first_error: Option<&'a WriteError>,
 }
 
 /// What [`Datapath::apply_changes`] did, per map.
@@ -155,7 +226,7 @@ pub struct ApplyStats {
     pub written: usize,
     pub deleted: usize,
     /// (map, failed writes or deletes) for the maps where something failed.
-    pub failed: Vec<(&'static str, usize)>,
+    pub failed: Vec<(MapId, usize)>,
 }
 
 /// Entries of `desired` that `current` lacks or has with another value, and keys of `current`
@@ -193,16 +264,46 @@ fn is_missing(error: &MapError) -> bool {
     }
 }
 
-/// Applies the deletes (`deletes == true`) or the writes of one map's changes.
-macro_rules! apply_map {
-    ($self:ident, $name:expr, $K:ty, $V:ty, $changes:expr, $deletes:expr, $stats:ident) => {{
-        let mut map = $self.hash_map::<$K, $V>($name)?;
+impl Datapath {
+    /// Every entry of hash map `D`, keyed as [`MapState`] keys it.
+    fn entries<D: MapDef, K: Ord + From<D::Key>>(
+        &mut self,
+    ) -> Result<BTreeMap<K, D::Value>, DatapathError> {
+        self.hash_map::<D>()?
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(map_error::<D>)?;
+                Ok((K::from(k), v))
+            })
+            .collect()
+    }
+
+    /// Reads every entry of the per-network maps.
+    pub fn read_state(&mut self) -> Result<MapState, DatapathError> {
+        Ok(MapState {
+            endpoints: self.entries::<def::Endpoints, _>()?,
+            fdb: self.entries::<def::Fdb, _>()?,
+            neigh: self.entries::<def::Neigh, _>()?,
+            vteps: self.entries::<def::Vteps, _>()?,
+            parents: self.entries::<def::Parents, _>()?,
+        })
+    }
+
+    /// Applies the deletes (`deletes == true`) or the writes of hash map `D`'s changes,
+    /// recording each one's outcome in it.
+    fn apply_map<D: MapDef, K: Copy>(
+        &mut self,
+        changes: &mut [Change<K, D::Value>],
+        deletes: bool,
+        stats: &mut ApplyStats,
+    ) -> Result<(), DatapathError>
+    where
+        D::Key: From<K>,
+    {
+        let mut map = self.hash_map::<D>()?;
         let mut failed = 0;
-        for change in $changes
-            .iter_mut()
-            .filter(|c| c.value.is_none() == $deletes)
-        {
-            let key = <$K>::from(change.key);
+        for change in changes.iter_mut().filter(|c| c.value.is_none() == deletes) {
+            let key = D::Key::from(change.key);
             let result = match change.value {
                 Some(value) => map.insert(key, value, 0),
                 None => match map.remove(&key) {
@@ -211,67 +312,19 @@ macro_rules! apply_map {
                 },
             };
             change.outcome = Some(result.as_ref().map(|_| ()).map_err(write_error));
-            match (result.is_ok(), $deletes) {
-                (true, true) => $stats.deleted += 1,
-                (true, false) => $stats.written += 1,
+            match (result.is_ok(), deletes) {
+                (true, true) => stats.deleted += 1,
+                (true, false) => stats.written += 1,
                 (false, _) => failed += 1,
             }
         }
         if failed > 0 {
-            match $stats.failed.iter_mut().find(|(n, _)| *n == $name) {
+            match stats.failed.iter_mut().find(|(id, _)| *id == D::ID) {
                 Some((_, n)) => *n += failed,
-                None => $stats.failed.push(($name, failed)),
+                None => stats.failed.push((D::ID, failed)),
             }
         }
-    }};
-}
-
-impl Datapath {
-    /// Reads every entry of the per-network maps.
-    pub fn read_state(&mut self) -> Result<MapState, DatapathError> {
-        let mut state = MapState::default();
-        for item in self
-            .hash_map::<EndpointKey, EndpointInfo>(names::ENDPOINTS)?
-            .iter()
-        {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::ENDPOINTS,
-                source,
-            })?;
-            state.endpoints.insert(k, v);
-        }
-        for item in self.hash_map::<FdbKey, FdbEntry>(names::FDB)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::FDB,
-                source,
-            })?;
-            state.fdb.insert(FdbKeyOrd(k.vni, k.mac), v);
-        }
-        for item in self.hash_map::<NeighKey, NeighEntry>(names::NEIGH)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::NEIGH,
-                source,
-            })?;
-            state.neigh.insert(NeighKeyOrd(k.vni, k.ipv4), v);
-        }
-        for item in self.hash_map::<VtepKey, VtepEntry>(names::VTEPS)?.iter() {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::VTEPS,
-                source,
-            })?;
-            state.vteps.insert(VtepKeyOrd(k.vtep, k.vni), v);
-        }
-        for item in self
-            .hash_map::<ParentKey, ParentInfo>(names::PARENTS)?
-            .iter()
-        {
-            let (k, v) = item.map_err(|source| DatapathError::Map {
-                name: names::PARENTS,
-                source,
-            })?;
-            state.parents.insert(ParentKeyOrd(k.ifindex, k.vlan), v);
-        }
-        Ok(state)
+        Ok(())
     }
 
     /// Carries out every change, recording each one's outcome in it. A change that fails (a
@@ -280,73 +333,17 @@ impl Datapath {
     /// FDB last); then writes, in the reverse order. Errs only when a map cannot be opened.
     pub fn apply_changes(&mut self, changes: &mut ChangeSet) -> Result<ApplyStats, DatapathError> {
         let mut stats = ApplyStats::default();
-        let c = changes;
-        apply_map!(
-            self,
-            names::NEIGH,
-            NeighKey,
-            NeighEntry,
-            c.neigh,
-            true,
-            stats
-        );
-        apply_map!(
-            self,
-            names::ENDPOINTS,
-            EndpointKey,
-            EndpointInfo,
-            c.endpoints,
-            true,
-            stats
-        );
-        apply_map!(
-            self,
-            names::PARENTS,
-            ParentKey,
-            ParentInfo,
-            c.parents,
-            true,
-            stats
-        );
-        apply_map!(self, names::VTEPS, VtepKey, VtepEntry, c.vteps, true, stats);
-        apply_map!(self, names::FDB, FdbKey, FdbEntry, c.fdb, true, stats);
-        apply_map!(self, names::FDB, FdbKey, FdbEntry, c.fdb, false, stats);
-        apply_map!(
-            self,
-            names::VTEPS,
-            VtepKey,
-            VtepEntry,
-            c.vteps,
-            false,
-            stats
-        );
-        apply_map!(
-            self,
-            names::PARENTS,
-            ParentKey,
-            ParentInfo,
-            c.parents,
-            false,
-            stats
-        );
-        apply_map!(
-            self,
-            names::ENDPOINTS,
-            EndpointKey,
-            EndpointInfo,
-            c.endpoints,
-            false,
-            stats
-        );
-        apply_map!(
-            self,
-            names::NEIGH,
-            NeighKey,
-            NeighEntry,
-            c.neigh,
-            false,
-            stats
-        );
+        let (c, s) = (changes, &mut stats);
+        self.apply_map::<def::Neigh, _>(&mut c.neigh, true, s)?;
+        self.apply_map::<def::Endpoints, _>(&mut c.endpoints, true, s)?;
+        self.apply_map::<def::Parents, _>(&mut c.parents, true, s)?;
+        self.apply_map::<def::Vteps, _>(&mut c.vteps, true, s)?;
+        self.apply_map::<def::Fdb, _>(&mut c.fdb, true, s)?;
+        self.apply_map::<def::Fdb, _>(&mut c.fdb, false, s)?;
+        self.apply_map::<def::Vteps, _>(&mut c.vteps, false, s)?;
+        self.apply_map::<def::Parents, _>(&mut c.parents, false, s)?;
+        self.apply_map::<def::Endpoints, _>(&mut c.endpoints, false, s)?;
+        self.apply_map::<def::Neigh, _>(&mut c.neigh, false, s)?;
         Ok(stats)
     }
 
@@ -361,8 +358,8 @@ impl Datapath {
         let mut changes = ChangeSet::between(current, desired);
         let stats = self.apply_changes(&mut changes)?;
         match changes.first_failure() {
-            Some((name, error)) => Err(DatapathError::Write {
-                name,
+            Some((id, error)) => Err(DatapathError::Write {
+                name: id.name(),
                 message: error.message.clone(),
             }),
             None => Ok(stats),
@@ -383,5 +380,50 @@ mod tests {
             .map(|c| (c.key, c.value))
             .collect();
         assert_eq!(changes, vec![(2, Some(21)), (4, Some(40)), (3, None)]);
+    }
+
+    #[test]
+    fn outcomes_are_counted_per_map() {
+        let full = WriteError {
+            full: true,
+            message: "full".into(),
+        };
+        let done = |key| Change {
+            outcome: Some(Ok(())),
+            ..Change::new(key, Some(EndpointInfo::default()))
+        };
+        let mut changes = ChangeSet {
+            endpoints: vec![done(1), done(2)],
+            neigh: vec![Change::new(NeighKeyOrd(1, [10, 0, 0, 1]), None)],
+            ..ChangeSet::default()
+        };
+        let failed = |key, message: &str| Change {
+            outcome: Some(Err(WriteError {
+                message: message.into(),
+                ..full.clone()
+            })),
+            ..Change::new(VtepKeyOrd(key, 1), Some(VtepEntry::default()))
+        };
+        changes.vteps = vec![
+            failed([10, 0, 0, 1], "first"),
+            failed([10, 0, 0, 2], "second"),
+        ];
+
+        let endpoints = changes.outcome(MapId::Endpoints);
+        assert_eq!((endpoints.failed, endpoints.any_done), (0, true));
+        assert!(endpoints.first_error.is_none());
+        let vteps = changes.outcome(MapId::Vteps);
+        assert_eq!((vteps.failed, vteps.any_done), (2, false));
+        assert_eq!(vteps.first_error.map(|e| e.message.as_str()), Some("first"));
+        // Not applied yet: neither done nor failed.
+        assert_eq!(changes.outcome(MapId::Neigh), MapOutcome::default());
+        // A map the set does not hold.
+        assert_eq!(changes.outcome(MapId::Stats), MapOutcome::default());
+        assert_eq!(
+            changes
+                .first_failure()
+                .map(|(id, e)| (id, e.message.as_str())),
+            Some((MapId::Vteps, "first"))
+        );
     }
 }

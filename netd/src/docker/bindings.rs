@@ -12,7 +12,7 @@ use std::{
 use anyhow::anyhow;
 use ipnet::Ipv4Net;
 
-use super::driver::{Driver, lock};
+use super::{engine::Engine, lock::lock};
 
 /// Option (driver and IPAM) naming the netd network a Docker network mirrors.
 pub const NETD_NETWORK_OPTION: &str = "netd.network";
@@ -20,7 +20,8 @@ pub const NETD_NETWORK_OPTION: &str = "netd.network";
 /// How long a call about a network waits for its binding (made just after `CreateNetwork`).
 const BINDING_WAIT: Duration = Duration::from_secs(10);
 
-/// Docker network ID -> netd network name.
+/// Docker network ID -> netd network name. Binding a network binds its pools too: that is
+/// [`super::state::DockerState::bind`]'s job, which holds both tables.
 #[derive(Default)]
 pub(super) struct Bindings {
     by_id: Mutex<HashMap<String, String>>,
@@ -31,7 +32,7 @@ impl Bindings {
         lock(&self.by_id).get(docker_network).cloned()
     }
 
-    fn insert(&self, docker_network: &str, name: &str) {
+    pub fn insert(&self, docker_network: &str, name: &str) {
         lock(&self.by_id).insert(docker_network.to_string(), name.to_string());
     }
 
@@ -39,28 +40,20 @@ impl Bindings {
         lock(&self.by_id).remove(docker_network);
     }
 
-    fn all(&self) -> HashMap<String, String> {
+    /// Docker network ID -> netd name, for the reconciler.
+    pub fn all(&self) -> HashMap<String, String> {
         lock(&self.by_id).clone()
     }
-}
 
-impl Driver {
-    /// Binds a Docker network, and the pools it got, to its netd network.
-    pub(super) fn bind(&self, docker_network: &str, name: &str) {
-        self.bindings.insert(docker_network, name);
-        self.pools.bind(docker_network, name);
-        tracing::info!(docker_network, network = %name, "Docker network bound");
-    }
-
-    pub(super) fn network_of(&self, docker_network: &str) -> anyhow::Result<String> {
-        self.bindings.get(docker_network).ok_or_else(|| {
+    pub fn network_of(&self, docker_network: &str) -> anyhow::Result<String> {
+        self.get(docker_network).ok_or_else(|| {
             anyhow!("Docker network {docker_network} is not a known netd network (yet)")
         })
     }
 
     /// The binding, waited for: Docker may create an endpoint as soon as `CreateNetwork`
     /// returned, before netd learned the network's name.
-    pub(super) async fn network_of_waiting(&self, docker_network: &str) -> anyhow::Result<String> {
+    pub async fn network_of_waiting(&self, docker_network: &str) -> anyhow::Result<String> {
         let deadline = Instant::now() + BINDING_WAIT;
         loop {
             match self.network_of(docker_network) {
@@ -71,24 +64,13 @@ impl Driver {
         }
     }
 
-    /// Docker network ID -> netd name, for the reconciler.
-    pub fn bound_networks(&self) -> HashMap<String, String> {
-        self.bindings.all()
-    }
-
-    /// Binds an existing Docker network (found at start-up) to its netd network.
-    pub fn adopt(&self, docker_network: &str, name: &str, subnets: &[Ipv4Net]) {
-        self.bindings.insert(docker_network, name);
-        self.pools.adopt(docker_network, name, subnets);
-    }
-
     /// The netd network of the bound Docker network with this subnet, asked from the Engine
     /// (after a restart, when a pool's binding was lost); `None` when not exactly one has it.
-    pub(super) async fn network_by_subnet(&self, subnet: Ipv4Net) -> Option<String> {
+    pub async fn network_by_subnet(&self, engine: &Engine, subnet: Ipv4Net) -> Option<String> {
         let subnet = subnet.to_string();
         let mut found = None;
-        for (nid, name) in &self.bound_networks() {
-            let Ok(Some(n)) = self.engine.network(nid).await else {
+        for (nid, name) in &self.all() {
+            let Ok(Some(n)) = engine.network(nid).await else {
                 continue;
             };
             let has = n["IPAM"]["Config"]

@@ -11,12 +11,13 @@ use netd_store::{
 };
 
 use super::{
-    driver::{Driver, lock},
     ipam::docker_claim,
+    lock::lock,
     protocol::{
         self, CreateEndpointRequest, CreateEndpointResponse, Empty, EndpointInterface,
         EndpointRequest, InterfaceName, JoinRequest, JoinResponse, ROUTE_NEXT_HOP, StaticRoute,
     },
+    state::DockerState,
 };
 use crate::{
     netlink,
@@ -79,13 +80,13 @@ pub(super) fn join_answer(
     }
 }
 
-impl Driver {
+impl DockerState {
     pub(super) async fn create_endpoint(
         &self,
         req: CreateEndpointRequest,
     ) -> anyhow::Result<CreateEndpointResponse> {
         let eid = req.endpoint_id;
-        let name = self.network_of_waiting(&req.network_id).await?;
+        let name = self.bindings.network_of_waiting(&req.network_id).await?;
         let iface = req.interface.unwrap_or_default();
         let ip = protocol::ipv4_of(&iface.address)
             .map_err(|_| anyhow!("no IPv4 address for the endpoint (use --ipam-driver netd)"))?;
@@ -111,7 +112,7 @@ impl Driver {
             Ok(p) => p,
             Err(e) => {
                 lock(&self.created).remove(&eid);
-                return Err(e);
+                return Err(e.into());
             }
         };
         // Docker refuses an answer that restates what it gave: only a MAC it did not give.
@@ -125,7 +126,7 @@ impl Driver {
 
     pub(super) async fn join(&self, req: JoinRequest) -> anyhow::Result<JoinResponse> {
         let eid = &req.endpoint_id;
-        let name = self.network_of(&req.network_id)?;
+        let name = self.bindings.network_of(&req.network_id)?;
         let network = self.service.network_load(&name).await?.0;
         let host_if = netlink::host_ifname(&name, eid);
         if netlink::ifindex(&host_if).is_none() {
@@ -147,13 +148,8 @@ impl Driver {
             .map(|r| r.ip))
     }
 
-    /// Nothing to undo: Docker moves the interface back out of the container itself.
-    pub(super) fn leave(&self, _req: EndpointRequest) -> Empty {
-        Empty {}
-    }
-
     pub(super) async fn delete_endpoint(&self, req: EndpointRequest) -> anyhow::Result<Empty> {
-        let Ok(name) = self.network_of(&req.network_id) else {
+        let Ok(name) = self.bindings.network_of(&req.network_id) else {
             return Ok(Empty {});
         };
         self.remove_endpoint(&name, &req.endpoint_id, false).await?;

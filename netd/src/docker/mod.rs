@@ -1,28 +1,33 @@
 //! Docker integration: netd as Docker's `netd` network and IPAM driver (remote plugin protocol
 //! on a unix socket in Docker's plugin directory), networks mirrored between the cluster store
 //! and every host's Docker, and the Engine's events followed to release what Docker forgot.
+//!
+//! Each module uses only those before it in this list, so data and calls flow one way:
+//! `lock`, `protocol` (the plugin messages), `engine` (the Engine API client); the tables
+//! `bindings` and `pools`; `state`, which holds them; the handlers `ipam`, `network`,
+//! `endpoint` and `names`; then `driver` (the plugin socket's routes) and `sync`.
 
 mod bindings;
 pub mod driver;
 mod endpoint;
 pub mod engine;
-mod http;
 mod ipam;
+mod lock;
 mod names;
 mod network;
+mod pools;
 pub mod protocol;
+mod state;
 mod sync;
+#[cfg(test)]
+mod temp_dir;
 
 use std::{os::unix::fs::PermissionsExt as _, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
-use tokio::{
-    io::BufReader,
-    net::{UnixListener, UnixStream},
-    task::JoinSet,
-};
+use tokio::{net::UnixListener, task::JoinSet};
 
-use self::{driver::Driver, engine::Engine};
+use self::{engine::Engine, state::DockerState};
 use crate::{health::Health, service::Service};
 
 /// Socket name Docker discovers the plugin by (`netd` = the driver name users pass to `-d`).
@@ -56,47 +61,15 @@ pub fn start(
         crate::health::LinkState::Connecting,
         format!("connecting to {}", options.engine_socket.display()),
     );
-    let driver = Arc::new(Driver::new(service, health, engine));
+    let state = Arc::new(DockerState::new(service, health, engine));
     tracing::info!(plugin = %path.display(), engine = %options.engine_socket.display(), "Docker plugin listening");
-    tasks.spawn(serve(listener, driver.clone()));
-    tasks.spawn(sync::run(driver));
-    Ok(())
-}
-
-async fn serve(listener: UnixListener, driver: Arc<Driver>) -> anyhow::Result<()> {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(connection(stream, driver.clone()));
-            }
-            Err(error) => {
-                tracing::error!(%error, "plugin socket accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// One keep-alive connection from dockerd: requests one after the other.
-async fn connection(stream: UnixStream, driver: Arc<Driver>) {
-    let mut stream = BufReader::new(stream);
-    loop {
-        let request = match http::read_request(&mut stream).await {
-            Ok(r) => r,
-            Err(http::HttpError::Closed) => return,
-            Err(error) => {
-                tracing::debug!(%error, "bad plugin request");
-                return;
-            }
-        };
-        tracing::debug!(method = %request.method, path = %request.path, "plugin call");
-        let response = driver.handle(&request.path, &request.body).await;
-        let body = serde_json::to_vec(&response).unwrap_or_default();
-        if http::write_json_response(stream.get_mut(), 200, &body)
+    let plugin = driver::router(state.clone());
+    tasks.spawn(async move {
+        // dockerd keeps its connections alive; hyper serves each one's calls in turn.
+        axum::serve(listener, plugin)
             .await
-            .is_err()
-        {
-            return;
-        }
-    }
+            .context("the Docker plugin socket failed")
+    });
+    tasks.spawn(sync::run(state));
+    Ok(())
 }

@@ -17,7 +17,7 @@ use netd_store::{
 };
 use serde_json::Value;
 
-use super::driver::Driver;
+use super::{lock::lock, state::DockerState};
 
 /// How long a joined container has to show up started in the Engine.
 const FIND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,25 +58,25 @@ pub fn names_of(container: &Value, network: &str) -> Vec<String> {
     names.into_iter().take(schema::MAX_NAMES).collect()
 }
 
-impl Driver {
+impl DockerState {
     /// Looks the container behind a joined endpoint up (in the background: it is started after
     /// the join), publishes its names and serves it DNS.
     pub(super) fn follow_container(self: &Arc<Self>, nid: String, eid: String) {
         // One lookup per endpoint at a time (the periodic pass may ask again meanwhile).
-        if !super::driver::lock(&self.following).insert(eid.clone()) {
+        if !lock(&self.following).insert(eid.clone()) {
             return;
         }
-        let driver = Arc::clone(self);
+        let docker = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(error) = driver.publish_names(&nid, &eid).await {
+            if let Err(error) = docker.publish_names(&nid, &eid).await {
                 tracing::warn!(endpoint = %eid, error = %format!("{error:#}"), "container names not published");
             }
-            super::driver::lock(&driver.following).remove(&eid);
+            lock(&docker.following).remove(&eid);
         });
     }
 
     async fn publish_names(&self, nid: &str, eid: &str) -> anyhow::Result<()> {
-        let network = self.network_of_waiting(nid).await?;
+        let network = self.bindings.network_of_waiting(nid).await?;
         let container = self.find_container(nid, eid, &network).await?;
         self.put_names(&network, eid, &container.names).await?;
         if let Some(dns) = &self.service.dns {
@@ -171,7 +171,7 @@ impl Driver {
             return;
         };
         for (nid, eid) in bound {
-            let network = self.network_of(nid).unwrap_or_default();
+            let network = self.bindings.network_of(nid).unwrap_or_default();
             if !dns.serves_endpoint(&network, eid) {
                 self.follow_container(nid.clone(), eid.clone());
             }

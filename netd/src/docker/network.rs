@@ -9,15 +9,17 @@ use std::{
 
 use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
-use netd_store::keys;
 use serde_json::{Map, Value};
 
 use super::{
     bindings::NETD_NETWORK_OPTION,
-    driver::Driver,
     protocol::{self, CreateNetworkRequest, Empty, GENERIC_OPTIONS, IpamData, NetworkRequest},
+    state::DockerState,
 };
-use crate::{api::SubnetSpec, service::networks::NewNetwork};
+use crate::{
+    api::{ErrorKind, SubnetSpec},
+    service::networks::NewNetwork,
+};
 
 /// How long Docker may take to show a network it just created.
 const SHOW_WAIT: Duration = Duration::from_secs(30);
@@ -96,7 +98,7 @@ fn subnet_spec(data: &IpamData) -> anyhow::Result<(Ipv4Net, SubnetSpec)> {
 /// on the other hosts are made internal too.
 pub const INTERNAL_OPTION: &str = "netd.internal";
 
-impl Driver {
+impl DockerState {
     pub(super) async fn create_network(
         self: &Arc<Self>,
         req: CreateNetworkRequest,
@@ -168,8 +170,8 @@ impl Driver {
         match self.service.network_create(new).await {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
             // Made elsewhere first (or by `netd network create`): use it.
-            Err(e) if e.to_string().contains("already exists") => {}
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
         }
         self.bind(nid, &name);
         Ok(())
@@ -182,15 +184,12 @@ impl Driver {
             return Ok(Empty {});
         };
         tracing::info!(network = %name, "Docker removed the network here: removing it everywhere");
-        if self
-            .service
-            .store
-            .get(&keys::network(&name))
-            .await?
-            .is_some()
+        // `docker network rm` here removes the network everywhere, once nobody uses it; one
+        // removed already (from another host) is what was asked.
+        if let Err(e) = self.service.network_rm(&name).await
+            && e.kind() != ErrorKind::NotFound
         {
-            // `docker network rm` here removes the network everywhere, once nobody uses it.
-            self.service.network_rm(&name).await?;
+            return Err(e.into());
         }
         self.bindings.remove(&nid);
         Ok(Empty {})

@@ -16,46 +16,43 @@ use std::{
 use netd_store::keys;
 use serde_json::{Value, json};
 
-use super::{bindings::NETD_NETWORK_OPTION, driver::Driver};
-use crate::health::LinkState;
+use super::{bindings::NETD_NETWORK_OPTION, state::DockerState};
+use crate::{backoff::Backoff, health::LinkState};
 
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
 /// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).
 const GRACE: Duration = Duration::from_secs(60);
 
-pub async fn run(driver: Arc<Driver>) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(500);
+pub async fn run(state: Arc<DockerState>) -> anyhow::Result<()> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
     loop {
-        match follow(&driver).await {
-            Ok(()) => {}
+        match follow(&state).await {
+            Ok(()) => backoff.reset(),
             Err(error) => {
-                driver.health.set_docker(
+                state.health.set_docker(
                     LinkState::Unreachable,
                     format!("unreachable: {error:#} (retrying)"),
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+                backoff.wait().await;
             }
         }
-        backoff = Duration::from_millis(500);
     }
 }
 
 /// Connects, reconciles, then follows events until the stream breaks. Store changes that
 /// matter here (networks, this host's endpoints) come from the reconciler's summary; a pass
 /// also runs every [`RESYNC_EVERY`], since Docker's event stream is lossy.
-async fn follow(driver: &Arc<Driver>) -> anyhow::Result<()> {
-    driver.engine.ping().await?;
-    let mut events = driver.engine.events().await?;
-    driver.health.set_docker(
+async fn follow(state: &Arc<DockerState>) -> anyhow::Result<()> {
+    state.engine.ping().await?;
+    let mut events = state.engine.events().await?;
+    state.health.set_docker(
         LinkState::Connected,
-        format!("connected to {}", driver.engine.socket().display()),
+        format!("connected to {}", state.engine.socket().display()),
     );
-    let mut summaries = driver.service.control.subscribe();
+    let mut summaries = state.service.control.subscribe();
     // Taken before the pass: a change during it gets a pass of its own.
-    let mut last_inputs = store_inputs(driver);
-    resync(driver).await?;
+    let mut last_inputs = store_inputs(state);
+    resync(state).await?;
     let mut resync_at = tokio::time::Instant::now() + RESYNC_EVERY;
     loop {
         tokio::select! {
@@ -67,20 +64,20 @@ async fn follow(driver: &Arc<Driver>) -> anyhow::Result<()> {
                         | (Some("network"), Some("disconnect" | "destroy" | "create"))
                 );
                 if relevant {
-                    resync(driver).await?;
+                    resync(state).await?;
                 }
             }
             changed = summaries.changed() => {
                 changed.map_err(|_| anyhow::anyhow!("the reconciler stopped"))?;
-                let now = store_inputs(driver);
+                let now = store_inputs(state);
                 if now != last_inputs {
-                    resync(driver).await?;
+                    resync(state).await?;
                     last_inputs = now;
                 }
             }
             () = tokio::time::sleep_until(resync_at) => {
-                resync(driver).await?;
-                last_inputs = store_inputs(driver);
+                resync(state).await?;
+                last_inputs = store_inputs(state);
                 resync_at = tokio::time::Instant::now() + RESYNC_EVERY;
             }
         }
@@ -90,8 +87,8 @@ async fn follow(driver: &Arc<Driver>) -> anyhow::Result<()> {
 /// What `resync` acts on from the store: the networks and this host's endpoints. The endpoints
 /// matter on their own: the pass that removes those whose container went while netd was down
 /// (releasing their addresses) must not wait for the periodic one.
-fn store_inputs(driver: &Driver) -> (Vec<String>, Vec<String>) {
-    let summary = driver.service.control.summary();
+fn store_inputs(state: &DockerState) -> (Vec<String>, Vec<String>) {
+    let summary = state.service.control.summary();
     (
         summary.networks.keys().cloned().collect(),
         summary
@@ -103,14 +100,14 @@ fn store_inputs(driver: &Driver) -> (Vec<String>, Vec<String>) {
     )
 }
 
-async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
-    let summary = driver.service.control.summary();
-    let docker = driver.engine.networks("netd").await?;
+async fn resync(state: &Arc<DockerState>) -> anyhow::Result<()> {
+    let summary = state.service.control.summary();
+    let docker = state.engine.networks("netd").await?;
     let mut by_name: HashMap<String, String> = docker
         .iter()
         .map(|n| (n.name.clone(), n.id.clone()))
         .collect();
-    let bound = driver.bound_networks();
+    let bound = state.bindings.all();
 
     // Docker networks found at start-up (or made while we were away): bind them.
     for n in &docker {
@@ -118,7 +115,7 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
             && let Some(net) = summary.networks.get(&n.name)
         {
             let subnets: Vec<_> = net.subnets.iter().map(|s| s.subnet).collect();
-            driver.adopt(&n.id, &n.name, &subnets);
+            state.adopt(&n.id, &n.name, &subnets);
         }
     }
 
@@ -166,7 +163,7 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
             "IPAM": { "Driver": "netd", "Config": config, "Options": { NETD_NETWORK_OPTION: name } },
             "Options": options,
         });
-        match driver.engine.create_network(&body).await {
+        match state.engine.create_network(&body).await {
             Ok(()) => {
                 tracing::info!(network = %name, "network mirrored into Docker");
                 by_name.insert(name.clone(), String::new());
@@ -185,14 +182,14 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
         // this host just published, or one its reconciler has not caught up with).
         if !summary.networks.contains_key(name)
             && bound.contains_key(id)
-            && driver
+            && state
                 .service
                 .store
                 .get(&keys::network(name))
                 .await?
                 .is_none()
         {
-            match driver.engine.remove_network(id).await {
+            match state.engine.remove_network(id).await {
                 Ok(()) => {
                     tracing::info!(network = %name, "network removed from Docker (gone from the store)");
                 }
@@ -206,8 +203,8 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
     // Docker -> store: endpoints whose container is gone.
     let mut live: HashSet<String> = HashSet::new();
     let mut joined: Vec<(String, String)> = Vec::new();
-    for nid in driver.bound_networks().keys() {
-        if let Some(n) = driver.engine.network(nid).await? {
+    for nid in state.bindings.all().keys() {
+        if let Some(n) = state.engine.network(nid).await? {
             for c in n["Containers"]
                 .as_object()
                 .into_iter()
@@ -222,8 +219,8 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
         }
     }
     // Containers joined before this daemon started (or whose lookup failed): names and DNS.
-    driver.follow_unserved(&joined);
-    let young: HashSet<String> = driver
+    state.follow_unserved(&joined);
+    let young: HashSet<String> = state
         .created
         .lock()
         .map(|m| {
@@ -233,7 +230,7 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
                 .collect()
         })
         .unwrap_or_default();
-    let bound_names: HashSet<String> = driver.bound_networks().into_values().collect();
+    let bound_names: HashSet<String> = state.bindings.all().into_values().collect();
     for ep in summary.local.iter().filter(|e| e.record.is_some()) {
         let docker_made = ep.id.len() == 64 && ep.id.bytes().all(|b| b.is_ascii_hexdigit());
         if docker_made
@@ -242,7 +239,7 @@ async fn resync(driver: &Arc<Driver>) -> anyhow::Result<()> {
             && !young.contains(&ep.id)
         {
             tracing::info!(network = %ep.network, endpoint = %ep.id, "Docker no longer has this endpoint; releasing it");
-            driver.remove_endpoint(&ep.network, &ep.id, true).await?;
+            state.remove_endpoint(&ep.network, &ep.id, true).await?;
         }
     }
     Ok(())

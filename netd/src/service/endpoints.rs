@@ -7,13 +7,12 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use anyhow::{Context as _, anyhow, bail};
 use netd_store::{
     ipam, keys,
     schema::{self, EndpointRecord, Mac, MacvlanMode, NetworkRecord, SCHEMA_VERSION},
 };
 
-use super::{APPLY_TIMEOUT, Service, blocking};
+use super::{APPLY_TIMEOUT, Service, ServiceError, blocking};
 use crate::{
     control::{Attach, Record},
     netlink,
@@ -70,12 +69,12 @@ struct Undo {
 
 impl Service {
     /// Publishes an endpoint of this host.
-    pub async fn endpoint_publish(&self, new: NewEndpoint) -> anyhow::Result<Published> {
+    pub async fn endpoint_publish(&self, new: NewEndpoint) -> Result<Published, ServiceError> {
         if !keys::valid_name(&new.id) {
-            bail!(
+            return Err(ServiceError::invalid(format!(
                 "invalid endpoint name {:?} (letters, digits, '-', '_', '.'; at most 64)",
                 new.id
-            );
+            )));
         }
         let (network, kv) = self.network_load(&new.network).await?;
         self.check_parent(&network)?;
@@ -85,18 +84,22 @@ impl Service {
             .await?;
         let key = keys::endpoint(&network.name, &new.id);
         if self.store.get(&key).await?.is_some() {
-            bail!(
+            return Err(ServiceError::already_exists(format!(
                 "endpoint {:?} already exists in network {:?}",
-                new.id,
-                network.name
-            );
+                new.id, network.name
+            )));
         }
         if let Some(m) = new.mac {
             if !m.is_unicast() {
-                bail!("MAC {m} is not a unicast address");
+                return Err(ServiceError::invalid(format!(
+                    "MAC {m} is not a unicast address"
+                )));
             }
             if self.control.mac_in_use(&network.name, m).await? {
-                bail!("MAC {m} is already used in network {:?}", network.name);
+                return Err(ServiceError::in_use(format!(
+                    "MAC {m} is already used in network {:?}",
+                    network.name
+                )));
             }
         }
         let mut undo = Undo::default();
@@ -121,7 +124,7 @@ impl Service {
         network: &NetworkRecord,
         key: &str,
         undo: &mut Undo,
-    ) -> anyhow::Result<Published> {
+    ) -> Result<Published, ServiceError> {
         let mtu = self.endpoint_mtu(network).await?;
         let ip = match new.address {
             Address::Allocate(requested) => {
@@ -131,9 +134,12 @@ impl Service {
             }
             Address::Given(ip) => ip,
         };
-        let subnet = network
-            .subnet_of(ip)
-            .with_context(|| format!("address {ip} is outside network {:?}", network.name))?;
+        let subnet = network.subnet_of(ip).ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "address {ip} is outside network {:?}",
+                network.name
+            ))
+        })?;
         let mac = new.mac.unwrap_or_else(|| Mac::from_ipv4(ip));
         let host_if = match &new.plumbing {
             Plumbing::Namespace { netns, ifname } => {
@@ -202,11 +208,10 @@ impl Service {
             .await?;
         if !created {
             undo.record = false;
-            bail!(
+            return Err(ServiceError::already_exists(format!(
                 "endpoint {:?} already exists in network {:?}, or the network was just removed",
-                new.id,
-                network.name
-            );
+                new.id, network.name
+            )));
         }
         Ok(Published {
             network: network.clone(),
@@ -244,7 +249,7 @@ impl Service {
     }
 
     /// The MTU of an endpoint of `network` on this host.
-    async fn endpoint_mtu(&self, network: &NetworkRecord) -> anyhow::Result<u16> {
+    async fn endpoint_mtu(&self, network: &NetworkRecord) -> Result<u16, ServiceError> {
         if let Some(mtu) = network.mtu {
             return Ok(mtu);
         }
@@ -263,25 +268,25 @@ impl Service {
 
     /// Checks that an endpoint of a macvlan network can be added here: its parent exists,
     /// and a passthru parent has no endpoint yet.
-    pub fn check_parent(&self, network: &NetworkRecord) -> anyhow::Result<()> {
+    pub fn check_parent(&self, network: &NetworkRecord) -> Result<(), ServiceError> {
         let Some(spec) = network.macvlan() else {
             return Ok(());
         };
         let parent = self.parent_of(network).unwrap_or(spec.parent);
         if netlink::ifindex(&parent).is_none() {
-            bail!(
+            return Err(ServiceError::not_found(format!(
                 "parent interface {parent} of network {:?} not found on this host (see --macvlan-parent)",
                 network.name
-            );
+            )));
         }
         let summary = self.control.summary();
         if spec.mode == MacvlanMode::Passthru
             && summary.local.iter().any(|e| e.network == network.name)
         {
-            bail!(
+            return Err(ServiceError::in_use(format!(
                 "network {:?} is in passthru mode and its parent {parent} already has an endpoint on this host",
                 network.name
-            );
+            )));
         }
         Ok(())
     }
@@ -294,7 +299,7 @@ impl Service {
         network: &str,
         id: &str,
         release: Option<(Ipv4Addr, &str)>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServiceError> {
         let key = keys::endpoint(network, id);
         let (ip, owner) = match release {
             Some((ip, owner)) => (Some(ip), owner),
@@ -315,7 +320,7 @@ impl Service {
         &self,
         id: &str,
         network: Option<&str>,
-    ) -> anyhow::Result<(String, Option<Ipv4Addr>)> {
+    ) -> Result<(String, Option<Ipv4Addr>), ServiceError> {
         let summary = self.control.summary();
         let found: Vec<_> = summary
             .local
@@ -323,11 +328,13 @@ impl Service {
             .filter(|e| e.id == id && network.is_none_or(|n| e.network == n))
             .collect();
         match found.as_slice() {
-            [] => Err(anyhow!("no endpoint {id:?} on this host")),
+            [] => Err(ServiceError::not_found(format!(
+                "no endpoint {id:?} on this host"
+            ))),
             [one] => Ok((one.network.clone(), one.record.as_ref().map(|r| r.ip))),
-            _ => Err(anyhow!(
+            _ => Err(ServiceError::invalid(format!(
                 "endpoint {id:?} exists in several networks; give --network"
-            )),
+            ))),
         }
     }
 }

@@ -3,7 +3,10 @@
 //! store writes and intents to the reconciler, undone in reverse when a step fails.
 
 pub mod endpoints;
+mod error;
 pub mod networks;
+
+pub use error::ServiceError;
 
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
@@ -49,7 +52,7 @@ impl Service {
 /// Runs blocking interface plumbing off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::netlink::NetlinkError> + Send + 'static,
-) -> anyhow::Result<T> {
+) -> Result<T, ServiceError> {
     Ok(tokio::task::spawn_blocking(f).await??)
 }
 

@@ -3,7 +3,6 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
 use netd_store::{
     KeyValue, keys,
@@ -13,7 +12,7 @@ use netd_store::{
     },
 };
 
-use super::Service;
+use super::{Service, ServiceError};
 use crate::api::SubnetSpec;
 
 /// What `network create` asks for.
@@ -27,18 +26,21 @@ pub struct NewNetwork {
     pub options: Vec<(String, String)>,
 }
 
-fn parse_cidr(text: &str, what: &str) -> anyhow::Result<Ipv4Net> {
+fn parse_cidr(text: &str, what: &str) -> Result<Ipv4Net, ServiceError> {
     text.parse::<Ipv4Net>().map_err(|_| {
-        anyhow!("invalid {what} {text:?}: expected an IPv4 CIDR such as 172.31.0.0/16")
+        ServiceError::invalid(format!(
+            "invalid {what} {text:?}: expected an IPv4 CIDR such as 172.31.0.0/16"
+        ))
     })
 }
 
-fn parse_ip(text: &str, what: &str) -> anyhow::Result<Ipv4Addr> {
-    text.parse::<Ipv4Addr>()
-        .map_err(|_| anyhow!("invalid {what} {text:?}: expected an IPv4 address"))
+fn parse_ip(text: &str, what: &str) -> Result<Ipv4Addr, ServiceError> {
+    text.parse::<Ipv4Addr>().map_err(|_| {
+        ServiceError::invalid(format!("invalid {what} {text:?}: expected an IPv4 address"))
+    })
 }
 
-fn build_subnets(specs: &[SubnetSpec]) -> anyhow::Result<Vec<SubnetRecord>> {
+fn build_subnets(specs: &[SubnetSpec]) -> Result<Vec<SubnetRecord>, ServiceError> {
     specs
         .iter()
         .map(|s| {
@@ -58,16 +60,20 @@ fn build_subnets(specs: &[SubnetSpec]) -> anyhow::Result<Vec<SubnetRecord>> {
                     .aux
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), parse_ip(v, "aux address")?)))
-                    .collect::<anyhow::Result<_>>()?,
+                    .collect::<Result<_, ServiceError>>()?,
             })
         })
         .collect()
 }
 
+fn exists(name: &str) -> ServiceError {
+    ServiceError::already_exists(format!("network {name:?} already exists"))
+}
+
 impl Service {
     /// Creates a network with the given VNI, or the lowest free one from 256; returns its
     /// record.
-    pub async fn network_create(&self, new: NewNetwork) -> anyhow::Result<NetworkRecord> {
+    pub async fn network_create(&self, new: NewNetwork) -> Result<NetworkRecord, ServiceError> {
         let NewNetwork {
             name,
             driver,
@@ -77,10 +83,14 @@ impl Service {
             options,
         } = new;
         if driver != DRIVER_OVERLAY && driver != DRIVER_MACVLAN {
-            bail!("driver {driver:?} is not supported (-d overlay or -d macvlan)");
+            return Err(ServiceError::invalid(format!(
+                "driver {driver:?} is not supported (-d overlay or -d macvlan)"
+            )));
         }
         if subnets.is_empty() {
-            bail!("a network needs at least one --subnet");
+            return Err(ServiceError::invalid(
+                "a network needs at least one --subnet",
+            ));
         }
         let mut record = NetworkRecord {
             version: SCHEMA_VERSION,
@@ -91,7 +101,9 @@ impl Service {
             mtu,
             options: options.into_iter().collect(),
         };
-        record.validate(&name).map_err(|e| anyhow!("{e}"))?;
+        record
+            .validate(&name)
+            .map_err(|e| ServiceError::invalid(e.to_string()))?;
         let store = &self.store;
         if let Some(vni) = vni {
             if store
@@ -125,24 +137,26 @@ impl Service {
                 return Ok(record);
             }
             if store.get(&keys::network(&name)).await?.is_some() {
-                bail!("network {name:?} already exists");
+                return Err(exists(&name));
             }
             taken.insert(candidate);
         }
-        bail!("no free VNI left")
+        Err(ServiceError::in_use("no free VNI left"))
     }
 
-    async fn creation_conflict(&self, name: &str, vni: u32) -> anyhow::Error {
+    async fn creation_conflict(&self, name: &str, vni: u32) -> ServiceError {
         match self.store.get(&keys::network(name)).await {
-            Ok(Some(_)) => anyhow!("network {name:?} already exists"),
+            Ok(Some(_)) => exists(name),
+            // Another network's: the VNI is taken, this network does not exist (the Docker
+            // frontend tells the two apart by kind).
             Ok(None) => match self.store.get(&keys::vni(vni)).await {
-                Ok(Some(kv)) => anyhow!(
+                Ok(Some(kv)) => ServiceError::in_use(format!(
                     "VNI {vni} is already used by network {:?}",
                     String::from_utf8_lossy(&kv.value)
-                ),
-                Ok(None) => {
-                    anyhow!("network {name:?} or VNI {vni} was created concurrently; try again")
-                }
+                )),
+                Ok(None) => ServiceError::unavailable(format!(
+                    "network {name:?} or VNI {vni} was created concurrently; try again"
+                )),
                 Err(e) => e.into(),
             },
             Err(e) => e.into(),
@@ -151,22 +165,25 @@ impl Service {
 
     /// Reads a network straight from the store (this host may not have seen a network just
     /// created elsewhere); with its store entry, whose revision says when it was written.
-    pub async fn network_load(&self, name: &str) -> anyhow::Result<(NetworkRecord, KeyValue)> {
+    pub async fn network_load(
+        &self,
+        name: &str,
+    ) -> Result<(NetworkRecord, KeyValue), ServiceError> {
         let kv = self
             .store
             .get(&keys::network(name))
             .await?
-            .ok_or_else(|| anyhow!("network {name:?} not found"))?;
-        let record: NetworkRecord = schema::decode(&kv.value)
-            .map_err(|e| anyhow!("network {name:?} is invalid in the store: {e}"))?;
-        record
-            .validate(name)
-            .map_err(|e| anyhow!("network {name:?} is invalid in the store: {e}"))?;
+            .ok_or_else(|| ServiceError::not_found(format!("network {name:?} not found")))?;
+        // Not the caller's input: a value someone else wrote, that no host can use either.
+        let corrupt =
+            |e| ServiceError::internal(format!("network {name:?} is invalid in the store: {e}"));
+        let record: NetworkRecord = schema::decode(&kv.value).map_err(&corrupt)?;
+        record.validate(name).map_err(&corrupt)?;
         Ok((record, kv))
     }
 
     /// Removes a network nobody uses any more, with its VNI and address claims.
-    pub async fn network_rm(&self, name: &str) -> anyhow::Result<()> {
+    pub async fn network_rm(&self, name: &str) -> Result<(), ServiceError> {
         let (record, _) = self.network_load(name).await?;
         let endpoints = self.store.list(&keys::endpoints_of(name)).await?;
         if !endpoints.kvs.is_empty() {
@@ -175,11 +192,11 @@ impl Service {
                 .iter()
                 .filter_map(|kv| kv.key.rsplit('/').next())
                 .collect();
-            bail!(
+            return Err(ServiceError::in_use(format!(
                 "network {name:?} is in use by {} endpoint(s): {}",
                 names.len(),
                 names.join(", ")
-            );
+            )));
         }
         let mut doomed = vec![keys::network(name), keys::vni(record.vni)];
         doomed.extend(

@@ -8,7 +8,7 @@
 //! a sandbox namespace per network, peers learned over serf); the bench only enters the two
 //! containers' network namespaces.
 //!
-//! How this was made to work on this machine: the shared `reference/docker-classic-overlay.md`
+//! How this was made to work on this machine: docs/docker.md, "Docker's classic overlay"
 //! (hostnames must differ, cluster-advertise is an `IP:port` or a real interface, one long-lived
 //! container per host).
 
@@ -168,7 +168,7 @@ fn start_engines(tag: &str, hosts: &[Netns; 2]) -> anyhow::Result<[DockerHost; 2
 
 /// Runs container `i` (at `CONTAINER_IPS[i]`, kept alive with `sleep`) on the overlay, and
 /// returns its network namespace file. The containers stay for the whole run: removing the last
-/// one on a host trips 20.10's watchMiss netns leak (see the reference report, §4.1).
+/// one on a host trips 20.10's watchMiss netns leak (docs/docker.md#watchmiss-netns-leak).
 fn run_container(docker: &DockerHost, i: usize) -> anyhow::Result<PathBuf> {
     let name = format!("c{}", i + 1);
     let ip = CONTAINER_IPS[i].to_string();

@@ -1,7 +1,7 @@
 //! In-kernel cost of netd's programs per packet, next to a null TC program (`netd_null`, which
 //! returns TC_ACT_OK at once), so that "ns above null" removes what running any program costs.
 //!
-//! Two methods, because not everything can be looped (design §8):
+//! Two methods, because not everything can be looped (docs/performance.md#in-kernel-cost):
 //! - `BPF_PROG_TEST_RUN` with repeat >= 1e6 for runs that leave the packet as it was: the null
 //!   program, local delivery (a redirect, packet untouched) and the uplink's pass verdict. The
 //!   kernel re-runs the program on the same skb, so an encap or decap would compound (and an encap

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! The parents are the two ends of one veth pair, as in the recipe that measured Docker's own
-//! macvlan here (the classic-overlay reference report, §2 step 6), bridge mode on both paths. netd is
+//! macvlan here (docs/docker.md#macvlan-across-two-namespaces), bridge mode on both paths. netd is
 //! programmed without a daemon or a store: the maps are planned from the records of one
 //! bridge-mode network with an endpoint per host, as its daemon plans them
 //! ([`netd::control::snapshot`]), and the hooks are those its daemon attaches.

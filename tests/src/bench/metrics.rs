@@ -3,7 +3,7 @@
 //! - TCP single stream: `iperf3 -c -t N -J`, receiver's bits/s. CPU-bound on this machine, so
 //!   it compares CPU efficiency more than link speed.
 //! - UDP 64-byte packets: `iperf3 -u -l 64 -b 0`, packets the receiver got per second. One sender
-//!   is sender-bound here (design §8), which is why the CPU figure sits next to it.
+//!   is sender-bound here (docs/performance.md), which is why the CPU figure sits next to it.
 //! - Request-response: `sockperf ping-pong` with 64-byte messages, UDP and TCP; sockperf reports
 //!   half the round trip, p50 and p99.
 //! - CPU: busy cores (0 to 2 here) from /proc/stat over each run.

@@ -147,9 +147,9 @@ fn cpu_per_gbps(out: &mut String, results: &Results) {
 /// How to read the end-to-end figures (what each one is bound by on this kind of machine).
 const READING: &str = "\
 reading: UDP 64 B has one iperf3 sender; a veth hands packets on inside the sender's softirq, so
-  the sender's core carries most of the path and packets/s measures its per-packet cost (design
-  section 8). Latencies are sockperf's half round trips. CPU is machine-wide (/proc/stat), in busy
-  cores: both simulated hosts share them, and so does anything else running.
+  the sender's core carries most of the path and packets/s measures its per-packet cost
+  (docs/performance.md). Latencies are sockperf's half round trips. CPU is machine-wide
+  (/proc/stat), in busy cores: both simulated hosts share them, and so does anything else running.
 ";
 
 fn in_kernel(out: &mut String, kernel: &KernelCosts, repetitions: usize) {

@@ -1,59 +1,71 @@
-//! `endpoint add|rm|ls` for network namespaces.
+//! `/v1/endpoints`: add, remove and list endpoints in network namespaces.
 
-use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use anyhow::{anyhow, bail};
+use axum::{extract::State, http::StatusCode};
 use netd_store::schema::Mac;
-use serde_json::{Value, json};
 
+use super::{Answer, answer};
 use crate::{
+    api::{AddEndpoint, ApiError, Endpoint, Removed},
     control::EndpointView,
+    daemon::{
+        Daemon,
+        server::{Filter, JsonBody, Name},
+    },
     netlink,
     service::{
-        Service,
+        Service, ServiceError,
         endpoints::{Address, NewEndpoint, Plumbing},
     },
 };
 
-pub(super) fn endpoint_json(e: &EndpointView) -> Value {
-    json!({
-        "name": e.id,
-        "network": e.network,
-        "ip": e.ip,
-        "mac": e.mac,
-        "host": e.host,
-        "vtep": e.vtep,
-    })
+pub(super) fn endpoint_view(e: &EndpointView) -> Endpoint {
+    Endpoint {
+        name: e.id.clone(),
+        network: e.network.clone(),
+        ip: e.ip,
+        mac: e.mac,
+        host: e.host.clone(),
+        vtep: e.vtep,
+        interface: None,
+    }
 }
 
-pub(super) async fn endpoint_ls(service: &Service, network: Option<&str>) -> anyhow::Result<Value> {
-    let list = service.control.endpoints(network).await?;
-    Ok(json!(list.iter().map(endpoint_json).collect::<Vec<_>>()))
+pub(super) async fn list(
+    State(daemon): State<Arc<Daemon>>,
+    Filter(filter): Filter,
+) -> Answer<Vec<Endpoint>> {
+    let list = daemon
+        .service
+        .control
+        .endpoints(filter.network.as_deref())
+        .await
+        .map_err(ServiceError::from);
+    answer(list.map(|l| l.iter().map(endpoint_view).collect()))
 }
 
-/// `endpoint add`, as the CLI sends it.
-pub(super) struct Add {
-    pub network: String,
-    pub netns: String,
-    pub ip: Option<Ipv4Addr>,
-    pub mac: Option<String>,
-    pub ifname: String,
-    pub name: String,
+pub(super) async fn add(
+    State(daemon): State<Arc<Daemon>>,
+    JsonBody(request): JsonBody<AddEndpoint>,
+) -> Result<(StatusCode, axum::Json<Endpoint>), ApiError> {
+    let added = endpoint_add(&daemon.service, request).await?;
+    Ok((StatusCode::CREATED, axum::Json(added)))
 }
 
-pub(super) async fn endpoint_add(service: &Service, add: Add) -> anyhow::Result<Value> {
+async fn endpoint_add(service: &Service, add: AddEndpoint) -> Result<Endpoint, ServiceError> {
     if add.ifname.is_empty() || add.ifname.len() > 15 || add.ifname.contains('/') {
-        bail!(
+        return Err(ServiceError::invalid(format!(
             "invalid interface name {:?} (1 to 15 characters)",
             add.ifname
-        );
+        )));
     }
     let mac = add
         .mac
         .as_deref()
         .map(str::parse::<Mac>)
         .transpose()
-        .map_err(|e| anyhow!(e))?;
+        .map_err(ServiceError::invalid)?;
     let netns = netlink::netns_path(&add.netns)?;
     let published = service
         .endpoint_publish(NewEndpoint {
@@ -69,26 +81,38 @@ pub(super) async fn endpoint_add(service: &Service, add: Add) -> anyhow::Result<
             names: vec![add.name.clone()],
         })
         .await?;
-    Ok(json!({
-        "name": add.name,
-        "network": published.network.name,
-        "ip": published.ip,
-        "mac": published.mac,
-        "host": service.host.name,
-        "interface": published.host_if,
-    }))
+    Ok(Endpoint {
+        name: add.name,
+        network: published.network.name,
+        ip: published.ip,
+        mac: published.mac,
+        host: service.host.name.clone(),
+        vtep: service.host.vtep,
+        interface: Some(published.host_if),
+    })
 }
 
-pub(super) async fn endpoint_rm(
+pub(super) async fn remove(
+    State(daemon): State<Arc<Daemon>>,
+    Name(name): Name,
+    Filter(filter): Filter,
+) -> Answer<Removed> {
+    answer(endpoint_rm(&daemon.service, name, filter.network.as_deref()).await)
+}
+
+async fn endpoint_rm(
     service: &Service,
-    name: &str,
+    name: String,
     network: Option<&str>,
-) -> anyhow::Result<Value> {
-    let (net, ip) = service.local_endpoint(name, network)?;
+) -> Result<Removed, ServiceError> {
+    let (net, ip) = service.local_endpoint(&name, network)?;
     // The record and its address go together; the address only while it is still claimed for
     // this endpoint's name (the service claimed it so).
     service
-        .endpoint_withdraw(&net, name, ip.map(|ip| (ip, name)))
+        .endpoint_withdraw(&net, &name, ip.map(|ip| (ip, name.as_str())))
         .await?;
-    Ok(json!({ "removed": name, "network": net }))
+    Ok(Removed {
+        removed: name,
+        network: Some(net),
+    })
 }

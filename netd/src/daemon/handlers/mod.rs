@@ -1,69 +1,38 @@
-//! What each API request does, one file per resource: parse, then call the service layer or
-//! ask the reconciler. Errors are one clear sentence: the CLI prints them as they are.
+//! What each API route does, one file per resource: parse, then call the service layer or ask
+//! the reconciler. Errors are typed where they arise ([`ServiceError`]) and answered with
+//! their kind; their message is one clear sentence the CLI prints as it is.
 
 mod endpoints;
 mod networks;
 mod status;
 
-use serde_json::Value;
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    routing::{delete, get},
+};
 
 use super::Daemon;
-use crate::api::Request;
+use crate::{api::routes, service::ServiceError};
 
-pub async fn handle(daemon: &Daemon, request: Request) -> anyhow::Result<Value> {
-    let service = &daemon.service;
-    match request {
-        Request::NetworkCreate {
-            name,
-            driver,
-            subnets,
-            mtu,
-            vni,
-            options,
-        } => {
-            let new = crate::service::networks::NewNetwork {
-                name,
-                driver,
-                subnets,
-                mtu,
-                vni,
-                options,
-            };
-            Ok(serde_json::json!(service.network_create(new).await?))
-        }
-        Request::NetworkLs => networks::network_ls(service).await,
-        Request::NetworkInspect { name } => networks::network_inspect(service, &name).await,
-        Request::NetworkRm { name } => {
-            service.network_rm(&name).await?;
-            Ok(serde_json::json!({ "removed": name }))
-        }
-        Request::EndpointAdd {
-            network,
-            netns,
-            ip,
-            mac,
-            ifname,
-            name,
-        } => {
-            let add = endpoints::Add {
-                network,
-                netns,
-                ip,
-                mac,
-                ifname,
-                name,
-            };
-            endpoints::endpoint_add(service, add).await
-        }
-        Request::EndpointRm { name, network } => {
-            endpoints::endpoint_rm(service, &name, network.as_deref()).await
-        }
-        Request::EndpointLs { network } => {
-            endpoints::endpoint_ls(service, network.as_deref()).await
-        }
-        Request::Status => {
-            let member = service.store.member_in_use().await;
-            Ok(status::status(daemon, member))
-        }
-    }
+/// The API's routes ([`crate::api`] lists them).
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route(routes::NETWORKS, get(networks::list).post(networks::create))
+        .route(
+            routes::NETWORK,
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route(routes::ENDPOINTS, get(endpoints::list).post(endpoints::add))
+        .route(routes::ENDPOINT, delete(endpoints::remove))
+        .route(routes::STATUS, get(status::get))
+        .with_state(daemon)
+}
+
+/// What handlers answer.
+type Answer<T> = Result<axum::Json<T>, crate::api::ApiError>;
+
+fn answer<T>(result: Result<T, ServiceError>) -> Answer<T> {
+    result.map(axum::Json).map_err(Into::into)
 }

@@ -1,55 +1,103 @@
-//! `network ls|inspect`: what this host's reconciler knows (create and rm are service calls).
+//! `/v1/networks`: create and remove are service calls; ls and inspect say what this host's
+//! reconciler knows, inspect with the network's endpoints and what will not work as asked.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
+use axum::{extract::State, http::StatusCode};
 use netd_store::schema::NetworkRecord;
-use serde_json::{Value, json};
 
-use super::endpoints::endpoint_json;
-use crate::service::Service;
+use super::{Answer, answer, endpoints::endpoint_view};
+use crate::{
+    api::{ApiError, CreateNetwork, Network, Removed, Subnet},
+    daemon::{
+        Daemon,
+        server::{JsonBody, Name},
+    },
+    service::{Service, ServiceError, networks::NewNetwork},
+};
 
-fn network_json(n: &NetworkRecord, endpoints: usize) -> Value {
-    json!({
-        "name": n.name,
-        "driver": n.driver,
-        "vni": n.vni,
-        "subnets": n.subnets,
-        "mtu": n.mtu,
-        "options": n.options,
-        "endpoints": endpoints,
-    })
+fn network(n: &NetworkRecord, endpoints: usize) -> Network {
+    Network {
+        name: n.name.clone(),
+        driver: n.driver.clone(),
+        vni: n.vni,
+        subnets: n.subnets.iter().map(Subnet::from).collect(),
+        mtu: n.mtu,
+        options: n.options.clone(),
+        endpoints,
+        endpoint_list: None,
+        warnings: Vec::new(),
+    }
 }
 
-pub(super) async fn network_ls(service: &Service) -> anyhow::Result<Value> {
+pub(super) async fn create(
+    State(daemon): State<Arc<Daemon>>,
+    JsonBody(request): JsonBody<CreateNetwork>,
+) -> Result<(StatusCode, axum::Json<Network>), ApiError> {
+    let CreateNetwork {
+        name,
+        driver,
+        subnets,
+        mtu,
+        vni,
+        options,
+    } = request;
+    let new = NewNetwork {
+        name,
+        driver,
+        subnets,
+        mtu,
+        vni,
+        options,
+    };
+    let record = daemon.service.network_create(new).await?;
+    Ok((StatusCode::CREATED, axum::Json(network(&record, 0))))
+}
+
+pub(super) async fn list(State(daemon): State<Arc<Daemon>>) -> Answer<Vec<Network>> {
+    answer(network_ls(&daemon.service).await)
+}
+
+async fn network_ls(service: &Service) -> Result<Vec<Network>, ServiceError> {
     let summary = service.control.summary();
     let mut counts: HashMap<String, usize> = HashMap::new();
     for e in service.control.endpoints(None).await? {
         *counts.entry(e.network).or_default() += 1;
     }
-    let list: Vec<Value> = summary
+    Ok(summary
         .networks
         .values()
-        .map(|n| network_json(n, counts.get(&n.name).copied().unwrap_or(0)))
-        .collect();
-    Ok(json!(list))
+        .map(|n| network(n, counts.get(&n.name).copied().unwrap_or(0)))
+        .collect())
 }
 
-pub(super) async fn network_inspect(service: &Service, name: &str) -> anyhow::Result<Value> {
+pub(super) async fn inspect(
+    State(daemon): State<Arc<Daemon>>,
+    Name(name): Name,
+) -> Answer<Network> {
+    answer(network_inspect(&daemon.service, &name).await)
+}
+
+async fn network_inspect(service: &Service, name: &str) -> Result<Network, ServiceError> {
     let (record, _) = service.network_load(name).await?;
-    let endpoints: Vec<Value> = service
+    let endpoints: Vec<_> = service
         .control
         .endpoints(Some(name))
         .await?
         .iter()
-        .map(endpoint_json)
+        .map(endpoint_view)
         .collect();
-    let mut v = network_json(&record, endpoints.len());
-    v["endpoint_list"] = json!(endpoints);
-    let warnings = mtu_warnings(&record, &service.control.summary().hosts);
-    if !warnings.is_empty() {
-        v["warnings"] = json!(warnings);
-    }
-    Ok(v)
+    let mut n = network(&record, endpoints.len());
+    n.endpoint_list = Some(endpoints);
+    n.warnings = mtu_warnings(&record, &service.control.summary().hosts);
+    Ok(n)
+}
+
+pub(super) async fn remove(State(daemon): State<Arc<Daemon>>, Name(name): Name) -> Answer<Removed> {
+    answer(daemon.service.network_rm(&name).await.map(|()| Removed {
+        removed: name,
+        network: None,
+    }))
 }
 
 /// The hosts whose uplink cannot carry this network's packets once encapsulated (mtu + 50 B):

@@ -1,8 +1,14 @@
-//! `status`: the first line says whether this host is healthy, and why not.
+//! `/v1/status`: whether this host is healthy, and why not; then what it knows and runs.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
+
+use axum::{Json, extract::State};
 
 use crate::{
+    api::{
+        HealthStatus, KernelStatus, LastBatch, MapStatus, PeerHost, ProgramStatus, Programmed,
+        Status, StoreStatus,
+    },
     control::MapFill,
     daemon::Daemon,
     health::{Link, LinkState},
@@ -53,10 +59,15 @@ pub(crate) fn problems(inputs: &HealthInputs) -> Vec<String> {
     problems
 }
 
+pub(super) async fn get(State(daemon): State<Arc<Daemon>>) -> Json<Status> {
+    let member = daemon.service.store.member_in_use().await;
+    Json(status(&daemon, member))
+}
+
 /// `member`: the store member that answers requests, where the backend can tell.
-pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
+fn status(daemon: &Daemon, member: Option<String>) -> Status {
     let summary = daemon.service.control.summary();
-    let mut store = daemon.health.store_json(summary.synced);
+    let links = daemon.health.store_links(summary.synced);
     let problems = problems(&HealthInputs {
         // The watch's own state: a connected watch whose listing is not applied yet is
         // told apart by `synced`.
@@ -67,78 +78,85 @@ pub(super) fn status(daemon: &Daemon, member: Option<String>) -> Value {
         docker: daemon.health.docker_state(),
     });
     let healthy = problems.is_empty();
-    store["url"] = json!(daemon.options.store);
-    store["revision"] = json!(summary.revision);
-    store["member"] = json!(member);
-    let programs: Vec<Value> = daemon
+    let programs = daemon
         .programs
         .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "instructions": p.instructions,
-                "jited_bytes": p.jited_bytes,
-                "verified_instructions": p.verified_instructions,
-            })
+        .map(|p| ProgramStatus {
+            name: p.name.to_string(),
+            instructions: p.instructions,
+            jited_bytes: p.jited_bytes,
+            verified_instructions: p.verified_instructions,
         })
         .collect();
-    let maps: Vec<Value> = summary
+    let maps = summary
         .maps
         .iter()
-        .map(|m| {
-            json!({
-                "name": m.name,
-                "entries": m.entries,
-                "max_entries": m.capacity,
-                "failed_writes": m.failed_writes,
-                "error": m.last_error,
-            })
+        .map(|m| MapStatus {
+            name: m.name.to_string(),
+            entries: m.entries,
+            max_entries: m.capacity,
+            failed_writes: m.failed_writes,
+            error: m.last_error.clone(),
         })
         .collect();
-    let hosts: serde_json::Map<String, Value> = summary
+    let hosts = summary
         .hosts
         .iter()
-        .map(|(name, h)| (name.clone(), json!({ "vtep": h.vtep_ip, "netd": h.netd })))
+        .map(|(name, h)| {
+            let host = PeerHost {
+                vtep: h.vtep_ip,
+                netd: h.netd.clone(),
+            };
+            (name.clone(), host)
+        })
         .collect();
-    let me = &daemon.options.host_name;
-    json!({
-        "healthy": healthy,
-        "problems": problems,
-        // The same, as scripts written before the fields above read it.
-        "health": { "healthy": healthy, "problems": problems },
-        "host": me,
-        "vtep": daemon.options.advertise,
-        "uplink": daemon.uplink,
-        "uplink_mtu": daemon.uplink_mtu,
-        "kernel": {
-            "tc_attach": daemon.tc_attach.name(),
-            "adjust_room_encap_l2_eth": daemon.features.encap_l2_eth,
-            "adjust_room_decap_l3_ipv4": daemon.features.decap_l3_ipv4,
-            "gro_device": daemon.gro_device.then_some(crate::gro::DEVICE),
+    Status {
+        healthy,
+        health: HealthStatus {
+            healthy,
+            problems: problems.clone(),
         },
-        "store_url": daemon.options.store,
-        "store": store,
-        "hosts": hosts,
-        "networks": summary.networks.len(),
-        "networks_active": summary.active_networks,
-        "endpoints_local": summary.local.iter().filter(|e| e.record.is_some()).count(),
-        "endpoints_known": summary.endpoints_known,
-        "endpoints_programmed": {
-            "local": summary.programmed_local,
-            "remote": summary.programmed_remote,
+        problems,
+        host: daemon.options.host_name.clone(),
+        vtep: daemon.options.advertise,
+        uplink: daemon.uplink.clone(),
+        uplink_mtu: daemon.uplink_mtu,
+        kernel: KernelStatus {
+            tc_attach: daemon.tc_attach.name().to_string(),
+            adjust_room_encap_l2_eth: daemon.features.encap_l2_eth,
+            adjust_room_decap_l3_ipv4: daemon.features.decap_l3_ipv4,
+            gro_device: daemon.gro_device.then(|| crate::gro::DEVICE.to_string()),
         },
-        "invalid_values": summary.invalid_values,
-        "events_applied": summary.events_applied,
-        "drift_repaired": summary.drift_repaired,
-        "last_batch": {
-            "events": summary.last_batch_events,
-            "ms": summary.last_batch.as_secs_f64() * 1000.0,
+        store_url: daemon.options.store.clone(),
+        store: StoreStatus {
+            state: links.state,
+            watch: links.watch,
+            lease: links.lease,
+            url: daemon.options.store.clone(),
+            revision: summary.revision,
+            member,
         },
-        "docker": daemon.health.docker().unwrap_or_else(|| "disabled".into()),
-        "maps": maps,
-        "programs": programs,
-        "uptime_seconds": daemon.started.elapsed().as_secs(),
-    })
+        hosts,
+        networks: summary.networks.len(),
+        networks_active: summary.active_networks,
+        endpoints_local: summary.local.iter().filter(|e| e.record.is_some()).count(),
+        endpoints_known: summary.endpoints_known,
+        endpoints_programmed: Programmed {
+            local: summary.programmed_local,
+            remote: summary.programmed_remote,
+        },
+        invalid_values: summary.invalid_values,
+        events_applied: summary.events_applied,
+        drift_repaired: summary.drift_repaired,
+        last_batch: LastBatch {
+            events: summary.last_batch_events,
+            ms: summary.last_batch.as_secs_f64() * 1000.0,
+        },
+        docker: daemon.health.docker().unwrap_or_else(|| "disabled".into()),
+        maps,
+        programs,
+        uptime_seconds: daemon.started.elapsed().as_secs(),
+    }
 }
 
 #[cfg(test)]

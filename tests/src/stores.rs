@@ -1,0 +1,628 @@
+//! The store servers the tests run against, started as a user starts them: etcd as one member
+//! or three, Consul as one server or three, each inside a network namespace, on an address of
+//! it, with the server's own defaults. A setting a test changes is that test's subject: it
+//! passes it here explicitly ([`ConsulSettings`]) and says why.
+//!
+//! [`StoreServer::start`] starts one kind on the labs' switch (tests/src/cluster.rs);
+//! [`StoreLab`] starts one in a namespace of its own for the store's own tests
+//! (tests/tests/store.rs), whose code then runs inside that namespace.
+
+use std::{
+    fs,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{cluster::tempdir, netns::Netns, sh, wait_until};
+
+/// The single store server's address on the labs' switch.
+pub const STORE_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 254);
+
+/// The members of the three-member store clusters, on the switch.
+pub const STORE_MEMBERS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(10, 201, 0, 251),
+    Ipv4Addr::new(10, 201, 0, 252),
+    Ipv4Addr::new(10, 201, 0, 253),
+];
+
+/// How long a store server gets to take writes after it started. A Consul server at its
+/// defaults (`raft_multiplier = 5`) elects itself after about 9 s, three of them a little later.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Which store the daemons share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Etcd,
+    Consul,
+    Embedded,
+    /// Three etcd members; the daemons are given all three.
+    EtcdCluster,
+    /// Three Consul servers; the daemons are given all three.
+    ConsulCluster,
+}
+
+/// Consul settings a test changes from the server's defaults: each is the subject of the test
+/// that sets it, which says why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsulSettings {
+    /// `performance { raft_multiplier = N }` (Consul's default is 5, for small dev VMs; it
+    /// advises 1 for production servers).
+    pub raft_multiplier: Option<u8>,
+    /// Serve HTTPS only (port 8501), with a CA and server certificate made by `consul tls`.
+    pub tls: bool,
+    /// ACLs on, denying by default, with this management ("master") token.
+    pub acl_master_token: Option<String>,
+}
+
+/// A store kind and the settings its servers get (none but the defaults unless a test says so).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreSetup {
+    pub kind: StoreKind,
+    pub consul: ConsulSettings,
+}
+
+impl From<StoreKind> for StoreSetup {
+    fn from(kind: StoreKind) -> Self {
+        Self {
+            kind,
+            consul: ConsulSettings::default(),
+        }
+    }
+}
+
+/// A running store server (one, or the members of a cluster), which the outage tests stop and
+/// start again.
+pub enum StoreServer {
+    Etcd(Etcd),
+    Consul(Consul),
+    EtcdCluster(Vec<Etcd>),
+    ConsulCluster(Vec<Consul>),
+}
+
+impl StoreServer {
+    /// Starts `setup`'s servers in `netns` (one at `single`, a cluster at [`STORE_MEMBERS`],
+    /// which must be addresses of the namespace), their data under `dir`; returns them (none for
+    /// the embedded store) and the `--store` URL that reaches them.
+    pub fn start(
+        setup: &StoreSetup,
+        netns: &Netns,
+        single: Ipv4Addr,
+        dir: &Path,
+    ) -> anyhow::Result<(Option<Self>, String)> {
+        Ok(match setup.kind {
+            StoreKind::Etcd => {
+                let etcd = Etcd::start_in(netns, single, dir.join("etcd"), &[])?;
+                let url = etcd.url();
+                (Some(Self::Etcd(etcd)), url)
+            }
+            StoreKind::Consul => {
+                let consul =
+                    Consul::start_in(netns, single, dir.join("consul"), setup.consul.clone())?;
+                let url = consul.url();
+                (Some(Self::Consul(consul)), url)
+            }
+            StoreKind::Embedded => (None, format!("file://{}", dir.join("store").display())),
+            StoreKind::EtcdCluster => {
+                let members = Etcd::cluster_in(netns, &STORE_MEMBERS, dir)?;
+                let urls = STORE_MEMBERS.map(|ip| format!("{ip}:2379")).join(",");
+                (Some(Self::EtcdCluster(members)), format!("etcd://{urls}"))
+            }
+            StoreKind::ConsulCluster => {
+                let servers = Consul::cluster_in(netns, &STORE_MEMBERS, dir, &setup.consul)?;
+                let urls = servers
+                    .iter()
+                    .map(|s| s.address())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (
+                    Some(Self::ConsulCluster(servers)),
+                    format!("{}://{urls}", servers_scheme(&setup.consul)),
+                )
+            }
+        })
+    }
+
+    pub fn stop(&mut self) {
+        match self {
+            Self::Etcd(s) => s.stop(),
+            Self::Consul(s) => s.stop(),
+            Self::EtcdCluster(m) => m.iter_mut().for_each(Etcd::stop),
+            Self::ConsulCluster(m) => m.iter_mut().for_each(Consul::stop),
+        }
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Etcd(s) => s.restart(),
+            Self::Consul(s) => s.restart(),
+            Self::EtcdCluster(m) => m.iter_mut().try_for_each(Etcd::restart),
+            Self::ConsulCluster(m) => m.iter_mut().try_for_each(Consul::restart),
+        }
+    }
+
+    /// Kills the member at `ip` of a store cluster.
+    pub fn stop_member(&mut self, ip: Ipv4Addr) {
+        match self {
+            Self::EtcdCluster(m) => m.iter_mut().filter(|e| e.ip == ip).for_each(Etcd::stop),
+            Self::ConsulCluster(m) => m.iter_mut().filter(|c| c.ip == ip).for_each(Consul::stop),
+            Self::Etcd(_) | Self::Consul(_) => {}
+        }
+    }
+
+    /// Starts the member at `ip` again.
+    pub fn restart_member(&mut self, ip: Ipv4Addr) -> anyhow::Result<()> {
+        match self {
+            Self::EtcdCluster(m) => m
+                .iter_mut()
+                .filter(|e| e.ip == ip)
+                .try_for_each(Etcd::restart),
+            Self::ConsulCluster(m) => m
+                .iter_mut()
+                .filter(|c| c.ip == ip)
+                .try_for_each(Consul::restart),
+            Self::Etcd(_) | Self::Consul(_) => Ok(()),
+        }
+    }
+}
+
+/// One store server alone in a namespace of its own, at 127.0.0.1 there: for the store's own
+/// tests, which run their code inside that namespace ([`Self::block_on`]).
+pub struct StoreLab {
+    /// `None` for the embedded store.
+    pub server: Option<StoreServer>,
+    /// The URL `netd daemon --store` would be given.
+    pub url: String,
+    pub netns: Netns,
+    pub dir: tempdir::Dir,
+}
+
+impl StoreLab {
+    /// Starts `setup` (a single server: etcd, Consul or the embedded store).
+    pub fn start(tag: &str, setup: impl Into<StoreSetup>) -> anyhow::Result<Self> {
+        let setup = setup.into();
+        let dir = tempdir::Dir::new(tag)?;
+        let netns = Netns::new(tag)?;
+        let (server, url) = StoreServer::start(&setup, &netns, Ipv4Addr::LOCALHOST, &dir.0)?;
+        Ok(Self {
+            server,
+            url,
+            netns,
+            dir,
+        })
+    }
+
+    /// The Consul server, for the tests that need more than its URL (its CA, its token).
+    pub fn consul(&self) -> Option<&Consul> {
+        match &self.server {
+            Some(StoreServer::Consul(consul)) => Some(consul),
+            _ => None,
+        }
+    }
+
+    /// Runs `work` inside the lab's namespace, on a runtime of its own (whose threads start
+    /// there too), and returns its result; the thread leaves the namespace after.
+    pub fn block_on<T>(&mut self, work: impl AsyncFnOnce(&mut Self) -> T) -> T {
+        let _inside = netd::netns::enter(&self.netns.path()).expect("enter the lab's namespace");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(work(self))
+    }
+}
+
+/// Consul (Debian bullseye's 1.8.7, from `cargo xtask setup`).
+pub fn consul_bin() -> PathBuf {
+    let tools = std::env::var_os("NETD_TOOLS_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tools"),
+        PathBuf::from,
+    );
+    tools.join("consul/usr/bin/consul")
+}
+
+fn servers_scheme(settings: &ConsulSettings) -> &'static str {
+    if settings.tls {
+        "consul+https"
+    } else {
+        "consul"
+    }
+}
+
+/// A Consul server inside a network namespace, killed on drop: alone, or one of the servers of
+/// [`Consul::cluster_in`]. Started as an operator starts a server (`consul agent -server
+/// -bootstrap-expect=N -data-dir ...`, joined to the others), with Consul's defaults except
+/// what [`ConsulSettings`] asks for.
+pub struct Consul {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    netns: String,
+    pub ip: Ipv4Addr,
+    /// Every server's address (itself included).
+    servers: Vec<Ipv4Addr>,
+    pub settings: ConsulSettings,
+}
+
+impl Consul {
+    /// One server at `ip` (HTTP on `:8500`, or HTTPS on `:8501` with `settings.tls`); waits
+    /// until it takes writes.
+    pub fn start_in(
+        netns: &Netns,
+        ip: Ipv4Addr,
+        data_dir: PathBuf,
+        settings: ConsulSettings,
+    ) -> anyhow::Result<Self> {
+        let mut consul = Self {
+            child: None,
+            data_dir,
+            netns: netns.name.clone(),
+            ip,
+            servers: vec![ip],
+            settings,
+        };
+        consul.make_certificates()?;
+        consul.restart()?;
+        Ok(consul)
+    }
+
+    /// One server per address, joined into one cluster; waits until it takes writes.
+    pub fn cluster_in(
+        netns: &Netns,
+        ips: &[Ipv4Addr],
+        dir: &Path,
+        settings: &ConsulSettings,
+    ) -> anyhow::Result<Vec<Self>> {
+        let mut servers: Vec<Self> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, &ip)| Self {
+                child: None,
+                data_dir: dir.join(format!("consul{}", i + 1)),
+                netns: netns.name.clone(),
+                ip,
+                servers: ips.to_vec(),
+                settings: settings.clone(),
+            })
+            .collect();
+        for server in &mut servers {
+            server.make_certificates()?;
+            server.spawn()?;
+        }
+        // All started before any is waited on: there is a leader only with a quorum.
+        for server in &mut servers {
+            server.wait_ready()?;
+        }
+        Ok(servers)
+    }
+
+    /// `HOST:PORT` of its HTTP (or HTTPS) API.
+    pub fn address(&self) -> String {
+        let port = if self.settings.tls { 8501 } else { 8500 };
+        format!("{}:{port}", self.ip)
+    }
+
+    /// The `--store` URL of this server alone.
+    pub fn url(&self) -> String {
+        format!("{}://{}", servers_scheme(&self.settings), self.address())
+    }
+
+    /// The CA that signed the server's certificate (with `settings.tls`).
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls_dir().join("consul-agent-ca.pem")
+    }
+
+    fn tls_dir(&self) -> PathBuf {
+        self.data_dir.with_extension("tls")
+    }
+
+    /// With `settings.tls`: a CA and a server certificate for this address, as `consul tls`
+    /// makes them.
+    fn make_certificates(&self) -> anyhow::Result<()> {
+        if !self.settings.tls {
+            return Ok(());
+        }
+        let dir = self.tls_dir();
+        fs::create_dir_all(&dir)?;
+        let ip = self.ip.to_string();
+        for args in [
+            &["tls", "ca", "create"][..],
+            &[
+                "tls",
+                "cert",
+                "create",
+                "-server",
+                "-additional-ipaddress",
+                &ip,
+            ],
+        ] {
+            let out = Command::new(consul_bin())
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .context("cannot run consul tls")?;
+            anyhow::ensure!(out.status.success(), "consul {args:?}: {out:?}");
+        }
+        Ok(())
+    }
+
+    /// Starts the server (again) on the same data directory; waits until it takes writes.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_ready()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let bin = consul_bin();
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo xtask setup`", bin.display());
+        }
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))?;
+        let ip = self.ip.to_string();
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns])
+            .arg(&bin)
+            // The node name must differ between the servers (they share the machine's hostname).
+            .args(["agent", "-server", "-node", &format!("lab-{ip}")])
+            .arg(format!("-bootstrap-expect={}", self.servers.len()))
+            .arg("-data-dir")
+            .arg(&self.data_dir)
+            .args(["-bind", &ip, "-client", &ip]);
+        for other in self.servers.iter().filter(|&&o| o != self.ip) {
+            command.arg(format!("-retry-join={other}"));
+        }
+        for hcl in self.settings_hcl() {
+            command.args(["-hcl", &hcl]);
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start consul")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// The HCL of [`ConsulSettings`] (nothing for the defaults).
+    fn settings_hcl(&self) -> Vec<String> {
+        let mut hcl = Vec::new();
+        if let Some(multiplier) = self.settings.raft_multiplier {
+            hcl.push(format!("performance {{ raft_multiplier = {multiplier} }}"));
+        }
+        if self.settings.tls {
+            let dir = self.tls_dir().display().to_string();
+            hcl.push(format!(
+                "ca_file = \"{dir}/consul-agent-ca.pem\"\n\
+                 cert_file = \"{dir}/dc1-server-consul-0.pem\"\n\
+                 key_file = \"{dir}/dc1-server-consul-0-key.pem\"\n\
+                 ports {{\n  http = -1\n  https = 8501\n}}\n"
+            ));
+        }
+        if let Some(token) = &self.settings.acl_master_token {
+            hcl.push(format!(
+                "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  \
+                 tokens {{\n    master = \"{token}\"\n  }}\n}}\n"
+            ));
+        }
+        hcl
+    }
+
+    /// Waits until the server takes a write (it has a leader), or fails with its log's place.
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let url = format!(
+            "{}://{}/v1/kv/netd-ready-probe",
+            if self.settings.tls { "https" } else { "http" },
+            self.address()
+        );
+        let mut curl = vec!["-sS", "-m", "1", "-X", "PUT", "-d", "1"];
+        let ca = self.ca_file().display().to_string();
+        if self.settings.tls {
+            curl.extend(["--cacert", &ca]);
+        }
+        let header = self
+            .settings
+            .acl_master_token
+            .as_ref()
+            .map(|token| format!("X-Consul-Token: {token}"));
+        if let Some(header) = &header {
+            curl.extend(["-H", header]);
+        }
+        curl.push(&url);
+        let netns = self.netns.clone();
+        let what = format!("Consul at {} to take writes", self.address());
+        let log = self.data_dir.with_extension("log");
+        let child = &mut self.child;
+        wait_until(
+            READY_WITHIN,
+            || -> anyhow::Result<()> {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    // Gone: no point waiting (the deadline's message then carries this).
+                    bail!("consul exited ({status})");
+                }
+                let mut args = vec!["netns", "exec", &netns, "curl"];
+                args.extend(&curl);
+                let answer = sh("ip", &args)?;
+                anyhow::ensure!(answer.trim() == "true", "answered {answer:?}");
+                Ok(())
+            },
+            &what,
+        )
+        .with_context(|| format!("see {}", log.display()))
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Consul {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An etcd member inside a network namespace, killed on drop: alone, or one of the members of
+/// [`Etcd::cluster_in`]. Started as an operator starts a member (its name, data directory,
+/// URLs and the initial cluster), with etcd's defaults for everything else.
+pub struct Etcd {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    netns: String,
+    pub ip: Ipv4Addr,
+    /// `--initial-cluster`: every member's `name=peer URL`.
+    initial_cluster: String,
+    extra_args: Vec<String>,
+}
+
+fn etcd_name(ip: Ipv4Addr) -> String {
+    format!("lab-{ip}")
+}
+
+impl Etcd {
+    /// Starts etcd in `netns`, serving clients on `ip:2379` (peers on `:2380`), with its data in
+    /// `data_dir` (log next to it, `.log`) and `extra_args` (Docker 20.10's cluster store needs
+    /// `--enable-v2=true`); waits until it is healthy.
+    pub fn start_in(
+        netns: &Netns,
+        ip: Ipv4Addr,
+        data_dir: PathBuf,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut etcd = Self {
+            child: None,
+            data_dir,
+            netns: netns.name.clone(),
+            ip,
+            initial_cluster: format!("{}=http://{ip}:2380", etcd_name(ip)),
+            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+        };
+        etcd.restart()?;
+        Ok(etcd)
+    }
+
+    /// One member per address, in one cluster; waits until every member is healthy.
+    pub fn cluster_in(netns: &Netns, ips: &[Ipv4Addr], dir: &Path) -> anyhow::Result<Vec<Self>> {
+        let initial_cluster = ips
+            .iter()
+            .map(|&ip| format!("{}=http://{ip}:2380", etcd_name(ip)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Self> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, &ip)| Self {
+                child: None,
+                data_dir: dir.join(format!("etcd{}", i + 1)),
+                netns: netns.name.clone(),
+                ip,
+                initial_cluster: initial_cluster.clone(),
+                extra_args: Vec::new(),
+            })
+            .collect();
+        // All started before any is waited on: a member is healthy only with a quorum.
+        for member in &mut members {
+            member.spawn()?;
+        }
+        for member in &mut members {
+            member.wait_healthy()?;
+        }
+        Ok(members)
+    }
+
+    /// `etcd://IP:2379`.
+    pub fn url(&self) -> String {
+        format!("etcd://{}:2379", self.ip)
+    }
+
+    /// Starts etcd (again) on the same data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        self.wait_healthy()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let client = format!("http://{}:2379", self.ip);
+        let peer = format!("http://{}:2380", self.ip);
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "etcd", "--name"])
+            .arg(etcd_name(self.ip))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start etcd (is etcd-server installed?)")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until etcd says it is healthy (it accepts connections before raft is ready, so
+    /// its `/health` is asked, not its port).
+    fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let url = format!("http://{}:2379/health", self.ip);
+        let netns = self.netns.clone();
+        let what = format!("etcd at {} to be healthy", self.ip);
+        let log = self.data_dir.with_extension("log");
+        let child = &mut self.child;
+        wait_until(
+            READY_WITHIN,
+            || -> anyhow::Result<()> {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    bail!("etcd exited ({status})");
+                }
+                let body = sh(
+                    "ip",
+                    &["netns", "exec", &netns, "curl", "-sS", "-m", "1", &url],
+                )?;
+                anyhow::ensure!(body.contains("\"health\":\"true\""), "answered {body:?}");
+                Ok(())
+            },
+            &what,
+        )
+        .with_context(|| format!("see {}", log.display()))
+    }
+
+    /// Kills etcd (the outage tests restart it).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
