@@ -47,7 +47,7 @@ pub enum Runner {
 /// packets). docs/testing.md has the measured minutes each budget was sized from; the rest of
 /// each budget is the room planned for the next issues (security, packaging, IPv6, multicast,
 /// encryption, 4.x kernels), which add packet tests, labs, Docker tests and kernel-tier tests:
-/// most in labs (a store binary, then a lab or two per feature) and kernels (older kernels are
+/// most in labs (a lab or two per feature) and kernels (older kernels are
 /// more guests on the same two cores).
 ///
 /// Over budget is reported (the table says which tier, and by how much) but does not fail the
