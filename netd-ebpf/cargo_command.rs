@@ -13,7 +13,12 @@ pub const TARGET: &str = "bpfel-unknown-none";
 
 const PACKAGE: &str = "netd-ebpf";
 
-/// `rustup run nightly cargo SUBCOMMAND` for netd-ebpf on the BPF target, in `target_dir`.
+/// The nightly that compiles the programs, pinned: its LLVM (22) must be the one bpf-linker is
+/// built against (`cargo xtask setup`), or bpf-linker cannot read the bitcode ("Invalid
+/// record", as with LLVM 23's nightlies). Move it with bpf-linker's LLVM.
+pub const NIGHTLY: &str = "nightly-2026-05-20";
+
+/// `rustup run NIGHTLY cargo SUBCOMMAND` for netd-ebpf on the BPF target, in `target_dir`.
 /// `bpf_target_arch` is the architecture of the kernel the programs run on (aya-ebpf reads it).
 pub fn nightly_cargo(subcommand: &str, bpf_target_arch: &str, target_dir: &Path) -> Command {
     // BTF for the loader, and the debug info BTF's line info is made from.
@@ -24,7 +29,7 @@ pub fn nightly_cargo(subcommand: &str, bpf_target_arch: &str, target_dir: &Path)
     ]
     .join("\x1f");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", subcommand, "--package", PACKAGE])
+    cmd.args(["run", NIGHTLY, "cargo", subcommand, "--package", PACKAGE])
         // build-std: there is no prebuilt core for the BPF target; it needs nightly.
         .args(["--release", "--target", TARGET, "-Z", "build-std=core"])
         .arg("--target-dir")

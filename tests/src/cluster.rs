@@ -16,7 +16,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -215,11 +215,15 @@ impl Cluster {
 
     /// Waits until host `i`'s daemon sees `expected` hosts.
     pub fn wait_registered(&self, i: usize, expected: usize) -> anyhow::Result<()> {
-        self.wait_for(Duration::from_secs(15), || {
-            let status: Status = self.netd_as(i, &["status"]).ok()?;
-            (status.hosts.len() == expected && status.store.state == LinkState::Connected)
-                .then_some(())
-        })
+        crate::wait_until(
+            Duration::from_secs(15),
+            || {
+                let status: Status = self.netd_as(i, &["status"]).ok()?;
+                (status.hosts.len() == expected && status.store.state == LinkState::Connected)
+                    .then_some(())
+            },
+            "the store to be connected",
+        )
         .with_context(|| {
             format!(
                 "host {} did not see {expected} hosts; log: {}",
@@ -227,24 +231,6 @@ impl Cluster {
                 self.hosts[i].log.display()
             )
         })
-    }
-
-    /// Polls `check` every 100 ms until it returns `Some` or `timeout` passes.
-    pub fn wait_for<T>(
-        &self,
-        timeout: Duration,
-        mut check: impl FnMut() -> Option<T>,
-    ) -> anyhow::Result<T> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = check() {
-                return Ok(v);
-            }
-            if Instant::now() > deadline {
-                bail!("timed out after {timeout:?}");
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// Runs the netd CLI against host `i`'s daemon.
@@ -363,22 +349,22 @@ impl ClusterHost {
             .spawn()
             .context("cannot start netd daemon")?;
         self.daemon = Some(child);
-        // Loading the datapath takes about 15 s under the kernel tier's emulation.
-        let deadline = Instant::now() + crate::patience(Duration::from_secs(15));
-        while !socket.exists() {
-            if let Some(Some(status)) = self.daemon.as_mut().map(|c| c.try_wait().ok().flatten()) {
-                bail!(
-                    "netd daemon exited ({status}); log: {}",
-                    fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "netd daemon did not open its socket; log: {}",
-                    fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
+        // Loading the datapath takes about 15 s under the kernel tier's emulation (wait_until
+        // stretches the deadline there). A daemon that exits ends the wait at once.
+        let daemon = &mut self.daemon;
+        let opened = crate::wait_until(
+            Duration::from_secs(15),
+            || match daemon.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                Some(status) => Some(Err(status)),
+                None => socket.exists().then_some(Ok(())),
+            },
+            "netd daemon to open its socket",
+        );
+        let log = || fs::read_to_string(&self.log).unwrap_or_default();
+        match opened {
+            Ok(Ok(())) => {}
+            Ok(Err(status)) => bail!("netd daemon exited ({status}); log: {}", log()),
+            Err(timeout) => bail!("{timeout:#}; log: {}", log()),
         }
         Ok(())
     }
@@ -413,16 +399,21 @@ impl ClusterHost {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
+        let exited = crate::wait_until(
+            timeout,
+            || child.try_wait().ok().flatten(),
+            "netd daemon to exit on SIGTERM",
+        );
+        match exited {
+            Ok(status) => {
                 self.daemon = None;
-                return Some(status);
+                Some(status)
             }
-            thread::sleep(Duration::from_millis(50));
+            Err(_) => {
+                self.kill();
+                None
+            }
         }
-        self.kill();
-        None
     }
 
     /// `kill -9` of the daemon: the datapath stays.

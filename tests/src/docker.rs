@@ -37,12 +37,12 @@ use std::{
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
 
-use crate::{sh, unique_name};
+use crate::{sh, unique_name, wait_until};
 
 /// Which Docker engine a host runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,11 +314,12 @@ impl DockerHost {
             return;
         };
         signal(child.id(), libc::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(50));
-        }
-        if matches!(child.try_wait(), Ok(None)) {
+        let exited = wait_until(
+            STOP_TIMEOUT,
+            || !matches!(child.try_wait(), Ok(None)),
+            "dockerd to exit on SIGTERM",
+        );
+        if exited.is_err() {
             eprintln!(
                 "docker host {}: dockerd ignored SIGTERM, killing it",
                 self.hostname
@@ -330,7 +331,11 @@ impl DockerHost {
         // its config file: the shims, which must survive, name the containerd socket.)
         let config = self.dir.join("exec/containerd/containerd.toml");
         let leftovers = || pids_where(|pid| cmdline(pid).contains(path_str(&config)));
-        wait_until(Duration::from_secs(10), || leftovers().is_empty());
+        let _ = wait_until(
+            Duration::from_secs(10),
+            || leftovers().is_empty(),
+            "dockerd's containerd to exit",
+        );
         for pid in leftovers() {
             signal(pid, libc::SIGKILL);
         }
@@ -374,26 +379,25 @@ impl DockerHost {
             .context("cannot run ip netns exec")?;
         let keeper = self.keeper.insert(keeper);
         let ready = self.dir.join("ready");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready.exists() {
-            let setup_log = || fs::read_to_string(self.dir.join("setup.log")).unwrap_or_default();
-            if let Ok(Some(status)) = keeper.try_wait() {
-                bail!(
-                    "namespace setup for {} failed ({status}): {}",
-                    self.hostname,
-                    setup_log()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "namespace setup for {} timed out: {}",
-                    self.hostname,
-                    setup_log()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
+        // A keeper that exits ends the wait at once.
+        let done = wait_until(
+            Duration::from_secs(10),
+            || match keeper.try_wait() {
+                Ok(Some(status)) => Some(Err(status)),
+                _ => ready.exists().then_some(Ok(())),
+            },
+            "the namespace setup",
+        );
+        let setup_log = || fs::read_to_string(self.dir.join("setup.log")).unwrap_or_default();
+        match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(status)) => bail!(
+                "namespace setup for {} failed ({status}): {}",
+                self.hostname,
+                setup_log()
+            ),
+            Err(timeout) => bail!("{} {timeout:#}: {}", self.hostname, setup_log()),
         }
-        Ok(())
     }
 
     /// Starts dockerd inside the keeper's namespaces and waits until its API answers.
@@ -439,32 +443,36 @@ impl DockerHost {
             .spawn()
             .context("cannot run nsenter dockerd")?;
         self.dockerd = Some(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(Ok(Some(status))) = self.dockerd.as_mut().map(Child::try_wait) {
+        // A dockerd that exits ends the wait at once.
+        let ready = wait_until(
+            READY_TIMEOUT,
+            || {
+                if let Some(Ok(Some(status))) = self.dockerd.as_mut().map(Child::try_wait) {
+                    return Some(Err(status));
+                }
+                // The server's version, not just a zero exit: newer CLIs exit 0 from `info`
+                // while the daemon is not listening yet.
+                self.docker(&["version", "--format", "{{.Server.Version}}"])
+                    .is_ok_and(|v| !v.trim().is_empty())
+                    .then_some(Ok(()))
+            },
+            "dockerd's API to answer",
+        );
+        match ready {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(status)) => {
                 self.dockerd = None;
                 bail!(
                     "dockerd of {} exited ({status}):\n{}",
                     self.hostname,
                     self.log_tail(30)
-                );
+                )
             }
-            // The server's version, not just a zero exit: newer CLIs exit 0 from `info` while
-            // the daemon is not listening yet.
-            if self
-                .docker(&["version", "--format", "{{.Server.Version}}"])
-                .is_ok_and(|v| !v.trim().is_empty())
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "dockerd of {} not ready after {READY_TIMEOUT:?}:\n{}",
-                    self.hostname,
-                    self.log_tail(30)
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
+            Err(timeout) => bail!(
+                "dockerd of {}: {timeout:#}:\n{}",
+                self.hostname,
+                self.log_tail(30)
+            ),
         }
     }
 
@@ -555,17 +563,21 @@ impl DockerHost {
                 mnt_ns.is_some() && fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == mnt_ns;
             Some(pid) != keeper_pid && (in_mnt_ns || cmdline(pid).contains(&dir))
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let mut victims = self.cgroup_pids();
-            victims.extend(pids_where(ours));
-            if victims.is_empty() || Instant::now() > deadline {
-                break;
-            }
-            for pid in victims {
-                signal(pid, libc::SIGKILL);
-            }
-            thread::sleep(Duration::from_millis(50));
+        // Killed until none is left: a dying shim may still start a process.
+        let gone = wait_until(
+            Duration::from_secs(10),
+            || {
+                let mut victims = self.cgroup_pids();
+                victims.extend(pids_where(ours));
+                for &pid in &victims {
+                    signal(pid, libc::SIGKILL);
+                }
+                victims.is_empty()
+            },
+            "this host's processes to be gone",
+        );
+        if let Err(e) = gone {
+            eprintln!("cleanup: {e:#}");
         }
         if let Some(mut keeper) = self.keeper.take() {
             let _ = keeper.kill();
@@ -624,12 +636,16 @@ impl Drop for DockerHost {
                     // A dockerd on its way out (Ctrl-C in a terminal reaches it too) no longer
                     // answers. That is no failure: kill_everything below removes its containers.
                     // One that is still running after a while is wedged: worth a line.
-                    let exiting = wait_until(Duration::from_secs(3), || {
-                        self.dockerd
-                            .as_mut()
-                            .is_none_or(|d| !matches!(d.try_wait(), Ok(None)))
-                    });
-                    if !exiting {
+                    let exiting = wait_until(
+                        Duration::from_secs(3),
+                        || {
+                            self.dockerd
+                                .as_mut()
+                                .is_none_or(|d| !matches!(d.try_wait(), Ok(None)))
+                        },
+                        "dockerd to exit",
+                    );
+                    if exiting.is_err() {
                         eprintln!("cleanup: {e}");
                     }
                 }
@@ -639,22 +655,25 @@ impl Drop for DockerHost {
         // Whatever is still running (containers of a stopped daemon, a wedged containerd...),
         // then the keeper: with it, the mount namespace and all the mounts in it go away.
         self.kill_everything();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            // Removing a cgroup fails (EBUSY) while its last tasks are still exiting.
-            let left: Vec<PathBuf> = self
-                .cgroup_dirs()
-                .into_iter()
-                .filter(|d| fs::remove_dir(d).is_err())
-                .collect();
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                eprintln!("cleanup: cannot remove cgroups {left:?}");
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
+        // Removing a cgroup fails (EBUSY) while its last tasks are still exiting.
+        let removed = wait_until(
+            Duration::from_secs(10),
+            || {
+                let left: Vec<PathBuf> = self
+                    .cgroup_dirs()
+                    .into_iter()
+                    .filter(|d| fs::remove_dir(d).is_err())
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("{left:?} still there"))
+                }
+            },
+            "this host's cgroups to be removed",
+        );
+        if let Err(e) = removed {
+            eprintln!("cleanup: {e:#}");
         }
         if let Err(e) = fs::remove_dir_all(&self.dir) {
             eprintln!("cleanup: rm -r {}: {e}", self.dir.display());
@@ -737,17 +756,6 @@ fn signal(pid: u32, sig: libc::c_int) {
     };
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(pid, sig) };
-}
-
-fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    true
 }
 
 /// The gzipped rootfs of [`IMAGE`], built once per process.

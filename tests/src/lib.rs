@@ -24,29 +24,18 @@ pub mod wait;
 
 pub use wait::{wait_until, wait_until_async};
 
-/// Whether this process lacks what the privileged tests need (root: they load eBPF programs
-/// and create namespaces). Says so once, on one line, so that a plain `cargo test` by a user
-/// skips them instead of failing on the first syscall.
-pub fn skip_unprivileged() -> bool {
-    static SAID: std::sync::Once = std::sync::Once::new();
+/// Fails the calling test at once, on one line, unless this process is root: the privileged
+/// tests load eBPF programs and create namespaces. Called where they start (the namespace and
+/// datapath fixtures), so that a test run without root fails rather than passing unrun.
+/// (`cargo xtask test` refuses its privileged tiers without root before building anything;
+/// this is for a test binary started by hand.)
+pub fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
-        return false;
-    }
-    SAID.call_once(|| {
-        use std::io::Write as _;
-        // Written to stderr itself: the test harness captures `eprintln!`.
-        let _ = writeln!(
-            std::io::stderr(),
-            "netd-tests: skipping the privileged tests of {}: they need root (running as uid {uid}); `cargo xtask test` as root runs them",
-            std::env::current_exe()
-                .ok()
-                .and_then(|e| e.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default()
-        );
-    });
-    true
+    assert!(
+        uid == 0,
+        "netd-tests: this test needs root (it loads eBPF programs and creates namespaces); running as uid {uid}"
+    );
 }
 
 /// `bound` stretched by `NETD_TEST_TIME_SCALE` (the kernel tier sets it in its guests): for

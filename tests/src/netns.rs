@@ -9,8 +9,10 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `ip netns add <tag><pid>x<n>` with loopback up.
+    /// Creates `ip netns add <tag><pid>x<n>` with loopback up. Fails the test unless it runs as
+    /// root ([`crate::require_root`]).
     pub fn new(tag: &str) -> anyhow::Result<Self> {
+        crate::require_root();
         let name = unique_name(tag);
         ip(&["netns", "add", &name])?;
         let ns = Self { name };
@@ -115,7 +117,15 @@ pub fn iperf3(
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start iperf3 -s: {e}"))?,
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    crate::wait_until(
+        std::time::Duration::from_secs(5),
+        || {
+            server
+                .exec("ss", &["-Hltn", "sport = :5201"])
+                .is_ok_and(|listening| !listening.trim().is_empty())
+        },
+        "iperf3 -s to listen on port 5201",
+    )?;
     let mut args = vec!["-c", server_ip, "--connect-timeout", "3000"];
     args.extend_from_slice(client_args);
     client.exec("iperf3", &args)

@@ -52,10 +52,14 @@ fn network_created_on_one_host_is_used_on_another(store: StoreKind) {
     let ns1 = c.containers[c1].name.clone();
     let ns2 = c.containers[c2].name.clone();
     // Host 2 learns of the network through the store.
-    c.wait_for(Duration::from_secs(5), || {
-        let nets = c.netd_json(1, &["network", "ls"]).ok()?;
-        (nets.as_array()?.len() == 1).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            let nets = c.netd_json(1, &["network", "ls"]).ok()?;
+            (nets.as_array()?.len() == 1).then_some(())
+        },
+        "host 2 to list the network",
+    )
     .unwrap();
     let ip1 = endpoint_ip(
         &c,
@@ -92,8 +96,12 @@ fn network_created_on_one_host_is_used_on_another(store: StoreKind) {
         .ip(&["-o", "link", "show", "eth0"])
         .unwrap();
     assert!(link.contains("mtu 1200"), "{link}");
-    c.wait_for(Duration::from_secs(5), || ping(&c, c1, &ip2).ok())
-        .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || ping(&c, c1, &ip2).ok(),
+        "a ping across hosts",
+    )
+    .unwrap();
     assert!(ping(&c, c2, &ip1).unwrap().contains("3 received"));
     for (client, server_ip, server) in [(c1, &ip2, c2), (c2, &ip1, c1)] {
         let out = iperf3(
@@ -132,9 +140,6 @@ fn add(
 
 #[test]
 fn networks_with_the_same_subnet_and_different_vnis_stay_isolated() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("is", 2, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,
@@ -167,9 +172,11 @@ fn networks_with_the_same_subnet_and_different_vnis_stay_isolated() {
     add(&c, 1, "blue", ns[1], "b2", &["--ip", "10.50.0.12"]);
     add(&c, 0, "red", ns[2], "r1", &["--ip", "10.50.0.21"]);
     add(&c, 1, "red", ns[3], "r2", &["--ip", "10.50.0.22"]);
-    c.wait_for(Duration::from_secs(5), || {
-        ping(&c, ns[0], "10.50.0.12").ok()
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || ping(&c, ns[0], "10.50.0.12").ok(),
+        "a ping to 10.50.0.12",
+    )
     .unwrap();
     assert!(
         ping(&c, ns[2], "10.50.0.22")
@@ -209,9 +216,11 @@ fn addresses_are_never_given_twice_across_hosts(store: StoreKind) {
     )
     .unwrap();
     let ns: Vec<usize> = (0..12).map(|_| c.container().unwrap()).collect();
-    c.wait_for(Duration::from_secs(5), || {
-        (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(()),
+        "host 2 to list the network",
+    )
     .unwrap();
     // Both hosts allocate at the same time.
     let c = &c;
@@ -238,9 +247,6 @@ fn addresses_are_never_given_twice_across_hosts(store: StoreKind) {
 
 #[test]
 fn exhaustion_and_bad_input_are_clear_errors() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("er", 1, StoreKind::Etcd, 10).unwrap();
     // The message, once the exit code has said the kind (netd::api::error's table).
     let err = |c: &Cluster, args: &[&str], kind: ErrorKind| {
@@ -425,12 +431,16 @@ fn exhaustion_and_bad_input_are_clear_errors() {
         .map(|e| e.name.as_str())
         .collect();
     assert_eq!(names, ["a", "b"], "{small:?}");
-    c.wait_for(Duration::from_secs(5), || {
-        std::fs::read_to_string(&c.hosts[0].log)
-            .ok()?
-            .contains("exceeds this host's uplink MTU")
-            .then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(&c.hosts[0].log)
+                .ok()?
+                .contains("exceeds this host's uplink MTU")
+                .then_some(())
+        },
+        "host 1's log to say the MTU exceeds the uplink's",
+    )
     .unwrap();
     c.netd(0, &["network", "rm", "big"]).unwrap();
     // A gateway must be a usable host address of its subnet.
@@ -544,14 +554,18 @@ fn endpoint_rm_on_one_host_removes_it_everywhere(store: StoreKind) {
     let n1 = c.container().unwrap();
     let v = add(&c, 0, "mynet", n1, "web1", &[]);
     let mac = v["mac"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(5), || {
-        fdb_macs(&c, 1).contains(&mac).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || fdb_macs(&c, 1).contains(&mac).then_some(()),
+        "host 2's FDB to hold the new endpoint's MAC",
+    )
     .unwrap();
     c.netd(0, &["endpoint", "rm", "web1"]).unwrap();
-    c.wait_for(Duration::from_secs(5), || {
-        (!fdb_macs(&c, 1).contains(&mac)).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || (!fdb_macs(&c, 1).contains(&mac)).then_some(()),
+        "host 2's FDB to drop the removed endpoint's MAC",
+    )
     .unwrap();
     assert!(!fdb_macs(&c, 0).contains(&mac));
     // The address is free again.
@@ -582,17 +596,21 @@ fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl(store: StoreKind) {
     let n2 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n2, "doomed", &[]);
     let mac = v["mac"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(5), || {
-        fdb_macs(&c, 0).contains(&mac).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || fdb_macs(&c, 0).contains(&mac).then_some(()),
+        "host 1's FDB to hold host 2's endpoint",
+    )
     .unwrap();
     // Host 2 dies: its daemon and its underlay.
     c.hosts[1].kill();
     c.hosts[1].ns.ip(&["link", "set", "ul", "down"]).unwrap();
     let started = std::time::Instant::now();
-    c.wait_for(Duration::from_secs(granted + 5), || {
-        (!fdb_macs(&c, 0).contains(&mac)).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(granted + 5),
+        || (!fdb_macs(&c, 0).contains(&mac)).then_some(()),
+        "host 1's FDB to drop the dead host's endpoint",
+    )
     .unwrap();
     let took = started.elapsed();
     assert!(
@@ -646,14 +664,20 @@ fn connected_on_with(
         .as_str()
         .unwrap()
         .to_string();
-    c.wait_for(Duration::from_secs(5), || ping(&c, n1, &ip2).ok())
-        .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || ping(&c, n1, &ip2).ok(),
+        "a ping across hosts",
+    )
+    .unwrap();
     (c, n1, n2, ip1, ip2)
 }
 
 fn kill_9_and_restart_of_a_daemon_loses_no_packet(store: StoreKind) {
     let (mut c, n1, _, _, ip2) = two_connected("k9", store, 10);
     let pinger = c.containers[n1].background_ping(&ip2, 600).unwrap();
+    // The timeline is the test's subject, not a wait for readiness: 1 s of pings before the
+    // first kill, each daemon down for 0.5 s, the pings running throughout.
     std::thread::sleep(Duration::from_millis(1000));
     for host in 0..2 {
         c.hosts[host].kill();
@@ -674,11 +698,14 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: Stor
     let (mut c, n1, n2, ip1, ip2) = two_connected("so", store, 10);
     // 35 s of pings every 10 ms, the store gone for 30 s of them.
     let pinger = c.containers[n1].background_ping(&ip2, 3500).unwrap();
+    // The test's timeline, not a wait for readiness: 2 s of pings before the outage.
     std::thread::sleep(Duration::from_secs(2));
     c.store_server.as_mut().unwrap().stop();
-    c.wait_for(Duration::from_secs(15), || {
-        (c.netd_json(0, &["status"]).ok()?["store"]["state"] == "unreachable").then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(15),
+        || (c.netd_json(0, &["status"]).ok()?["store"]["state"] == "unreachable").then_some(()),
+        "host 1 to see the store unreachable",
+    )
     .unwrap();
     // The status tells the truth for the whole outage: never "connected", and both the watch
     // and the lease are seen unreachable (one succeeding does not hide the other).
@@ -691,6 +718,7 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: Stor
         assert_eq!(status["health"]["healthy"], false);
         watch_down |= store["watch"]["state"] == "unreachable";
         lease_down |= store["lease"]["state"] == "unreachable";
+        // Sampling the status through the outage is the subject: every 0.5 s for 25 s.
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
@@ -711,8 +739,12 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: Stor
     let n3 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n3, "after", &[]);
     let ip3 = v["ip"].as_str().unwrap().to_string();
-    c.wait_for(Duration::from_secs(10), || ping(&c, n1, &ip3).ok())
-        .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || ping(&c, n1, &ip3).ok(),
+        "a ping to the endpoint added after the outage",
+    )
+    .unwrap();
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
 }
 
@@ -740,10 +772,14 @@ fn malformed_values_written_into_the_store_are_never_programmed(store: StoreKind
     }
     // The daemons saw them and count them (all but "ghost": an endpoint whose host is not
     // registered is the normal state after a host leaves, so it is skipped without counting) ...
-    c.wait_for(Duration::from_secs(5), || {
-        let invalid = c.netd_json(0, &["status"]).ok()?["invalid_values"].as_u64()?;
-        (invalid == bad.len() as u64 - 1).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            let invalid = c.netd_json(0, &["status"]).ok()?["invalid_values"].as_u64()?;
+            (invalid == bad.len() as u64 - 1).then_some(())
+        },
+        "host 1 to count the invalid values",
+    )
     .unwrap();
     // ... and programmed none of them.
     for (h, fdb_before) in before.iter().enumerate() {
@@ -764,9 +800,6 @@ fn malformed_values_written_into_the_store_are_never_programmed(store: StoreKind
 /// as the container's own.
 #[test]
 fn containers_on_one_host_reach_each_other() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let (c, n1, n2, ip1, ip2) = connected_on("oh", StoreKind::Embedded, 10, [0, 0]);
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
     let out = iperf3(&c.containers[n2], &c.containers[n1], &ip2, &["-n", "5M"]);
@@ -813,9 +846,6 @@ fn promtool_check(scrape: &str) {
 /// maps and the links, and its datapath counters follow traffic.
 #[test]
 fn metrics_pass_promtool_and_follow_traffic() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     // CI installs promtool (`cargo xtask setup`, Debian's prometheus): fail, do not skip.
     assert!(
         netd_tests::on_path("promtool"),
@@ -889,9 +919,6 @@ fn metrics_pass_promtool_and_follow_traffic() {
 /// between the network's subnets, across hosts too; it forwards nothing out of the network.
 #[test]
 fn the_gateway_answers_and_routes_between_subnets() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("gw", 2, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,
@@ -913,8 +940,12 @@ fn the_gateway_answers_and_routes_between_subnets() {
     let (a, b) = (c.container().unwrap(), c.container().unwrap());
     add(&c, 0, "split", a, "a", &["--ip", "172.28.0.5"]);
     add(&c, 1, "split", b, "b", &["--ip", "172.28.1.5"]);
-    c.wait_for(Duration::from_secs(10), || ping(&c, a, "172.28.1.5").ok())
-        .unwrap_or_else(|e| panic!("across subnets: {e}"));
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || ping(&c, a, "172.28.1.5").ok(),
+        "a ping across subnets",
+    )
+    .unwrap_or_else(|e| panic!("across subnets: {e}"));
     assert!(ping(&c, b, "172.28.0.5").unwrap().contains("3 received"));
     assert!(ping(&c, a, "172.28.0.1").unwrap().contains("3 received"));
     assert!(ping(&c, b, "172.28.1.1").unwrap().contains("3 received"));
@@ -927,9 +958,6 @@ fn the_gateway_answers_and_routes_between_subnets() {
 /// turn, under a 5 ms ping lose nothing, and every hook still has exactly one filter.
 #[test]
 fn restarts_on_the_netlink_attach_path_lose_no_packet() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new_with("nl", 2, StoreKind::Etcd, 10, |_, _| {
         Ok(vec![
             "--no-docker".into(),
@@ -945,8 +973,12 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
         .as_str()
         .unwrap()
         .to_string();
-    c.wait_for(Duration::from_secs(5), || ping(&c, n1, &ip2).ok())
-        .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || ping(&c, n1, &ip2).ok(),
+        "a ping across hosts",
+    )
+    .unwrap();
     for host in 0..2 {
         assert_eq!(
             c.netd_json(host, &["status"]).unwrap()["kernel"]["tc_attach"],
@@ -956,6 +988,8 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
     let pinger = c.containers[n1]
         .background_ping_every(&ip2, 100_000, "0.005")
         .unwrap();
+    // The timeline is the test's subject: 0.5 s of pings before the first kill, and 0.2 s of
+    // them through each restarted daemon's program before the next kill.
     std::thread::sleep(Duration::from_millis(500));
     for round in 0..10 {
         let host = round % 2;
@@ -1007,13 +1041,17 @@ fn store_leader(c: &Cluster, store: StoreKind) -> Ipv4Addr {
             (v["header"]["member_id"] == v["leader"]).then_some(ip)
         }
     };
-    c.wait_for(Duration::from_secs(20), || {
-        if store == StoreKind::ConsulCluster {
-            STORE_MEMBERS.into_iter().find_map(ask)
-        } else {
-            STORE_MEMBERS.into_iter().find(|&ip| ask(ip).is_some())
-        }
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(20),
+        || {
+            if store == StoreKind::ConsulCluster {
+                STORE_MEMBERS.into_iter().find_map(ask)
+            } else {
+                STORE_MEMBERS.into_iter().find(|&ip| ask(ip).is_some())
+            }
+        },
+        "the store cluster to have a leader",
+    )
     .expect("the store cluster has a leader")
 }
 
@@ -1035,8 +1073,12 @@ fn the_daemons_fail_over_between_store_members(store: StoreKind) {
     let pinger = c.containers[n1].background_ping(&ip2, 4000).unwrap();
     for (round, what) in ["the member in use", "the leader"].into_iter().enumerate() {
         let victim = if round == 0 {
-            c.wait_for(Duration::from_secs(5), || member_in_use(&c, 1))
-                .expect("netd status names the member in use")
+            netd_tests::wait_until(
+                Duration::from_secs(5),
+                || member_in_use(&c, 1),
+                "host 2's status to name the store member in use",
+            )
+            .expect("netd status names the member in use")
         } else {
             store_leader(&c, store)
         };
@@ -1046,8 +1088,9 @@ fn the_daemons_fail_over_between_store_members(store: StoreKind) {
         let n = c.container().unwrap();
         let netns = c.containers[n].name.clone();
         let name = format!("after{round}");
-        let v = c
-            .wait_for(Duration::from_secs(30), || {
+        let v = netd_tests::wait_until(
+            Duration::from_secs(30),
+            || {
                 c.netd_json(
                     1,
                     &[
@@ -1061,18 +1104,26 @@ fn the_daemons_fail_over_between_store_members(store: StoreKind) {
                     ],
                 )
                 .ok()
-            })
-            .unwrap_or_else(|e| panic!("no write after losing {what} ({victim}): {e}"));
+            },
+            "an endpoint add on host 2 to succeed",
+        )
+        .unwrap_or_else(|e| panic!("no write after losing {what} ({victim}): {e}"));
         let ip = v["ip"].as_str().unwrap().to_string();
-        c.wait_for(Duration::from_secs(15), || ping(&c, n1, &ip).ok())
-            .unwrap_or_else(|e| panic!("new endpoint unreachable after losing {what}: {e}"));
+        netd_tests::wait_until(
+            Duration::from_secs(15),
+            || ping(&c, n1, &ip).ok(),
+            "a ping to the new endpoint",
+        )
+        .unwrap_or_else(|e| panic!("new endpoint unreachable after losing {what}: {e}"));
         eprintln!(
             "lost {what} ({victim}): a write and its delivery took {:?}",
             stopped.elapsed()
         );
-        c.wait_for(Duration::from_secs(15), || {
-            member_in_use(&c, 1).filter(|&m| m != victim)
-        })
+        netd_tests::wait_until(
+            Duration::from_secs(15),
+            || member_in_use(&c, 1).filter(|&m| m != victim),
+            "host 2's status to name another store member",
+        )
         .unwrap_or_else(|e| panic!("netd status still names {victim}: {e}"));
         c.store_server
             .as_mut()
@@ -1096,9 +1147,6 @@ macro_rules! conformance {
             $(
                 #[test]
                 fn $test() {
-                    if netd_tests::skip_unprivileged() {
-                        return;
-                    }
                     super::$test($store);
                 }
             )*
@@ -1167,8 +1215,12 @@ fn netd_at_its_defaults_works_on_a_consul_server_at_its_defaults() {
         .as_str()
         .unwrap()
         .to_string();
-    c.wait_for(Duration::from_secs(10), || ping(&c, n1, &ip2).ok())
-        .expect("host 1's container reaches host 2's");
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || ping(&c, n1, &ip2).ok(),
+        "host 1's container to reach host 2's",
+    )
+    .expect("host 1's container reaches host 2's");
     assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
     // The log says what the lease became, once.
     let log = std::fs::read_to_string(&c.hosts[0].log).unwrap();
@@ -1333,9 +1385,6 @@ mod monitor {
     /// packets, and a stopped monitor leaves the programs writing nothing.
     #[test]
     fn netd_monitor_shows_drops_traces_and_lost_events() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let (c, n1, _, ip1, ip2) = two_connected("mo", StoreKind::Embedded, 10);
         let a = &c.containers[n1];
         let real_mac = a.mac("eth0").unwrap();

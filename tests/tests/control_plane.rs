@@ -48,9 +48,6 @@ fn fdb_entries(c: &Cluster, host: usize) -> Option<usize> {
 /// every peer of the network it is on, and none of the other.
 #[test]
 fn more_records_than_one_grpc_message_converge_and_relist() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("big", 1, StoreKind::Etcd, 10).unwrap();
     let synthetic = Synthetic::new(200, 2);
     c.with_store(move |store| async move {
@@ -67,18 +64,25 @@ fn more_records_than_one_grpc_message_converge_and_relist() {
     .unwrap();
     // syn0's 20,000 peers and the host's own endpoint; syn1's peers are not this host's business.
     let expected = 20_001;
-    c.wait_for(Duration::from_secs(120), || {
-        (fdb_entries(&c, 0)? == expected).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(120),
+        || (fdb_entries(&c, 0)? == expected).then_some(()),
+        "host 1's FDB to hold every peer",
+    )
     .unwrap_or_else(|e| panic!("{e}: FDB holds {:?}", fdb_entries(&c, 0)));
     // A restarted daemon lists it all again, in pages, and changes nothing.
     c.hosts[0].kill();
     c.hosts[0].start().unwrap();
-    c.wait_for(Duration::from_secs(120), || {
-        let status = c.netd_json(0, &["status"]).ok()?;
-        (status["store"]["state"] == "connected" && status["endpoints_known"].as_u64()? == 40_001)
-            .then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(120),
+        || {
+            let status = c.netd_json(0, &["status"]).ok()?;
+            (status["store"]["state"] == "connected"
+                && status["endpoints_known"].as_u64()? == 40_001)
+                .then_some(())
+        },
+        "the restarted daemon to know every endpoint",
+    )
     .unwrap();
     assert_eq!(fdb_entries(&c, 0), Some(expected));
 }
@@ -87,9 +91,6 @@ fn more_records_than_one_grpc_message_converge_and_relist() {
 /// own containers' traffic, registers again, and the other host takes its endpoints back.
 #[test]
 fn a_host_whose_lease_ended_never_drops_its_own_containers() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("ls", 2, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,
@@ -110,27 +111,36 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
         .as_str()
         .unwrap()
         .to_string();
-    c.wait_for(Duration::from_secs(10), || {
-        c.containers[a]
-            .succeeds("ping", &["-c", "1", "-W", "1", &far_ip])
-            .then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || {
+            c.containers[a]
+                .succeeds("ping", &["-c", "1", "-W", "1", &far_ip])
+                .then_some(())
+        },
+        "a ping to the far host's container",
+    )
     .unwrap();
     let lease = c.netd_json(0, &["status"]).unwrap()["store"]["lease"]["lease"]
         .as_str()
         .unwrap()
         .to_string();
     let ping = c.containers[a].background_ping(&b_ip, 500).unwrap();
+    // The test's timeline, not a wait for readiness: 1 s of pings before the lease ends.
     std::thread::sleep(Duration::from_secs(1));
     c.with_store(move |store| async move {
         store.revoke(&LeaseId::new(lease)).await?;
         Ok(())
     })
     .unwrap();
-    c.wait_for(Duration::from_secs(15), || {
-        let status = c.netd_json(0, &["status"]).ok()?;
-        (status["store"]["lease"]["registrations"].as_u64()? >= 2).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(15),
+        || {
+            let status = c.netd_json(0, &["status"]).ok()?;
+            (status["store"]["lease"]["registrations"].as_u64()? >= 2).then_some(())
+        },
+        "host 1 to register again",
+    )
     .unwrap();
     let ping = ping.finish().unwrap();
     assert_eq!(
@@ -140,11 +150,15 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
         ping.line
     );
     // The other host dropped this one's endpoints with its lease, and takes them back.
-    c.wait_for(Duration::from_secs(10), || {
-        c.containers[far]
-            .succeeds("ping", &["-c", "1", "-W", "1", &b_ip])
-            .then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || {
+            c.containers[far]
+                .succeeds("ping", &["-c", "1", "-W", "1", &b_ip])
+                .then_some(())
+        },
+        "a ping from the far host's container",
+    )
     .unwrap();
 }
 
@@ -153,9 +167,6 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
 /// (no record, no interface, no claim on its address).
 #[test]
 fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new_with("fu", 1, StoreKind::Etcd, 10, |_, _| {
         Ok(vec![
             "--no-docker".into(),
@@ -178,12 +189,15 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
         Ok(())
     })
     .unwrap();
-    let status = c
-        .wait_for(Duration::from_secs(10), || {
+    let status = netd_tests::wait_until(
+        Duration::from_secs(10),
+        || {
             let status: Status = c.netd_as(0, &["status"]).ok()?;
             (map(&status, "NETD_FDB").failed_writes > 0).then_some(status)
-        })
-        .unwrap();
+        },
+        "a failed FDB write in host 1's status",
+    )
+    .unwrap();
     let fdb = map(&status, "NETD_FDB");
     assert_eq!(fdb.entries, 8, "{fdb:?}");
     assert!(fdb.error.is_some(), "{fdb:?}");
@@ -234,12 +248,15 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
         Ok(())
     })
     .unwrap();
-    let status = c
-        .wait_for(Duration::from_secs(15), || {
+    let status = netd_tests::wait_until(
+        Duration::from_secs(15),
+        || {
             let status: Status = c.netd_as(0, &["status"]).ok()?;
             (map(&status, "NETD_FDB").entries == 5 && status.healthy).then_some(status)
-        })
-        .unwrap_or_else(|e| panic!("{e}: {}", c.netd(0, &["status"]).unwrap_or_default()));
+        },
+        "the FDB to hold 5 entries and the host to be healthy",
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", c.netd(0, &["status"]).unwrap_or_default()));
     assert_eq!(map(&status, "NETD_FDB").error, None);
     // The address the failed add had was released: now it is given, to one endpoint.
     let again = c
@@ -275,9 +292,6 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
 /// other host's VTEP, and the first host's record stays.
 #[test]
 fn two_daemons_with_one_hostname_refuse_clearly() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("id", 2, StoreKind::Etcd, 10).unwrap();
     c.hosts[1].kill();
     c.hosts[1].set_arg("--hostname", "h1");
@@ -298,9 +312,6 @@ fn two_daemons_with_one_hostname_refuse_clearly() {
 /// watches and reconcilers, and traffic between them does not stop.
 #[test]
 fn keep_alives_hold_under_a_bulk_write() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let c = Cluster::new("ka", 2, StoreKind::Etcd, 5).unwrap();
     let mut c = c;
     let synthetic = Synthetic::new(500, 2);
@@ -315,11 +326,15 @@ fn keep_alives_hold_under_a_bulk_write() {
         .as_str()
         .unwrap()
         .to_string();
-    c.wait_for(Duration::from_secs(10), || {
-        c.containers[a]
-            .succeeds("ping", &["-c", "1", "-W", "1", &b_ip])
-            .then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || {
+            c.containers[a]
+                .succeeds("ping", &["-c", "1", "-W", "1", &b_ip])
+                .then_some(())
+        },
+        "a ping across hosts",
+    )
     .unwrap();
     let ping = c.containers[a].background_ping(&b_ip, 100_000).unwrap();
     c.with_store(move |store| async move {
@@ -327,9 +342,11 @@ fn keep_alives_hold_under_a_bulk_write() {
         Ok(())
     })
     .unwrap();
-    c.wait_for(Duration::from_secs(120), || {
-        (fdb_entries(&c, 0)? == 30_002 && fdb_entries(&c, 1)? == 30_002).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(120),
+        || (fdb_entries(&c, 0)? == 30_002 && fdb_entries(&c, 1)? == 30_002).then_some(()),
+        "both FDBs to hold 30,002 entries",
+    )
     .unwrap();
     ping.interrupt();
     let ping = ping.finish().unwrap();
@@ -345,9 +362,6 @@ fn keep_alives_hold_under_a_bulk_write() {
 /// is removed cleanly and the same name attached again works, through a fresh hook.
 #[test]
 fn an_endpoint_whose_namespace_went_is_removed_and_added_again() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("gn", 1, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,

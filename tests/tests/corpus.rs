@@ -354,9 +354,6 @@ fn endpoint_cases() -> Vec<Case> {
 
 #[test]
 fn malformed_packets_are_dropped_with_a_reason_or_passed_unmodified() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = PacketLab::new().expect("packet lab");
     let mut cases = uplink_cases(&lab);
     cases.extend(endpoint_cases());

@@ -41,9 +41,6 @@ const GLOBAL_PATHS: [&str; 4] = [
 
 #[test]
 fn two_docker_hosts_live_restore_and_cleanup() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let globals_before: Vec<bool> = GLOBAL_PATHS.iter().map(|p| Path::new(p).exists()).collect();
     let footprint = run_lab();
     assert_nothing_left(&footprint);

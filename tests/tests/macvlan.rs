@@ -135,23 +135,27 @@ fn compare_mode(mode: &str, host_access: bool) {
     for (k, host) in [(0usize, 0usize), (1, 0), (2, 1)] {
         let netns = c.containers[ns[k]].name.clone();
         let ip = format!("10.201.0.{}", 128 + k);
-        c.wait_for(Duration::from_secs(5), || {
-            c.netd(
-                host,
-                &[
-                    "endpoint",
-                    "add",
-                    "--network",
-                    "lan",
-                    "--netns",
-                    &netns,
-                    "--ip",
-                    &ip,
-                    &format!("n{k}"),
-                ],
-            )
-            .ok()
-        })
+        netd_tests::wait_until(
+            Duration::from_secs(5),
+            || {
+                c.netd(
+                    host,
+                    &[
+                        "endpoint",
+                        "add",
+                        "--network",
+                        "lan",
+                        "--netns",
+                        &netns,
+                        "--ip",
+                        &ip,
+                        &format!("n{k}"),
+                    ],
+                )
+                .ok()
+            },
+            "the endpoint add to succeed",
+        )
         .unwrap();
     }
     // The kernel's, the same.
@@ -178,6 +182,7 @@ fn compare_mode(mode: &str, host_access: bool) {
                 "PAUSED host ns {} container ns {}",
                 c.hosts[0].ns.name, c.containers[ns[0]].name
             );
+            // A pause for a person debugging (NETD_DEBUG_PAUSE), not a wait.
             std::thread::sleep(Duration::from_secs(90));
         }
         let stats = c.netd(0, &["maps", "dump", "stats"]).unwrap_or_default();
@@ -206,41 +211,26 @@ fn compare_mode(mode: &str, host_access: bool) {
 
 #[test]
 fn bridge_mode_matches_kernel_macvlan() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     compare_mode("bridge", false);
 }
 
 #[test]
 fn private_mode_matches_kernel_macvlan() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     compare_mode("private", false);
 }
 
 #[test]
 fn vepa_mode_matches_kernel_macvlan() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     compare_mode("vepa", false);
 }
 
 #[test]
 fn host_access_lets_the_host_reach_its_own_containers() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     compare_mode("bridge", true);
 }
 
 #[test]
 fn passthru_refuses_a_second_endpoint() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("mp", 1, StoreKind::Etcd, 10).unwrap();
     c.netd(
         0,
@@ -284,9 +274,6 @@ fn passthru_refuses_a_second_endpoint() {
 
 #[test]
 fn vlan_parents_tag_frames_and_vlans_stay_apart() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("vl", 2, StoreKind::Etcd, 10).unwrap();
     // A receiver on the LAN side, untagged: it sees what crosses the wire, tags included.
     let outside = lan_host(&c, &["10.201.0.200/24"], None);
@@ -324,11 +311,15 @@ fn vlan_parents_tag_frames_and_vlans_stay_apart() {
     let name = |k: usize| c.containers[ns[k]].name.clone();
     let (n0, n1, n2) = (name(0), name(1), name(2));
     let add = |host: usize, args: &[&str]| {
-        c.wait_for(Duration::from_secs(5), || {
-            let mut all = vec!["endpoint", "add"];
-            all.extend_from_slice(args);
-            c.netd(host, &all).ok()
-        })
+        netd_tests::wait_until(
+            Duration::from_secs(5),
+            || {
+                let mut all = vec!["endpoint", "add"];
+                all.extend_from_slice(args);
+                c.netd(host, &all).ok()
+            },
+            "the endpoint add to succeed",
+        )
         .unwrap()
     };
     add(
@@ -367,6 +358,8 @@ fn vlan_parents_tag_frames_and_vlans_stay_apart() {
             "a20",
         ],
     );
+    // tcpdump says on stderr when it listens: the ping starts after that.
+    let said = std::env::temp_dir().join(netd_tests::unique_name("vltcpdump"));
     let capture = outside
         .command("timeout")
         // The ARP broadcast that starts the ping is flooded to every port of the LAN; the
@@ -383,10 +376,20 @@ fn vlan_parents_tag_frames_and_vlans_stay_apart() {
             "vlan 10 and arp",
         ])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&said).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let listening = netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            std::fs::read_to_string(&said)
+                .unwrap_or_default()
+                .contains("listening on")
+        },
+        "tcpdump to listen",
+    );
+    let _ = std::fs::remove_file(&said);
+    listening.unwrap();
     assert!(
         reaches(&c.containers[ns[0]], "10.210.0.11"),
         "VLAN 10 endpoints reach each other across hosts"
@@ -408,9 +411,6 @@ fn vlan_parents_tag_frames_and_vlans_stay_apart() {
 
 #[test]
 fn removing_the_network_restores_the_parent() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut c = Cluster::new("mr", 1, StoreKind::Etcd, 10).unwrap();
     let promisc = |c: &Cluster| {
         c.hosts[0]
@@ -452,7 +452,11 @@ fn removing_the_network_restores_the_parent() {
     assert!(hooks.join("ul@parent").exists());
     c.netd(0, &["endpoint", "rm", "one"]).unwrap();
     c.netd(0, &["network", "rm", "lan"]).unwrap();
-    c.wait_for(Duration::from_secs(5), || (!promisc(&c)).then_some(()))
-        .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || (!promisc(&c)).then_some(()),
+        "the parent to leave promiscuous mode",
+    )
+    .unwrap();
     assert!(!hooks.join("ul@parent").exists() && !hooks.join("ul@parent-egress").exists());
 }

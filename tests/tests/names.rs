@@ -37,9 +37,6 @@ fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) ->
 
 #[test]
 fn namespaces_resolve_each_other_by_name_across_hosts() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let upstream_addr = std::net::SocketAddr::from((STORE_IP, 5353));
     let upstream_arg = upstream_addr.to_string();
     let mut c = Cluster::new_with("nm", 2, StoreKind::Etcd, 10, |_, _| {
@@ -71,9 +68,11 @@ fn namespaces_resolve_each_other_by_name_across_hosts() {
     let web2 = add(&c, 1, "mynet", b, "web2");
     add(&c, 1, "other", o, "lonely");
     // Across hosts, both ways, as soon as the other host has the record.
-    c.wait_for(Duration::from_secs(10), || {
-        (lookup(&c.containers[b], "web1", DNS) == vec![web1]).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || (lookup(&c.containers[b], "web1", DNS) == vec![web1]).then_some(()),
+        "web1 to resolve",
+    )
     .unwrap();
     assert_eq!(
         lookup(&c.containers[a], "WEB2", DNS),
@@ -88,17 +87,23 @@ fn namespaces_resolve_each_other_by_name_across_hosts() {
     assert!(lookup(&c.containers[a], "nowhere.test", DNS).is_empty());
     // A name goes with its endpoint.
     c.netd(0, &["endpoint", "rm", "web1"]).unwrap();
-    c.wait_for(Duration::from_secs(10), || {
-        lookup(&c.containers[b], "web1", DNS)
-            .is_empty()
-            .then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || {
+            lookup(&c.containers[b], "web1", DNS)
+                .is_empty()
+                .then_some(())
+        },
+        "web1 to stop resolving",
+    )
     .unwrap();
     // A restarted daemon serves its namespaces again.
     c.hosts[1].kill();
     c.hosts[1].start().unwrap();
-    c.wait_for(Duration::from_secs(10), || {
-        (lookup(&c.containers[b], "web2", DNS) == vec![web2]).then_some(())
-    })
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || (lookup(&c.containers[b], "web2", DNS) == vec![web2]).then_some(()),
+        "web2 to resolve",
+    )
     .unwrap();
 }

@@ -82,9 +82,6 @@ impl Lab {
 
 #[test]
 fn an_endpoint_is_plumbed_found_and_deleted() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = Lab::new();
     let netns = lab.container.path();
     let spec = lab.endpoint(&netns);
@@ -162,9 +159,6 @@ fn an_endpoint_is_plumbed_found_and_deleted() {
 
 #[test]
 fn a_failed_address_add_leaves_nothing_behind() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = Lab::new();
     let netns = lab.container.path();
     let spec = EndpointLink {
@@ -181,9 +175,6 @@ fn a_failed_address_add_leaves_nothing_behind() {
 
 #[test]
 fn a_taken_interface_name_leaves_nothing_behind() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = Lab::new();
     lab.container
         .ip(&[
@@ -205,9 +196,6 @@ fn a_taken_interface_name_leaves_nothing_behind() {
 
 #[test]
 fn an_unreachable_gateway_leaves_nothing_behind() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = Lab::new();
     let netns = lab.container.path();
     let spec = EndpointLink {
@@ -222,9 +210,6 @@ fn an_unreachable_gateway_leaves_nothing_behind() {
 
 #[test]
 fn a_missing_namespace_is_a_typed_error() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = Lab::new();
     let missing = std::path::PathBuf::from(format!("/run/netns/{}", unique_name("nlx")));
     let spec = lab.endpoint(&missing);
@@ -239,9 +224,6 @@ fn a_missing_namespace_is_a_typed_error() {
 
 #[test]
 fn a_docker_endpoint_replaces_its_leftover() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = Lab::new();
     let (host_if, peer) = inside(&lab.host, || {
         netlink::create_docker_endpoint(&lab.network, "c1", "02:42:0a:09:00:07", 1300).unwrap();
@@ -278,9 +260,7 @@ impl Drop for LinkGuard {
 /// their own on the caller's thread (that panics), whatever the runtime flavour.
 #[test]
 fn calls_from_inside_a_runtime_use_the_worker() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     let network = unique_name("nlr");
     let _guard = LinkGuard(netlink::host_ifname(&network, "c1"));
     let runtime = tokio::runtime::Builder::new_current_thread()

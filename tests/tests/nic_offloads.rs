@@ -59,9 +59,6 @@ fn transfer(server: &Netns, client: &Netns, server_ip: Ipv4Addr) -> u64 {
 
 #[test]
 fn gro_aggregates_from_a_nic_are_delivered_and_segments_on_the_wire_are_valid_vxlan() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = TwoHostLab::new("gn").expect("two-host lab");
     let [h1, h2] = &lab.hosts;
     nic_like(&[&h1.ns, &h2.ns]);
@@ -115,9 +112,6 @@ fn gro_aggregates_from_a_nic_are_delivered_and_segments_on_the_wire_are_valid_vx
 
 #[test]
 fn vxlan_that_bypasses_the_uplink_is_checked_before_delivery() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = TwoHostLab::new("gb").expect("two-host lab");
     let h2 = &lab.hosts[1];
     // VXLAN that host 2 sends to itself goes over `lo`, where netd has no program: only the

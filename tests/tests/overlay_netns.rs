@@ -30,9 +30,6 @@ fn ping(from: &Netns, to: Ipv4Addr) -> anyhow::Result<String> {
 
 #[test]
 fn ping_crosses_hosts_in_both_directions() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let [h1, h2] = &lab.hosts;
     let out = ping(&h1.container, h2.container_ip).unwrap();
@@ -52,9 +49,6 @@ fn ping_crosses_hosts_in_both_directions() {
 
 #[test]
 fn tcp_transfer_crosses_hosts_in_both_directions() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     // With the vxlan device for GRO (the daemon's default) and without it (`--no-gro-device`).
     // Either way the sender's 64 KB GSO packets cross the veth underlay unsegmented and are no
     // GRO aggregates: TC decapsulates them (nic_offloads.rs has the aggregates).
@@ -125,9 +119,6 @@ fn inject_and_listen(lab: &TwoHostLab, src: Ipv4Addr, vni: u32) -> bool {
 
 #[test]
 fn only_registered_vteps_and_vnis_are_delivered() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let [h1, _] = &lab.hosts;
     // A second address on host 1's uplink: a VTEP nobody registered.
@@ -164,9 +155,6 @@ fn only_registered_vteps_and_vnis_are_delivered() {
 
 #[test]
 fn maps_cli_decodes_the_pins() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let netd = netd_tests::netd_bin().unwrap();
     let netd = netd.to_str().unwrap();
@@ -208,9 +196,6 @@ fn maps_cli_decodes_the_pins() {
 /// other: the two speak the same wire format, in both directions, for ping and TCP.
 #[test]
 fn interoperates_with_the_kernel_vxlan_device() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = netd_tests::lab::InteropLab::new("io").expect("interop lab");
     let kernel_ip = netd_tests::lab::CONTAINER_IPS[1];
     let out = ping(&lab.netd.container, kernel_ip).unwrap();
@@ -225,6 +210,13 @@ fn interoperates_with_the_kernel_vxlan_device() {
     )
     .unwrap();
     assert!(out.contains("receiver"), "{out}");
-    assert!(lab.netd.counter("encap").unwrap() > 100);
-    assert!(lab.netd.counter("decap").unwrap() > 100);
+    // The data went netd -> kernel: at most 64 KB a frame, so 10 MB is over 150 encapsulations.
+    // What comes back is the pings' 6 frames and TCP's ACKs, as many as the receiver sent: that
+    // depends on how much GRO merged before each ACK (74 to 219 measured for the same 10 MB), so
+    // only "more than the pings" is certain: TCP's return path went through the programs too.
+    let (encap, decap) = (
+        lab.netd.counter("encap").unwrap(),
+        lab.netd.counter("decap").unwrap(),
+    );
+    assert!(encap > 100 && decap > 6, "encap {encap}, decap {decap}");
 }

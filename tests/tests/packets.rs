@@ -33,9 +33,6 @@ fn counted(run: &netd_tests::testrun::Run, names: &[&str]) {
 
 #[test]
 fn arp_request_is_answered_with_the_targets_mac() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let request = pkt::arp_request(EP_A.1, EP_A.0, REMOTE.0);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &request).unwrap();
@@ -54,9 +51,6 @@ fn arp_request_is_answered_with_the_targets_mac() {
 
 #[test]
 fn local_delivery_leaves_the_frame_untouched() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let frame = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 56);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &frame).unwrap();
@@ -67,9 +61,6 @@ fn local_delivery_leaves_the_frame_untouched() {
 
 #[test]
 fn encap_builds_rfc7348_outer_headers() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let inner = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 40000, 53, 0xb8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
@@ -127,9 +118,6 @@ fn encap_builds_rfc7348_outer_headers() {
 
 #[test]
 fn encap_to_an_unresolved_next_hop_is_handed_to_redirect_neigh() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let inner = pkt::icmp_echo(EP_A.1, REMOTE_UNRESOLVED.1, EP_A.0, REMOTE_UNRESOLVED.0, 8);
     let run = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
@@ -143,9 +131,6 @@ fn encap_to_an_unresolved_next_hop_is_handed_to_redirect_neigh() {
 
 #[test]
 fn encap_without_forwarding_is_handed_to_redirect_neigh() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     lab.ns
         .exec("sysctl", &["-qw", "net.ipv4.conf.up0.forwarding=0"])
@@ -162,9 +147,6 @@ fn encap_without_forwarding_is_handed_to_redirect_neigh() {
 
 #[test]
 fn decap_delivers_the_inner_frame() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let inner = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 56);
     let outer = pkt::Vxlan {
@@ -186,9 +168,6 @@ fn decap_delivers_the_inner_frame() {
 
 #[test]
 fn uplink_passes_what_is_not_vxlan_for_us() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let frame = pkt::udp(
         NEXT_HOP_MAC,
@@ -212,9 +191,6 @@ const UNTESTABLE_DROPS: [&str; 3] = ["drop-encap-failed", "drop-decap-failed", "
 /// Keeps this file honest: a new drop reason needs a test here (or a reason above).
 #[test]
 fn every_drop_reason_has_a_test() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let source = include_str!("packets.rs");
     for index in 0..netd_common::stats::COUNT as u32 {
         if !netd_common::stats::is_drop(index) {
@@ -244,9 +220,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn unknown_endpoint() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
         assert_dropped(
@@ -260,9 +233,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn truncated() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         // (The kernel's test harness refuses IPv4 frames shorter than an IPv4 header, so the
         // truncated frame here is ARP; the corpus covers every offset it accepts.)
@@ -278,9 +248,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn spoofed_mac() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo([2, 9, 9, 9, 9, 9], EP_B.1, EP_A.0, EP_B.0, 8);
         assert_dropped(
@@ -294,9 +261,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn spoofed_ip() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_B.0, EP_B.0, 8);
         assert_dropped(
@@ -310,9 +274,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn unsupported_ethertype() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 64);
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
@@ -327,9 +288,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn bad_ipv4() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
         f[14] = 0x44; // header length 16 bytes
@@ -338,9 +296,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_malformed() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = pkt::arp_request(EP_A.1, EP_A.0, EP_B.0);
         f[18] = 8; // hardware address length 8
@@ -355,9 +310,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_spoofed() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::arp_request(EP_A.1, EP_B.0, REMOTE.0);
         assert_dropped(
@@ -371,9 +323,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_unknown_target() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::arp_request(EP_A.1, EP_A.0, "172.31.9.9".parse().unwrap());
         assert_dropped(
@@ -387,9 +336,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn arp_not_request() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = pkt::arp_request(EP_A.1, EP_A.0, REMOTE.0);
         f[21] = 2; // a reply
@@ -404,9 +350,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn broadcast() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, [0xff; 6], EP_A.0, EP_B.0, 8);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-broadcast");
@@ -414,9 +357,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn unknown_destination() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, [2, 1, 2, 3, 4, 5], EP_A.0, EP_B.0, 8);
         assert_dropped(
@@ -430,9 +370,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn vxlan_from_endpoint() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 1234, VXLAN_PORT, 0);
         assert_dropped(
@@ -446,9 +383,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn oversize() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         // 1500-byte underlay: an inner frame of 1465 bytes makes a 1501-byte outer packet.
         let f = pkt::icmp_echo(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 1465 - 14 - 20 - 8);
@@ -462,9 +396,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn no_config() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let mut lab = lab();
         lab.datapath.set_config(&Default::default()).unwrap();
         let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
@@ -473,9 +404,6 @@ mod from_endpoint_drops {
 
     #[test]
     fn no_route() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo(EP_A.1, REMOTE_UNROUTABLE.1, EP_A.0, REMOTE_UNROUTABLE.0, 8);
         assert_dropped(&lab, Hook::Endpoint, lab.ep_a_ifindex, &f, "drop-no-route");
@@ -495,9 +423,6 @@ mod macvlan {
 
     #[test]
     fn frames_for_the_lan_leave_by_the_parent_untouched() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab_with("bridge");
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
@@ -513,9 +438,6 @@ mod macvlan {
 
     #[test]
     fn bridge_mode_delivers_between_endpoints_of_one_parent() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab_with("bridge");
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
@@ -525,9 +447,6 @@ mod macvlan {
 
     #[test]
     fn private_mode_keeps_endpoints_of_one_parent_apart() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab_with("private");
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         assert_dropped(
@@ -541,9 +460,6 @@ mod macvlan {
 
     #[test]
     fn vepa_mode_sends_even_local_traffic_to_the_switch() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab_with("vepa");
         let f = pkt::icmp_echo(EP_C.1, EP_D.1, EP_C.0, EP_D.0, 32);
         let run = lab.run(Hook::Endpoint, lab.ep_c_ifindex, &f).unwrap();
@@ -553,9 +469,6 @@ mod macvlan {
 
     #[test]
     fn no_parent() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let mut lab = lab();
         lab.add_macvlan("bridge", false).unwrap();
         // A broadcast needs the parent's record (its local ports); unicast only its ifindex.
@@ -565,9 +478,6 @@ mod macvlan {
 
     #[test]
     fn spoofing_is_refused_as_in_overlay_networks() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab_with("bridge");
         let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_D.0, LAN_HOST.0, 32);
         assert_dropped(
@@ -589,9 +499,6 @@ mod macvlan {
 
     #[test]
     fn the_parent_demuxes_by_destination_mac() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab_with("bridge");
         let to_c = pkt::icmp_echo(LAN_HOST.1, EP_C.1, LAN_HOST.0, EP_C.0, 32);
         let run = lab.run(Hook::Parent, lab.parent_ifindex, &to_c).unwrap();
@@ -637,9 +544,6 @@ mod from_uplink_drops {
 
     #[test]
     fn truncated() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = vxlan(&lab).wrap(&inner());
         check(&lab, &f[..f.len() - 1], "drop-truncated");
@@ -647,9 +551,6 @@ mod from_uplink_drops {
 
     #[test]
     fn bad_udp_length() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = vxlan(&lab).wrap(&inner());
         f[38..40].copy_from_slice(&20u16.to_be_bytes());
@@ -658,9 +559,6 @@ mod from_uplink_drops {
 
     #[test]
     fn fragment() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = vxlan(&lab).wrap(&inner());
         f[20] |= 0x20; // more fragments
@@ -669,9 +567,6 @@ mod from_uplink_drops {
 
     #[test]
     fn no_i_flag() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.flags = 0;
@@ -680,9 +575,6 @@ mod from_uplink_drops {
 
     #[test]
     fn reserved_bits() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.flags = 0x0c;
@@ -691,9 +583,6 @@ mod from_uplink_drops {
 
     #[test]
     fn bad_vni() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.vni = 0;
@@ -702,9 +591,6 @@ mod from_uplink_drops {
 
     #[test]
     fn unknown_vtep() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut v = vxlan(&lab);
         v.src = "10.200.0.77".parse().unwrap();
@@ -717,9 +603,6 @@ mod from_uplink_drops {
 
     #[test]
     fn inner_broadcast() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::icmp_echo(REMOTE.1, [0xff; 6], REMOTE.0, EP_B.0, 8);
         check(&lab, &vxlan(&lab).wrap(&f), "drop-inner-broadcast");
@@ -727,9 +610,6 @@ mod from_uplink_drops {
 
     #[test]
     fn inner_not_ipv4() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let f = pkt::arp_request(REMOTE.1, REMOTE.0, EP_B.0);
         let mut f = f;
@@ -739,9 +619,6 @@ mod from_uplink_drops {
 
     #[test]
     fn inner_bad_ipv4() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let mut f = inner();
         f[16..18].copy_from_slice(&200u16.to_be_bytes()); // inner tot_len beyond the frame
@@ -753,9 +630,6 @@ mod from_uplink_drops {
 
     #[test]
     fn not_local() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         // To a remote endpoint: a VTEP must never relay.
         let f = pkt::icmp_echo(
@@ -784,9 +658,6 @@ fn with_ttl(mut frame: Vec<u8>, ttl: u8) -> Vec<u8> {
 
 #[test]
 fn the_gateway_answers_ping() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut lab = lab();
     let gw_mac = lab.add_gateway(GATEWAY).unwrap();
     // Its address resolves to its MAC.
@@ -822,9 +693,6 @@ fn the_gateway_answers_ping() {
 
 #[test]
 fn the_gateway_routes_to_the_networks_other_endpoints() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut lab = lab();
     let gw_mac = lab.add_gateway(GATEWAY).unwrap();
     // To a local endpoint: MACs rewritten, TTL down by one, delivered.
@@ -851,9 +719,6 @@ fn the_gateway_routes_to_the_networks_other_endpoints() {
 
 #[test]
 fn the_gateway_forwards_nothing_else() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let mut lab = lab();
     let gw_mac = lab.add_gateway(GATEWAY).unwrap();
     let outside = std::net::Ipv4Addr::new(198, 51, 100, 1);
@@ -889,9 +754,6 @@ fn the_gateway_forwards_nothing_else() {
 /// (a bad frame, a refused program) would report a flag missing on a kernel that has it.
 #[test]
 fn the_probes_find_the_adjust_room_flags_this_kernel_takes() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
     let lab = lab();
     let kernel = aya::util::KernelVersion::current().unwrap();
     let features = lab.datapath.features();
@@ -915,9 +777,6 @@ mod from_tunnel_drops {
     /// and is refused.
     #[test]
     fn no_tunnel_key() {
-        if netd_tests::skip_unprivileged() {
-            return;
-        }
         let lab = lab();
         let inner = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 8);
         assert_dropped(

@@ -49,9 +49,7 @@ fn one_endpoint() -> Snapshot {
 
 #[test]
 fn a_restarted_datapath_keeps_its_entries() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     let dir = pin_dir();
     let options = DatapathOptions {
         pin_dir: Some(dir.0.clone()),
@@ -74,9 +72,7 @@ fn a_restarted_datapath_keeps_its_entries() {
 
 #[test]
 fn a_pin_with_another_layout_is_a_clear_error() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     let good = pin_dir();
     let bad = pin_dir();
     drop(
@@ -128,9 +124,7 @@ fn the_maps_keep_the_rules_the_reconcilers_tests_rely_on() {
 /// loaded (the datapath value is gone, as after the daemon exits).
 #[test]
 fn every_pinned_map_is_listed_and_decoded() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     let dir = pin_dir();
     {
         let mut datapath = Datapath::load(DatapathOptions {
@@ -190,9 +184,7 @@ fn every_pinned_map_is_listed_and_decoded() {
 /// size; any other map pinned at another capacity is refused (the control).
 #[test]
 fn only_the_counters_are_renewed_when_resized() {
-    if netd_tests::skip_unprivileged() {
-        return;
-    }
+    netd_tests::require_root();
     // Pins as a release with fewer counters left them: the object's maps, STATS smaller.
     let dir = pin_dir();
     let stats = <def::Stats as MapDef>::LAYOUT;

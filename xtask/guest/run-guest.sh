@@ -12,7 +12,9 @@
 set -uo pipefail
 [ $# -ge 2 ] || { echo "usage: $0 KERNEL_DIR COMMAND..." >&2; exit 2; }
 HERE=$(cd "$(dirname "$0")" && pwd)
-KDIR=$(cd "$1" && pwd) || exit 2; shift
+# The physical path: the guest's init looks for it before the shared root is its root, where a
+# symlink on the way (a tools dir linked from another checkout) would not resolve.
+KDIR=$(cd "$1" && pwd -P) || exit 2; shift
 VMLINUZ=$(ls "$KDIR"/boot/vmlinuz-* 2>/dev/null | head -1); [ -n "$VMLINUZ" ] || { echo "no vmlinuz in $KDIR/boot" >&2; exit 2; }
 # Prefer an extracted vmlinux (PVH ELF entry: skips in-guest xz/zstd decompression, slow under TCG).
 KERNEL=${RUN_GUEST_KERNEL:-}; [ -n "$KERNEL" ] || { [ -f "$KDIR/vmlinux" ] && KERNEL=$KDIR/vmlinux || KERNEL=$VMLINUZ; }

@@ -17,5 +17,5 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         // Help on stdout and success, a usage error on stderr and failure: as netd-bench would.
         error.exit();
     }
-    crate::run::setup_build_and_run("netd-bench", args)
+    crate::release::setup_build_and_run("netd-bench", args)
 }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::{
+    cmd::{status, workspace_root},
     ebpf_command,
-    run::{status, workspace_root},
 };
 
 /// `target/ebpf`: nightly's host artifacts (build scripts, proc macros) in `target/release`

@@ -3,5 +3,5 @@
 //! removed afterwards.
 
 pub fn run() -> anyhow::Result<()> {
-    crate::run::setup_build_and_run("netd-demo", &[])
+    crate::release::setup_build_and_run("netd-demo", &[])
 }

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::run::{status, workspace_root};
+use crate::cmd::{status, workspace_root};
 
 /// Where the tools go: `NETD_TOOLS_DIR`, else `target/tools` of the workspace (the tests look
 /// in the same place).
@@ -87,7 +87,7 @@ pub fn unpack_dependency(
     dest: &Path,
 ) -> anyhow::Result<String> {
     unpack_resolved(suite, dest, |apt| {
-        let shown = crate::run::output(
+        let shown = crate::cmd::output(
             Command::new("apt-cache")
                 .args(apt)
                 .args(["depends", metapackage]),
@@ -102,16 +102,22 @@ pub fn unpack_dependency(
     })
 }
 
+/// What a previous [`unpack`] left in `dest` (`None`: nothing, or an unfinished unpack).
+pub fn unpacked(dest: &Path) -> Option<String> {
+    let done = fs::read_to_string(dest.join(".unpacked")).ok()?;
+    Some(done.trim().replace('\n', ", "))
+}
+
 /// [`unpack`] with the package list found once apt knows `suite` (`packages` gets apt's options).
 fn unpack_resolved(
     suite: &str,
     dest: &Path,
     packages: impl FnOnce(&[String]) -> anyhow::Result<Vec<String>>,
 ) -> anyhow::Result<String> {
-    let marker = dest.join(".unpacked");
-    if let Ok(done) = fs::read_to_string(&marker) {
-        return Ok(format!("present ({})", done.trim().replace('\n', ", ")));
+    if let Some(done) = unpacked(dest) {
+        return Ok(format!("present ({done})"));
     }
+    let marker = dest.join(".unpacked");
     let state = tools_dir().join(format!("apt-{suite}"));
     for sub in ["lists/partial", "cache/archives/partial", "debs"] {
         fs::create_dir_all(state.join(sub))

@@ -1,23 +1,34 @@
-//! `cargo xtask lint`: formatting and clippy over every crate, warnings as errors. The host
-//! crates and netd-ebpf need two clippy runs: netd-ebpf only builds for the BPF target, with
-//! nightly and its own flags. `cargo xtask test` runs this first.
+//! `cargo xtask lint` and the `lint` tier: formatting and clippy over every crate, warnings as
+//! errors. The host crates and netd-ebpf need two clippy runs: netd-ebpf only builds for the BPF
+//! target, with nightly and its own flags.
 
 use std::process::Command;
 
-use anyhow::Context as _;
-
 use crate::{
-    build_ebpf, ebpf_command,
-    run::{status, workspace_root},
+    build_ebpf,
+    cmd::{status, workspace_root},
+    ebpf_command,
+    report::Tally,
 };
 
-pub fn run() -> anyhow::Result<()> {
+/// Runs every step, also after one failed (each names its own problems), and counts them.
+pub fn run() -> Tally {
     let root = workspace_root();
     let mut fmt = Command::new("cargo");
     fmt.args(["fmt", "--all", "--", "--check"]);
-    // The default members: every crate but netd-ebpf.
+    // Every crate but netd-ebpf, netd-tests included (not a default member).
     let mut host = Command::new("cargo");
-    host.args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]);
+    host.args([
+        "clippy",
+        "--quiet",
+        "--workspace",
+        "--exclude",
+        "netd-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     let mut ebpf =
         ebpf_command::nightly_cargo("clippy", std::env::consts::ARCH, &build_ebpf::target_dir());
     ebpf.args(["--quiet", "--", "-D", "warnings"]);
@@ -28,12 +39,18 @@ pub fn run() -> anyhow::Result<()> {
         ("clippy, netd-ebpf (BPF target)", ebpf),
     ];
     let total = steps.len();
+    let mut tally = Tally::default();
     for (i, (what, mut cmd)) in steps.into_iter().enumerate() {
         let n = i + 1;
         eprintln!("[lint {n}/{total}] {what}");
-        status(cmd.current_dir(&root))
-            .with_context(|| format!("lint step {n}/{total} ({what}) failed"))?;
+        match status(cmd.current_dir(&root)) {
+            Ok(()) => tally.passed += 1,
+            Err(error) => {
+                eprintln!("[lint {n}/{total}] {what}: {error:#}");
+                tally.failed += 1;
+                tally.problems.push(what.to_string());
+            }
+        }
     }
-    eprintln!("lint passed");
-    Ok(())
+    tally
 }

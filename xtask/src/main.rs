@@ -5,6 +5,7 @@ mod bench;
 #[path = "../../tests/src/bench/cli.rs"]
 mod bench_cli;
 mod build_ebpf;
+mod cmd;
 mod demo;
 mod foreign;
 mod kernels;
@@ -12,9 +13,12 @@ mod kernels;
 #[path = "../../netd-ebpf/cargo_command.rs"]
 mod ebpf_command;
 mod lint;
-mod run;
+mod nextest;
+mod release;
+mod report;
 mod setup;
 mod test;
+mod tiers;
 
 use clap::{Parser, Subcommand};
 
@@ -27,21 +31,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install what building and testing netd needs on Debian 12 (idempotent).
+    /// Install what building and testing netd needs on Debian 12 (idempotent; without root,
+    /// only the user's toolchain part, and a check of the rest).
     Setup,
     /// Build the eBPF programs (nightly, build-std, bpf-linker, BTF) and report their size.
     BuildEbpf,
     /// Check formatting and run clippy (warnings are errors) on every crate, netd-ebpf included.
     Lint,
-    /// Set up, lint, then run every test (unit, kernel packet tests, namespace labs).
+    /// Set up, then run test tiers (all, in this order, when none is named): lint, unit (no
+    /// root), packets, labs, docker, kernels (root); ends with a table of counts and minutes.
     Test {
-        /// Extra arguments for the test binaries (e.g. a test name filter; options after `--`).
-        #[arg(trailing_var_arg = true)]
-        args: Vec<String>,
+        /// The tiers to run.
+        #[arg(value_enum)]
+        tiers: Vec<tiers::Tier>,
+        /// Test name filters and libtest options for the unit, packets, labs and docker tiers
+        /// (after `--`, e.g. `cargo xtask test labs -- kill_9`).
+        #[arg(last = true)]
+        filter: Vec<String>,
     },
-    /// Run the kernel tier alone: tests inside Debian's 5.10, 6.1 and 6.12 kernels under qemu
-    /// (after `cargo xtask setup`; `cargo xtask test` runs it last).
-    TestKernels,
     /// Set up, build, and run the two-host datapath demo in network namespaces.
     Demo,
     /// Set up, build, and benchmark netd against the kernel's datapaths (`--quick`, `--json FILE`,
@@ -55,21 +62,30 @@ enum Command {
     },
 }
 
+/// `cargo xtask lint`: the lint tier on its own, without setup.
+fn lint_command() -> anyhow::Result<()> {
+    let tally = lint::run();
+    if !tally.ok() {
+        anyhow::bail!("lint failed: {}", tally.problems.join(", "));
+    }
+    eprintln!("lint passed");
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup => setup::run(),
+        Command::Setup => setup::run(setup::EVERYTHING),
         Command::BuildEbpf => build_ebpf::run().map(|_| ()),
-        Command::Lint => lint::run(),
-        Command::Test { args } => test::run(&args),
-        Command::TestKernels => kernels::run(),
+        Command::Lint => lint_command(),
+        Command::Test { tiers, filter } => test::run(&tiers, &filter),
         Command::Demo => demo::run(),
         Command::Bench { args } => bench::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("xtask: error: {error:#}");
+            eprintln!("xtask: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -66,9 +66,11 @@ fn demo() -> anyhow::Result<()> {
             "mynet",
         ],
     )?;
-    c.wait_for(Duration::from_secs(10), || {
-        (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(())
-    })?;
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(()),
+        "host 2 to list the network",
+    )?;
     netd(&c, 1, &["network", "ls"])?;
 
     step("a container on each host (any network namespace will do)")?;
@@ -112,11 +114,11 @@ fn demo() -> anyhow::Result<()> {
         .context("web1 not listed")?;
 
     step("ping across hosts, both ways")?;
-    c.wait_for(Duration::from_secs(10), || {
-        c.containers[c1]
-            .exec("ping", &["-c", "1", "-W", "1", "172.31.0.9"])
-            .ok()
-    })?;
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || c.containers[c1].exec("ping", &["-c", "1", "-W", "1", "172.31.0.9"]),
+        "a ping across hosts",
+    )?;
     print!(
         "{}",
         c.containers[c1].exec("ping", &["-c", "4", "-i", "0.2", "172.31.0.9"])?

@@ -1,4 +1,5 @@
-//! Running commands with a visible command line and a clear error.
+//! Running commands with a visible command line and a clear error, and the workspace's paths.
+//! Every other module of xtask may use this one; it uses none of them.
 
 use std::{
     path::{Path, PathBuf},
@@ -43,26 +44,8 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Sets up, builds the release binaries of netd and its test harness, and runs one of them
-/// (`netd-demo`, `netd-bench`) with `args`.
-pub fn setup_build_and_run(binary: &str, args: &[String]) -> anyhow::Result<()> {
-    crate::setup::run()?;
-    status(
-        Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "--package",
-                "netd",
-                "--package",
-                "netd-tests",
-                "--bins",
-            ])
-            .current_dir(workspace_root()),
-    )?;
-    status(
-        Command::new(target_dir().join("release").join(binary))
-            .args(args)
-            .current_dir(workspace_root()),
-    )
+/// Whether xtask runs as root (the privileged tiers and the system part of setup need it).
+pub fn is_root() -> bool {
+    // `id -u` rather than libc: xtask depends on nothing it does not need.
+    output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
 }
