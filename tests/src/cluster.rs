@@ -247,11 +247,6 @@ impl Cluster {
         sh(bin.to_str().context("netd path")?, &all)
     }
 
-    /// Like [`Self::netd`] with `--json`, parsed.
-    pub fn netd_json(&self, i: usize, args: &[&str]) -> anyhow::Result<serde_json::Value> {
-        self.netd_as(i, args)
-    }
-
     /// Like [`Self::netd`] with `--json`, read as the daemon's answer type: `netd_as::<Status>
     /// (0, &["status"])`, `netd_as::<Vec<Network>>(0, &["network", "ls"])` (`netd::api`).
     pub fn netd_as<T: DeserializeOwned>(&self, i: usize, args: &[&str]) -> anyhow::Result<T> {
@@ -289,10 +284,10 @@ impl Cluster {
         Ok(self.containers.len() - 1)
     }
 
-    /// The FDB of host `i` as `netd maps dump fdb --json` shows it.
-    pub fn fdb(&self, i: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-        let v = self.netd_json(i, &["maps", "dump", "fdb"])?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+    /// The FDB of host `i` as `netd maps dump fdb --json` shows it: one object per entry, keyed
+    /// by column (a map dump's rows are built as JSON by `netd::datapath::inspect`, not typed).
+    pub fn fdb(&self, i: usize) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        self.netd_as(i, &["maps", "dump", "fdb"])
     }
 }
 

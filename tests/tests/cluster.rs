@@ -55,8 +55,8 @@ fn network_created_on_one_host_is_used_on_another(store: StoreKind) {
     netd_tests::wait_until(
         Duration::from_secs(5),
         || {
-            let nets = c.netd_json(1, &["network", "ls"]).ok()?;
-            (nets.as_array()?.len() == 1).then_some(())
+            let nets: Vec<Network> = c.netd_as(1, &["network", "ls"]).ok()?;
+            (nets.len() == 1).then_some(())
         },
         "host 2 to list the network",
     )
@@ -114,28 +114,21 @@ fn network_created_on_one_host_is_used_on_another(store: StoreKind) {
     }
 }
 
-/// MACs (as strings) in host `i`'s FDB.
+/// MACs (as strings) in host `i`'s FDB (a map dump: its rows are keyed by column).
 fn fdb_macs(c: &Cluster, i: usize) -> Vec<String> {
     c.fdb(i)
         .unwrap()
         .iter()
-        .filter_map(|e| e["mac"].as_str().map(str::to_string))
+        .filter_map(|e| e.get("mac")?.as_str().map(str::to_string))
         .collect()
 }
 
-fn add(
-    c: &Cluster,
-    host: usize,
-    net: &str,
-    ns: usize,
-    name: &str,
-    extra: &[&str],
-) -> serde_json::Value {
+fn add(c: &Cluster, host: usize, net: &str, ns: usize, name: &str, extra: &[&str]) -> Endpoint {
     let netns = c.containers[ns].name.clone();
     let mut args = vec!["endpoint", "add", "--network", net, "--netns", &netns];
     args.extend_from_slice(extra);
     args.push(name);
-    c.netd_json(host, &args).unwrap()
+    c.netd_as(host, &args).unwrap()
 }
 
 #[test]
@@ -218,7 +211,10 @@ fn addresses_are_never_given_twice_across_hosts(store: StoreKind) {
     let ns: Vec<usize> = (0..12).map(|_| c.container().unwrap()).collect();
     netd_tests::wait_until(
         Duration::from_secs(5),
-        || (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(()),
+        || {
+            let nets: Vec<Network> = c.netd_as(1, &["network", "ls"]).ok()?;
+            (nets.len() == 1).then_some(())
+        },
         "host 2 to list the network",
     )
     .unwrap();
@@ -231,7 +227,7 @@ fn addresses_are_never_given_twice_across_hosts(store: StoreKind) {
             .map(|(k, &n)| {
                 s.spawn(move || {
                     let v = add(c, k % 2, "small", n, &format!("e{k}"), &[]);
-                    v["ip"].as_str().unwrap().to_string()
+                    v.ip.to_string()
                 })
             })
             .collect();
@@ -553,7 +549,7 @@ fn endpoint_rm_on_one_host_removes_it_everywhere(store: StoreKind) {
     add(&c, 1, "mynet", watcher, "watcher", &[]);
     let n1 = c.container().unwrap();
     let v = add(&c, 0, "mynet", n1, "web1", &[]);
-    let mac = v["mac"].as_str().unwrap().to_string();
+    let mac = v.mac.to_string();
     netd_tests::wait_until(
         Duration::from_secs(5),
         || fdb_macs(&c, 1).contains(&mac).then_some(()),
@@ -570,15 +566,8 @@ fn endpoint_rm_on_one_host_removes_it_everywhere(store: StoreKind) {
     assert!(!fdb_macs(&c, 0).contains(&mac));
     // The address is free again.
     let n2 = c.container().unwrap();
-    let again = add(
-        &c,
-        1,
-        "mynet",
-        n2,
-        "web1b",
-        &["--ip", v["ip"].as_str().unwrap()],
-    );
-    assert_eq!(again["ip"], v["ip"]);
+    let again = add(&c, 1, "mynet", n2, "web1b", &["--ip", &v.ip.to_string()]);
+    assert_eq!(again.ip, v.ip);
 }
 
 /// Within the lease TTL the store granted: `--lease-ttl 3` as given on etcd and the embedded
@@ -595,7 +584,7 @@ fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl(store: StoreKind) {
     add(&c, 0, "mynet", watcher, "watcher", &[]);
     let n2 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n2, "doomed", &[]);
-    let mac = v["mac"].as_str().unwrap().to_string();
+    let mac = v.mac.to_string();
     netd_tests::wait_until(
         Duration::from_secs(5),
         || fdb_macs(&c, 0).contains(&mac).then_some(()),
@@ -656,14 +645,8 @@ fn connected_on_with(
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
-    let ip1 = add(&c, hosts[0], "mynet", n1, "a", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ip2 = add(&c, hosts[1], "mynet", n2, "b", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ip1 = add(&c, hosts[0], "mynet", n1, "a", &[]).ip.to_string();
+    let ip2 = add(&c, hosts[1], "mynet", n2, "b", &[]).ip.to_string();
     netd_tests::wait_until(
         Duration::from_secs(5),
         || ping(&c, n1, &ip2).ok(),
@@ -703,7 +686,10 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: Stor
     c.store_server.as_mut().unwrap().stop();
     netd_tests::wait_until(
         Duration::from_secs(15),
-        || (c.netd_json(0, &["status"]).ok()?["store"]["state"] == "unreachable").then_some(()),
+        || {
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (status.store.state == LinkState::Unreachable).then_some(())
+        },
         "host 1 to see the store unreachable",
     )
     .unwrap();
@@ -712,12 +698,12 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: Stor
     let outage = std::time::Instant::now();
     let (mut watch_down, mut lease_down) = (false, false);
     while outage.elapsed() < Duration::from_secs(25) {
-        let status = c.netd_json(0, &["status"]).unwrap();
-        let store = &status["store"];
-        assert_ne!(store["state"], "connected", "{store}");
-        assert_eq!(status["health"]["healthy"], false);
-        watch_down |= store["watch"]["state"] == "unreachable";
-        lease_down |= store["lease"]["state"] == "unreachable";
+        let status: Status = c.netd_as(0, &["status"]).unwrap();
+        let store = &status.store;
+        assert_ne!(store.state, LinkState::Connected, "{store:?}");
+        assert!(!status.health.healthy, "{status:?}");
+        watch_down |= store.watch.state == LinkState::Unreachable;
+        lease_down |= store.lease.link.state == LinkState::Unreachable;
         // Sampling the status through the outage is the subject: every 0.5 s for 25 s.
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -738,7 +724,7 @@ fn a_30_second_store_outage_loses_no_packet_and_the_daemons_converge(store: Stor
     // Converged: a change made after the outage reaches the other host.
     let n3 = c.container().unwrap();
     let v = add(&c, 1, "mynet", n3, "after", &[]);
-    let ip3 = v["ip"].as_str().unwrap().to_string();
+    let ip3 = v.ip.to_string();
     netd_tests::wait_until(
         Duration::from_secs(10),
         || ping(&c, n1, &ip3).ok(),
@@ -775,7 +761,8 @@ fn malformed_values_written_into_the_store_are_never_programmed(store: StoreKind
     netd_tests::wait_until(
         Duration::from_secs(5),
         || {
-            let invalid = c.netd_json(0, &["status"]).ok()?["invalid_values"].as_u64()?;
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            let invalid = status.invalid_values;
             (invalid == bad.len() as u64 - 1).then_some(())
         },
         "host 1 to count the invalid values",
@@ -969,10 +956,7 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
     c.netd(0, SEED_NET).unwrap();
     let (n1, n2) = (c.container().unwrap(), c.container().unwrap());
     add(&c, 0, "mynet", n1, "a", &[]);
-    let ip2 = add(&c, 1, "mynet", n2, "b", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ip2 = add(&c, 1, "mynet", n2, "b", &[]).ip.to_string();
     netd_tests::wait_until(
         Duration::from_secs(5),
         || ping(&c, n1, &ip2).ok(),
@@ -980,10 +964,8 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
     )
     .unwrap();
     for host in 0..2 {
-        assert_eq!(
-            c.netd_json(host, &["status"]).unwrap()["kernel"]["tc_attach"],
-            "netlink"
-        );
+        let status: Status = c.netd_as(host, &["status"]).unwrap();
+        assert_eq!(status.kernel.tc_attach, "netlink");
     }
     let pinger = c.containers[n1]
         .background_ping_every(&ip2, 100_000, "0.005")
@@ -1018,8 +1000,8 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
 
 /// The member of a three-member store cluster that `netd status` on host `i` names.
 fn member_in_use(c: &Cluster, i: usize) -> Option<Ipv4Addr> {
-    let status = c.netd_json(i, &["status"]).ok()?;
-    let url = status["store"]["member"].as_str()?.to_string();
+    let status: Status = c.netd_as(i, &["status"]).ok()?;
+    let url = status.store.member?;
     let host = url.split("://").nth(1)?.split(':').next()?;
     host.parse().ok()
 }
@@ -1088,10 +1070,10 @@ fn the_daemons_fail_over_between_store_members(store: StoreKind) {
         let n = c.container().unwrap();
         let netns = c.containers[n].name.clone();
         let name = format!("after{round}");
-        let v = netd_tests::wait_until(
+        let v: Endpoint = netd_tests::wait_until(
             Duration::from_secs(30),
             || {
-                c.netd_json(
+                c.netd_as(
                     1,
                     &[
                         "endpoint",
@@ -1108,7 +1090,7 @@ fn the_daemons_fail_over_between_store_members(store: StoreKind) {
             "an endpoint add on host 2 to succeed",
         )
         .unwrap_or_else(|e| panic!("no write after losing {what} ({victim}): {e}"));
-        let ip = v["ip"].as_str().unwrap().to_string();
+        let ip = v.ip.to_string();
         netd_tests::wait_until(
             Duration::from_secs(15),
             || ping(&c, n1, &ip).ok(),
@@ -1207,14 +1189,8 @@ fn netd_at_its_defaults_works_on_a_consul_server_at_its_defaults() {
     c.netd(0, SEED_NET).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
-    let ip1 = add(&c, 0, "mynet", n1, "a", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let ip2 = add(&c, 1, "mynet", n2, "b", &[])["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ip1 = add(&c, 0, "mynet", n1, "a", &[]).ip.to_string();
+    let ip2 = add(&c, 1, "mynet", n2, "b", &[]).ip.to_string();
     netd_tests::wait_until(
         Duration::from_secs(10),
         || ping(&c, n1, &ip2).ok(),
@@ -1422,14 +1398,8 @@ mod monitor {
         assert_eq!(spoofed["protocol"], "icmp");
         spoof(false);
         // One reader at a time: a second monitor is refused while this one runs.
-        let bin = netd_tests::netd_bin().unwrap();
-        let pins = c.hosts[0].pin_dir.display().to_string();
-        let second = std::process::Command::new(&bin)
-            .args(["--pin-dir", &pins, "monitor"])
-            .output()
-            .unwrap();
-        assert!(!second.status.success());
-        let said = String::from_utf8_lossy(&second.stderr);
+        let (code, said) = c.netd_error(0, &["monitor"]).unwrap();
+        assert_eq!(code, ErrorKind::InUse.exit_code(), "{said}");
         assert!(said.contains("another netd monitor is reading"), "{said}");
         drops.stop();
 

@@ -7,19 +7,18 @@
 //! message, a host's own lease ending, full maps, two hosts with one name, keep-alives under a
 //! bulk write. Real etcd, real daemons, real traffic.
 
-use std::time::Duration;
+use std::{net::Ipv4Addr, time::Duration};
 
-use netd::api::{MapStatus, Status};
+use netd::api::{Endpoint, ErrorKind, LinkState, MapStatus, Status};
 use netd_store::LeaseId;
 use netd_tests::{
     bulk::Synthetic,
     cluster::{Cluster, StoreKind},
 };
-use serde_json::Value;
 
-fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Value {
+fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Endpoint {
     let netns = c.containers[container].name.clone();
-    c.netd_json(
+    c.netd_as(
         host,
         &[
             "endpoint",
@@ -76,9 +75,8 @@ fn more_records_than_one_grpc_message_converge_and_relist() {
     netd_tests::wait_until(
         Duration::from_secs(120),
         || {
-            let status = c.netd_json(0, &["status"]).ok()?;
-            (status["store"]["state"] == "connected"
-                && status["endpoints_known"].as_u64()? == 40_001)
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (status.store.state == LinkState::Connected && status.endpoints_known == 40_001)
                 .then_some(())
         },
         "the restarted daemon to know every endpoint",
@@ -103,14 +101,8 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
         c.container().unwrap(),
     );
     add(&c, 0, "mynet", a, "a");
-    let b_ip = add(&c, 0, "mynet", b, "b")["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let far_ip = add(&c, 1, "mynet", far, "far")["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let b_ip = add(&c, 0, "mynet", b, "b").ip.to_string();
+    let far_ip = add(&c, 1, "mynet", far, "far").ip.to_string();
     netd_tests::wait_until(
         Duration::from_secs(10),
         || {
@@ -121,10 +113,8 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
         "a ping to the far host's container",
     )
     .unwrap();
-    let lease = c.netd_json(0, &["status"]).unwrap()["store"]["lease"]["lease"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let status: Status = c.netd_as(0, &["status"]).unwrap();
+    let lease = status.store.lease.lease.unwrap();
     let ping = c.containers[a].background_ping(&b_ip, 500).unwrap();
     // The test's timeline, not a wait for readiness: 1 s of pings before the lease ends.
     std::thread::sleep(Duration::from_secs(1));
@@ -136,8 +126,8 @@ fn a_host_whose_lease_ended_never_drops_its_own_containers() {
     netd_tests::wait_until(
         Duration::from_secs(15),
         || {
-            let status = c.netd_json(0, &["status"]).ok()?;
-            (status["store"]["lease"]["registrations"].as_u64()? >= 2).then_some(())
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (status.store.lease.registrations >= 2).then_some(())
         },
         "host 1 to register again",
     )
@@ -206,8 +196,8 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
     // An add that cannot be programmed fails, and everything it did is undone.
     let ns2 = c.container().unwrap();
     let netns = c.containers[ns2].name.clone();
-    let err = c
-        .netd(
+    let (code, err) = c
+        .netd_error(
             0,
             &[
                 "endpoint",
@@ -221,8 +211,8 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
                 "late",
             ],
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+    assert_eq!(code, ErrorKind::Internal.exit_code(), "{err}");
     assert!(err.contains("NETD_FDB"), "{err}");
     let record = netd_store::keys::endpoint("syn0", "late");
     let claim = netd_store::keys::ipam("syn0", "10.100.0.77".parse().unwrap());
@@ -259,8 +249,8 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
     .unwrap_or_else(|e| panic!("{e}: {}", c.netd(0, &["status"]).unwrap_or_default()));
     assert_eq!(map(&status, "NETD_FDB").error, None);
     // The address the failed add had was released: now it is given, to one endpoint.
-    let again = c
-        .netd_json(
+    let again: Endpoint = c
+        .netd_as(
             0,
             &[
                 "endpoint",
@@ -275,15 +265,13 @@ fn a_full_map_loses_no_delete_and_a_failed_add_leaves_nothing() {
             ],
         )
         .unwrap();
-    assert_eq!(again["ip"], "10.100.0.77");
-    let holders: Vec<Value> = c
-        .netd_json(0, &["endpoint", "ls", "--network", "syn0"])
+    let wanted = Ipv4Addr::new(10, 100, 0, 77);
+    assert_eq!(again.ip, wanted);
+    let holders: Vec<Endpoint> = c
+        .netd_as::<Vec<Endpoint>>(0, &["endpoint", "ls", "--network", "syn0"])
         .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["ip"] == "10.100.0.77")
-        .cloned()
+        .into_iter()
+        .filter(|e| e.ip == wanted)
         .collect();
     assert_eq!(holders.len(), 1, "{holders:?}");
 }
@@ -300,9 +288,14 @@ fn two_daemons_with_one_hostname_refuse_clearly() {
         err.contains("\"h1\" is already registered by VTEP 10.201.0.1"),
         "{err}"
     );
-    let status = c.netd_json(0, &["status"]).unwrap();
-    assert_eq!(status["hosts"]["h1"]["vtep"], "10.201.0.1");
-    assert_eq!(status["store"]["lease"]["registrations"], 1);
+    let status: Status = c.netd_as(0, &["status"]).unwrap();
+    let h1 = status.hosts.get("h1").map(|h| h.vtep);
+    assert_eq!(h1, Some(Ipv4Addr::new(10, 201, 0, 1)), "{:?}", status.hosts);
+    assert_eq!(
+        status.store.lease.registrations, 1,
+        "{:?}",
+        status.store.lease
+    );
     // Stopped as a service manager stops it, the first daemon ends at once, cleanly.
     let exit = c.hosts[0].terminate(Duration::from_secs(5));
     assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
@@ -322,10 +315,7 @@ fn keep_alives_hold_under_a_bulk_write() {
     .unwrap();
     let (a, b) = (c.container().unwrap(), c.container().unwrap());
     add(&c, 0, "syn0", a, "a");
-    let b_ip = add(&c, 1, "syn0", b, "b")["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let b_ip = add(&c, 1, "syn0", b, "b").ip.to_string();
     netd_tests::wait_until(
         Duration::from_secs(10),
         || {
@@ -351,9 +341,10 @@ fn keep_alives_hold_under_a_bulk_write() {
     ping.interrupt();
     let ping = ping.finish().unwrap();
     for host in 0..2 {
-        let lease = &c.netd_json(host, &["status"]).unwrap()["store"]["lease"];
-        assert_eq!(lease["missed_renewals"], 0, "host {}: {lease}", host + 1);
-        assert_eq!(lease["registrations"], 1, "host {}: {lease}", host + 1);
+        let status: Status = c.netd_as(host, &["status"]).unwrap();
+        let lease = &status.store.lease;
+        assert_eq!(lease.missed_renewals, 0, "host {}: {lease:?}", host + 1);
+        assert_eq!(lease.registrations, 1, "host {}: {lease:?}", host + 1);
     }
     assert_eq!(ping.lost(), 0, "during the bulk write: {}", ping.line);
 }
@@ -370,10 +361,7 @@ fn an_endpoint_whose_namespace_went_is_removed_and_added_again() {
     .unwrap();
     let (gone, peer) = (c.container().unwrap(), c.container().unwrap());
     add(&c, 0, "mynet", gone, "web");
-    let peer_ip = add(&c, 0, "mynet", peer, "peer")["ip"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let peer_ip = add(&c, 0, "mynet", peer, "peer").ip.to_string();
     // The namespace goes, and its veth pair with it.
     let dead = c.containers.remove(gone);
     drop(dead);

@@ -9,6 +9,7 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
+use netd::api::{Endpoint, Network, Status};
 use netd_tests::{
     cluster::{Cluster, STORE_IP, StoreKind},
     dns::{FakeUpstream, parse_nslookup},
@@ -68,8 +69,8 @@ fn docker_cluster_on(
         netd_tests::wait_until(
             Duration::from_secs(20),
             || {
-                let s = dc.c.netd_json(i, &["status"]).ok()?;
-                s["docker"].as_str()?.starts_with("connected").then_some(())
+                let s: Status = dc.c.netd_as(i, &["status"]).ok()?;
+                s.docker.starts_with("connected").then_some(())
             },
             "netd to connect to Docker",
         )
@@ -243,8 +244,8 @@ fn the_seeds_commands(engine: Engine, store: StoreKind) {
     netd_tests::wait_until(
         Duration::from_secs(10),
         || {
-            let eps = dc.c.netd_json(0, &["endpoint", "ls"]).ok()?;
-            (eps.as_array()?.len() == 1).then_some(())
+            let eps: Vec<Endpoint> = dc.c.netd_as(0, &["endpoint", "ls"]).ok()?;
+            (eps.len() == 1).then_some(())
         },
         "the --rm container's endpoint to go",
     )
@@ -269,8 +270,8 @@ fn networks_propagate_and_rm_removes_them_everywhere(engine: Engine) {
     dc.docker(0, &["network", "rm", "fromdocker"]).unwrap();
     dc.wait_network(1, "fromdocker", false);
     dc.wait_network(0, "fromdocker", false);
-    let nets = dc.c.netd_json(0, &["network", "ls"]).unwrap();
-    assert_eq!(nets.as_array().unwrap().len(), 1, "{nets}");
+    let nets: Vec<Network> = dc.c.netd_as(0, &["network", "ls"]).unwrap();
+    assert_eq!(nets.len(), 1, "{nets:?}");
     // The subject: the removed network stays gone for 2 s after every host saw it go (nothing
     // re-creates it from the store or the other engine). Its positive control is above: the
     // same network did propagate, within the same kind of wait.
@@ -408,8 +409,8 @@ fn a_container_removed_while_netd_is_down_is_released_when_it_returns(engine: En
     netd_tests::wait_until(
         Duration::from_secs(10),
         || {
-            let s = dc.c.netd_json(0, &["status"]).ok()?;
-            (s["hosts"].get(&me).is_some() && s["endpoints_local"] == 0).then_some(())
+            let s: Status = dc.c.netd_as(0, &["status"]).ok()?;
+            (s.hosts.contains_key(&me) && s.endpoints_local == 0).then_some(())
         },
         "the endpoint to be released after netd came back",
     )
@@ -507,11 +508,8 @@ fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects(engine: Eng
     netd_tests::wait_until(
         Duration::from_secs(20),
         || {
-            let s = dc.c.netd_json(0, &["status"]).ok()?;
-            s["docker"]
-                .as_str()?
-                .starts_with("unreachable")
-                .then_some(())
+            let s: Status = dc.c.netd_as(0, &["status"]).ok()?;
+            s.docker.starts_with("unreachable").then_some(())
         },
         "netd to see Docker unreachable",
     )
@@ -541,8 +539,8 @@ fn netd_keeps_serving_namespaces_while_docker_is_away_and_reconnects(engine: Eng
     netd_tests::wait_until(
         Duration::from_secs(30),
         || {
-            let s = dc.c.netd_json(0, &["status"]).ok()?;
-            s["docker"].as_str()?.starts_with("connected").then_some(())
+            let s: Status = dc.c.netd_as(0, &["status"]).ok()?;
+            s.docker.starts_with("connected").then_some(())
         },
         "netd to reconnect to Docker",
     )

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use netd::api::ErrorKind;
 use netd_tests::{
     cluster::{Cluster, StoreKind},
     netns::Netns,
@@ -259,13 +260,13 @@ fn passthru_refuses_a_second_endpoint() {
         &["endpoint", "add", "--network", "pt", "--netns", &na, "one"],
     )
     .unwrap();
-    let e = c
-        .netd(
+    let (code, e) = c
+        .netd_error(
             0,
             &["endpoint", "add", "--network", "pt", "--netns", &nb, "two"],
         )
-        .unwrap_err()
-        .to_string();
+        .unwrap();
+    assert_eq!(code, ErrorKind::InUse.exit_code(), "{e}");
     assert!(
         e.contains("passthru") && e.contains("already has an endpoint"),
         "{e}"

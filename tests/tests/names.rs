@@ -9,6 +9,7 @@
 
 use std::{net::Ipv4Addr, time::Duration};
 
+use netd::api::Endpoint;
 use netd_tests::{
     cluster::{Cluster, STORE_IP, StoreKind},
     dns::{FakeUpstream, lookup},
@@ -18,8 +19,8 @@ const DNS: &str = "169.254.53.53";
 
 fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Ipv4Addr {
     let netns = c.containers[container].name.clone();
-    let v = c
-        .netd_json(
+    let v: Endpoint = c
+        .netd_as(
             host,
             &[
                 "endpoint",
@@ -32,7 +33,7 @@ fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) ->
             ],
         )
         .unwrap();
-    v["ip"].as_str().unwrap().parse().unwrap()
+    v.ip
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{HashMap as BpfHashMap, MapData};
+use netd::api::{Endpoint, LinkState, Status};
 use netd_common::maps::{FdbEntry, FdbKey, names};
 use netd_store::schema::Mac;
 use serde_json::{Value, json};
@@ -88,12 +89,9 @@ fn rss_kb(pid: u32) -> anyhow::Result<u64> {
 /// Entries of NETD_FDB as the daemon last wrote them (its status; the kernel's map agrees
 /// unless a write failed, which the status would show).
 fn fdb_entries(c: &Cluster, host: usize) -> Option<u64> {
-    let status = c.netd_json(host, &["status"]).ok()?;
-    status["maps"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == names::FDB)?["entries"]
-        .as_u64()
+    let status: Status = c.netd_as(host, &["status"]).ok()?;
+    let fdb = status.maps.iter().find(|m| m.name == names::FDB)?;
+    Some(fdb.entries as u64)
 }
 
 fn wait_fdb(
@@ -167,7 +165,7 @@ pub fn run(config: &ScaleConfig, json_out: Option<&Path>) -> anyhow::Result<()> 
     }
     let far = c.container()?;
     let netns = c.containers[far].name.clone();
-    let peer = c.netd_json(
+    let peer: Endpoint = c.netd_as(
         1,
         &[
             "endpoint",
@@ -179,7 +177,7 @@ pub fn run(config: &ScaleConfig, json_out: Option<&Path>) -> anyhow::Result<()> 
             "far",
         ],
     )?;
-    let peer_ip = peer["ip"].as_str().context("no address")?.to_string();
+    let peer_ip = peer.ip.to_string();
     wait_fdb(&c, 0, locals + 1, Duration::from_secs(30))?;
     eprintln!("scale: {locals} local endpoints on the measured host");
 
@@ -214,10 +212,10 @@ pub fn run(config: &ScaleConfig, json_out: Option<&Path>) -> anyhow::Result<()> 
     results.restart_synced = synced;
     results.restart_ping = ping;
     for host in 0..2 {
-        let status = c.netd_json(host, &["status"])?;
-        let lease = &status["store"]["lease"];
-        results.missed_renewals += lease["missed_renewals"].as_u64().unwrap_or(0);
-        results.registrations += lease["registrations"].as_u64().unwrap_or(0);
+        let status: Status = c.netd_as(host, &["status"])?;
+        let lease = &status.store.lease;
+        results.missed_renewals += lease.missed_renewals;
+        results.registrations += lease.registrations;
     }
     print!("{}", render(config.store, &results));
     eprintln!("scale: done in {:.0} s", started.elapsed().as_secs_f64());
@@ -287,11 +285,9 @@ fn restart(c: &mut Cluster, peer_ip: &str) -> anyhow::Result<(Option<f64>, (u32,
     c.hosts[0].start()?;
     let mut synced = None;
     while t.elapsed() < Duration::from_secs(60) {
-        if let Ok(status) = c.netd_json(0, &["status"])
-            && status["store"]["state"] == "connected"
-            && status["store"]["revision"]
-                .as_i64()
-                .is_some_and(|r| r >= revision)
+        if let Ok(status) = c.netd_as::<Status>(0, &["status"])
+            && status.store.state == LinkState::Connected
+            && status.store.revision >= revision
         {
             synced = Some(t.elapsed().as_secs_f64());
             break;

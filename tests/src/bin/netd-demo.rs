@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
+use netd::api::{Endpoint, Network};
 use netd_tests::cluster::{Cluster, StoreKind};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -68,7 +69,10 @@ fn demo() -> anyhow::Result<()> {
     )?;
     netd_tests::wait_until(
         Duration::from_secs(10),
-        || (c.netd_json(1, &["network", "ls"]).ok()?.as_array()?.len() == 1).then_some(()),
+        || {
+            let nets: Vec<Network> = c.netd_as(1, &["network", "ls"]).ok()?;
+            (nets.len() == 1).then_some(())
+        },
         "host 2 to list the network",
     )?;
     netd(&c, 1, &["network", "ls"])?;
@@ -107,10 +111,10 @@ fn demo() -> anyhow::Result<()> {
     )?;
     netd(&c, 1, &["endpoint", "ls"])?;
     let ip1 = c
-        .netd_json(0, &["endpoint", "ls"])?
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["name"] == "web1"))
-        .and_then(|e| e["ip"].as_str().map(str::to_string))
+        .netd_as::<Vec<Endpoint>>(0, &["endpoint", "ls"])?
+        .into_iter()
+        .find(|e| e.name == "web1")
+        .map(|e| e.ip.to_string())
         .context("web1 not listed")?;
 
     step("ping across hosts, both ways")?;
