@@ -552,37 +552,6 @@ impl ConsulStore {
         entries.iter().map(|e| e.modify_index).max().unwrap_or(0)
     }
 
-    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        match self.txn(vec![self.write_op(key, value, lease)?]).await? {
-            Txn::Applied(entries) => Ok(Self::revision_of(&entries)),
-            Txn::Failed(errors) => Err(refusal(key, lease, &errors)),
-        }
-    }
-
-    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
-    async fn create_all_if(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
-    ) -> Result<bool> {
-        if kvs.is_empty() {
-            return Ok(true);
-        }
-        let mut ops = Vec::with_capacity(kvs.len() + 1);
-        if let Some(required) = required {
-            ops.push(TxnOp {
-                kv: self.op("get", required)?,
-            });
-        }
-        for (key, value) in kvs {
-            let mut kv = self.op("cas", key)?;
-            kv.value = Some(BASE64.encode(value));
-            kv.index = Some(0);
-            ops.push(TxnOp { kv });
-        }
-        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
-    }
-
     /// One transaction that deletes `keys` (with `more` operations after them), counting the
     /// keys that existed (a `get-tree` before each delete: unlike `get`, it does not fail the
     /// transaction for a missing key). `None` when a check in `more` refused the transaction.
@@ -785,24 +754,35 @@ impl Backend for ConsulStore {
         }
     }
 
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_if(kvs, None).await
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        match self.txn(vec![self.write_op(key, value, lease)?]).await? {
+            Txn::Applied(entries) => Ok(Self::revision_of(&entries)),
+            Txn::Failed(errors) => Err(refusal(key, lease, &errors)),
+        }
     }
 
-    async fn create_all_requiring(
+    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        self.create_all_if(kvs, Some(required)).await
-    }
-
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        self.put_leased(key, value, None).await
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        self.put_leased(key, value, Some(lease)).await
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let mut ops = Vec::with_capacity(kvs.len() + 1);
+        if let Some(required) = required {
+            ops.push(TxnOp {
+                kv: self.op("get", required)?,
+            });
+        }
+        for (key, value) in kvs {
+            let mut kv = self.op("cas", key)?;
+            kv.value = Some(BASE64.encode(value));
+            kv.index = Some(0);
+            ops.push(TxnOp { kv });
+        }
+        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
     }
 
     /// Writes every key; returns the revision of the last write. Consul takes at most 64

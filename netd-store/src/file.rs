@@ -75,52 +75,6 @@ impl FileStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Creates every key, in one revision, if none of them exists (and, if given, while the key
-    /// `required` does); otherwise writes nothing.
-    async fn create_all_if(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
-    ) -> Result<bool> {
-        let kvs = validate_kvs(kvs)?;
-        if kvs.is_empty() {
-            // Like an etcd transaction with no operations: succeeds, changes nothing.
-            return Ok(true);
-        }
-        let required = required.map(str::to_owned);
-        self.transact(move |state, _| {
-            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
-                || required.is_some_and(|r| !state.keys.contains_key(&r))
-            {
-                return Ok(false);
-            }
-            let revision = state.next_revision();
-            for (key, value) in kvs {
-                state.put_key(revision, key, value, None);
-            }
-            Ok(true)
-        })
-        .await
-    }
-
-    /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
-    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        let key = validate_key(key)?.to_owned();
-        let value = validate_value(&key, value)?;
-        let lease = numbered(lease)?;
-        self.transact(move |state, _| {
-            if let Some((id, lease)) = &lease
-                && !state.leases.contains_key(id)
-            {
-                return Err(StoreError::LeaseLost(lease.clone()));
-            }
-            let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|(id, _)| id));
-            Ok(revision)
-        })
-        .await
-    }
-
     /// Runs `op` on the state under the lock, off the async runtime.
     async fn transact<T, F>(&self, op: F) -> Result<T>
     where
@@ -239,24 +193,50 @@ impl Backend for FileStore {
         .await
     }
 
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_if(kvs, None).await
-    }
-
-    async fn create_all_requiring(
+    /// Creates every key, in one revision, if none of them exists (and, if given, while the key
+    /// `required` does); otherwise writes nothing.
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        self.create_all_if(kvs, Some(required)).await
+        let kvs = validate_kvs(kvs)?;
+        if kvs.is_empty() {
+            // Like an etcd transaction with no operations: succeeds, changes nothing.
+            return Ok(true);
+        }
+        let required = required.map(str::to_owned);
+        self.transact(move |state, _| {
+            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
+                || required.is_some_and(|r| !state.keys.contains_key(&r))
+            {
+                return Ok(false);
+            }
+            let revision = state.next_revision();
+            for (key, value) in kvs {
+                state.put_key(revision, key, value, None);
+            }
+            Ok(true)
+        })
+        .await
     }
 
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        self.put_leased(key, value, None).await
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        self.put_leased(key, value, Some(lease)).await
+    /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        let key = validate_key(key)?.to_owned();
+        let value = validate_value(&key, value)?;
+        let lease = numbered(lease)?;
+        self.transact(move |state, _| {
+            if let Some((id, lease)) = &lease
+                && !state.leases.contains_key(id)
+            {
+                return Err(StoreError::LeaseLost(lease.clone()));
+            }
+            let revision = state.next_revision();
+            state.put_key(revision, key, value, lease.map(|(id, _)| id));
+            Ok(revision)
+        })
+        .await
     }
 
     /// Writes every key in one revision; returns it.

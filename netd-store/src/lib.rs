@@ -345,24 +345,16 @@ impl Backend for Store {
         dispatch!(self, s => s.put_if(key, value, lease, expect).await)
     }
 
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        dispatch!(self, s => s.create_all(kvs).await)
-    }
-
-    async fn create_all_requiring(
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        dispatch!(self, s => s.create_all_requiring(kvs, required).await)
+        dispatch!(self, s => s.create_all_if(kvs, required).await)
     }
 
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        dispatch!(self, s => s.put(key, value).await)
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        dispatch!(self, s => s.put_with_lease(key, value, lease).await)
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        dispatch!(self, s => s.put_leased(key, value, lease).await)
     }
 
     async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
