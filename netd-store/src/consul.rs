@@ -33,8 +33,8 @@
 //! ("rpc error making call: ...").
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -43,8 +43,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch,
-    WatchEvent, keys,
+    Backend, Expect, KeptListing, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError,
+    Watch, WatchEvent, keys,
 };
 
 /// Time for one request: connecting plus Consul's answer. Consul answers a healthy write within
@@ -145,7 +145,7 @@ pub struct ConsulStore {
     prefix: String,
     /// The last listing of every netd key, kept from the first page of a listing until the
     /// pages at its index and the watch after it have used it.
-    listing: Arc<Mutex<Option<Arc<Listing>>>>,
+    listing: Arc<KeptListing>,
     /// The servers' `session_ttl_min` once a session create learned it (seconds; 0: not
     /// known), so that later leases ask for it at once, and whether the warning was given.
     session_ttl_min: Arc<AtomicU64>,
@@ -283,7 +283,7 @@ impl ConsulStore {
             http,
             token: config.token,
             prefix: format!("{}/", config.prefix),
-            listing: Arc::new(Mutex::new(None)),
+            listing: Arc::default(),
             session_ttl_min: Arc::new(AtomicU64::new(0)),
             warned_ttl: Arc::new(AtomicBool::new(false)),
         };
@@ -475,13 +475,6 @@ impl ConsulStore {
         Ok(entries.into_iter().next())
     }
 
-    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
-        // A panic while holding this lock leaves a value that is still whole: keep using it.
-        self.listing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Runs one transaction.
     async fn txn(&self, ops: Vec<TxnOp>) -> Result<Txn> {
         if ops.len() > MAX_TXN_OPS {
@@ -655,30 +648,13 @@ impl Backend for ConsulStore {
         revision: Option<i64>,
     ) -> Result<Page> {
         let listing = match revision {
-            None => {
-                let listing = Arc::new(self.list(keys::ROOT).await?);
-                *self.kept_listing() = Some(listing.clone());
-                listing
-            }
+            None => self.listing.keep(self.list(keys::ROOT).await?),
             Some(revision) => self
-                .kept_listing()
-                .clone()
-                .filter(|l| l.revision == revision)
+                .listing
+                .at(revision)
                 .ok_or(StoreError::Compacted(revision))?,
         };
-        let from = listing.kvs.partition_point(|kv| {
-            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
-        });
-        let kvs = listing.kvs[from..]
-            .iter()
-            .take_while(|kv| kv.key.starts_with(prefix))
-            .cloned()
-            .collect();
-        Ok(Page {
-            kvs,
-            more: false,
-            revision: listing.revision,
-        })
+        Ok(listing.page(prefix, after))
     }
 
     /// Writes `key` only if it is as `expect` says. With a lease, a key another session holds is
@@ -912,7 +888,7 @@ impl Backend for ConsulStore {
     /// `from_revision - 1` (the kept one, or one read now if it is at that index).
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<ConsulWatch> {
         let kept = self
-            .kept_listing()
+            .listing
             .take()
             .filter(|l| l.revision + 1 == from_revision && prefix.starts_with(keys::ROOT));
         let (known, index) = match kept {

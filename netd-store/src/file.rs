@@ -25,13 +25,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch, WatchEvent,
+    Backend, Expect, KeptListing, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError,
+    Watch, WatchEvent,
 };
 
 const STATE_FILE: &str = "state.json";
@@ -45,9 +46,8 @@ const WATCH_POLL: Duration = Duration::from_millis(100);
 /// A store in a directory; cheap to hold, every operation goes to the files.
 pub struct FileStore {
     dir: Arc<Path>,
-    /// The last listing of every key, kept from the first page of a listing for the pages at
-    /// its revision.
-    listing: Mutex<Option<Arc<Listing>>>,
+    /// The last listing of every key, for the pages at its revision.
+    listing: KeptListing,
 }
 
 impl FileStore {
@@ -64,15 +64,8 @@ impl FileStore {
         drop(open_lock_file(dir)?);
         Ok(Self {
             dir: dir.into(),
-            listing: Mutex::new(None),
+            listing: KeptListing::default(),
         })
-    }
-
-    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
-        // A panic while holding this lock leaves a value that is still whole: keep using it.
-        self.listing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Runs `op` on the state under the lock, off the async runtime.
@@ -125,40 +118,19 @@ impl Backend for FileStore {
         revision: Option<i64>,
     ) -> Result<Page> {
         let snapshot = match revision {
-            None => {
-                let snapshot = Arc::new(self.list("").await?);
-                *self.kept_listing() = Some(Arc::clone(&snapshot));
-                snapshot
-            }
-            Some(revision) => {
-                let kept = self
-                    .kept_listing()
-                    .clone()
-                    .filter(|l| l.revision == revision);
-                match kept {
-                    Some(snapshot) => snapshot,
-                    None => {
-                        let now = self.list("").await?;
-                        if now.revision != revision {
-                            return Err(StoreError::Compacted(revision));
-                        }
-                        Arc::new(now)
+            None => self.listing.keep(self.list("").await?),
+            Some(revision) => match self.listing.at(revision) {
+                Some(snapshot) => snapshot,
+                None => {
+                    let now = self.list("").await?;
+                    if now.revision != revision {
+                        return Err(StoreError::Compacted(revision));
                     }
+                    Arc::new(now)
                 }
-            }
+            },
         };
-        let from = snapshot.kvs.partition_point(|kv| {
-            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
-        });
-        Ok(Page {
-            kvs: snapshot.kvs[from..]
-                .iter()
-                .take_while(|kv| kv.key.starts_with(prefix))
-                .cloned()
-                .collect(),
-            more: false,
-            revision: snapshot.revision,
-        })
+        Ok(snapshot.page(prefix, after))
     }
 
     /// Writes `key` only if it is as `expect` says; returns whether it was written.

@@ -48,6 +48,56 @@ pub struct Listing {
     pub revision: i64,
 }
 
+/// The last listing of every key, kept by a backend that cannot read at an older revision
+/// (Consul, the embedded store) from the first page of a listing on: the later pages at its
+/// revision are served from it.
+#[derive(Debug, Default)]
+pub(crate) struct KeptListing(std::sync::Mutex<Option<std::sync::Arc<Listing>>>);
+
+impl KeptListing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<Listing>>> {
+        // A panic while holding this lock leaves a value that is still whole: keep using it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `listing`, replacing the one kept before; returns it.
+    pub(crate) fn keep(&self, listing: Listing) -> std::sync::Arc<Listing> {
+        let listing = std::sync::Arc::new(listing);
+        *self.lock() = Some(std::sync::Arc::clone(&listing));
+        listing
+    }
+
+    /// The kept listing, if it is at `revision`.
+    pub(crate) fn at(&self, revision: i64) -> Option<std::sync::Arc<Listing>> {
+        self.lock().clone().filter(|l| l.revision == revision)
+    }
+
+    /// The kept listing, no longer kept.
+    pub(crate) fn take(&self) -> Option<std::sync::Arc<Listing>> {
+        self.lock().take()
+    }
+}
+
+impl Listing {
+    /// The keys under `prefix` after the key `after`, in one page at the listing's revision.
+    pub(crate) fn page(&self, prefix: &str, after: Option<&str>) -> Page {
+        let from = self.kvs.partition_point(|kv| {
+            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
+        });
+        Page {
+            kvs: self.kvs[from..]
+                .iter()
+                .take_while(|kv| kv.key.starts_with(prefix))
+                .cloned()
+                .collect(),
+            more: false,
+            revision: self.revision,
+        }
+    }
+}
+
 /// One page of a listing: keys in order, whether more follow, and the revision they are
 /// consistent at (ask for the next page at that revision, after the last key).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
