@@ -442,16 +442,22 @@ impl ConsulStore {
         .await
     }
 
-    /// The entries of a KV read of `what`.
-    fn entries(&self, answer: &Answer, what: &str) -> Result<Vec<KeyValue>> {
+    /// The entries of a KV read of `what`, as Consul has them (with their sessions); none when
+    /// nothing is there.
+    fn raw_entries(answer: &Answer, what: &str) -> Result<Vec<Entry>> {
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         if !answer.status.is_success() {
             return Err(Self::refused(answer, &format!("a read of {what}")));
         }
-        let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
-            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))
+    }
+
+    /// The keys and values of a KV read of `what`.
+    fn entries(&self, answer: &Answer, what: &str) -> Result<Vec<KeyValue>> {
+        let entries = Self::raw_entries(answer, what)?;
         let mut kvs = Vec::with_capacity(entries.len());
         for entry in entries {
             kvs.extend(self.key_value(entry)?);
@@ -464,15 +470,7 @@ impl ConsulStore {
         let answer = self
             .read_entries(&format!("kv/{}", self.consul_key(key)?), &[])
             .await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !answer.status.is_success() {
-            return Err(Self::refused(&answer, &format!("a read of {key}")));
-        }
-        let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
-            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
-        Ok(entries.into_iter().next())
+        Ok(Self::raw_entries(&answer, key)?.into_iter().next())
     }
 
     /// Runs one transaction.
