@@ -211,7 +211,7 @@ pub enum Store {
     File(file::FileStore),
 }
 
-/// Events from [`Store::watch`], in revision order.
+/// Events from [`Backend::watch`] on a [`Store`], in revision order.
 pub enum WatchStream {
     Etcd(Box<etcd::EtcdWatch>),
     Consul(Box<consul::ConsulWatch>),
@@ -272,93 +272,6 @@ impl Store {
                      or file:///PATH"
                 .into(),
         })
-    }
-}
-
-/// The [`Backend`] methods, callable without importing the trait (most callers hold a `Store`).
-impl Store {
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        Backend::get(self, key).await
-    }
-
-    pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        Backend::list(self, prefix).await
-    }
-
-    pub async fn list_page(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        revision: Option<i64>,
-    ) -> Result<Page> {
-        Backend::list_page(self, prefix, after, revision).await
-    }
-
-    pub async fn put_if(
-        &self,
-        key: &str,
-        value: &[u8],
-        lease: Option<&LeaseId>,
-        expect: Expect,
-    ) -> Result<bool> {
-        Backend::put_if(self, key, value, lease, expect).await
-    }
-
-    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        Backend::create_all(self, kvs).await
-    }
-
-    pub async fn create_all_requiring(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: &str,
-    ) -> Result<bool> {
-        Backend::create_all_requiring(self, kvs, required).await
-    }
-
-    pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        Backend::put(self, key, value).await
-    }
-
-    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        Backend::put_with_lease(self, key, value, lease).await
-    }
-
-    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
-        Backend::put_all(self, kvs).await
-    }
-
-    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
-        Backend::delete_all(self, keys).await
-    }
-
-    pub async fn delete_with_claim(
-        &self,
-        keys: &[String],
-        claim: &str,
-        owner: &[u8],
-    ) -> Result<usize> {
-        Backend::delete_with_claim(self, keys, claim, owner).await
-    }
-
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
-        Backend::grant_lease(self, ttl).await
-    }
-
-    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
-        Backend::keep_alive(self, lease).await
-    }
-
-    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
-        Backend::revoke(self, lease).await
-    }
-
-    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
-        Backend::watch(self, prefix, from_revision).await
-    }
-
-    pub async fn member_in_use(&self) -> Option<String> {
-        Backend::member_in_use(self).await
     }
 }
 
@@ -473,12 +386,5 @@ impl Watch for WatchStream {
             Self::Consul(w) => w.next().await,
             Self::File(w) => w.next().await,
         }
-    }
-}
-
-impl WatchStream {
-    /// [`Watch::next`], callable without importing the trait.
-    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
-        Watch::next(self).await
     }
 }

@@ -16,7 +16,7 @@
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use netd_store::{
-    Expect, Lease, Store, StoreError, keys,
+    Backend, Expect, Lease, Store, StoreError, keys,
     schema::{self, HostRecord},
 };
 use tokio::sync::watch;

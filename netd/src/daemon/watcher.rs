@@ -9,7 +9,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use netd_store::{Store, StoreError, WatchEvent, keys};
+use netd_store::{Backend, Store, StoreError, Watch, WatchEvent, keys};
 
 use crate::{
     backoff::Backoff,

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use netd_store::keys;
+use netd_store::{Backend, keys};
 use serde_json::{Value, json};
 
 use super::{bindings::NETD_NETWORK_OPTION, state::DockerState};

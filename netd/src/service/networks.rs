@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use netd_store::{
-    KeyValue, keys,
+    Backend, KeyValue, keys,
     schema::{
         self, DRIVER_MACVLAN, DRIVER_OVERLAY, NetworkRecord, SCHEMA_VERSION, SubnetRecord,
         VNI_FIRST_AUTO, VNI_MAX,

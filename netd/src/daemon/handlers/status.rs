@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::{Json, extract::State};
+use netd_store::Backend;
 
 use crate::{
     api::{
