@@ -21,7 +21,9 @@ use netd_store::{
 };
 use tokio::sync::watch;
 
-use crate::{backoff::Backoff, control::Identity, health::Health};
+use netd_store::backoff::Backoff;
+
+use crate::{control::Identity, health::Health};
 
 /// Where the host's registration is.
 #[derive(Clone, Debug, PartialEq, Eq)]

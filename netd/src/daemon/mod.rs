@@ -353,7 +353,7 @@ async fn tick(control: Control) -> anyhow::Result<()> {
 /// forwarding, and someone may fix the store).
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
     let mut backoff =
-        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        netd_store::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match Store::connect(url).await {
             Ok(store) => return Ok(store),
