@@ -775,7 +775,7 @@ impl<K: Kernel> Reconciler<K> {
             synced: self.synced,
             revision: self.model.revision(),
         });
-        let (programmed_local, programmed_remote) = self.planner.counts();
+        let (programmed_local, programmed_remote) = self.planner.programmed();
         let maps = MapState::MAPS
             .into_iter()
             .map(|map| {

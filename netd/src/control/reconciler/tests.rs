@@ -899,6 +899,11 @@ fn the_summary_says_synced_revision_fill_and_failures() {
     assert_eq!((neigh_fill.entries, neigh_fill.failed_writes), (3, 1));
     assert!(neigh_fill.last_error.is_some());
     assert_eq!(fill(&summary, MapId::Fdb).entries, 4);
+    // p3 has its FDB entry and not its NEIGH one: not programmed.
+    assert_eq!(
+        (summary.programmed_local, summary.programmed_remote),
+        (1, 2)
+    );
 }
 
 #[test]
