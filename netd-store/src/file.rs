@@ -153,13 +153,7 @@ impl Backend for FileStore {
             if !as_expected {
                 return Ok(false);
             }
-            if let Some((id, lease)) = &lease
-                && !state.leases.contains_key(id)
-            {
-                return Err(StoreError::LeaseLost(lease.clone()));
-            }
-            let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|(id, _)| id));
+            state.put_leased(key, value, lease)?;
             Ok(true)
         })
         .await
@@ -198,17 +192,8 @@ impl Backend for FileStore {
         let key = validate_key(key)?.to_owned();
         let value = validate_value(&key, value)?;
         let lease = numbered(lease)?;
-        self.transact(move |state, _| {
-            if let Some((id, lease)) = &lease
-                && !state.leases.contains_key(id)
-            {
-                return Err(StoreError::LeaseLost(lease.clone()));
-            }
-            let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|(id, _)| id));
-            Ok(revision)
-        })
-        .await
+        self.transact(move |state, _| state.put_leased(key, value, lease))
+            .await
     }
 
     /// Writes every key in one revision; returns it.
@@ -465,6 +450,25 @@ impl State {
         self.revision += 1;
         self.dirty = true;
         self.revision
+    }
+
+    /// Creates or replaces a key at a new revision, under `lease` (its number and ID) if given;
+    /// returns the revision. [`StoreError::LeaseLost`] (and nothing written) when the lease is
+    /// gone.
+    fn put_leased(
+        &mut self,
+        key: String,
+        value: String,
+        lease: Option<(i64, LeaseId)>,
+    ) -> Result<i64> {
+        if let Some((id, lease)) = &lease
+            && !self.leases.contains_key(id)
+        {
+            return Err(StoreError::LeaseLost(lease.clone()));
+        }
+        let revision = self.next_revision();
+        self.put_key(revision, key, value, lease.map(|(id, _)| id));
+        Ok(revision)
     }
 
     /// Creates or replaces a key at `revision`, keeping its create revision when it exists.
