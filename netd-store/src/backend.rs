@@ -67,9 +67,21 @@ pub trait Backend: Send + Sync {
         expect: Expect,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Creates every key, atomically, if none of them exists and, when `required` is given,
+    /// while that key exists. Returns `false` (and writes nothing) otherwise. What
+    /// [`Self::create_all`] and [`Self::create_all_requiring`] are made of: a backend
+    /// implements this one.
+    fn create_all_if(
+        &self,
+        kvs: &[(String, Vec<u8>)],
+        required: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// Creates every key, atomically, if none of them exists. Returns `false` (and writes
     /// nothing) when one does: the building block of unique VNIs and addresses.
-    fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> impl Future<Output = Result<bool>> + Send;
+    fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> impl Future<Output = Result<bool>> + Send {
+        self.create_all_if(kvs, None)
+    }
 
     /// Like [`Self::create_all`], and only while the key `required` exists (an endpoint only
     /// while its network does).
@@ -77,11 +89,26 @@ pub trait Backend: Send + Sync {
         &self,
         kvs: &[(String, Vec<u8>)],
         required: &str,
-    ) -> impl Future<Output = Result<bool>> + Send;
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.create_all_if(kvs, Some(required))
+    }
+
+    /// Writes a key (creating or replacing it), under `lease` if given: a write without one
+    /// detaches the key from the lease it had. Returns the new revision;
+    /// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost) when the lease is gone. What
+    /// [`Self::put`] and [`Self::put_with_lease`] are made of: a backend implements this one.
+    fn put_leased(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: Option<&LeaseId>,
+    ) -> impl Future<Output = Result<i64>> + Send;
 
     /// Writes a key (creating or replacing it); returns the new revision. (Writing the value a
     /// key has may leave it as it is, at its revision: Consul does.)
-    fn put(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<i64>> + Send;
+    fn put(&self, key: &str, value: &[u8]) -> impl Future<Output = Result<i64>> + Send {
+        self.put_leased(key, value, None)
+    }
 
     /// Writes a key that goes away with `lease`; returns the new revision.
     /// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost) when the lease is gone.
@@ -90,7 +117,9 @@ pub trait Backend: Send + Sync {
         key: &str,
         value: &[u8],
         lease: &LeaseId,
-    ) -> impl Future<Output = Result<i64>> + Send;
+    ) -> impl Future<Output = Result<i64>> + Send {
+        self.put_leased(key, value, Some(lease))
+    }
 
     /// Writes every key; returns the revision of the write (every key's is at most that).
     /// Atomic, in one revision, on etcd (at most 128 keys with its default `--max-txn-ops`) and

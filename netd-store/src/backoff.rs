@@ -1,6 +1,6 @@
 //! The one retry delay of netd: every loop that retries something out of its hands (the store,
 //! the Docker engine) waits with a [`Backoff`], so they all behave alike. It lives here, in the
-//! store crate, because the store's own reads retry with it; `netd::backoff` re-exports it.
+//! store crate, because the store's own reads retry with it.
 
 use std::time::Duration;
 

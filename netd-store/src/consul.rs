@@ -33,8 +33,8 @@
 //! ("rpc error making call: ...").
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -43,8 +43,8 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch,
-    WatchEvent, keys,
+    Backend, Expect, KeptListing, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError,
+    Watch, WatchEvent, keys,
 };
 
 /// Time for one request: connecting plus Consul's answer. Consul answers a healthy write within
@@ -145,7 +145,7 @@ pub struct ConsulStore {
     prefix: String,
     /// The last listing of every netd key, kept from the first page of a listing until the
     /// pages at its index and the watch after it have used it.
-    listing: Arc<Mutex<Option<Arc<Listing>>>>,
+    listing: Arc<KeptListing>,
     /// The servers' `session_ttl_min` once a session create learned it (seconds; 0: not
     /// known), so that later leases ask for it at once, and whether the warning was given.
     session_ttl_min: Arc<AtomicU64>,
@@ -283,7 +283,7 @@ impl ConsulStore {
             http,
             token: config.token,
             prefix: format!("{}/", config.prefix),
-            listing: Arc::new(Mutex::new(None)),
+            listing: Arc::default(),
             session_ttl_min: Arc::new(AtomicU64::new(0)),
             warned_ttl: Arc::new(AtomicBool::new(false)),
         };
@@ -442,16 +442,22 @@ impl ConsulStore {
         .await
     }
 
-    /// The entries of a KV read of `what`.
-    fn entries(&self, answer: &Answer, what: &str) -> Result<Vec<KeyValue>> {
+    /// The entries of a KV read of `what`, as Consul has them (with their sessions); none when
+    /// nothing is there.
+    fn raw_entries(answer: &Answer, what: &str) -> Result<Vec<Entry>> {
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         if !answer.status.is_success() {
             return Err(Self::refused(answer, &format!("a read of {what}")));
         }
-        let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
-            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))
+    }
+
+    /// The keys and values of a KV read of `what`.
+    fn entries(&self, answer: &Answer, what: &str) -> Result<Vec<KeyValue>> {
+        let entries = Self::raw_entries(answer, what)?;
         let mut kvs = Vec::with_capacity(entries.len());
         for entry in entries {
             kvs.extend(self.key_value(entry)?);
@@ -464,22 +470,7 @@ impl ConsulStore {
         let answer = self
             .read_entries(&format!("kv/{}", self.consul_key(key)?), &[])
             .await?;
-        if answer.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !answer.status.is_success() {
-            return Err(Self::refused(&answer, &format!("a read of {key}")));
-        }
-        let entries: Vec<Entry> = serde_json::from_slice(&answer.body)
-            .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))?;
-        Ok(entries.into_iter().next())
-    }
-
-    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
-        // A panic while holding this lock leaves a value that is still whole: keep using it.
-        self.listing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        Ok(Self::raw_entries(&answer, key)?.into_iter().next())
     }
 
     /// Runs one transaction.
@@ -550,37 +541,6 @@ impl ConsulStore {
     /// The revision of the write: the highest index the transaction's entries carry.
     fn revision_of(entries: &[Entry]) -> i64 {
         entries.iter().map(|e| e.modify_index).max().unwrap_or(0)
-    }
-
-    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        match self.txn(vec![self.write_op(key, value, lease)?]).await? {
-            Txn::Applied(entries) => Ok(Self::revision_of(&entries)),
-            Txn::Failed(errors) => Err(refusal(key, lease, &errors)),
-        }
-    }
-
-    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
-    async fn create_all_if(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
-    ) -> Result<bool> {
-        if kvs.is_empty() {
-            return Ok(true);
-        }
-        let mut ops = Vec::with_capacity(kvs.len() + 1);
-        if let Some(required) = required {
-            ops.push(TxnOp {
-                kv: self.op("get", required)?,
-            });
-        }
-        for (key, value) in kvs {
-            let mut kv = self.op("cas", key)?;
-            kv.value = Some(BASE64.encode(value));
-            kv.index = Some(0);
-            ops.push(TxnOp { kv });
-        }
-        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
     }
 
     /// One transaction that deletes `keys` (with `more` operations after them), counting the
@@ -686,30 +646,13 @@ impl Backend for ConsulStore {
         revision: Option<i64>,
     ) -> Result<Page> {
         let listing = match revision {
-            None => {
-                let listing = Arc::new(self.list(keys::ROOT).await?);
-                *self.kept_listing() = Some(listing.clone());
-                listing
-            }
+            None => self.listing.keep(self.list(keys::ROOT).await?),
             Some(revision) => self
-                .kept_listing()
-                .clone()
-                .filter(|l| l.revision == revision)
+                .listing
+                .at(revision)
                 .ok_or(StoreError::Compacted(revision))?,
         };
-        let from = listing.kvs.partition_point(|kv| {
-            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
-        });
-        let kvs = listing.kvs[from..]
-            .iter()
-            .take_while(|kv| kv.key.starts_with(prefix))
-            .cloned()
-            .collect();
-        Ok(Page {
-            kvs,
-            more: false,
-            revision: listing.revision,
-        })
+        Ok(listing.page(prefix, after))
     }
 
     /// Writes `key` only if it is as `expect` says. With a lease, a key another session holds is
@@ -785,24 +728,35 @@ impl Backend for ConsulStore {
         }
     }
 
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_if(kvs, None).await
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        match self.txn(vec![self.write_op(key, value, lease)?]).await? {
+            Txn::Applied(entries) => Ok(Self::revision_of(&entries)),
+            Txn::Failed(errors) => Err(refusal(key, lease, &errors)),
+        }
     }
 
-    async fn create_all_requiring(
+    /// Creates every key, atomically, if none exists (and, if given, while `required` does).
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        self.create_all_if(kvs, Some(required)).await
-    }
-
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        self.put_leased(key, value, None).await
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        self.put_leased(key, value, Some(lease)).await
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let mut ops = Vec::with_capacity(kvs.len() + 1);
+        if let Some(required) = required {
+            ops.push(TxnOp {
+                kv: self.op("get", required)?,
+            });
+        }
+        for (key, value) in kvs {
+            let mut kv = self.op("cas", key)?;
+            kv.value = Some(BASE64.encode(value));
+            kv.index = Some(0);
+            ops.push(TxnOp { kv });
+        }
+        Ok(matches!(self.txn(ops).await?, Txn::Applied(_)))
     }
 
     /// Writes every key; returns the revision of the last write. Consul takes at most 64
@@ -932,7 +886,7 @@ impl Backend for ConsulStore {
     /// `from_revision - 1` (the kept one, or one read now if it is at that index).
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<ConsulWatch> {
         let kept = self
-            .kept_listing()
+            .listing
             .take()
             .filter(|l| l.revision + 1 == from_revision && prefix.starts_with(keys::ROOT));
         let (known, index) = match kept {

@@ -214,51 +214,6 @@ impl EtcdStore {
         })
     }
 
-    /// [`Backend::create_all`], and only while the key `required` exists, if given.
-    async fn create_all_if(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
-    ) -> Result<bool> {
-        if kvs.is_empty() {
-            return Ok(true);
-        }
-        let mut compares: Vec<Compare> = kvs
-            .iter()
-            .map(|(key, _)| Compare::create_revision(key.as_str(), CompareOp::Equal, 0))
-            .collect();
-        if let Some(required) = required {
-            compares.push(Compare::create_revision(required, CompareOp::Greater, 0));
-        }
-        let puts: Vec<TxnOp> = kvs
-            .iter()
-            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
-            .collect();
-        let txn = Txn::new().when(compares).and_then(puts);
-        let mut kv = self.kv.clone();
-        let resp = call("create", kv.txn(txn)).await?;
-        Ok(resp.succeeded())
-    }
-
-    /// Creates or replaces `key`, attached to `lease` if given (a put without one detaches the
-    /// key from its lease); returns the new revision. A lease that expired or was revoked gives
-    /// [`StoreError::LeaseLost`].
-    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        let options = lease_options(lease)?;
-        let mut kv = self.kv.clone();
-        let resp = match timed("put", kv.put(key, value, options)).await? {
-            Ok(resp) => resp,
-            Err(e) => {
-                // The key itself cannot be "not found" for a put: only the lease can.
-                return Err(match lease {
-                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease.clone()),
-                    _ => map_err("put", e),
-                });
-            }
-        };
-        header_revision("put", resp.header())
-    }
-
     /// Runs a transaction of deletes and counts what they deleted.
     async fn delete_txn(&self, txn: Txn) -> Result<usize> {
         let mut kv = self.kv.clone();
@@ -310,20 +265,54 @@ impl Backend for EtcdStore {
             .await
     }
 
-    async fn create_all_requiring(
+    /// Puts every key in one transaction guarded by "every key's `create_revision` is 0" (that
+    /// is, none exists) and, with `required`, "its `create_revision` is not 0": either all are
+    /// written or none is. Returns whether they were written.
+    ///
+    /// etcd limits a transaction to `--max-txn-ops` (128 by default) operations and refuses
+    /// the same key twice in one transaction; both come back as [`StoreError::Refused`].
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        self.create_all_if(kvs, Some(required)).await
+        if kvs.is_empty() {
+            return Ok(true);
+        }
+        let mut compares: Vec<Compare> = kvs
+            .iter()
+            .map(|(key, _)| Compare::create_revision(key.as_str(), CompareOp::Equal, 0))
+            .collect();
+        if let Some(required) = required {
+            compares.push(Compare::create_revision(required, CompareOp::Greater, 0));
+        }
+        let puts: Vec<TxnOp> = kvs
+            .iter()
+            .map(|(key, value)| TxnOp::put(key.as_str(), value.as_slice(), None))
+            .collect();
+        let txn = Txn::new().when(compares).and_then(puts);
+        let mut kv = self.kv.clone();
+        let resp = call("create", kv.txn(txn)).await?;
+        Ok(resp.succeeded())
     }
 
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        self.put_leased(key, value, None).await
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        self.put_leased(key, value, Some(lease)).await
+    /// Creates or replaces `key`, attached to `lease` if given (a put without one detaches the
+    /// key from its lease); returns the new revision. A lease that expired or was revoked gives
+    /// [`StoreError::LeaseLost`].
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        let options = lease_options(lease)?;
+        let mut kv = self.kv.clone();
+        let resp = match timed("put", kv.put(key, value, options)).await? {
+            Ok(resp) => resp,
+            Err(e) => {
+                // The key itself cannot be "not found" for a put: only the lease can.
+                return Err(match lease {
+                    Some(lease) if is_not_found(&e) => StoreError::LeaseLost(lease.clone()),
+                    _ => map_err("put", e),
+                });
+            }
+        };
+        header_revision("put", resp.header())
     }
 
     /// Writes `key` (attached to `lease` if given) only if it is as `expect` says: absent, or
@@ -352,15 +341,6 @@ impl Backend for EtcdStore {
                 _ => map_err("put", e),
             }),
         }
-    }
-
-    /// Puts every key in one transaction guarded by "every key's `create_revision` is 0" (that
-    /// is, none exists): either all are written or none is. Returns whether they were written.
-    ///
-    /// etcd limits a transaction to `--max-txn-ops` (128 by default) operations and refuses
-    /// the same key twice in one transaction; both come back as [`StoreError::Refused`].
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_if(kvs, None).await
     }
 
     /// Writes every key in one transaction (one revision); returns it. Same limits as

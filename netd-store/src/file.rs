@@ -25,13 +25,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, Expect, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError, Watch, WatchEvent,
+    Backend, Expect, KeptListing, KeyValue, Lease, LeaseId, Listing, Page, Result, StoreError,
+    Watch, WatchEvent,
 };
 
 const STATE_FILE: &str = "state.json";
@@ -45,9 +46,8 @@ const WATCH_POLL: Duration = Duration::from_millis(100);
 /// A store in a directory; cheap to hold, every operation goes to the files.
 pub struct FileStore {
     dir: Arc<Path>,
-    /// The last listing of every key, kept from the first page of a listing for the pages at
-    /// its revision.
-    listing: Mutex<Option<Arc<Listing>>>,
+    /// The last listing of every key, for the pages at its revision.
+    listing: KeptListing,
 }
 
 impl FileStore {
@@ -64,61 +64,8 @@ impl FileStore {
         drop(open_lock_file(dir)?);
         Ok(Self {
             dir: dir.into(),
-            listing: Mutex::new(None),
+            listing: KeptListing::default(),
         })
-    }
-
-    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
-        // A panic while holding this lock leaves a value that is still whole: keep using it.
-        self.listing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Creates every key, in one revision, if none of them exists (and, if given, while the key
-    /// `required` does); otherwise writes nothing.
-    async fn create_all_if(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: Option<&str>,
-    ) -> Result<bool> {
-        let kvs = validate_kvs(kvs)?;
-        if kvs.is_empty() {
-            // Like an etcd transaction with no operations: succeeds, changes nothing.
-            return Ok(true);
-        }
-        let required = required.map(str::to_owned);
-        self.transact(move |state, _| {
-            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
-                || required.is_some_and(|r| !state.keys.contains_key(&r))
-            {
-                return Ok(false);
-            }
-            let revision = state.next_revision();
-            for (key, value) in kvs {
-                state.put_key(revision, key, value, None);
-            }
-            Ok(true)
-        })
-        .await
-    }
-
-    /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
-    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
-        let key = validate_key(key)?.to_owned();
-        let value = validate_value(&key, value)?;
-        let lease = numbered(lease)?;
-        self.transact(move |state, _| {
-            if let Some((id, lease)) = &lease
-                && !state.leases.contains_key(id)
-            {
-                return Err(StoreError::LeaseLost(lease.clone()));
-            }
-            let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|(id, _)| id));
-            Ok(revision)
-        })
-        .await
     }
 
     /// Runs `op` on the state under the lock, off the async runtime.
@@ -171,40 +118,19 @@ impl Backend for FileStore {
         revision: Option<i64>,
     ) -> Result<Page> {
         let snapshot = match revision {
-            None => {
-                let snapshot = Arc::new(self.list("").await?);
-                *self.kept_listing() = Some(Arc::clone(&snapshot));
-                snapshot
-            }
-            Some(revision) => {
-                let kept = self
-                    .kept_listing()
-                    .clone()
-                    .filter(|l| l.revision == revision);
-                match kept {
-                    Some(snapshot) => snapshot,
-                    None => {
-                        let now = self.list("").await?;
-                        if now.revision != revision {
-                            return Err(StoreError::Compacted(revision));
-                        }
-                        Arc::new(now)
+            None => self.listing.keep(self.list("").await?),
+            Some(revision) => match self.listing.at(revision) {
+                Some(snapshot) => snapshot,
+                None => {
+                    let now = self.list("").await?;
+                    if now.revision != revision {
+                        return Err(StoreError::Compacted(revision));
                     }
+                    Arc::new(now)
                 }
-            }
+            },
         };
-        let from = snapshot.kvs.partition_point(|kv| {
-            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
-        });
-        Ok(Page {
-            kvs: snapshot.kvs[from..]
-                .iter()
-                .take_while(|kv| kv.key.starts_with(prefix))
-                .cloned()
-                .collect(),
-            more: false,
-            revision: snapshot.revision,
-        })
+        Ok(snapshot.page(prefix, after))
     }
 
     /// Writes `key` only if it is as `expect` says; returns whether it was written.
@@ -227,36 +153,47 @@ impl Backend for FileStore {
             if !as_expected {
                 return Ok(false);
             }
-            if let Some((id, lease)) = &lease
-                && !state.leases.contains_key(id)
-            {
-                return Err(StoreError::LeaseLost(lease.clone()));
-            }
-            let revision = state.next_revision();
-            state.put_key(revision, key, value, lease.map(|(id, _)| id));
+            state.put_leased(key, value, lease)?;
             Ok(true)
         })
         .await
     }
 
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        self.create_all_if(kvs, None).await
-    }
-
-    async fn create_all_requiring(
+    /// Creates every key, in one revision, if none of them exists (and, if given, while the key
+    /// `required` does); otherwise writes nothing.
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        self.create_all_if(kvs, Some(required)).await
+        let kvs = validate_kvs(kvs)?;
+        if kvs.is_empty() {
+            // Like an etcd transaction with no operations: succeeds, changes nothing.
+            return Ok(true);
+        }
+        let required = required.map(str::to_owned);
+        self.transact(move |state, _| {
+            if kvs.iter().any(|(key, _)| state.keys.contains_key(key))
+                || required.is_some_and(|r| !state.keys.contains_key(&r))
+            {
+                return Ok(false);
+            }
+            let revision = state.next_revision();
+            for (key, value) in kvs {
+                state.put_key(revision, key, value, None);
+            }
+            Ok(true)
+        })
+        .await
     }
 
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        self.put_leased(key, value, None).await
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        self.put_leased(key, value, Some(lease)).await
+    /// Writes a key (attached to `lease`, or to no lease) and returns the new revision.
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        let key = validate_key(key)?.to_owned();
+        let value = validate_value(&key, value)?;
+        let lease = numbered(lease)?;
+        self.transact(move |state, _| state.put_leased(key, value, lease))
+            .await
     }
 
     /// Writes every key in one revision; returns it.
@@ -513,6 +450,25 @@ impl State {
         self.revision += 1;
         self.dirty = true;
         self.revision
+    }
+
+    /// Creates or replaces a key at a new revision, under `lease` (its number and ID) if given;
+    /// returns the revision. [`StoreError::LeaseLost`] (and nothing written) when the lease is
+    /// gone.
+    fn put_leased(
+        &mut self,
+        key: String,
+        value: String,
+        lease: Option<(i64, LeaseId)>,
+    ) -> Result<i64> {
+        if let Some((id, lease)) = &lease
+            && !self.leases.contains_key(id)
+        {
+            return Err(StoreError::LeaseLost(lease.clone()));
+        }
+        let revision = self.next_revision();
+        self.put_key(revision, key, value, lease.map(|(id, _)| id));
+        Ok(revision)
     }
 
     /// Creates or replaces a key at `revision`, keeping its create revision when it exists.

@@ -6,7 +6,7 @@
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use crate::{Store, StoreError, keys, schema::NetworkRecord};
+use crate::{Backend, Store, StoreError, keys, schema::NetworkRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {

@@ -48,6 +48,56 @@ pub struct Listing {
     pub revision: i64,
 }
 
+/// The last listing of every key, kept by a backend that cannot read at an older revision
+/// (Consul, the embedded store) from the first page of a listing on: the later pages at its
+/// revision are served from it.
+#[derive(Debug, Default)]
+pub(crate) struct KeptListing(std::sync::Mutex<Option<std::sync::Arc<Listing>>>);
+
+impl KeptListing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<Listing>>> {
+        // A panic while holding this lock leaves a value that is still whole: keep using it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `listing`, replacing the one kept before; returns it.
+    pub(crate) fn keep(&self, listing: Listing) -> std::sync::Arc<Listing> {
+        let listing = std::sync::Arc::new(listing);
+        *self.lock() = Some(std::sync::Arc::clone(&listing));
+        listing
+    }
+
+    /// The kept listing, if it is at `revision`.
+    pub(crate) fn at(&self, revision: i64) -> Option<std::sync::Arc<Listing>> {
+        self.lock().clone().filter(|l| l.revision == revision)
+    }
+
+    /// The kept listing, no longer kept.
+    pub(crate) fn take(&self) -> Option<std::sync::Arc<Listing>> {
+        self.lock().take()
+    }
+}
+
+impl Listing {
+    /// The keys under `prefix` after the key `after`, in one page at the listing's revision.
+    pub(crate) fn page(&self, prefix: &str, after: Option<&str>) -> Page {
+        let from = self.kvs.partition_point(|kv| {
+            kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
+        });
+        Page {
+            kvs: self.kvs[from..]
+                .iter()
+                .take_while(|kv| kv.key.starts_with(prefix))
+                .cloned()
+                .collect(),
+            more: false,
+            revision: self.revision,
+        }
+    }
+}
+
 /// One page of a listing: keys in order, whether more follow, and the revision they are
 /// consistent at (ask for the next page at that revision, after the last key).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -161,7 +211,7 @@ pub enum Store {
     File(file::FileStore),
 }
 
-/// Events from [`Store::watch`], in revision order.
+/// Events from [`Backend::watch`] on a [`Store`], in revision order.
 pub enum WatchStream {
     Etcd(Box<etcd::EtcdWatch>),
     Consul(Box<consul::ConsulWatch>),
@@ -225,93 +275,6 @@ impl Store {
     }
 }
 
-/// The [`Backend`] methods, callable without importing the trait (most callers hold a `Store`).
-impl Store {
-    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        Backend::get(self, key).await
-    }
-
-    pub async fn list(&self, prefix: &str) -> Result<Listing> {
-        Backend::list(self, prefix).await
-    }
-
-    pub async fn list_page(
-        &self,
-        prefix: &str,
-        after: Option<&str>,
-        revision: Option<i64>,
-    ) -> Result<Page> {
-        Backend::list_page(self, prefix, after, revision).await
-    }
-
-    pub async fn put_if(
-        &self,
-        key: &str,
-        value: &[u8],
-        lease: Option<&LeaseId>,
-        expect: Expect,
-    ) -> Result<bool> {
-        Backend::put_if(self, key, value, lease, expect).await
-    }
-
-    pub async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        Backend::create_all(self, kvs).await
-    }
-
-    pub async fn create_all_requiring(
-        &self,
-        kvs: &[(String, Vec<u8>)],
-        required: &str,
-    ) -> Result<bool> {
-        Backend::create_all_requiring(self, kvs, required).await
-    }
-
-    pub async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        Backend::put(self, key, value).await
-    }
-
-    pub async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        Backend::put_with_lease(self, key, value, lease).await
-    }
-
-    pub async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
-        Backend::put_all(self, kvs).await
-    }
-
-    pub async fn delete_all(&self, keys: &[String]) -> Result<usize> {
-        Backend::delete_all(self, keys).await
-    }
-
-    pub async fn delete_with_claim(
-        &self,
-        keys: &[String],
-        claim: &str,
-        owner: &[u8],
-    ) -> Result<usize> {
-        Backend::delete_with_claim(self, keys, claim, owner).await
-    }
-
-    pub async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
-        Backend::grant_lease(self, ttl).await
-    }
-
-    pub async fn keep_alive(&self, lease: &LeaseId) -> Result<()> {
-        Backend::keep_alive(self, lease).await
-    }
-
-    pub async fn revoke(&self, lease: &LeaseId) -> Result<()> {
-        Backend::revoke(self, lease).await
-    }
-
-    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
-        Backend::watch(self, prefix, from_revision).await
-    }
-
-    pub async fn member_in_use(&self) -> Option<String> {
-        Backend::member_in_use(self).await
-    }
-}
-
 /// The backend's own answers, except that reads that fail as unavailable are tried again
 /// (`retry_read`).
 impl Backend for Store {
@@ -345,24 +308,16 @@ impl Backend for Store {
         dispatch!(self, s => s.put_if(key, value, lease, expect).await)
     }
 
-    async fn create_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<bool> {
-        dispatch!(self, s => s.create_all(kvs).await)
-    }
-
-    async fn create_all_requiring(
+    async fn create_all_if(
         &self,
         kvs: &[(String, Vec<u8>)],
-        required: &str,
+        required: Option<&str>,
     ) -> Result<bool> {
-        dispatch!(self, s => s.create_all_requiring(kvs, required).await)
+        dispatch!(self, s => s.create_all_if(kvs, required).await)
     }
 
-    async fn put(&self, key: &str, value: &[u8]) -> Result<i64> {
-        dispatch!(self, s => s.put(key, value).await)
-    }
-
-    async fn put_with_lease(&self, key: &str, value: &[u8], lease: &LeaseId) -> Result<i64> {
-        dispatch!(self, s => s.put_with_lease(key, value, lease).await)
+    async fn put_leased(&self, key: &str, value: &[u8], lease: Option<&LeaseId>) -> Result<i64> {
+        dispatch!(self, s => s.put_leased(key, value, lease).await)
     }
 
     async fn put_all(&self, kvs: &[(String, Vec<u8>)]) -> Result<i64> {
@@ -431,12 +386,5 @@ impl Watch for WatchStream {
             Self::Consul(w) => w.next().await,
             Self::File(w) => w.next().await,
         }
-    }
-}
-
-impl WatchStream {
-    /// [`Watch::next`], callable without importing the trait.
-    pub async fn next(&mut self) -> Result<Vec<WatchEvent>> {
-        Watch::next(self).await
     }
 }

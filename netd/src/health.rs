@@ -187,14 +187,6 @@ impl Health {
         self.lock().watch.clone()
     }
 
-    /// The Docker engine's state as `netd status` says it, `None` when the integration is off.
-    pub fn docker(&self) -> Option<String> {
-        self.lock()
-            .docker
-            .as_ref()
-            .map(|(_, detail)| detail.clone())
-    }
-
     /// The Docker engine's state and how `netd status` says it, read together; `None` when
     /// the integration is off.
     pub fn docker_state(&self) -> Option<(LinkState, String)> {

@@ -1,7 +1,5 @@
 //! netd: one shared network for containers on many Linux hosts, with an eBPF VXLAN datapath.
 //!
-//! - [`backoff`]: the retry delay of every loop that waits for something out of its hands
-//!   (defined in netd-store, whose reads retry with it too);
 //! - [`datapath`]: the only code that touches aya: load, pin, attach, typed map operations,
 //!   and decoding pinned maps for inspection;
 //! - [`bpffs`]: the bpf filesystem the pins live on;
@@ -18,7 +16,6 @@
 //!   datapath events `netd monitor` shows, decoded and filtered.
 
 pub mod api;
-pub use netd_store::backoff;
 pub mod bpffs;
 pub mod control;
 pub mod daemon;

@@ -57,15 +57,9 @@ impl Default for BatchDuration {
     }
 }
 
-impl BatchDuration {
-    pub fn observe(&self, took: Duration) {
-        self.0.observe(took.as_secs_f64());
-    }
-}
-
 impl BatchObserver for BatchDuration {
     fn observe(&self, took: Duration) {
-        BatchDuration::observe(self, took);
+        self.0.observe(took.as_secs_f64());
     }
 }
 

@@ -48,15 +48,12 @@ pub struct CreateArgs {
     name: String,
 }
 
-/// Bad input found before asking the daemon: the same kind (and exit code) as the daemon's.
-fn invalid(message: String) -> ApiError {
-    ApiError::invalid(message)
-}
-
+/// The request `netd network create` sends. Bad input found here is `invalid`, the kind (and
+/// exit code) the daemon would answer it with.
 fn build_create(args: CreateArgs) -> Result<CreateNetwork, ApiError> {
     if args.gateway.len() > args.subnet.len() || args.ip_range.len() > args.subnet.len() {
-        return Err(invalid(
-            "each --gateway and --ip-range needs a --subnet before it".into(),
+        return Err(ApiError::invalid(
+            "each --gateway and --ip-range needs a --subnet before it",
         ));
     }
     let mut subnets: Vec<SubnetSpec> = args
@@ -71,11 +68,11 @@ fn build_create(args: CreateArgs) -> Result<CreateNetwork, ApiError> {
         })
         .collect();
     for aux in &args.aux_address {
-        let (name, ip) = aux
-            .split_once('=')
-            .ok_or_else(|| invalid(format!("invalid --aux-address {aux:?}: expected name=IP")))?;
+        let (name, ip) = aux.split_once('=').ok_or_else(|| {
+            ApiError::invalid(format!("invalid --aux-address {aux:?}: expected name=IP"))
+        })?;
         let ip_addr: std::net::Ipv4Addr = ip.parse().map_err(|_| {
-            invalid(format!(
+            ApiError::invalid(format!(
                 "invalid --aux-address {aux:?}: {ip:?} is not an IPv4 address"
             ))
         })?;
@@ -87,7 +84,9 @@ fn build_create(args: CreateArgs) -> Result<CreateNetwork, ApiError> {
                     .parse::<ipnet::Ipv4Net>()
                     .is_ok_and(|n| n.contains(&ip_addr))
             })
-            .ok_or_else(|| invalid(format!("aux address {aux:?} is in none of the subnets")))?;
+            .ok_or_else(|| {
+                ApiError::invalid(format!("aux address {aux:?} is in none of the subnets"))
+            })?;
         subnet.aux.push((name.to_string(), ip.to_string()));
     }
     let mut mtu = None;
@@ -96,15 +95,14 @@ fn build_create(args: CreateArgs) -> Result<CreateNetwork, ApiError> {
         options.push(("parent".to_string(), parent.clone()));
     }
     for o in &args.opt {
-        let (k, v) = o
-            .split_once('=')
-            .ok_or_else(|| invalid(format!("invalid option {o:?}: expected KEY=VALUE")))?;
+        let (k, v) = o.split_once('=').ok_or_else(|| {
+            ApiError::invalid(format!("invalid option {o:?}: expected KEY=VALUE"))
+        })?;
         match k {
             "mtu" | "com.docker.network.driver.mtu" => {
-                mtu = Some(
-                    v.parse::<u16>()
-                        .map_err(|_| invalid(format!("invalid mtu {v:?}: expected a number")))?,
-                );
+                mtu = Some(v.parse::<u16>().map_err(|_| {
+                    ApiError::invalid(format!("invalid mtu {v:?}: expected a number"))
+                })?);
             }
             _ => options.push((k.to_string(), v.to_string())),
         }

@@ -36,6 +36,8 @@ pub struct FakeKernel {
     pub links: BTreeMap<String, FakeLink>,
     /// (hook label, interface) of every program attached.
     pub hooks: BTreeSet<(&'static str, String)>,
+    /// While set, attaching a program fails (its link cannot be pinned: bpffs full, say).
+    pub refuse_hooks: bool,
     next_ifindex: u32,
 }
 
@@ -48,6 +50,7 @@ impl Default for FakeKernel {
             operations: 0,
             links: BTreeMap::new(),
             hooks: BTreeSet::new(),
+            refuse_hooks: false,
             next_ifindex: 10,
         }
     }
@@ -200,6 +203,12 @@ impl Links for FakeKernel {
     fn attach(&mut self, hook: Hook, ifname: &str) -> Result<(), DatapathError> {
         if !self.links.contains_key(ifname) {
             return Err(DatapathError::NoSuchInterface(ifname.into()));
+        }
+        if self.refuse_hooks {
+            return Err(DatapathError::LinkPin {
+                path: format!("links/{}-{ifname}", hook.label()).into(),
+                source: std::io::Error::from_raw_os_error(28),
+            });
         }
         self.hooks.insert((hook.label(), ifname.into()));
         Ok(())

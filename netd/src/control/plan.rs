@@ -194,9 +194,25 @@ impl Planner {
             .unwrap_or_default()
     }
 
-    /// (this host's endpoints, other hosts' endpoints) programmed.
-    pub fn counts(&self) -> (usize, usize) {
-        (self.local_count, self.remote_count)
+    /// (this host's endpoints, other hosts' endpoints) programmed, once the planned changes are
+    /// written ([`Self::commit`]): every entry of theirs in the maps. While no write is failing,
+    /// that is every one planned (counted as they are planned); while some are, each one is
+    /// looked at.
+    pub fn programmed(&self) -> (usize, usize) {
+        if self.failed.is_empty() {
+            return (self.local_count, self.remote_count);
+        }
+        let (mut local, mut remote) = (0, 0);
+        for c in &self.contributions {
+            if self.applied_in_full(c) {
+                match c {
+                    Contribution::Local { .. } => local += 1,
+                    Contribution::Remote { .. } => remote += 1,
+                    Contribution::None => {}
+                }
+            }
+        }
+        (local, remote)
     }
 
     /// Networks this host has programmed endpoints in.
@@ -551,8 +567,13 @@ impl Planner {
 
     /// Whether every entry of an endpoint's contribution is in the maps.
     pub fn is_applied(&self, slot: Slot) -> bool {
+        self.applied_in_full(&self.contribution(slot))
+    }
+
+    /// Whether every entry of a contribution is in the maps (none for [`Contribution::None`]).
+    fn applied_in_full(&self, c: &Contribution) -> bool {
         let a = &self.applied;
-        match self.contribution(slot) {
+        match *c {
             Contribution::None => false,
             Contribution::Local {
                 ifindex,
@@ -803,7 +824,7 @@ mod tests {
                 .contains_key(&VtepKeyOrd([192, 168, 0, 2], 300))
         );
         assert_eq!(planner.desired.vteps.len(), 1);
-        assert_eq!(planner.counts(), (1, 1));
+        assert_eq!(planner.programmed(), (1, 1));
         assert_eq!(planner.desired, from_scratch_of(&model, &here));
         // Every marked key becomes a write; committing them leaves nothing to do.
         let mut changes = planner.changes();

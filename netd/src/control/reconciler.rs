@@ -648,7 +648,22 @@ impl<K: Kernel> Reconciler<K> {
         self.ticks = self.ticks.wrapping_add(1);
         let mut touched = Touched::default();
         for ((network, id), local) in self.local.iter_mut() {
-            let now = self.kernel.ifindex(&local.ifname);
+            let mut now = self.kernel.ifindex(&local.ifname);
+            if now == local.ifindex {
+                continue;
+            }
+            // An interface under the endpoint's name again, a new one (the old one's hook went
+            // with it): hooked before its entries are written, or not programmed until it is.
+            if now.is_some()
+                && let Err(error) = self.kernel.attach(Hook::Endpoint, &local.ifname)
+            {
+                tracing::warn!(
+                    %error,
+                    interface = %local.ifname,
+                    "cannot hook an endpoint's interface; trying again at the next check"
+                );
+                now = None;
+            }
             if now != local.ifindex {
                 local.ifindex = now;
                 if let Some(slot) = self.model.slot_of(network, id) {
@@ -760,7 +775,7 @@ impl<K: Kernel> Reconciler<K> {
             synced: self.synced,
             revision: self.model.revision(),
         });
-        let (programmed_local, programmed_remote) = self.planner.counts();
+        let (programmed_local, programmed_remote) = self.planner.programmed();
         let maps = MapState::MAPS
             .into_iter()
             .map(|map| {

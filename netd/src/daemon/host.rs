@@ -16,12 +16,14 @@
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use netd_store::{
-    Expect, Lease, Store, StoreError, keys,
+    Backend, Expect, Lease, Store, StoreError, keys,
     schema::{self, HostRecord},
 };
 use tokio::sync::watch;
 
-use crate::{backoff::Backoff, control::Identity, health::Health};
+use netd_store::backoff::Backoff;
+
+use crate::{control::Identity, health::Health};
 
 /// Where the host's registration is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +105,12 @@ async fn run(
             Ok(lease) => lease,
             Err(error) => {
                 let conflict = matches!(error, RegisterError::Conflict { .. });
-                failures.report(&health, &error.to_string(), unreachable(&error));
+                failures.report(
+                    &health,
+                    "cannot register this host",
+                    &error.to_string(),
+                    unreachable(&error),
+                );
                 if conflict {
                     // After a lease lost, the name stays this daemon's to wait for; before it
                     // ever registered, it is someone else's.
@@ -127,7 +134,7 @@ async fn run(
         health.lease_registered(lease.id.as_str(), lease.ttl);
         tracing::info!(lease = %lease.id, ttl = ?lease.ttl, "host registered");
         registration.send_replace(Registration::Registered);
-        keep_alive(&store, &lease, ttl, &mut retry, &health).await;
+        keep_alive(&store, &lease, ttl, &mut retry, &mut failures, &health).await;
         health.lease_lost();
         tracing::warn!(
             "host lease expired (the store was out of reach too long); registering again"
@@ -141,28 +148,30 @@ fn unreachable(error: &RegisterError) -> bool {
     matches!(error, RegisterError::Store(StoreError::Unavailable(_)))
 }
 
-/// What the log has been told of the failures in a row, so that a failure retried every second
-/// is logged once, and again when it changes.
+/// What the log has been told of the failures in a row (to register, or to renew the lease),
+/// so that a failure retried every second is logged once, and again when it changes.
 #[derive(Default)]
 struct Failures {
     last: Option<String>,
 }
 
 impl Failures {
-    fn report(&mut self, health: &Health, error: &str, unreachable: bool) {
+    /// `what` failed with `error`: the lease link says so, and the log once per distinct error.
+    fn report(&mut self, health: &Health, what: &str, error: &str, unreachable: bool) {
         health.lease_failed(error, unreachable);
         if self.last.as_deref() != Some(error) {
             if unreachable {
-                tracing::warn!(%error, "cannot register this host; retrying");
+                tracing::warn!(%error, "{what}; retrying");
             } else {
-                tracing::error!(%error, "cannot register this host; retrying");
+                tracing::error!(%error, "{what}; retrying");
             }
             self.last = Some(error.to_string());
         }
     }
 
-    fn clear(&mut self) {
-        self.last = None;
+    /// After a success; returns whether failures had been reported.
+    fn clear(&mut self) -> bool {
+        self.last.take().is_some()
     }
 }
 
@@ -173,6 +182,7 @@ async fn keep_alive(
     lease: &Lease,
     ttl: Duration,
     retry: &mut Backoff,
+    failures: &mut Failures,
     health: &Health,
 ) {
     let every = lease.ttl.min(ttl) / 3;
@@ -182,14 +192,21 @@ async fn keep_alive(
         match store.keep_alive(&lease.id).await {
             Ok(()) => {
                 health.lease_renewed();
+                if failures.clear() {
+                    tracing::info!("host lease renewed again");
+                }
                 retry.reset();
                 wait = every;
             }
             Err(StoreError::LeaseLost(_)) => return,
             Err(error) => {
-                tracing::warn!(%error, "lease keep-alive failed; retrying");
                 let unreachable = matches!(error, StoreError::Unavailable(_));
-                health.lease_failed(&error.to_string(), unreachable);
+                failures.report(
+                    health,
+                    "cannot renew the host lease",
+                    &error.to_string(),
+                    unreachable,
+                );
                 wait = retry.next_delay();
             }
         }

@@ -350,18 +350,22 @@ async fn tick(control: Control) -> anyhow::Result<()> {
 }
 
 /// Connects to the store, retrying while it is unreachable or refuses (the datapath is already
-/// forwarding, and someone may fix the store).
+/// forwarding, and someone may fix the store). Each distinct failure is logged once.
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
     let mut backoff =
-        crate::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        netd_store::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut logged = None;
     loop {
         match Store::connect(url).await {
             Ok(store) => return Ok(store),
             Err(e @ netd_store::StoreError::BadUrl { .. }) => return Err(e.into()),
             Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, "cannot connect to the store, retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
+                let error = e.to_string();
+                if logged.as_ref() != Some(&error) {
+                    tracing::warn!(%error, "cannot connect to the store; retrying");
+                    logged = Some(error);
+                }
+                backoff.wait().await;
             }
         }
     }

@@ -9,10 +9,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use netd_store::{Store, StoreError, WatchEvent, keys};
+use netd_store::{Backend, Store, StoreError, Watch, WatchEvent, backoff::Backoff, keys};
 
 use crate::{
-    backoff::Backoff,
     control::{Control, Feed},
     health::Health,
 };

@@ -472,9 +472,17 @@ pub fn config(dir: &Path) -> Result<DatapathConfig, DatapathError> {
     array.get(&0, 0).map_err(map_error::<def::Config>)
 }
 
-/// Summed per-CPU counters by name, from a pinned `NETD_STATS` (tests and `netd status`).
+/// Summed per-CPU counters by name, in counter order, from a pinned `NETD_STATS` (`netd
+/// monitor`, the metrics, tests).
 pub fn counters(dir: &Path) -> Result<Vec<(&'static str, u64)>, DatapathError> {
-    let array: PerCpuArray<MapData, <def::Stats as MapDef>::Value> = open_as::<def::Stats, _>(dir)?;
+    sum_counters(&open_as::<def::Stats, _>(dir)?)
+}
+
+/// Summed per-CPU counters by name, in counter order, from `NETD_STATS` (pinned, or the one
+/// the daemon loaded).
+pub(super) fn sum_counters<T: std::borrow::Borrow<MapData>>(
+    array: &PerCpuArray<T, <def::Stats as MapDef>::Value>,
+) -> Result<Vec<(&'static str, u64)>, DatapathError> {
     (0..stats::COUNT as u32)
         .map(|index| {
             let per_cpu = array.get(&index, 0).map_err(map_error::<def::Stats>)?;

@@ -179,17 +179,7 @@ impl Datapath {
     pub fn counters(&self) -> Result<Vec<(&'static str, u64)>, DatapathError> {
         let name = <def::Stats as MapDef>::LAYOUT.name;
         let map = self.ebpf.map(name).ok_or(DatapathError::MissingMap(name))?;
-        let array: PerCpuArray<&MapData, <def::Stats as MapDef>::Value> =
-            PerCpuArray::try_from(map).map_err(map_error::<def::Stats>)?;
-        (0..netd_common::stats::COUNT as u32)
-            .map(|index| {
-                let values = array.get(&index, 0).map_err(map_error::<def::Stats>)?;
-                Ok((
-                    netd_common::stats::name(index).unwrap_or("?"),
-                    values.iter().sum(),
-                ))
-            })
-            .collect()
+        inspect::sum_counters(&PerCpuArray::try_from(map).map_err(map_error::<def::Stats>)?)
     }
 
     /// Map `D` of the object as aya's type `T` for it (`HashMap<_, D::Key, D::Value>`, ...).

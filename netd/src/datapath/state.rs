@@ -220,13 +220,12 @@ pub struct MapOutcome<'a> {
     pub first_error: Option<&'a WriteError>,
 }
 
-/// What [`Datapath::apply_changes`] did, per map.
+/// What [`Datapath::apply_changes`] did. What failed, and why, is in each change's outcome
+/// ([`ChangeSet::outcome`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApplyStats {
     pub written: usize,
     pub deleted: usize,
-    /// (map, failed writes or deletes) for the maps where something failed.
-    pub failed: Vec<(MapId, usize)>,
 }
 
 /// Entries of `desired` that `current` lacks or has with another value, and keys of `current`
@@ -301,7 +300,6 @@ impl Datapath {
         D::Key: From<K>,
     {
         let mut map = self.hash_map::<D>()?;
-        let mut failed = 0;
         for change in changes.iter_mut().filter(|c| c.value.is_none() == deletes) {
             let key = D::Key::from(change.key);
             let result = match change.value {
@@ -315,13 +313,7 @@ impl Datapath {
             match (result.is_ok(), deletes) {
                 (true, true) => stats.deleted += 1,
                 (true, false) => stats.written += 1,
-                (false, _) => failed += 1,
-            }
-        }
-        if failed > 0 {
-            match stats.failed.iter_mut().find(|(id, _)| *id == D::ID) {
-                Some((_, n)) => *n += failed,
-                None => stats.failed.push((D::ID, failed)),
+                (false, _) => {}
             }
         }
         Ok(())

@@ -6,7 +6,7 @@ use std::{net::Ipv4Addr, time::Instant};
 
 use anyhow::{anyhow, bail};
 use netd_store::{
-    keys,
+    Backend, keys,
     schema::{self, EndpointRecord, Mac, NetworkRecord, SubnetRecord},
 };
 

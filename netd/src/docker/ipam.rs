@@ -14,7 +14,7 @@ use std::{
 use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
 use netd_store::{
-    ipam, keys,
+    Backend, ipam, keys,
     schema::{self, NetworkRecord},
 };
 

@@ -12,7 +12,7 @@ use std::{
 };
 
 use netd_store::{
-    Expect, keys,
+    Backend, Expect, keys,
     schema::{self, EndpointRecord, valid_dns_name},
 };
 use serde_json::Value;

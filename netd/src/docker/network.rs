@@ -16,10 +16,7 @@ use super::{
     protocol::{self, CreateNetworkRequest, Empty, GENERIC_OPTIONS, IpamData, NetworkRequest},
     state::DockerState,
 };
-use crate::{
-    api::{ErrorKind, SubnetSpec},
-    service::networks::NewNetwork,
-};
+use crate::api::{CreateNetwork, ErrorKind, SubnetSpec};
 
 /// How long Docker may take to show a network it just created.
 const SHOW_WAIT: Duration = Duration::from_secs(30);
@@ -159,7 +156,7 @@ impl DockerState {
         if internal {
             other.push((INTERNAL_OPTION.to_string(), "true".to_string()));
         }
-        let new = NewNetwork {
+        let new = CreateNetwork {
             name: name.clone(),
             driver,
             subnets,

@@ -13,11 +13,11 @@ use std::{
     time::Duration,
 };
 
-use netd_store::keys;
+use netd_store::{Backend, backoff::Backoff, keys};
 use serde_json::{Value, json};
 
 use super::{bindings::NETD_NETWORK_OPTION, state::DockerState};
-use crate::{backoff::Backoff, health::LinkState};
+use crate::health::LinkState;
 
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
 /// An endpoint younger than this may not be visible in Docker yet (created, not yet joined).

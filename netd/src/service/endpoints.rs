@@ -8,7 +8,7 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use netd_store::{
-    ipam, keys,
+    Backend, ipam, keys,
     schema::{self, EndpointRecord, Mac, MacvlanMode, NetworkRecord, SCHEMA_VERSION},
 };
 

@@ -4,7 +4,7 @@
 
 pub mod endpoints;
 mod error;
-pub mod networks;
+mod networks;
 
 pub use error::ServiceError;
 

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use netd_store::{
-    KeyValue, keys,
+    Backend, KeyValue, keys,
     schema::{
         self, DRIVER_MACVLAN, DRIVER_OVERLAY, NetworkRecord, SCHEMA_VERSION, SubnetRecord,
         VNI_FIRST_AUTO, VNI_MAX,
@@ -13,18 +13,7 @@ use netd_store::{
 };
 
 use super::{Service, ServiceError};
-use crate::api::SubnetSpec;
-
-/// What `network create` asks for.
-#[derive(Clone, Debug)]
-pub struct NewNetwork {
-    pub name: String,
-    pub driver: String,
-    pub subnets: Vec<SubnetSpec>,
-    pub mtu: Option<u16>,
-    pub vni: Option<u32>,
-    pub options: Vec<(String, String)>,
-}
+use crate::api::{CreateNetwork, SubnetSpec};
 
 fn parse_cidr(text: &str, what: &str) -> Result<Ipv4Net, ServiceError> {
     text.parse::<Ipv4Net>().map_err(|_| {
@@ -71,10 +60,10 @@ fn exists(name: &str) -> ServiceError {
 }
 
 impl Service {
-    /// Creates a network with the given VNI, or the lowest free one from 256; returns its
-    /// record.
-    pub async fn network_create(&self, new: NewNetwork) -> Result<NetworkRecord, ServiceError> {
-        let NewNetwork {
+    /// Creates a network (`netd network create`, or a Docker network published) with the given
+    /// VNI, or the lowest free one from 256; returns its record.
+    pub async fn network_create(&self, new: CreateNetwork) -> Result<NetworkRecord, ServiceError> {
+        let CreateNetwork {
             name,
             driver,
             subnets,

@@ -800,9 +800,24 @@ fn an_endpoint_whose_interface_disappears_is_taken_off_and_comes_back_with_it() 
     assert!(!mine.programmed);
     assert_eq!(summary.programmed_local, 0);
 
-    // An interface by that name is back (a new ifindex): programmed behind it.
+    // An interface by that name is back (a new ifindex; the old one's hook went with it), and
+    // the kernel refuses to hook it: not programmed, and tried again at each check.
+    h.kernel().refuse_hooks = true;
     let ifindex = h.kernel().add_link(&ifname("mine"));
     h.tick();
+    assert!(!h.reconciler.kernel.hooked(Hook::Endpoint, &ifname("mine")));
+    assert_eq!(h.maps(), MapState::default());
+    assert!(
+        h.summary()
+            .local
+            .iter()
+            .any(|l| l.id == "mine" && !l.programmed)
+    );
+
+    // Hooked at the next check, and programmed behind it.
+    h.kernel().refuse_hooks = false;
+    h.tick();
+    assert!(h.reconciler.kernel.hooked(Hook::Endpoint, &ifname("mine")));
     assert_eq!(h.maps(), h.expected());
     assert!(h.maps().endpoints.contains_key(&ifindex));
     assert_eq!(
@@ -884,6 +899,11 @@ fn the_summary_says_synced_revision_fill_and_failures() {
     assert_eq!((neigh_fill.entries, neigh_fill.failed_writes), (3, 1));
     assert!(neigh_fill.last_error.is_some());
     assert_eq!(fill(&summary, MapId::Fdb).entries, 4);
+    // p3 has its FDB entry and not its NEIGH one: not programmed.
+    assert_eq!(
+        (summary.programmed_local, summary.programmed_remote),
+        (1, 2)
+    );
 }
 
 #[test]

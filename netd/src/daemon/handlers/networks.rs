@@ -13,7 +13,7 @@ use crate::{
         Daemon,
         server::{JsonBody, Name},
     },
-    service::{Service, ServiceError, networks::NewNetwork},
+    service::{Service, ServiceError},
 };
 
 fn network(n: &NetworkRecord, endpoints: usize) -> Network {
@@ -34,23 +34,7 @@ pub(super) async fn create(
     State(daemon): State<Arc<Daemon>>,
     JsonBody(request): JsonBody<CreateNetwork>,
 ) -> Result<(StatusCode, axum::Json<Network>), ApiError> {
-    let CreateNetwork {
-        name,
-        driver,
-        subnets,
-        mtu,
-        vni,
-        options,
-    } = request;
-    let new = NewNetwork {
-        name,
-        driver,
-        subnets,
-        mtu,
-        vni,
-        options,
-    };
-    let record = daemon.service.network_create(new).await?;
+    let record = daemon.service.network_create(request).await?;
     Ok((StatusCode::CREATED, axum::Json(network(&record, 0))))
 }
 

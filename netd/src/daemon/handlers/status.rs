@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::{Json, extract::State};
+use netd_store::Backend;
 
 use crate::{
     api::{
@@ -68,6 +69,7 @@ pub(super) async fn get(State(daemon): State<Arc<Daemon>>) -> Json<Status> {
 fn status(daemon: &Daemon, member: Option<String>) -> Status {
     let summary = daemon.service.control.summary();
     let links = daemon.health.store_links(summary.synced);
+    let docker = daemon.health.docker_state();
     let problems = problems(&HealthInputs {
         // The watch's own state: a connected watch whose listing is not applied yet is
         // told apart by `synced`.
@@ -75,7 +77,7 @@ fn status(daemon: &Daemon, member: Option<String>) -> Status {
         lease: &daemon.health.lease().link,
         synced: summary.synced,
         maps: &summary.maps,
-        docker: daemon.health.docker_state(),
+        docker: docker.clone(),
     });
     let healthy = problems.is_empty();
     let programs = daemon
@@ -152,7 +154,7 @@ fn status(daemon: &Daemon, member: Option<String>) -> Status {
             events: summary.last_batch_events,
             ms: summary.last_batch.as_secs_f64() * 1000.0,
         },
-        docker: daemon.health.docker().unwrap_or_else(|| "disabled".into()),
+        docker: docker.map_or_else(|| "disabled".into(), |(_, detail)| detail),
         maps,
         programs,
         uptime_seconds: daemon.started.elapsed().as_secs(),
