@@ -10,7 +10,7 @@ use std::{net::Ipv4Addr, ops::Range, sync::Arc};
 
 use crate::records;
 use netd_store::{
-    Store, keys,
+    Backend, Store, keys,
     schema::{self, Mac, NetworkRecord},
 };
 

@@ -21,6 +21,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use netd::api::{LinkState, Status};
+use netd_store::Backend;
 use serde::de::DeserializeOwned;
 
 use crate::{ip, netns::Netns, sh};

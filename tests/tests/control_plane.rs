@@ -10,7 +10,7 @@
 use std::{net::Ipv4Addr, time::Duration};
 
 use netd::api::{Endpoint, ErrorKind, LinkState, MapStatus, Status};
-use netd_store::LeaseId;
+use netd_store::{Backend, LeaseId};
 use netd_tests::{
     bulk::Synthetic,
     cluster::{Cluster, StoreKind},

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use netd::api::{Endpoint, LinkState, Status};
 use netd_common::maps::{FdbEntry, FdbKey, names};
-use netd_store::schema::Mac;
+use netd_store::{Backend, schema::Mac};
 use serde_json::{Value, json};
 
 use crate::{
