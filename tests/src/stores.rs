@@ -233,12 +233,82 @@ fn servers_scheme(settings: &ConsulSettings) -> &'static str {
     }
 }
 
+/// A store server's process, killed on drop: started with its output in a log file next to its
+/// data directory, and waited on until a probe says it serves (or it exits, which ends the wait
+/// at once).
+struct ServerProcess {
+    program: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    fn new(program: &'static str, data_dir: &Path) -> Self {
+        Self {
+            program,
+            child: None,
+            log: data_dir.with_extension("log"),
+        }
+    }
+
+    /// Starts `command`, its stdout and stderr appended to the log.
+    fn spawn(&mut self, command: &mut Command) -> anyhow::Result<()> {
+        let log = fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.program))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until `serving` succeeds; fails with `what`, the probe's last answer and the log's
+    /// place, or at once when the process has exited.
+    fn wait_serving(
+        &mut self,
+        what: &str,
+        mut serving: impl FnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let (program, child) = (self.program, &mut self.child);
+        wait_until(
+            READY_WITHIN,
+            || -> anyhow::Result<()> {
+                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    // Gone: no point waiting (the deadline's message then carries this).
+                    bail!("{program} exited ({status})");
+                }
+                serving()
+            },
+            what,
+        )
+        .with_context(|| format!("see {}", self.log.display()))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A Consul server inside a network namespace, killed on drop: alone, or one of the servers of
 /// [`Consul::cluster_in`]. Started as an operator starts a server (`consul agent -server
 /// -bootstrap-expect=N -data-dir ...`, joined to the others), with Consul's defaults except
 /// what [`ConsulSettings`] asks for.
 pub struct Consul {
-    child: Option<Child>,
+    process: ServerProcess,
     data_dir: PathBuf,
     netns: String,
     pub ip: Ipv4Addr,
@@ -257,7 +327,7 @@ impl Consul {
         settings: ConsulSettings,
     ) -> anyhow::Result<Self> {
         let mut consul = Self {
-            child: None,
+            process: ServerProcess::new("consul", &data_dir),
             data_dir,
             netns: netns.name.clone(),
             ip,
@@ -279,13 +349,16 @@ impl Consul {
         let mut servers: Vec<Self> = ips
             .iter()
             .enumerate()
-            .map(|(i, &ip)| Self {
-                child: None,
-                data_dir: dir.join(format!("consul{}", i + 1)),
-                netns: netns.name.clone(),
-                ip,
-                servers: ips.to_vec(),
-                settings: settings.clone(),
+            .map(|(i, &ip)| {
+                let data_dir = dir.join(format!("consul{}", i + 1));
+                Self {
+                    process: ServerProcess::new("consul", &data_dir),
+                    data_dir,
+                    netns: netns.name.clone(),
+                    ip,
+                    servers: ips.to_vec(),
+                    settings: settings.clone(),
+                }
             })
             .collect();
         for server in &mut servers {
@@ -360,10 +433,6 @@ impl Consul {
         if !bin.exists() {
             bail!("{} is missing: run `cargo xtask setup`", bin.display());
         }
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.with_extension("log"))?;
         let ip = self.ip.to_string();
         let mut command = Command::new("ip");
         command
@@ -381,14 +450,7 @@ impl Consul {
         for hcl in self.settings_hcl() {
             command.args(["-hcl", &hcl]);
         }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start consul")?;
-        self.child = Some(child);
-        Ok(())
+        self.process.spawn(&mut command)
     }
 
     /// The HCL of [`ConsulSettings`] (nothing for the defaults).
@@ -438,37 +500,17 @@ impl Consul {
         curl.push(&url);
         let netns = self.netns.clone();
         let what = format!("Consul at {} to take writes", self.address());
-        let log = self.data_dir.with_extension("log");
-        let child = &mut self.child;
-        wait_until(
-            READY_WITHIN,
-            || -> anyhow::Result<()> {
-                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    // Gone: no point waiting (the deadline's message then carries this).
-                    bail!("consul exited ({status})");
-                }
-                let mut args = vec!["netns", "exec", &netns, "curl"];
-                args.extend(&curl);
-                let answer = sh("ip", &args)?;
-                anyhow::ensure!(answer.trim() == "true", "answered {answer:?}");
-                Ok(())
-            },
-            &what,
-        )
-        .with_context(|| format!("see {}", log.display()))
+        self.process.wait_serving(&what, || {
+            let mut args = vec!["netns", "exec", &netns, "curl"];
+            args.extend(&curl);
+            let answer = sh("ip", &args)?;
+            anyhow::ensure!(answer.trim() == "true", "answered {answer:?}");
+            Ok(())
+        })
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Consul {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }
 
@@ -476,7 +518,7 @@ impl Drop for Consul {
 /// [`Etcd::cluster_in`]. Started as an operator starts a member (its name, data directory,
 /// URLs and the initial cluster), with etcd's defaults for everything else.
 pub struct Etcd {
-    child: Option<Child>,
+    process: ServerProcess,
     data_dir: PathBuf,
     netns: String,
     pub ip: Ipv4Addr,
@@ -500,7 +542,7 @@ impl Etcd {
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
         let mut etcd = Self {
-            child: None,
+            process: ServerProcess::new("etcd", &data_dir),
             data_dir,
             netns: netns.name.clone(),
             ip,
@@ -521,13 +563,16 @@ impl Etcd {
         let mut members: Vec<Self> = ips
             .iter()
             .enumerate()
-            .map(|(i, &ip)| Self {
-                child: None,
-                data_dir: dir.join(format!("etcd{}", i + 1)),
-                netns: netns.name.clone(),
-                ip,
-                initial_cluster: initial_cluster.clone(),
-                extra_args: Vec::new(),
+            .map(|(i, &ip)| {
+                let data_dir = dir.join(format!("etcd{}", i + 1));
+                Self {
+                    process: ServerProcess::new("etcd", &data_dir),
+                    data_dir,
+                    netns: netns.name.clone(),
+                    ip,
+                    initial_cluster: initial_cluster.clone(),
+                    extra_args: Vec::new(),
+                }
             })
             .collect();
         // All started before any is waited on: a member is healthy only with a quorum.
@@ -554,36 +599,27 @@ impl Etcd {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let client = format!("http://{}:2379", self.ip);
         let peer = format!("http://{}:2380", self.ip);
-        let log = fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.data_dir.with_extension("log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, "etcd", "--name"])
-            .arg(etcd_name(self.ip))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start etcd (is etcd-server installed?)")?;
-        self.child = Some(child);
-        Ok(())
+        self.process.spawn(
+            Command::new("ip")
+                .args(["netns", "exec", &self.netns, "etcd", "--name"])
+                .arg(etcd_name(self.ip))
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args(["--initial-cluster", &self.initial_cluster])
+                .args(&self.extra_args),
+        )
     }
 
     /// Waits until etcd says it is healthy (it accepts connections before raft is ready, so
@@ -592,37 +628,18 @@ impl Etcd {
         let url = format!("http://{}:2379/health", self.ip);
         let netns = self.netns.clone();
         let what = format!("etcd at {} to be healthy", self.ip);
-        let log = self.data_dir.with_extension("log");
-        let child = &mut self.child;
-        wait_until(
-            READY_WITHIN,
-            || -> anyhow::Result<()> {
-                if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                    bail!("etcd exited ({status})");
-                }
-                let body = sh(
-                    "ip",
-                    &["netns", "exec", &netns, "curl", "-sS", "-m", "1", &url],
-                )?;
-                anyhow::ensure!(body.contains("\"health\":\"true\""), "answered {body:?}");
-                Ok(())
-            },
-            &what,
-        )
-        .with_context(|| format!("see {}", log.display()))
+        self.process.wait_serving(&what, || {
+            let body = sh(
+                "ip",
+                &["netns", "exec", &netns, "curl", "-sS", "-m", "1", &url],
+            )?;
+            anyhow::ensure!(body.contains("\"health\":\"true\""), "answered {body:?}");
+            Ok(())
+        })
     }
 
     /// Kills etcd (the outage tests restart it).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
+        self.process.stop();
     }
 }

@@ -32,6 +32,40 @@ impl Probe<()> for bool {
 const FIRST_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_INTERVAL: Duration = Duration::from_millis(200);
 
+/// One wait's clock: how long it may last, and how long to sleep before the next poll.
+struct Schedule<'a> {
+    what: &'a str,
+    started: Instant,
+    deadline: Duration,
+    interval: Duration,
+}
+
+impl<'a> Schedule<'a> {
+    fn new(deadline: Duration, what: &'a str) -> Self {
+        Self {
+            what,
+            started: Instant::now(),
+            deadline: crate::patience(deadline),
+            interval: FIRST_INTERVAL,
+        }
+    }
+
+    /// After a poll that was not ready: the sleep before the next one, or the failure (with
+    /// what the probe said last) once the deadline has passed.
+    fn after_miss(&mut self, last: Option<String>) -> anyhow::Result<Duration> {
+        let (what, waited) = (self.what, self.started.elapsed());
+        if waited >= self.deadline {
+            match last {
+                Some(last) => anyhow::bail!("waited {waited:.1?} for {what}; last: {last}"),
+                None => anyhow::bail!("waited {waited:.1?} for {what}"),
+            }
+        }
+        let sleep = self.interval.min(self.deadline - waited);
+        self.interval = (self.interval * 2).min(MAX_INTERVAL);
+        Ok(sleep)
+    }
+}
+
 /// Polls `probe` until it is ready and returns its value; fails after `deadline` (stretched by
 /// [`crate::patience`] under emulation) with `what` and the probe's last answer.
 pub fn wait_until<T, P: Probe<T>>(
@@ -39,23 +73,12 @@ pub fn wait_until<T, P: Probe<T>>(
     mut probe: impl FnMut() -> P,
     what: &str,
 ) -> anyhow::Result<T> {
-    let deadline = crate::patience(deadline);
-    let started = Instant::now();
-    let mut interval = FIRST_INTERVAL;
+    let mut schedule = Schedule::new(deadline, what);
     loop {
-        let last = match probe().ready() {
+        match probe().ready() {
             Ok(value) => return Ok(value),
-            Err(last) => last,
-        };
-        let waited = started.elapsed();
-        if waited >= deadline {
-            match last {
-                Some(last) => anyhow::bail!("waited {waited:.1?} for {what}; last: {last}"),
-                None => anyhow::bail!("waited {waited:.1?} for {what}"),
-            }
+            Err(last) => std::thread::sleep(schedule.after_miss(last)?),
         }
-        std::thread::sleep(interval.min(deadline - waited));
-        interval = (interval * 2).min(MAX_INTERVAL);
     }
 }
 
@@ -65,23 +88,12 @@ pub async fn wait_until_async<T, P: Probe<T>, F: std::future::Future<Output = P>
     mut probe: impl FnMut() -> F,
     what: &str,
 ) -> anyhow::Result<T> {
-    let deadline = crate::patience(deadline);
-    let started = Instant::now();
-    let mut interval = FIRST_INTERVAL;
+    let mut schedule = Schedule::new(deadline, what);
     loop {
-        let last = match probe().await.ready() {
+        match probe().await.ready() {
             Ok(value) => return Ok(value),
-            Err(last) => last,
-        };
-        let waited = started.elapsed();
-        if waited >= deadline {
-            match last {
-                Some(last) => anyhow::bail!("waited {waited:.1?} for {what}; last: {last}"),
-                None => anyhow::bail!("waited {waited:.1?} for {what}"),
-            }
+            Err(last) => tokio::time::sleep(schedule.after_miss(last)?).await,
         }
-        tokio::time::sleep(interval.min(deadline - waited)).await;
-        interval = (interval * 2).min(MAX_INTERVAL);
     }
 }
 
