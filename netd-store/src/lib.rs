@@ -12,7 +12,7 @@
 //!
 //! Kept apart from `netd` so that it builds and tests on stable Rust with no BPF toolchain.
 //! The key layout is in [`keys`], the JSON records and their validation in [`schema`], address
-//! allocation in [`ipam`].
+//! allocation in [`ipam`], a network's options in [`options`], interface names in [`ifname`].
 
 pub mod backend;
 pub mod backoff;
@@ -21,8 +21,10 @@ pub mod conformance;
 pub mod consul;
 pub mod etcd;
 pub mod file;
+pub mod ifname;
 pub mod ipam;
 pub mod keys;
+pub mod options;
 pub mod schema;
 
 use std::time::Duration;

@@ -249,7 +249,7 @@ pub struct MacvlanSpec {
 impl MacvlanSpec {
     fn parse(options: &BTreeMap<String, String>) -> Result<Self, SchemaError> {
         let parent = options
-            .get("parent")
+            .get(crate::options::PARENT)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
                 invalid("a macvlan network needs a parent (--parent eth0 or -o parent=eth0.10)")
@@ -267,10 +267,13 @@ impl MacvlanSpec {
             }
             None => (parent.as_str(), 0),
         };
-        if name.is_empty() || name.len() > 15 || name.contains('/') {
-            return Err(invalid(format!("invalid parent interface {parent:?}")));
+        if let Err(e) = crate::ifname::IfName::new(name) {
+            return Err(invalid(format!("invalid parent {parent:?}: {}", e.rule())));
         }
-        let mode = match options.get("macvlan_mode").map(String::as_str) {
+        let mode = match options
+            .get(crate::options::MACVLAN_MODE)
+            .map(String::as_str)
+        {
             None | Some("bridge") => MacvlanMode::Bridge,
             Some("private") => MacvlanMode::Private,
             Some("vepa") => MacvlanMode::Vepa,
@@ -281,7 +284,7 @@ impl MacvlanSpec {
                 )));
             }
         };
-        let host_access = match options.get("host_access").map(String::as_str) {
+        let host_access = match options.get(crate::options::HOST_ACCESS).map(String::as_str) {
             None | Some("false") => false,
             Some("true") => true,
             Some(other) => {

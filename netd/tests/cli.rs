@@ -214,6 +214,32 @@ fn bad_input_is_invalid_before_the_daemon_is_asked() {
             "invalid value '300.1.1.1' for '--ip <IP>'",
         ),
         (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.9.0.0/24",
+                "-o",
+                "mut=1200",
+                "n",
+            ],
+            "unknown option \"mut\" (netd knows mtu, vni, parent,",
+        ),
+        (
+            &[
+                "endpoint",
+                "add",
+                "--network",
+                "n",
+                "--netns",
+                "x",
+                "--ifname",
+                "eth0:1",
+                "e",
+            ],
+            "invalid interface name \"eth0:1\": it holds `/` or `:`",
+        ),
+        (
             &["network", "frobnicate"],
             "unrecognized subcommand 'frobnicate'",
         ),

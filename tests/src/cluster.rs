@@ -279,6 +279,34 @@ impl Cluster {
         }
     }
 
+    /// `POST path` with a JSON `body` straight to host `i`'s API socket, as a client other than
+    /// the CLI would send it (the typed client cannot send what the types refuse): the status
+    /// code and the body of the answer.
+    pub fn api_post(&self, i: usize, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+        use std::io::{Read as _, Write as _};
+        let socket = self.hosts[i].run_dir.join(netd::api::SOCKET_NAME);
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket)
+            .with_context(|| format!("connect to {}", socket.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .with_context(|| format!("no end of headers in {answer:?}"))?;
+        let code = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .with_context(|| format!("no status in {head:?}"))?;
+        Ok((code, body.to_string()))
+    }
+
     /// A new container namespace (removed with the cluster).
     pub fn container(&mut self) -> anyhow::Result<usize> {
         self.containers.push(Netns::new("cc")?);
@@ -373,6 +401,14 @@ impl ClusterHost {
             _ => self
                 .daemon_args
                 .extend([flag.to_string(), value.to_string()]),
+        }
+    }
+
+    /// Drops a `netd daemon` option (and its value) for the next [`Self::start`].
+    pub fn remove_arg(&mut self, flag: &str) {
+        if let Some(i) = self.daemon_args.iter().position(|a| a == flag) {
+            let end = (i + 2).min(self.daemon_args.len());
+            self.daemon_args.drain(i..end);
         }
     }
 

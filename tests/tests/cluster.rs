@@ -1263,6 +1263,122 @@ fn a_store_that_refuses_is_named_in_netd_status() {
     );
 }
 
+/// A name with a NUL byte would reach the kernel cut short (`eth0\0x` names `eth0`): it is
+/// refused where the request is read, in one line, and nothing is written or plumbed. The same
+/// request with a plain name is the positive control.
+#[test]
+fn an_interface_name_the_kernel_would_misread_is_refused_and_changes_nothing() {
+    let mut c = Cluster::new("ifn", 1, StoreKind::Etcd, None).unwrap();
+    c.netd(0, &["network", "create", "--subnet", "10.86.0.0/24", "n"])
+        .unwrap();
+    let k = c.container().unwrap();
+    let request = |ifname: &str| {
+        serde_json::json!({
+            "name": "e1",
+            "network": "n",
+            "netns": c.containers[k].name,
+            "ip": null,
+            "mac": null,
+            "ifname": ifname,
+        })
+        .to_string()
+    };
+    let host_links = |c: &Cluster| c.hosts[0].ns.ip(&["-o", "link", "show"]).unwrap();
+    let links_before = host_links(&c);
+    for bad in ["eth0\0x", "eth0:1", "a b", ".."] {
+        let (code, body) = c.api_post(0, "/v1/endpoints", &request(bad)).unwrap();
+        assert_eq!(code, 400, "{bad:?}: {body}");
+        let error: netd::api::ApiError = serde_json::from_str(&body).unwrap();
+        assert_eq!(error.kind, ErrorKind::Invalid, "{bad:?}: {body}");
+        assert!(
+            error.message.contains("invalid interface name") && !error.message.contains('\n'),
+            "{bad:?}: {}",
+            error.message
+        );
+    }
+    let endpoints: Vec<Endpoint> = c.netd_as(0, &["endpoint", "ls"]).unwrap();
+    assert!(endpoints.is_empty(), "{endpoints:?}");
+    assert_eq!(host_links(&c), links_before);
+    let inside = c.containers[k].ip(&["-o", "link", "show"]).unwrap();
+    assert_eq!(inside.lines().count(), 1, "only lo: {inside}");
+    // The CLI refuses it too, before sending anything.
+    let (code, e) = c
+        .netd_error(
+            0,
+            &[
+                "endpoint",
+                "add",
+                "--network",
+                "n",
+                "--netns",
+                &c.containers[k].name,
+                "--ifname",
+                "eth0:1",
+                "e1",
+            ],
+        )
+        .unwrap();
+    assert_eq!(code, ErrorKind::Invalid.exit_code(), "{e}");
+    assert!(e.contains("it holds `/` or `:`"), "{e}");
+
+    let (code, body) = c.api_post(0, "/v1/endpoints", &request("eth0")).unwrap();
+    assert_eq!(code, 201, "{body}");
+    let endpoints: Vec<Endpoint> = c.netd_as(0, &["endpoint", "ls"]).unwrap();
+    assert_eq!(endpoints.len(), 1, "{endpoints:?}");
+    c.containers[k].ip(&["link", "show", "eth0"]).unwrap();
+}
+
+/// `-o mut=1200` (a typo for mtu) must not create a network as if nothing was said.
+#[test]
+fn an_unknown_option_is_refused_naming_the_known_ones() {
+    let c = Cluster::new("opt", 1, StoreKind::Etcd, None).unwrap();
+    let create = |name: &str, option: &str| {
+        c.netd_error(
+            0,
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.87.0.0/24",
+                "-o",
+                option,
+                name,
+            ],
+        )
+    };
+    let (code, e) = create("typo", "mut=1200").unwrap();
+    assert_eq!(code, ErrorKind::Invalid.exit_code(), "{e}");
+    assert_eq!(
+        e.trim(),
+        "netd: unknown option \"mut\" (netd knows mtu, vni, parent, macvlan_mode, host_access, \
+         netd.internal)"
+    );
+    // Docker's own keys are Docker's: netd's CLI does not take them either.
+    let (_, e) = create("docker", "com.docker.network.foo=1").unwrap();
+    assert!(
+        e.contains("unknown option \"com.docker.network.foo\""),
+        "{e}"
+    );
+    let networks: Vec<Network> = c.netd_as(0, &["network", "ls"]).unwrap();
+    assert!(networks.is_empty(), "{networks:?}");
+
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.87.0.0/24",
+            "-o",
+            "mtu=1200",
+            "right",
+        ],
+    )
+    .unwrap();
+    let right: Network = c.netd_as(0, &["network", "inspect", "right"]).unwrap();
+    assert_eq!(right.mtu, Some(1200), "{right:?}");
+}
+
 /// `netd monitor`, against a running daemon's pinned datapath.
 mod monitor {
     use std::{

@@ -378,3 +378,52 @@ fn an_endpoint_whose_namespace_went_is_removed_and_added_again() {
         "the endpoint added again does not forward"
     );
 }
+
+/// Started as a service or a Docker managed plugin would start it (`--store` and `--advertise`
+/// only), the daemon takes the interface that holds its address as uplink, not `lo` (which
+/// routes to a host's own address), and says so; with an address no interface holds, it stops
+/// in one line naming the flag.
+#[test]
+fn without_uplink_the_daemon_takes_the_interface_that_holds_its_address() {
+    let mut c = Cluster::new("upl", 2, StoreKind::Etcd, None).unwrap();
+    c.hosts[0].kill();
+    c.hosts[0].remove_arg("--uplink");
+    c.hosts[0].start().unwrap();
+    c.wait_registered(0, 2).unwrap();
+    let status: Status = c.netd_as(0, &["status"]).unwrap();
+    assert_eq!(status.uplink, "ul", "{status:?}");
+    assert_eq!(
+        status.uplink_source,
+        Some(netd::api::UplinkSource::Advertise)
+    );
+    let text = c.netd(0, &["status"]).unwrap();
+    assert!(
+        text.contains("uplink ul mtu 1500, holds --advertise"),
+        "{text}"
+    );
+    // The uplink carries traffic: a ping crosses to the host started with --uplink.
+    c.netd(0, &["network", "create", "--subnet", "10.88.0.0/24", "n"])
+        .unwrap();
+    let (a, b) = (c.container().unwrap(), c.container().unwrap());
+    add(&c, 0, "n", a, "a");
+    let far = add(&c, 1, "n", b, "b");
+    netd_tests::wait_until(
+        Duration::from_secs(10),
+        || {
+            c.containers[a]
+                .exec("ping", &["-c", "1", "-W", "1", &far.ip.to_string()])
+                .ok()
+        },
+        "a ping from host 1 to host 2",
+    )
+    .unwrap();
+
+    c.hosts[1].kill();
+    c.hosts[1].remove_arg("--uplink");
+    c.hosts[1].set_arg("--advertise", "10.201.0.99");
+    let e = c.hosts[1].start().unwrap_err().to_string();
+    assert!(
+        e.contains("no interface holds --advertise 10.201.0.99; give --uplink"),
+        "{e}"
+    );
+}

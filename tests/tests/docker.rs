@@ -488,6 +488,38 @@ fn bad_options_are_clear_errors(engine: Engine) {
         e.contains("invalid mtu \\\"abc\\\"") || e.contains("invalid mtu \"abc\""),
         "{e}"
     );
+    // A typo is refused, naming what netd knows; Docker's own com.docker.* keys pass.
+    let e = dc
+        .create_network(0, &["--subnet", "10.83.0.0/24", "-o", "mut=1200", "typo"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown option") && e.contains("mut") && e.contains("netd knows mtu"),
+        "{e}"
+    );
+    dc.create_network(
+        0,
+        &[
+            "--subnet",
+            "10.83.0.0/24",
+            "-o",
+            "com.docker.network.driver.mtu=1400",
+            "-o",
+            "com.docker.network.container_iface_prefix=nd",
+            "docker_keys",
+        ],
+    )
+    .unwrap();
+    let published = netd_tests::wait_until(
+        Duration::from_secs(20),
+        || {
+            dc.c.netd_as::<Network>(0, &["network", "inspect", "docker_keys"])
+                .ok()
+        },
+        "the network to reach the store",
+    )
+    .unwrap();
+    assert_eq!(published.mtu, Some(1400), "{published:?}");
     dc.create_network(0, &["--subnet", "10.84.0.0/16", "first"])
         .unwrap();
     let e = dc

@@ -107,12 +107,16 @@ fn an_endpoint_is_plumbed_found_and_deleted() {
         .ip(&["-o", "link", "show", "dev", "lo"])
         .unwrap();
     assert!(lo.contains(",UP"), "{lo}");
-    // The kernel's route lookup from inside the container.
-    let dev = inside(&lab.container, || {
-        netlink::route_dev(Ipv4Addr::new(192, 0, 2, 9))
-    })
-    .unwrap();
-    assert_eq!(dev, "eth0");
+    // The address is found on its interface from inside the container (how a daemon without
+    // --uplink finds its own); an address nobody holds is on none.
+    let holders = inside(&lab.container, || {
+        (
+            netlink::address_holder(Ipv4Addr::new(10, 9, 0, 2)),
+            netlink::address_holder(Ipv4Addr::new(10, 9, 0, 3)),
+        )
+    });
+    assert_eq!(holders.0.unwrap().as_deref(), Some("eth0"));
+    assert_eq!(holders.1.unwrap(), None);
 
     // Host side: up, with the alias a restarted daemon finds it by.
     let (info, found, ifindex) = inside(&lab.host, || {
@@ -273,7 +277,12 @@ fn calls_from_inside_a_runtime_use_the_worker() {
         assert_eq!(netlink::mtu(&peer).unwrap(), 1280);
         let found = netlink::local_endpoints().unwrap();
         assert_eq!(found.get(&(network.clone(), "c1".into())), Some(&host_if));
-        assert_eq!(netlink::route_dev(Ipv4Addr::LOCALHOST).unwrap(), "lo");
+        assert_eq!(
+            netlink::address_holder(Ipv4Addr::LOCALHOST)
+                .unwrap()
+                .as_deref(),
+            Some("lo")
+        );
         netlink::delete_link(&host_if).unwrap();
         assert!(netlink::ifindex(&peer).is_none());
     });

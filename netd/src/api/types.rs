@@ -5,6 +5,7 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use ipnet::Ipv4Net;
+pub use netd_store::ifname::IfName;
 use netd_store::schema::{Mac, SubnetRecord};
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +91,9 @@ pub struct AddEndpoint {
     pub ip: Option<Ipv4Addr>,
     /// `None`: derived from the address.
     pub mac: Option<String>,
-    /// The interface's name inside the namespace.
-    pub ifname: String,
+    /// The interface's name inside the namespace (checked as the kernel would when the request
+    /// is read).
+    pub ifname: IfName,
 }
 
 /// An endpoint: each row of `endpoint ls` and of `network inspect`'s list, and the answer of
@@ -164,6 +166,25 @@ impl std::fmt::Display for LinkState {
     }
 }
 
+/// How the daemon chose its uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UplinkSource {
+    /// `--uplink` named it.
+    Flag,
+    /// It holds the `--advertise` address.
+    Advertise,
+}
+
+impl std::fmt::Display for UplinkSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "given by --uplink",
+            Self::Advertise => "holds --advertise",
+        })
+    }
+}
+
 /// `GET /v1/status`: `netd status`. The first fields answer "is this host all right?".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -177,6 +198,9 @@ pub struct Status {
     pub host: String,
     pub vtep: Ipv4Addr,
     pub uplink: String,
+    /// How the uplink was chosen (absent from daemons older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uplink_source: Option<UplinkSource>,
     pub uplink_mtu: u16,
     pub kernel: KernelStatus,
     pub store_url: String,
@@ -333,6 +357,7 @@ mod tests {
             host: "h1".into(),
             vtep: Ipv4Addr::new(10, 0, 0, 1),
             uplink: "eth0".into(),
+            uplink_source: Some(UplinkSource::Advertise),
             uplink_mtu: 1500,
             kernel: KernelStatus {
                 tc_attach: "tcx".into(),
@@ -407,6 +432,7 @@ mod tests {
                 "host": "h1",
                 "vtep": "10.0.0.1",
                 "uplink": "eth0",
+                "uplink_source": "advertise",
                 "uplink_mtu": 1500,
                 "kernel": {
                     "tc_attach": "tcx",

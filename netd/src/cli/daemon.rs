@@ -15,9 +15,9 @@ pub struct DaemonArgs {
     /// This host's VTEP address (Docker's cluster-advertise).
     #[arg(long)]
     advertise: Ipv4Addr,
-    /// Underlay interface (default: the one that routes to --advertise).
+    /// Underlay interface (default: the one that holds the --advertise address).
     #[arg(long)]
-    uplink: Option<String>,
+    uplink: Option<netd::api::IfName>,
     /// UDP port of VXLAN.
     #[arg(long, default_value_t = netd_common::VXLAN_PORT_DEFAULT)]
     vxlan_port: u16,
@@ -39,7 +39,7 @@ pub struct DaemonArgs {
     /// This host's parent interface for macvlan networks (replaces the network's parent name;
     /// its VLAN is kept).
     #[arg(long)]
-    macvlan_parent: Option<String>,
+    macvlan_parent: Option<netd::api::IfName>,
     /// Serve network namespaces only: no Docker plugin, no Engine connection.
     #[arg(long)]
     no_docker: bool,
@@ -118,7 +118,7 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         pin_dir,
         host_name,
         lease_ttl: Duration::from_secs(args.lease_ttl),
-        macvlan_parent: args.macvlan_parent,
+        macvlan_parent: args.macvlan_parent.map(String::from),
         tc_attach: match args.tc_attach {
             TcAttach::Auto => netd::datapath::AttachMethod::Auto,
             TcAttach::Tcx => netd::datapath::AttachMethod::Tcx,

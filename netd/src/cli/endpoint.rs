@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 
 use clap::Subcommand;
-use netd::api::AddEndpoint;
+use netd::api::{AddEndpoint, IfName};
 
 use super::Ctx;
 
@@ -24,7 +24,7 @@ pub enum EndpointCommand {
         mac: Option<String>,
         /// Interface name inside the namespace.
         #[arg(long, default_value = "eth0")]
-        ifname: String,
+        ifname: IfName,
         name: String,
     },
     /// Disconnect an endpoint of this host and free its address.

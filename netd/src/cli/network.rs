@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use netd::api::{ApiError, CreateNetwork, SubnetSpec};
+use netd_store::options;
 
 use super::{Ctx, output};
 
@@ -36,7 +37,8 @@ pub struct CreateArgs {
     /// Address the IPAM must never hand out: name=IP; repeat.
     #[arg(long = "aux-address")]
     aux_address: Vec<String>,
-    /// Driver option KEY=VALUE (mtu=N); repeat.
+    /// Driver option KEY=VALUE, repeat: mtu=N, vni=N; macvlan: parent=IF[.VLAN],
+    /// macvlan_mode=bridge|private|vepa|passthru, host_access=true.
     #[arg(short = 'o', long = "opt")]
     opt: Vec<String>,
     /// VXLAN network identifier (default: the lowest free from 256).
@@ -89,29 +91,28 @@ fn build_create(args: CreateArgs) -> Result<CreateNetwork, ApiError> {
             })?;
         subnet.aux.push((name.to_string(), ip.to_string()));
     }
-    let mut mtu = None;
     let mut options = Vec::new();
     if let Some(parent) = &args.parent {
-        options.push(("parent".to_string(), parent.clone()));
+        options.push((options::PARENT.to_string(), parent.clone()));
     }
     for o in &args.opt {
         let (k, v) = o.split_once('=').ok_or_else(|| {
             ApiError::invalid(format!("invalid option {o:?}: expected KEY=VALUE"))
         })?;
-        match k {
-            "mtu" | "com.docker.network.driver.mtu" => {
-                mtu = Some(v.parse::<u16>().map_err(|_| {
-                    ApiError::invalid(format!("invalid mtu {v:?}: expected a number"))
-                })?);
-            }
-            _ => options.push((k.to_string(), v.to_string())),
-        }
+        options.push((k.to_string(), v.to_string()));
     }
+    // Read here for an answer without the daemon, and sent as given: the daemon reads them
+    // again (with the same function), as it does an API client's.
+    options::NetworkOptions::parse(
+        options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        options::Frontend::Netd,
+    )
+    .map_err(|e| ApiError::invalid(e.to_string()))?;
     Ok(CreateNetwork {
         name: args.name,
         driver: args.driver,
         subnets,
-        mtu,
+        mtu: None,
         vni: args.vni,
         options,
     })

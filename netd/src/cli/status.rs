@@ -20,8 +20,12 @@ fn print(v: &Status) {
     } else {
         println!("unhealthy: {}", v.problems.join("; "));
     }
+    let source = v
+        .uplink_source
+        .map(|s| format!(", {s}"))
+        .unwrap_or_default();
     println!(
-        "host:        {} (VTEP {}, uplink {} mtu {})",
+        "host:        {} (VTEP {}, uplink {} mtu {}{source})",
         v.host, v.vtep, v.uplink, v.uplink_mtu
     );
     let store = &v.store;

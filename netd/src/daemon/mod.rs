@@ -10,6 +10,7 @@ pub(crate) mod handlers;
 mod host;
 mod metrics_server;
 pub(crate) mod server;
+mod uplink;
 mod watcher;
 
 use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
@@ -37,8 +38,8 @@ pub struct DaemonOptions {
     pub store: String,
     /// This host's VTEP address.
     pub advertise: Ipv4Addr,
-    /// Underlay interface; `None`: the one that routes to `advertise`.
-    pub uplink: Option<String>,
+    /// Underlay interface; `None`: the one that holds `advertise`.
+    pub uplink: Option<crate::api::IfName>,
     pub vxlan_port: u16,
     pub run_dir: PathBuf,
     pub pin_dir: PathBuf,
@@ -73,6 +74,8 @@ pub struct Daemon {
     pub service: Service,
     pub health: Arc<Health>,
     pub uplink: String,
+    /// How `uplink` was chosen.
+    pub uplink_source: crate::api::UplinkSource,
     pub uplink_mtu: u16,
     pub programs: Vec<ProgramSize>,
     /// The TC attach method the kernel took.
@@ -90,15 +93,10 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         Some(address) => Some(metrics_server::bind(address).await?),
         None => None,
     };
-    let uplink = match &options.uplink {
-        Some(u) => u.clone(),
-        None => netlink::route_dev(options.advertise).with_context(|| {
-            format!(
-                "cannot find the interface that routes to {}; give --uplink",
-                options.advertise
-            )
-        })?,
-    };
+    let uplink::Uplink {
+        name: uplink,
+        source: uplink_source,
+    } = uplink::choose(options.uplink.as_ref(), options.advertise)?;
     let uplink_ifindex =
         netlink::ifindex(&uplink).with_context(|| format!("uplink {uplink:?} does not exist"))?;
     let uplink_mtu = netlink::mtu(&uplink)?;
@@ -243,6 +241,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         service,
         health,
         uplink,
+        uplink_source,
         uplink_mtu,
         programs,
         tc_attach,

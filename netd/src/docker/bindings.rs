@@ -14,9 +14,6 @@ use ipnet::Ipv4Net;
 
 use super::{engine::Engine, lock::lock};
 
-/// Option (driver and IPAM) naming the netd network a Docker network mirrors.
-pub const NETD_NETWORK_OPTION: &str = "netd.network";
-
 /// How long a call about a network waits for its binding (made just after `CreateNetwork`).
 const BINDING_WAIT: Duration = Duration::from_secs(10);
 

@@ -15,11 +15,11 @@ use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
 use netd_store::{
     Backend, ipam, keys,
+    options::MIRROR_OF,
     schema::{self, NetworkRecord},
 };
 
 use super::{
-    bindings::NETD_NETWORK_OPTION,
     pools::{PoolOverlap, overlap},
     protocol::{
         self, Empty, ReleaseAddressRequest, ReleasePoolRequest, RequestAddressRequest,
@@ -72,7 +72,7 @@ impl DockerState {
                     .map_err(|_| anyhow!("invalid ip-range {:?}", req.sub_pool))
             })
             .transpose()?;
-        let mirror_of = req.options.get(NETD_NETWORK_OPTION).cloned();
+        let mirror_of = req.options.get(MIRROR_OF).cloned();
         self.check_overlap(subnet, mirror_of.as_deref()).await?;
         let id = self.pools.hand_out(subnet, ip_range, mirror_of);
         Ok(RequestPoolResponse {

@@ -11,8 +11,12 @@ use anyhow::{anyhow, bail};
 use ipnet::Ipv4Net;
 use serde_json::{Map, Value};
 
+use netd_store::{
+    options::{self as netd_options, Frontend, NetworkOptions},
+    schema::DRIVER_OVERLAY,
+};
+
 use super::{
-    bindings::NETD_NETWORK_OPTION,
     protocol::{self, CreateNetworkRequest, Empty, GENERIC_OPTIONS, IpamData, NetworkRequest},
     state::DockerState,
 };
@@ -21,51 +25,26 @@ use crate::api::{CreateNetwork, ErrorKind, SubnetSpec};
 /// How long Docker may take to show a network it just created.
 const SHOW_WAIT: Duration = Duration::from_secs(30);
 
-/// The user's `-o` options, sorted out.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct NetworkOptions {
-    mtu: Option<u16>,
-    /// The netd network this Docker network mirrors ([`NETD_NETWORK_OPTION`]).
-    mirror_of: Option<String>,
-    /// The rest, for the network record (`vni`, `netd.type`, macvlan's `parent`, ...).
-    other: Vec<(String, String)>,
-}
-
-impl NetworkOptions {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.other
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads the generic options (`-o`) out of `CreateNetwork`'s options.
+/// Reads the generic options (`-o`) out of `CreateNetwork`'s options, as the CLI's are read
+/// (`netd_store::options`): an unknown key is refused, Docker's own `com.docker.*` pass.
 fn network_options(options: &Map<String, Value>) -> anyhow::Result<NetworkOptions> {
     let generic = match options.get(GENERIC_OPTIONS) {
         None | Some(Value::Null) => return Ok(NetworkOptions::default()),
         Some(Value::Object(map)) => map,
         Some(other) => bail!("the network options ({GENERIC_OPTIONS}) are not an object: {other}"),
     };
-    let mut parsed = NetworkOptions::default();
-    for (k, v) in generic {
-        // The CLI sends strings; the API lets a client send numbers too.
-        let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-        match k.as_str() {
-            "mtu" | "com.docker.network.driver.mtu" => {
-                let m: u16 = v
-                    .parse()
-                    .map_err(|_| anyhow!("invalid mtu {v:?}: expected a number"))?;
-                if !(68..=9000).contains(&m) {
-                    bail!("invalid mtu {m}: outside 68..=9000");
-                }
-                parsed.mtu = Some(m);
-            }
-            NETD_NETWORK_OPTION => parsed.mirror_of = Some(v),
-            _ => parsed.other.push((k.clone(), v)),
-        }
-    }
-    Ok(parsed)
+    // The CLI sends strings; the API lets a client send numbers too.
+    let pairs: Vec<(&str, String)> = generic
+        .iter()
+        .map(|(k, v)| {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            (k.as_str(), v)
+        })
+        .collect();
+    Ok(NetworkOptions::parse(
+        pairs.iter().map(|(k, v)| (*k, v.as_str())),
+        Frontend::Docker,
+    )?)
 }
 
 /// One subnet as Docker's IPAM gave it; `ip_range` comes from the pool, not from Docker.
@@ -90,10 +69,6 @@ fn subnet_spec(data: &IpamData) -> anyhow::Result<(Ipv4Net, SubnetSpec)> {
     };
     Ok((subnet, spec))
 }
-
-/// The network option that marks a network Docker made `--internal` (no way out): its mirrors
-/// on the other hosts are made internal too.
-pub const INTERNAL_OPTION: &str = "netd.internal";
 
 impl DockerState {
     pub(super) async fn create_network(
@@ -148,21 +123,22 @@ impl DockerState {
         };
         // From now on an overlapping request can name it, before the store has it.
         self.pools.name(nid, &name);
-        let vni = options.get("vni").and_then(|v| v.parse().ok());
         // `-o netd.type=macvlan -o parent=eth0`: a macvlan-style network.
-        let driver = options.get("netd.type").unwrap_or("overlay").to_string();
-        let mut other = options.other;
+        let driver = options
+            .network_type
+            .unwrap_or_else(|| DRIVER_OVERLAY.to_string());
+        let mut record = options.record;
         // Docker keeps `--internal` to itself: the other hosts' mirrors must have it too.
         if internal {
-            other.push((INTERNAL_OPTION.to_string(), "true".to_string()));
+            record.insert(netd_options::INTERNAL.to_string(), "true".to_string());
         }
         let new = CreateNetwork {
             name: name.clone(),
             driver,
             subnets,
             mtu: options.mtu,
-            vni,
-            options: other,
+            vni: options.vni,
+            options: record.into_iter().collect(),
         };
         match self.service.network_create(new).await {
             Ok(_) => tracing::info!(network = %name, "Docker network published to the store"),
@@ -215,11 +191,14 @@ mod tests {
         .unwrap();
         assert_eq!(o.mtu, Some(1200));
         assert_eq!(o.mirror_of, None);
-        assert_eq!(o.get("netd.type"), Some("macvlan"));
-        assert_eq!(o.get("vni"), Some("4242"));
-        let o = network_options(&options(serde_json::json!({ NETD_NETWORK_OPTION: "n" }))).unwrap();
+        assert_eq!(o.network_type.as_deref(), Some("macvlan"));
+        assert_eq!(o.vni, Some(4242));
+        let o = network_options(&options(
+            serde_json::json!({ netd_options::MIRROR_OF: "n" }),
+        ))
+        .unwrap();
         assert_eq!(o.mirror_of.as_deref(), Some("n"));
-        assert!(o.other.is_empty());
+        assert!(o.record.is_empty());
         assert_eq!(
             network_options(&options(Value::Null)).unwrap(),
             NetworkOptions::default()
@@ -237,6 +216,12 @@ mod tests {
         let e = network_options(&options(serde_json::json!({ "mtu": "20" }))).unwrap_err();
         assert!(e.to_string().contains("outside 68..=9000"), "{e}");
         assert!(network_options(&options(serde_json::json!("mtu=1200"))).is_err());
+        let e = network_options(&options(serde_json::json!({ "mut": "1200" }))).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(r#"unknown option "mut" (netd knows mtu"#),
+            "{e}"
+        );
     }
 
     #[test]

@@ -13,10 +13,10 @@ use std::{
     time::Duration,
 };
 
-use netd_store::{Backend, backoff::Backoff, keys};
+use netd_store::{Backend, backoff::Backoff, keys, options::MIRROR_OF};
 use serde_json::{Value, json};
 
-use super::{bindings::NETD_NETWORK_OPTION, state::DockerState};
+use super::state::DockerState;
 use crate::health::LinkState;
 
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
@@ -146,13 +146,13 @@ async fn resync(state: &Arc<DockerState>) -> anyhow::Result<()> {
                 c
             })
             .collect();
-        let mut options = json!({ NETD_NETWORK_OPTION: name });
+        let mut options = json!({ MIRROR_OF: name });
         if let Some(mtu) = net.mtu {
             options["com.docker.network.driver.mtu"] = json!(mtu.to_string());
         }
         let internal = net
             .options
-            .get(super::network::INTERNAL_OPTION)
+            .get(netd_store::options::INTERNAL)
             .is_some_and(|v| v == "true");
         let body = json!({
             "Name": name,
@@ -160,7 +160,7 @@ async fn resync(state: &Arc<DockerState>) -> anyhow::Result<()> {
             "CheckDuplicate": true,
             "Attachable": true,
             "Internal": internal,
-            "IPAM": { "Driver": "netd", "Config": config, "Options": { NETD_NETWORK_OPTION: name } },
+            "IPAM": { "Driver": "netd", "Config": config, "Options": { MIRROR_OF: name } },
             "Options": options,
         });
         match state.engine.create_network(&body).await {

@@ -152,14 +152,20 @@ pub fn set_promisc(name: &str, on: bool) -> Result<(), NetlinkError> {
     runner::here(move |handle| async move { link::set_promisc(&handle, &name, on).await })
 }
 
-/// The interface the kernel routes `to` through (like `ip route get`).
-pub fn route_dev(to: Ipv4Addr) -> Result<String, NetlinkError> {
+/// The interface that holds `address` (like `ip -o addr show to ADDRESS`), if one does.
+pub fn address_holder(address: Ipv4Addr) -> Result<Option<String>, NetlinkError> {
     runner::here(move |handle| async move {
-        let index = route::output_ifindex(&handle, to).await?;
-        let message = link::get(&handle, link::Lookup::Index(index)).await?;
-        link::name(&message).map(str::to_string).ok_or_else(|| {
-            NetlinkError::protocol(format!("look up link #{index}"), "the link has no name")
-        })
+        match route::address_holder(&handle, address).await? {
+            Some(index) => link_name(&handle, index).await.map(Some),
+            None => Ok(None),
+        }
+    })
+}
+
+async fn link_name(handle: &rtnetlink::Handle, index: u32) -> Result<String, NetlinkError> {
+    let message = link::get(handle, link::Lookup::Index(index)).await?;
+    link::name(&message).map(str::to_string).ok_or_else(|| {
+        NetlinkError::protocol(format!("look up link #{index}"), "the link has no name")
     })
 }
 

@@ -1,14 +1,12 @@
-//! Address and route requests (RTM_NEWADDR, RTM_NEWROUTE, RTM_GETROUTE).
+//! Address and route requests (RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE).
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use netlink_packet_route::{
-    AddressFamily, RouteNetlinkMessage,
-    route::{RouteAddress, RouteAttribute, RouteMessage},
-};
+use futures::TryStreamExt as _;
+use netlink_packet_route::address::AddressAttribute;
 use rtnetlink::Handle;
 
-use super::{NetlinkError, ask::ask};
+use super::NetlinkError;
 
 pub(super) async fn add_address(
     handle: &Handle,
@@ -26,6 +24,28 @@ pub(super) async fn add_address(
     request.execute().await.map_err(|e| {
         NetlinkError::from_rtnl(format!("add address {address}/{prefix_len} to {name}"), e)
     })
+}
+
+/// ifindex of the interface that has `address` as one of its own (IFA_LOCAL: on a
+/// point-to-point link IFA_ADDRESS is the peer's), if one has.
+pub(super) async fn address_holder(
+    handle: &Handle,
+    address: Ipv4Addr,
+) -> Result<Option<u32>, NetlinkError> {
+    let mut addresses = handle.address().get().execute();
+    while let Some(message) = addresses
+        .try_next()
+        .await
+        .map_err(|e| NetlinkError::from_rtnl("list addresses", e))?
+    {
+        let local = message.attributes.iter().any(
+            |attribute| matches!(attribute, AddressAttribute::Local(ip) if *ip == IpAddr::V4(address)),
+        );
+        if local {
+            return Ok(Some(message.header.index));
+        }
+    }
+    Ok(None)
 }
 
 /// Adds `default via gateway dev <index>` to the main table.
@@ -46,32 +66,4 @@ pub(super) async fn add_default_route(
         .map_err(|e| {
             NetlinkError::from_rtnl(format!("add a default route via {gateway} dev {name}"), e)
         })
-}
-
-/// ifindex of the interface the kernel would send a packet to `to` through: the route lookup
-/// `ip route get` does (RTM_GETROUTE for one destination), not a dump of the tables, so policy
-/// routing and the local table count.
-pub(super) async fn output_ifindex(handle: &Handle, to: Ipv4Addr) -> Result<u32, NetlinkError> {
-    let mut question = RouteMessage::default();
-    question.header.address_family = AddressFamily::Inet;
-    question.header.destination_prefix_length = 32;
-    question
-        .attributes
-        .push(RouteAttribute::Destination(RouteAddress::Inet(to)));
-    let op = || format!("look up the route to {to}");
-    let answers = ask(handle, RouteNetlinkMessage::GetRoute(question))
-        .await
-        .map_err(|e| NetlinkError::from_rtnl(op(), e))?;
-    answers
-        .iter()
-        .filter_map(|answer| match answer {
-            RouteNetlinkMessage::NewRoute(route) => Some(route),
-            _ => None,
-        })
-        .flat_map(|route| &route.attributes)
-        .find_map(|attribute| match attribute {
-            RouteAttribute::Oif(index) => Some(*index),
-            _ => None,
-        })
-        .ok_or_else(|| NetlinkError::protocol(op(), "the route has no output interface"))
 }

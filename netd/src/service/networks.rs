@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use netd_store::{
     Backend, KeyValue, keys,
+    options::{Frontend, NetworkOptions},
     schema::{
         self, DRIVER_MACVLAN, DRIVER_OVERLAY, NetworkRecord, SCHEMA_VERSION, SubnetRecord,
         VNI_FIRST_AUTO, VNI_MAX,
@@ -55,6 +56,20 @@ fn build_subnets(specs: &[SubnetSpec]) -> Result<Vec<SubnetRecord>, ServiceError
         .collect()
 }
 
+/// A value given both as a field (`--vni`) and as an option (`-o vni=`): the two must agree.
+fn either<T: PartialEq + std::fmt::Display>(
+    field: Option<T>,
+    option: Option<T>,
+    what: &str,
+) -> Result<Option<T>, ServiceError> {
+    match (field, option) {
+        (Some(a), Some(b)) if a != b => Err(ServiceError::invalid(format!(
+            "{what} is given twice, as {a} and {b}"
+        ))),
+        (field, option) => Ok(field.or(option)),
+    }
+}
+
 fn exists(name: &str) -> ServiceError {
     ServiceError::already_exists(format!("network {name:?} already exists"))
 }
@@ -81,6 +96,15 @@ impl Service {
                 "a network needs at least one --subnet",
             ));
         }
+        // Every option is read here, whoever sent the request: `-o mtu=` and `-o vni=` are
+        // the same as the fields, an unknown key is refused.
+        let parsed = NetworkOptions::parse(
+            options.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            Frontend::Netd,
+        )
+        .map_err(|e| ServiceError::invalid(e.to_string()))?;
+        let mtu = either(mtu, parsed.mtu, "the MTU")?;
+        let vni = either(vni, parsed.vni, "the VNI")?;
         let mut record = NetworkRecord {
             version: SCHEMA_VERSION,
             name: name.clone(),
@@ -88,7 +112,7 @@ impl Service {
             vni: vni.unwrap_or(VNI_FIRST_AUTO),
             subnets: build_subnets(&subnets)?,
             mtu,
-            options: options.into_iter().collect(),
+            options: parsed.record,
         };
         record
             .validate(&name)

@@ -54,12 +54,6 @@ pub(super) async fn add(
 }
 
 async fn endpoint_add(service: &Service, add: AddEndpoint) -> Result<Endpoint, ServiceError> {
-    if add.ifname.is_empty() || add.ifname.len() > 15 || add.ifname.contains('/') {
-        return Err(ServiceError::invalid(format!(
-            "invalid interface name {:?} (1 to 15 characters)",
-            add.ifname
-        )));
-    }
     let mac = add
         .mac
         .as_deref()
@@ -75,7 +69,7 @@ async fn endpoint_add(service: &Service, add: AddEndpoint) -> Result<Endpoint, S
             mac,
             plumbing: Plumbing::Namespace {
                 netns,
-                ifname: add.ifname,
+                ifname: add.ifname.into(),
             },
             // Namespaces resolve each other by endpoint name.
             names: vec![add.name.clone()],

@@ -122,6 +122,7 @@ fn status(daemon: &Daemon, member: Option<String>) -> Status {
         host: daemon.options.host_name.clone(),
         vtep: daemon.options.advertise,
         uplink: daemon.uplink.clone(),
+        uplink_source: Some(daemon.uplink_source),
         uplink_mtu: daemon.uplink_mtu,
         kernel: KernelStatus {
             tc_attach: daemon.tc_attach.name().to_string(),
