@@ -296,15 +296,7 @@ impl Cluster {
         )?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
-        let (head, body) = answer
-            .split_once("\r\n\r\n")
-            .with_context(|| format!("no end of headers in {answer:?}"))?;
-        let code = head
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("no status in {head:?}"))?;
-        Ok((code, body.to_string()))
+        status_and_body(&answer)
     }
 
     /// A new container namespace (removed with the cluster).
@@ -343,6 +335,11 @@ pub fn http(
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the HTTP client thread panicked"))??;
+    status_and_body(&answer)
+}
+
+/// The status code and the body of an HTTP/1.1 answer read until the server closed.
+fn status_and_body(answer: &str) -> anyhow::Result<(u16, String)> {
     let (head, body) = answer
         .split_once("\r\n\r\n")
         .with_context(|| format!("no end of headers in {answer:?}"))?;
