@@ -353,6 +353,17 @@ impl NetworkRecord {
         Ok(())
     }
 
+    /// The MACs of an overlay network's gateways (derived from their addresses, as endpoints'
+    /// are); a macvlan network's gateway is a router on the LAN with a MAC of its own.
+    pub fn gateway_macs(&self) -> impl Iterator<Item = Mac> + '_ {
+        let overlay = self.driver == DRIVER_OVERLAY;
+        self.subnets
+            .iter()
+            .filter(move |_| overlay)
+            .filter_map(|s| s.gateway)
+            .map(Mac::from_ipv4)
+    }
+
     /// The macvlan options of a macvlan network (`None` for overlay networks).
     pub fn macvlan(&self) -> Option<MacvlanSpec> {
         if self.driver != DRIVER_MACVLAN {
@@ -461,7 +472,7 @@ impl EndpointRecord {
         host: Option<&HostRecord>,
     ) -> Result<(), SchemaError> {
         self.validate_own(key_id)?;
-        validate_placement(self.ip, self.vtep_ip, &self.host, network, host)
+        validate_placement(self.ip, self.mac, self.vtep_ip, &self.host, network, host)
     }
 
     /// What the record alone must satisfy: its name matches its key, its MAC is unicast.
@@ -488,10 +499,12 @@ impl EndpointRecord {
     }
 }
 
-/// An endpoint's address must lie in its network, and its VTEP must be that of the host that
-/// publishes it (`host`: that host's record, `None` when it is not registered).
+/// An endpoint's address must lie in its network, its MAC must not be one of the network's
+/// gateways, and its VTEP must be that of the host that publishes it (`host`: that host's
+/// record, `None` when it is not registered).
 pub fn validate_placement(
     ip: Ipv4Addr,
+    mac: Mac,
     vtep: Ipv4Addr,
     host_name: &str,
     network: &NetworkRecord,
@@ -513,6 +526,14 @@ pub fn validate_placement(
             )));
         }
         Some(_) => {}
+    }
+    // The gateway's MAC would draw the network's cross-subnet traffic to the endpoint, and
+    // its removal would take the gateway's entry with it.
+    if network.gateway_macs().any(|g| g == mac) {
+        return Err(invalid(format!(
+            "MAC {mac} is the gateway's of network {}",
+            network.name
+        )));
     }
     match host {
         None => Err(invalid(format!("host {host_name:?} is not registered"))),

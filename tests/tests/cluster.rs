@@ -1328,6 +1328,85 @@ fn an_interface_name_the_kernel_would_misread_is_refused_and_changes_nothing() {
     c.containers[k].ip(&["link", "show", "eth0"]).unwrap();
 }
 
+/// `endpoint add --mac` with the gateway's MAC is refused in one line; the gateway keeps
+/// answering, and the same add with a MAC of its own works (the control).
+#[test]
+fn an_endpoint_may_not_take_its_gateways_mac() {
+    let mut c = Cluster::new("gwm", 1, StoreKind::Etcd, None).unwrap();
+    c.netd(
+        0,
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.89.0.0/24",
+            "--gateway",
+            "10.89.0.254",
+            "n",
+        ],
+    )
+    .unwrap();
+    let k = c.container().unwrap();
+    let netns = c.containers[k].name.clone();
+    let gateway_mac = netd_store::schema::Mac::from_ipv4(Ipv4Addr::new(10, 89, 0, 254)).to_string();
+    let add = |mac: &str| {
+        vec![
+            "endpoint",
+            "add",
+            "--network",
+            "n",
+            "--netns",
+            &netns,
+            "--mac",
+            mac,
+            "e1",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    };
+    let args = add(&gateway_mac);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, e) = c.netd_error(0, &args).unwrap();
+    assert_eq!(code, ErrorKind::Invalid.exit_code(), "{e}");
+    assert_eq!(
+        e.trim(),
+        format!("netd: MAC {gateway_mac} is the gateway's of network \"n\"")
+    );
+    let endpoints: Vec<Endpoint> = c.netd_as(0, &["endpoint", "ls"]).unwrap();
+    assert!(endpoints.is_empty(), "{endpoints:?}");
+
+    let args = add("02:00:00:00:89:01");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.netd(0, &args).unwrap();
+    ping(&c, k, "10.89.0.254").unwrap();
+}
+
+/// A network on multicast, loopback or link-local addresses (169.254.53.53 is netd's DNS)
+/// cannot work: it is refused, naming the range; a private subnet is the control.
+#[test]
+fn subnets_that_are_multicast_loopback_or_link_local_are_refused() {
+    let c = Cluster::new("sub", 1, StoreKind::Etcd, None).unwrap();
+    for (subnet, what) in [
+        ("224.1.0.0/24", "multicast"),
+        ("127.1.0.0/24", "loopback"),
+        ("169.254.53.0/24", "link-local"),
+    ] {
+        let (code, e) = c
+            .netd_error(0, &["network", "create", "--subnet", subnet, "bad"])
+            .unwrap();
+        assert_eq!(code, ErrorKind::Invalid.exit_code(), "{e}");
+        assert!(e.contains(what) && e.lines().count() == 1, "{subnet}: {e}");
+    }
+    let networks: Vec<Network> = c.netd_as(0, &["network", "ls"]).unwrap();
+    assert!(networks.is_empty(), "{networks:?}");
+    c.netd(
+        0,
+        &["network", "create", "--subnet", "10.90.0.0/24", "good"],
+    )
+    .unwrap();
+}
+
 /// `-o mut=1200` (a typo for mtu) must not create a network as if nothing was said.
 #[test]
 fn an_unknown_option_is_refused_naming_the_known_ones() {
@@ -1388,6 +1467,8 @@ mod monitor {
         sync::mpsc,
         time::Instant,
     };
+
+    use std::os::unix::process::CommandExt as _;
 
     use netd_tests::pkt;
     use serde_json::Value;
@@ -1469,6 +1550,66 @@ mod monitor {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    /// A process group that holds a lock until dropped (flock(1) runs its command as a child:
+    /// both go).
+    struct LockHolder(Child);
+
+    impl Drop for LockHolder {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) of the process group this value's child leads.
+            unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Any user could create and hold netd monitor's lock file in world-writable /run/lock,
+    /// keeping every monitor out. Now the lock is the pin directory's (root's alone): a user's
+    /// lock file changes nothing, and a second monitor is still refused (the control).
+    #[test]
+    fn an_unprivileged_user_cannot_lock_the_monitor_out() {
+        let c = Cluster::new("mol", 1, StoreKind::Embedded, None).unwrap();
+        let pins = c.hosts[0].pin_dir.to_string_lossy().into_owned();
+        let name: String = pins
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+            .collect();
+        let lock = std::path::PathBuf::from(format!("/run/lock/netd-monitor{name}.lock"));
+        // The lock file an earlier netd took, made and held by user nobody.
+        let holder = LockHolder(
+            std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "flock"])
+                .arg(&lock)
+                .args(["sleep", "120"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
+        netd_tests::wait_until(
+            Duration::from_secs(5),
+            || {
+                let free = std::process::Command::new("flock")
+                    .args(["-n"])
+                    .arg(&lock)
+                    .arg("true")
+                    .status()
+                    .ok()?
+                    .success();
+                (!free).then_some(())
+            },
+            "user nobody to hold the old lock file",
+        )
+        .unwrap();
+        let first = Monitor::start(&c, 0, &[]);
+        let (code, said) = c.netd_error(0, &["monitor"]).unwrap();
+        assert_eq!(code, ErrorKind::InUse.exit_code(), "{said}");
+        assert!(said.contains("another netd monitor is reading"), "{said}");
+        first.stop();
+        drop(holder);
+        let _ = std::fs::remove_file(&lock);
     }
 
     /// Drops show up with their reason, endpoint and network within a second, a flood beyond

@@ -83,39 +83,25 @@ impl MonitorError {
 
 /// Takes the one reader's place of the datapath pinned in `pin_dir`: a ring buffer has one
 /// consumer position, and two readers moving it would lose and garble each other's events.
+/// The lock is the pin directory's own, which netd keeps root's alone (0700): a lock file in a
+/// world-writable directory (/run/lock) let any user hold it and keep every monitor out.
 /// The lock goes with the process (also on kill -9).
 fn take_reader_lock(pin_dir: &Path) -> Result<std::fs::File, MonitorError> {
-    let dir = Path::new("/run/lock");
-    std::fs::create_dir_all(dir).map_err(|source| MonitorError::Lock {
-        path: dir.into(),
+    let dir = std::fs::File::open(pin_dir).map_err(|source| MonitorError::Lock {
+        path: pin_dir.into(),
         source,
     })?;
-    let name: String = pin_dir
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let path = dir.join(format!("netd-monitor{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| MonitorError::Lock {
-            path: path.clone(),
-            source,
-        })?;
     // SAFETY: flock(2) on a descriptor this function owns.
     if unsafe {
         libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
             libc::LOCK_EX | libc::LOCK_NB,
         )
     } != 0
     {
         return Err(MonitorError::AnotherReader(pin_dir.into()));
     }
-    Ok(file)
+    Ok(dir)
 }
 
 /// How often the switches are renewed and the lost-event counters read.

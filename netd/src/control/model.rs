@@ -580,7 +580,7 @@ impl Model {
         if host.is_none() {
             return Err(Invalid::HostGone);
         }
-        schema::validate_placement(record.ip, record.vtep, &record.host, net, host)
+        schema::validate_placement(record.ip, record.mac, record.vtep, &record.host, net, host)
             .map_err(|e| Invalid::Other(e.to_string()))?;
         Ok(record)
     }

@@ -95,6 +95,12 @@ impl Service {
                     "MAC {m} is not a unicast address"
                 )));
             }
+            if network.gateway_macs().any(|g| g == m) {
+                return Err(ServiceError::invalid(format!(
+                    "MAC {m} is the gateway's of network {:?}",
+                    network.name
+                )));
+            }
             if self.control.mac_in_use(&network.name, m).await? {
                 return Err(ServiceError::in_use(format!(
                     "MAC {m} is already used in network {:?}",

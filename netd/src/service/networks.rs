@@ -30,12 +30,47 @@ fn parse_ip(text: &str, what: &str) -> Result<Ipv4Addr, ServiceError> {
     })
 }
 
+/// Address ranges a network's subnet may not touch: packets to them never reach an endpoint
+/// (or, link-local, collide with netd's DNS address, 169.254.53.53).
+const UNUSABLE: [(Ipv4Net, &str); 5] = [
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(0, 0, 0, 0), 8),
+        "\"this network\"",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8),
+        "loopback",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16),
+        "link-local",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4),
+        "multicast",
+    ),
+    (
+        Ipv4Net::new_assert(Ipv4Addr::new(240, 0, 0, 0), 4),
+        "reserved",
+    ),
+];
+
+fn check_usable(subnet: Ipv4Net) -> Result<Ipv4Net, ServiceError> {
+    let overlaps = |range: &Ipv4Net| range.contains(&subnet.network()) || subnet.contains(range);
+    match UNUSABLE.iter().find(|(range, _)| overlaps(range)) {
+        Some((range, what)) => Err(ServiceError::invalid(format!(
+            "subnet {subnet} is {what} ({range}): no endpoint can use it"
+        ))),
+        None => Ok(subnet),
+    }
+}
+
 fn build_subnets(specs: &[SubnetSpec]) -> Result<Vec<SubnetRecord>, ServiceError> {
     specs
         .iter()
         .map(|s| {
             Ok(SubnetRecord {
-                subnet: parse_cidr(&s.subnet, "subnet")?,
+                subnet: check_usable(parse_cidr(&s.subnet, "subnet")?)?,
                 gateway: s
                     .gateway
                     .as_deref()
@@ -226,5 +261,33 @@ impl Service {
             self.store.delete_all(chunk).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_unusable_range_is_named() {
+        for (subnet, what) in [
+            ("224.1.0.0/16", "multicast"),
+            ("127.0.0.0/24", "loopback"),
+            ("169.254.53.0/24", "link-local"),
+            ("0.0.0.0/0", "\"this network\""),
+            ("240.0.0.0/8", "reserved"),
+        ] {
+            let e = check_usable(subnet.parse().unwrap()).unwrap_err();
+            assert!(e.to_string().contains(what), "{subnet}: {e}");
+        }
+        // The control: private ranges next to them are fine.
+        for subnet in [
+            "10.0.0.0/8",
+            "172.31.0.0/16",
+            "169.253.0.0/16",
+            "223.255.0.0/16",
+        ] {
+            assert!(check_usable(subnet.parse().unwrap()).is_ok(), "{subnet}");
+        }
     }
 }

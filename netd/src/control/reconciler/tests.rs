@@ -951,3 +951,52 @@ fn a_macvlan_parent_is_hooked_and_made_promiscuous_while_a_network_uses_it() {
     h.detach("lan", "m2").unwrap();
     assert!(h.reconciler.kernel.links[parent].promisc);
 }
+
+/// A record that takes its network's gateway MAC (written by a host gone rogue, or straight
+/// into the store) is never programmed: the gateway keeps its entry while the record is there
+/// and after it goes.
+#[test]
+fn an_endpoint_may_not_take_its_gateways_mac() {
+    let mut h = Host::new(FakeKernel::default(), &[("n", "mine")]);
+    h.put(
+        keys::network("n"),
+        network_with_gateway("n", VNI, "10.1.0.254"),
+    );
+    h.put(keys::host(ME), host(VTEP_A));
+    h.put(keys::host("b"), host(VTEP_B));
+    h.put(keys::endpoint("n", "mine"), ep("mine", "10.1.0.1", ME));
+    h.list();
+    assert_eq!(
+        h.maps().fdb.get(&fdb("10.1.0.254")),
+        Some(&FdbEntry::gateway())
+    );
+
+    let mut rogue: netd_store::schema::EndpointRecord =
+        netd_store::schema::decode(&ep("rogue", "10.1.0.7", "b")).unwrap();
+    rogue.mac = Mac::from_ipv4("10.1.0.254".parse().unwrap());
+    let events = vec![h.put(
+        keys::endpoint("n", "rogue"),
+        netd_store::schema::encode(&rogue),
+    )];
+    h.events(events);
+    let maps = h.maps();
+    assert_eq!(maps, h.expected());
+    assert_eq!(maps.fdb.get(&fdb("10.1.0.254")), Some(&FdbEntry::gateway()));
+    assert!(!h.endpoint_ids().contains(&"rogue".to_string()));
+
+    let events = vec![h.delete(keys::endpoint("n", "rogue"))];
+    h.events(events);
+    let maps = h.maps();
+    assert_eq!(maps.fdb.get(&fdb("10.1.0.254")), Some(&FdbEntry::gateway()));
+    assert_eq!(
+        maps.neigh.get(&neigh("10.1.0.254")).map(|n| n.mac),
+        Some(mac("10.1.0.254"))
+    );
+    // The control: a peer with a MAC of its own is programmed in the same setup.
+    let events = vec![h.put(keys::endpoint("n", "peer"), ep("peer", "10.1.0.8", "b"))];
+    h.events(events);
+    assert_eq!(
+        h.maps().fdb.get(&fdb("10.1.0.8")),
+        Some(&FdbEntry::remote([192, 168, 0, 2]))
+    );
+}
