@@ -851,6 +851,53 @@ fn ports_outbound_and_names_work_as_on_dockers_overlay(engine: Engine) {
     .unwrap_or_else(|e| panic!("tomcat still resolves: {e}"));
 }
 
+/// Sends SIGCONT to a stopped dockerd when dropped, so that a failed test still leaves an
+/// engine its fixture can stop.
+struct Stopped(libc::pid_t);
+
+impl Stopped {
+    fn new(pid: u32) -> Self {
+        let pid = libc::pid_t::try_from(pid).unwrap();
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        Self(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// A dockerd that stops answering (SIGSTOP: its socket still accepts connections) must not
+/// hold netd's calls for ever: they time out, `netd status` says so, and netd follows the
+/// engine again once it answers. netd's own client, so one engine is enough.
+#[test]
+fn engine_api_calls_time_out_when_dockerd_hangs() {
+    let dc = docker_cluster("dh", Engine::V26);
+    let docker = |dc: &DockerCluster| -> Option<String> {
+        let s: Status = dc.c.netd_as(0, &["status"]).ok()?;
+        Some(s.docker)
+    };
+    let hung = Stopped::new(dc.dockers[0].dockerd_pid().unwrap());
+    let said = netd_tests::wait_until(
+        Duration::from_secs(45),
+        || docker(&dc).filter(|d| d.starts_with("unreachable") && d.contains("did not answer")),
+        "netd to give up on the hung engine",
+    )
+    .unwrap();
+    assert!(said.contains("within 10 s"), "{said}");
+    drop(hung);
+    netd_tests::wait_until(
+        Duration::from_secs(30),
+        || docker(&dc).filter(|d| d.starts_with("connected")),
+        "netd to follow the engine again",
+    )
+    .unwrap();
+}
+
 /// Every test above, once per engine: Debian's 20.10 and trixie's 26.1.
 macro_rules! on_each_engine {
     ($($name:ident),* $(,)?) => {

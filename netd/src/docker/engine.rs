@@ -3,7 +3,11 @@
 //! `/var/run/docker.sock`. HTTP/1.1 is hyper's, one connection per call over the unix socket;
 //! `/events` is read frame by frame as the Engine streams it.
 
-use std::path::{Path, PathBuf};
+use std::{
+    future::Future,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{
@@ -20,6 +24,10 @@ use tokio::net::UnixStream;
 const FALLBACK_API: &str = "1.41";
 /// Largest answer read, and longest event line (the Engine's are a few KB).
 const MAX_BODY: usize = 4 << 20;
+/// How long one call (connect, request, whole answer) may take. The Engine answers in
+/// milliseconds; one that does not answer at all is stuck, possibly waiting on netd's own
+/// plugin answer: netd must not wait on it for ever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -43,6 +51,22 @@ pub enum EngineError {
     Json(String),
     #[error("Docker engine closed the event stream")]
     Closed,
+    #[error("Docker engine did not answer {what} within {} s", CALL_TIMEOUT.as_secs())]
+    Timeout { what: String },
+}
+
+/// `work` (a call to the Engine about `what`), given up after [`CALL_TIMEOUT`].
+async fn within<T>(
+    what: &str,
+    work: impl Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    tokio::time::timeout(CALL_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(EngineError::Timeout {
+                what: what.to_string(),
+            })
+        })
 }
 
 #[derive(Clone, Debug)]
@@ -143,10 +167,15 @@ impl Engine {
         body: Option<&Value>,
     ) -> Result<Value, EngineError> {
         let body = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let api = self.api().await?;
-        let answer = self.send(method, &format!("{api}{path}"), body).await?;
-        let status = answer.status();
-        let raw = read_body(answer.into_body()).await?;
+        let (status, raw) = within(&format!("{method} {path}"), async {
+            let api = self.api().await?;
+            let answer = self
+                .send(method.clone(), &format!("{api}{path}"), body)
+                .await?;
+            let status = answer.status();
+            Ok((status, read_body(answer.into_body()).await?))
+        })
+        .await?;
         let value = if raw.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
@@ -163,10 +192,17 @@ impl Engine {
         if let Ok(mut slot) = self.api.lock() {
             *slot = None;
         }
-        let answer = self.send(Method::GET, "/_ping", None).await?;
-        if answer.status() != StatusCode::OK {
+        let answer = within("GET /_ping", async {
+            let answer = self.send(Method::GET, "/_ping", None).await?;
+            // The body too: an Engine that sends the head and then hangs is no better.
+            let status = answer.status();
+            read_body(answer.into_body()).await?;
+            Ok::<_, EngineError>(status)
+        })
+        .await?;
+        if answer != StatusCode::OK {
             return Err(EngineError::Status {
-                status: answer.status().as_u16(),
+                status: answer.as_u16(),
                 message: "ping failed".into(),
             });
         }
@@ -234,12 +270,15 @@ impl Engine {
 
     /// Container and network events from now on.
     pub async fn events(&self) -> Result<EventStream, EngineError> {
-        let api = self.api().await?;
         // {"type":["container","network"]}
         let filter = "%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%7D";
-        let answer = self
-            .send(Method::GET, &format!("{api}/events?filters={filter}"), None)
-            .await?;
+        // The answer's head within the deadline; its body streams for as long as it lasts.
+        let answer = within("GET /events", async {
+            let api = self.api().await?;
+            self.send(Method::GET, &format!("{api}/events?filters={filter}"), None)
+                .await
+        })
+        .await?;
         let status = answer.status();
         if status != StatusCode::OK {
             let raw = read_body(answer.into_body()).await?;
