@@ -1407,6 +1407,59 @@ fn subnets_that_are_multicast_loopback_or_link_local_are_refused() {
     .unwrap();
 }
 
+/// /metrics has no authentication: a daemon that serves it beyond loopback says so in its
+/// log; one on loopback (the control, same run) does not.
+#[test]
+fn metrics_bound_off_loopback_are_said_in_the_log() {
+    let c = Cluster::new_with("mtw", 2, StoreKind::Embedded, None, |i, _| {
+        // Inside each host's namespace: the uplink's address, or loopback.
+        let address = if i == 0 {
+            "0.0.0.0:9464"
+        } else {
+            "127.0.0.1:9464"
+        };
+        Ok(vec![
+            "--no-docker".to_string(),
+            "--metrics-address".to_string(),
+            address.to_string(),
+        ])
+    })
+    .unwrap();
+    let log = |i: usize| std::fs::read_to_string(&c.hosts[i].log).unwrap();
+    let warning = "serving /metrics beyond this host, without authentication";
+    assert!(log(0).contains(warning), "{}", log(0));
+    assert!(!log(1).contains(warning), "{}", log(1));
+}
+
+/// The local API reads request heads with hyper's bound: a 1 MiB header line is refused and
+/// the daemon goes on answering (the hand-written parser it replaced read lines unbounded).
+#[test]
+fn http_header_lines_are_bounded() {
+    use std::io::{Read as _, Write as _};
+    let c = Cluster::new("hdr", 1, StoreKind::Embedded, None).unwrap();
+    let socket = c.hosts[0].run_dir.join(netd::api::SOCKET_NAME);
+    let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let long = "x".repeat(1 << 20);
+    // The server may stop reading (and close) before the whole line is sent.
+    let _ = write!(
+        stream,
+        "GET /v1/status HTTP/1.1\r\nHost: netd\r\nX-Long: {long}\r\n\r\n"
+    );
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..answer.len().min(200)]
+    );
+    // The control: the daemon still answers a request with short headers.
+    let status: Status = c.netd_as(0, &["status"]).unwrap();
+    assert_eq!(status.host, "h1");
+}
+
 /// `-o mut=1200` (a typo for mtu) must not create a network as if nothing was said.
 #[test]
 fn an_unknown_option_is_refused_naming_the_known_ones() {

@@ -32,9 +32,20 @@ const MAX_CONNECTIONS: usize = 16;
 
 /// Binds at start, so that a port in use stops the daemon with a clear error.
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address)
+    let listener = TcpListener::bind(address)
         .await
-        .with_context(|| format!("cannot listen on {address}"))
+        .with_context(|| format!("cannot listen on {address}"))?;
+    // /metrics has no authentication: off loopback it is the network's to read, which an
+    // operator may want (a Prometheus elsewhere) but should not get without a word.
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            %address,
+            "serving /metrics beyond this host, without authentication: whoever reaches it reads \
+             this host's networks, map fill and traffic counters (a loopback --metrics-address \
+             keeps it local)"
+        );
+    }
+    Ok(listener)
 }
 
 /// Serves until the daemon stops; only a broken listener ends it (an error, for `supervise`).
