@@ -30,6 +30,12 @@ pub enum IpamError {
     Store(#[from] StoreError),
 }
 
+/// The owner recorded in the claims of addresses a host handed to Docker (a namespace
+/// endpoint's claim is owned by the endpoint's name).
+pub fn docker_owner(host: &str) -> String {
+    format!("docker:{host}")
+}
+
 /// Claims `requested`, or the first free address of the network's pools, for `endpoint_id`.
 pub async fn allocate(
     store: &Store,

@@ -1460,6 +1460,72 @@ fn http_header_lines_are_bounded() {
     assert_eq!(status.host, "h1");
 }
 
+/// A host gone for good left its endpoint records and address claims, and `network rm` was
+/// refused for ever. `netd host rm` removes them once its lease has ended (refused before),
+/// and only its own: the live host's endpoint and claims stay (the control). The short
+/// --lease-ttl only shortens the wait for the lease to end.
+#[test]
+fn nothing_cleans_up_after_a_dead_host_until_host_rm() {
+    let mut c = Cluster::new("hrm", 2, StoreKind::Etcd, 2).unwrap();
+    c.netd(0, &["network", "create", "--subnet", "10.91.0.0/24", "n"])
+        .unwrap();
+    let (k1, k2) = (c.container().unwrap(), c.container().unwrap());
+    let a = add(&c, 0, "n", k1, "a", &[]);
+    add(&c, 1, "n", k2, "b", &[]);
+    // Addresses each host handed to Docker, as its IPAM driver claims them.
+    let docker_ip = |last: u8| Ipv4Addr::new(10, 91, 0, last);
+    c.store_put(&netd_store::keys::ipam("n", docker_ip(50)), b"docker:h1")
+        .unwrap();
+    c.store_put(&netd_store::keys::ipam("n", docker_ip(51)), b"docker:h2")
+        .unwrap();
+
+    let (code, e) = c.netd_error(0, &["host", "rm", "h2"]).unwrap();
+    assert_eq!(code, ErrorKind::InUse.exit_code(), "{e}");
+    assert!(e.contains("host \"h2\" is alive"), "{e}");
+
+    c.hosts[1].kill();
+    netd_tests::wait_until(
+        Duration::from_secs(15),
+        || {
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (status.hosts.len() == 1).then_some(())
+        },
+        "host 2's lease to end",
+    )
+    .unwrap();
+    let (code, e) = c.netd_error(0, &["network", "rm", "n"]).unwrap();
+    assert_eq!(code, ErrorKind::InUse.exit_code(), "{e}");
+
+    let removed: netd::api::RemovedHost = c.netd_as(0, &["host", "rm", "h2"]).unwrap();
+    assert_eq!((removed.endpoints, removed.claims), (1, 2), "{removed:?}");
+    let claims = c
+        .with_store(|store| async move {
+            use netd_store::Backend as _;
+            let listing = store.list(netd_store::keys::IPAM).await?;
+            Ok(listing
+                .kvs
+                .into_iter()
+                .map(|kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned()))
+                .collect::<Vec<_>>())
+        })
+        .unwrap();
+    assert_eq!(
+        claims,
+        [
+            (netd_store::keys::ipam("n", a.ip), "a".to_string()),
+            (
+                netd_store::keys::ipam("n", docker_ip(50)),
+                "docker:h1".to_string()
+            ),
+        ]
+    );
+    let endpoints: Vec<Endpoint> = c.netd_as(0, &["endpoint", "ls"]).unwrap();
+    let names: Vec<&str> = endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["a"]);
+    c.netd(0, &["endpoint", "rm", "a"]).unwrap();
+    c.netd(0, &["network", "rm", "n"]).unwrap();
+}
+
 /// `-o mut=1200` (a typo for mtu) must not create a network as if nothing was said.
 #[test]
 fn an_unknown_option_is_refused_naming_the_known_ones() {

@@ -13,7 +13,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::net::UnixStream;
 
 use super::{
-    AddEndpoint, ApiError, CreateNetwork, Endpoint, ErrorKind, Network, Removed, Status, routes,
+    AddEndpoint, ApiError, CreateNetwork, Endpoint, ErrorKind, Network, Removed, RemovedHost,
+    Status, routes,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,11 @@ impl Client {
 
     pub async fn remove_network(&self, name: &str) -> Result<Removed, ClientError> {
         let path = format!("{}/{}", routes::NETWORKS, encode(name));
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    pub async fn remove_host(&self, name: &str) -> Result<RemovedHost, ClientError> {
+        let path = routes::HOST.replace("{name}", &encode(name));
         self.call(Method::DELETE, &path, None::<&()>).await
     }
 

@@ -44,6 +44,7 @@ pub mod routes {
     pub const NETWORK: &str = "/v1/networks/{name}";
     pub const ENDPOINTS: &str = "/v1/endpoints";
     pub const ENDPOINT: &str = "/v1/endpoints/{name}";
+    pub const HOST: &str = "/v1/hosts/{name}";
     pub const STATUS: &str = "/v1/status";
 }
 

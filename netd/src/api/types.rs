@@ -123,6 +123,17 @@ pub struct Removed {
     pub network: Option<String>,
 }
 
+/// The answer of `host rm`: what a host that is gone left, now removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedHost {
+    /// The host's name.
+    pub removed: String,
+    /// Its endpoint records.
+    pub endpoints: usize,
+    /// Address claims released: its endpoints' and those it handed to Docker.
+    pub claims: usize,
+}
+
 /// The state of one of the daemon's links (the store watch, the host lease, Docker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,6 +2,7 @@
 
 mod daemon;
 mod endpoint;
+mod host;
 mod maps;
 mod monitor;
 mod network;
@@ -56,6 +57,9 @@ enum Command {
     Endpoint(endpoint::EndpointCommand),
     /// The daemon's view: store connection, hosts, endpoints, map fill levels.
     Status,
+    /// Clean up after hosts that are gone.
+    #[command(subcommand)]
+    Host(host::HostCommand),
     /// Inspect the datapath's pinned maps (works while the daemon is down).
     #[command(subcommand)]
     Maps(maps::MapsCommand),
@@ -135,6 +139,7 @@ pub fn run() -> ExitCode {
         Command::Network(cmd) => client(network::run(cmd, &ctx)),
         Command::Endpoint(cmd) => client(endpoint::run(cmd, &ctx)),
         Command::Status => client(status::run(&ctx)),
+        Command::Host(cmd) => client(host::run(cmd, &ctx)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

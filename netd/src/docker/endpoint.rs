@@ -6,12 +6,11 @@ use std::{net::Ipv4Addr, time::Instant};
 
 use anyhow::{anyhow, bail};
 use netd_store::{
-    Backend, keys,
+    Backend, ipam, keys,
     schema::{self, EndpointRecord, Mac, NetworkRecord, SubnetRecord},
 };
 
 use super::{
-    ipam::docker_claim,
     lock::lock,
     protocol::{
         self, CreateEndpointRequest, CreateEndpointResponse, Empty, EndpointInterface,
@@ -171,7 +170,7 @@ impl DockerState {
         };
         // Docker's addresses are claimed in this host's name (request_address): released only
         // while that claim still stands, never one another host has taken since.
-        let owner = docker_claim(&self.service.host.name);
+        let owner = ipam::docker_owner(&self.service.host.name);
         self.service
             .endpoint_withdraw(network, eid, ip.map(|ip| (ip, owner.as_str())))
             .await?;

@@ -28,11 +28,6 @@ use super::{
     state::DockerState,
 };
 
-/// IPAM claim value of addresses handed to Docker on a host.
-pub(super) fn docker_claim(host: &str) -> String {
-    format!("docker:{host}")
-}
-
 /// How long `RequestPool` waits for the name of a Docker network being created whose pool
 /// overlaps, to name it in the refusal (netd learns a name just after `CreateNetwork`).
 const NAME_WAIT: Duration = Duration::from_secs(3);
@@ -200,7 +195,7 @@ impl DockerState {
         let ip = ipam::allocate(
             &self.service.store,
             &network,
-            &docker_claim(&self.service.host.name),
+            &ipam::docker_owner(&self.service.host.name),
             requested,
         )
         .await?;
@@ -224,7 +219,7 @@ impl DockerState {
         };
         if let Some(name) = network {
             // Only our own claims: the gateway (never claimed) and others' addresses stay.
-            let owner = docker_claim(&self.service.host.name);
+            let owner = ipam::docker_owner(&self.service.host.name);
             ipam::release(&self.service.store, &name, ip, &owner).await?;
         }
         Ok(Empty {})

@@ -4,6 +4,7 @@
 
 pub mod endpoints;
 mod error;
+pub mod hosts;
 mod networks;
 
 pub use error::ServiceError;

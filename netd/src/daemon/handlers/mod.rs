@@ -3,6 +3,7 @@
 //! their kind; their message is one clear sentence the CLI prints as it is.
 
 mod endpoints;
+mod hosts;
 mod networks;
 mod status;
 
@@ -26,6 +27,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         )
         .route(routes::ENDPOINTS, get(endpoints::list).post(endpoints::add))
         .route(routes::ENDPOINT, delete(endpoints::remove))
+        .route(routes::HOST, delete(hosts::remove))
         .route(routes::STATUS, get(status::get))
         .with_state(daemon)
 }
