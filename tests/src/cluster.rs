@@ -283,20 +283,11 @@ impl Cluster {
     /// the CLI would send it (the typed client cannot send what the types refuse): the status
     /// code and the body of the answer.
     pub fn api_post(&self, i: usize, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-        use std::io::{Read as _, Write as _};
-        let socket = self.hosts[i].run_dir.join(netd::api::SOCKET_NAME);
-        let mut stream = std::os::unix::net::UnixStream::connect(&socket)
-            .with_context(|| format!("connect to {}", socket.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        write!(
-            stream,
-            "POST {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer)?;
-        status_and_body(&answer)
+        post_unix(
+            &self.hosts[i].run_dir.join(netd::api::SOCKET_NAME),
+            path,
+            body,
+        )
     }
 
     /// A new container namespace (removed with the cluster).
@@ -310,6 +301,24 @@ impl Cluster {
     pub fn fdb(&self, i: usize) -> anyhow::Result<Vec<serde_json::Map<String, serde_json::Value>>> {
         self.netd_as(i, &["maps", "dump", "fdb"])
     }
+}
+
+/// `POST path` with a JSON `body` over HTTP/1.1 on the unix socket at `socket` (netd's API, or
+/// its Docker plugin socket): the status code and the body of the answer.
+pub fn post_unix(socket: &Path, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connect to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: netd\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    status_and_body(&answer)
 }
 
 /// `METHOD path` over HTTP/1.1 from inside the namespace at `netns`, without a body: the

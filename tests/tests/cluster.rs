@@ -1478,6 +1478,11 @@ fn nothing_cleans_up_after_a_dead_host_until_host_rm() {
         .unwrap();
     c.store_put(&netd_store::keys::ipam("n", docker_ip(51)), b"docker:h2")
         .unwrap();
+    c.store_put(
+        &netd_store::keys::ipam("n", docker_ip(52)),
+        b"docker:h2/e52",
+    )
+    .unwrap();
 
     let (code, e) = c.netd_error(0, &["host", "rm", "h2"]).unwrap();
     assert_eq!(code, ErrorKind::InUse.exit_code(), "{e}");
@@ -1497,7 +1502,7 @@ fn nothing_cleans_up_after_a_dead_host_until_host_rm() {
     assert_eq!(code, ErrorKind::InUse.exit_code(), "{e}");
 
     let removed: netd::api::RemovedHost = c.netd_as(0, &["host", "rm", "h2"]).unwrap();
-    assert_eq!((removed.endpoints, removed.claims), (1, 2), "{removed:?}");
+    assert_eq!((removed.endpoints, removed.claims), (1, 3), "{removed:?}");
     let claims = c
         .with_store(|store| async move {
             use netd_store::Backend as _;

@@ -851,6 +851,62 @@ fn ports_outbound_and_names_work_as_on_dockers_overlay(engine: Engine) {
     .unwrap_or_else(|e| panic!("tomcat still resolves: {e}"));
 }
 
+/// Docker's address claims were one per host: a late `ReleaseAddress` for a container gone
+/// (here sent as Docker would, after another container took the same address) deleted the
+/// live container's claim, and the next `--ip` of that address was handed out twice. Now the
+/// claim is bound to its endpoint and outlives the late release; the first, timely release
+/// (container a's) is the control.
+#[test]
+fn a_late_address_release_never_takes_a_live_containers_claim() {
+    let dc = docker_cluster("dl", Engine::V26);
+    dc.create_network(0, &["--subnet", "10.92.0.0/24", "late"])
+        .unwrap();
+    let run = |name: &str| {
+        dc.docker(
+            0,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                "late",
+                "--ip",
+                "10.92.0.10",
+                IMAGE,
+                "sleep",
+                "1000",
+            ],
+        )
+    };
+    run("late-a").unwrap();
+    dc.docker(0, &["rm", "-f", "late-a"]).unwrap();
+    run("late-b").unwrap();
+    assert_eq!(dc.ip_of(0, "late-b", "late"), "10.92.0.10");
+    // Docker's pool IDs name their subnet; netd rebuilds an unknown one from it.
+    let release = r#"{"PoolID": "netd|10.92.0.0/24||9999", "Address": "10.92.0.10"}"#;
+    let socket = dc.dockers[0].plugin_dir().join("netd.sock");
+    let (code, body) =
+        netd_tests::cluster::post_unix(&socket, "/IpamDriver.ReleaseAddress", release).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let claim =
+        dc.c.with_store(|store| async move {
+            use netd_store::Backend as _;
+            let key = netd_store::keys::ipam("late", Ipv4Addr::new(10, 92, 0, 10));
+            Ok(store
+                .get(&key)
+                .await?
+                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+        })
+        .unwrap();
+    assert!(
+        claim.is_some_and(|owner| owner.contains('/')),
+        "b's claim is gone"
+    );
+    let e = run("late-c").unwrap_err().to_string();
+    assert!(e.contains("already in use"), "{e}");
+}
+
 /// Sends SIGCONT to a stopped dockerd when dropped, so that a failed test still leaves an
 /// engine its fixture can stop.
 struct Stopped(libc::pid_t);

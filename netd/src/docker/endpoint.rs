@@ -97,7 +97,7 @@ impl DockerState {
         let published = self
             .service
             .endpoint_publish(NewEndpoint {
-                network: name,
+                network: name.clone(),
                 id: eid.clone(),
                 // Docker's IPAM call claimed it; its ReleaseAddress releases it.
                 address: Address::Given(ip),
@@ -114,6 +114,12 @@ impl DockerState {
                 return Err(e.into());
             }
         };
+        // From now on the claim is this endpoint's: a late release for an earlier container
+        // on the same address (`release_address`) leaves it.
+        let host = &self.service.host.name;
+        if !ipam::bind_docker_claim(&self.service.store, &name, ip, host, &eid).await? {
+            tracing::debug!(%ip, endpoint = %eid, "no claim of this host's to bind (an address netd did not hand out)");
+        }
         // Docker refuses an answer that restates what it gave: only a MAC it did not give.
         Ok(CreateEndpointResponse {
             interface: given_mac.is_none().then(|| EndpointInterface {
@@ -134,6 +140,27 @@ impl DockerState {
         let ip = self.endpoint_ip(&name, eid).await?;
         let own = ip.and_then(|ip| network.subnet_of(ip));
         Ok(join_answer(&network, own, &host_if))
+    }
+
+    /// The owner of `ip`'s claim if it is the endpoint `eid`'s (or, made before claims were
+    /// bound to endpoints, this host's).
+    async fn claim_of(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        eid: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let host = &self.service.host.name;
+        let claim = self.service.store.get(&keys::ipam(network, ip)).await?;
+        Ok(
+            claim.and_then(|kv| match ipam::docker_claim(host, &kv.value)? {
+                ipam::DockerClaim::Endpoint(owner) if owner == eid => {
+                    Some(ipam::docker_endpoint_owner(host, eid))
+                }
+                ipam::DockerClaim::Requested => Some(ipam::docker_owner(host)),
+                ipam::DockerClaim::Endpoint(_) => None,
+            }),
+        )
     }
 
     /// The endpoint's address, from its record (written before `CreateEndpoint` answered).
@@ -163,16 +190,25 @@ impl DockerState {
         eid: &str,
         release_address: bool,
     ) -> anyhow::Result<()> {
-        let ip = if release_address {
-            self.endpoint_ip(network, eid).await?
+        let release = if release_address {
+            match self.endpoint_ip(network, eid).await? {
+                Some(ip) => self
+                    .claim_of(network, ip, eid)
+                    .await?
+                    .map(|owner| (ip, owner)),
+                None => None,
+            }
         } else {
             None
         };
-        // Docker's addresses are claimed in this host's name (request_address): released only
-        // while that claim still stands, never one another host has taken since.
-        let owner = ipam::docker_owner(&self.service.host.name);
+        // Released only while the claim is still this endpoint's (or, made by an older netd,
+        // this host's), never one another endpoint or host has taken since.
         self.service
-            .endpoint_withdraw(network, eid, ip.map(|ip| (ip, owner.as_str())))
+            .endpoint_withdraw(
+                network,
+                eid,
+                release.as_ref().map(|(ip, owner)| (*ip, owner.as_str())),
+            )
             .await?;
         lock(&self.created).remove(eid);
         Ok(())

@@ -218,10 +218,33 @@ impl DockerState {
             None => None,
         };
         if let Some(name) = network {
-            // Only our own claims: the gateway (never claimed) and others' addresses stay.
-            let owner = ipam::docker_owner(&self.service.host.name);
-            ipam::release(&self.service.store, &name, ip, &owner).await?;
+            self.release_claim(&name, ip).await?;
         }
         Ok(Empty {})
+    }
+
+    /// Docker releases an address: its claim goes if it is this host's and no live endpoint's.
+    /// The gateway (never claimed) and others' addresses stay; so does a claim bound to an
+    /// endpoint whose record lives: that release is a late one, for an earlier container that
+    /// had the same address.
+    async fn release_claim(&self, network: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+        let store = &self.service.store;
+        let host = &self.service.host.name;
+        let Some(claim) = store.get(&keys::ipam(network, ip)).await? else {
+            return Ok(());
+        };
+        let owner = match ipam::docker_claim(host, &claim.value) {
+            None => return Ok(()),
+            Some(ipam::DockerClaim::Requested) => ipam::docker_owner(host),
+            Some(ipam::DockerClaim::Endpoint(eid)) => {
+                if store.get(&keys::endpoint(network, eid)).await?.is_some() {
+                    tracing::warn!(%ip, network, endpoint = eid, "Docker released an address a live endpoint holds: a late release for an earlier container, ignored");
+                    return Ok(());
+                }
+                ipam::docker_endpoint_owner(host, eid)
+            }
+        };
+        ipam::release(store, network, ip, &owner).await?;
+        Ok(())
     }
 }

@@ -53,16 +53,16 @@ impl Service {
             removed.endpoints += 1;
             removed.claims += deleted.saturating_sub(1);
         }
-        let docker = ipam::docker_owner(name);
+        // Addresses it handed to Docker, bound to an endpoint or not.
         for kv in self.store.list(keys::IPAM).await?.kvs {
             let Some(keys::Key::Ipam { network, ip }) = keys::parse(&kv.key) else {
                 continue;
             };
-            let Ok(ip) = ip.parse() else {
+            let (Ok(ip), Ok(owner)) = (ip.parse(), std::str::from_utf8(&kv.value)) else {
                 continue;
             };
-            if kv.value == docker.as_bytes()
-                && ipam::release(&self.store, network, ip, &docker).await?
+            if ipam::docker_claim(name, &kv.value).is_some()
+                && ipam::release(&self.store, network, ip, owner).await?
             {
                 removed.claims += 1;
             }
