@@ -106,9 +106,7 @@ fn forward_ipv4(
     if !packet::is_unicast_mac(&dst_mac) {
         return Err(DropReason::Broadcast);
     }
-    if ip.proto == IPPROTO_UDP && udp_dst_port(ctx, ip.vihl)? == config.vxlan_port {
-        return Err(DropReason::VxlanFromEndpoint);
-    }
+    refuse_vxlan(ctx, ip, config.vxlan_port)?;
     // SAFETY: copied out at once.
     let mut dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
         .ok_or(DropReason::UnknownDestination)?;
@@ -133,6 +131,21 @@ fn forward_ipv4(
         }
         _ => Err(DropReason::UnknownDestination),
     }
+}
+
+/// Containers may not send VXLAN (UDP to the VXLAN port): netd's tunnels carry only what netd
+/// encapsulated. Only a datagram's first fragment holds its UDP header; a later fragment's first
+/// bytes are payload (1-7 of them in the last fragment of some sizes, or any 2 bytes where a
+/// port would be), and the receiver's reassembly puts them behind the header checked here.
+#[inline(always)]
+fn refuse_vxlan(ctx: &TcContext, ip: &Ipv4Hdr, vxlan_port: u16) -> Result<(), DropReason> {
+    if ip.proto != IPPROTO_UDP || ip.frag_offset() != 0 {
+        return Ok(());
+    }
+    if udp_dst_port(ctx, ip.vihl)? == vxlan_port {
+        return Err(DropReason::VxlanFromEndpoint);
+    }
+    Ok(())
 }
 
 /// Destination port of a UDP packet (host order).

@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder, UdpHeader};
+use etherparse::{
+    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, PacketBuilder, UdpHeader,
+};
 
 /// An ICMP echo request frame.
 pub fn icmp_echo(
@@ -74,6 +76,44 @@ pub fn udp(
     out
 }
 
+/// One IPv4 fragment of a UDP datagram: `payload` at `offset` (in 8-byte units) of the
+/// datagram, with "more fragments" set when `more`. Only a first fragment (offset 0) starts with
+/// the UDP header, and only when `payload` does.
+pub fn udp_fragment(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = u16::try_from(payload.len()).expect("a fragment fits a frame");
+    let mut ip =
+        Ipv4Header::new(len, 64, IpNumber::UDP, src.octets(), dst.octets()).expect("valid header");
+    ip.identification = 0x2424;
+    ip.more_fragments = more;
+    ip.fragment_offset = IpFragOffset::try_new(offset).expect("13 bits");
+    ip.header_checksum = ip.calc_header_checksum();
+    ipv4_frame(src_mac, dst_mac, &ip, &[payload])
+}
+
+/// An Ethernet frame of `ip` (written as it is, checksum included) and then `rest`, in order.
+fn ipv4_frame(src_mac: [u8; 6], dst_mac: [u8; 6], ip: &Ipv4Header, rest: &[&[u8]]) -> Vec<u8> {
+    let eth = Ethernet2Header {
+        source: src_mac,
+        destination: dst_mac,
+        ether_type: EtherType::IPV4,
+    };
+    let mut out = Vec::new();
+    eth.write(&mut out).expect("Vec");
+    ip.write(&mut out).expect("Vec");
+    for part in rest {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
 /// An ARP request (who-has `target` tell `sender`).
 pub fn arp_request(sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut f = Vec::with_capacity(42);
@@ -106,11 +146,6 @@ impl Vxlan {
         vx.extend_from_slice(&self.vni.to_be_bytes()[1..]);
         vx.push(0);
         vx.extend_from_slice(inner);
-        let eth = Ethernet2Header {
-            source: self.src_mac,
-            destination: self.dst_mac,
-            ether_type: EtherType::IPV4,
-        };
         let mut ip = Ipv4Header::new(
             (UdpHeader::LEN + vx.len()) as u16,
             64,
@@ -127,12 +162,7 @@ impl Vxlan {
             length: (UdpHeader::LEN + vx.len()) as u16,
             checksum: 0,
         };
-        let mut out = Vec::new();
-        eth.write(&mut out).expect("Vec");
-        ip.write(&mut out).expect("Vec");
-        udp.write(&mut out).expect("Vec");
-        out.extend_from_slice(&vx);
-        out
+        ipv4_frame(self.src_mac, self.dst_mac, &ip, &[&udp.to_bytes(), &vx])
     }
 }
 
