@@ -1,8 +1,8 @@
 //! TC ingress on a container's host-side veth: everything the container sends.
 //!
-//! Anti-spoofing first (source MAC, then source IPv4 or ARP sender), then ARP is answered from the
-//! neighbour map, IPv4 unicast goes to a local endpoint or is encapsulated to the remote
-//! endpoint's VTEP. Everything else is dropped and counted by reason.
+//! Anti-spoofing first (source MAC, no VLAN tag, then source IPv4 or ARP sender), then ARP is
+//! answered from the neighbour map, IPv4 unicast goes to a local endpoint or is encapsulated to the
+//! remote endpoint's VTEP. Everything else is dropped and counted by reason.
 
 use aya_ebpf::{
     bindings::{
@@ -32,7 +32,7 @@ use crate::{
     deliver,
     maps::{ENDPOINTS, FDB, NEIGH, NEXTHOPS, config, count},
     redirect, room,
-    sender::checked_ipv4,
+    sender::{checked_ipv4, untagged},
     skb::{ifindex, is_gso, ptr_at},
     verdict::{DropReason, Outcome, tc_action},
 };
@@ -59,16 +59,12 @@ fn from_endpoint(ctx: &TcContext) -> Outcome {
     if eth.src_addr != endpoint.mac {
         return Err(DropReason::SpoofedMac);
     }
+    let ethertype = u16::from_be(eth.ether_type);
+    untagged(ctx, ethertype)?;
     if endpoint.flags & endpoint_flags::MACVLAN != 0 {
-        return crate::macvlan::from_endpoint(
-            ctx,
-            &endpoint,
-            ifindex,
-            u16::from_be(eth.ether_type),
-            eth.dst_addr,
-        );
+        return crate::macvlan::from_endpoint(ctx, &endpoint, ifindex, ethertype, eth.dst_addr);
     }
-    match u16::from_be(eth.ether_type) {
+    match ethertype {
         ETH_P_IP => forward_ipv4(ctx, config, &endpoint, ifindex, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
         _ => Err(DropReason::UnsupportedEthertype),

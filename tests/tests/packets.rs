@@ -10,7 +10,7 @@
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice, UdpHeader};
 use netd::datapath::Hook;
-use netd_common::packet::SRC_PORT_MIN;
+use netd_common::packet::{ETH_P_8021AD, ETH_P_8021Q, SRC_PORT_MIN};
 use netd_tests::{
     pkt,
     testrun::{
@@ -439,6 +439,24 @@ mod from_endpoint_drops {
         );
     }
 
+    /// A frame whose tag is still in its bytes (BPF_PROG_TEST_RUN cannot set the skb's VLAN
+    /// metadata, where the kernel moves a received frame's first tag: overlay_netns.rs's
+    /// `vlan_tagged_frames_from_a_container_do_not_pass` sends such frames for real).
+    #[test]
+    fn vlan_tagged() {
+        let lab = lab();
+        let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
+        for tpid in [ETH_P_8021Q, ETH_P_8021AD] {
+            assert_dropped(
+                &lab,
+                Hook::Endpoint,
+                lab.ep_a_ifindex,
+                &pkt::vlan_tagged(&f, tpid, 10),
+                "drop-vlan-tagged",
+            );
+        }
+    }
+
     #[test]
     fn oversize() {
         let lab = lab();
@@ -552,6 +570,21 @@ mod macvlan {
             lab.ep_c_ifindex,
             &arp,
             "drop-arp-spoofed",
+        );
+    }
+
+    /// A macvlan endpoint's tagged frame would leave its parent with two tags (the network's
+    /// VLAN pushed over the container's own).
+    #[test]
+    fn tagged_frames_are_refused() {
+        let lab = lab_with("bridge");
+        let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_c_ifindex,
+            &pkt::vlan_tagged(&f, ETH_P_8021Q, 10),
+            "drop-vlan-tagged",
         );
     }
 
