@@ -625,7 +625,8 @@ mod tests {
             ("NETD_NEIGH", Hash, 8, 8, 65536),
             ("NETD_VTEPS", Hash, 8, 4, 16384),
             ("NETD_PARENTS", Hash, 8, 84, 256),
-            ("NETD_STATS", PerCpuArray, 4, 8, 53),
+            // One slot a counter: grows when one is appended (`RenewOnResize` replaces the pin).
+            ("NETD_STATS", PerCpuArray, 4, 8, 54),
             ("NETD_NEXTHOPS", LruHash, 4, 24, 4096),
             ("NETD_EVENTS", RingBuf, 0, 0, 256 * 1024),
             ("NETD_MONITOR", Array, 4, 16, 1),

@@ -9,6 +9,9 @@ use crate::stats::DropReason;
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_ARP: u16 = 0x0806;
+/// VLAN tag protocol identifiers: 802.1Q, and 802.1ad (the outer tag of QinQ).
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88a8;
 pub const IPV4_HLEN: usize = 20;
 pub const UDP_HLEN: usize = 8;
 pub const VXLAN_HLEN: usize = 8;

@@ -146,7 +146,7 @@ counters! {
     drop SpoofedMac = 10, "spoofed-mac";
     /// Source IPv4 is not the endpoint's own.
     drop SpoofedIp = 11, "spoofed-ip";
-    /// EtherType netd does not forward (IPv6, VLAN-tagged, ...).
+    /// EtherType netd does not forward (IPv6, ...; VLAN tags have `vlan-tagged`).
     drop UnsupportedEthertype = 12, "unsupported-ethertype";
     /// Malformed IPv4 header (version, header length, total length).
     drop BadIpv4 = 13, "bad-ipv4";
@@ -234,6 +234,10 @@ counters! {
     count GroToKernel = 51, "gro-to-kernel";
     /// Decapsulated by the kernel's vxlan device, but without tunnel metadata to check.
     drop NoTunnelKey = 52, "no-tunnel-key";
+    /// A frame from an endpoint with a VLAN tag (802.1Q or 802.1ad), in the skb's metadata or
+    /// in the frame: an endpoint's frames are untagged, and a tag would travel on with the frame
+    /// (to the underlay, or under the network's own tag on a macvlan parent).
+    drop VlanTagged = 53, "vlan-tagged";
 }
 
 /// The name of the counter at `index` (a [`Counter`]'s or a [`DropReason`]'s), for dumps and
@@ -308,5 +312,6 @@ mod tests {
         assert_eq!(DropReason::VlanFailed.index(), 38);
         assert_eq!(Counter::GroToKernel.index(), 51);
         assert_eq!(DropReason::NoTunnelKey.index(), 52);
+        assert_eq!(DropReason::VlanTagged.index(), 53);
     }
 }

@@ -1,8 +1,8 @@
 //! TC ingress on a container's host-side veth: everything the container sends.
 //!
-//! Anti-spoofing first (source MAC, then source IPv4 or ARP sender), then ARP is answered from the
-//! neighbour map, IPv4 unicast goes to a local endpoint or is encapsulated to the remote
-//! endpoint's VTEP. Everything else is dropped and counted by reason.
+//! Anti-spoofing first (source MAC, no VLAN tag, then source IPv4 or ARP sender), then ARP is
+//! answered from the neighbour map, IPv4 unicast goes to a local endpoint or is encapsulated to the
+//! remote endpoint's VTEP. Everything else is dropped and counted by reason.
 
 use aya_ebpf::{
     bindings::{
@@ -32,7 +32,7 @@ use crate::{
     deliver,
     maps::{ENDPOINTS, FDB, NEIGH, NEXTHOPS, config, count},
     redirect, room,
-    sender::checked_ipv4,
+    sender::{checked_ipv4, untagged},
     skb::{ifindex, is_gso, ptr_at},
     verdict::{DropReason, Outcome, tc_action},
 };
@@ -59,16 +59,12 @@ fn from_endpoint(ctx: &TcContext) -> Outcome {
     if eth.src_addr != endpoint.mac {
         return Err(DropReason::SpoofedMac);
     }
+    let ethertype = u16::from_be(eth.ether_type);
+    untagged(ctx, ethertype)?;
     if endpoint.flags & endpoint_flags::MACVLAN != 0 {
-        return crate::macvlan::from_endpoint(
-            ctx,
-            &endpoint,
-            ifindex,
-            u16::from_be(eth.ether_type),
-            eth.dst_addr,
-        );
+        return crate::macvlan::from_endpoint(ctx, &endpoint, ifindex, ethertype, eth.dst_addr);
     }
-    match u16::from_be(eth.ether_type) {
+    match ethertype {
         ETH_P_IP => forward_ipv4(ctx, config, &endpoint, ifindex, eth.dst_addr),
         ETH_P_ARP => answer_arp(ctx, &endpoint, ifindex),
         _ => Err(DropReason::UnsupportedEthertype),
@@ -106,9 +102,7 @@ fn forward_ipv4(
     if !packet::is_unicast_mac(&dst_mac) {
         return Err(DropReason::Broadcast);
     }
-    if ip.proto == IPPROTO_UDP && udp_dst_port(ctx, ip.vihl)? == config.vxlan_port {
-        return Err(DropReason::VxlanFromEndpoint);
-    }
+    refuse_vxlan(ctx, ip, config.vxlan_port)?;
     // SAFETY: copied out at once.
     let mut dst = *unsafe { FDB.get(FdbKey::new(endpoint.vni, dst_mac)) }
         .ok_or(DropReason::UnknownDestination)?;
@@ -133,6 +127,21 @@ fn forward_ipv4(
         }
         _ => Err(DropReason::UnknownDestination),
     }
+}
+
+/// Containers may not send VXLAN (UDP to the VXLAN port): netd's tunnels carry only what netd
+/// encapsulated. Only a datagram's first fragment holds its UDP header; a later fragment's first
+/// bytes are payload (1-7 of them in the last fragment of some sizes, or any 2 bytes where a
+/// port would be), and the receiver's reassembly puts them behind the header checked here.
+#[inline(always)]
+fn refuse_vxlan(ctx: &TcContext, ip: &Ipv4Hdr, vxlan_port: u16) -> Result<(), DropReason> {
+    if ip.proto != IPPROTO_UDP || ip.frag_offset() != 0 {
+        return Ok(());
+    }
+    if udp_dst_port(ctx, ip.vihl)? == vxlan_port {
+        return Err(DropReason::VxlanFromEndpoint);
+    }
+    Ok(())
 }
 
 /// Destination port of a UDP packet (host order).

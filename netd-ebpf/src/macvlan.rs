@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     maps::{EndpointInfo, FdbKey, ParentInfo, ParentKey, endpoint_flags, fdb_kind, macvlan_mode},
-    packet::{self, ARP_FRAME_LEN, ETH_P_ARP, ETH_P_IP},
+    packet::{self, ARP_FRAME_LEN, ETH_P_8021Q, ETH_P_ARP, ETH_P_IP},
     stats::Counter,
 };
 use network_types::eth::EthHdr;
@@ -23,13 +23,11 @@ use crate::{
     maps::{FDB, PARENTS, config, count},
     redirect,
     sender::checked_ipv4,
-    skb::{ifindex, ptr_at},
+    skb::{ifindex, ptr_at, vlan_tagged},
     verdict::{DropReason, Outcome, Verdict},
 };
 
-const ETH_P_8021Q: u16 = 0x8100;
-
-/// A frame from a macvlan endpoint (source MAC already checked).
+/// A frame from a macvlan endpoint (source MAC and the absence of a VLAN tag already checked).
 pub fn from_endpoint(
     ctx: &TcContext,
     endpoint: &EndpointInfo,
@@ -147,15 +145,11 @@ pub fn from_parent(ctx: &TcContext, source: Source) -> Outcome {
 
 /// VLAN id of a frame on a parent (0: untagged).
 fn vlan(ctx: &TcContext) -> u16 {
-    // SAFETY: reading fields of the context the kernel passed in.
-    unsafe {
-        let skb = &*ctx.skb.skb;
-        if skb.vlan_present != 0 {
-            (skb.vlan_tci & 0x0fff) as u16
-        } else {
-            0
-        }
+    if !vlan_tagged(ctx) {
+        return 0;
     }
+    // SAFETY: reading a field of the context the kernel passed in.
+    (unsafe { (*ctx.skb.skb).vlan_tci } & 0x0fff) as u16
 }
 
 /// The parent record of a macvlan endpoint (its MAC and local ports).

@@ -4,11 +4,27 @@
 use aya_ebpf::programs::TcContext;
 use netd_common::{
     maps::EndpointInfo,
-    packet::{ETH_HLEN, IPV4_HLEN},
+    packet::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, IPV4_HLEN},
 };
 use network_types::ip::Ipv4Hdr;
 
-use crate::{skb::ptr_at, verdict::DropReason};
+use crate::{
+    skb::{ptr_at, vlan_tagged},
+    verdict::DropReason,
+};
+
+/// Refuses a VLAN-tagged frame: an endpoint's frames are untagged, and nothing below would
+/// remove a tag (the kernel keeps one in the skb's metadata through an encap and a redirect, and
+/// a macvlan parent's VLAN would be pushed over it). The kernel has moved a received frame's
+/// first tag into the metadata before TC runs, so `ethertype` is what follows it; a second tag
+/// (QinQ), or one the kernel left in place, is the frame's EtherType.
+#[inline(always)]
+pub fn untagged(ctx: &TcContext, ethertype: u16) -> Result<(), DropReason> {
+    if vlan_tagged(ctx) || ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(DropReason::VlanTagged);
+    }
+    Ok(())
+}
 
 /// The IPv4 header of a frame from `endpoint`, checked: well-formed, not longer than the frame,
 /// and sent from the endpoint's own address (anti-spoofing).

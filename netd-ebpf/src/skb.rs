@@ -30,6 +30,16 @@ pub fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*ctx.skb.skb).ifindex }
 }
 
+/// Whether the skb carries a VLAN tag in its metadata (`__sk_buff.vlan_present`): where the
+/// kernel puts a received frame's first tag (`skb_vlan_untag`, before TC runs), and where a VLAN
+/// device or `bpf_skb_vlan_push` puts one to be sent. `vlan_tci` alone does not say: a priority
+/// tag (VLAN 0) of priority 0 has a TCI of 0.
+#[inline(always)]
+pub fn vlan_tagged(ctx: &TcContext) -> bool {
+    // SAFETY: as above.
+    unsafe { (*ctx.skb.skb).vlan_present != 0 }
+}
+
 /// Whether the kernel will segment this packet later (GSO): its length is not what the wire sees.
 #[inline(always)]
 pub fn is_gso(ctx: &TcContext) -> bool {

@@ -211,6 +211,20 @@ impl TwoHostLab {
     pub fn counter(&self, i: usize, name: &str) -> anyhow::Result<u64> {
         self.hosts[i].counter(name)
     }
+
+    /// A UDP datagram from the container on host 1 to the one on host 2, as its Ethernet frame.
+    pub fn udp_across(&self, sport: u16, dport: u16) -> Vec<u8> {
+        let [h1, h2] = &self.hosts;
+        crate::pkt::udp(
+            h1.container_mac,
+            h2.container_mac,
+            h1.container_ip,
+            h2.container_ip,
+            sport,
+            dport,
+            0,
+        )
+    }
 }
 
 impl Host {

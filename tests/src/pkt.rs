@@ -1,9 +1,16 @@
 //! Frames built with etherparse (an independent encoder: the programs' own header code is not
-//! used to make the packets that test it).
+//! used to make the packets that test it), and a packet socket that sends them as they are.
 
-use std::net::Ipv4Addr;
+use std::{
+    net::Ipv4Addr,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+};
 
-use etherparse::{EtherType, Ethernet2Header, IpNumber, Ipv4Header, PacketBuilder, UdpHeader};
+use etherparse::{
+    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, PacketBuilder, UdpHeader,
+};
+
+use crate::netns::Netns;
 
 /// An ICMP echo request frame.
 pub fn icmp_echo(
@@ -74,6 +81,54 @@ pub fn udp(
     out
 }
 
+/// One IPv4 fragment of a UDP datagram: `payload` at `offset` (in 8-byte units) of the
+/// datagram, with "more fragments" set when `more`. Only a first fragment (offset 0) starts with
+/// the UDP header, and only when `payload` does.
+pub fn udp_fragment(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    offset: u16,
+    more: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = u16::try_from(payload.len()).expect("a fragment fits a frame");
+    let mut ip =
+        Ipv4Header::new(len, 64, IpNumber::UDP, src.octets(), dst.octets()).expect("valid header");
+    ip.identification = 0x2424;
+    ip.more_fragments = more;
+    ip.fragment_offset = IpFragOffset::try_new(offset).expect("13 bits");
+    ip.header_checksum = ip.calc_header_checksum();
+    ipv4_frame(src_mac, dst_mac, &ip, &[payload])
+}
+
+/// An Ethernet frame of `ip` (written as it is, checksum included) and then `rest`, in order.
+fn ipv4_frame(src_mac: [u8; 6], dst_mac: [u8; 6], ip: &Ipv4Header, rest: &[&[u8]]) -> Vec<u8> {
+    let eth = Ethernet2Header {
+        source: src_mac,
+        destination: dst_mac,
+        ether_type: EtherType::IPV4,
+    };
+    let mut out = Vec::new();
+    eth.write(&mut out).expect("Vec");
+    ip.write(&mut out).expect("Vec");
+    for part in rest {
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// `frame` with a VLAN tag (`tpid` 0x8100 or 0x88a8, then the TCI) inserted after its MACs, as
+/// a sender puts it on the wire.
+pub fn vlan_tagged(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    out.extend_from_slice(&tpid.to_be_bytes());
+    out.extend_from_slice(&tci.to_be_bytes());
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
 /// An ARP request (who-has `target` tell `sender`).
 pub fn arp_request(sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     let mut f = Vec::with_capacity(42);
@@ -106,11 +161,6 @@ impl Vxlan {
         vx.extend_from_slice(&self.vni.to_be_bytes()[1..]);
         vx.push(0);
         vx.extend_from_slice(inner);
-        let eth = Ethernet2Header {
-            source: self.src_mac,
-            destination: self.dst_mac,
-            ether_type: EtherType::IPV4,
-        };
         let mut ip = Ipv4Header::new(
             (UdpHeader::LEN + vx.len()) as u16,
             64,
@@ -127,12 +177,60 @@ impl Vxlan {
             length: (UdpHeader::LEN + vx.len()) as u16,
             checksum: 0,
         };
-        let mut out = Vec::new();
-        eth.write(&mut out).expect("Vec");
-        ip.write(&mut out).expect("Vec");
-        udp.write(&mut out).expect("Vec");
-        out.extend_from_slice(&vx);
-        out
+        ipv4_frame(self.src_mac, self.dst_mac, &ip, &[&udp.to_bytes(), &vx])
+    }
+}
+
+/// A packet socket bound to one interface of a namespace: it sends frames byte for byte, as a
+/// container with CAP_NET_RAW can, past its own stack. Opened for protocol 0, it receives
+/// nothing; the kernel reads each frame's protocol from its EtherType.
+pub struct RawSocket(OwnedFd);
+
+impl RawSocket {
+    /// Opens the socket inside `ns` (where it stays) on `ifname`.
+    pub fn open(ns: &Netns, ifname: &str) -> anyhow::Result<Self> {
+        let ifindex = ns.ifindex(ifname)?;
+        let socket = {
+            let _inside = netd::netns::enter(&ns.path())?;
+            // SAFETY: a plain syscall; the result is checked before use.
+            let fd =
+                unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+            anyhow::ensure!(
+                fd >= 0,
+                "cannot open a packet socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        };
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = i32::try_from(ifindex)?;
+        // SAFETY: `addr` is a valid sockaddr_ll and the length says so.
+        let rc = unsafe {
+            libc::bind(
+                socket.as_raw_fd(),
+                (&raw const addr).cast(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(
+            rc == 0,
+            "cannot bind the packet socket to {ifname}: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(Self(socket))
+    }
+
+    /// Sends one frame (ENOBUFS when the interface's queue is full: the caller decides).
+    pub fn send(&self, frame: &[u8]) -> std::io::Result<()> {
+        // SAFETY: the buffer and its length come from the same slice.
+        let rc = unsafe { libc::send(self.0.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 

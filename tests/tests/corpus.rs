@@ -110,18 +110,17 @@ fn uplink_cases(lab: &PacketLab) -> Vec<Case> {
         (0x8100, 4094),
         (0x88a8, 100),
     ] {
-        let mut f = good[..12].to_vec();
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&vid.to_be_bytes());
-        f.extend_from_slice(&good[12..]);
-        add(format!("vlan {tpid:#x}/{vid}"), f.clone(), Expect::Pass);
-        let mut q = good[..12].to_vec();
-        q.extend_from_slice(&0x88a8u16.to_be_bytes());
-        q.extend_from_slice(&vid.to_be_bytes());
-        q.extend_from_slice(&0x8100u16.to_be_bytes());
-        q.extend_from_slice(&(vid + 1).to_be_bytes());
-        q.extend_from_slice(&good[12..]);
-        add(format!("qinq {vid}"), q, Expect::Pass);
+        add(
+            format!("vlan {tpid:#x}/{vid}"),
+            pkt::vlan_tagged(&good, tpid, vid),
+            Expect::Pass,
+        );
+        let inner = pkt::vlan_tagged(&good, 0x8100, vid + 1);
+        add(
+            format!("qinq {vid}"),
+            pkt::vlan_tagged(&inner, 0x88a8, vid),
+            Expect::Pass,
+        );
     }
     // Fragments: a first fragment is identifiable (dropped), later ones are not (passed).
     for (flags_offset, expect) in [
@@ -316,15 +315,12 @@ fn endpoint_cases() -> Vec<Case> {
             Expect::Drop("drop-truncated"),
         );
     }
-    for (tpid, expect) in [
-        (0x8100u16, "drop-unsupported-ethertype"),
-        (0x88a8, "drop-unsupported-ethertype"),
-    ] {
-        let mut f = icmp[..12].to_vec();
-        f.extend_from_slice(&tpid.to_be_bytes());
-        f.extend_from_slice(&[0, 10]);
-        f.extend_from_slice(&icmp[12..]);
-        add(format!("endpoint vlan {tpid:#x}"), f, Expect::Drop(expect));
+    for tpid in [0x8100u16, 0x88a8] {
+        add(
+            format!("endpoint vlan {tpid:#x}"),
+            pkt::vlan_tagged(&icmp, tpid, 10),
+            Expect::Drop("drop-vlan-tagged"),
+        );
     }
     let spoofed: Ipv4Addr = "172.31.0.99".parse().unwrap();
     add(

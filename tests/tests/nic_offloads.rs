@@ -25,7 +25,6 @@ use netd_common::VXLAN_PORT_DEFAULT;
 use netd_tests::{
     lab::{self, KernelLab, TwoHostLab, UNDERLAY_MTU, VNI, VTEPS},
     netns::{Netns, iperf3},
-    pkt,
 };
 
 /// A transfer long enough for GRO to have something to merge, short enough for TCG guests.
@@ -192,7 +191,7 @@ struct Datagram {
 /// Sends `datagrams` in order, inside host 2's namespace to its own VTEP, and returns the
 /// inner source ports of those its container received, up to the first control.
 fn send_over_lo(lab: &TwoHostLab, datagrams: &[Datagram]) -> Vec<u16> {
-    let [h1, h2] = &lab.hosts;
+    let h2 = &lab.hosts[1];
     let frames: Vec<(Ipv4Addr, Vec<u8>)> = datagrams
         .iter()
         .map(|d| {
@@ -201,15 +200,7 @@ fn send_over_lo(lab: &TwoHostLab, datagrams: &[Datagram]) -> Vec<u16> {
             } else {
                 CONTROL_SPORT + 1
             };
-            let inner = pkt::udp(
-                h1.container_mac,
-                h2.container_mac,
-                h1.container_ip,
-                h2.container_ip,
-                sport,
-                9999,
-                0,
-            );
+            let inner = lab.udp_across(sport, 9999);
             let mut vxlan = vec![d.flags, 0, 0, 0];
             vxlan.extend_from_slice(&d.vni.to_be_bytes()[1..]);
             vxlan.push(0);

@@ -8,9 +8,9 @@
 //! etherparse, with exact output bytes, the verdict and the counters checked; and one test per
 //! drop reason.
 
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice, UdpHeader};
 use netd::datapath::Hook;
-use netd_common::packet::SRC_PORT_MIN;
+use netd_common::packet::{ETH_P_8021AD, ETH_P_8021Q, SRC_PORT_MIN};
 use netd_tests::{
     pkt,
     testrun::{
@@ -182,6 +182,64 @@ fn uplink_passes_what_is_not_vxlan_for_us() {
     assert_eq!(run.verdict, TC_ACT_PASS);
     assert_eq!(run.out, frame);
     counted(&run, &["rx", "pass"]);
+}
+
+/// Issue 24, "Some UDP sizes are always dropped": only a datagram's first fragment carries its
+/// UDP header, so only a first fragment is checked for the VXLAN port. A later fragment's first
+/// bytes are payload: of 1-7 bytes they are shorter than a UDP header, and where a header's
+/// destination port would be they may hold anything, also the VXLAN port's number.
+#[test]
+fn no_udp_size_is_always_dropped() {
+    let lab = lab();
+    let fragment = |offset, more, payload: &[u8]| {
+        pkt::udp_fragment(EP_A.1, EP_B.1, EP_A.0, EP_B.0, offset, more, payload)
+    };
+    // The last fragment of a datagram of 1481-1487 bytes sent over a 1500-byte MTU: 185 units
+    // of 8 bytes in.
+    for len in 1..=7 {
+        let run = lab
+            .run(
+                Hook::Endpoint,
+                lab.ep_a_ifindex,
+                &fragment(185, false, &[0x5a; 7][..len]),
+            )
+            .unwrap();
+        assert_eq!(
+            (run.verdict, run.drops()),
+            (TC_ACT_REDIRECT, vec![]),
+            "a last fragment of {len} bytes"
+        );
+        counted(&run, &["rx", "local", "tx"]);
+    }
+    let mut looks_like_vxlan = [0u8; 16];
+    looks_like_vxlan[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
+    for more in [true, false] {
+        let run = lab
+            .run(
+                Hook::Endpoint,
+                lab.ep_a_ifindex,
+                &fragment(185, more, &looks_like_vxlan),
+            )
+            .unwrap();
+        assert_eq!(
+            (run.verdict, run.drops()),
+            (TC_ACT_REDIRECT, vec![]),
+            "a later fragment with the VXLAN port at byte 2 (more fragments: {more})"
+        );
+    }
+    // A first fragment still is checked: its UDP header says VXLAN (a 1480-byte datagram).
+    let mut vxlan = UdpHeader::without_ipv4_checksum(40000, VXLAN_PORT, 1472)
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    vxlan.extend_from_slice(&[0; 16]);
+    assert_dropped(
+        &lab,
+        Hook::Endpoint,
+        lab.ep_a_ifindex,
+        &fragment(0, true, &vxlan),
+        "drop-vxlan-from-endpoint",
+    );
 }
 
 /// Drop reasons with no packet test: the kernel refusing to resize or (un)tag a well-formed
@@ -381,6 +439,24 @@ mod from_endpoint_drops {
         );
     }
 
+    /// A frame whose tag is still in its bytes (BPF_PROG_TEST_RUN cannot set the skb's VLAN
+    /// metadata, where the kernel moves a received frame's first tag: overlay_netns.rs's
+    /// `vlan_tagged_frames_from_a_container_do_not_pass` sends such frames for real).
+    #[test]
+    fn vlan_tagged() {
+        let lab = lab();
+        let f = pkt::icmp_echo(EP_A.1, EP_B.1, EP_A.0, EP_B.0, 8);
+        for tpid in [ETH_P_8021Q, ETH_P_8021AD] {
+            assert_dropped(
+                &lab,
+                Hook::Endpoint,
+                lab.ep_a_ifindex,
+                &pkt::vlan_tagged(&f, tpid, 10),
+                "drop-vlan-tagged",
+            );
+        }
+    }
+
     #[test]
     fn oversize() {
         let lab = lab();
@@ -494,6 +570,21 @@ mod macvlan {
             lab.ep_c_ifindex,
             &arp,
             "drop-arp-spoofed",
+        );
+    }
+
+    /// A macvlan endpoint's tagged frame would leave its parent with two tags (the network's
+    /// VLAN pushed over the container's own).
+    #[test]
+    fn tagged_frames_are_refused() {
+        let lab = lab_with("bridge");
+        let f = pkt::icmp_echo(EP_C.1, LAN_HOST.1, EP_C.0, LAN_HOST.0, 32);
+        assert_dropped(
+            &lab,
+            Hook::Endpoint,
+            lab.ep_c_ifindex,
+            &pkt::vlan_tagged(&f, ETH_P_8021Q, 10),
+            "drop-vlan-tagged",
         );
     }
 

@@ -16,11 +16,7 @@
 //! A redirect's own work (the peer switch, the uplink transmit) happens after the program
 //! returns, so it is in the end-to-end numbers, not here.
 
-use std::{
-    net::Ipv4Addr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
-    time::Duration,
-};
+use std::{net::Ipv4Addr, time::Duration};
 
 use anyhow::Context as _;
 use aya::{
@@ -40,6 +36,7 @@ use super::{
 use crate::{
     lab::{CONTAINER_IPS, CONTAINER_MACS, TwoHostLab},
     netns::Netns,
+    pkt::RawSocket,
     testrun::{self, PacketLab, TC_ACT_OK, TC_ACT_REDIRECT},
 };
 
@@ -485,50 +482,13 @@ fn live(config: &Config, null: &mut NullProgram) -> anyhow::Result<Vec<CostRow>>
 /// namespace: who-has the other container, tell this one, with the container's own addresses
 /// (anything else is dropped as spoofed before the responder is reached).
 struct ArpSender {
-    socket: OwnedFd,
+    socket: RawSocket,
     frame: Vec<u8>,
 }
 
 impl ArpSender {
     fn new(container: &Netns) -> anyhow::Result<Self> {
-        let ifindex = container.ifindex("eth0")?;
-        let protocol = (libc::ETH_P_ARP as u16).to_be();
-        let socket = {
-            let _inside = netd::netns::enter(&container.path())?;
-            // SAFETY: a plain syscall; the result is checked before use.
-            let fd = unsafe {
-                libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    i32::from(protocol),
-                )
-            };
-            anyhow::ensure!(
-                fd >= 0,
-                "cannot open a packet socket: {}",
-                std::io::Error::last_os_error()
-            );
-            // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-            unsafe { OwnedFd::from_raw_fd(fd) }
-        };
-        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = i32::try_from(ifindex)?;
-        // SAFETY: `addr` is a valid sockaddr_ll and the length says so.
-        let rc = unsafe {
-            libc::bind(
-                socket.as_raw_fd(),
-                (&raw const addr).cast(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        anyhow::ensure!(
-            rc == 0,
-            "cannot bind the packet socket: {}",
-            std::io::Error::last_os_error()
-        );
+        let socket = RawSocket::open(container, "eth0")?;
         let frame = crate::pkt::arp_request(CONTAINER_MACS[0], CONTAINER_IPS[0], CONTAINER_IPS[1]);
         Ok(Self { socket, frame })
     }
@@ -538,17 +498,7 @@ impl ArpSender {
     fn send(&self, count: u32) -> anyhow::Result<()> {
         let mut sent = 0;
         while sent < count {
-            // SAFETY: the buffer and its length come from the same Vec.
-            let rc = unsafe {
-                libc::send(
-                    self.socket.as_raw_fd(),
-                    self.frame.as_ptr().cast(),
-                    self.frame.len(),
-                    0,
-                )
-            };
-            if rc < 0 {
-                let error = std::io::Error::last_os_error();
+            if let Err(error) = self.socket.send(&self.frame) {
                 anyhow::ensure!(
                     error.raw_os_error() == Some(libc::ENOBUFS),
                     "ARP send failed: {error}"
