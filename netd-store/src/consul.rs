@@ -72,8 +72,9 @@ pub struct ConsulConfig {
     pub prefix: String,
     /// ACL token (`X-Consul-Token`), if the cluster needs one.
     pub token: Option<String>,
-    /// PEM file of the CA that signed the servers' certificates (https only).
-    pub ca_file: Option<std::path::PathBuf>,
+    /// The CA the servers' certificates must chain to and this client's certificate (https
+    /// only; [`crate::tls`]).
+    pub tls: crate::tls::ClientTls,
 }
 
 impl ConsulConfig {
@@ -84,12 +85,7 @@ impl ConsulConfig {
             reason: reason.into(),
         };
         let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let scheme = if https { "https" } else { "http" };
-        let members: Vec<String> = hosts
-            .split(',')
-            .filter(|m| !m.is_empty())
-            .map(|m| format!("{scheme}://{m}"))
-            .collect();
+        let members = crate::members(hosts, https);
         if members.is_empty() {
             return Err(bad(
                 "no Consul member (consul://HOST:PORT[,HOST:PORT...][/PREFIX])",
@@ -109,7 +105,7 @@ impl ConsulConfig {
             members,
             prefix: prefix.to_string(),
             token: None,
-            ca_file: None,
+            tls: crate::tls::ClientTls::default(),
         })
     }
 }
@@ -140,6 +136,9 @@ pub struct ConsulStore {
     /// Index into `members` of the one requests go to first.
     in_use: Arc<AtomicUsize>,
     http: reqwest::Client,
+    /// consul+https: tells a refused client certificate from a closed connection
+    /// ([`Self::tls_failure`]).
+    probe: Option<crate::tls::Probe>,
     token: Option<String>,
     /// `PREFIX/`: what replaces `/netd/` of netd's keys.
     prefix: String,
@@ -265,22 +264,40 @@ impl ConsulStore {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_keepalive(Duration::from_secs(30));
-        if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
-                StoreError::Other(format!("cannot read the CA file {}: {e}", ca.display()))
-            })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                StoreError::Other(format!("{} is not a PEM certificate: {e}", ca.display()))
-            })?;
-            builder = builder.add_root_certificate(cert);
+        // The CA given is the only one trusted, as with Consul's own CLI (CONSUL_CACERT).
+        if let Some(ca) = &config.tls.ca {
+            let certs = reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|e| StoreError::Other(format!("the CA certificates: {e}")))?;
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some(identity) = &config.tls.identity {
+            let identity = reqwest::Identity::from_pem(&identity.pem_bundle())
+                .map_err(|e| StoreError::Other(format!("the client certificate: {e}")))?;
+            builder = builder.identity(identity);
         }
         let http = builder
             .build()
             .map_err(|e| StoreError::Other(format!("cannot set up the HTTP client: {e}")))?;
+        let https = config.members.iter().any(|m| m.starts_with("https://"));
+        let probe = match https {
+            true => Some(
+                crate::tls::Probe::new(&config.tls, crate::tls::Protocol::Http1).map_err(
+                    |reason| StoreError::BadTls {
+                        url: config.members.join(","),
+                        reason,
+                    },
+                )?,
+            ),
+            false => None,
+        };
         let store = Self {
             members: config.members.into(),
             in_use: Arc::new(AtomicUsize::new(0)),
             http,
+            probe,
             token: config.token,
             prefix: format!("{}/", config.prefix),
             listing: Arc::default(),
@@ -352,6 +369,7 @@ impl ConsulStore {
     ) -> Result<Answer> {
         let first = self.in_use.load(Ordering::Relaxed);
         let mut failures = Vec::new();
+        let mut tls_failure = None;
         for attempt in 0..self.members.len() {
             let i = (first + attempt) % self.members.len();
             let member = &self.members[i];
@@ -370,6 +388,10 @@ impl ConsulStore {
                 Ok(response) => response,
                 Err(e) => {
                     failures.push(format!("{member}: {}", describe(&e)));
+                    // Asking again fails the same way: a TLS failure is not an outage.
+                    if let Some(tls) = self.tls_failure(member, &e).await {
+                        tls_failure = Some(format!("{member}: {tls}"));
+                    }
                     if retry == Retry::Anywhere || e.is_connect() {
                         continue;
                     }
@@ -413,7 +435,25 @@ impl ConsulStore {
                 body,
             });
         }
+        if let Some(tls) = tls_failure {
+            return Err(StoreError::Tls(tls));
+        }
         Err(StoreError::Unavailable(failures.join("; ")))
+    }
+
+    /// The TLS failure behind `e`, if TLS is what failed: in the error itself (the handshake
+    /// failed), or read by a probe when the connection closed after the handshake (a TLS 1.3
+    /// server refuses a client certificate then, and hyper may see only the closed connection).
+    async fn tls_failure(&self, member: &str, e: &reqwest::Error) -> Option<String> {
+        if let Some(tls) = crate::tls::rustls_error(e) {
+            return Some(crate::tls::failure(tls));
+        }
+        let probe = self.probe.as_ref()?;
+        if e.is_connect() || e.is_timeout() {
+            return None;
+        }
+        let tls = probe.run(member, CONNECT_TIMEOUT).await?;
+        Some(crate::tls::failure(&tls))
     }
 
     /// The error for an answer that is not a success: Consul refused `request`.

@@ -89,6 +89,8 @@ pub struct EtcdStore {
     kv: KvClient,
     watch: WatchClient,
     endpoints: Vec<String>,
+    /// With TLS: [`Self::diagnosed`]'s probe.
+    probe: Option<crate::tls::Probe>,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -106,6 +108,16 @@ impl EtcdStore {
     /// down, and the first request then fails with [`StoreError::Unavailable`] within
     /// [`CALL_DEADLINE`]. That is what a daemon wants: start, then retry until etcd is back.
     pub async fn connect(endpoints: &[String]) -> Result<Self> {
+        Self::connect_with(endpoints, None).await
+    }
+
+    /// [`Self::connect`] to `https://HOST:PORT` endpoints with `tls`: its CA the only one
+    /// trusted (none given: the system's roots), and its client certificate, if any. A TLS
+    /// failure is the first request's error, [`StoreError::Tls`].
+    pub async fn connect_with(
+        endpoints: &[String],
+        tls: Option<&crate::tls::ClientTls>,
+    ) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(StoreError::BadUrl {
                 url: String::new(),
@@ -121,6 +133,21 @@ impl EtcdStore {
             // A member cut off from its leader answers nothing rather than stale data, and
             // cancels our watches so that we re-list from a member that has one.
             .with_require_leader(true);
+        let probe = match tls {
+            Some(tls) => Some(
+                crate::tls::Probe::new(tls, crate::tls::Protocol::Http2).map_err(|reason| {
+                    StoreError::BadTls {
+                        url: endpoints.join(","),
+                        reason,
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        let options = match tls {
+            Some(tls) => options.with_tls(tls_options(tls)),
+            None => options,
+        };
         let client =
             match tokio::time::timeout(CALL_DEADLINE, Client::connect(endpoints, Some(options)))
                 .await
@@ -132,6 +159,14 @@ impl EtcdStore {
                     return Err(StoreError::BadUrl {
                         url: endpoints.join(","),
                         reason: e.to_string(),
+                    });
+                }
+                // Nothing is sent yet (the channel connects lazily): a transport error here is
+                // TLS settings tonic cannot use (no system roots to trust), not an outage.
+                Ok(Err(e @ etcd_client::Error::TransportError(_))) if tls.is_some() => {
+                    return Err(StoreError::BadTls {
+                        url: endpoints.join(","),
+                        reason: format!("cannot set up TLS: {}", with_causes(&e)),
                     });
                 }
                 Ok(Err(e)) => return Err(map_err("connect", e)),
@@ -146,7 +181,28 @@ impl EtcdStore {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             client,
             endpoints: endpoints.to_vec(),
+            probe,
         })
+    }
+
+    /// `result`, but an outage of a TLS store that is TLS refusing this client is said as
+    /// such ([`StoreError::Tls`]): a TLS 1.3 server refuses a client certificate after the
+    /// handshake, and the gRPC request sees only a closed connection, so one connection of our
+    /// own reads why ([`crate::tls::Probe`]). Costs a connection attempt per member, only when
+    /// a request failed as unavailable.
+    pub async fn diagnosed<T>(&self, result: Result<T>) -> Result<T> {
+        let (Err(StoreError::Unavailable(_)), Some(probe)) = (&result, &self.probe) else {
+            return result;
+        };
+        for endpoint in &self.endpoints {
+            if let Some(tls) = probe.run(endpoint, CONNECT_TIMEOUT).await {
+                return Err(StoreError::Tls(format!(
+                    "{endpoint}: {}",
+                    crate::tls::failure(&tls)
+                )));
+            }
+        }
+        result
     }
 
     async fn list_at_one_revision(&self, prefix: &str) -> Result<Listing> {
@@ -661,9 +717,59 @@ enum Failure {
     Other,
 }
 
+/// tonic's TLS settings for `tls`.
+fn tls_options(tls: &crate::tls::ClientTls) -> etcd_client::TlsOptions {
+    // The handshake within the connect timeout: a peer that accepts and never answers TLS is
+    // away, as one that never accepts.
+    let mut options = etcd_client::TlsOptions::new().timeout(CONNECT_TIMEOUT);
+    options = match &tls.ca {
+        Some(ca) => options.ca_certificate(etcd_client::Certificate::from_pem(ca.as_slice())),
+        None => options.with_native_roots(),
+    };
+    if let Some(identity) = &tls.identity {
+        options = options.identity(etcd_client::Identity::from_pem(
+            &identity.cert,
+            &identity.key,
+        ));
+    }
+    options
+}
+
+/// An etcd-client error with its causes, on one line (its own `Display` stops at "transport
+/// error").
+fn with_causes(e: &etcd_client::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = match e {
+        etcd_client::Error::TransportError(e) => e.source(),
+        _ => None,
+    };
+    while let Some(c) = cause {
+        line += &format!(": {c}");
+        cause = c.source();
+    }
+    line
+}
+
+/// The TLS failure inside an etcd-client error (the handshake's, or an alert the server sent
+/// after it), if there is one.
+fn tls_failure(e: &etcd_client::Error) -> Option<String> {
+    use etcd_client::Error as E;
+    let cause: &(dyn std::error::Error + 'static) = match e {
+        E::TransportError(e) => e,
+        E::GRpcStatus(status) => status.source()?,
+        E::IoError(e) => e,
+        _ => return None,
+    };
+    crate::tls::rustls_error(cause).map(crate::tls::failure)
+}
+
 /// Sorts etcd-client errors by what the caller can do ([`Failure`]).
 fn map_err(what: &str, e: etcd_client::Error) -> StoreError {
     use etcd_client::Error as E;
+    // Asking again fails the same way: a TLS failure is not an outage.
+    if let Some(tls) = tls_failure(&e) {
+        return StoreError::Tls(format!("{what}: {tls}"));
+    }
     let failure = match &e {
         E::TransportError(_) | E::IoError(_) => Failure::Unavailable,
         E::GRpcStatus(status) => sort_status(

@@ -1,10 +1,11 @@
 //! netd's cluster store.
 //!
 //! One contract ([`Backend`], in [`backend`]) over three backends: etcd v3 ([`etcd::EtcdStore`],
-//! `etcd://ADDR[,ADDR...]`), Consul ([`consul::ConsulStore`], `consul://ADDR[,ADDR...][/PREFIX]`)
-//! and an embedded store for one machine ([`file::FileStore`], `file:///PATH`) that several
-//! daemons on that machine can share. [`Store`] is the one a URL names, chosen at run time. All
-//! offer the same semantics, modelled on etcd's: a revision that grows with every change,
+//! `etcd://ADDR[,ADDR...]`, `etcd+https://...`), Consul ([`consul::ConsulStore`],
+//! `consul://ADDR[,ADDR...][/PREFIX]`, `consul+https://...`) and an embedded store for one
+//! machine ([`file::FileStore`], `file:///PATH`) that several daemons on that machine can share.
+//! [`Store`] is the one a URL names, chosen at run time ([`StoreConfig`]: the URL with its TLS
+//! files, read once; [`tls`]). All offer the same semantics, modelled on etcd's: a revision that grows with every change,
 //! per-key create/mod revisions, atomic create-if-absent of several keys, leases that delete
 //! their keys when not kept alive, and watches from a revision that fail with
 //! [`StoreError::Compacted`] when that history is gone. [`conformance`] (feature
@@ -26,6 +27,7 @@ pub mod ipam;
 pub mod keys;
 pub mod options;
 pub mod schema;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -178,6 +180,15 @@ impl std::fmt::Display for LeaseId {
 pub enum StoreError {
     #[error("invalid store URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// The TLS files cannot be used with this store (unreadable, not PEM, a key that is not
+    /// the certificate's, files for a plain http URL): nothing was sent.
+    #[error("store {url}: {reason}")]
+    BadTls { url: String, reason: String },
+    /// The store and this client did not agree at the TLS level: the store's certificate is
+    /// not trusted, or the store refused this client's (none, or one it does not trust). Not
+    /// an outage: the same client fails the same way until its files or the store change.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// No member could serve the request (not reachable, no answer in time, no leader): retry.
     #[error("store unreachable: {0}")]
     Unavailable(String),
@@ -220,44 +231,112 @@ pub enum WatchStream {
     File(file::FileWatch),
 }
 
+/// The backend's answer; etcd's outages over TLS told from TLS refusals
+/// ([`etcd::EtcdStore::diagnosed`]).
 macro_rules! dispatch {
     ($self:expr, $s:ident => $e:expr) => {
         match $self {
-            Store::Etcd($s) => $e,
+            Store::Etcd($s) => $s.diagnosed($e).await,
             Store::Consul($s) => $e,
             Store::File($s) => $e,
         }
     };
 }
 
-impl Store {
-    /// Opens `etcd://HOST:PORT[,HOST:PORT...]`, `consul://HOST:PORT[,HOST:PORT...][/PREFIX]`
-    /// (`consul+https://...`; token from `CONSUL_HTTP_TOKEN` or the file `CONSUL_HTTP_TOKEN_FILE`
-    /// names, CA from `CONSUL_CACERT`, as Consul's own CLI takes them) or `file:///PATH`.
-    pub async fn connect(url: &str) -> Result<Self> {
+/// A store URL with what its client needs (TLS files read and checked, Consul's token), made
+/// once: a daemon connects with it again and again without reading a file twice, and a file
+/// that cannot be used is an error at start.
+#[derive(Clone)]
+pub struct StoreConfig {
+    url: String,
+    target: Target,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the token.
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The backend a [`StoreConfig`] opens, with what its client is given.
+#[derive(Clone)]
+enum Target {
+    Etcd {
+        endpoints: Vec<String>,
+        tls: Option<tls::ClientTls>,
+    },
+    Consul(consul::ConsulConfig),
+    File(std::path::PathBuf),
+}
+
+const URL_FORMS: &str = "expected etcd://HOST:PORT[,HOST:PORT...] (etcd+https://...), \
+                         consul://HOST:PORT[,HOST:PORT...][/PREFIX] (consul+https://...) or \
+                         file:///PATH";
+
+impl StoreConfig {
+    /// `url` with the TLS files given (`files`: `--store-cacert`, `--store-cert`,
+    /// `--store-key`); for Consul also what its CLI reads from the environment (`env` looks a
+    /// variable up): `CONSUL_HTTP_TOKEN` or the file `CONSUL_HTTP_TOKEN_FILE` names, and
+    /// `CONSUL_CACERT`, `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY` for a file not given.
+    pub fn new(
+        url: &str,
+        files: &tls::TlsFiles,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let bad_tls = |e: tls::TlsError| StoreError::BadTls {
+            url: url.into(),
+            reason: e.to_string(),
+        };
+        let plain_with_files = |https: &str| StoreError::BadTls {
+            url: url.into(),
+            reason: format!("TLS files are given for a plain http store: use {https}"),
+        };
         for (scheme, https) in [("consul://", false), ("consul+https://", true)] {
             if let Some(rest) = url.strip_prefix(scheme) {
                 let mut config = consul::ConsulConfig::parse(url, rest, https)?;
-                config.token = consul::ConsulConfig::token_from(|name| std::env::var(name).ok())?;
-                config.ca_file = std::env::var_os("CONSUL_CACERT").map(Into::into);
-                return Ok(Self::Consul(consul::ConsulStore::connect(config).await?));
-            }
-        }
-        if let Some(endpoints) = url.strip_prefix("etcd://") {
-            let endpoints: Vec<String> = endpoints
-                .split(',')
-                .filter(|e| !e.is_empty())
-                .map(|e| format!("http://{e}"))
-                .collect();
-            if endpoints.is_empty() {
-                return Err(StoreError::BadUrl {
+                config.token = consul::ConsulConfig::token_from(&env)?;
+                if https {
+                    config.tls = files.clone().or_consul_env(&env).load().map_err(bad_tls)?;
+                } else if !files.is_empty() {
+                    return Err(plain_with_files("consul+https://"));
+                } else if config.token.is_some() {
+                    // Said once per configuration: the daemon makes one at start.
+                    tracing::warn!(
+                        url,
+                        "the Consul ACL token goes to the store over plain http, readable on \
+                         the way: use consul+https://"
+                    );
+                }
+                return Ok(Self {
                     url: url.into(),
-                    reason: "no etcd endpoint".into(),
+                    target: Target::Consul(config),
                 });
             }
-            return Ok(Self::Etcd(Box::new(
-                etcd::EtcdStore::connect(&endpoints).await?,
-            )));
+        }
+        for (scheme, https) in [("etcd://", false), ("etcd+https://", true)] {
+            if let Some(rest) = url.strip_prefix(scheme) {
+                let endpoints = members(rest, https);
+                if endpoints.is_empty() {
+                    return Err(StoreError::BadUrl {
+                        url: url.into(),
+                        reason: "no etcd endpoint".into(),
+                    });
+                }
+                let tls = if https {
+                    Some(files.load().map_err(bad_tls)?)
+                } else if !files.is_empty() {
+                    return Err(plain_with_files("etcd+https://"));
+                } else {
+                    None
+                };
+                return Ok(Self {
+                    url: url.into(),
+                    target: Target::Etcd { endpoints, tls },
+                });
+            }
         }
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
@@ -266,14 +345,64 @@ impl Store {
                     reason: "file:// needs an absolute path (file:///var/lib/netd)".into(),
                 });
             }
-            return Ok(Self::File(file::FileStore::open(path.as_ref())?));
+            if !files.is_empty() {
+                return Err(StoreError::BadTls {
+                    url: url.into(),
+                    reason: "TLS files are given for the embedded store, which has no network"
+                        .into(),
+                });
+            }
+            return Ok(Self {
+                url: url.into(),
+                target: Target::File(path.into()),
+            });
         }
         Err(StoreError::BadUrl {
             url: url.into(),
-            reason: "expected etcd://HOST:PORT[,HOST:PORT...], consul://HOST:PORT[,HOST:PORT...] \
-                     or file:///PATH"
-                .into(),
+            reason: URL_FORMS.into(),
         })
+    }
+
+    /// [`Self::new`] with this process's environment.
+    pub fn from_env(url: &str, files: &tls::TlsFiles) -> Result<Self> {
+        Self::new(url, files, |name| std::env::var(name).ok())
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Opens the store. etcd's client connects lazily (its first request fails if the store
+    /// cannot be reached); Consul's asks a member for its leader first.
+    pub async fn connect(&self) -> Result<Store> {
+        Ok(match &self.target {
+            Target::Etcd { endpoints, tls } => Store::Etcd(Box::new(
+                etcd::EtcdStore::connect_with(endpoints, tls.as_ref()).await?,
+            )),
+            Target::Consul(config) => {
+                Store::Consul(consul::ConsulStore::connect(config.clone()).await?)
+            }
+            Target::File(path) => Store::File(file::FileStore::open(path)?),
+        })
+    }
+}
+
+/// `http://` or `https://` URLs of the members of a comma-separated list (empty items dropped).
+pub(crate) fn members(list: &str, https: bool) -> Vec<String> {
+    let scheme = if https { "https" } else { "http" };
+    list.split(',')
+        .filter(|m| !m.is_empty())
+        .map(|m| format!("{scheme}://{m}"))
+        .collect()
+}
+
+impl Store {
+    /// Opens `url` with no TLS files but Consul's from the environment ([`StoreConfig`]).
+    pub async fn connect(url: &str) -> Result<Self> {
+        StoreConfig::from_env(url, &tls::TlsFiles::default())?
+            .connect()
+            .await
     }
 }
 
@@ -348,14 +477,20 @@ impl Backend for Store {
 
     async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream> {
         Ok(match self {
-            Self::Etcd(s) => WatchStream::Etcd(Box::new(s.watch(prefix, from_revision).await?)),
+            Self::Etcd(s) => WatchStream::Etcd(Box::new(
+                s.diagnosed(s.watch(prefix, from_revision).await).await?,
+            )),
             Self::Consul(s) => WatchStream::Consul(Box::new(s.watch(prefix, from_revision).await?)),
             Self::File(s) => WatchStream::File(s.watch(prefix, from_revision).await?),
         })
     }
 
     async fn member_in_use(&self) -> Option<String> {
-        dispatch!(self, s => s.member_in_use().await)
+        match self {
+            Self::Etcd(s) => s.member_in_use().await,
+            Self::Consul(s) => s.member_in_use().await,
+            Self::File(s) => s.member_in_use().await,
+        }
     }
 }
 

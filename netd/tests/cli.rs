@@ -17,8 +17,14 @@ struct Run {
 }
 
 fn netd(args: &[&str]) -> Run {
+    netd_with(args, &[])
+}
+
+/// `netd` with these environment variables set.
+fn netd_with(args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = Command::new(env!("CARGO_BIN_EXE_netd"))
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .unwrap_or_else(|e| panic!("cannot run netd: {e}"));
     Run {
@@ -260,4 +266,89 @@ fn bad_input_is_invalid_before_the_daemon_is_asked() {
         "n",
     ]);
     assert_fails(&run, ErrorKind::Unavailable, "cannot reach the netd daemon");
+}
+
+/// The store's TLS files are read when the daemon starts, before anything is touched: a file
+/// that cannot be used, half a client certificate, or files for a store without TLS stop it in
+/// one line naming the store (the environment variables too, Consul's own for consul+https).
+/// The positive control gets past the store to the next check (`--advertise`, which no
+/// interface holds), as a user without root may run it.
+#[test]
+fn store_tls_files_that_cannot_be_used_stop_the_daemon_in_one_line() {
+    fn daemon<'a>(store: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+        [
+            &["daemon", "--store", store, "--advertise", "192.0.2.1"],
+            more,
+        ]
+        .concat()
+    }
+    let https = "etcd+https://127.0.0.1:2379";
+    for (args, env, text) in [
+        (
+            daemon(
+                "etcd://127.0.0.1:2379",
+                &["--store-cacert", "/nonexistent/ca.pem"],
+            ),
+            &[][..],
+            "store etcd://127.0.0.1:2379: TLS files are given for a plain http store: use \
+             etcd+https://",
+        ),
+        (
+            daemon(https, &["--store-cert", "/nonexistent/c.pem"]),
+            &[],
+            "--store-cert is given without its pair: a client certificate needs both \
+             --store-cert and --store-key",
+        ),
+        (
+            daemon(https, &[]),
+            &[("NETD_STORE_CACERT", "/nonexistent/ca.pem")],
+            "store etcd+https://127.0.0.1:2379: cannot read --store-cacert /nonexistent/ca.pem",
+        ),
+        (
+            daemon("consul+https://127.0.0.1:8501", &[]),
+            &[
+                ("CONSUL_CLIENT_CERT", "/nonexistent/c.pem"),
+                ("CONSUL_CLIENT_KEY", "/nonexistent/k.pem"),
+            ],
+            "cannot read CONSUL_CLIENT_CERT /nonexistent/c.pem",
+        ),
+        (
+            daemon(https, &[]),
+            &[],
+            "no interface holds --advertise 192.0.2.1",
+        ),
+    ] {
+        let run = netd_with(&args, env);
+        assert_fails(&run, ErrorKind::Internal, text);
+    }
+}
+
+/// A Consul ACL token with `consul://` goes over plain http: the daemon says so once in its
+/// log, without the token; with `consul+https://` (the control) nothing is said.
+#[test]
+fn an_acl_token_over_plain_http_is_warned_once() {
+    let token = [("CONSUL_HTTP_TOKEN", "5f0c3e3a-secret")];
+    let warning = "the Consul ACL token goes to the store over plain http";
+    for (store, warned) in [
+        ("consul://127.0.0.1:8500", 1),
+        ("consul+https://127.0.0.1:8501", 0),
+    ] {
+        let run = netd_with(
+            &["daemon", "--store", store, "--advertise", "192.0.2.1"],
+            &token,
+        );
+        assert_eq!(
+            run.stderr.matches(warning).count(),
+            warned,
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("5f0c3e3a-secret"), "{}", run.stderr);
+        let last = run.stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("netd: no interface holds --advertise"),
+            "{}",
+            run.stderr
+        );
+    }
 }

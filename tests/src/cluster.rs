@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use crate::{ip, netns::Netns, sh};
 
 pub use crate::stores::{
-    Consul, ConsulSettings, Etcd, STORE_IP, STORE_MEMBERS, StoreKind, StoreServer, StoreSetup,
-    consul_bin,
+    Consul, ConsulSettings, Etcd, EtcdSettings, STORE_IP, STORE_MEMBERS, StoreKind, StoreServer,
+    StoreSetup, consul_bin,
 };
 
 /// One simulated host with its daemon.
@@ -47,6 +47,8 @@ pub struct Cluster {
     pub hosts: Vec<ClusterHost>,
     pub store_server: Option<StoreServer>,
     pub store_url: String,
+    /// The files the daemons get as `--store-cacert`, `--store-cert`, `--store-key`.
+    pub store_tls: netd_store::tls::TlsFiles,
     /// Containers made by [`Cluster::container`]; dropped before the hosts.
     pub containers: Vec<Netns>,
     pub switch: Netns,
@@ -115,10 +117,15 @@ impl Cluster {
         }
         switch.ip(&["link", "set", "br0", "up"])?;
         let (store_server, store_url) = StoreServer::start(&store, &switch, STORE_IP, &dir.0)?;
+        let store_tls = store_server
+            .as_ref()
+            .map(StoreServer::client_files)
+            .unwrap_or_default();
         let mut cluster = Self {
             hosts: Vec::new(),
             store_server,
             store_url,
+            store_tls,
             containers: Vec::new(),
             switch,
             dir,
@@ -195,6 +202,13 @@ impl Cluster {
             "--log-level".into(),
             "info".into(),
         ];
+        let tls = &self.store_tls;
+        let flags = ["--store-cacert", "--store-cert", "--store-key"];
+        for (flag, file) in flags.into_iter().zip([&tls.ca, &tls.cert, &tls.key]) {
+            if let Some(file) = file {
+                daemon_args.extend([flag.to_string(), file.path.display().to_string()]);
+            }
+        }
         if let Some(ttl) = lease_ttl {
             daemon_args.extend(["--lease-ttl".into(), ttl.to_string()]);
         }
@@ -490,14 +504,15 @@ impl Cluster {
         F: FnOnce(std::sync::Arc<netd_store::Store>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = anyhow::Result<T>>,
     {
-        let (url, netns) = (self.store_url.clone(), self.switch.path());
+        let config = netd_store::StoreConfig::from_env(&self.store_url, &self.store_tls)?;
+        let netns = self.switch.path();
         thread::spawn(move || -> anyhow::Result<T> {
             let _inside = netd::netns::enter(&netns)?;
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let store = std::sync::Arc::new(netd_store::Store::connect(&url).await?);
+                let store = std::sync::Arc::new(config.connect().await?);
                 work(store).await
             })
         })

@@ -16,6 +16,7 @@ pub mod dns;
 pub mod docker;
 pub mod lab;
 pub mod netns;
+pub mod pki;
 pub mod pkt;
 pub mod records;
 pub mod stores;

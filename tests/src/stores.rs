@@ -3,6 +3,11 @@
 //! it, with the server's own defaults. A setting a test changes is that test's subject: it
 //! passes it here explicitly ([`ConsulSettings`]) and says why.
 //!
+//! A store that serves TLS gets its certificates made when it starts (`consul tls` for Consul,
+//! as its docs make them; [`crate::pki`] for etcd), and says which files a client needs
+//! ([`StoreServer::client_files`]: the daemons get them as `--store-cacert`, `--store-cert`,
+//! `--store-key`).
+//!
 //! [`StoreServer::start`] starts one kind on the labs' switch (tests/src/cluster.rs);
 //! [`StoreLab`] starts one in a namespace of its own for the store's own tests
 //! (tests/tests/store.rs), whose code then runs inside that namespace.
@@ -16,8 +21,14 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
+use netd_store::tls::TlsFiles;
 
-use crate::{cluster::tempdir, netns::Netns, sh, wait_until};
+use crate::{
+    cluster::tempdir,
+    netns::Netns,
+    pki::{CertFiles, Pki},
+    sh, wait_until,
+};
 
 /// The single store server's address on the labs' switch.
 pub const STORE_IP: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 254);
@@ -56,6 +67,22 @@ pub struct ConsulSettings {
     pub tls: bool,
     /// ACLs on, denying by default, with this management ("master") token.
     pub acl_master_token: Option<String>,
+    /// With `tls`: require a client certificate signed by the CA (`verify_incoming`), one made
+    /// by `consul tls cert create -client` for the clients. One server: the servers of a
+    /// cluster each make their own CA.
+    pub verify_incoming: bool,
+}
+
+/// etcd settings a test changes from the server's defaults: each is the subject of the test
+/// that sets it, which says why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// Serve clients over HTTPS only (`--cert-file`, `--key-file`), with a certificate for its
+    /// address signed by a CA made for the lab (`etcd+https://`).
+    pub tls: bool,
+    /// With `tls`: require a client certificate signed by that CA (`--client-cert-auth
+    /// --trusted-ca-file`), one made for the clients.
+    pub client_cert_auth: bool,
 }
 
 /// A store kind and the settings its servers get (none but the defaults unless a test says so).
@@ -63,6 +90,7 @@ pub struct ConsulSettings {
 pub struct StoreSetup {
     pub kind: StoreKind,
     pub consul: ConsulSettings,
+    pub etcd: EtcdSettings,
 }
 
 impl From<StoreKind> for StoreSetup {
@@ -70,6 +98,7 @@ impl From<StoreKind> for StoreSetup {
         Self {
             kind,
             consul: ConsulSettings::default(),
+            etcd: EtcdSettings::default(),
         }
     }
 }
@@ -95,7 +124,7 @@ impl StoreServer {
     ) -> anyhow::Result<(Option<Self>, String)> {
         Ok(match setup.kind {
             StoreKind::Etcd => {
-                let etcd = Etcd::start_in(netns, single, dir.join("etcd"), &[])?;
+                let etcd = Etcd::start_in(netns, single, dir.join("etcd"), &[], &setup.etcd)?;
                 let url = etcd.url();
                 (Some(Self::Etcd(etcd)), url)
             }
@@ -107,9 +136,13 @@ impl StoreServer {
             }
             StoreKind::Embedded => (None, format!("file://{}", dir.join("store").display())),
             StoreKind::EtcdCluster => {
-                let members = Etcd::cluster_in(netns, &STORE_MEMBERS, dir)?;
+                let members = Etcd::cluster_in(netns, &STORE_MEMBERS, dir, &setup.etcd)?;
                 let urls = STORE_MEMBERS.map(|ip| format!("{ip}:2379")).join(",");
-                (Some(Self::EtcdCluster(members)), format!("etcd://{urls}"))
+                let scheme = etcd_scheme(&setup.etcd);
+                (
+                    Some(Self::EtcdCluster(members)),
+                    format!("{scheme}://{urls}"),
+                )
             }
             StoreKind::ConsulCluster => {
                 let servers = Consul::cluster_in(netns, &STORE_MEMBERS, dir, &setup.consul)?;
@@ -124,6 +157,17 @@ impl StoreServer {
                 )
             }
         })
+    }
+
+    /// The files a client of these servers needs (`--store-cacert`, and `--store-cert` and
+    /// `--store-key` where the servers require a client certificate); none for plain http.
+    pub fn client_files(&self) -> TlsFiles {
+        match self {
+            Self::Etcd(s) => s.client_files(),
+            Self::Consul(s) => s.client_files(),
+            Self::EtcdCluster(m) => m.first().map(Etcd::client_files).unwrap_or_default(),
+            Self::ConsulCluster(m) => m.first().map(Consul::client_files).unwrap_or_default(),
+        }
     }
 
     pub fn stop(&mut self) {
@@ -195,6 +239,14 @@ impl StoreLab {
         })
     }
 
+    /// The files a client of the lab's server needs ([`StoreServer::client_files`]).
+    pub fn client_files(&self) -> TlsFiles {
+        self.server
+            .as_ref()
+            .map(StoreServer::client_files)
+            .unwrap_or_default()
+    }
+
     /// The Consul server, for the tests that need more than its URL (its CA, its token).
     pub fn consul(&self) -> Option<&Consul> {
         match &self.server {
@@ -231,6 +283,19 @@ fn servers_scheme(settings: &ConsulSettings) -> &'static str {
     } else {
         "consul"
     }
+}
+
+fn etcd_scheme(settings: &EtcdSettings) -> &'static str {
+    if settings.tls { "etcd+https" } else { "etcd" }
+}
+
+/// `TlsFiles` of a CA and, if the server wants one, a client certificate.
+fn files(ca: PathBuf, client: Option<&CertFiles>) -> TlsFiles {
+    TlsFiles::from_flags(
+        Some(ca),
+        client.map(|c| c.cert.clone()),
+        client.map(|c| c.key.clone()),
+    )
 }
 
 /// A store server's process, killed on drop: started with its output in a log file next to its
@@ -388,12 +453,30 @@ impl Consul {
         self.tls_dir().join("consul-agent-ca.pem")
     }
 
+    /// The client certificate `consul tls cert create -client` made (with
+    /// `settings.verify_incoming`).
+    pub fn client_cert(&self) -> CertFiles {
+        CertFiles {
+            cert: self.tls_dir().join("dc1-client-consul-0.pem"),
+            key: self.tls_dir().join("dc1-client-consul-0-key.pem"),
+        }
+    }
+
+    /// What a client needs ([`StoreServer::client_files`]).
+    pub fn client_files(&self) -> TlsFiles {
+        if !self.settings.tls {
+            return TlsFiles::default();
+        }
+        let client = self.settings.verify_incoming.then(|| self.client_cert());
+        files(self.ca_file(), client.as_ref())
+    }
+
     fn tls_dir(&self) -> PathBuf {
         self.data_dir.with_extension("tls")
     }
 
     /// With `settings.tls`: a CA and a server certificate for this address, as `consul tls`
-    /// makes them.
+    /// makes them, and with `settings.verify_incoming` a client certificate.
     fn make_certificates(&self) -> anyhow::Result<()> {
         if !self.settings.tls {
             return Ok(());
@@ -401,17 +484,19 @@ impl Consul {
         let dir = self.tls_dir();
         fs::create_dir_all(&dir)?;
         let ip = self.ip.to_string();
-        for args in [
-            &["tls", "ca", "create"][..],
-            &[
-                "tls",
-                "cert",
-                "create",
-                "-server",
-                "-additional-ipaddress",
-                &ip,
-            ],
-        ] {
+        let server = [
+            "tls",
+            "cert",
+            "create",
+            "-server",
+            "-additional-ipaddress",
+            &ip,
+        ];
+        let mut commands = vec![&["tls", "ca", "create"][..], &server];
+        if self.settings.verify_incoming {
+            commands.push(&["tls", "cert", "create", "-client"]);
+        }
+        for args in commands {
             let out = Command::new(consul_bin())
                 .args(args)
                 .current_dir(&dir)
@@ -468,6 +553,9 @@ impl Consul {
                  ports {{\n  http = -1\n  https = 8501\n}}\n"
             ));
         }
+        if self.settings.verify_incoming {
+            hcl.push("verify_incoming = true".to_string());
+        }
         if let Some(token) = &self.settings.acl_master_token {
             hcl.push(format!(
                 "acl {{\n  enabled = true\n  default_policy = \"deny\"\n  \
@@ -488,6 +576,14 @@ impl Consul {
         let ca = self.ca_file().display().to_string();
         if self.settings.tls {
             curl.extend(["--cacert", &ca]);
+        }
+        let client = self.client_cert();
+        let (cert, key) = (
+            client.cert.display().to_string(),
+            client.key.display().to_string(),
+        );
+        if self.settings.verify_incoming {
+            curl.extend(["--cert", &cert, "--key", &key]);
         }
         let header = self
             .settings
@@ -525,6 +621,40 @@ pub struct Etcd {
     /// `--initial-cluster`: every member's `name=peer URL`.
     initial_cluster: String,
     extra_args: Vec<String>,
+    /// With `EtcdSettings::tls`.
+    tls: Option<EtcdTls>,
+}
+
+/// An etcd member's certificates ([`EtcdSettings`]).
+struct EtcdTls {
+    ca: PathBuf,
+    server: CertFiles,
+    /// For the clients, with `client_cert_auth`: the server requires it.
+    client: Option<CertFiles>,
+}
+
+impl EtcdTls {
+    /// The certificates of the members at `ips`, signed by one CA made in `dir`.
+    fn make(dir: &Path, ips: &[Ipv4Addr], settings: &EtcdSettings) -> anyhow::Result<Vec<Self>> {
+        if !settings.tls {
+            return Ok(Vec::new());
+        }
+        let pki = Pki::new(dir, "netd-lab-etcd-ca")?;
+        let client = if settings.client_cert_auth {
+            Some(pki.client("netd")?)
+        } else {
+            None
+        };
+        ips.iter()
+            .map(|&ip| {
+                Ok(Self {
+                    ca: pki.ca.clone(),
+                    server: pki.server(&format!("etcd-{ip}"), ip)?,
+                    client: client.clone(),
+                })
+            })
+            .collect()
+    }
 }
 
 fn etcd_name(ip: Ipv4Addr) -> String {
@@ -533,14 +663,17 @@ fn etcd_name(ip: Ipv4Addr) -> String {
 
 impl Etcd {
     /// Starts etcd in `netns`, serving clients on `ip:2379` (peers on `:2380`), with its data in
-    /// `data_dir` (log next to it, `.log`) and `extra_args` (Docker 20.10's cluster store needs
-    /// `--enable-v2=true`); waits until it is healthy.
+    /// `data_dir` (log next to it, `.log`; certificates in `.tls`), `extra_args` (Docker
+    /// 20.10's cluster store needs `--enable-v2=true`) and `settings`; waits until it is
+    /// healthy.
     pub fn start_in(
         netns: &Netns,
         ip: Ipv4Addr,
         data_dir: PathBuf,
         extra_args: &[&str],
+        settings: &EtcdSettings,
     ) -> anyhow::Result<Self> {
+        let tls = EtcdTls::make(&data_dir.with_extension("tls"), &[ip], settings)?;
         let mut etcd = Self {
             process: ServerProcess::new("etcd", &data_dir),
             data_dir,
@@ -548,13 +681,21 @@ impl Etcd {
             ip,
             initial_cluster: format!("{}=http://{ip}:2380", etcd_name(ip)),
             extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+            tls: tls.into_iter().next(),
         };
         etcd.restart()?;
         Ok(etcd)
     }
 
-    /// One member per address, in one cluster; waits until every member is healthy.
-    pub fn cluster_in(netns: &Netns, ips: &[Ipv4Addr], dir: &Path) -> anyhow::Result<Vec<Self>> {
+    /// One member per address, in one cluster, with `settings` (one CA for all); waits until
+    /// every member is healthy.
+    pub fn cluster_in(
+        netns: &Netns,
+        ips: &[Ipv4Addr],
+        dir: &Path,
+        settings: &EtcdSettings,
+    ) -> anyhow::Result<Vec<Self>> {
+        let mut tls = EtcdTls::make(&dir.join("etcd.tls"), ips, settings)?.into_iter();
         let initial_cluster = ips
             .iter()
             .map(|&ip| format!("{}=http://{ip}:2380", etcd_name(ip)))
@@ -572,6 +713,7 @@ impl Etcd {
                     ip,
                     initial_cluster: initial_cluster.clone(),
                     extra_args: Vec::new(),
+                    tls: tls.next(),
                 }
             })
             .collect();
@@ -585,9 +727,28 @@ impl Etcd {
         Ok(members)
     }
 
-    /// `etcd://IP:2379`.
+    /// `etcd://IP:2379` (`etcd+https://` with TLS).
     pub fn url(&self) -> String {
-        format!("etcd://{}:2379", self.ip)
+        let scheme = if self.tls.is_some() {
+            "etcd+https"
+        } else {
+            "etcd"
+        };
+        format!("{scheme}://{}:2379", self.ip)
+    }
+
+    /// What a client needs ([`StoreServer::client_files`]).
+    pub fn client_files(&self) -> TlsFiles {
+        match &self.tls {
+            Some(tls) => files(tls.ca.clone(), tls.client.as_ref()),
+            None => TlsFiles::default(),
+        }
+    }
+
+    /// `http://IP:2379`, or `https://`.
+    fn client_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:2379", self.ip)
     }
 
     /// Starts etcd (again) on the same data directory.
@@ -597,8 +758,24 @@ impl Etcd {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let client = format!("http://{}:2379", self.ip);
+        let client = self.client_url();
         let peer = format!("http://{}:2380", self.ip);
+        let mut tls_args: Vec<&std::ffi::OsStr> = Vec::new();
+        if let Some(tls) = &self.tls {
+            tls_args.extend([
+                "--cert-file".as_ref(),
+                tls.server.cert.as_os_str(),
+                "--key-file".as_ref(),
+                tls.server.key.as_os_str(),
+            ]);
+            if tls.client.is_some() {
+                tls_args.extend([
+                    "--client-cert-auth".as_ref(),
+                    "--trusted-ca-file".as_ref(),
+                    tls.ca.as_os_str(),
+                ]);
+            }
+        }
         self.process.spawn(
             Command::new("ip")
                 .args(["netns", "exec", &self.netns, "etcd", "--name"])
@@ -618,6 +795,7 @@ impl Etcd {
                     &peer,
                 ])
                 .args(["--initial-cluster", &self.initial_cluster])
+                .args(tls_args)
                 .args(&self.extra_args),
         )
     }
@@ -625,14 +803,26 @@ impl Etcd {
     /// Waits until etcd says it is healthy (it accepts connections before raft is ready, so
     /// its `/health` is asked, not its port).
     fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        let url = format!("http://{}:2379/health", self.ip);
-        let netns = self.netns.clone();
+        let url = format!("{}/health", self.client_url());
+        let mut args: Vec<String> = ["netns", "exec", &self.netns, "curl", "-sS", "-m", "1"]
+            .map(String::from)
+            .into();
+        if let Some(tls) = &self.tls {
+            args.extend(["--cacert".into(), tls.ca.display().to_string()]);
+            if let Some(client) = &tls.client {
+                args.extend([
+                    "--cert".into(),
+                    client.cert.display().to_string(),
+                    "--key".into(),
+                    client.key.display().to_string(),
+                ]);
+            }
+        }
+        args.push(url);
         let what = format!("etcd at {} to be healthy", self.ip);
         self.process.wait_serving(&what, || {
-            let body = sh(
-                "ip",
-                &["netns", "exec", &netns, "curl", "-sS", "-m", "1", &url],
-            )?;
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let body = sh("ip", &args)?;
             anyhow::ensure!(body.contains("\"health\":\"true\""), "answered {body:?}");
             Ok(())
         })

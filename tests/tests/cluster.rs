@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 
 use netd::api::{Endpoint, ErrorKind, LinkState, Network, Status};
 use netd_tests::{
-    cluster::{Cluster, ConsulSettings, STORE_MEMBERS, StoreKind, StoreSetup},
+    cluster::{Cluster, ConsulSettings, EtcdSettings, STORE_MEMBERS, StoreKind, StoreSetup},
     netns::iperf3,
 };
 
@@ -1050,6 +1050,7 @@ fn the_daemons_fail_over_between_store_members(store: StoreKind) {
             raft_multiplier: Some(1),
             ..ConsulSettings::default()
         },
+        etcd: EtcdSettings::default(),
     };
     let (mut c, n1, _, _, ip2) = two_connected("fo", setup, 10);
     let pinger = c.containers[n1].background_ping(&ip2, 4000).unwrap();
@@ -1221,6 +1222,7 @@ fn a_store_that_refuses_is_named_in_netd_status() {
             acl_master_token: Some("5f0c3e3a-netd-test-token".into()),
             ..ConsulSettings::default()
         },
+        etcd: EtcdSettings::default(),
     };
     let mut c = Cluster::new("rf", 0, store, None).unwrap();
     let host = c.add_unregistered_host(None, &[]).unwrap();
@@ -1261,6 +1263,162 @@ fn a_store_that_refuses_is_named_in_netd_status() {
         log.contains("cannot register this host") && log.contains("store refused"),
         "{log}"
     );
+}
+
+/// Store TLS with client certificates: the daemons on an etcd and on a Consul that require them,
+/// and daemons the store refuses at the TLS level, which stop at start in one line.
+mod store_tls {
+    use super::*;
+
+    /// etcd started as its docs start one with client certificates (`--client-cert-auth
+    /// --trusted-ca-file --cert-file --key-file`, a certificate with its address as SAN); the
+    /// daemons get `etcd+https://`, `--store-cacert`, `--store-cert` and `--store-key`. The
+    /// subject: those settings.
+    fn etcd_requiring_client_certificates() -> StoreSetup {
+        StoreSetup {
+            etcd: EtcdSettings {
+                tls: true,
+                client_cert_auth: true,
+            },
+            ..StoreSetup::from(StoreKind::Etcd)
+        }
+    }
+
+    /// Consul serving HTTPS only with `verify_incoming`, its certificates made by `consul tls`
+    /// (the client's by `consul tls cert create -client`). The subject: that setting.
+    fn consul_with_verify_incoming() -> StoreSetup {
+        StoreSetup {
+            consul: ConsulSettings {
+                tls: true,
+                verify_incoming: true,
+                ..ConsulSettings::default()
+            },
+            ..StoreSetup::from(StoreKind::Consul)
+        }
+    }
+
+    /// Two hosts on `store`, a container on each, pings both ways; returns the cluster.
+    fn two_hosts_ping_across(tag: &str, store: StoreSetup, scheme: &str) -> Cluster {
+        let (c, n1, n2, ip1, ip2) = connected_on(tag, store, 10, [0, 1]);
+        assert!(c.store_url.starts_with(scheme), "{}", c.store_url);
+        assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+        assert!(ping(&c, n2, &ip1).unwrap().contains("3 received"));
+        for host in 0..2 {
+            let status: Status = c.netd_as(host, &["status"]).unwrap();
+            assert_eq!(status.store.lease.link.state, LinkState::Connected);
+        }
+        c
+    }
+
+    /// A restart of a daemon with some of its flags changed, which must stop at start.
+    struct Refusal<'a> {
+        what: &'a str,
+        /// Flags given these files (replacing their value, or added).
+        set: &'a [(&'a str, &'a std::path::Path)],
+        removed: &'a [&'a str],
+        /// What the line says (besides `netd: ` and the store).
+        expected: &'a str,
+    }
+
+    const NO_CLIENT_CERTIFICATE: Refusal<'static> = Refusal {
+        what: "no client certificate",
+        set: &[],
+        removed: &["--store-cert", "--store-key"],
+        expected: "the store refused this client (TLS alert",
+    };
+
+    /// Host `i`'s daemon, restarted with `refusal`'s flags, stops at start: exit status 1 and
+    /// one line, `netd: ` and what is expected, naming the store; no retrying first.
+    fn refused_at_start(c: &mut Cluster, i: usize, refusal: &Refusal) {
+        let Refusal {
+            what,
+            set,
+            removed,
+            expected,
+        } = refusal;
+        let host = &mut c.hosts[i];
+        host.kill();
+        std::fs::write(&host.log, "").unwrap();
+        for (flag, path) in *set {
+            host.set_arg(flag, &path.display().to_string());
+        }
+        for flag in *removed {
+            host.remove_arg(flag);
+        }
+        let started = std::time::Instant::now();
+        let error = host.start().expect_err(what).to_string();
+        let took = started.elapsed();
+        assert!(
+            error.contains("netd daemon exited (exit status: 1)"),
+            "{what}: {error}"
+        );
+        let log = std::fs::read_to_string(&host.log).unwrap();
+        eprintln!("{what}, after {took:?}:\n{log}");
+        let lines: Vec<&str> = log.lines().filter(|l| l.starts_with("netd: ")).collect();
+        assert_eq!(lines.len(), 1, "{what}: {log}");
+        assert_eq!(log.lines().last(), Some(lines[0]), "{what}: {log}");
+        assert!(lines[0].contains(&c.store_url), "{what}: {}", lines[0]);
+        assert!(lines[0].contains(expected), "{what}: {}", lines[0]);
+        assert!(!log.contains("retrying"), "{what}: {log}");
+    }
+
+    #[test]
+    fn netd_runs_on_an_etcd_that_requires_client_certificates() {
+        two_hosts_ping_across("tle", etcd_requiring_client_certificates(), "etcd+https://");
+    }
+
+    /// Each way a daemon can fail to agree with the store at the TLS level ends it at start, in
+    /// one line naming the store and what to do; the daemon with the lab's files, after them,
+    /// registers (the positive control).
+    #[test]
+    fn a_daemon_the_store_refuses_at_the_tls_level_stops_in_one_line() {
+        let mut c = Cluster::new("tlr", 1, etcd_requiring_client_certificates(), 10).unwrap();
+        let path = |f: &Option<netd_store::tls::TlsFile>| f.as_ref().unwrap().path.clone();
+        let good = &c.store_tls;
+        let (ca, cert, key) = (path(&good.ca), path(&good.cert), path(&good.key));
+        let other = netd_tests::pki::Pki::new(&c.dir.0.join("other-ca"), "another CA").unwrap();
+        let stranger = other.client("stranger").unwrap();
+        let refused = NO_CLIENT_CERTIFICATE.expected;
+        // Each starts from the flags the one before left.
+        for refusal in [
+            NO_CLIENT_CERTIFICATE,
+            Refusal {
+                what: "a client certificate from another CA",
+                set: &[
+                    ("--store-cert", &stranger.cert),
+                    ("--store-key", &stranger.key),
+                ],
+                removed: &[],
+                expected: refused,
+            },
+            Refusal {
+                what: "a key that is not the certificate's",
+                set: &[("--store-cert", &cert)],
+                removed: &[],
+                expected: "is not the key of --store-cert",
+            },
+            Refusal {
+                what: "another CA trusted",
+                set: &[("--store-key", &key), ("--store-cacert", &other.ca)],
+                removed: &[],
+                expected: "the store's certificate is not signed by a CA this client trusts",
+            },
+        ] {
+            refused_at_start(&mut c, 0, &refusal);
+        }
+        c.hosts[0].kill();
+        c.hosts[0].set_arg("--store-cacert", &ca.display().to_string());
+        c.hosts[0].start().unwrap();
+        c.wait_registered(0, 1).unwrap();
+    }
+
+    /// Consul with `verify_incoming`: the daemons with Consul's client certificate ping across;
+    /// one without a client certificate stops in one line.
+    #[test]
+    fn netd_runs_on_a_consul_with_verify_incoming() {
+        let mut c = two_hosts_ping_across("tlc", consul_with_verify_incoming(), "consul+https://");
+        refused_at_start(&mut c, 1, &NO_CLIENT_CERTIFICATE);
+    }
 }
 
 /// A name with a NUL byte would reach the kernel cut short (`eth0\0x` names `eth0`): it is

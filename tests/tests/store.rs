@@ -11,11 +11,12 @@
 use std::time::{Duration, Instant};
 
 use netd_store::{
-    Backend, Expect, KeyValue, Store, StoreError, Watch, WatchEvent,
-    consul::{ConsulConfig, ConsulStore},
+    Backend, Expect, KeyValue, Store, StoreConfig, StoreError, Watch, WatchEvent,
+    consul::ConsulConfig, tls::TlsFiles,
 };
 use netd_tests::{
-    stores::{ConsulSettings, StoreKind, StoreLab, StoreSetup},
+    pki::Pki,
+    stores::{ConsulSettings, EtcdSettings, StoreKind, StoreLab, StoreSetup},
     wait_until_async,
 };
 
@@ -37,6 +38,77 @@ async fn next_events<W: Watch>(watch: &mut W, n: usize) -> Vec<WatchEvent> {
 
 fn kv(key: &str, value: &[u8]) -> (String, Vec<u8>) {
     (key.to_owned(), value.to_vec())
+}
+
+/// A put, a listing, and a watch from it that sees the next put.
+async fn a_put_is_watched(store: &Store) {
+    store.put("/netd/v1/networks/a", b"1").await.unwrap();
+    let page = store.list_page("/netd/v1/", None, None).await.unwrap();
+    let mut watch = store.watch("/netd/v1/", page.revision + 1).await.unwrap();
+    store.put("/netd/v1/networks/b", b"2").await.unwrap();
+    let events = next_events(&mut watch, 1).await;
+    assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.key == "/netd/v1/networks/b"));
+}
+
+/// A client of `url` with `files` and none of the test process's environment.
+async fn connect_with(url: &str, files: &TlsFiles) -> netd_store::Result<Store> {
+    StoreConfig::new(url, files, |_| None)?.connect().await
+}
+
+/// On a store that requires client certificates: a client with the lab's files writes, reads,
+/// watches and holds a lease; without a client certificate, with one from another CA, or
+/// trusting another CA, it gets the TLS failure (not an outage), saying what to do, at once.
+async fn client_certificates_are_required(lab: &StoreLab) {
+    let files = lab.client_files();
+    let store = connect_with(&lab.url, &files).await.unwrap();
+    a_put_is_watched(&store).await;
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    store.keep_alive(&lease.id).await.unwrap();
+
+    let other = Pki::new(&lab.dir.0.join("other-ca"), "another CA").unwrap();
+    let stranger = other.client("stranger").unwrap();
+    let ca = files.ca.as_ref().map(|f| f.path.clone());
+    let refused_client = [
+        (
+            "no client certificate",
+            TlsFiles::from_flags(ca.clone(), None, None),
+        ),
+        (
+            "a client certificate from another CA",
+            TlsFiles::from_flags(ca, Some(stranger.cert.clone()), Some(stranger.key.clone())),
+        ),
+    ];
+    let untrusted = TlsFiles {
+        ca: TlsFiles::from_flags(Some(other.ca.clone()), None, None).ca,
+        ..files
+    };
+    for (what, files, expected) in refused_client
+        .into_iter()
+        .map(|(what, files)| (what, files, "the store refused this client (TLS alert"))
+        .chain([(
+            "another CA trusted",
+            untrusted,
+            "the store's certificate is not signed by a CA this client trusts",
+        )])
+    {
+        let started = Instant::now();
+        // Consul's client asks for the leader when it connects; etcd's on its first request.
+        let error = match connect_with(&lab.url, &files).await {
+            Ok(store) => store.get("/netd/v1/networks/a").await.map(drop),
+            Err(e) => Err(e),
+        }
+        .expect_err(what);
+        eprintln!("{what}: {error} (after {:?})", started.elapsed());
+        assert!(
+            matches!(&error, StoreError::Tls(e) if e.contains(expected)),
+            "{what}: {error:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 mod etcd {
@@ -262,6 +334,23 @@ mod etcd {
         });
     }
 
+    /// `etcd+https://` to an etcd started as its docs start one with client certificates
+    /// (`--client-cert-auth --trusted-ca-file --cert-file --key-file`). The subject: those
+    /// settings.
+    #[test]
+    fn an_etcd_with_client_cert_auth_takes_the_clients_its_ca_signed() {
+        let setup = StoreSetup {
+            etcd: EtcdSettings {
+                tls: true,
+                client_cert_auth: true,
+            },
+            ..StoreSetup::from(StoreKind::Etcd)
+        };
+        let mut lab = StoreLab::start("st", setup).expect("etcd starts");
+        assert!(lab.url.starts_with("etcd+https://"), "{}", lab.url);
+        lab.block_on(async |lab| client_certificates_are_required(lab).await);
+    }
+
     /// What etcd refuses is refused, not an outage: a transaction over its `--max-txn-ops`
     /// (128), a request over its `--max-request-bytes` (1.5 MiB), a key given twice. A lease
     /// shorter than etcd's minimum is raised, and the lease says so.
@@ -305,21 +394,17 @@ mod consul {
         StoreLab::start("sc", setup).expect("Consul starts")
     }
 
-    /// A client for the lab's server with its CA and token (`Store::connect` takes those from
-    /// the environment, which a test cannot set for itself alone).
+    /// A client for the lab's server with its files and token (`Store::connect` takes those
+    /// from the environment, which a test cannot set for itself alone).
     async fn connect(
         lab: &StoreLab,
         url: &str,
         token: Option<String>,
     ) -> netd_store::Result<Store> {
-        let consul = lab.consul().unwrap();
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let mut config = ConsulConfig::parse(url, rest, scheme == "consul+https")?;
-        if consul.settings.tls {
-            config.ca_file = Some(consul.ca_file());
-        }
-        config.token = token;
-        Ok(Store::Consul(ConsulStore::connect(config).await?))
+        let env = |name: &str| token.clone().filter(|_| name == "CONSUL_HTTP_TOKEN");
+        StoreConfig::new(url, &lab.client_files(), env)?
+            .connect()
+            .await
     }
 
     #[test]
@@ -435,24 +520,37 @@ mod consul {
                 tls: true,
                 ..ConsulSettings::default()
             },
+            etcd: EtcdSettings::default(),
         };
         lab(setup).block_on(async |lab| {
             let store = connect(lab, &lab.url, None).await.unwrap();
-            store.put("/netd/v1/networks/a", b"1").await.unwrap();
-            let page = store.list_page("/netd/v1/", None, None).await.unwrap();
-            let mut watch = store.watch("/netd/v1/", page.revision + 1).await.unwrap();
-            store.put("/netd/v1/networks/b", b"2").await.unwrap();
-            let events = next_events(&mut watch, 1).await;
-            assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.key == "/netd/v1/networks/b"));
+            a_put_is_watched(&store).await;
+            // A TLS failure, not an outage: asking again fails the same way.
             let error = Store::connect(&lab.url).await.err().expect("not trusted");
             assert!(
-                matches!(&error, StoreError::Unavailable(e) if e.contains("certificate")),
+                matches!(&error, StoreError::Tls(e) if e.contains("give --store-cacert")),
                 "{error}"
             );
             let plain = lab.url.replace("consul+https://", "consul://");
             let error = Store::connect(&plain).await.err().expect("plain HTTP");
             assert!(matches!(error, StoreError::Refused { .. }), "{error}");
         });
+    }
+
+    /// `consul+https://` to a Consul that requires client certificates (`verify_incoming`),
+    /// made as its docs make them (`consul tls cert create -client`). The subject: that
+    /// setting.
+    #[test]
+    fn a_consul_with_verify_incoming_takes_the_clients_its_ca_signed() {
+        let setup = StoreSetup {
+            consul: ConsulSettings {
+                tls: true,
+                verify_incoming: true,
+                ..ConsulSettings::default()
+            },
+            ..StoreSetup::from(StoreKind::Consul)
+        };
+        lab(setup).block_on(async |lab| client_certificates_are_required(lab).await);
     }
 
     /// A deny-by-default cluster opens with the token from `CONSUL_HTTP_TOKEN` or the file
@@ -467,6 +565,7 @@ mod consul {
                 acl_master_token: Some(TOKEN.into()),
                 ..ConsulSettings::default()
             },
+            etcd: EtcdSettings::default(),
         };
         lab(setup).block_on(async |lab| {
             let file = lab.dir.0.join("token");

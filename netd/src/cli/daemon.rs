@@ -7,11 +7,23 @@ use netd::daemon::DaemonOptions;
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Cluster store: etcd://HOST:PORT[,HOST:PORT...], consul://HOST:PORT[,HOST:PORT...][/PREFIX]
-    /// (consul+https://...; token from CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE) or
-    /// file:///PATH (default: the embedded store in /var/lib/netd).
+    /// Cluster store: etcd://HOST:PORT[,HOST:PORT...] (etcd+https://... for TLS),
+    /// consul://HOST:PORT[,HOST:PORT...][/PREFIX] (consul+https://...; token from
+    /// CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE) or file:///PATH (default: the embedded store
+    /// in /var/lib/netd).
     #[arg(long, env = "NETD_STORE", default_value = "file:///var/lib/netd")]
     store: String,
+    /// PEM file of the CA that signed the store's certificate, the only one trusted (default:
+    /// the system's roots; Consul: CONSUL_CACERT).
+    #[arg(long, env = "NETD_STORE_CACERT", value_name = "FILE")]
+    store_cacert: Option<PathBuf>,
+    /// PEM file of this host's client certificate, for a store that requires one (Consul:
+    /// CONSUL_CLIENT_CERT).
+    #[arg(long, env = "NETD_STORE_CERT", value_name = "FILE")]
+    store_cert: Option<PathBuf>,
+    /// PEM file of the private key of --store-cert (Consul: CONSUL_CLIENT_KEY).
+    #[arg(long, env = "NETD_STORE_KEY", value_name = "FILE")]
+    store_key: Option<PathBuf>,
     /// This host's VTEP address (Docker's cluster-advertise).
     #[arg(long)]
     advertise: Ipv4Addr,
@@ -111,6 +123,11 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     );
     let options = DaemonOptions {
         store: args.store,
+        store_tls: netd_store::tls::TlsFiles::from_flags(
+            args.store_cacert,
+            args.store_cert,
+            args.store_key,
+        ),
         advertise: args.advertise,
         uplink: args.uplink,
         vxlan_port: args.vxlan_port,

@@ -9,6 +9,10 @@
 //! A host name is taken, never overwritten: a record naming another VTEP under a live lease is
 //! another machine with the same name (a cloned VM), and this daemon refuses it.
 //!
+//! A store this daemon cannot use before it ever registered (it refused this client at the TLS
+//! level, or its certificate is not trusted) ends the daemon at start, in one line: retrying
+//! cannot fix the files it was given. Later, such a failure is a failing lease, as a refusal.
+//!
 //! The lease is what the store granted, which may be longer than `--lease-ttl` (Consul's and
 //! etcd's minimum TTLs): `netd status` shows the granted one. A store that refuses a request
 //! (`StoreError::Refused`) is not down: the lease link is then `failing`, with what was refused.
@@ -16,7 +20,7 @@
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 use netd_store::{
-    Backend, Expect, Lease, Store, StoreError, keys,
+    Backend, Expect, Lease, Store, StoreConfig, StoreError, keys,
     schema::{self, HostRecord},
 };
 use tokio::sync::watch;
@@ -54,7 +58,7 @@ enum RegisterError {
 /// Starts the liveness thread; `registration` follows it (a store that cannot be reached
 /// leaves it pending: the thread keeps trying, the datapath keeps forwarding).
 pub fn start(
-    store_url: String,
+    store: StoreConfig,
     identity: Identity,
     ttl: Duration,
     health: Arc<Health>,
@@ -73,22 +77,22 @@ pub fn start(
                     return;
                 }
             };
-            runtime.block_on(run(store_url, identity, ttl, health, registration));
+            runtime.block_on(run(store, identity, ttl, health, registration));
         })
 }
 
 async fn run(
-    store_url: String,
+    config: StoreConfig,
     identity: Identity,
     ttl: Duration,
     health: Arc<Health>,
     registration: watch::Sender<Registration>,
 ) {
-    let store = super::connect(&store_url).await;
-    let store = match store {
+    let store = match super::connect(&config).await {
         Ok(store) => store,
         Err(error) => {
             health.lease_failed(&error.to_string(), false);
+            refuse_if_pending(&registration, super::naming_the_store(config.url(), &error));
             return;
         }
     };
@@ -103,6 +107,15 @@ async fn run(
     loop {
         let lease = match register(&store, &identity, ttl).await {
             Ok(lease) => lease,
+            Err(RegisterError::Store(error @ StoreError::Tls(_)))
+                if *registration.borrow() == Registration::Pending =>
+            {
+                // The daemon ends with this line: no "retrying" in the log before it.
+                health.lease_failed(&error.to_string(), false);
+                refuse_if_pending(&registration, super::naming_the_store(config.url(), &error));
+                retry.wait().await;
+                continue;
+            }
             Err(error) => {
                 let conflict = matches!(error, RegisterError::Conflict { .. });
                 failures.report(
@@ -114,13 +127,7 @@ async fn run(
                 if conflict {
                     // After a lease lost, the name stays this daemon's to wait for; before it
                     // ever registered, it is someone else's.
-                    registration.send_if_modified(|r| {
-                        let refused = *r == Registration::Pending;
-                        if refused {
-                            *r = Registration::Refused(error.to_string());
-                        }
-                        refused
-                    });
+                    refuse_if_pending(&registration, error.to_string());
                     conflict_retry.wait().await;
                 } else {
                     retry.wait().await;
@@ -140,6 +147,17 @@ async fn run(
             "host lease expired (the store was out of reach too long); registering again"
         );
     }
+}
+
+/// Before this daemon ever registered: it must not run, for `why`.
+fn refuse_if_pending(registration: &watch::Sender<Registration>, why: String) {
+    registration.send_if_modified(|r| {
+        let refused = *r == Registration::Pending;
+        if refused {
+            *r = Registration::Refused(why);
+        }
+        refused
+    });
 }
 
 /// Whether a registration failed because the store could not be reached (rather than because

@@ -18,7 +18,7 @@ use std::{net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::{Context as _, anyhow};
 use netd_common::maps::DatapathConfig;
 use netd_store::{
-    Store,
+    Store, StoreConfig, StoreError,
     schema::{HostRecord, SCHEMA_VERSION},
 };
 use tokio::task::JoinSet;
@@ -34,8 +34,10 @@ use crate::{
 /// Everything `netd daemon` is told.
 #[derive(Clone, Debug)]
 pub struct DaemonOptions {
-    /// `etcd://...` or `file:///...`.
+    /// `etcd://...`, `consul://...` or `file:///...`.
     pub store: String,
+    /// `--store-cacert`, `--store-cert`, `--store-key`.
+    pub store_tls: netd_store::tls::TlsFiles,
     /// This host's VTEP address.
     pub advertise: Ipv4Addr,
     /// Underlay interface; `None`: the one that holds `advertise`.
@@ -88,7 +90,9 @@ pub struct Daemon {
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
-    // First: a port in use is a mistake to report before anything is touched.
+    // First: a store URL or TLS file that cannot be used, or a port in use, is a mistake to
+    // report before anything is touched. The files are read here, once.
+    let store_config = StoreConfig::from_env(&options.store, &options.store_tls)?;
     let metrics_listener = match options.metrics_address {
         Some(address) => Some(metrics_server::bind(address).await?),
         None => None,
@@ -116,7 +120,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let (registration_tx, mut registration) =
         tokio::sync::watch::channel(host::Registration::Pending);
     let liveness = host::start(
-        options.store.clone(),
+        store_config.clone(),
         identity.clone(),
         options.lease_ttl,
         health.clone(),
@@ -183,7 +187,11 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         run_dir: options.run_dir.clone(),
         batch_duration: Box::new(batch_duration.clone()),
     })?;
-    let store = Arc::new(connect(&options.store).await?);
+    let store = Arc::new(
+        connect(&store_config)
+            .await
+            .map_err(|e| anyhow!(naming_the_store(store_config.url(), &e)))?,
+    );
     let dns = match options.dns.clone() {
         Some(dns) => Some(
             crate::dns::Dns::start(control.clone(), dns, &options.run_dir)
@@ -349,15 +357,18 @@ async fn tick(control: Control) -> anyhow::Result<()> {
 }
 
 /// Connects to the store, retrying while it is unreachable or refuses (the datapath is already
-/// forwarding, and someone may fix the store). Each distinct failure is logged once.
-pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
+/// forwarding, and someone may fix the store). Each distinct failure is logged once. What
+/// retrying cannot fix ends it: a bad URL or TLS files, a TLS handshake that failed (the
+/// store's certificate is not trusted, or it refused this client's).
+pub(crate) async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
     let mut backoff =
         netd_store::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut logged = None;
     loop {
-        match Store::connect(url).await {
+        match config.connect().await {
             Ok(store) => return Ok(store),
-            Err(e @ netd_store::StoreError::BadUrl { .. }) => return Err(e.into()),
+            Err(e @ (StoreError::BadUrl { .. } | StoreError::BadTls { .. })) => return Err(e),
+            Err(e @ StoreError::Tls(_)) => return Err(e),
             Err(e) => {
                 let error = e.to_string();
                 if logged.as_ref() != Some(&error) {
@@ -367,6 +378,15 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Store> {
                 backoff.wait().await;
             }
         }
+    }
+}
+
+/// A store error at start, in the one line the daemon ends with: which store, and why.
+pub(crate) fn naming_the_store(url: &str, error: &StoreError) -> String {
+    match error {
+        // These say which store already.
+        StoreError::BadUrl { .. } | StoreError::BadTls { .. } => error.to_string(),
+        _ => format!("store {url}: {error}"),
     }
 }
 

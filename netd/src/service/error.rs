@@ -70,10 +70,12 @@ impl From<StoreError> for ServiceError {
             // A watch's history, not a request's: asking again works.
             StoreError::Compacted(_) => ErrorKind::Unavailable,
             // The store answered and refused: not an outage, and not ours.
-            StoreError::Refused { .. } => ErrorKind::Refused,
-            StoreError::BadUrl { .. } | StoreError::LeaseLost(_) | StoreError::Other(_) => {
-                ErrorKind::Internal
-            }
+            // The store (or this client) refused at the TLS level: the same, before a request.
+            StoreError::Refused { .. } | StoreError::Tls(_) => ErrorKind::Refused,
+            StoreError::BadUrl { .. }
+            | StoreError::BadTls { .. }
+            | StoreError::LeaseLost(_)
+            | StoreError::Other(_) => ErrorKind::Internal,
         };
         Self::new(kind, e.to_string())
     }

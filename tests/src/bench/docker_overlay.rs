@@ -26,7 +26,7 @@ use super::{
     process,
 };
 use crate::{
-    cluster::{Etcd, tempdir},
+    cluster::{Etcd, EtcdSettings, tempdir},
     docker::{DockerHost, IMAGE},
     lab::{self, CONTAINER_IPS, VTEPS},
     netns::Netns,
@@ -85,6 +85,7 @@ impl DockerLab {
             VTEPS[0],
             dir.0.join("etcd"),
             &["--enable-v2=true"],
+            &EtcdSettings::default(),
         )?;
         interrupt::check()?;
         let dockers = start_engines(tag, &hosts)?;
