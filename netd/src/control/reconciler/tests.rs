@@ -312,18 +312,24 @@ impl Host {
         self.put(keys::host(ME), host(VTEP_A));
         self.put(keys::host("b"), host(VTEP_B));
     }
+
+    /// An overlay network "n" with the gateway 10.1.0.254, hosts a and b registered, and this
+    /// host's endpoint "mine" (10.1.0.1) in it.
+    fn with_gateway_network(&mut self) {
+        self.put(
+            keys::network("n"),
+            network_with_gateway("n", VNI, "10.1.0.254"),
+        );
+        self.put(keys::host(ME), host(VTEP_A));
+        self.put(keys::host("b"), host(VTEP_B));
+        self.put(keys::endpoint("n", "mine"), ep("mine", "10.1.0.1", ME));
+    }
 }
 
 #[test]
 fn a_listing_then_watch_events_program_exactly_the_desired_entries() {
     let mut h = Host::new(FakeKernel::default(), &[("n", "mine")]);
-    h.put(
-        keys::network("n"),
-        network_with_gateway("n", VNI, "10.1.0.254"),
-    );
-    h.put(keys::host(ME), host(VTEP_A));
-    h.put(keys::host("b"), host(VTEP_B));
-    h.put(keys::endpoint("n", "mine"), ep("mine", "10.1.0.1", ME));
+    h.with_gateway_network();
     h.put(keys::endpoint("n", "p1"), ep("p1", "10.1.0.2", "b"));
     h.list();
     let maps = h.maps();
@@ -958,13 +964,7 @@ fn a_macvlan_parent_is_hooked_and_made_promiscuous_while_a_network_uses_it() {
 #[test]
 fn an_endpoint_may_not_take_its_gateways_mac() {
     let mut h = Host::new(FakeKernel::default(), &[("n", "mine")]);
-    h.put(
-        keys::network("n"),
-        network_with_gateway("n", VNI, "10.1.0.254"),
-    );
-    h.put(keys::host(ME), host(VTEP_A));
-    h.put(keys::host("b"), host(VTEP_B));
-    h.put(keys::endpoint("n", "mine"), ep("mine", "10.1.0.1", ME));
+    h.with_gateway_network();
     h.list();
     assert_eq!(
         h.maps().fdb.get(&fdb("10.1.0.254")),
