@@ -59,6 +59,12 @@ const WATCH_WAIT: Duration = Duration::from_secs(60);
 /// Most operations Consul (1.8) accepts in one transaction.
 const MAX_TXN_OPS: usize = 64;
 
+/// Largest answer read from Consul. A listing of every netd key is one answer: about 70 MiB
+/// for 100,000 endpoints (base64 values in JSON). Values up to Consul's 512 KiB
+/// `kv_max_value_size` written by someone else could make it any size, and it would be held in
+/// memory whole: past this, the read is refused, naming the size, instead.
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
 /// Consul ends a session this many times its TTL after the last renewal, at the latest (its
 /// `SessionTTLMultiplier`): what a lease's keys take to go.
 const SESSION_TTL_MULTIPLIER: u32 = 2;
@@ -171,6 +177,31 @@ struct Entry {
     modify_index: i64,
     #[serde(default)]
     session: Option<String>,
+}
+
+/// Why an answer's body was not read.
+enum BodyError {
+    Read(reqwest::Error),
+    /// Longer than the cap: not read further.
+    TooLarge,
+}
+
+/// Reads `response`'s body, at most `cap` bytes of it.
+async fn read_body(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > cap as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > cap {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// One operation of a `/v1/txn` body.
@@ -404,9 +435,19 @@ impl ConsulStore {
                 .get("X-Consul-Index")
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok());
-            let body = match sent.bytes().await {
-                Ok(body) => body.to_vec(),
-                Err(e) => {
+            let body = match read_body(sent, MAX_BODY_BYTES).await {
+                Ok(body) => body,
+                Err(BodyError::TooLarge) => {
+                    return Err(StoreError::refused(
+                        format!("{method} {path}"),
+                        format!(
+                            "an answer over {} MiB: values larger than netd's records under \
+                             netd's prefix? (netd status lists the invalid ones it can read)",
+                            MAX_BODY_BYTES / (1024 * 1024)
+                        ),
+                    ));
+                }
+                Err(BodyError::Read(e)) => {
                     failures.push(format!("{member}: {}", describe(&e)));
                     if retry == Retry::Anywhere {
                         continue;
@@ -673,7 +714,12 @@ impl Backend for ConsulStore {
         let revision = answer.index.unwrap_or_default();
         let mut kvs = self.entries(&answer, prefix)?;
         kvs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Listing { kvs, revision })
+        let (kvs, oversized) = crate::sort_oversized(kvs.into_iter());
+        Ok(Listing {
+            kvs,
+            oversized,
+            revision,
+        })
     }
 
     /// The keys under `prefix` after `after`, at `revision` (`None`: a new listing of every
@@ -1177,6 +1223,24 @@ fn jitter(max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A listing answer past the cap is refused, whether its length is announced or not.
+    #[tokio::test]
+    async fn answers_are_read_up_to_the_cap() {
+        let answer = |body: &'static str, announced: bool| {
+            let mut builder = http::Response::builder();
+            if announced {
+                builder = builder.header("Content-Length", body.len());
+            }
+            reqwest::Response::from(builder.body(body).expect("a response"))
+        };
+        for announced in [true, false] {
+            let read = read_body(answer("0123456789", announced), 10).await;
+            assert!(matches!(read, Ok(body) if body == b"0123456789"));
+            let read = read_body(answer("0123456789A", announced), 10).await;
+            assert!(matches!(read, Err(BodyError::TooLarge)), "{announced}");
+        }
+    }
 
     /// Consul 1.8.7's answers, as seen from a leader and through a follower, while it has a
     /// leader and while it loses it.

@@ -49,9 +49,11 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Largest gRPC message the client decodes. gRPC's default is 4 MiB, which one listing of about
-/// 19,000 endpoints or one lagging watch batch exceeds (docs/stores.md). Listings are paged and
-/// watches fragmented, so no answer should come near this; it is a backstop, not a budget.
-const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// 19,000 endpoints or one lagging watch batch exceeds (docs/stores.md). Watches are fragmented
+/// by etcd to its request limit (1.5 MiB by default), and a listing page over this is asked
+/// again with fewer keys ([`EtcdStore::list_page_of`]), so this bounds what one answer costs in
+/// memory, not what can be read.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Keys per listing page: about 1 MiB of netd's records, well inside any message limit and
 /// small enough that a page costs the server little.
@@ -212,15 +214,22 @@ impl EtcdStore {
         let revision = first.revision;
         let mut more = first.more;
         let mut kvs = first.kvs;
+        let mut oversized = first.oversized;
+        let mut after = crate::last_key(&kvs, &oversized);
         while more {
-            let after = kvs.last().map(|kv| kv.key.clone());
             let page = self
                 .list_page_of(prefix, after.as_deref(), Some(revision), LIST_PAGE_KEYS)
                 .await?;
             more = page.more;
+            after = page.last_key().or(after);
             kvs.extend(page.kvs);
+            oversized.extend(page.oversized);
         }
-        Ok(Listing { kvs, revision })
+        Ok(Listing {
+            kvs,
+            oversized,
+            revision,
+        })
     }
 
     /// [`Backend::list_page`] in pages of at most `limit` keys: at most `limit` keys under
@@ -247,24 +256,36 @@ impl EtcdStore {
             None if prefix.is_empty() => vec![0],
             None => prefix.as_bytes().to_vec(),
         };
-        let mut options = GetOptions::new().with_range(end).with_limit(limit);
-        if let Some(revision) = revision {
-            options = options.with_revision(revision);
-        }
-        let mut kv = self.kv.clone();
-        let resp = match timed("list", kv.get(start, Some(options))).await? {
-            Ok(resp) => resp,
-            Err(e) if is_compacted(&e) => {
-                return Err(StoreError::Compacted(revision.unwrap_or_default()));
+        let mut limit = limit.max(1);
+        let resp = loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(limit);
+            if let Some(revision) = revision {
+                options = options.with_revision(revision);
             }
-            Err(e) => return Err(map_err("list", e)),
+            let mut kv = self.kv.clone();
+            match timed("list", kv.get(start.clone(), Some(options))).await? {
+                Ok(resp) => break resp,
+                // Values nobody should have written (netd's records are a few hundred bytes)
+                // made the page larger than the client decodes: the same page with half the
+                // keys, down to one key, which etcd's request limit keeps far below the cap.
+                Err(e) if is_over_message_limit(&e) && limit > 1 => {
+                    limit /= 2;
+                    tracing::debug!(prefix, limit, "etcd listing page too large: fewer keys");
+                }
+                Err(e) if is_compacted(&e) => {
+                    return Err(StoreError::Compacted(revision.unwrap_or_default()));
+                }
+                Err(e) => return Err(map_err("list", e)),
+            }
         };
         let revision = match revision {
             Some(revision) => revision,
             None => header_revision("list", resp.header())?,
         };
+        let (kvs, oversized) = crate::sort_oversized(resp.kvs().iter().filter_map(convert_kv));
         Ok(Page {
-            kvs: resp.kvs().iter().filter_map(convert_kv).collect(),
+            kvs,
+            oversized,
             more: resp.more(),
             revision,
         })
@@ -670,9 +691,17 @@ async fn timed<T>(
 }
 
 /// etcd's answer for a read at a revision it has compacted away
-/// (`mvcc: required revision has been compacted`).
+/// (`mvcc: required revision has been compacted`). tonic's own "message too large" has the
+/// same code, so the message tells them apart.
 fn is_compacted(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(status) if status.code() as i32 == GRPC_OUT_OF_RANGE)
+    matches!(e, etcd_client::Error::GRpcStatus(status)
+        if status.code() as i32 == GRPC_OUT_OF_RANGE && status.message().contains("compacted"))
+}
+
+/// tonic's refusal of an answer over [`MAX_MESSAGE_BYTES`] (made on our side, not by etcd).
+fn is_over_message_limit(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status)
+        if status.message().contains("message length too large"))
 }
 
 /// The first key after every key that starts with `prefix` (etcd's `range_end` for a prefix).

@@ -92,14 +92,16 @@ impl Backend for FileStore {
     async fn list(&self, prefix: &str) -> Result<Listing> {
         let prefix = prefix.to_owned();
         self.transact(move |state, _| {
-            let kvs = state
-                .keys
-                .range(prefix.clone()..)
-                .take_while(|(key, _)| key.starts_with(&prefix))
-                .map(|(key, entry)| entry.to_key_value(key))
-                .collect();
+            let (kvs, oversized) = crate::sort_oversized(
+                state
+                    .keys
+                    .range(prefix.clone()..)
+                    .take_while(|(key, _)| key.starts_with(&prefix))
+                    .map(|(key, entry)| entry.to_key_value(key)),
+            );
             Ok(Listing {
                 kvs,
+                oversized,
                 revision: state.revision,
             })
         })

@@ -44,10 +44,45 @@ pub struct KeyValue {
     pub mod_revision: i64,
 }
 
+/// Largest value a listing hands on. netd's records are a few hundred bytes (a network with
+/// every option under 2 KiB); anything this big was written by someone else, and a few hundred
+/// such values (etcd takes up to 1.5 MiB each) would otherwise be held, and decoded, by every
+/// daemon at every listing. Larger values are skipped and named in [`Page::oversized`].
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// A value a listing skipped for its size: its key, for the log and `netd status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Oversized {
+    pub key: String,
+    pub bytes: usize,
+}
+
+/// Splits listed values into the ones handed on and the [`MAX_RECORD_BYTES`] ones skipped.
+pub(crate) fn sort_oversized(
+    kvs: impl Iterator<Item = KeyValue>,
+) -> (Vec<KeyValue>, Vec<Oversized>) {
+    let mut oversized = Vec::new();
+    let kvs = kvs
+        .filter_map(|kv| {
+            if kv.value.len() <= MAX_RECORD_BYTES {
+                return Some(kv);
+            }
+            oversized.push(Oversized {
+                bytes: kv.value.len(),
+                key: kv.key,
+            });
+            None
+        })
+        .collect();
+    (kvs, oversized)
+}
+
 /// The keys under a prefix, consistent as of `revision`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
     pub kvs: Vec<KeyValue>,
+    /// Keys whose values were too large to be netd's ([`MAX_RECORD_BYTES`]): left out of `kvs`.
+    pub oversized: Vec<Oversized>,
     /// The store's revision when the listing was taken: watch from `revision + 1`.
     pub revision: i64,
 }
@@ -87,6 +122,7 @@ impl KeptListing {
 impl Listing {
     /// The keys under `prefix` after the key `after`, in one page at the listing's revision.
     pub(crate) fn page(&self, prefix: &str, after: Option<&str>) -> Page {
+        let wanted = |key: &str| key.starts_with(prefix) && after.is_none_or(|a| key > a);
         let from = self.kvs.partition_point(|kv| {
             kv.key.as_str() < prefix || after.is_some_and(|a| kv.key.as_str() <= a)
         });
@@ -94,6 +130,12 @@ impl Listing {
             kvs: self.kvs[from..]
                 .iter()
                 .take_while(|kv| kv.key.starts_with(prefix))
+                .cloned()
+                .collect(),
+            oversized: self
+                .oversized
+                .iter()
+                .filter(|o| wanted(&o.key))
                 .cloned()
                 .collect(),
             more: false,
@@ -107,8 +149,24 @@ impl Listing {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page {
     pub kvs: Vec<KeyValue>,
+    /// Keys of this page left out of `kvs` for their size ([`MAX_RECORD_BYTES`]).
+    pub oversized: Vec<Oversized>,
     pub more: bool,
     pub revision: i64,
+}
+
+impl Page {
+    /// The last key this page covered, handed on or skipped: the next page starts after it.
+    pub fn last_key(&self) -> Option<String> {
+        last_key(&self.kvs, &self.oversized)
+    }
+}
+
+/// The greater of the last keys of two sorted parts of one page.
+pub(crate) fn last_key(kvs: &[KeyValue], oversized: &[Oversized]) -> Option<String> {
+    let kv = kvs.last().map(|kv| kv.key.as_str());
+    let skipped = oversized.last().map(|o| o.key.as_str());
+    kv.max(skipped).map(str::to_owned)
 }
 
 /// What a conditional write expects of its key.

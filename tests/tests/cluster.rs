@@ -1689,6 +1689,94 @@ fn nothing_cleans_up_after_a_dead_host_until_host_rm() {
     c.netd(0, &["network", "rm", "n"]).unwrap();
 }
 
+/// `--remove-dead-hosts-after` does what `host rm` does once a host's lease has been gone for
+/// the grace period: a live host's records stay however long it lives (the control: host 1's
+/// endpoint, alive for longer than the grace before host 2 dies), a dead one's go, and the
+/// network can be removed. The short --lease-ttl only shortens the wait for the lease to end.
+#[test]
+fn a_dead_host_is_removed_after_the_grace_period_when_asked() {
+    let mut c = Cluster::new_with("hgr", 2, StoreKind::Etcd, 2, |i, _| {
+        let mut args = vec!["--no-docker".to_string()];
+        if i == 0 {
+            args.extend(["--remove-dead-hosts-after".to_string(), "2".to_string()]);
+        }
+        Ok(args)
+    })
+    .unwrap();
+    c.netd(0, &["network", "create", "--subnet", "10.93.0.0/24", "n"])
+        .unwrap();
+    let (k1, k2) = (c.container().unwrap(), c.container().unwrap());
+    add(&c, 0, "n", k1, "a", &[]);
+    add(&c, 1, "n", k2, "b", &[]);
+    // The records in the store (`endpoint ls` shows only the endpoints of live hosts).
+    let names = |c: &Cluster| -> Vec<String> {
+        c.with_store(|store| async move {
+            use netd_store::Backend as _;
+            let listing = store.list(netd_store::keys::ENDPOINTS).await?;
+            Ok(listing.kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>())
+        })
+        .unwrap()
+        .into_iter()
+        .map(|key| key.rsplit('/').next().unwrap_or_default().to_string())
+        .collect()
+    };
+    // Both alive for twice the grace: nothing is removed.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(names(&c), ["a", "b"]);
+
+    c.hosts[1].kill();
+    netd_tests::wait_until(
+        Duration::from_secs(20),
+        || (names(&c) == ["a"]).then_some(()),
+        "host 2's endpoint to be removed after its lease and the grace",
+    )
+    .unwrap();
+    c.netd(0, &["endpoint", "rm", "a"]).unwrap();
+    c.netd(0, &["network", "rm", "n"]).unwrap();
+}
+
+/// 180 values of 1.5 MB (etcd's default request limit) under netd's prefix made every listing
+/// page larger than the client decodes, and a daemon that listed then never synced. Now the
+/// page is asked again with fewer keys, the values are skipped unread and counted, and the
+/// endpoint added after them (the control: programmed on the other host) arrives.
+#[test]
+fn junk_values_never_stop_a_daemons_sync() {
+    let mut c = Cluster::new("jv", 2, StoreKind::Etcd, None).unwrap();
+    c.netd(0, &["network", "create", "--subnet", "10.92.0.0/24", "n"])
+        .unwrap();
+    // Host 2 programs the peers of the networks it has endpoints in.
+    let k = c.container().unwrap();
+    add(&c, 1, "n", k, "b", &[]);
+    const JUNK: usize = 180;
+    c.with_store(|store| async move {
+        use netd_store::Backend as _;
+        let value = vec![b'j'; 1_500_000];
+        for i in 0..JUNK {
+            store
+                .put(
+                    &netd_store::keys::endpoint("n", &format!("junk{i:03}")),
+                    &value,
+                )
+                .await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    // A fresh listing: the daemon's start.
+    c.hosts[1].kill();
+    c.hosts[1].start().unwrap();
+    let k = c.container().unwrap();
+    let a = add(&c, 0, "n", k, "a", &[]);
+    netd_tests::wait_until(
+        Duration::from_secs(30),
+        || fdb_macs(&c, 1).contains(&a.mac.to_string()).then_some(()),
+        "host 2 to program the endpoint added after the junk",
+    )
+    .unwrap();
+    let status: Status = c.netd_as(1, &["status"]).unwrap();
+    assert_eq!(status.invalid_values, JUNK as u64, "{status:?}");
+}
+
 /// `-o mut=1200` (a typo for mtu) must not create a network as if nothing was said.
 #[test]
 fn an_unknown_option_is_refused_naming_the_known_ones() {

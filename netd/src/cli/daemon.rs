@@ -42,6 +42,11 @@ pub struct DaemonArgs {
     /// Seconds the other hosts keep this host's endpoints after it stops renewing its lease.
     #[arg(long, default_value_t = 15)]
     lease_ttl: u64,
+    /// Remove the endpoint records and address claims of a host whose lease has been gone this
+    /// many seconds, as `netd host rm` does (default: never; give a grace longer than any
+    /// planned downtime: a host back after it finds its endpoints gone).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    remove_dead_hosts_after: Option<u64>,
     /// Directory where Docker discovers plugins; netd serves `netd.sock` there.
     #[arg(long, default_value = "/run/docker/plugins")]
     docker_plugin_dir: PathBuf,
@@ -135,6 +140,7 @@ pub fn run(args: DaemonArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         pin_dir,
         host_name,
         lease_ttl: Duration::from_secs(args.lease_ttl),
+        remove_dead_hosts_after: args.remove_dead_hosts_after.map(Duration::from_secs),
         macvlan_parent: args.macvlan_parent.map(String::from),
         tc_attach: match args.tc_attach {
             TcAttach::Auto => netd::datapath::AttachMethod::Auto,

@@ -120,6 +120,8 @@ pub struct Summary {
     /// Networks this host has endpoints in (whose peers it programs).
     pub active_networks: usize,
     pub invalid_values: u64,
+    /// Hosts named by endpoint records whose lease has ended, sorted.
+    pub absent_hosts: Arc<Vec<String>>,
     pub maps: Vec<MapFill>,
     pub events_applied: u64,
     /// Entries found different from what the daemon believed the maps held, and repaired.
@@ -137,6 +139,9 @@ pub enum Feed {
         revision: i64,
     },
     ListPage(Vec<KeyValue>),
+    /// Values a listing left unread for their size (junk: netd's records are small), each
+    /// counted and logged as an invalid value.
+    ListSkipped(Vec<netd_store::Oversized>),
     /// The listing is complete: the maps become exactly its desired state (mark and sweep).
     ListEnd,
     Events(Vec<WatchEvent>),

@@ -329,6 +329,19 @@ impl Model {
     }
 
     /// Every registered host with a valid record.
+    /// Hosts that endpoint records name but that have no host record (its lease ended):
+    /// stopped, or gone for good. Sorted.
+    pub fn absent_hosts(&self) -> Vec<String> {
+        let mut absent: Vec<String> = self
+            .by_host
+            .iter()
+            .filter(|(name, slots)| !slots.is_empty() && !self.hosts.contains_key(*name))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        absent.sort();
+        absent
+    }
+
     pub fn hosts(&self) -> impl Iterator<Item = (&Name, &HostRecord)> {
         self.hosts
             .iter()

@@ -224,6 +224,16 @@ impl<K: Kernel> Reconciler<K> {
                     }
                 }
             }
+            Feed::ListSkipped(skipped) => {
+                for value in skipped {
+                    let reason = format!(
+                        "a value of {} bytes, more than any netd record ({} KiB): not read",
+                        value.bytes,
+                        netd_store::MAX_RECORD_BYTES / 1024
+                    );
+                    self.refuse(value.key, reason);
+                }
+            }
             Feed::ListEnd => {
                 if let Some(model) = self.staging.take() {
                     let started = Instant::now();
@@ -407,11 +417,16 @@ impl<K: Kernel> Reconciler<K> {
             refused.extend(self.model.invalid_hosts());
         }
         for (key, reason) in refused {
-            if self.invalid.get(&key) != Some(&reason) {
-                tracing::warn!(%key, %reason, "invalid value in the store skipped");
-                self.invalid_total += 1;
-                self.invalid.insert(key, reason);
-            }
+            self.refuse(key, reason);
+        }
+    }
+
+    /// Logs and counts a refused value, once per reason.
+    fn refuse(&mut self, key: String, reason: String) {
+        if self.invalid.get(&key) != Some(&reason) {
+            tracing::warn!(%key, %reason, "invalid value in the store skipped");
+            self.invalid_total += 1;
+            self.invalid.insert(key, reason);
         }
     }
 
@@ -800,6 +815,7 @@ impl<K: Kernel> Reconciler<K> {
             programmed_remote,
             active_networks: self.planner.active_networks().count(),
             invalid_values: self.invalid_total,
+            absent_hosts: Arc::new(self.model.absent_hosts()),
             maps,
             events_applied: self.events_applied,
             drift_repaired: self.drift_repaired,

@@ -6,6 +6,7 @@
 //! a shutdown signal stops them all. Nothing here ever flushes the datapath: programs and maps
 //! are pinned, so traffic keeps flowing while the daemon restarts or the store is unreachable.
 
+mod dead_hosts;
 pub(crate) mod handlers;
 mod host;
 mod metrics_server;
@@ -60,6 +61,9 @@ pub struct DaemonOptions {
     pub dns: Option<crate::dns::DnsOptions>,
     /// Docker integration, `None` to serve namespaces only.
     pub docker: Option<crate::docker::DockerOptions>,
+    /// Remove the records and claims of hosts whose lease has been gone this long, `None`:
+    /// only `netd host rm` does.
+    pub remove_dead_hosts_after: Option<Duration>,
     /// Where to serve `/metrics` to Prometheus, `None` for nowhere.
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Keep the vxlan device for GRO (`crate::gro`); `false` decapsulates everything in TC.
@@ -221,6 +225,9 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         });
     }
     tasks.spawn(tick(control.clone()));
+    if let Some(grace) = options.remove_dead_hosts_after {
+        tasks.spawn(dead_hosts::run(service.clone(), control.clone(), grace));
+    }
     // A refusal found later (the store was slow at start) ends the daemon all the same.
     tasks.spawn(async move {
         let refused = registration

@@ -118,9 +118,13 @@ async fn list_once(store: &Store, control: &Control) -> Result<i64, Failure> {
                 )
                 .await?;
             }
-            after = page.kvs.last().map(|kv| kv.key.clone());
+            // A page of skipped values only still moves the listing on.
+            after = page.last_key().or(after);
             keys += page.kvs.len();
             let more = page.more;
+            if !page.oversized.is_empty() {
+                feed(control, Feed::ListSkipped(page.oversized)).await?;
+            }
             if !page.kvs.is_empty() {
                 feed(control, Feed::ListPage(page.kvs)).await?;
             }
