@@ -1689,6 +1689,57 @@ fn nothing_cleans_up_after_a_dead_host_until_host_rm() {
     c.netd(0, &["network", "rm", "n"]).unwrap();
 }
 
+/// A host record naming another live host's VTEP: written straight into the store (a rogue
+/// host), it is refused with its endpoint by the other hosts, which keep their own traffic (the
+/// control); a daemon started with another live host's --advertise stops at start in one line
+/// naming the holder.
+#[test]
+fn a_host_record_may_not_take_a_vtep_another_live_host_holds() {
+    let (mut c, n1, _, _, ip2) = two_connected("vt", StoreKind::Etcd, 10);
+    let rogue = r#"{"version":1,"vtep_ip":"10.201.0.2","uplink_mtu":1500,"netd":"x"}"#;
+    c.store_put(&netd_store::keys::host("rogue"), rogue.as_bytes())
+        .unwrap();
+    let stolen = r#"{"version":1,"ip":"172.31.9.9","mac":"02:00:00:00:09:09","host":"rogue","vtep_ip":"10.201.0.2","name":"stolen"}"#;
+    c.store_put(
+        &netd_store::keys::endpoint("mynet", "stolen"),
+        stolen.as_bytes(),
+    )
+    .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (status.invalid_values == 1).then_some(())
+        },
+        "host 1 to refuse the rogue host record",
+    )
+    .unwrap();
+    assert!(!fdb_macs(&c, 0).contains(&"02:00:00:00:09:09".to_string()));
+    let neigh = c.netd(0, &["maps", "dump", "neigh"]).unwrap();
+    assert!(!neigh.contains("172.31.9.9"), "{neigh}");
+    assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+
+    let h3 = c.add_unregistered_host(Some(10), &[]).unwrap();
+    c.wait_registered(h3, 3).unwrap();
+    let host = &mut c.hosts[h3];
+    host.kill();
+    std::fs::write(&host.log, "").unwrap();
+    host.set_arg("--advertise", "10.201.0.1");
+    let error = host
+        .start()
+        .expect_err("a daemon on a taken VTEP")
+        .to_string();
+    assert!(error.contains("netd daemon exited"), "{error}");
+    let log = std::fs::read_to_string(&host.log).unwrap();
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("netd: ")
+            && last.contains("VTEP 10.201.0.1 (--advertise) is already host \"h1\"'s"),
+        "{log}"
+    );
+    assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+}
+
 /// `--remove-dead-hosts-after` does what `host rm` does once a host's lease has been gone for
 /// the grace period: a live host's records stay however long it lives (the control: host 1's
 /// endpoint, alive for longer than the grace before host 2 dies), a dead one's go, and the

@@ -131,6 +131,9 @@ pub struct Model {
     /// VNI -> networks claiming it, earliest first.
     vni_claims: HashMap<u32, Vec<(i64, Name)>>,
     hosts: BTreeMap<Name, Result<HostRecord, String>>,
+    /// VTEP -> hosts whose valid records name it, earliest registered first: the first holds
+    /// it (a host record cannot take another live host's address).
+    vtep_claims: HashMap<Ipv4Addr, Vec<(i64, Name)>>,
     slab: Vec<Option<Endpoint>>,
     free: Vec<u32>,
     dead: Vec<Slot>,
@@ -153,6 +156,7 @@ impl Model {
             networks: BTreeMap::new(),
             vni_claims: HashMap::new(),
             hosts: BTreeMap::new(),
+            vtep_claims: HashMap::new(),
             slab: Vec::new(),
             free: Vec::new(),
             dead: Vec::new(),
@@ -306,29 +310,37 @@ impl Model {
 
     fn put_host(&mut self, name: &str, kv: Option<&KeyValue>, touched: &mut Touched) {
         let name = self.intern(name);
-        match kv {
+        let old = match kv {
             Some(kv) => {
                 let record = schema::decode::<HostRecord>(&kv.value)
                     .and_then(|h| h.validate(&name).map(|()| h))
                     .map_err(|e| e.to_string());
-                self.hosts.insert(name.clone(), record);
+                self.hosts.insert(name.clone(), record)
             }
-            None => {
-                self.hosts.remove(&name);
-            }
-        }
+            None => self.hosts.remove(&name),
+        };
+        let old_vtep = old.and_then(|o| o.ok()).map(|h| h.vtep_ip);
+        let new_vtep = match (kv, self.hosts.get(&name)) {
+            (Some(kv), Some(Ok(h))) => Some((h.vtep_ip, kv.create_revision)),
+            _ => None,
+        };
+        let mut affected = self.claim_vtep(&name, old_vtep, new_vtep);
+        affected.push(name);
+        affected.sort();
+        affected.dedup();
         touched.hosts = true;
-        let slots: Vec<Slot> = self
-            .by_host
-            .get(&name)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default();
-        for slot in slots {
-            self.refresh(slot, touched);
+        for host in affected {
+            let slots: Vec<Slot> = self
+                .by_host
+                .get(&host)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            for slot in slots {
+                self.refresh(slot, touched);
+            }
         }
     }
 
-    /// Every registered host with a valid record.
     /// Hosts that endpoint records name but that have no host record (its lease ended):
     /// stopped, or gone for good. Sorted.
     pub fn absent_hosts(&self) -> Vec<String> {
@@ -342,25 +354,76 @@ impl Model {
         absent
     }
 
+    /// Every registered host with a valid record that holds its VTEP.
     pub fn hosts(&self) -> impl Iterator<Item = (&Name, &HostRecord)> {
         self.hosts
             .iter()
             .filter_map(|(name, h)| h.as_ref().ok().map(|h| (name, h)))
+            .filter(|(name, h)| self.vtep_holder(h.vtep_ip) == Some(name))
     }
 
     /// Host keys whose value was refused, with the reason.
     pub fn invalid_hosts(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        self.hosts
-            .iter()
-            .filter_map(|(name, h)| h.as_ref().err().map(|e| (keys::host(name), e.clone())))
+        self.hosts.iter().filter_map(|(name, h)| {
+            let reason = match h {
+                Err(e) => e.clone(),
+                Ok(h) => match self.vtep_holder(h.vtep_ip) {
+                    Some(holder) if holder != name => format!(
+                        "VTEP {} is host {:?}'s, registered first",
+                        h.vtep_ip, &**holder
+                    ),
+                    _ => return None,
+                },
+            };
+            Some((keys::host(name), reason))
+        })
     }
 
-    /// The record a host's endpoints are checked against: this host's own identity for itself.
+    /// The record a host's endpoints are checked against: this host's own identity for itself;
+    /// none for a host whose VTEP another host holds.
     fn host_for(&self, name: &str) -> Option<&HostRecord> {
         if name == &*self.identity.host {
             return Some(&self.identity.record);
         }
-        self.hosts.get(name)?.as_ref().ok()
+        let host = self.hosts.get(name)?.as_ref().ok()?;
+        (self.vtep_holder(host.vtep_ip).map(|h| &**h) == Some(name)).then_some(host)
+    }
+
+    /// The host that holds VTEP `vtep`: the earliest registered of those naming it, and always
+    /// this host for its own (a record registered after it, or while it was down, is
+    /// another machine's claim on this host's address).
+    fn vtep_holder(&self, vtep: Ipv4Addr) -> Option<&Name> {
+        if vtep == self.identity.record.vtep_ip {
+            return Some(&self.identity.host);
+        }
+        self.vtep_claims.get(&vtep)?.first().map(|(_, name)| name)
+    }
+
+    /// Moves host `name`'s claim from the VTEP of its old record to that of its new one;
+    /// returns the hosts whose standing may have changed (the claimants of both VTEPs).
+    fn claim_vtep(
+        &mut self,
+        name: &Name,
+        old: Option<Ipv4Addr>,
+        new: Option<(Ipv4Addr, i64)>,
+    ) -> Vec<Name> {
+        let mut affected = Vec::new();
+        if let Some(old) = old
+            && let Some(claims) = self.vtep_claims.get_mut(&old)
+        {
+            claims.retain(|(_, n)| n != name);
+            affected.extend(claims.iter().map(|(_, n)| n.clone()));
+            if claims.is_empty() {
+                self.vtep_claims.remove(&old);
+            }
+        }
+        if let Some((vtep, revision)) = new {
+            let claims = self.vtep_claims.entry(vtep).or_default();
+            let at = claims.partition_point(|(r, n)| (*r, n) < (revision, name));
+            claims.insert(at, (revision, name.clone()));
+            affected.extend(claims.iter().map(|(_, n)| n.clone()));
+        }
+        affected
     }
 
     // ---- endpoints ------------------------------------------------------------------------
@@ -927,6 +990,45 @@ pub(crate) mod tests {
         assert_eq!(valid_ids(&m), vec!["mine"]);
         let slot = m.slot_of("n", "theirs").unwrap();
         assert_eq!(m.check(slot).unwrap_err(), Invalid::HostGone);
+    }
+
+    /// A host record naming the VTEP of a host registered before it (a misconfigured or a
+    /// rogue host) is refused, and its endpoints with it, for as long as the first one holds
+    /// the address; this host's own VTEP is never taken.
+    #[test]
+    fn a_host_record_cannot_take_a_vtep_another_host_holds() {
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::network("n"), network("n", 300), 1);
+        put(&mut m, keys::host("b"), host("192.168.0.2"), 2);
+        let theirs = endpoint("theirs", "10.1.0.2", "b", "192.168.0.2");
+        put(&mut m, keys::endpoint("n", "theirs"), theirs, 3);
+        put(&mut m, keys::host("evil"), host("192.168.0.2"), 4);
+        let stolen = endpoint("stolen", "10.1.0.3", "evil", "192.168.0.2");
+        put(&mut m, keys::endpoint("n", "stolen"), stolen, 5);
+        put(&mut m, keys::host("mimic"), host("192.168.0.1"), 6);
+        let mimic = endpoint("mimic", "10.1.0.4", "mimic", "192.168.0.1");
+        put(&mut m, keys::endpoint("n", "mimic"), mimic, 7);
+        assert_eq!(valid_ids(&m), ["theirs"]);
+        let refused: Vec<(String, String)> = m.invalid_hosts().collect();
+        assert_eq!(
+            refused,
+            [
+                (
+                    keys::host("evil"),
+                    "VTEP 192.168.0.2 is host \"b\"'s, registered first".to_string()
+                ),
+                (
+                    keys::host("mimic"),
+                    "VTEP 192.168.0.1 is host \"a\"'s, registered first".to_string()
+                ),
+            ]
+        );
+        let hosts: Vec<&str> = m.hosts().map(|(name, _)| &**name).collect();
+        assert_eq!(hosts, ["b"]);
+        // The first holder gone, the next one registered holds the address.
+        let touched = delete(&mut m, keys::host("b"), 8);
+        assert!(touched.slots.contains(&m.slot_of("n", "stolen").unwrap()));
+        assert_eq!(valid_ids(&m), ["stolen"]);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! can delay a keep-alive.
 //!
 //! A host name is taken, never overwritten: a record naming another VTEP under a live lease is
-//! another machine with the same name (a cloned VM), and this daemon refuses it.
+//! another machine with the same name (a cloned VM), and this daemon refuses it. So is a VTEP
+//! address another live host's record names: every host refuses the later of two such records.
 //!
 //! A store this daemon cannot use before it ever registered (it refused this client at the TLS
 //! level, or its certificate is not trusted) ends the daemon at start, in one line: retrying
@@ -51,6 +52,10 @@ enum RegisterError {
         vtep: Ipv4Addr,
         hint: String,
     },
+    #[error(
+        "VTEP {vtep} (--advertise) is already host {holder:?}'s: every host needs its own address"
+    )]
+    VtepTaken { vtep: Ipv4Addr, holder: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -117,7 +122,10 @@ async fn run(
                 continue;
             }
             Err(error) => {
-                let conflict = matches!(error, RegisterError::Conflict { .. });
+                let conflict = matches!(
+                    error,
+                    RegisterError::Conflict { .. } | RegisterError::VtepTaken { .. }
+                );
                 failures.report(
                     &health,
                     "cannot register this host",
@@ -125,8 +133,8 @@ async fn run(
                     unreachable(&error),
                 );
                 if conflict {
-                    // After a lease lost, the name stays this daemon's to wait for; before it
-                    // ever registered, it is someone else's.
+                    // After a lease lost, the name (or address) stays this daemon's to wait
+                    // for; before it ever registered, it is someone else's.
                     refuse_if_pending(&registration, error.to_string());
                     conflict_retry.wait().await;
                 } else {
@@ -231,6 +239,29 @@ async fn keep_alive(
     }
 }
 
+/// Refuses a VTEP another live host's record names (records live as long as their host's
+/// lease). The other hosts would refuse this host's record anyway (the earliest registered
+/// holds an address): this says so here, in one line, instead of leaving the host unreachable.
+async fn refuse_a_taken_vtep(store: &Store, identity: &Identity) -> Result<(), RegisterError> {
+    for kv in store.list(keys::HOSTS).await?.kvs {
+        let Some(keys::Key::Host(name)) = keys::parse(&kv.key) else {
+            continue;
+        };
+        if name == &*identity.host {
+            continue;
+        }
+        if let Ok(other) = schema::decode::<HostRecord>(&kv.value)
+            && other.vtep_ip == identity.record.vtep_ip
+        {
+            return Err(RegisterError::VtepTaken {
+                vtep: other.vtep_ip,
+                holder: name.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Grants a lease and writes the host record under it: created if absent, taken over if it is
 /// this host's (same VTEP: this daemon before a restart, or before its lease ended), refused if
 /// another VTEP has it.
@@ -243,6 +274,7 @@ async fn register(
     let value = schema::encode(&identity.record);
     let lease = store.grant_lease(ttl).await?;
     let result = async {
+        refuse_a_taken_vtep(store, identity).await?;
         loop {
             let expect = match store.get(&key).await? {
                 None => Expect::Absent,
