@@ -2,7 +2,7 @@
 
 use std::{
     fs, io,
-    os::unix::fs::{DirBuilderExt as _, PermissionsExt as _},
+    os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _},
     path::Path,
 };
 
@@ -19,6 +19,11 @@ pub enum BpffsError {
     Mount { path: String, source: nix::Error },
     #[error("cannot create pin directory {path}: {source}")]
     CreateDir { path: String, source: io::Error },
+    #[error(
+        "pin directory {path} belongs to uid {uid}, not to this user: someone else made it \
+         (and may have put pins in it); remove it (rm -r {path}) and start again"
+    )]
+    NotOurs { path: String, uid: u32 },
 }
 
 /// The standard mount point.
@@ -53,6 +58,20 @@ pub fn ensure_pin_dir(dir: &Path) -> Result<(), BpffsError> {
             path: dir.display().to_string(),
             source,
         })?;
+    // /sys/fs/bpf is often world-writable (1777): anyone could have made the directory first,
+    // and its owner could then replace the pinned maps and links whatever its mode.
+    let uid = fs::metadata(dir)
+        .map_err(|source| BpffsError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?
+        .uid();
+    if uid != nix::unistd::geteuid().as_raw() {
+        return Err(BpffsError::NotOurs {
+            path: dir.display().to_string(),
+            uid,
+        });
+    }
     // An existing directory keeps its mode: tighten it.
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
         BpffsError::CreateDir {

@@ -1740,6 +1740,44 @@ fn a_host_record_may_not_take_a_vtep_another_live_host_holds() {
     assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
 }
 
+/// /sys/fs/bpf is world-writable on many machines: a pin directory someone else made first
+/// (here user nobody) would be theirs whatever its mode, with the maps and links netd pins in
+/// it. The daemon refuses it in one line; the control: once it is removed, the daemon starts.
+#[test]
+fn a_pin_directory_made_by_another_user_is_refused() {
+    let mut c = Cluster::new("pdu", 1, StoreKind::Embedded, None).unwrap();
+    let host = &mut c.hosts[0];
+    host.kill();
+    std::fs::remove_dir_all(&host.pin_dir).unwrap();
+    let made = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "mkdir"])
+        .arg(&host.pin_dir)
+        .status()
+        .unwrap();
+    assert!(made.success(), "user nobody could not make the directory");
+    std::fs::write(&host.log, "").unwrap();
+    let error = host
+        .start()
+        .expect_err("a pin directory of user nobody")
+        .to_string();
+    assert!(error.contains("netd daemon exited"), "{error}");
+    let log = std::fs::read_to_string(&host.log).unwrap();
+    let expected = format!(
+        "pin directory {} belongs to uid 65534, not to this user",
+        host.pin_dir.display()
+    );
+    assert!(
+        log.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("netd: ") && l.contains(&expected)),
+        "{log}"
+    );
+    std::fs::remove_dir(&host.pin_dir).unwrap();
+    host.start().unwrap();
+    let status: Status = c.netd_as(0, &["status"]).unwrap();
+    assert_eq!(status.host, "h1");
+}
+
 /// `--remove-dead-hosts-after` does what `host rm` does once a host's lease has been gone for
 /// the grace period: a live host's records stay however long it lives (the control: host 1's
 /// endpoint, alive for longer than the grace before host 2 dies), a dead one's go, and the
