@@ -187,6 +187,7 @@ fn netd_host(i: usize, ns: Netns, container: Netns, gro: Gro) -> anyhow::Result<
         let _in_host = netd::netns::enter(&host.ns.path())?;
         host.datapath.attach(Hook::Endpoint, "ep0")?;
         host.datapath.attach(Hook::Uplink, "ul")?;
+        host.datapath.attach(Hook::UplinkEgress, "ul")?;
     }
     Ok(host)
 }
@@ -210,6 +211,16 @@ impl TwoHostLab {
     /// Summed counters of host `i`, read from its pins like `netd maps dump stats` does.
     pub fn counter(&self, i: usize, name: &str) -> anyhow::Result<u64> {
         self.hosts[i].counter(name)
+    }
+
+    /// Takes to-uplink off host `i`'s uplink: VXLAN that netd did not encapsulate leaves it
+    /// again, as from a host without netd's sender check (or a forger on the underlay), for the
+    /// tests of what the receiver checks.
+    pub fn without_sender_check(&mut self, i: usize) -> anyhow::Result<()> {
+        let host = &mut self.hosts[i];
+        let _in_host = netd::netns::enter(&host.ns.path())?;
+        host.datapath.detach(Hook::UplinkEgress, "ul")?;
+        Ok(())
     }
 
     /// A UDP datagram from the container on host 1 to the one on host 2, as its Ethernet frame.

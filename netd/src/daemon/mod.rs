@@ -159,6 +159,8 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         flags: datapath.config_flags() | traffic_flag(options.metrics_address.is_some()) | gro_flag,
     })?;
     datapath.attach(Hook::Uplink, &uplink)?;
+    // Before any endpoint is hooked: from then on only netd's VXLAN leaves from the VTEP.
+    datapath.attach(Hook::UplinkEgress, &uplink)?;
     let tc_attach = datapath.attach_method();
     let features = datapath.features();
     tracing::info!(
