@@ -82,15 +82,16 @@ fn sent_by(vni: u32, vtep: [u8; 4], src_mac: [u8; 6], src_ip: [u8; 4]) -> Result
     // SAFETY: copied out at once.
     let by_mac = *unsafe { FDB.get(FdbKey::new(vni, src_mac)) }.ok_or(DropReason::InnerSource)?;
     // SAFETY: copied out at once.
-    let by_ip = *unsafe { NEIGH.get(NeighKey { vni, ipv4: src_ip }) }
-        .ok_or(DropReason::InnerSource)?;
+    let by_ip =
+        *unsafe { NEIGH.get(NeighKey { vni, ipv4: src_ip }) }.ok_or(DropReason::InnerSource)?;
     let sender = match by_mac.kind {
         // The address must be that endpoint's own.
         fdb_kind::REMOTE if by_ip.mac == src_mac => by_mac,
         // Routed by the gateway on the sending host: the address's endpoint is the sender.
         // SAFETY: copied out at once.
-        fdb_kind::GATEWAY => *unsafe { FDB.get(FdbKey::new(vni, by_ip.mac)) }
-            .ok_or(DropReason::InnerSource)?,
+        fdb_kind::GATEWAY => {
+            *unsafe { FDB.get(FdbKey::new(vni, by_ip.mac)) }.ok_or(DropReason::InnerSource)?
+        }
         _ => return Err(DropReason::InnerSource),
     };
     if sender.kind != fdb_kind::REMOTE || sender.vtep != vtep {

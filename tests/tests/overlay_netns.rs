@@ -285,13 +285,14 @@ fn behind_gateway_bridge(lab: &TwoHostLab, i: usize, masquerade: bool) -> Netns 
         .unwrap();
     host.ip(&["link", "set", "gwb", "up"]).unwrap();
     netd_tests::ip(&[
-        "link", "add", "gwv", "netns", &host.name, "type", "veth", "peer", "name", "eth0",
-        "netns", &x.name,
+        "link", "add", "gwv", "netns", &host.name, "type", "veth", "peer", "name", "eth0", "netns",
+        &x.name,
     ])
     .unwrap();
     host.ip(&["link", "set", "gwv", "master", "gwb", "up"])
         .unwrap();
-    x.ip(&["addr", "add", "172.18.0.2/16", "dev", "eth0"]).unwrap();
+    x.ip(&["addr", "add", "172.18.0.2/16", "dev", "eth0"])
+        .unwrap();
     x.ip(&["link", "set", "eth0", "up"]).unwrap();
     x.ip(&["route", "add", "default", "via", "172.18.0.1"])
         .unwrap();
@@ -475,7 +476,10 @@ fn containers_inject_vxlan_into_other_networks_through_the_gro_devices_socket() 
     // host 1's VTEP is routable).
     for conf in ["all", "gwb"] {
         h2.ns
-            .exec("sysctl", &["-qw", &format!("net.ipv4.conf.{conf}.rp_filter=0")])
+            .exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{conf}.rp_filter=0")],
+            )
             .unwrap();
     }
     let frame = {

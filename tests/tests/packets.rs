@@ -958,17 +958,17 @@ mod containers_inject_vxlan_into_other_networks {
         }
 
         // Not from the VTEP, not to the VXLAN port, or a later fragment: not netd's business.
-        let mut other_source = pkt::Vxlan {
+        let other_source = pkt::Vxlan {
             src_mac: lab.uplink_mac,
             dst_mac: NEXT_HOP_MAC,
-            src: LOCAL_VTEP,
+            // Another address of the host, not its VTEP.
+            src: std::net::Ipv4Addr::new(10, 200, 0, 9),
             dst: REMOTE_VTEP,
             sport: 50000,
             dport: VXLAN_PORT,
             flags: 0x08,
             vni: VNI,
         };
-        other_source.src = "10.200.0.9".parse().unwrap();
         let other_port = pkt::udp(
             lab.uplink_mac,
             NEXT_HOP_MAC,
@@ -1015,7 +1015,11 @@ mod containers_inject_vxlan_into_other_networks {
         // The control: REMOTE lives behind REMOTE_VTEP.
         let genuine = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 8);
         let run = lab
-            .run(Hook::Uplink, lab.uplink_ifindex, &from_remote_vtep(&lab, &genuine))
+            .run(
+                Hook::Uplink,
+                lab.uplink_ifindex,
+                &from_remote_vtep(&lab, &genuine),
+            )
             .unwrap();
         assert_eq!(run.verdict, TC_ACT_REDIRECT);
         assert_eq!(run.out, genuine);
@@ -1030,11 +1034,19 @@ mod containers_inject_vxlan_into_other_networks {
             ("an endpoint of this host", EP_A.1, EP_A.0),
             ("a MAC no endpoint has", stranger, REMOTE.0),
             ("another endpoint's address", REMOTE.1, REMOTE_UNRESOLVED.0),
-            ("an address outside the network", REMOTE.1, "10.9.9.9".parse().unwrap()),
+            (
+                "an address outside the network",
+                REMOTE.1,
+                "10.9.9.9".parse().unwrap(),
+            ),
         ] {
             let forged = pkt::icmp_echo(src_mac, EP_B.1, src, EP_B.0, 8);
             let run = lab
-                .run(Hook::Uplink, lab.uplink_ifindex, &from_remote_vtep(&lab, &forged))
+                .run(
+                    Hook::Uplink,
+                    lab.uplink_ifindex,
+                    &from_remote_vtep(&lab, &forged),
+                )
                 .unwrap();
             assert_eq!(run.verdict, TC_ACT_SHOT, "{what}");
             counted(&run, &["rx", "drop-inner-source"]);
@@ -1049,18 +1061,29 @@ mod containers_inject_vxlan_into_other_networks {
         let gw_mac = lab.add_gateway(GATEWAY).unwrap();
         let routed = pkt::icmp_echo(gw_mac, EP_B.1, REMOTE.0, EP_B.0, 8);
         let run = lab
-            .run(Hook::Uplink, lab.uplink_ifindex, &from_remote_vtep(&lab, &routed))
+            .run(
+                Hook::Uplink,
+                lab.uplink_ifindex,
+                &from_remote_vtep(&lab, &routed),
+            )
             .unwrap();
         assert_eq!(run.verdict, TC_ACT_REDIRECT);
         counted(&run, &["rx", "decap", "tx"]);
         for (what, src) in [
-            ("routed for an endpoint of another VTEP", REMOTE_UNRESOLVED.0),
+            (
+                "routed for an endpoint of another VTEP",
+                REMOTE_UNRESOLVED.0,
+            ),
             ("from the gateway's own address", GATEWAY),
             ("routed for an address of this host", EP_A.0),
         ] {
             let forged = pkt::icmp_echo(gw_mac, EP_B.1, src, EP_B.0, 8);
             let run = lab
-                .run(Hook::Uplink, lab.uplink_ifindex, &from_remote_vtep(&lab, &forged))
+                .run(
+                    Hook::Uplink,
+                    lab.uplink_ifindex,
+                    &from_remote_vtep(&lab, &forged),
+                )
                 .unwrap();
             assert_eq!(run.verdict, TC_ACT_SHOT, "{what}");
             counted(&run, &["rx", "drop-inner-source"]);
