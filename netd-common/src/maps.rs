@@ -309,6 +309,7 @@ pub mod programs {
     pub const FROM_PARENT: &str = "netd_from_parent";
     pub const TO_PARENT: &str = "netd_to_parent";
     pub const FROM_TUNNEL: &str = "netd_from_tunnel";
+    pub const TO_UPLINK: &str = "netd_to_uplink";
 }
 
 /// The daemon flags' defaults (`netd daemon --max-*`).
@@ -626,7 +627,7 @@ mod tests {
             ("NETD_VTEPS", Hash, 8, 4, 16384),
             ("NETD_PARENTS", Hash, 8, 84, 256),
             // One slot a counter: grows when one is appended (`RenewOnResize` replaces the pin).
-            ("NETD_STATS", PerCpuArray, 4, 8, 54),
+            ("NETD_STATS", PerCpuArray, 4, 8, 57),
             ("NETD_NEXTHOPS", LruHash, 4, 24, 4096),
             ("NETD_EVENTS", RingBuf, 0, 0, 256 * 1024),
             ("NETD_MONITOR", Array, 4, 16, 1),

@@ -39,6 +39,7 @@ pub mod hook {
     pub const PARENT: u8 = 3;
     pub const TO_PARENT: u8 = 4;
     pub const TUNNEL: u8 = 5;
+    pub const TO_UPLINK: u8 = 6;
 
     pub const fn name(hook: u8) -> &'static str {
         match hook {
@@ -47,6 +48,7 @@ pub mod hook {
             PARENT => "from-parent",
             TO_PARENT => "to-parent",
             TUNNEL => "from-tunnel",
+            TO_UPLINK => "to-uplink",
             _ => "?",
         }
     }

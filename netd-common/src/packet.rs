@@ -31,6 +31,13 @@ pub const OUTER_TTL: u8 = 64;
 pub const VXLAN_FLAG_I: u8 = 0x08;
 /// Outer UDP source ports come from the dynamic range (RFC 7348 §5: 49152-65535).
 pub const SRC_PORT_MIN: u16 = 49152;
+/// `skb->mark` of a GRO aggregate from-uplink checked and left to the GRO device: from-tunnel
+/// delivers only packets that carry it (and clears it), since the device's socket also takes
+/// VXLAN that arrived on other interfaces. One whole value, compared whole, so that no other
+/// user's mark bits pass for it; a mark cannot cross into the host from a container (a veth
+/// clears it between namespaces), so only the host's own rules could set it. Nothing else
+/// carries across the stack between the two hooks: the control block is the IP layer's.
+pub const MARK_UPLINK_CHECKED: u32 = 0x6e64_7678;
 
 /// Whether a MAC may be an endpoint's: not multicast/broadcast (group bit) and not all-zero.
 pub const fn is_unicast_mac(mac: &[u8; 6]) -> bool {

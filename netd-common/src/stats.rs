@@ -238,6 +238,17 @@ counters! {
     /// in the frame: an endpoint's frames are untagged, and a tag would travel on with the frame
     /// (to the underlay, or under the network's own tag on a macvlan parent).
     drop VlanTagged = 53, "vlan-tagged";
+    /// UDP to the VXLAN port from this host's VTEP address, leaving by the uplink, that netd did
+    /// not encapsulate (a container's datagram masqueraded to the host's address, a host
+    /// process's): only netd's own VXLAN leaves from the VTEP, so no one else's can pass for it.
+    drop ForeignVxlan = 54, "foreign-vxlan";
+    /// Decapsulated, but the inner source is no endpoint of the sending VTEP in that VNI (its
+    /// MAC, or its IPv4 address, registered with another host or none): a VTEP speaks only for
+    /// its own endpoints.
+    drop InnerSource = 55, "inner-source";
+    /// Decapsulated by the GRO device, but not a packet from-uplink checked and handed to it:
+    /// the device's socket takes VXLAN from every interface (docker0, `lo`), not only the uplink.
+    drop NotFromUplink = 56, "not-from-uplink";
 }
 
 /// The name of the counter at `index` (a [`Counter`]'s or a [`DropReason`]'s), for dumps and
@@ -313,5 +324,6 @@ mod tests {
         assert_eq!(Counter::GroToKernel.index(), 51);
         assert_eq!(DropReason::NoTunnelKey.index(), 52);
         assert_eq!(DropReason::VlanTagged.index(), 53);
+        assert_eq!(DropReason::NotFromUplink.index(), 56);
     }
 }

@@ -3,15 +3,19 @@
 //! and the reserved bits as it does); this program checks what the device cannot know, as
 //! from-uplink does, and delivers into the container.
 //!
-//! Most packets here are GRO aggregates that from-uplink already checked and left to the
-//! kernel. But the device's socket takes VXLAN from every interface, also ones netd has no
-//! program on, so nothing is trusted for having got here: the sender must be a registered VTEP
-//! of the VNI and the inner frame must be for a local endpoint.
+//! Only GRO aggregates that from-uplink checked and left to the kernel are delivered: they carry
+//! its mark. The device's socket is bound to the port on every address and interface (the
+//! kernel binds a flow-based device's socket to the wildcard address whatever its `local`, and to
+//! a device only for a VRF), so VXLAN sent to any of the host's addresses through docker0, a
+//! bridge or `lo` reaches it too, and such a packet may claim any VTEP as its source. The checks
+//! of from-uplink are made again all the same (registered VTEP, local destination, a source the
+//! VTEP speaks for): they cost little next to the kernel's decap and guard against a mark set by
+//! the host's own rules.
 
 use aya_ebpf::{
     helpers::generated::bpf_skb_get_tunnel_key, macros::classifier, programs::TcContext,
 };
-use netd_common::{maps::VtepKey, monitor::hook, stats::Counter};
+use netd_common::{maps::VtepKey, monitor::hook, packet::MARK_UPLINK_CHECKED, stats::Counter};
 
 use crate::{
     deliver, inner,
@@ -37,6 +41,12 @@ pub fn netd_from_tunnel(ctx: TcContext) -> i32 {
 }
 
 fn from_tunnel(ctx: &TcContext) -> Outcome {
+    // SAFETY: reading a field of the context the kernel passed in.
+    if unsafe { (*ctx.skb.skb).mark } != MARK_UPLINK_CHECKED {
+        return Err(DropReason::NotFromUplink);
+    }
+    // The mark was for this hook alone: the host stack and the container do not see it.
+    ctx.set_mark(0);
     let config = config().ok_or(DropReason::NoConfig)?;
     let mut key = TunnelKeyV4 {
         tunnel_id: 0,
@@ -63,7 +73,7 @@ fn from_tunnel(ctx: &TcContext) -> Outcome {
     if VTEPS.get_ptr(vtep).is_none() {
         return Err(DropReason::UnknownVtep);
     }
-    let frame = inner::local_destination(ctx, 0, vni)?;
+    let frame = inner::checked(ctx, 0, vni, vtep.vtep)?;
     count(Counter::Decap);
     Ok(deliver::to_endpoint(ctx, config, frame.endpoint.ifindex))
 }

@@ -102,7 +102,7 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
     if VTEPS.get_ptr(vtep).is_none() {
         return Err(DropReason::UnknownVtep);
     }
-    let frame = inner::local_destination(ctx, INNER_ETH_OFF, vni)?;
+    let frame = inner::checked(ctx, INNER_ETH_OFF, vni, ip.src_addr)?;
     if config.flags & config_flags::GRO_DEVICE != 0 && skb::is_gro_aggregate(ctx) {
         // One skb of many VXLAN packets, merged by the GRO of the vxlan device's socket.
         // Decapsulated here it would keep the tunnel's GSO type and `skb->encapsulation`: only
@@ -111,6 +111,9 @@ fn from_uplink(ctx: &TcContext) -> Outcome {
         // device clears both; every check above has been made, and from-tunnel delivers it
         // (docs/architecture.md). A local sender's GSO packet (veth underlay) stays here: via the
         // device it cost a fifth of the TCP stream (`cargo xtask bench`, netd-tc-decap).
+        // The mark tells from-tunnel that this one was checked here: the device's socket also
+        // takes VXLAN from other interfaces, which nothing checked.
+        ctx.set_mark(packet::MARK_UPLINK_CHECKED);
         count(Counter::GroToKernel);
         return Ok(Verdict::Stack);
     }

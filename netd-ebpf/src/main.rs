@@ -21,6 +21,7 @@ mod room;
 mod sender;
 mod skb;
 mod to_parent;
+mod to_uplink;
 mod traffic;
 mod verdict;
 

@@ -187,6 +187,7 @@ fn netd_host(i: usize, ns: Netns, container: Netns, gro: Gro) -> anyhow::Result<
         let _in_host = netd::netns::enter(&host.ns.path())?;
         host.datapath.attach(Hook::Endpoint, "ep0")?;
         host.datapath.attach(Hook::Uplink, "ul")?;
+        host.datapath.attach(Hook::UplinkEgress, "ul")?;
     }
     Ok(host)
 }
@@ -210,6 +211,16 @@ impl TwoHostLab {
     /// Summed counters of host `i`, read from its pins like `netd maps dump stats` does.
     pub fn counter(&self, i: usize, name: &str) -> anyhow::Result<u64> {
         self.hosts[i].counter(name)
+    }
+
+    /// Takes to-uplink off host `i`'s uplink: VXLAN that netd did not encapsulate leaves it
+    /// again, as from a host without netd's sender check (or a forger on the underlay), for the
+    /// tests of what the receiver checks.
+    pub fn without_sender_check(&mut self, i: usize) -> anyhow::Result<()> {
+        let host = &mut self.hosts[i];
+        let _in_host = netd::netns::enter(&host.ns.path())?;
+        host.datapath.detach(Hook::UplinkEgress, "ul")?;
+        Ok(())
     }
 
     /// A UDP datagram from the container on host 1 to the one on host 2, as its Ethernet frame.
@@ -237,34 +248,7 @@ impl Host {
         last_sport: u16,
         send: impl FnOnce(),
     ) -> anyhow::Result<Vec<u16>> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let container = self.container.path();
-        let deadline =
-            std::time::Instant::now() + crate::patience(std::time::Duration::from_millis(1500));
-        let listener = std::thread::spawn(move || -> anyhow::Result<Vec<u16>> {
-            let _in = netd::netns::enter(&container)?;
-            let socket = std::net::UdpSocket::bind(("0.0.0.0", port))?;
-            let _ = ready_tx.send(());
-            let mut sources = Vec::new();
-            let mut buffer = [0u8; 256];
-            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-                socket.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))?;
-                let Ok((_, from)) = socket.recv_from(&mut buffer) else {
-                    break;
-                };
-                sources.push(from.port());
-                if from.port() == last_sport {
-                    break;
-                }
-            }
-            Ok(sources)
-        });
-        if ready_rx.recv().is_ok() {
-            send();
-        }
-        listener
-            .join()
-            .map_err(|_| anyhow::anyhow!("the listener panicked"))?
+        receives_udp(self.container.path(), port, last_sport, send)
     }
 
     /// A summed counter, read from the pins like `netd maps dump stats` does.
@@ -275,6 +259,44 @@ impl Host {
             .map(|(_, v)| v)
             .ok_or_else(|| anyhow::anyhow!("no counter {name}"))
     }
+}
+
+/// Runs `send` (in this thread) while a socket in the namespace at `netns` listens on UDP `port`;
+/// returns the source ports of the datagrams that arrived, in order, up to the first from
+/// `last_sport` (or all within 1.5 s, stretched under emulation, when none comes from it).
+pub fn receives_udp(
+    netns: PathBuf,
+    port: u16,
+    last_sport: u16,
+    send: impl FnOnce(),
+) -> anyhow::Result<Vec<u16>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let deadline =
+        std::time::Instant::now() + crate::patience(std::time::Duration::from_millis(1500));
+    let listener = std::thread::spawn(move || -> anyhow::Result<Vec<u16>> {
+        let _in = netd::netns::enter(&netns)?;
+        let socket = std::net::UdpSocket::bind(("0.0.0.0", port))?;
+        let _ = ready_tx.send(());
+        let mut sources = Vec::new();
+        let mut buffer = [0u8; 256];
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            socket.set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))?;
+            let Ok((_, from)) = socket.recv_from(&mut buffer) else {
+                break;
+            };
+            sources.push(from.port());
+            if from.port() == last_sport {
+                break;
+            }
+        }
+        Ok(sources)
+    });
+    if ready_rx.recv().is_ok() {
+        send();
+    }
+    listener
+        .join()
+        .map_err(|_| anyhow::anyhow!("the listener panicked"))?
 }
 
 /// Host 1 runs netd; host 2 runs what Docker's overlay builds: a Linux bridge and the kernel's own

@@ -70,6 +70,17 @@ pub struct PacketLab {
     pub ns: Netns,
 }
 
+/// The `__sk_buff` fields a run sets (the rest are zero).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Skb {
+    /// The device the packet is on.
+    pub ifindex: u32,
+    /// The device it was received on (`skb->skb_iif`; 0: sent by the host).
+    pub ingress_ifindex: u32,
+    /// `skb->mark`.
+    pub mark: u32,
+}
+
 /// Result of one program run.
 #[derive(Debug)]
 pub struct Run {
@@ -231,11 +242,26 @@ impl PacketLab {
 
     /// Runs `hook`'s program on `frame` as if it arrived on `ifindex`.
     pub fn run(&self, hook: Hook, ifindex: u32, frame: &[u8]) -> anyhow::Result<Run> {
+        self.run_skb(
+            hook,
+            Skb {
+                ifindex,
+                ..Skb::default()
+            },
+            frame,
+        )
+    }
+
+    /// Runs `hook`'s program on `frame` in an skb with the fields of `skb`.
+    pub fn run_skb(&self, hook: Hook, skb: Skb, frame: &[u8]) -> anyhow::Result<Run> {
         let before = self.counters()?;
         let program = self.datapath.program(hook)?;
-        // struct __sk_buff: only ifindex (offset 40) set; the kernel requires the rest zero.
+        // struct __sk_buff: mark (offset 8), ingress_ifindex (36) and ifindex (40) are fields
+        // BPF_PROG_TEST_RUN takes; the kernel requires the rest zero.
         let mut ctx = [0u8; 192];
-        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        ctx[8..12].copy_from_slice(&skb.mark.to_ne_bytes());
+        ctx[36..40].copy_from_slice(&skb.ingress_ifindex.to_ne_bytes());
+        ctx[40..44].copy_from_slice(&skb.ifindex.to_ne_bytes());
         let mut out = vec![0u8; frame.len() + 256];
         let result = {
             let _in_lab = netd::netns::enter(&self.ns.path())?;

@@ -954,6 +954,151 @@ fn engine_api_calls_time_out_when_dockerd_hangs() {
     .unwrap();
 }
 
+/// Issue 24, "Containers inject VXLAN into other networks", with the real engines: a container
+/// with Docker's defaults on host 1 (on a netd network, so with Docker's gateway bridge for the
+/// way out) sends a plain UDP datagram, no capability needed, to host 2's VTEP:4789, holding a
+/// VXLAN header for another network and a frame from that network's endpoint on host 1.
+/// docker_gwbridge and Docker's masquerade gave it host 1's VTEP as its source, and host 2
+/// delivered the frame into the other network. Now host 1's uplink lets no VXLAN from its VTEP
+/// out that netd did not encapsulate (`drop-foreign-vxlan`). Positive controls in the same
+/// setup: the container's datagram to another port of host 2's VTEP arrives from host 1's VTEP
+/// (the path is Docker's masquerade), and the endpoint it claimed to be reaches the target.
+fn containers_inject_vxlan_into_other_networks_through_docker_gwbridge(engine: Engine) {
+    use std::net::{SocketAddr, UdpSocket};
+
+    let dc = docker_cluster("dv", engine);
+    dc.create_network(0, &["--subnet", "172.31.0.0/16", "mynet"])
+        .unwrap();
+    dc.create_network(0, &["--subnet", "172.33.0.0/16", "other"])
+        .unwrap();
+    for net in ["mynet", "other"] {
+        dc.wait_network(1, net, true);
+    }
+    for (i, name, net) in [
+        (0, "injector", "mynet"),
+        (0, "bystander", "other"),
+        (1, "target", "other"),
+    ] {
+        dc.docker(
+            i,
+            &[
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--network",
+                net,
+                IMAGE,
+                "sleep",
+                "1000",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("docker run {name}: {e}"));
+    }
+    let netns_of = |i: usize, container: &str| {
+        let pid = dc
+            .docker(i, &["inspect", "-f", "{{.State.Pid}}", container])
+            .unwrap();
+        std::path::PathBuf::from(format!("/proc/{}/ns/net", pid.trim()))
+    };
+    let mac_of = |i: usize, container: &str, network: &str| {
+        let f = format!("{{{{.NetworkSettings.Networks.{network}.MacAddress}}}}");
+        let mac = dc.docker(i, &["inspect", "-f", &f, container]).unwrap();
+        netd_tests::netns::parse_mac(mac.trim()).unwrap()
+    };
+    let (bystander_ip, target_ip): (Ipv4Addr, Ipv4Addr) = (
+        dc.ip_of(0, "bystander", "other").parse().unwrap(),
+        dc.ip_of(1, "target", "other").parse().unwrap(),
+    );
+    // Both hosts hold both endpoints of `other` once the bystander reaches the target.
+    netd_tests::wait_until(
+        Duration::from_secs(20),
+        || {
+            let to = target_ip.to_string();
+            dc.docker(0, &["exec", "bystander", "ping", "-c", "1", "-W", "1", &to])
+                .ok()
+        },
+        "the bystander to reach the target",
+    )
+    .unwrap();
+    let injector = netns_of(0, "injector");
+    let send_from = |netns: std::path::PathBuf, sport: u16, payload: Vec<u8>, to: SocketAddr| {
+        std::thread::spawn(move || {
+            let _in = netd::netns::enter(&netns).unwrap();
+            let sock = UdpSocket::bind(("0.0.0.0", sport)).unwrap();
+            sock.send_to(&payload, to).unwrap();
+        })
+        .join()
+        .unwrap();
+    };
+
+    // The path: masqueraded to host 1's VTEP.
+    let (vtep1, vtep2) = (dc.c.hosts[0].vtep, dc.c.hosts[1].vtep);
+    let listener = {
+        let _in = netd::netns::enter(&dc.c.hosts[1].ns.path()).unwrap();
+        UdpSocket::bind((vtep2, 9998)).unwrap()
+    };
+    listener
+        .set_read_timeout(Some(netd_tests::patience(Duration::from_secs(2))))
+        .unwrap();
+    send_from(
+        injector.clone(),
+        0,
+        b"hello".to_vec(),
+        SocketAddr::from((vtep2, 9998)),
+    );
+    let mut buffer = [0u8; 16];
+    let (_, from) = listener.recv_from(&mut buffer).unwrap();
+    assert_eq!(from.ip(), vtep1, "masqueraded to host 1's VTEP");
+
+    let other: Network = dc.c.netd_as(0, &["network", "inspect", "other"]).unwrap();
+    let inner = netd_tests::pkt::udp(
+        mac_of(0, "bystander", "other"),
+        mac_of(1, "target", "other"),
+        bystander_ip,
+        target_ip,
+        6001,
+        9999,
+        0,
+    );
+    let mut injected = vec![0x08, 0, 0, 0];
+    injected.extend_from_slice(&other.vni.to_be_bytes()[1..]);
+    injected.push(0);
+    injected.extend_from_slice(&inner);
+
+    let counter = |name: &str| {
+        netd::datapath::inspect::counters(&dc.c.hosts[0].pin_dir)
+            .unwrap()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| v)
+    };
+    let before = counter("drop-foreign-vxlan");
+    let mut counted = Ok(());
+    let received = netd_tests::lab::receives_udp(netns_of(1, "target"), 9999, 5555, || {
+        send_from(
+            injector.clone(),
+            0,
+            injected,
+            SocketAddr::from((vtep2, 4789)),
+        );
+        counted = netd_tests::wait_until(
+            Duration::from_secs(2),
+            || (counter("drop-foreign-vxlan") == before + 1).then_some(()),
+            "host 1 to count the datagram as drop-foreign-vxlan",
+        );
+        send_from(
+            netns_of(0, "bystander"),
+            5555,
+            b"control".to_vec(),
+            SocketAddr::from((target_ip, 9999)),
+        );
+    })
+    .unwrap();
+    assert_eq!(received, [5555], "source ports of what reached the target");
+    counted.unwrap();
+}
+
 /// Every test above, once per engine: Debian's 20.10 and trixie's 26.1.
 macro_rules! on_each_engine {
     ($($name:ident),* $(,)?) => {
@@ -977,6 +1122,7 @@ macro_rules! on_each_engine {
 }
 
 on_each_engine!(
+    containers_inject_vxlan_into_other_networks_through_docker_gwbridge,
     ports_outbound_and_names_work_as_on_dockers_overlay,
     the_seeds_commands_work_with_dash_d_netd,
     networks_propagate_and_rm_removes_them_everywhere,

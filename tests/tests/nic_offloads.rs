@@ -120,7 +120,9 @@ fn vxlan_that_bypasses_the_uplink_is_checked_before_delivery() {
         .ip(&["addr", "add", &format!("{}/32", VTEPS[0]), "dev", "lo"])
         .unwrap();
 
-    // The control alone: from a registered VTEP, in its VNI, delivered by from-tunnel.
+    // The control alone: from a registered VTEP, in its VNI, from one of its endpoints, and
+    // marked as from-uplink marks what it checked and leaves to the device: delivered by
+    // from-tunnel.
     let delivered_before = lab.counter(1, "decap").unwrap();
     let control = CONTROL;
     assert_eq!(send_over_lo(&lab, &[control]), vec![CONTROL_SPORT]);
@@ -128,7 +130,12 @@ fn vxlan_that_bypasses_the_uplink_is_checked_before_delivery() {
 
     // Each refused datagram is sent just before a control: the control's arrival, through the
     // same queue, says the refused one had its chance. No wait of fixed length.
-    let unknown_before = lab.counter(1, "drop-unknown-vtep").unwrap();
+    let before = |name| lab.counter(1, name).unwrap();
+    let (unknown_before, source_before, unmarked_before) = (
+        before("drop-unknown-vtep"),
+        before("drop-inner-source"),
+        before("drop-not-from-uplink"),
+    );
     for (what, refused) in [
         (
             "from an unregistered VTEP",
@@ -141,6 +148,22 @@ fn vxlan_that_bypasses_the_uplink_is_checked_before_delivery() {
             "in a VNI the VTEP is not registered for",
             Datagram {
                 vni: VNI + 1,
+                ..control
+            },
+        ),
+        (
+            "from an inner source that is no endpoint of the VTEP",
+            Datagram {
+                forged_source: true,
+                ..control
+            },
+        ),
+        // Issue 24, "Containers inject VXLAN into other networks": not checked by from-uplink
+        // (the device's socket takes it from any interface).
+        (
+            "without from-uplink's mark",
+            Datagram {
+                marked: false,
                 ..control
             },
         ),
@@ -168,31 +191,45 @@ fn vxlan_that_bypasses_the_uplink_is_checked_before_delivery() {
         unknown_before + 2,
         "from-tunnel counted both refused VTEP/VNI pairs"
     );
+    assert_eq!(
+        lab.counter(1, "drop-inner-source").unwrap(),
+        source_before + 1
+    );
+    assert_eq!(
+        lab.counter(1, "drop-not-from-uplink").unwrap(),
+        unmarked_before + 1
+    );
 }
 
-/// From a registered VTEP, in its VNI, well-formed: delivered.
+/// From a registered VTEP, in its VNI, from its endpoint, marked, well-formed: delivered.
 const CONTROL: Datagram = Datagram {
     src: VTEPS[0],
     vni: VNI,
     flags: 0x08,
+    marked: true,
+    forged_source: false,
 };
 /// The inner datagram's source port for [`CONTROL`]; every other datagram has another.
 const CONTROL_SPORT: u16 = 5555;
 
 /// A VXLAN datagram from the container on host 1 to the one on host 2, sent from `src` with
-/// VNI `vni` and the VXLAN flags byte `flags`.
+/// VNI `vni` and the VXLAN flags byte `flags`; `marked`: with from-uplink's mark (SO_MARK, as a
+/// stand-in for the check the uplink makes); `forged_source`: the inner source an address and MAC
+/// no endpoint has.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Datagram {
     src: Ipv4Addr,
     vni: u32,
     flags: u8,
+    marked: bool,
+    forged_source: bool,
 }
 
 /// Sends `datagrams` in order, inside host 2's namespace to its own VTEP, and returns the
 /// inner source ports of those its container received, up to the first control.
 fn send_over_lo(lab: &TwoHostLab, datagrams: &[Datagram]) -> Vec<u16> {
     let h2 = &lab.hosts[1];
-    let frames: Vec<(Ipv4Addr, Vec<u8>)> = datagrams
+    let frames: Vec<(Datagram, Vec<u8>)> = datagrams
         .iter()
         .map(|d| {
             let sport = if *d == CONTROL {
@@ -200,12 +237,22 @@ fn send_over_lo(lab: &TwoHostLab, datagrams: &[Datagram]) -> Vec<u16> {
             } else {
                 CONTROL_SPORT + 1
             };
-            let inner = lab.udp_across(sport, 9999);
+            let mut inner = lab.udp_across(sport, 9999);
+            if d.forged_source {
+                inner[6..12].copy_from_slice(&[0x02, 0x66, 0, 0, 0, 0x66]);
+                inner[26..30].copy_from_slice(&[172, 31, 0, 66]);
+                // The IPv4 checksum, mended for the new source address.
+                inner[24..26].copy_from_slice(&[0, 0]);
+                let mut header = [0u8; 20];
+                header.copy_from_slice(&inner[14..34]);
+                let check = netd_common::packet::ipv4_checksum(&header);
+                inner[24..26].copy_from_slice(&check.to_be_bytes());
+            }
             let mut vxlan = vec![d.flags, 0, 0, 0];
             vxlan.extend_from_slice(&d.vni.to_be_bytes()[1..]);
             vxlan.push(0);
             vxlan.extend_from_slice(&inner);
-            (d.src, vxlan)
+            (*d, vxlan)
         })
         .collect();
     let ns = h2.ns.path();
@@ -213,8 +260,11 @@ fn send_over_lo(lab: &TwoHostLab, datagrams: &[Datagram]) -> Vec<u16> {
     h2.container_receives_udp(9999, CONTROL_SPORT, move || {
         thread::spawn(move || {
             let _in = netd::netns::enter(&ns).unwrap();
-            for (src, vxlan) in frames {
-                let sock = UdpSocket::bind(SocketAddr::from((src, 0))).unwrap();
+            for (d, vxlan) in frames {
+                let sock = UdpSocket::bind(SocketAddr::from((d.src, 0))).unwrap();
+                if d.marked {
+                    set_mark(&sock, netd_common::packet::MARK_UPLINK_CHECKED);
+                }
                 sock.send_to(&vxlan, SocketAddr::from((vtep, VXLAN_PORT_DEFAULT)))
                     .unwrap();
             }
@@ -223,6 +273,22 @@ fn send_over_lo(lab: &TwoHostLab, datagrams: &[Datagram]) -> Vec<u16> {
         .unwrap();
     })
     .unwrap()
+}
+
+/// SO_MARK: what the socket sends carries `mark` (over `lo` up to the receiving stack).
+fn set_mark(sock: &UdpSocket, mark: u32) {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: a valid socket and a u32 option of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&raw const mark).cast(),
+            size_of::<u32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_MARK: {}", std::io::Error::last_os_error());
 }
 
 fn is_vxlan(frame: &[u8]) -> bool {

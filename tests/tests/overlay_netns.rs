@@ -112,7 +112,10 @@ fn inject_and_listen(lab: &TwoHostLab, src: Ipv4Addr, vni: u32) -> bool {
 
 #[test]
 fn only_registered_vteps_and_vnis_are_delivered() {
-    let lab = lab();
+    let mut lab = lab();
+    // The datagrams below are sent from host 1's own sockets, which its sender check refuses:
+    // this is about what host 2 refuses.
+    lab.without_sender_check(0).unwrap();
     let [h1, _] = &lab.hosts;
     // A second address on host 1's uplink: a VTEP nobody registered.
     h1.ns
@@ -267,4 +270,243 @@ fn interoperates_with_the_kernel_vxlan_device() {
         lab.netd.counter("decap").unwrap(),
     );
     assert!(encap > 100 && decap > 6, "encap {encap}, decap {decap}");
+}
+
+/// Docker's gateway bridge on host `i`: bridge `gwb` at 172.18.0.1/16 and a container namespace
+/// (on no netd network, with Docker's defaults) at 172.18.0.2 routed through it; with
+/// `masquerade`, forwarding on and the rule Docker installs for the bridge (`-s 172.18.0.0/16 !
+/// -o gwb -j MASQUERADE`), so the container reaches the underlay from the host's address, the
+/// VTEP. Returns the container's namespace (the bridge and the rule go with the host's).
+fn behind_gateway_bridge(lab: &TwoHostLab, i: usize, masquerade: bool) -> Netns {
+    let host = &lab.hosts[i].ns;
+    let x = Netns::new("ovx").unwrap();
+    host.ip(&["link", "add", "gwb", "type", "bridge"]).unwrap();
+    host.ip(&["addr", "add", "172.18.0.1/16", "dev", "gwb"])
+        .unwrap();
+    host.ip(&["link", "set", "gwb", "up"]).unwrap();
+    netd_tests::ip(&[
+        "link", "add", "gwv", "netns", &host.name, "type", "veth", "peer", "name", "eth0", "netns",
+        &x.name,
+    ])
+    .unwrap();
+    host.ip(&["link", "set", "gwv", "master", "gwb", "up"])
+        .unwrap();
+    x.ip(&["addr", "add", "172.18.0.2/16", "dev", "eth0"])
+        .unwrap();
+    x.ip(&["link", "set", "eth0", "up"]).unwrap();
+    x.ip(&["route", "add", "default", "via", "172.18.0.1"])
+        .unwrap();
+    if masquerade {
+        host.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"])
+            .unwrap();
+        host.exec(
+            "iptables",
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "172.18.0.0/16",
+                "!",
+                "-o",
+                "gwb",
+                "-j",
+                "MASQUERADE",
+            ],
+        )
+        .unwrap();
+    }
+    x
+}
+
+/// A VXLAN payload (header and inner frame) for the lab's network, its inner frame a UDP
+/// datagram to host 2's container on port 9999 from source port `sport`, sent as `src_mac` /
+/// `src` (the container on host 1's, when genuine).
+fn vxlan_payload(lab: &TwoHostLab, src_mac: [u8; 6], src: Ipv4Addr, sport: u16) -> Vec<u8> {
+    let h2 = &lab.hosts[1];
+    let inner = pkt::udp(
+        src_mac,
+        h2.container_mac,
+        src,
+        h2.container_ip,
+        sport,
+        9999,
+        0,
+    );
+    let mut vxlan = vec![0x08, 0, 0, 0];
+    vxlan.extend_from_slice(&netd_tests::lab::VNI.to_be_bytes()[1..]);
+    vxlan.push(0);
+    vxlan.extend_from_slice(&inner);
+    vxlan
+}
+
+/// Sends `payload` from a UDP socket in namespace `from` to `to`.
+fn send_udp_from(from: &Netns, payload: Vec<u8>, to: SocketAddr) {
+    let path = from.path();
+    thread::spawn(move || {
+        let _in = netd::netns::enter(&path).unwrap();
+        let sock = UdpSocket::bind(("0.0.0.0", 0)).unwrap();
+        sock.send_to(&payload, to).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// The control datagram of the injection tests: from the container on host 1 to the one on
+/// host 2, through netd, from source port 5555.
+fn send_control(lab: &TwoHostLab) {
+    let path = lab.hosts[0].container.path();
+    let to = SocketAddr::from((lab.hosts[1].container_ip, 9999));
+    thread::spawn(move || {
+        let _in = netd::netns::enter(&path).unwrap();
+        let sock = UdpSocket::bind(("0.0.0.0", 5555)).unwrap();
+        sock.send_to(b"control", to).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// Waits until host `i`'s counter `name` is `want`; the caller asserts the answer after it has
+/// seen what arrived (which says more when the drop did not happen).
+fn wait_for_counter(lab: &TwoHostLab, i: usize, name: &str, want: u64) -> anyhow::Result<()> {
+    netd_tests::wait_until(
+        Duration::from_secs(2),
+        || -> anyhow::Result<()> {
+            let got = lab.counter(i, name)?;
+            anyhow::ensure!(got == want, "{got}");
+            Ok(())
+        },
+        &format!("host {i}'s {name} at {want}"),
+    )
+}
+
+/// Issue 24, "Containers inject VXLAN into other networks": a container with Docker's defaults
+/// (here: behind a gateway bridge with Docker's masquerade, on no netd network at all) sends a
+/// plain UDP datagram to host 2's VTEP:4789. The masquerade gives it host 1's VTEP as its
+/// source, so host 2 decapsulated it into the network it named, as host 1's container. Now host
+/// 1's uplink refuses VXLAN from its VTEP that netd did not encapsulate (`drop-foreign-vxlan`).
+/// Positive controls in the same setup: the container's UDP to another port of host 2's VTEP
+/// arrives, from host 1's VTEP (the path is real), and traffic across hosts flows.
+#[test]
+fn containers_inject_vxlan_into_other_networks_through_the_masquerade() {
+    let lab = lab();
+    let [h1, h2] = &lab.hosts;
+    let x = behind_gateway_bridge(&lab, 0, true);
+    let out = ping(&h1.container, h2.container_ip).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+
+    // The path: masqueraded to host 1's VTEP.
+    let listener = {
+        let _in = netd::netns::enter(&h2.ns.path()).unwrap();
+        UdpSocket::bind((h2.vtep, 9998)).unwrap()
+    };
+    listener
+        .set_read_timeout(Some(netd_tests::patience(Duration::from_secs(2))))
+        .unwrap();
+    send_udp_from(&x, b"hello".to_vec(), SocketAddr::from((h2.vtep, 9998)));
+    let mut buffer = [0u8; 16];
+    let (_, from) = listener.recv_from(&mut buffer).unwrap();
+    assert_eq!(from.ip(), h1.vtep, "masqueraded to the VTEP");
+
+    let before = lab.counter(0, "drop-foreign-vxlan").unwrap();
+    let injected = vxlan_payload(&lab, h1.container_mac, h1.container_ip, 6001);
+    let mut counted = Ok(());
+    let received = h2
+        .container_receives_udp(9999, 5555, || {
+            send_udp_from(&x, injected, SocketAddr::from((h2.vtep, 4789)));
+            counted = wait_for_counter(&lab, 0, "drop-foreign-vxlan", before + 1);
+            send_control(&lab);
+        })
+        .unwrap();
+    assert_eq!(received, [5555], "source ports of what arrived");
+    counted.unwrap();
+}
+
+/// The same container, from a host whose uplink lets it out (no sender check: an older netd, or
+/// a forger on the underlay): host 2 decapsulates only what the sending VTEP may say, a source
+/// that is one of its endpoints in that network (`drop-inner-source`). What it may say still
+/// arrives: the container speaks as the endpoint on its own host (docs/architecture.md).
+#[test]
+fn containers_inject_vxlan_into_other_networks_with_a_forged_inner_source() {
+    let mut lab = lab();
+    lab.without_sender_check(0).unwrap();
+    let x = behind_gateway_bridge(&lab, 0, true);
+    let [h1, h2] = &lab.hosts;
+    let out = ping(&h1.container, h2.container_ip).unwrap();
+    assert!(out.contains("3 received"), "{out}");
+
+    let vtep = SocketAddr::from((h2.vtep, 4789));
+    let stranger = [0x02, 0x66, 0, 0, 0, 0x66];
+    let forged = [
+        vxlan_payload(&lab, stranger, Ipv4Addr::new(172, 31, 0, 66), 6001),
+        // Host 2's own container, as seen from host 1.
+        vxlan_payload(&lab, h2.container_mac, h2.container_ip, 6002),
+        // Host 1's container's MAC with another address.
+        vxlan_payload(&lab, h1.container_mac, Ipv4Addr::new(172, 31, 0, 66), 6003),
+    ];
+    let genuine = vxlan_payload(&lab, h1.container_mac, h1.container_ip, 5555);
+    let before = lab.counter(1, "drop-inner-source").unwrap();
+    let mut counted = Ok(());
+    let received = h2
+        .container_receives_udp(9999, 5555, || {
+            for payload in forged.iter().cloned() {
+                send_udp_from(&x, payload, vtep);
+            }
+            counted = wait_for_counter(&lab, 1, "drop-inner-source", before + 3);
+            send_udp_from(&x, genuine, vtep);
+        })
+        .unwrap();
+    assert_eq!(received, [5555], "source ports of what arrived");
+    counted.unwrap();
+}
+
+/// With CAP_NET_RAW (Docker's default) a container on host 2's own bridge (docker0) sends a
+/// datagram claiming host 1's VTEP as its source to host 2's VTEP:4789. It never crosses the
+/// uplink, but the GRO device's socket listens on every address: the kernel decapsulated it and
+/// from-tunnel delivered it, inner source and all genuine-looking. Now from-tunnel takes only
+/// what from-uplink checked and marked (`drop-not-from-uplink`); the control crosses the
+/// uplink.
+#[test]
+fn containers_inject_vxlan_into_other_networks_through_the_gro_devices_socket() {
+    let lab = lab();
+    let [h1, h2] = &lab.hosts;
+    let x = behind_gateway_bridge(&lab, 1, false);
+    // As on hosts that do not filter by reverse path (a loose filter would pass it as well:
+    // host 1's VTEP is routable).
+    for conf in ["all", "gwb"] {
+        h2.ns
+            .exec(
+                "sysctl",
+                &["-qw", &format!("net.ipv4.conf.{conf}.rp_filter=0")],
+            )
+            .unwrap();
+    }
+    let frame = {
+        let payload = vxlan_payload(&lab, h1.container_mac, h1.container_ip, 6001);
+        // The inner frame, without the VXLAN header Vxlan::wrap adds again.
+        pkt::Vxlan {
+            src_mac: x.mac("eth0").unwrap(),
+            dst_mac: h2.ns.mac("gwb").unwrap(),
+            src: h1.vtep,
+            dst: h2.vtep,
+            sport: 50000,
+            dport: 4789,
+            flags: 0x08,
+            vni: netd_tests::lab::VNI,
+        }
+        .wrap(&payload[8..])
+    };
+    let socket = pkt::RawSocket::open(&x, "eth0").unwrap();
+    let before = lab.counter(1, "drop-not-from-uplink").unwrap();
+    let mut counted = Ok(());
+    let received = h2
+        .container_receives_udp(9999, 5555, || {
+            socket.send(&frame).unwrap();
+            counted = wait_for_counter(&lab, 1, "drop-not-from-uplink", before + 1);
+            send_control(&lab);
+        })
+        .unwrap();
+    assert_eq!(received, [5555], "source ports of what arrived");
+    counted.unwrap();
 }

@@ -10,12 +10,13 @@
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice, UdpHeader};
 use netd::datapath::Hook;
-use netd_common::packet::{ETH_P_8021AD, ETH_P_8021Q, SRC_PORT_MIN};
+use netd_common::packet::{ETH_P_8021AD, ETH_P_8021Q, MARK_UPLINK_CHECKED, SRC_PORT_MIN};
 use netd_tests::{
     pkt,
     testrun::{
         EP_A, EP_B, LOCAL_VTEP, NEXT_HOP_MAC, PacketLab, REMOTE, REMOTE_UNRESOLVED,
-        REMOTE_UNROUTABLE, REMOTE_VTEP, TC_ACT_PASS, TC_ACT_REDIRECT, TC_ACT_SHOT, VNI, VXLAN_PORT,
+        REMOTE_UNROUTABLE, REMOTE_VTEP, Skb, TC_ACT_PASS, TC_ACT_REDIRECT, TC_ACT_SHOT, VNI,
+        VXLAN_PORT,
     },
 };
 
@@ -865,17 +866,255 @@ mod from_tunnel_drops {
 
     /// What the GRO device hands from-tunnel always carries the tunnel's metadata; a frame
     /// without (here: BPF_PROG_TEST_RUN's, which has none) cannot be checked against the VTEPs
-    /// and is refused.
+    /// and is refused. (Marked as from-uplink marks what it leaves to the device: else it is
+    /// refused before, as `not-from-uplink`.)
     #[test]
     fn no_tunnel_key() {
         let lab = lab();
         let inner = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 8);
-        assert_dropped(
-            &lab,
-            Hook::Tunnel,
-            lab.uplink_ifindex,
-            &inner,
-            "drop-no-tunnel-key",
+        let run = lab
+            .run_skb(
+                Hook::Tunnel,
+                Skb {
+                    ifindex: lab.uplink_ifindex,
+                    mark: MARK_UPLINK_CHECKED,
+                    ..Skb::default()
+                },
+                &inner,
+            )
+            .unwrap();
+        assert_eq!(run.verdict, TC_ACT_SHOT);
+        counted(&run, &["rx", "drop-no-tunnel-key"]);
+    }
+}
+
+/// Issue 24, "Containers inject VXLAN into other networks": a container's UDP datagram to a
+/// peer's VTEP:4789 left through Docker's gateway bridge, masqueraded to its host's VTEP, and
+/// the peer decapsulated it into the VNI it named with any inner source; with CAP_NET_RAW, one
+/// sent to its own host's address (through docker0) reached the GRO device's socket, claiming
+/// any VTEP. Now VXLAN from the VTEP leaves only if netd encapsulated it (to-uplink), a VTEP
+/// speaks only for its own endpoints (from-uplink and from-tunnel), and the GRO device delivers
+/// only what from-uplink checked.
+mod containers_inject_vxlan_into_other_networks {
+    use super::*;
+
+    fn egress(lab: &PacketLab, received_on: u32, frame: &[u8]) -> netd_tests::testrun::Run {
+        lab.run_skb(
+            Hook::UplinkEgress,
+            Skb {
+                ifindex: lab.uplink_ifindex,
+                ingress_ifindex: received_on,
+                ..Skb::default()
+            },
+            frame,
+        )
+        .unwrap()
+    }
+
+    /// `frame`'s IPv4 header given 4 bytes of options (three NOPs and an end), which any socket
+    /// may ask for (IP_OPTIONS): the UDP header moves back by 4.
+    fn with_ip_options(frame: &[u8]) -> Vec<u8> {
+        let mut out = frame[..34].to_vec();
+        out.extend_from_slice(&[1, 1, 1, 0]);
+        out.extend_from_slice(&frame[34..]);
+        out[14] = 0x46;
+        let total = u16::from_be_bytes([out[16], out[17]]) + 4;
+        out[16..18].copy_from_slice(&total.to_be_bytes());
+        out[24..26].copy_from_slice(&[0, 0]);
+        let sum = out[14..38]
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let check = !(((folded & 0xffff) + (folded >> 16)) as u16);
+        out[24..26].copy_from_slice(&check.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn vxlan_from_the_vtep_leaves_only_if_netd_encapsulated_it() {
+        let lab = lab();
+        // netd's own: what from-endpoint made of a container's datagram, redirected to the
+        // uplink from the endpoint's veth.
+        let inner = pkt::udp(EP_A.1, REMOTE.1, EP_A.0, REMOTE.0, 40000, 53, 0);
+        let encap = lab.run(Hook::Endpoint, lab.ep_a_ifindex, &inner).unwrap();
+        assert_eq!(encap.verdict, TC_ACT_REDIRECT);
+        let own = egress(&lab, lab.ep_a_ifindex, &encap.out);
+        assert_eq!(own.verdict, TC_ACT_PASS);
+        assert_eq!(own.out, encap.out);
+        counted(&own, &[]);
+
+        // The same bytes from a container behind a bridge (forwarded and masqueraded: received
+        // on the bridge, here par0), from a host socket (received nowhere: 0), and with IP
+        // options that move the UDP header.
+        for (what, received_on, frame) in [
+            ("forwarded", lab.parent_ifindex, encap.out.clone()),
+            ("from a host socket", 0, encap.out.clone()),
+            ("with IP options", 0, with_ip_options(&encap.out)),
+        ] {
+            let run = egress(&lab, received_on, &frame);
+            assert_eq!(run.verdict, TC_ACT_SHOT, "{what}");
+            counted(&run, &["drop-foreign-vxlan"]);
+        }
+
+        // Not from the VTEP, not to the VXLAN port, or a later fragment: not netd's business.
+        let other_source = pkt::Vxlan {
+            src_mac: lab.uplink_mac,
+            dst_mac: NEXT_HOP_MAC,
+            // Another address of the host, not its VTEP.
+            src: std::net::Ipv4Addr::new(10, 200, 0, 9),
+            dst: REMOTE_VTEP,
+            sport: 50000,
+            dport: VXLAN_PORT,
+            flags: 0x08,
+            vni: VNI,
+        };
+        let other_port = pkt::udp(
+            lab.uplink_mac,
+            NEXT_HOP_MAC,
+            LOCAL_VTEP,
+            REMOTE_VTEP,
+            50000,
+            53,
+            0,
         );
+        let later_fragment = pkt::udp_fragment(
+            lab.uplink_mac,
+            NEXT_HOP_MAC,
+            LOCAL_VTEP,
+            REMOTE_VTEP,
+            185,
+            false,
+            &[0x12, 0xb5, 0x12, 0xb5, 0, 0, 0, 0],
+        );
+        for frame in [other_source.wrap(&inner), other_port, later_fragment] {
+            let run = egress(&lab, 0, &frame);
+            assert_eq!(run.verdict, TC_ACT_PASS);
+            assert_eq!(run.out, frame);
+            counted(&run, &[]);
+        }
+    }
+
+    fn from_remote_vtep(lab: &PacketLab, inner: &[u8]) -> Vec<u8> {
+        pkt::Vxlan {
+            src_mac: NEXT_HOP_MAC,
+            dst_mac: lab.uplink_mac,
+            src: REMOTE_VTEP,
+            dst: LOCAL_VTEP,
+            sport: 50123,
+            dport: VXLAN_PORT,
+            flags: 0x08,
+            vni: VNI,
+        }
+        .wrap(inner)
+    }
+
+    #[test]
+    fn a_vtep_speaks_only_for_its_own_endpoints() {
+        let lab = lab();
+        // The control: REMOTE lives behind REMOTE_VTEP.
+        let genuine = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 8);
+        let run = lab
+            .run(
+                Hook::Uplink,
+                lab.uplink_ifindex,
+                &from_remote_vtep(&lab, &genuine),
+            )
+            .unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        assert_eq!(run.out, genuine);
+
+        let stranger = [0x02, 0x66, 0, 0, 0, 0x66];
+        for (what, src_mac, src) in [
+            (
+                "an endpoint of another VTEP",
+                REMOTE_UNRESOLVED.1,
+                REMOTE_UNRESOLVED.0,
+            ),
+            ("an endpoint of this host", EP_A.1, EP_A.0),
+            ("a MAC no endpoint has", stranger, REMOTE.0),
+            ("another endpoint's address", REMOTE.1, REMOTE_UNRESOLVED.0),
+            (
+                "an address outside the network",
+                REMOTE.1,
+                "10.9.9.9".parse().unwrap(),
+            ),
+        ] {
+            let forged = pkt::icmp_echo(src_mac, EP_B.1, src, EP_B.0, 8);
+            let run = lab
+                .run(
+                    Hook::Uplink,
+                    lab.uplink_ifindex,
+                    &from_remote_vtep(&lab, &forged),
+                )
+                .unwrap();
+            assert_eq!(run.verdict, TC_ACT_SHOT, "{what}");
+            counted(&run, &["rx", "drop-inner-source"]);
+        }
+    }
+
+    /// A frame the gateway on the sending host routed carries the gateway's MAC as its source
+    /// (gateway.rs): its address names the sender, who must live behind the sending VTEP.
+    #[test]
+    fn frames_routed_by_the_senders_gateway_are_decapsulated() {
+        let mut lab = lab();
+        let gw_mac = lab.add_gateway(GATEWAY).unwrap();
+        let routed = pkt::icmp_echo(gw_mac, EP_B.1, REMOTE.0, EP_B.0, 8);
+        let run = lab
+            .run(
+                Hook::Uplink,
+                lab.uplink_ifindex,
+                &from_remote_vtep(&lab, &routed),
+            )
+            .unwrap();
+        assert_eq!(run.verdict, TC_ACT_REDIRECT);
+        counted(&run, &["rx", "decap", "tx"]);
+        for (what, src) in [
+            (
+                "routed for an endpoint of another VTEP",
+                REMOTE_UNRESOLVED.0,
+            ),
+            ("from the gateway's own address", GATEWAY),
+            ("routed for an address of this host", EP_A.0),
+        ] {
+            let forged = pkt::icmp_echo(gw_mac, EP_B.1, src, EP_B.0, 8);
+            let run = lab
+                .run(
+                    Hook::Uplink,
+                    lab.uplink_ifindex,
+                    &from_remote_vtep(&lab, &forged),
+                )
+                .unwrap();
+            assert_eq!(run.verdict, TC_ACT_SHOT, "{what}");
+            counted(&run, &["rx", "drop-inner-source"]);
+        }
+    }
+
+    /// The GRO device's socket takes VXLAN from every interface: from-tunnel delivers only what
+    /// from-uplink marked. With the mark, the next check (the tunnel's metadata, which a test
+    /// run has none of) decides.
+    #[test]
+    fn the_gro_device_delivers_only_what_from_uplink_checked() {
+        let lab = lab();
+        let inner = pkt::icmp_echo(REMOTE.1, EP_B.1, REMOTE.0, EP_B.0, 8);
+        for (mark, reason) in [
+            (0, "drop-not-from-uplink"),
+            (MARK_UPLINK_CHECKED ^ 1, "drop-not-from-uplink"),
+            (MARK_UPLINK_CHECKED, "drop-no-tunnel-key"),
+        ] {
+            let run = lab
+                .run_skb(
+                    Hook::Tunnel,
+                    Skb {
+                        ifindex: lab.uplink_ifindex,
+                        mark,
+                        ..Skb::default()
+                    },
+                    &inner,
+                )
+                .unwrap();
+            assert_eq!(run.verdict, TC_ACT_SHOT, "mark {mark:#x}");
+            counted(&run, &["rx", reason]);
+        }
     }
 }

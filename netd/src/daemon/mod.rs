@@ -154,6 +154,14 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         attach: options.tc_attach,
     })
     .context("loading the datapath")?;
+    // The uplink's programs before the GRO device's: on an upgrade from a netd whose from-uplink
+    // did not mark the aggregates it leaves to the device, the new from-tunnel, which delivers
+    // only marked ones, must not see the old from-uplink's. Until `set_config` below they read
+    // the pinned configuration of the run before (a first start has none: they pass
+    // everything). to-uplink before any endpoint is hooked: from then on only netd's VXLAN
+    // leaves from the VTEP.
+    datapath.attach(Hook::Uplink, &uplink)?;
+    datapath.attach(Hook::UplinkEgress, &uplink)?;
     let gro_flag = gro_device(&mut datapath, &options);
     datapath.set_config(&DatapathConfig {
         local_vtep: options.advertise.octets(),
@@ -162,7 +170,6 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         underlay_mtu: uplink_mtu,
         flags: datapath.config_flags() | traffic_flag(options.metrics_address.is_some()) | gro_flag,
     })?;
-    datapath.attach(Hook::Uplink, &uplink)?;
     let tc_attach = datapath.attach_method();
     let features = datapath.features();
     tracing::info!(

@@ -31,6 +31,8 @@ pub enum Hook {
     Endpoint,
     /// TC ingress of the underlay uplink.
     Uplink,
+    /// TC egress of the underlay uplink (VXLAN from the VTEP that netd did not encapsulate).
+    UplinkEgress,
     /// TC ingress of a macvlan parent (frames from the LAN).
     Parent,
     /// TC egress of a macvlan parent (the host's frames, for host access).
@@ -44,15 +46,17 @@ impl Hook {
         match self {
             Self::Endpoint => programs::FROM_ENDPOINT,
             Self::Uplink => programs::FROM_UPLINK,
+            Self::UplinkEgress => programs::TO_UPLINK,
             Self::Parent => programs::FROM_PARENT,
             Self::ParentEgress => programs::TO_PARENT,
             Self::Tunnel => programs::FROM_TUNNEL,
         }
     }
 
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Endpoint,
         Self::Uplink,
+        Self::UplinkEgress,
         Self::Parent,
         Self::ParentEgress,
         Self::Tunnel,
@@ -60,7 +64,7 @@ impl Hook {
 
     const fn attach_type(self) -> TcAttachType {
         match self {
-            Self::ParentEgress => TcAttachType::Egress,
+            Self::ParentEgress | Self::UplinkEgress => TcAttachType::Egress,
             _ => TcAttachType::Ingress,
         }
     }
@@ -70,6 +74,7 @@ impl Hook {
         match self {
             Self::Endpoint => "endpoint",
             Self::Uplink => "uplink",
+            Self::UplinkEgress => "uplink-egress",
             Self::Parent => "parent",
             Self::ParentEgress => "parent-egress",
             Self::Tunnel => "tunnel",
