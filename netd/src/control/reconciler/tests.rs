@@ -123,6 +123,7 @@ impl Host {
         let batches = Batches::default();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let (summary_tx, summary) = watch::channel(Arc::new(Summary::default()));
+        let (names_tx, _names) = watch::channel(Arc::new(crate::control::Names::default()));
         let setup = Setup {
             identity: Identity {
                 host: ME.into(),
@@ -136,7 +137,7 @@ impl Host {
         };
         let (tx, queue) = mpsc::channel(1024);
         Self {
-            reconciler: Reconciler::new(setup, Parents::default(), progress_tx, summary_tx),
+            reconciler: Reconciler::new(setup, Parents::default(), progress_tx, summary_tx, names_tx),
             tx,
             queue,
             summary,
