@@ -15,6 +15,7 @@ mod access;
 mod answer;
 pub mod limits;
 mod serve;
+mod steer;
 mod upstream;
 
 use std::{
@@ -224,13 +225,29 @@ impl Dns {
     /// Stops serving an endpoint; a namespace left without endpoints loses its server.
     pub fn withdraw(&self, network: &str, endpoint: &str) {
         let key = (network.to_string(), endpoint.to_string());
+        let mut unserved = Vec::new();
         {
             let mut listeners = self.lock();
-            listeners.retain(|_, listener| {
+            listeners.retain(|netns, listener| {
                 if listener.endpoints.remove(&key) {
                     update_networks(listener);
                 }
-                !listener.endpoints.is_empty()
+                let keep = !listener.endpoints.is_empty();
+                if !keep {
+                    unserved.push(netns.clone());
+                }
+                keep
+            });
+        }
+        // A namespace that lives on (a `netd endpoint rm` of a namespace endpoint) gets its
+        // port 53 back; one being deleted takes its rule along.
+        for netns in unserved {
+            tokio::task::spawn_blocking(move || {
+                if let Ok(_inside) = netns::enter(&netns)
+                    && let Err(error) = steer::remove()
+                {
+                    tracing::debug!(error = %format!("{error:#}"), "DNS: steering left in place");
+                }
             });
         }
         self.save();
@@ -294,13 +311,28 @@ async fn listen(
         netlink::add_loopback_address(path.as_deref(), address)?;
         // Sockets belong to the namespace they are made in: make them there.
         let _inside = path.as_deref().map(netns::enter).transpose()?;
-        let udp = bind(sock::SockType::Datagram, address, only_lo)
-            .with_context(|| format!("cannot bind {address}:{PORT}/udp"))?;
-        let tcp = bind(sock::SockType::Stream, address, only_lo)
-            .with_context(|| format!("cannot bind {address}:{PORT}/tcp"))?;
-        Ok((std::net::UdpSocket::from(udp), std::net::TcpListener::from(tcp)))
+        if only_lo {
+            // Ports the kernel picks, and port 53 steered to them: the namespace's own port
+            // 53 stays free for a DNS server of its own (steer.rs).
+            match bind_pair(address, 0, true).and_then(|(udp, tcp)| {
+                let ports = steer::Ports {
+                    udp: local_port(&udp)?,
+                    tcp: local_port(&tcp)?,
+                };
+                steer::install(address, ports)?;
+                Ok((udp, tcp))
+            }) {
+                Ok(pair) => return Ok(pair),
+                Err(error) => steer::warn_missing(&error),
+            }
+        }
+        bind_pair(address, PORT, only_lo)
     })
     .await??;
+    let (udp, tcp) = (
+        std::net::UdpSocket::from(udp),
+        std::net::TcpListener::from(tcp),
+    );
     let serving = Arc::new(Serving {
         names: ctx.control.names(),
         upstream: ctx.upstream.clone(),
@@ -320,9 +352,28 @@ async fn listen(
 /// How many connections the kernel queues before netd accepts them.
 const BACKLOG: i32 = 256;
 
-/// A non-blocking socket on `address`:[`PORT`], bound to `lo` when `only_lo`, listening when
-/// it is a stream.
-fn bind(kind: sock::SockType, address: Ipv4Addr, only_lo: bool) -> nix::Result<OwnedFd> {
+/// A UDP and a TCP socket on `address`:`port` (0: each one the kernel picks).
+fn bind_pair(address: Ipv4Addr, port: u16, only_lo: bool) -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let udp = bind(sock::SockType::Datagram, address, port, only_lo)
+        .with_context(|| format!("cannot bind {address}:{port}/udp"))?;
+    let tcp = bind(sock::SockType::Stream, address, port, only_lo)
+        .with_context(|| format!("cannot bind {address}:{port}/tcp"))?;
+    Ok((udp, tcp))
+}
+
+fn local_port(fd: &OwnedFd) -> anyhow::Result<u16> {
+    let address: sock::SockaddrIn = sock::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd))?;
+    Ok(address.port())
+}
+
+/// A non-blocking socket on `address`:`port`, bound to `lo` when `only_lo`, listening when it
+/// is a stream.
+fn bind(
+    kind: sock::SockType,
+    address: Ipv4Addr,
+    port: u16,
+    only_lo: bool,
+) -> nix::Result<OwnedFd> {
     let fd = sock::socket(
         sock::AddressFamily::Inet,
         kind,
@@ -336,7 +387,7 @@ fn bind(kind: sock::SockType, address: Ipv4Addr, only_lo: bool) -> nix::Result<O
     }
     sock::bind(
         std::os::fd::AsRawFd::as_raw_fd(&fd),
-        &sock::SockaddrIn::from(std::net::SocketAddrV4::new(address, PORT)),
+        &sock::SockaddrIn::from(std::net::SocketAddrV4::new(address, port)),
     )?;
     if kind == sock::SockType::Stream {
         sock::listen(&fd, sock::Backlog::new(BACKLOG)?)?;
