@@ -70,12 +70,14 @@ impl Flood {
             UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?
         };
         socket.set_read_timeout(Some(Duration::from_millis(1)))?;
+        let receiver = socket.try_clone()?;
         {
             let (counts, stop, config) = (counts.clone(), stop.clone(), config.clone());
-            let receiver = socket.try_clone()?;
             threads.push(std::thread::spawn(move || {
                 send_udp(&socket, &config, &counts, &stop);
             }));
+        }
+        {
             let (counts, stop) = (counts.clone(), stop.clone());
             threads.push(std::thread::spawn(move || {
                 receive_udp(&receiver, &counts, &stop);

@@ -42,7 +42,7 @@ pub fn install(address: Ipv4Addr, ports: Ports) -> anyhow::Result<()> {
          delete table ip {TABLE}\n\
          table ip {TABLE} {{\n\
            chain output {{\n\
-             type nat hook output priority dstnat; policy accept;\n\
+             type nat hook output priority -100; policy accept;\n\
              ip daddr {address} udp dport 53 dnat to {address}:{udp}\n\
              ip daddr {address} tcp dport 53 dnat to {address}:{tcp}\n\
            }}\n\
