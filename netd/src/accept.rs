@@ -23,10 +23,7 @@ impl Backoff {
     /// A connection was accepted: the next failure starts a new run.
     pub fn accepted(&mut self) {
         if self.failures > 0 {
-            tracing::info!(
-                failures = self.failures,
-                "accepting connections again"
-            );
+            tracing::info!(failures = self.failures, "accepting connections again");
         }
         self.failures = 0;
     }

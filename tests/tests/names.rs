@@ -35,8 +35,8 @@ fn cluster(tag: &str) -> (Cluster, FakeUpstream) {
         ])
     })
     .unwrap();
-    let upstream = FakeUpstream::start(&c.switch, upstream_addr, &[("example.test", OUTSIDE)])
-        .unwrap();
+    let upstream =
+        FakeUpstream::start(&c.switch, upstream_addr, &[("example.test", OUTSIDE)]).unwrap();
     (c, upstream)
 }
 
@@ -145,8 +145,11 @@ fn namespaces_resolve_each_other_by_name_across_hosts() {
 #[test]
 fn one_container_cannot_stop_the_daemon_through_dns() {
     let (mut c, _upstream) = with_soft_nofile(1024, || cluster("fl"));
-    c.netd(0, &["network", "create", "--subnet", "172.27.0.0/16", "mynet"])
-        .unwrap();
+    c.netd(
+        0,
+        &["network", "create", "--subnet", "172.27.0.0/16", "mynet"],
+    )
+    .unwrap();
     let (flooder, neighbour, far) = (
         c.container().unwrap(),
         c.container().unwrap(),
@@ -182,7 +185,9 @@ fn one_container_cannot_stop_the_daemon_through_dns() {
         },
         "the flooder to have opened 1500 TCP connections",
     );
-    let status: Status = c.netd_as(0, &["status"]).expect("netd status during the flood");
+    let status: Status = c
+        .netd_as(0, &["status"])
+        .expect("netd status during the flood");
     assert!(status.healthy, "{:?}", status.problems);
 
     // A store change from the other host reaches this host's maps and its DNS.
@@ -237,7 +242,10 @@ fn with_soft_nofile<T>(soft: u64, f: impl FnOnce() -> T) -> T {
         rlim_max: 0,
     };
     // SAFETY: getrlimit and setrlimit read and write only the struct passed.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
     let saved = limit;
     limit.rlim_cur = soft.min(limit.rlim_max);
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
@@ -270,7 +278,14 @@ fn dns_does_not_answer_whoever_reaches_169_254_53_53() {
     c.netd_as::<Endpoint>(
         0,
         &[
-            "endpoint", "add", "--network", "other", "--netns", &bridge_name, "--ifname", "eth1",
+            "endpoint",
+            "add",
+            "--network",
+            "other",
+            "--netns",
+            &bridge_name,
+            "--ifname",
+            "eth1",
             "two-nets-b",
         ],
     )
@@ -289,9 +304,16 @@ fn dns_does_not_answer_whoever_reaches_169_254_53_53() {
     // come back anyway: the container's from-endpoint hook drops a reply from 169.254.53.53 as
     // spoofed; but netd would have done the work, forwarded it upstream.)
     let o = &c.containers[outsider];
-    o.ip(&["addr", "del", &format!("{DNS}/32"), "dev", "lo"]).unwrap();
-    o.ip(&["route", "add", &format!("{DNS}/32"), "via", &via.to_string()])
+    o.ip(&["addr", "del", &format!("{DNS}/32"), "dev", "lo"])
         .unwrap();
+    o.ip(&[
+        "route",
+        "add",
+        &format!("{DNS}/32"),
+        "via",
+        &via.to_string(),
+    ])
+    .unwrap();
     let no_ports_before = udp_no_ports(&c.containers[bridge]);
     for _ in 0..3 {
         assert!(ask(o, DNS_IP, "secret").is_none());
@@ -308,7 +330,13 @@ fn dns_does_not_answer_whoever_reaches_169_254_53_53() {
     // REFUSED and nothing forwarded...
     let host = &c.hosts[0];
     c.switch
-        .ip(&["route", "add", &format!("{DNS}/32"), "via", &host.vtep.to_string()])
+        .ip(&[
+            "route",
+            "add",
+            &format!("{DNS}/32"),
+            "via",
+            &host.vtep.to_string(),
+        ])
         .unwrap();
     let answer = ask(&c.switch, DNS_IP, "example.test").expect("an answer to the LAN");
     assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
@@ -317,16 +345,37 @@ fn dns_does_not_answer_whoever_reaches_169_254_53_53() {
     let answer = ask(&host.ns, DNS_IP, "example.test").expect("an answer to the host");
     assert_eq!(addresses(&answer), vec![OUTSIDE]);
     let bridged = Netns::new("wb").unwrap();
-    host.ns.ip(&["link", "add", "brt", "type", "bridge"]).unwrap();
-    host.ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "brt"]).unwrap();
+    host.ns
+        .ip(&["link", "add", "brt", "type", "bridge"])
+        .unwrap();
+    host.ns
+        .ip(&["addr", "add", "10.99.0.1/24", "dev", "brt"])
+        .unwrap();
     host.ns.ip(&["link", "set", "brt", "up"]).unwrap();
     host.ns
-        .ip(&["link", "add", "vbt", "type", "veth", "peer", "name", "eth0", "netns", &bridged.name])
+        .ip(&[
+            "link",
+            "add",
+            "vbt",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &bridged.name,
+        ])
         .unwrap();
-    host.ns.ip(&["link", "set", "vbt", "master", "brt", "up"]).unwrap();
-    bridged.ip(&["addr", "add", "10.99.0.2/24", "dev", "eth0"]).unwrap();
+    host.ns
+        .ip(&["link", "set", "vbt", "master", "brt", "up"])
+        .unwrap();
+    bridged
+        .ip(&["addr", "add", "10.99.0.2/24", "dev", "eth0"])
+        .unwrap();
     bridged.ip(&["link", "set", "eth0", "up"]).unwrap();
-    bridged.ip(&["route", "add", "default", "via", "10.99.0.1"]).unwrap();
+    bridged
+        .ip(&["route", "add", "default", "via", "10.99.0.1"])
+        .unwrap();
     // A new bridge is allowed once netd has read the host's interfaces again (at a query
     // from a source it does not know, at most every 250 ms).
     netd_tests::wait_until(
@@ -360,8 +409,11 @@ fn udp_no_ports(ns: &Netns) -> u64 {
 #[test]
 fn a_containers_own_dns_server_on_port_53_keeps_working() {
     let (mut c, _upstream) = cluster("p53");
-    c.netd(0, &["network", "create", "--subnet", "172.27.0.0/16", "mynet"])
-        .unwrap();
+    c.netd(
+        0,
+        &["network", "create", "--subnet", "172.27.0.0/16", "mynet"],
+    )
+    .unwrap();
     let (a, b) = (c.container().unwrap(), c.container().unwrap());
     add(&c, 0, "mynet", a, "a");
     let web = add(&c, 1, "mynet", b, "web");
@@ -391,6 +443,8 @@ fn a_containers_own_dns_server_on_port_53_keeps_working() {
     peer.send_to(b"ping", (Ipv4Addr::LOCALHOST, 53)).unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = [0u8; 16];
-    let (len, _) = udp.recv_from(&mut buf).expect("the container's server receives");
+    let (len, _) = udp
+        .recv_from(&mut buf)
+        .expect("the container's server receives");
     assert_eq!(&buf[..len], b"ping");
 }

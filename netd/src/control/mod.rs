@@ -227,8 +227,7 @@ pub fn start(setup: Setup) -> std::io::Result<(Control, ReconcilerThread)> {
     let thread = std::thread::Builder::new()
         .name("netd-reconciler".into())
         .spawn(move || {
-            reconciler::Reconciler::new(setup, hooked, progress_tx, summary_tx, names_tx)
-                .run(rx);
+            reconciler::Reconciler::new(setup, hooked, progress_tx, summary_tx, names_tx).run(rx);
         })?;
     Ok((
         Control {

@@ -896,7 +896,10 @@ pub(crate) mod tests {
         };
         assert_eq!(resolve(&m, "n", "web"), vec![ip("10.1.0.1")]);
         assert_eq!(resolve(&m, "n", "alias1"), vec![ip("10.1.0.1")]);
-        assert!(resolve(&m, "o", "web").is_empty(), "not from another network");
+        assert!(
+            resolve(&m, "o", "web").is_empty(),
+            "not from another network"
+        );
         assert_eq!(resolve(&m, "o", "db"), vec![ip("10.1.0.2")]);
         delete(&mut m, keys::host("b"), 6);
         assert!(resolve(&m, "n", "web").is_empty(), "gone with its host");

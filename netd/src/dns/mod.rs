@@ -205,8 +205,13 @@ impl Dns {
                 shared: &self.inner.shared,
                 address: self.inner.options.address,
             };
-            let (serving, tasks) =
-                listen(&ctx, Some(netns), Access::Namespace, vec![network.to_string()]).await?;
+            let (serving, tasks) = listen(
+                &ctx,
+                Some(netns),
+                Access::Namespace,
+                vec![network.to_string()],
+            )
+            .await?;
             let mut listeners = self.lock();
             let listener = listeners.entry(netns.to_path_buf()).or_insert(Listener {
                 netns: netns.to_path_buf(),
@@ -368,12 +373,7 @@ fn local_port(fd: &OwnedFd) -> anyhow::Result<u16> {
 
 /// A non-blocking socket on `address`:`port`, bound to `lo` when `only_lo`, listening when it
 /// is a stream.
-fn bind(
-    kind: sock::SockType,
-    address: Ipv4Addr,
-    port: u16,
-    only_lo: bool,
-) -> nix::Result<OwnedFd> {
+fn bind(kind: sock::SockType, address: Ipv4Addr, port: u16, only_lo: bool) -> nix::Result<OwnedFd> {
     let fd = sock::socket(
         sock::AddressFamily::Inet,
         kind,

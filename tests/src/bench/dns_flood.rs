@@ -52,7 +52,10 @@ pub fn run(config: &FloodBench) -> anyhow::Result<()> {
         ])
     })?;
     let _upstream = FakeUpstream::start(&c.switch, upstream_addr, &[])?;
-    c.netd(0, &["network", "create", "--subnet", "172.27.0.0/16", "mynet"])?;
+    c.netd(
+        0,
+        &["network", "create", "--subnet", "172.27.0.0/16", "mynet"],
+    )?;
     let (flooder, neighbour, far) = (c.container()?, c.container()?, c.container()?);
     add(&c, 0, flooder, "flooder")?;
     add(&c, 0, neighbour, "neighbour")?;
@@ -119,9 +122,7 @@ pub fn run(config: &FloodBench) -> anyhow::Result<()> {
                 .filter(|a| addresses(a) == vec![web.ip])
                 .map(|_| at.elapsed())
         };
-        let healthy = c
-            .netd_as::<Status>(0, &["status"])
-            .is_ok_and(|s| s.healthy);
+        let healthy = c.netd_as::<Status>(0, &["status"]).is_ok_and(|s| s.healthy);
         if let Some(rest) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(rest);
         }
@@ -152,7 +153,13 @@ fn add(c: &Cluster, host: usize, ns: usize, name: &str) -> anyhow::Result<Endpoi
     c.netd_as(
         host,
         &[
-            "endpoint", "add", "--network", "mynet", "--netns", &netns, name,
+            "endpoint",
+            "add",
+            "--network",
+            "mynet",
+            "--netns",
+            &netns,
+            name,
         ],
     )
 }
@@ -164,8 +171,16 @@ fn ms(d: Option<Duration>) -> String {
 fn print_report(ticks: &[Tick], opened: u64, alive: bool, idle: &ProcessSample) {
     println!(
         "{:>3} {:>8} {:>6} {:>6} {:>8} {:>10} {:>10} {:>10} {:>11} {:>7}",
-        "s", "RSS MiB", "fds", "CPU %", "TCP open", "UDP sent", "answered", "change ms",
-        "neighbour", "healthy"
+        "s",
+        "RSS MiB",
+        "fds",
+        "CPU %",
+        "TCP open",
+        "UDP sent",
+        "answered",
+        "change ms",
+        "neighbour",
+        "healthy"
     );
     for t in ticks {
         println!(

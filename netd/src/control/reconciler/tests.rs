@@ -137,7 +137,13 @@ impl Host {
         };
         let (tx, queue) = mpsc::channel(1024);
         Self {
-            reconciler: Reconciler::new(setup, Parents::default(), progress_tx, summary_tx, names_tx),
+            reconciler: Reconciler::new(
+                setup,
+                Parents::default(),
+                progress_tx,
+                summary_tx,
+                names_tx,
+            ),
             tx,
             queue,
             summary,
