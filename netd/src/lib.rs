@@ -8,6 +8,7 @@
 //!   kept for its socket's GRO;
 //! - [`control`]: the reconciler, the one owner of the desired state and the datapath;
 //! - [`service`]: what netd does for a user (networks, endpoints), for the API and Docker;
+//! - [`accept`]: what a server's accept loop does when accept fails;
 //! - [`daemon`] and [`api`]: `netd daemon` (wiring, liveness, the store watcher, the local
 //!   API server) and the local API the CLI uses; [`health`]: the links `netd status` shows;
 //! - [`docker`]: Docker's network and IPAM plugin protocol, and following the Engine;
@@ -15,6 +16,7 @@
 //! - [`metrics`]: what `netd daemon --metrics-address` serves to Prometheus; [`monitor`]: the
 //!   datapath events `netd monitor` shows, decoded and filtered.
 
+pub mod accept;
 pub mod api;
 pub mod bpffs;
 pub mod control;

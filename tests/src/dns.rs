@@ -117,3 +117,37 @@ pub fn parse_nslookup(out: &str) -> Vec<Ipv4Addr> {
         })
         .collect()
 }
+
+/// Asks `server`:53 for `name`'s A records over UDP from inside `ns`, the way a resolver
+/// does: the answer, or `None` when none came within a second (nothing listening, a drop).
+pub fn ask(ns: &Netns, server: Ipv4Addr, name: &str) -> Option<Message> {
+    let socket = {
+        let _inside = netd::netns::enter(&ns.path()).ok()?;
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?
+    };
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut query = Message::new(0x5353, hickory_proto::op::MessageType::Query, OpCode::Query);
+    query.metadata.recursion_desired = true;
+    query.add_query(hickory_proto::op::Query::query(
+        hickory_proto::rr::Name::from_ascii(name).ok()?,
+        hickory_proto::rr::RecordType::A,
+    ));
+    socket
+        .send_to(&query.to_vec().ok()?, SocketAddr::from((server, 53)))
+        .ok()?;
+    let mut buf = [0u8; 4096];
+    let (len, _) = socket.recv_from(&mut buf).ok()?;
+    Message::from_vec(&buf[..len]).ok()
+}
+
+/// The A addresses of an answer.
+pub fn addresses(message: &Message) -> Vec<Ipv4Addr> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod bulk;
 pub mod cluster;
 pub mod dns;
+pub mod dns_flood;
 pub mod docker;
 pub mod lab;
 pub mod netns;

@@ -15,6 +15,7 @@ mod fake;
 pub mod kernel;
 pub mod local;
 pub mod model;
+pub mod names;
 pub mod parents;
 pub mod plan;
 mod reconciler;
@@ -28,7 +29,10 @@ use netd_store::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use self::model::{Identity, Record};
+pub use self::{
+    model::{Identity, Record},
+    names::Names,
+};
 use crate::datapath::{Datapath, DatapathError};
 
 /// How often the reconciler re-checks interfaces and retries failed writes; every
@@ -154,12 +158,6 @@ pub enum Query {
         network: Option<String>,
         reply: oneshot::Sender<Vec<EndpointView>>,
     },
-    /// The addresses answering to a DNS name in any of `networks`.
-    Resolve {
-        networks: Vec<String>,
-        name: String,
-        reply: oneshot::Sender<Vec<Ipv4Addr>>,
-    },
     /// Whether `mac` is taken in `network` by a valid endpoint.
     MacInUse {
         network: String,
@@ -195,6 +193,7 @@ pub struct Control {
     tx: mpsc::Sender<Command>,
     progress: watch::Receiver<Progress>,
     summary: watch::Receiver<Arc<Summary>>,
+    names: watch::Receiver<Arc<Names>>,
 }
 
 /// Told how long each batch of store events took to reach the maps (the daemon's metrics keep
@@ -227,18 +226,20 @@ pub fn start(setup: Setup) -> std::io::Result<(Control, ReconcilerThread)> {
     let (tx, rx) = mpsc::channel(1024);
     let (progress_tx, progress) = watch::channel(Progress::default());
     let (summary_tx, summary) = watch::channel(Arc::new(Summary::default()));
+    let (names_tx, names) = watch::channel(Arc::new(Names::default()));
     // The parents an earlier run hooked, to let go of those no network needs any more.
     let hooked = parents::Parents::from_pins(setup.datapath.pin_dir());
     let thread = std::thread::Builder::new()
         .name("netd-reconciler".into())
         .spawn(move || {
-            reconciler::Reconciler::new(setup, hooked, progress_tx, summary_tx).run(rx);
+            reconciler::Reconciler::new(setup, hooked, progress_tx, summary_tx, names_tx).run(rx);
         })?;
     Ok((
         Control {
             tx,
             progress,
             summary,
+            names,
         },
         thread,
     ))
@@ -296,20 +297,9 @@ impl Control {
         answer.await.map_err(|_| ControlError::Stopped)
     }
 
-    /// The addresses `name` resolves to for an asker on `networks`.
-    pub async fn resolve(
-        &self,
-        networks: Vec<String>,
-        name: String,
-    ) -> Result<Vec<Ipv4Addr>, ControlError> {
-        let (reply, answer) = oneshot::channel();
-        self.query(Query::Resolve {
-            networks,
-            name,
-            reply,
-        })
-        .await?;
-        answer.await.map_err(|_| ControlError::Stopped)
+    /// Every network's DNS names, as last applied: read without asking the reconciler.
+    pub fn names(&self) -> watch::Receiver<Arc<Names>> {
+        self.names.clone()
     }
 
     pub async fn mac_in_use(&self, network: &str, mac: Mac) -> Result<bool, ControlError> {

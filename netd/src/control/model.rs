@@ -142,8 +142,6 @@ pub struct Model {
     by_host: HashMap<Name, HashSet<Slot>>,
     ip_claims: HashMap<(Name, Ipv4Addr), Claimants>,
     mac_claims: HashMap<(Name, Mac), Claimants>,
-    /// (network, DNS name) -> endpoints answering to it, valid or not.
-    dns: HashMap<(Name, Name), Vec<Slot>>,
     /// Network and host names, shared by every endpoint that names them.
     names: HashSet<Name>,
     revision: i64,
@@ -165,7 +163,6 @@ impl Model {
             by_host: HashMap::new(),
             ip_claims: HashMap::new(),
             mac_claims: HashMap::new(),
-            dns: HashMap::new(),
             names: HashSet::new(),
             revision: 0,
         }
@@ -445,7 +442,6 @@ impl Model {
         let slot = match self.index.get(&(network.clone(), Name::from(id))) {
             Some(&slot) => {
                 self.leave_claims(slot, touched);
-                self.unindex_names(slot);
                 if let Some(Ok(old)) = self.get(slot).map(|e| e.record.clone())
                     && let Some(set) = self.by_host.get_mut(&old.host)
                 {
@@ -475,64 +471,26 @@ impl Model {
         if let Ok(r) = &record {
             self.by_host.entry(r.host.clone()).or_default().insert(slot);
         }
-        self.index_names(slot);
         self.refresh(slot, touched);
         slot
     }
 
-    /// (network, names) an endpoint is indexed under for DNS.
-    fn dns_keys(&self, slot: Slot) -> Option<(Name, Vec<Name>)> {
-        let e = self.get(slot)?;
-        let record = e.record.as_ref().ok()?;
-        Some((e.network.clone(), dns_names(&e.id, record)))
-    }
-
-    fn index_names(&mut self, slot: Slot) {
-        let Some((network, names)) = self.dns_keys(slot) else {
-            return;
-        };
-        for name in names {
-            self.dns
-                .entry((network.clone(), name))
-                .or_default()
-                .push(slot);
-        }
-    }
-
-    fn unindex_names(&mut self, slot: Slot) {
-        let Some((network, names)) = self.dns_keys(slot) else {
-            return;
-        };
-        for name in names {
-            let key = (network.clone(), name);
-            if let Some(slots) = self.dns.get_mut(&key) {
-                slots.retain(|&s| s != slot);
-                if slots.is_empty() {
-                    self.dns.remove(&key);
+    /// The DNS names of `network`'s valid endpoints and their addresses (sorted, once each):
+    /// the network's table in [`super::names::Names`].
+    pub fn names_of(&self, network: &str) -> HashMap<Name, Vec<Ipv4Addr>> {
+        let mut table: HashMap<Name, Vec<Ipv4Addr>> = HashMap::new();
+        for slot in self.slots_of(network) {
+            let (Some(endpoint), Ok(record)) = (self.get(slot), self.check(slot)) else {
+                continue;
+            };
+            for name in dns_names(&endpoint.id, record) {
+                let addresses = table.entry(name).or_default();
+                if let Err(at) = addresses.binary_search(&record.ip) {
+                    addresses.insert(at, record.ip);
                 }
             }
         }
-    }
-
-    /// The addresses of the valid endpoints answering to `name` (any case) in `networks`.
-    pub fn resolve(&self, networks: &[Name], name: &str) -> Vec<Ipv4Addr> {
-        let name: Name = name.to_ascii_lowercase().into();
-        let mut found = Vec::new();
-        for network in networks {
-            for &slot in self
-                .dns
-                .get(&(network.clone(), name.clone()))
-                .into_iter()
-                .flatten()
-            {
-                if let Ok(record) = self.check(slot)
-                    && !found.contains(&record.ip)
-                {
-                    found.push(record.ip);
-                }
-            }
-        }
-        found
+        table
     }
 
     /// Removes an endpoint; its slot stays (dead) until [`Self::reap`].
@@ -541,7 +499,6 @@ impl Model {
             return;
         };
         self.leave_claims(slot, touched);
-        self.unindex_names(slot);
         if let Some(set) = self.by_network.get_mut(network) {
             set.remove(&slot);
             if set.is_empty() {
@@ -1048,18 +1005,22 @@ pub(crate) mod tests {
             endpoint("db", "10.1.0.2", "b", "192.168.0.2"),
             5,
         );
-        let n: Vec<Name> = vec!["n".into()];
-        let o: Vec<Name> = vec!["o".into()];
         let ip = |s: &str| -> Ipv4Addr { s.parse().unwrap() };
-        assert_eq!(m.resolve(&n, "web"), vec![ip("10.1.0.1")]);
-        assert_eq!(m.resolve(&n, "ALIAS1"), vec![ip("10.1.0.1")]);
-        assert!(m.resolve(&o, "web").is_empty(), "not from another network");
-        assert_eq!(m.resolve(&o, "db"), vec![ip("10.1.0.2")]);
+        let resolve = |m: &Model, network: &str, name: &str| -> Vec<Ipv4Addr> {
+            m.names_of(network).get(name).cloned().unwrap_or_default()
+        };
+        assert_eq!(resolve(&m, "n", "web"), vec![ip("10.1.0.1")]);
+        assert_eq!(resolve(&m, "n", "alias1"), vec![ip("10.1.0.1")]);
+        assert!(
+            resolve(&m, "o", "web").is_empty(),
+            "not from another network"
+        );
+        assert_eq!(resolve(&m, "o", "db"), vec![ip("10.1.0.2")]);
         delete(&mut m, keys::host("b"), 6);
-        assert!(m.resolve(&n, "web").is_empty(), "gone with its host");
+        assert!(resolve(&m, "n", "web").is_empty(), "gone with its host");
         put(&mut m, keys::host("b"), host("192.168.0.2"), 7);
         delete(&mut m, keys::endpoint("n", "e1"), 8);
-        assert!(m.resolve(&n, "web").is_empty(), "gone with its record");
+        assert!(resolve(&m, "n", "web").is_empty(), "gone with its record");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use super::{
     kernel::Kernel,
     local::{LocalEndpoint, LocalTable},
     model::{Identity, Invalid, Model, Name, Touched},
+    names::Names,
     parents::Parents,
     plan::{Context, ParentPort, Planner},
 };
@@ -75,6 +76,9 @@ pub(super) struct Reconciler<K> {
     batch_duration: Box<dyn BatchObserver>,
     progress: watch::Sender<Progress>,
     summary: watch::Sender<Arc<Summary>>,
+    /// DNS's snapshot: every network's names, republished when a batch changed some.
+    names: Names,
+    names_tx: watch::Sender<Arc<Names>>,
     /// Parts of the summary rebuilt only when they change.
     networks_view: Arc<BTreeMap<String, netd_store::schema::NetworkRecord>>,
     hosts_view: Arc<BTreeMap<String, netd_store::schema::HostRecord>>,
@@ -88,6 +92,7 @@ impl<K: Kernel> Reconciler<K> {
         hooks: Parents,
         progress: watch::Sender<Progress>,
         summary: watch::Sender<Arc<Summary>>,
+        names_tx: watch::Sender<Arc<Names>>,
     ) -> Self {
         let mut local = LocalTable::default();
         for ((network, id), ifname) in setup.local {
@@ -126,6 +131,8 @@ impl<K: Kernel> Reconciler<K> {
             batch_duration: setup.batch_duration,
             progress,
             summary,
+            names: Names::default(),
+            names_tx,
             networks_view: Arc::default(),
             hosts_view: Arc::default(),
             local_view: Arc::default(),
@@ -278,6 +285,7 @@ impl<K: Kernel> Reconciler<K> {
         self.resolve_parents(touched.networks.iter());
         self.plan(&touched);
         self.note_invalid(&touched);
+        self.refresh_names(None);
         self.model.reap();
         let started = Instant::now();
         match self.kernel.read_state() {
@@ -311,6 +319,16 @@ impl<K: Kernel> Reconciler<K> {
             .any(|&s| self.planner.is_own(&self.model, s));
         self.plan(&touched);
         self.note_invalid(&touched);
+        // Before the reap: a deleted endpoint's slot still names its network.
+        let networks = (!touched.hosts).then(|| {
+            touched
+                .slots
+                .iter()
+                .filter_map(|&s| self.model.get(s).map(|e| e.network.clone()))
+                .chain(touched.networks.iter().cloned())
+                .collect::<HashSet<Name>>()
+        });
+        self.refresh_names(networks);
         self.model.reap();
         self.clear_pending();
         self.sync_hooks();
@@ -611,14 +629,6 @@ impl<K: Kernel> Reconciler<K> {
             Query::Endpoints { network, reply } => {
                 let _ = reply.send(self.endpoints(network.as_deref()));
             }
-            Query::Resolve {
-                networks,
-                name,
-                reply,
-            } => {
-                let networks: Vec<Name> = networks.iter().map(|n| Name::from(n.as_str())).collect();
-                let _ = reply.send(self.model.resolve(&networks, &name));
-            }
             Query::MacInUse {
                 network,
                 mac,
@@ -722,6 +732,33 @@ impl<K: Kernel> Reconciler<K> {
             self.flush();
             self.refresh_views(false, false, true);
         }
+    }
+
+    /// Rebuilds the names of `networks` (of every network when `None`: a host's change can
+    /// touch any) and publishes them for DNS.
+    fn refresh_names(&mut self, networks: Option<HashSet<Name>>) {
+        match networks {
+            Some(networks) if networks.is_empty() => return,
+            Some(networks) => {
+                for network in networks {
+                    let table = self.model.names_of(&network);
+                    self.names.set(network, table);
+                }
+            }
+            None => {
+                self.names.clear();
+                let networks: Vec<Name> = self
+                    .model
+                    .networks()
+                    .map(|n| Name::from(n.name.as_str()))
+                    .collect();
+                for network in networks {
+                    let table = self.model.names_of(&network);
+                    self.names.set(network, table);
+                }
+            }
+        }
+        self.names_tx.send_replace(Arc::new(self.names.clone()));
     }
 
     /// Rebuilds the parts of the summary that changed.

@@ -94,6 +94,7 @@ pub struct Daemon {
 }
 
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    raise_nofile_limit();
     // First: a store URL or TLS file that cannot be used, or a port in use, is a mistake to
     // report before anything is touched. The files are read here, once.
     let store_config = StoreConfig::from_env(&options.store, &options.store_tls)?;
@@ -205,7 +206,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     );
     let dns = match options.dns.clone() {
         Some(dns) => Some(
-            crate::dns::Dns::start(control.clone(), dns, &options.run_dir)
+            crate::dns::Dns::start(control.clone(), dns, &options.run_dir, &uplink)
                 .await
                 .context("DNS (give another --dns-address, or --no-dns)")?,
         ),
@@ -417,5 +418,32 @@ async fn shutdown_signal() {
             }
         }
         _ => std::future::pending().await,
+    }
+}
+
+/// Raises this process's descriptor limit to its hard limit. The soft limit is often 1024 (a
+/// systemd service's, a shell's), while a daemon holds a socket per namespace it serves, per
+/// DNS connection and per forwarded query; the hard limit (524288 under systemd) is what the
+/// administrator allows. The DNS limits keep a flood far below either ([`crate::dns::limits`]).
+fn raise_nofile_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the descriptor limit");
+        return;
+    }
+    if limit.rlim_cur >= limit.rlim_max {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+        tracing::debug!(from = soft, to = limit.rlim_max, "descriptor limit raised");
+    } else {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the descriptor limit");
     }
 }

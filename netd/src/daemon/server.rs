@@ -43,8 +43,20 @@ pub async fn serve(listener: UnixListener, router: Router, allowed_uid: u32) -> 
     let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(no_method);
+    // An accept that fails (no descriptor left: a flood elsewhere in the daemon) waits and
+    // goes on: the API must outlive it, and ending here would end the daemon.
+    let mut backoff = crate::accept::Backoff::default();
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.accepted();
+                stream
+            }
+            Err(error) => {
+                backoff.failed("API server", &error).await;
+                continue;
+            }
+        };
         let app = match stream.peer_cred() {
             Ok(cred) if cred.uid() == allowed_uid => router.clone(),
             Ok(_) => refuse(ApiError::new(

@@ -11,25 +11,34 @@
 //! the containers that are on no netd network (Docker hands them the same upstream): they get
 //! the forwarding only.
 
+mod access;
 mod answer;
+pub mod limits;
+mod serve;
+mod steer;
 mod upstream;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
 };
 
 use anyhow::Context as _;
-use hickory_proto::op::ResponseCode;
+use nix::sys::socket::{self as sock, sockopt};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::{TcpListener, TcpStream, UdpSocket},
+    net::{TcpListener, UdpSocket},
     task::AbortHandle,
 };
 
+use self::{
+    access::{Access, HostSources},
+    limits::{Budget, Shared},
+    serve::Serving,
+};
 use crate::{control::Control, netlink, netns};
 
 /// Where netd answers DNS in every namespace it serves (link-local: never routed anywhere).
@@ -57,14 +66,6 @@ impl DnsOptions {
     }
 }
 
-/// What a serving loop needs.
-struct Serving {
-    control: Control,
-    upstream: Vec<SocketAddr>,
-    /// The networks the namespace's endpoints are on.
-    networks: RwLock<Vec<String>>,
-}
-
 /// The server of one namespace.
 struct Listener {
     netns: PathBuf,
@@ -87,7 +88,9 @@ impl Drop for Listener {
 struct Inner {
     control: Control,
     options: DnsOptions,
-    upstream: Vec<SocketAddr>,
+    upstream: Arc<Vec<SocketAddr>>,
+    /// The daemon's totals, which every listener's budget takes from too.
+    shared: Arc<Shared>,
     state_file: PathBuf,
     /// By namespace key (the namespace's path).
     listeners: Mutex<HashMap<PathBuf, Listener>>,
@@ -103,25 +106,39 @@ pub struct Dns {
 
 impl Dns {
     /// Starts the host namespace's server and those of the namespace endpoints an earlier run
-    /// served.
+    /// served. `uplink`: the host's uplink, whose subnet the host's server does not answer.
     pub async fn start(
         control: Control,
         options: DnsOptions,
         run_dir: &Path,
+        uplink: &str,
     ) -> anyhow::Result<Self> {
-        let upstream = options.upstream();
+        let upstream = Arc::new(options.upstream());
         if upstream.is_empty() {
             tracing::warn!(
                 "no upstream DNS server (resolv.conf has none): only netd's names resolve"
             );
         }
-        let host = listen(&control, &upstream, None, options.address, Vec::new())
-            .await
-            .context("cannot serve DNS in the host namespace")?;
+        let shared = Arc::new(Shared::default());
+        let ctx = ListenContext {
+            control: &control,
+            upstream: &upstream,
+            shared: &shared,
+            address: options.address,
+        };
+        let host = listen(
+            &ctx,
+            None,
+            Access::Host(HostSources::new(uplink.to_string())),
+            Vec::new(),
+        )
+        .await
+        .context("cannot serve DNS in the host namespace")?;
         let dns = Self {
             inner: Arc::new(Inner {
                 control,
                 upstream,
+                shared,
                 state_file: run_dir.join(STATE_FILE),
                 listeners: Mutex::new(HashMap::new()),
                 _host: Listener {
@@ -182,11 +199,16 @@ impl Dns {
             }
         };
         if !known {
+            let ctx = ListenContext {
+                control: &self.inner.control,
+                upstream: &self.inner.upstream,
+                shared: &self.inner.shared,
+                address: self.inner.options.address,
+            };
             let (serving, tasks) = listen(
-                &self.inner.control,
-                &self.inner.upstream,
+                &ctx,
                 Some(netns),
-                self.inner.options.address,
+                Access::Namespace,
                 vec![network.to_string()],
             )
             .await?;
@@ -208,13 +230,29 @@ impl Dns {
     /// Stops serving an endpoint; a namespace left without endpoints loses its server.
     pub fn withdraw(&self, network: &str, endpoint: &str) {
         let key = (network.to_string(), endpoint.to_string());
+        let mut unserved = Vec::new();
         {
             let mut listeners = self.lock();
-            listeners.retain(|_, listener| {
+            listeners.retain(|netns, listener| {
                 if listener.endpoints.remove(&key) {
                     update_networks(listener);
                 }
-                !listener.endpoints.is_empty()
+                let keep = !listener.endpoints.is_empty();
+                if !keep {
+                    unserved.push(netns.clone());
+                }
+                keep
+            });
+        }
+        // A namespace that lives on (a `netd endpoint rm` of a namespace endpoint) gets its
+        // port 53 back; one being deleted takes its rule along.
+        for netns in unserved {
+            tokio::task::spawn_blocking(move || {
+                if let Ok(_inside) = netns::enter(&netns)
+                    && let Err(error) = steer::remove()
+                {
+                    tracing::debug!(error = %format!("{error:#}"), "DNS: steering left in place");
+                }
             });
         }
         self.save();
@@ -254,117 +292,105 @@ fn update_networks(listener: &Listener) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = networks.into_iter().collect();
 }
 
-/// Binds the DNS address's UDP and TCP port in the namespace at `netns` (this one when `None`),
-/// giving its `lo` the address first, and starts serving.
-async fn listen(
-    control: &Control,
-    upstream: &[SocketAddr],
-    netns: Option<&Path>,
+/// What every listener is made with.
+struct ListenContext<'a> {
+    control: &'a Control,
+    upstream: &'a Arc<Vec<SocketAddr>>,
+    shared: &'a Arc<Shared>,
     address: Ipv4Addr,
+}
+
+/// Binds the DNS address's UDP and TCP port in the namespace at `netns` (this one when `None`),
+/// giving its `lo` the address first, and starts serving. In a served namespace the sockets
+/// are bound to `lo` ([`Access::Namespace`]).
+async fn listen(
+    ctx: &ListenContext<'_>,
+    netns: Option<&Path>,
+    access: Access,
     networks: Vec<String>,
 ) -> anyhow::Result<(Arc<Serving>, Vec<AbortHandle>)> {
     let path = netns.map(Path::to_path_buf);
+    let address = ctx.address;
+    let only_lo = matches!(access, Access::Namespace);
     let (udp, tcp) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         netlink::add_loopback_address(path.as_deref(), address)?;
         // Sockets belong to the namespace they are made in: make them there.
         let _inside = path.as_deref().map(netns::enter).transpose()?;
-        let udp = std::net::UdpSocket::bind((address, PORT))
-            .with_context(|| format!("cannot bind {address}:{PORT}/udp"))?;
-        let tcp = std::net::TcpListener::bind((address, PORT))
-            .with_context(|| format!("cannot bind {address}:{PORT}/tcp"))?;
-        udp.set_nonblocking(true)?;
-        tcp.set_nonblocking(true)?;
-        Ok((udp, tcp))
+        if only_lo {
+            // Ports the kernel picks, and port 53 steered to them: the namespace's own port
+            // 53 stays free for a DNS server of its own (steer.rs).
+            match bind_pair(address, 0, true).and_then(|(udp, tcp)| {
+                let ports = steer::Ports {
+                    udp: local_port(&udp)?,
+                    tcp: local_port(&tcp)?,
+                };
+                steer::install(address, ports)?;
+                Ok((udp, tcp))
+            }) {
+                Ok(pair) => return Ok(pair),
+                Err(error) => steer::warn_missing(&error),
+            }
+        }
+        bind_pair(address, PORT, only_lo)
     })
     .await??;
+    let (udp, tcp) = (
+        std::net::UdpSocket::from(udp),
+        std::net::TcpListener::from(tcp),
+    );
     let serving = Arc::new(Serving {
-        control: control.clone(),
-        upstream: upstream.to_vec(),
+        names: ctx.control.names(),
+        upstream: ctx.upstream.clone(),
         networks: RwLock::new(networks),
+        budget: Budget::new(ctx.shared.clone()),
+        access,
     });
     let udp = UdpSocket::from_std(udp)?;
     let tcp = TcpListener::from_std(tcp)?;
     let tasks = vec![
-        tokio::spawn(serve_udp(udp, serving.clone())).abort_handle(),
-        tokio::spawn(serve_tcp(tcp, serving.clone())).abort_handle(),
+        tokio::spawn(serve::udp(udp, serving.clone())).abort_handle(),
+        tokio::spawn(serve::tcp(tcp, serving.clone())).abort_handle(),
     ];
     Ok((serving, tasks))
 }
 
-async fn serve_udp(socket: UdpSocket, serving: Arc<Serving>) {
-    let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let Ok((len, from)) = socket.recv_from(&mut buf).await else {
-            continue;
-        };
-        let query = buf[..len].to_vec();
-        let (socket, serving) = (socket.clone(), serving.clone());
-        tokio::spawn(async move {
-            let reply = respond(&serving, &query, false).await;
-            let _ = socket.send_to(&reply, from).await;
-        });
-    }
+/// How many connections the kernel queues before netd accepts them.
+const BACKLOG: i32 = 256;
+
+/// A UDP and a TCP socket on `address`:`port` (0: each one the kernel picks).
+fn bind_pair(address: Ipv4Addr, port: u16, only_lo: bool) -> anyhow::Result<(OwnedFd, OwnedFd)> {
+    let udp = bind(sock::SockType::Datagram, address, port, only_lo)
+        .with_context(|| format!("cannot bind {address}:{port}/udp"))?;
+    let tcp = bind(sock::SockType::Stream, address, port, only_lo)
+        .with_context(|| format!("cannot bind {address}:{port}/tcp"))?;
+    Ok((udp, tcp))
 }
 
-async fn serve_tcp(listener: TcpListener, serving: Arc<Serving>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(serve_connection(stream, serving.clone()));
-    }
+fn local_port(fd: &OwnedFd) -> anyhow::Result<u16> {
+    let address: sock::SockaddrIn = sock::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd))?;
+    Ok(address.port())
 }
 
-/// Queries on one TCP connection, each with its 2-byte length, until the client closes it.
-async fn serve_connection(mut stream: TcpStream, serving: Arc<Serving>) {
-    loop {
-        let Ok(len) = stream.read_u16().await else {
-            return;
-        };
-        let mut query = vec![0u8; usize::from(len)];
-        if stream.read_exact(&mut query).await.is_err() {
-            return;
-        }
-        let reply = respond(&serving, &query, true).await;
-        let Ok(reply_len) = u16::try_from(reply.len()) else {
-            return;
-        };
-        if stream.write_all(&reply_len.to_be_bytes()).await.is_err()
-            || stream.write_all(&reply).await.is_err()
-        {
-            return;
-        }
+/// A non-blocking socket on `address`:`port`, bound to `lo` when `only_lo`, listening when it
+/// is a stream.
+fn bind(kind: sock::SockType, address: Ipv4Addr, port: u16, only_lo: bool) -> nix::Result<OwnedFd> {
+    let fd = sock::socket(
+        sock::AddressFamily::Inet,
+        kind,
+        sock::SockFlag::SOCK_NONBLOCK | sock::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // A restarted daemon binds again while its old connections linger in TIME_WAIT.
+    sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if only_lo {
+        sock::setsockopt(&fd, sockopt::BindToDevice, &std::ffi::OsString::from("lo"))?;
     }
-}
-
-/// The answer to one query: netd's own names, else the upstream servers'.
-async fn respond(serving: &Serving, query: &[u8], tcp: bool) -> Vec<u8> {
-    let question = match answer::question(query) {
-        Ok(q) => q,
-        Err(()) => return answer::failure(query, ResponseCode::FormErr),
-    };
-    if let Some(question) = question {
-        let networks = serving
-            .networks
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if !networks.is_empty()
-            && let Ok(addresses) = serving
-                .control
-                .resolve(networks, question.name.clone())
-                .await
-            && !addresses.is_empty()
-            && let Some(reply) = answer::known(&question, &addresses)
-        {
-            return reply;
-        }
+    sock::bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &sock::SockaddrIn::from(std::net::SocketAddrV4::new(address, port)),
+    )?;
+    if kind == sock::SockType::Stream {
+        sock::listen(&fd, sock::Backlog::new(BACKLOG)?)?;
     }
-    let forwarded = if tcp {
-        upstream::forward_tcp(&serving.upstream, query).await
-    } else {
-        upstream::forward_udp(&serving.upstream, query).await
-    };
-    forwarded.unwrap_or_else(|| answer::failure(query, ResponseCode::ServFail))
+    Ok(fd)
 }

@@ -262,6 +262,16 @@ pub(super) fn name(link: &LinkMessage) -> Option<&str> {
     })
 }
 
+/// Whether a link is a Linux bridge.
+pub(super) fn is_bridge(link: &LinkMessage) -> bool {
+    link.attributes.iter().any(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos
+            .iter()
+            .any(|i| matches!(i, InfoNla::Kind(InfoKind::Bridge))),
+        _ => false,
+    })
+}
+
 pub(super) fn alias(link: &LinkMessage) -> Option<&str> {
     link.attributes.iter().find_map(|a| match a {
         LinkAttribute::IfAlias(alias) => Some(alias.as_str()),

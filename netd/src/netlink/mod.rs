@@ -185,6 +185,31 @@ pub fn add_loopback_address(netns: Option<&Path>, ip: Ipv4Addr) -> Result<(), Ne
     }
 }
 
+/// Who this namespace's own processes and the containers behind its bridges send from: each
+/// local IPv4 address (/32), and the subnet of each address of a bridge other than
+/// `except_bridge` (the uplink, when it is one: its subnet is the LAN's). What netd's DNS in
+/// the host's namespace answers (`dns::access`).
+pub fn bridged_sources(except_bridge: &str) -> Result<Vec<ipnet::Ipv4Net>, NetlinkError> {
+    let (links, addresses) = runner::here(|handle| async move {
+        Ok((link::dump(&handle).await?, route::addresses(&handle).await?))
+    })?;
+    let bridges: std::collections::HashSet<u32> = links
+        .iter()
+        .filter(|l| link::is_bridge(l) && link::name(l) != Some(except_bridge))
+        .map(|l| l.header.index)
+        .collect();
+    let mut sources = Vec::new();
+    for (index, ip, prefix_len) in addresses {
+        sources.push(ipnet::Ipv4Net::from(ip));
+        if bridges.contains(&index)
+            && let Ok(net) = ipnet::Ipv4Net::new(ip, prefix_len)
+        {
+            sources.push(net.trunc());
+        }
+    }
+    Ok(sources)
+}
+
 /// An interface of this namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Interface {

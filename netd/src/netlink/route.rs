@@ -48,6 +48,24 @@ pub(super) async fn address_holder(
     Ok(None)
 }
 
+/// Every IPv4 address of this namespace: (ifindex, address, prefix length).
+pub(super) async fn addresses(handle: &Handle) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetlinkError> {
+    let mut found = Vec::new();
+    let mut addresses = handle.address().get().execute();
+    while let Some(message) = addresses
+        .try_next()
+        .await
+        .map_err(|e| NetlinkError::from_rtnl("list addresses", e))?
+    {
+        for attribute in &message.attributes {
+            if let AddressAttribute::Local(IpAddr::V4(ip)) = attribute {
+                found.push((message.header.index, *ip, message.header.prefix_len));
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Adds `default via gateway dev <index>` to the main table.
 pub(super) async fn add_default_route(
     handle: &Handle,

@@ -75,6 +75,18 @@ pub struct Args {
     /// With --scale: the store to run on.
     #[arg(long, requires = "scale", value_enum, default_value_t = ScaleStore::Etcd)]
     pub scale_store: ScaleStore,
+    /// Flood one container's DNS listener instead (TCP connections held open plus a UDP
+    /// query flood) on two real hosts, and report, second by second, the daemon's RSS,
+    /// descriptors and CPU, whether a store change from the other host still reaches this
+    /// host's FDB, the flooder's neighbour still gets its answer, and `netd status` is healthy.
+    #[arg(long, conflicts_with_all = ["quick", "rounds", "seconds", "repeat", "paths", "kernel_cost_only", "profile", "chart", "nic_like", "allow_cpu_sleep", "scale", "json"])]
+    pub dns_flood: bool,
+    /// With --dns-flood: how long the flood lasts, in seconds.
+    #[arg(long, requires = "dns_flood", default_value_t = 20)]
+    pub flood_seconds: u64,
+    /// With --dns-flood: TCP connections the flooder holds open.
+    #[arg(long, requires = "dns_flood", default_value_t = 3000)]
+    pub flood_tcp: usize,
 }
 
 /// The stores `--scale` runs on.

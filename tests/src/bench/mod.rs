@@ -19,6 +19,7 @@
 
 pub mod cli;
 pub mod cpu;
+pub mod dns_flood;
 pub mod docker_overlay;
 pub mod goals;
 pub mod idle;

@@ -50,6 +50,16 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    if args.dns_flood {
+        anyhow::ensure!(
+            args.flood_seconds >= 1,
+            "--flood-seconds must be at least 1"
+        );
+        return bench::dns_flood::run(&bench::dns_flood::FloodBench {
+            seconds: args.flood_seconds,
+            tcp_connections: args.flood_tcp,
+        });
+    }
     if args.scale {
         let mut sizes = args.scale_sizes.clone();
         sizes.sort_unstable();

@@ -74,6 +74,8 @@ struct Host {
     queue: mpsc::Receiver<Command>,
     summary: watch::Receiver<Arc<Summary>>,
     progress: watch::Receiver<Progress>,
+    /// DNS's snapshot, as the reconciler publishes it.
+    names: watch::Receiver<Arc<crate::control::Names>>,
     batches: Batches,
     run_dir: RunDir,
     /// The store: every record at its latest revision.
@@ -123,6 +125,7 @@ impl Host {
         let batches = Batches::default();
         let (progress_tx, progress) = watch::channel(Progress::default());
         let (summary_tx, summary) = watch::channel(Arc::new(Summary::default()));
+        let (names_tx, names) = watch::channel(Arc::new(crate::control::Names::default()));
         let setup = Setup {
             identity: Identity {
                 host: ME.into(),
@@ -136,11 +139,18 @@ impl Host {
         };
         let (tx, queue) = mpsc::channel(1024);
         Self {
-            reconciler: Reconciler::new(setup, Parents::default(), progress_tx, summary_tx),
+            reconciler: Reconciler::new(
+                setup,
+                Parents::default(),
+                progress_tx,
+                summary_tx,
+                names_tx,
+            ),
             tx,
             queue,
             summary,
             progress,
+            names,
             batches,
             run_dir,
             store: BTreeMap::new(),
@@ -371,6 +381,30 @@ fn a_listing_then_watch_events_program_exactly_the_desired_entries() {
     assert_eq!(summary.last_batch_events, 4);
     assert_eq!(summary.revision, h.revision);
     assert_eq!(h.batches.0.lock().unwrap().len(), 1);
+}
+
+/// The "every query waits in the reconciler's channel": DNS reads the names the
+/// reconciler publishes after each batch, without a query to it.
+#[test]
+fn names_are_published_for_dns_after_each_batch_without_a_query() {
+    let mut h = Host::new(FakeKernel::default(), &[("n", "mine")]);
+    h.with_gateway_network();
+    h.put(keys::endpoint("n", "p1"), ep("p1", "10.1.0.2", "b"));
+    h.list();
+    let ip = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap() };
+    let resolve = |h: &Host, network: &str, name: &str| h.names.borrow().resolve(&[network], name);
+    assert_eq!(resolve(&h, "n", "p1"), vec![ip("10.1.0.2")]);
+    let events = vec![
+        h.put(keys::endpoint("n", "p2"), ep("p2", "10.1.0.3", "b")),
+        h.delete(keys::endpoint("n", "p1")),
+        h.put(keys::network("m"), network("m", 301)),
+        h.put(keys::endpoint("m", "q"), ep("q", "10.1.0.9", "b")),
+    ];
+    h.events(events);
+    assert_eq!(resolve(&h, "n", "P2"), vec![ip("10.1.0.3")]);
+    assert!(resolve(&h, "n", "p1").is_empty(), "gone with its record");
+    assert_eq!(resolve(&h, "m", "q"), vec![ip("10.1.0.9")]);
+    assert!(resolve(&h, "n", "q").is_empty(), "not from another network");
 }
 
 #[test]
