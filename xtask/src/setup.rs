@@ -31,6 +31,8 @@ const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "iperf3",
+    // netd steers port 53 of its DNS address with nft in the namespaces it serves (names.rs).
+    "nftables",
     // The control plane's store in the labs.
     "etcd-server",
     // The test labs ask etcd's /health before starting daemons.
