@@ -53,9 +53,14 @@ enum RegisterError {
         hint: String,
     },
     #[error(
-        "VTEP {vtep} (--advertise) is already host {holder:?}'s: every host needs its own address"
+        "VTEP {vtep} (--advertise) is already host {holder:?}'s: every host needs its own address \
+         (if that was this host under another --hostname, its record expires within {expires} s)"
     )]
-    VtepTaken { vtep: Ipv4Addr, holder: String },
+    VtepTaken {
+        vtep: Ipv4Addr,
+        holder: String,
+        expires: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -242,7 +247,11 @@ async fn keep_alive(
 /// Refuses a VTEP another live host's record names (records live as long as their host's
 /// lease). The other hosts would refuse this host's record anyway (the earliest registered
 /// holds an address): this says so here, in one line, instead of leaving the host unreachable.
-async fn refuse_a_taken_vtep(store: &Store, identity: &Identity) -> Result<(), RegisterError> {
+async fn refuse_a_taken_vtep(
+    store: &Store,
+    identity: &Identity,
+    ttl: Duration,
+) -> Result<(), RegisterError> {
     for kv in store.list(keys::HOSTS).await?.kvs {
         let Some(keys::Key::Host(name)) = keys::parse(&kv.key) else {
             continue;
@@ -256,6 +265,7 @@ async fn refuse_a_taken_vtep(store: &Store, identity: &Identity) -> Result<(), R
             return Err(RegisterError::VtepTaken {
                 vtep: other.vtep_ip,
                 holder: name.to_string(),
+                expires: ttl.as_secs(),
             });
         }
     }
@@ -274,7 +284,6 @@ async fn register(
     let value = schema::encode(&identity.record);
     let lease = store.grant_lease(ttl).await?;
     let result = async {
-        refuse_a_taken_vtep(store, identity).await?;
         loop {
             let expect = match store.get(&key).await? {
                 None => Expect::Absent,
@@ -294,6 +303,8 @@ async fn register(
                     _ => Expect::ModRevision(kv.mod_revision),
                 },
             };
+            // After the name: a cloned VM is told about its name, the more likely mistake.
+            refuse_a_taken_vtep(store, identity, lease.ttl).await?;
             if store.put_if(&key, &value, Some(&lease.id), expect).await? {
                 return Ok(());
             }
