@@ -1,12 +1,10 @@
-//! Address allocation, unique across all hosts.
-//!
-//! An address is claimed by creating `/netd/v1/ipam/<network>/<ip>` if absent (one atomic
-//! create in the store): two hosts asking at once get different addresses, or one of them an
-//! error. Network, broadcast, gateway and aux addresses are never handed out.
+//! Address claims: who a claim is for, and why one is refused. Claiming (unique across all
+//! hosts, judged from every host's claims) is the daemon's, which watches them all
+//! (netd/src/service/claims.rs).
 
-use std::{collections::HashSet, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
-use crate::{Backend, Store, StoreError, keys, schema::NetworkRecord};
+use crate::{Backend, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IpamError {
@@ -62,17 +60,15 @@ pub fn docker_claim<'a>(host: &str, value: &'a [u8]) -> Option<DockerClaim<'a>> 
     }
 }
 
-/// Binds the claim of `ip` that `host` handed to Docker to the endpoint `eid`; returns whether
-/// it did (`false`: the claim is not one `host` handed out and no endpoint has).
+/// Binds the claim under `key` that `host` handed to Docker to the endpoint `eid`; returns
+/// whether it did (`false`: the claim is not one `host` handed out and no endpoint has).
 pub async fn bind_docker_claim(
     store: &Store,
-    network: &str,
-    ip: Ipv4Addr,
+    key: &str,
     host: &str,
     eid: &str,
 ) -> Result<bool, StoreError> {
-    let key = keys::ipam(network, ip);
-    let Some(kv) = store.get(&key).await? else {
+    let Some(kv) = store.get(key).await? else {
         return Ok(false);
     };
     if docker_claim(host, &kv.value) != Some(DockerClaim::Requested) {
@@ -81,107 +77,12 @@ pub async fn bind_docker_claim(
     let owner = docker_endpoint_owner(host, eid);
     store
         .put_if(
-            &key,
+            key,
             owner.as_bytes(),
             None,
             crate::Expect::ModRevision(kv.mod_revision),
         )
         .await
-}
-
-/// Claims `requested`, or the first free address of the network's pools, for `endpoint_id`.
-pub async fn allocate(
-    store: &Store,
-    network: &NetworkRecord,
-    endpoint_id: &str,
-    requested: Option<Ipv4Addr>,
-) -> Result<Ipv4Addr, IpamError> {
-    let name = network.name.clone();
-    if let Some(ip) = requested {
-        let subnet = network.subnet_of(ip).ok_or(IpamError::OutsideSubnet {
-            ip,
-            network: name.clone(),
-        })?;
-        if let Some(range) = subnet.ip_range
-            && !range.contains(&ip)
-        {
-            return Err(IpamError::OutsideRange {
-                ip,
-                range,
-                network: name,
-            });
-        }
-        if subnet.is_reserved(ip) {
-            return Err(IpamError::Reserved { ip, network: name });
-        }
-        return if claim(store, &name, ip, endpoint_id).await? {
-            Ok(ip)
-        } else {
-            Err(IpamError::Taken { ip, network: name })
-        };
-    }
-    let taken: HashSet<Ipv4Addr> = store
-        .list(&keys::ipam_of(&name))
-        .await?
-        .kvs
-        .iter()
-        .filter_map(|kv| kv.key.rsplit('/').next()?.parse().ok())
-        .collect();
-    for subnet in &network.subnets {
-        for ip in subnet.pool().hosts() {
-            if taken.contains(&ip) || subnet.is_reserved(ip) {
-                continue;
-            }
-            // Another host may have claimed it since the listing: then try the next one.
-            if claim(store, &name, ip, endpoint_id).await? {
-                return Ok(ip);
-            }
-        }
-    }
-    Err(IpamError::Exhausted(name))
-}
-
-async fn claim(
-    store: &Store,
-    network: &str,
-    ip: Ipv4Addr,
-    endpoint_id: &str,
-) -> Result<bool, StoreError> {
-    store
-        .create_all(&[(keys::ipam(network, ip), endpoint_id.as_bytes().to_vec())])
-        .await
-}
-
-/// Deletes `records` (an endpoint's keys) and, in the same transaction, releases its address
-/// `ip` if it has one and `owner` still holds it; returns how many keys went.
-pub async fn delete_releasing(
-    store: &Store,
-    records: &[String],
-    network: &str,
-    ip: Option<Ipv4Addr>,
-    owner: &str,
-) -> Result<usize, StoreError> {
-    match ip {
-        Some(ip) => {
-            store
-                .delete_with_claim(records, &keys::ipam(network, ip), owner.as_bytes())
-                .await
-        }
-        None => store.delete_all(records).await,
-    }
-}
-
-/// Frees an address if `owner` (the name it was claimed for) still holds it; returns whether it
-/// did. Idempotent, and never frees another endpoint's claim on the same address.
-pub async fn release(
-    store: &Store,
-    network: &str,
-    ip: Ipv4Addr,
-    owner: &str,
-) -> Result<bool, StoreError> {
-    delete_releasing(store, &[], network, Some(ip), owner)
-        .await
-        .map(|deleted| deleted == 1)
 }
 
 #[cfg(test)]

@@ -396,6 +396,12 @@ pub struct HostRecord {
     pub uplink_mtu: u16,
     /// The netd release running there.
     pub netd: String,
+    /// Whether it reads endpoints and claims in the per-host layout
+    /// ([`crate::keys::Layout::PerHost`]). `false` when absent: a netd from before that layout,
+    /// which reads only the shared one; while such a host is alive, every host keeps writing
+    /// the shared layout so that it still sees them.
+    #[serde(default)]
+    pub per_host_keys: bool,
 }
 
 impl Versioned for HostRecord {
@@ -648,6 +654,7 @@ mod tests {
             vtep_ip: "192.168.0.1".parse().unwrap(),
             uplink_mtu: 1500,
             netd: "t".into(),
+            per_host_keys: true,
         };
         let ep = EndpointRecord {
             version: 1,

@@ -66,19 +66,18 @@ impl Synthetic {
         )
     }
 
-    /// The two keys an endpoint takes: its record and its address claim.
+    /// The two keys an endpoint takes, under its host's prefix: its record and its address
+    /// claim.
     pub fn endpoint_kvs(&self, k: usize) -> [(String, Vec<u8>); 2] {
         let (network, id, ip, h) = self.endpoint(k);
-        let record = records::endpoint(
-            &id,
-            ip,
-            Mac::from_ipv4(ip).0,
-            &Self::host_name(h),
-            Self::vtep(h),
-        );
+        let host = Self::host_name(h);
+        let record = records::endpoint(&id, ip, Mac::from_ipv4(ip).0, &host, Self::vtep(h));
         [
-            (keys::endpoint(&network, &id), schema::encode(&record)),
-            (keys::ipam(&network, ip), id.into_bytes()),
+            (
+                keys::host_endpoint(&host, &network, &id),
+                schema::encode(&record),
+            ),
+            (keys::host_claim(&host, &network, ip), id.into_bytes()),
         ]
     }
 

@@ -528,4 +528,54 @@ impl Cluster {
             Ok(())
         })
     }
+
+    /// Every endpoint record and address claim in the store, in either key layout, sorted.
+    pub fn store_owned(&self) -> anyhow::Result<Vec<Owned>> {
+        self.with_store(|store| async move {
+            let listing = store.list(netd_store::keys::ROOT).await?;
+            let mut owned: Vec<Owned> = listing
+                .kvs
+                .into_iter()
+                .filter_map(|kv| {
+                    let (kind, host, network, name) = match netd_store::keys::parse(&kv.key)? {
+                        netd_store::keys::Key::Endpoint { host, network, id } => {
+                            (OwnedKind::Endpoint, host, network, id)
+                        }
+                        netd_store::keys::Key::Claim { host, network, ip } => {
+                            (OwnedKind::Claim, host, network, ip)
+                        }
+                        _ => return None,
+                    };
+                    Some(Owned {
+                        kind,
+                        under_host: host.map(str::to_string),
+                        network: network.to_string(),
+                        name: name.to_string(),
+                        value: String::from_utf8_lossy(&kv.value).into_owned(),
+                    })
+                })
+                .collect();
+            owned.sort();
+            Ok(owned)
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OwnedKind {
+    Endpoint,
+    Claim,
+}
+
+/// An endpoint record or an address claim as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Owned {
+    pub kind: OwnedKind,
+    /// The host whose prefix it is under (`None`: the shared layout).
+    pub under_host: Option<String>,
+    pub network: String,
+    /// The endpoint's name, or the claimed address.
+    pub name: String,
+    /// The record, or the claim's owner.
+    pub value: String,
 }

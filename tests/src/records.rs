@@ -56,6 +56,7 @@ pub fn host(vtep: Ipv4Addr, netd: &str) -> HostRecord {
         vtep_ip: vtep,
         uplink_mtu: 1500,
         netd: netd.into(),
+        per_host_keys: true,
     }
 }
 

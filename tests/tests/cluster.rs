@@ -16,7 +16,9 @@ use std::net::Ipv4Addr;
 
 use netd::api::{Endpoint, ErrorKind, LinkState, Network, Status};
 use netd_tests::{
-    cluster::{Cluster, ConsulSettings, EtcdSettings, STORE_MEMBERS, StoreKind, StoreSetup},
+    cluster::{
+        Cluster, ConsulSettings, EtcdSettings, OwnedKind, STORE_MEMBERS, StoreKind, StoreSetup,
+    },
     netns::iperf3,
 };
 
@@ -1661,25 +1663,21 @@ fn nothing_cleans_up_after_a_dead_host_until_host_rm() {
 
     let removed: netd::api::RemovedHost = c.netd_as(0, &["host", "rm", "h2"]).unwrap();
     assert_eq!((removed.endpoints, removed.claims), (1, 3), "{removed:?}");
-    let claims = c
-        .with_store(|store| async move {
-            use netd_store::Backend as _;
-            let listing = store.list(netd_store::keys::IPAM).await?;
-            Ok(listing
-                .kvs
-                .into_iter()
-                .map(|kv| (kv.key, String::from_utf8_lossy(&kv.value).into_owned()))
-                .collect::<Vec<_>>())
-        })
-        .unwrap();
+    // Host 1's, whichever layout they are in (it moves the claims the test wrote in the
+    // shared one under its own prefix).
+    let mut claims: Vec<(String, String)> = c
+        .store_owned()
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.kind == OwnedKind::Claim)
+        .map(|o| (o.name, o.value))
+        .collect();
+    claims.sort();
     assert_eq!(
         claims,
         [
-            (netd_store::keys::ipam("n", a.ip), "a".to_string()),
-            (
-                netd_store::keys::ipam("n", docker_ip(50)),
-                "docker:h1".to_string()
-            ),
+            (a.ip.to_string(), "a".to_string()),
+            (docker_ip(50).to_string(), "docker:h1".to_string()),
         ]
     );
     let endpoints: Vec<Endpoint> = c.netd_as(0, &["endpoint", "ls"]).unwrap();
@@ -1801,15 +1799,12 @@ fn a_dead_host_is_removed_after_the_grace_period_when_asked() {
     add(&c, 1, "n", k2, "b", &[]);
     // The records in the store (`endpoint ls` shows only the endpoints of live hosts).
     let names = |c: &Cluster| -> Vec<String> {
-        c.with_store(|store| async move {
-            use netd_store::Backend as _;
-            let listing = store.list(netd_store::keys::ENDPOINTS).await?;
-            Ok(listing.kvs.into_iter().map(|kv| kv.key).collect::<Vec<_>>())
-        })
-        .unwrap()
-        .into_iter()
-        .map(|key| key.rsplit('/').next().unwrap_or_default().to_string())
-        .collect()
+        c.store_owned()
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.kind == OwnedKind::Endpoint)
+            .map(|o| o.name)
+            .collect()
     };
     // Both alive for twice the grace: nothing is removed.
     std::thread::sleep(Duration::from_secs(4));
@@ -2197,4 +2192,140 @@ mod monitor {
                 .is_empty()
         );
     }
+}
+
+/// Every endpoint record and claim in the store as (kind, network, name, value), whichever
+/// layout holds it, with the host whose prefix it is under.
+fn owned_by_layout(c: &Cluster) -> Vec<(Option<String>, (OwnedKind, String, String, String))> {
+    c.store_owned()
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.under_host, (o.kind, o.network, o.name, o.value)))
+        .collect()
+}
+
+/// An upgrade from a netd that wrote every host's endpoints and claims under one shared prefix
+/// (`/netd/v1/endpoints/`, `/netd/v1/ipam/`): the store is put into that layout with both
+/// daemons stopped (kill -9, as an upgrade may), then the new daemons start on it. Each moves
+/// its own records under its prefix, nothing is lost or changed on the way (same records, same
+/// claims, a Docker claim included), and the ping that runs throughout loses no packet.
+#[test]
+fn a_store_in_the_shared_layout_moves_under_each_host_with_nothing_lost() {
+    let (mut c, n1, _, _, ip2) = two_connected("mig", StoreKind::Etcd, 10);
+    let pinger = c.containers[n1].background_ping(&ip2, 1500).unwrap();
+    for host in 0..2 {
+        c.hosts[host].kill();
+    }
+    c.with_store(|store| async move {
+        use netd_store::{
+            Backend as _,
+            keys::{self, Key},
+        };
+        for kv in store.list(keys::HOSTS).await?.kvs {
+            let shared = match keys::parse(&kv.key) {
+                Some(Key::Endpoint {
+                    host: Some(_),
+                    network,
+                    id,
+                }) => keys::endpoint(network, id),
+                Some(Key::Claim {
+                    host: Some(_),
+                    network,
+                    ip,
+                }) => keys::ipam(network, ip.parse()?),
+                _ => continue,
+            };
+            store.put(&shared, &kv.value).await?;
+            store.delete_all(&[kv.key]).await?;
+        }
+        // An address host 1 handed to Docker, no container's yet.
+        let docker = keys::ipam("mynet", "172.31.9.77".parse()?);
+        store.put(&docker, b"docker:h1").await?;
+        Ok(())
+    })
+    .unwrap();
+    let before = owned_by_layout(&c);
+    assert!(before.iter().all(|(host, _)| host.is_none()), "{before:?}");
+    assert_eq!(before.len(), 5, "{before:?}");
+    for host in 0..2 {
+        c.hosts[host].start().unwrap();
+        c.wait_registered(host, 2).unwrap();
+    }
+    let moved = netd_tests::wait_until(
+        Duration::from_secs(20),
+        || {
+            let now = owned_by_layout(&c);
+            now.iter().all(|(host, _)| host.is_some()).then_some(now)
+        },
+        "both hosts to move their keys under their own prefix",
+    )
+    .unwrap();
+    let records = |owned: &[(Option<String>, (OwnedKind, String, String, String))]| {
+        let mut records: Vec<_> = owned.iter().map(|(_, r)| r.clone()).collect();
+        records.sort();
+        records
+    };
+    assert_eq!(records(&moved), records(&before));
+    let hosts: Vec<(&str, &str)> = moved
+        .iter()
+        .map(|(host, (_, _, name, _))| (host.as_deref().unwrap_or_default(), name.as_str()))
+        .collect();
+    for (host, name) in [("h1", "a"), ("h2", "b"), ("h1", "172.31.9.77")] {
+        assert!(
+            hosts.contains(&(host, name)),
+            "{name} not under {host}: {hosts:?}"
+        );
+    }
+    let summary = pinger.finish().unwrap();
+    assert_eq!(summary.sent, summary.received, "{}", summary.line);
+    assert!(ping(&c, n1, &ip2).unwrap().contains("3 received"));
+}
+
+/// While a host runs a netd that reads only the shared layout (its host record has no
+/// `per_host_keys`), the others keep writing that layout, so that it still sees their
+/// endpoints; once it is gone they move their keys under their own prefixes.
+#[test]
+fn while_an_older_netd_is_alive_endpoints_are_written_where_it_reads_them() {
+    let mut c = Cluster::new("old", 1, StoreKind::Etcd, 10).unwrap();
+    c.netd(0, &["network", "create", "--subnet", "10.94.0.0/24", "n"])
+        .unwrap();
+    let older = r#"{"version":1,"vtep_ip":"10.201.0.99","uplink_mtu":1500,"netd":"0.1.0"}"#;
+    c.store_put(&netd_store::keys::host("older"), older.as_bytes())
+        .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            let status: Status = c.netd_as(0, &["status"]).ok()?;
+            (status.hosts.len() == 2).then_some(())
+        },
+        "host 1 to see the older host",
+    )
+    .unwrap();
+    let k = c.container().unwrap();
+    add(&c, 0, "n", k, "a", &[]);
+    let layouts: Vec<Option<String>> = owned_by_layout(&c).into_iter().map(|(h, _)| h).collect();
+    assert_eq!(
+        layouts,
+        [None, None],
+        "record and claim in the shared layout"
+    );
+    c.with_store(|store| async move {
+        use netd_store::Backend as _;
+        store.delete_all(&[netd_store::keys::host("older")]).await?;
+        Ok(())
+    })
+    .unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(20),
+        || {
+            let owned = owned_by_layout(&c);
+            let mine = Some("h1".to_string());
+            (owned.len() == 2 && owned.iter().all(|(h, _)| *h == mine)).then_some(())
+        },
+        "host 1 to move its keys once the older host is gone",
+    )
+    .unwrap();
+    c.netd(0, &["endpoint", "rm", "a"]).unwrap();
+    assert_eq!(owned_by_layout(&c), [], "endpoint rm left keys");
+    c.netd(0, &["network", "rm", "n"]).unwrap();
 }

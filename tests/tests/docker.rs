@@ -890,15 +890,14 @@ fn a_late_address_release_never_takes_a_live_containers_claim() {
         netd_tests::cluster::post_unix(&socket, "/IpamDriver.ReleaseAddress", release).unwrap();
     assert_eq!(code, 200, "{body}");
     let claim =
-        dc.c.with_store(|store| async move {
-            use netd_store::Backend as _;
-            let key = netd_store::keys::ipam("late", Ipv4Addr::new(10, 92, 0, 10));
-            Ok(store
-                .get(&key)
-                .await?
-                .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
-        })
-        .unwrap();
+        dc.c.store_owned()
+            .unwrap()
+            .into_iter()
+            .find(|o| {
+                o.kind == netd_tests::cluster::OwnedKind::Claim
+                    && (o.network.as_str(), o.name.as_str()) == ("late", "10.92.0.10")
+            })
+            .map(|o| o.value);
     assert!(
         claim.is_some_and(|owner| owner.contains('/')),
         "b's claim is gone"

@@ -271,6 +271,13 @@ pub struct StoreStatus {
     pub revision: i64,
     /// The member that answers requests, where the backend can tell.
     pub member: Option<String>,
+    /// Where this host writes its endpoints and claims: `per-host` (under its own prefix, which
+    /// the store's access control can confine it to), or `shared` while the hosts named in
+    /// `shared_layout_hosts` run a netd that reads only that layout. Absent from older daemons.
+    #[serde(default)]
+    pub keys: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_layout_hosts: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -396,6 +403,8 @@ mod tests {
                 url: "etcd://127.0.0.1:2379".into(),
                 revision: 42,
                 member: None,
+                keys: "per-host".into(),
+                shared_layout_hosts: Vec::new(),
             },
             hosts: [(
                 "h1".to_string(),

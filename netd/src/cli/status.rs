@@ -38,6 +38,17 @@ fn print(v: &Status) {
         "store:       {} {} at revision {}{member}",
         v.store_url, store.state, store.revision
     );
+    if !store.keys.is_empty() {
+        let older = if store.shared_layout_hosts.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (while {} run(s) a netd that reads only that layout)",
+                store.shared_layout_hosts.join(", ")
+            )
+        };
+        println!("keys:        {}{older}", store.keys);
+    }
     let lease = &store.lease;
     let lease_extra = format!(
         " ({}, {} renewals, {} missed)",

@@ -20,6 +20,7 @@ pub mod parents;
 pub mod plan;
 mod reconciler;
 pub mod snapshot;
+pub mod sources;
 
 use std::{collections::BTreeMap, net::Ipv4Addr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -30,8 +31,9 @@ use netd_store::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use self::{
-    model::{Identity, Record},
+    model::{EndpointKey, Identity, Record},
     names::Names,
+    sources::Claim,
 };
 use crate::datapath::{Datapath, DatapathError};
 
@@ -126,6 +128,9 @@ pub struct Summary {
     pub invalid_values: u64,
     /// Hosts named by endpoint records whose lease has ended, sorted.
     pub absent_hosts: Arc<Vec<String>>,
+    /// Live hosts whose netd reads only the shared key layout: while there is one, this host
+    /// writes that layout too.
+    pub shared_layout_hosts: Arc<Vec<String>>,
     pub maps: Vec<MapFill>,
     pub events_applied: u64,
     /// Entries found different from what the daemon believed the maps held, and repaired.
@@ -164,6 +169,46 @@ pub enum Query {
         mac: Mac,
         reply: oneshot::Sender<bool>,
     },
+    /// The addresses of `network` that claims hold.
+    Taken {
+        network: String,
+        reply: oneshot::Sender<Vec<Ipv4Addr>>,
+    },
+    /// The claims of one address, the holder first.
+    ClaimsOf {
+        network: String,
+        ip: Ipv4Addr,
+        reply: oneshot::Sender<Vec<Claim>>,
+    },
+    /// The keys of an endpoint's record, the one that counts first.
+    EndpointKeys {
+        network: String,
+        id: String,
+        reply: oneshot::Sender<Vec<EndpointKey>>,
+    },
+    /// Every endpoint key and claim key of a network.
+    NetworkKeys {
+        network: String,
+        reply: oneshot::Sender<NetworkKeys>,
+    },
+    /// This host's keys that the tidying moves or removes.
+    OwnKeys { reply: oneshot::Sender<OwnKeys> },
+}
+
+/// The keys of a network's endpoints and claims, on every host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkKeys {
+    pub endpoints: Vec<String>,
+    pub claims: Vec<String>,
+}
+
+/// This host's keys that are not where they belong.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnKeys {
+    /// Its endpoint records and claims in the shared layout.
+    pub shared: Vec<String>,
+    /// Its claims of networks that are gone or were made again since.
+    pub leftover_claims: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -311,6 +356,50 @@ impl Control {
         })
         .await?;
         answer.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// Asks the reconciler, and waits for its answer.
+    async fn ask<T>(
+        &self,
+        question: impl FnOnce(oneshot::Sender<T>) -> Query,
+    ) -> Result<T, ControlError> {
+        let (reply, answer) = oneshot::channel();
+        self.query(question(reply)).await?;
+        answer.await.map_err(|_| ControlError::Stopped)
+    }
+
+    /// The addresses of `network` that claims hold.
+    pub async fn taken(&self, network: &str) -> Result<Vec<Ipv4Addr>, ControlError> {
+        let network = network.to_string();
+        self.ask(|reply| Query::Taken { network, reply }).await
+    }
+
+    /// The claims of `ip` in `network`, the holder first.
+    pub async fn claims_of(&self, network: &str, ip: Ipv4Addr) -> Result<Vec<Claim>, ControlError> {
+        let network = network.to_string();
+        self.ask(|reply| Query::ClaimsOf { network, ip, reply })
+            .await
+    }
+
+    /// The keys of an endpoint's record, the one that counts first.
+    pub async fn endpoint_keys(
+        &self,
+        network: &str,
+        id: &str,
+    ) -> Result<Vec<EndpointKey>, ControlError> {
+        let (network, id) = (network.to_string(), id.to_string());
+        self.ask(|reply| Query::EndpointKeys { network, id, reply })
+            .await
+    }
+
+    pub async fn network_keys(&self, network: &str) -> Result<NetworkKeys, ControlError> {
+        let network = network.to_string();
+        self.ask(|reply| Query::NetworkKeys { network, reply })
+            .await
+    }
+
+    pub async fn own_keys(&self) -> Result<OwnKeys, ControlError> {
+        self.ask(|reply| Query::OwnKeys { reply }).await
     }
 
     /// Asks for a periodic check (interfaces, failed writes, and now and then every map).

@@ -33,6 +33,8 @@ use netd_store::{
     schema::{self, EndpointRecord, HostRecord, Mac, NetworkRecord},
 };
 
+use super::sources::{Claim, Claims, EndpointSources, Source};
+
 /// A shared name (network, host, endpoint): cloned into indexes without copying the text.
 pub type Name = Arc<str>;
 
@@ -52,6 +54,14 @@ impl Slot {
 pub struct Identity {
     pub host: Name,
     pub record: HostRecord,
+}
+
+/// A key holding an endpoint's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointKey {
+    pub key: String,
+    /// The host its record names (`None`: it does not decode).
+    pub host: Option<String>,
 }
 
 /// What netd keeps of an endpoint record (its name is the key's; version checked on decode).
@@ -82,10 +92,6 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    pub fn key(&self) -> String {
-        keys::endpoint(&self.network, &self.id)
-    }
-
     fn claim_order(&self) -> i64 {
         self.create_revision.unwrap_or(i64::MAX)
     }
@@ -94,6 +100,8 @@ impl Endpoint {
 #[derive(Clone, Debug)]
 struct NetworkEntry {
     record: Result<NetworkRecord, String>,
+    /// Address claims older than this are an earlier network's of the same name.
+    create_revision: i64,
 }
 
 /// Claimants of one (network, address) or (network, MAC), earliest first.
@@ -142,6 +150,9 @@ pub struct Model {
     by_host: HashMap<Name, HashSet<Slot>>,
     ip_claims: HashMap<(Name, Ipv4Addr), Claimants>,
     mac_claims: HashMap<(Name, Mac), Claimants>,
+    /// The keys behind each endpoint (the earliest is the one in `slab`).
+    sources: EndpointSources,
+    claims: Claims,
     /// Network and host names, shared by every endpoint that names them.
     names: HashSet<Name>,
     revision: i64,
@@ -163,6 +174,8 @@ impl Model {
             by_host: HashMap::new(),
             ip_claims: HashMap::new(),
             mac_claims: HashMap::new(),
+            sources: EndpointSources::default(),
+            claims: Claims::default(),
             names: HashSet::new(),
             revision: 0,
         }
@@ -190,8 +203,8 @@ impl Model {
         n
     }
 
-    /// Applies one store event. Keys outside the records netd programs (VNIs, IPAM claims,
-    /// anything unknown) are ignored.
+    /// Applies one store event. Keys outside the records netd keeps (VNIs, anything unknown)
+    /// are ignored.
     pub fn apply(&mut self, event: &WatchEvent, touched: &mut Touched) {
         self.set_revision(event.revision());
         let Some(key) = keys::parse(event.key()) else {
@@ -204,15 +217,172 @@ impl Model {
             }
             (Key::Host(name), WatchEvent::Put(kv)) => self.put_host(name, Some(kv), touched),
             (Key::Host(name), WatchEvent::Delete { .. }) => self.put_host(name, None, touched),
-            (Key::Endpoint { network, id }, WatchEvent::Put(kv)) => {
-                let record = decode_endpoint(id, &kv.value);
-                self.put_endpoint(network, id, Some(kv.create_revision), record, touched);
+            (Key::Endpoint { host, network, id }, WatchEvent::Put(kv)) => {
+                let record = decode_endpoint(id, &kv.value).and_then(|r| match host {
+                    Some(host) if *r.host != *host => Err(format!(
+                        "the record names host {:?} but is under host {host:?}'s keys",
+                        &*r.host
+                    )),
+                    _ => Ok(r),
+                });
+                let source = Source {
+                    key: kv.key.as_str().into(),
+                    create_revision: kv.create_revision,
+                    record,
+                };
+                let (network, id) = (self.intern(network), Name::from(id));
+                let winner = self.sources.put(&network, &id, source).cloned();
+                self.follow_sources(&network, &id, winner, touched);
             }
-            (Key::Endpoint { network, id }, WatchEvent::Delete { .. }) => {
-                self.delete_endpoint(network, id, touched);
+            (Key::Endpoint { network, id, .. }, WatchEvent::Delete { key, .. }) => {
+                let (network, id) = (self.intern(network), Name::from(id));
+                let winner = self.sources.delete(&network, &id, key).cloned();
+                self.follow_sources(&network, &id, winner, touched);
+            }
+            (Key::Claim { network, ip, .. }, WatchEvent::Put(kv)) => {
+                // A key whose address does not parse is nobody's claim.
+                if let Ok(ip) = ip.parse() {
+                    let network = self.intern(network);
+                    let claim = Claim {
+                        key: kv.key.clone(),
+                        create_revision: kv.create_revision,
+                        owner: String::from_utf8_lossy(&kv.value).into_owned(),
+                    };
+                    self.claims.put(&network, ip, claim);
+                }
+            }
+            (Key::Claim { network, ip, .. }, WatchEvent::Delete { key, .. }) => {
+                if let Ok(ip) = ip.parse() {
+                    self.claims.delete(&Name::from(network), ip, key);
+                }
             }
             _ => {}
         }
+    }
+
+    /// Makes the endpoint what its earliest source says (gone when it has none left).
+    fn follow_sources(
+        &mut self,
+        network: &Name,
+        id: &Name,
+        winner: Option<Source>,
+        touched: &mut Touched,
+    ) {
+        let current = self
+            .slot_of(network, id)
+            .and_then(|s| self.get(s))
+            .map(|e| (e.create_revision, e.record.clone()));
+        match winner {
+            Some(w) if current != Some((Some(w.create_revision), w.record.clone())) => {
+                self.put_endpoint(network, id, Some(w.create_revision), w.record, touched);
+            }
+            Some(_) => {}
+            None => self.delete_endpoint(network, id, touched),
+        }
+    }
+
+    // ---- keys and claims --------------------------------------------------------------------
+
+    /// The key of the record an endpoint is made of (for logs and counts).
+    pub fn key_of(&self, slot: Slot) -> String {
+        let Some(ep) = self.get(slot) else {
+            return String::new();
+        };
+        let keys = self.sources.keys(&ep.network, &ep.id);
+        keys.into_iter()
+            .next()
+            .unwrap_or_else(|| keys::endpoint(&ep.network, &ep.id))
+    }
+
+    /// The keys of an endpoint's record, the one that counts first, each with the host its
+    /// record names (`None`: a record that does not decode).
+    pub fn endpoint_keys(&self, network: &str, id: &str) -> Vec<EndpointKey> {
+        self.sources
+            .of(network, id)
+            .map(|s| EndpointKey {
+                key: s.key.to_string(),
+                host: s.record.as_ref().ok().map(|r| r.host.to_string()),
+            })
+            .collect()
+    }
+
+    /// Every endpoint key and every claim key (leftovers of an earlier network of the name
+    /// included) of a network.
+    pub fn network_keys(&self, network: &str) -> (Vec<String>, Vec<String>) {
+        let claims = self.claims.of_network(network).map(|c| c.key.clone());
+        (self.sources.keys_of_network(network), claims.collect())
+    }
+
+    /// Create revision of a network's record; claims older than it are not its.
+    fn network_since(&self, network: &str) -> i64 {
+        self.networks.get(network).map_or(0, |n| n.create_revision)
+    }
+
+    /// The claims of an address in a network, the holder first.
+    pub fn claims_of(&self, network: &str, ip: Ipv4Addr) -> Vec<Claim> {
+        self.claims.of(network, ip, self.network_since(network))
+    }
+
+    /// The addresses of a network some claim holds.
+    pub fn taken(&self, network: &str) -> Vec<Ipv4Addr> {
+        self.claims.taken(network, self.network_since(network))
+    }
+
+    /// Keys `host` wrote in the shared layout (endpoint records naming it and claims it
+    /// made: those under its name, and Docker's for it): what it moves under its own prefix.
+    pub fn shared_keys_of(&self, host: &str) -> Vec<String> {
+        let shared = |key: &str| {
+            matches!(
+                keys::parse(key),
+                Some(Key::Endpoint { host: None, .. } | Key::Claim { host: None, .. })
+            )
+        };
+        let endpoints = self
+            .sources
+            .keys_of_host(host)
+            .filter(|k| shared(k))
+            .map(str::to_string);
+        let mine: HashSet<(Name, String)> = self
+            .slots_of_host(host)
+            .filter_map(|s| self.get(s))
+            .map(|e| (e.network.clone(), e.id.to_string()))
+            .collect();
+        let claims = self.claims.iter().filter(|(network, c)| {
+            shared(&c.key)
+                && (mine.contains(&((*network).clone(), c.owner.clone()))
+                    || netd_store::ipam::docker_claim(host, c.owner.as_bytes()).is_some())
+        });
+        endpoints
+            .chain(claims.map(|(_, c)| c.key.clone()))
+            .collect()
+    }
+
+    /// Claims under `host`'s prefix that hold nothing: their network is gone, or was made
+    /// again since they were.
+    pub fn leftover_claims_of(&self, host: &str) -> Vec<String> {
+        let prefix = keys::host_prefix(host);
+        self.claims
+            .iter()
+            .filter(|(network, c)| {
+                c.key.starts_with(&prefix)
+                    && self
+                        .networks
+                        .get(*network)
+                        .is_none_or(|n| n.create_revision > c.create_revision)
+            })
+            .map(|(_, c)| c.key.clone())
+            .collect()
+    }
+
+    /// Live hosts other than this one whose netd reads only the shared layout.
+    pub fn shared_layout_hosts(&self) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|(name, h)| {
+                **name != self.identity.host && h.as_ref().is_ok_and(|h| !h.per_host_keys)
+            })
+            .map(|(name, _)| name.to_string())
+            .collect()
     }
 
     // ---- networks -------------------------------------------------------------------------
@@ -230,7 +400,14 @@ impl Model {
             claims.sort();
             affected.extend(before);
         }
-        self.networks.insert(name.clone(), NetworkEntry { record });
+        let create_revision = kv.create_revision;
+        self.networks.insert(
+            name.clone(),
+            NetworkEntry {
+                record,
+                create_revision,
+            },
+        );
         affected.insert(name);
         self.refresh_networks(affected, touched);
     }
@@ -825,6 +1002,7 @@ pub(crate) mod tests {
             vtep_ip: vtep.parse().unwrap(),
             uplink_mtu: 1500,
             netd: "test".into(),
+            per_host_keys: true,
         }
     }
 
@@ -947,6 +1125,150 @@ pub(crate) mod tests {
         assert_eq!(valid_ids(&m), vec!["mine"]);
         let slot = m.slot_of("n", "theirs").unwrap();
         assert_eq!(m.check(slot).unwrap_err(), Invalid::HostGone);
+    }
+
+    /// Under the per-host layout a host writes only under its own prefix, and a record there
+    /// that names another host is refused: a host cannot publish endpoints as another one.
+    #[test]
+    fn a_record_under_one_hosts_prefix_cannot_name_another_host() {
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::network("n"), network("n", 300), 1);
+        put(&mut m, keys::host("b"), host("192.168.0.2"), 2);
+        put(&mut m, keys::host("c"), host("192.168.0.3"), 3);
+        let as_b = endpoint("x", "10.1.0.2", "b", "192.168.0.2");
+        put(&mut m, keys::host_endpoint("c", "n", "x"), as_b.clone(), 4);
+        assert!(valid_ids(&m).is_empty());
+        let slot = m.slot_of("n", "x").unwrap();
+        assert!(matches!(m.check(slot), Err(Invalid::Other(r)) if r.contains("under host \"c\"")));
+        assert_eq!(m.key_of(slot), keys::host_endpoint("c", "n", "x"));
+        // The control: the same record under b's own prefix is b's endpoint, and c's refused
+        // one, though earlier, does not hide it.
+        put(&mut m, keys::host_endpoint("b", "n", "x"), as_b, 5);
+        assert_eq!(valid_ids(&m), ["x"]);
+    }
+
+    /// Two hosts adding one name at once each create a key of their own; the earliest is the
+    /// endpoint on every host, and the other takes over only when it goes.
+    #[test]
+    fn of_two_hosts_records_of_one_endpoint_the_earliest_counts() {
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::network("n"), network("n", 300), 1);
+        put(&mut m, keys::host("b"), host("192.168.0.2"), 2);
+        put(&mut m, keys::host("c"), host("192.168.0.3"), 3);
+        let by_c = endpoint("x", "10.1.0.3", "c", "192.168.0.3");
+        put(&mut m, keys::host_endpoint("c", "n", "x"), by_c, 5);
+        let by_b = endpoint("x", "10.1.0.2", "b", "192.168.0.2");
+        put(&mut m, keys::host_endpoint("b", "n", "x"), by_b, 4);
+        let slot = m.slot_of("n", "x").unwrap();
+        assert_eq!(&*m.check(slot).unwrap().host, "b");
+        let keys: Vec<String> = m
+            .endpoint_keys("n", "x")
+            .into_iter()
+            .map(|k| k.key)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                keys::host_endpoint("b", "n", "x"),
+                keys::host_endpoint("c", "n", "x")
+            ]
+        );
+        // The later one goes (its host saw it lost): nothing changes.
+        let touched = delete(&mut m, keys::host_endpoint("c", "n", "x"), 6);
+        assert!(touched.slots.is_empty());
+        assert_eq!(&*m.check(slot).unwrap().host, "b");
+        delete(&mut m, keys::host_endpoint("b", "n", "x"), 7);
+        assert!(m.slot_of("n", "x").is_none());
+    }
+
+    /// A host moving its record from the shared layout to its own prefix: copy, then delete.
+    /// The endpoint is valid at every step, and its entries never change.
+    #[test]
+    fn a_record_moving_to_its_hosts_prefix_never_leaves_the_model() {
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::network("n"), network("n", 300), 1);
+        put(&mut m, keys::host("b"), host("192.168.0.2"), 2);
+        let record = endpoint("x", "10.1.0.2", "b", "192.168.0.2");
+        put(&mut m, keys::endpoint("n", "x"), record.clone(), 3);
+        let slot = m.slot_of("n", "x").unwrap();
+        let touched = put(&mut m, keys::host_endpoint("b", "n", "x"), record, 9);
+        assert!(
+            touched.slots.is_empty(),
+            "a copy behind the original changes nothing"
+        );
+        delete(&mut m, keys::endpoint("n", "x"), 10);
+        assert_eq!(m.slot_of("n", "x"), Some(slot));
+        assert_eq!(valid_ids(&m), ["x"]);
+        assert_eq!(m.key_of(slot), keys::host_endpoint("b", "n", "x"));
+    }
+
+    /// Claims: the earliest holds its address; one older than its network (left by an earlier
+    /// network of the name) holds nothing and is its host's to remove.
+    #[test]
+    fn the_earliest_claim_holds_an_address_and_leftovers_hold_nothing() {
+        let ip: Ipv4Addr = "10.1.0.5".parse().unwrap();
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::host_claim("a", "n", ip), b"old".to_vec(), 1);
+        put(&mut m, keys::network("n"), network("n", 300), 2);
+        assert!(m.taken("n").is_empty());
+        assert_eq!(m.leftover_claims_of("a"), [keys::host_claim("a", "n", ip)]);
+        put(&mut m, keys::host_claim("b", "n", ip), b"web".to_vec(), 3);
+        put(&mut m, keys::ipam("n", ip), b"db".to_vec(), 4);
+        let holders: Vec<String> = m.claims_of("n", ip).into_iter().map(|c| c.owner).collect();
+        assert_eq!(holders, ["web", "db"]);
+        assert_eq!(m.taken("n"), [ip]);
+        delete(&mut m, keys::host_claim("b", "n", ip), 5);
+        assert_eq!(m.claims_of("n", ip)[0].owner, "db");
+        // The network goes: every claim of it is a leftover of its host.
+        delete(&mut m, keys::network("n"), 6);
+        assert!(m.leftover_claims_of("b").is_empty());
+        assert_eq!(m.leftover_claims_of("a"), [keys::host_claim("a", "n", ip)]);
+    }
+
+    /// Keys this host wrote in the shared layout are found for the move; a live host whose
+    /// netd reads only that layout is named (while it lives, hosts keep writing it).
+    #[test]
+    fn a_hosts_shared_layout_keys_and_older_hosts_are_found() {
+        let ip: Ipv4Addr = "10.1.0.1".parse().unwrap();
+        let mut m = Model::new(identity("a", "192.168.0.1"));
+        put(&mut m, keys::network("n"), network("n", 300), 1);
+        let mine = endpoint("mine", "10.1.0.1", "a", "192.168.0.1");
+        put(&mut m, keys::endpoint("n", "mine"), mine, 2);
+        put(&mut m, keys::ipam("n", ip), b"mine".to_vec(), 3);
+        let docker = netd_store::ipam::docker_owner("a");
+        put(
+            &mut m,
+            keys::ipam("n", "10.1.0.9".parse().unwrap()),
+            docker.into(),
+            4,
+        );
+        let theirs = endpoint("theirs", "10.1.0.2", "b", "192.168.0.2");
+        put(&mut m, keys::endpoint("n", "theirs"), theirs, 5);
+        put(
+            &mut m,
+            keys::ipam("n", "10.1.0.2".parse().unwrap()),
+            b"theirs".to_vec(),
+            6,
+        );
+        let mut shared = m.shared_keys_of("a");
+        shared.sort();
+        assert_eq!(
+            shared,
+            [
+                keys::endpoint("n", "mine"),
+                keys::ipam("n", ip),
+                keys::ipam("n", "10.1.0.9".parse().unwrap())
+            ]
+        );
+        let mut old = host_record("192.168.0.2");
+        old.per_host_keys = false;
+        put(&mut m, keys::host("b"), schema::encode(&old), 7);
+        put(&mut m, keys::host("c"), host("192.168.0.3"), 8);
+        assert_eq!(m.shared_layout_hosts(), ["b"]);
+        // A record of an older netd has no such field at all.
+        let older = br#"{"version":1,"vtep_ip":"192.168.0.4","uplink_mtu":1500,"netd":"0.1"}"#;
+        put(&mut m, keys::host("d"), older.to_vec(), 9);
+        assert_eq!(m.shared_layout_hosts(), ["b", "d"]);
     }
 
     /// A host record naming the VTEP of a host registered before it (a misconfigured or a

@@ -416,13 +416,13 @@ impl<K: Kernel> Reconciler<K> {
     fn note_invalid(&mut self, touched: &Touched) {
         let mut refused: Vec<(String, String)> = Vec::new();
         for &slot in &touched.slots {
-            let Some(ep) = self.model.get(slot) else {
+            if self.model.get(slot).is_none() {
                 continue;
-            };
+            }
             match self.model.check(slot) {
-                Err(Invalid::Other(reason)) => refused.push((ep.key(), reason)),
+                Err(Invalid::Other(reason)) => refused.push((self.model.key_of(slot), reason)),
                 Ok(_) | Err(Invalid::HostGone | Invalid::Deleted) if !self.invalid.is_empty() => {
-                    self.invalid.remove(&ep.key());
+                    self.invalid.remove(&self.model.key_of(slot));
                 }
                 _ => {}
             }
@@ -640,6 +640,26 @@ impl<K: Kernel> Reconciler<K> {
                     .any(|s| self.model.check(s).is_ok_and(|r| r.mac == mac));
                 let _ = reply.send(taken);
             }
+            Query::Taken { network, reply } => {
+                let _ = reply.send(self.model.taken(&network));
+            }
+            Query::ClaimsOf { network, ip, reply } => {
+                let _ = reply.send(self.model.claims_of(&network, ip));
+            }
+            Query::EndpointKeys { network, id, reply } => {
+                let _ = reply.send(self.model.endpoint_keys(&network, &id));
+            }
+            Query::NetworkKeys { network, reply } => {
+                let (endpoints, claims) = self.model.network_keys(&network);
+                let _ = reply.send(super::NetworkKeys { endpoints, claims });
+            }
+            Query::OwnKeys { reply } => {
+                let me = self.model.identity().host.clone();
+                let _ = reply.send(super::OwnKeys {
+                    shared: self.model.shared_keys_of(&me),
+                    leftover_claims: self.model.leftover_claims_of(&me),
+                });
+            }
         }
     }
 
@@ -853,6 +873,7 @@ impl<K: Kernel> Reconciler<K> {
             active_networks: self.planner.active_networks().count(),
             invalid_values: self.invalid_total,
             absent_hosts: Arc::new(self.model.absent_hosts()),
+            shared_layout_hosts: Arc::new(self.model.shared_layout_hosts()),
             maps,
             events_applied: self.events_applied,
             drift_repaired: self.drift_repaired,

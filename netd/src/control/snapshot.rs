@@ -135,7 +135,7 @@ impl Snapshot {
             let record = model
                 .check(slot)
                 .map_err(|invalid| SnapshotError::Refused {
-                    key: ep.key(),
+                    key: model.key_of(slot),
                     reason: match invalid {
                         Invalid::HostGone => "its host is not registered".into(),
                         Invalid::Deleted => "deleted".into(),

@@ -10,6 +10,7 @@ mod dead_hosts;
 pub(crate) mod handlers;
 mod host;
 mod metrics_server;
+mod own_keys;
 pub(crate) mod server;
 mod uplink;
 mod watcher;
@@ -116,6 +117,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             vtep_ip: options.advertise,
             uplink_mtu,
             netd: env!("CARGO_PKG_VERSION").into(),
+            per_host_keys: true,
         },
     };
     let health = Arc::new(Health::default());
@@ -233,6 +235,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         });
     }
     tasks.spawn(tick(control.clone()));
+    tasks.spawn(own_keys::run(service.clone(), control.clone()));
     if let Some(grace) = options.remove_dead_hosts_after {
         tasks.spawn(dead_hosts::run(service.clone(), control.clone(), grace));
     }

@@ -24,7 +24,7 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 const RELIST_EVERY: Duration = Duration::from_secs(600);
 /// The prefixes the reconciler needs, in the order it best takes them (networks and hosts
 /// before the endpoints that refer to them).
-const LISTED: [&str; 3] = [keys::NETWORKS, keys::HOSTS, keys::ENDPOINTS];
+const LISTED: [&str; 4] = [keys::NETWORKS, keys::HOSTS, keys::ENDPOINTS, keys::IPAM];
 
 /// Why the watcher stopped for good.
 #[derive(Debug, thiserror::Error)]

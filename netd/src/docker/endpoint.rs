@@ -6,7 +6,7 @@ use std::{net::Ipv4Addr, time::Instant};
 
 use anyhow::{anyhow, bail};
 use netd_store::{
-    Backend, ipam, keys,
+    Backend, ipam,
     schema::{self, EndpointRecord, Mac, NetworkRecord, SubnetRecord},
 };
 
@@ -117,7 +117,17 @@ impl DockerState {
         // From now on the claim is this endpoint's: a late release for an earlier container
         // on the same address (`release_address`) leaves it.
         let host = &self.service.host.name;
-        if !ipam::bind_docker_claim(&self.service.store, &name, ip, host, &eid).await? {
+        let requested = self
+            .service
+            .own_claims(&name, ip, |owner| {
+                ipam::docker_claim(host, owner.as_bytes()) == Some(ipam::DockerClaim::Requested)
+            })
+            .await?;
+        let mut bound = false;
+        for claim in &requested {
+            bound |= ipam::bind_docker_claim(&self.service.store, &claim.key, host, &eid).await?;
+        }
+        if !bound {
             tracing::debug!(%ip, endpoint = %eid, "no claim of this host's to bind (an address netd did not hand out)");
         }
         // Docker refuses an answer that restates what it gave: only a MAC it did not give.
@@ -151,27 +161,29 @@ impl DockerState {
         eid: &str,
     ) -> anyhow::Result<Option<String>> {
         let host = &self.service.host.name;
-        let claim = self.service.store.get(&keys::ipam(network, ip)).await?;
-        Ok(
-            claim.and_then(|kv| match ipam::docker_claim(host, &kv.value)? {
+        let claims = self.service.own_claims(network, ip, |_| true).await?;
+        Ok(claims
+            .into_iter()
+            .find_map(|c| match ipam::docker_claim(host, c.owner.as_bytes())? {
                 ipam::DockerClaim::Endpoint(owner) if owner == eid => {
                     Some(ipam::docker_endpoint_owner(host, eid))
                 }
                 ipam::DockerClaim::Requested => Some(ipam::docker_owner(host)),
                 ipam::DockerClaim::Endpoint(_) => None,
-            }),
-        )
+            }))
     }
 
     /// The endpoint's address, from its record (written before `CreateEndpoint` answered).
     async fn endpoint_ip(&self, network: &str, eid: &str) -> anyhow::Result<Option<Ipv4Addr>> {
-        Ok(self
-            .service
-            .store
-            .get(&keys::endpoint(network, eid))
-            .await?
-            .and_then(|kv| schema::decode::<EndpointRecord>(&kv.value).ok())
-            .map(|r| r.ip))
+        let keys = self.service.own_endpoint_keys(network, eid).await?;
+        for key in keys {
+            if let Some(kv) = self.service.store.get(&key).await?
+                && let Ok(record) = schema::decode::<EndpointRecord>(&kv.value)
+            {
+                return Ok(Some(record.ip));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) async fn delete_endpoint(&self, req: EndpointRequest) -> anyhow::Result<Empty> {

@@ -192,13 +192,14 @@ impl DockerState {
             // A mirrored network's aux addresses are requested again on each host.
             return Ok(cidr(ip, prefix));
         }
-        let ip = ipam::allocate(
-            &self.service.store,
-            &network,
-            &ipam::docker_owner(&self.service.host.name),
-            requested,
-        )
-        .await?;
+        let ip = self
+            .service
+            .claim_address(
+                &network,
+                &ipam::docker_owner(&self.service.host.name),
+                requested,
+            )
+            .await?;
         Ok(cidr(ip, prefix))
     }
 
@@ -228,23 +229,33 @@ impl DockerState {
     /// endpoint whose record lives: that release is a late one, for an earlier container that
     /// had the same address.
     async fn release_claim(&self, network: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
-        let store = &self.service.store;
-        let host = &self.service.host.name;
-        let Some(claim) = store.get(&keys::ipam(network, ip)).await? else {
+        let service = &self.service;
+        let host = &service.host.name;
+        let claims = service
+            .own_claims(network, ip, |owner| {
+                ipam::docker_claim(host, owner.as_bytes()).is_some()
+            })
+            .await?;
+        let Some(claim) = claims.first() else {
             return Ok(());
         };
-        let owner = match ipam::docker_claim(host, &claim.value) {
+        let owner = match ipam::docker_claim(host, claim.owner.as_bytes()) {
             None => return Ok(()),
             Some(ipam::DockerClaim::Requested) => ipam::docker_owner(host),
             Some(ipam::DockerClaim::Endpoint(eid)) => {
-                if store.get(&keys::endpoint(network, eid)).await?.is_some() {
+                if !service
+                    .control
+                    .endpoint_keys(network, eid)
+                    .await?
+                    .is_empty()
+                {
                     tracing::warn!(%ip, network, endpoint = eid, "Docker released an address a live endpoint holds: a late release for an earlier container, ignored");
                     return Ok(());
                 }
                 ipam::docker_endpoint_owner(host, eid)
             }
         };
-        ipam::release(store, network, ip, &owner).await?;
+        service.release_address(network, ip, &owner).await?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use netd_store::{
-    Backend, Expect, keys,
+    Backend, Expect,
     schema::{self, EndpointRecord, valid_dns_name},
 };
 use serde_json::Value;
@@ -137,13 +137,19 @@ impl DockerState {
         }))
     }
 
-    /// Writes `names` into the endpoint's record, unless someone changed it meanwhile (then
-    /// reads it again).
+    /// Writes `names` into the endpoint's record (each of its keys, while it moves to the
+    /// per-host layout), unless someone changed it meanwhile (then reads it again).
     async fn put_names(&self, network: &str, eid: &str, names: &[String]) -> anyhow::Result<()> {
-        let key = keys::endpoint(network, eid);
+        for key in self.service.own_endpoint_keys(network, eid).await? {
+            self.put_names_at(&key, eid, names).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_names_at(&self, key: &str, eid: &str, names: &[String]) -> anyhow::Result<()> {
         for _ in 0..5 {
-            let Some(kv) = self.service.store.get(&key).await? else {
-                // Withdrawn meanwhile: nothing to name.
+            let Some(kv) = self.service.store.get(key).await? else {
+                // Withdrawn (or moved) meanwhile: nothing to name there.
                 return Ok(());
             };
             let mut record: EndpointRecord = schema::decode(&kv.value)?;
@@ -155,7 +161,7 @@ impl DockerState {
             if self
                 .service
                 .store
-                .put_if(&key, &value, None, Expect::ModRevision(kv.mod_revision))
+                .put_if(key, &value, None, Expect::ModRevision(kv.mod_revision))
                 .await?
             {
                 return Ok(());

@@ -8,7 +8,7 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use netd_store::{
-    Backend, ipam, keys,
+    Backend, keys,
     schema::{self, EndpointRecord, Mac, MacvlanMode, NetworkRecord, SCHEMA_VERSION},
 };
 
@@ -58,6 +58,12 @@ pub struct Published {
     pub host_if: String,
 }
 
+fn exists(id: &str, network: &str) -> ServiceError {
+    ServiceError::already_exists(format!(
+        "endpoint {id:?} already exists in network {network:?}"
+    ))
+}
+
 /// What a failed publish has to take back, filled in as the steps succeed.
 #[derive(Default)]
 struct Undo {
@@ -82,12 +88,17 @@ impl Service {
         self.control
             .wait_applied(kv.mod_revision, APPLY_TIMEOUT)
             .await?;
-        let key = keys::endpoint(&network.name, &new.id);
-        if self.store.get(&key).await?.is_some() {
-            return Err(ServiceError::already_exists(format!(
-                "endpoint {:?} already exists in network {:?}",
-                new.id, network.name
-            )));
+        let key = self
+            .layout()
+            .endpoint(&self.host.name, &network.name, &new.id);
+        if !self
+            .control
+            .endpoint_keys(&network.name, &new.id)
+            .await?
+            .is_empty()
+            || self.store.get(&key).await?.is_some()
+        {
+            return Err(exists(&new.id, &network.name));
         }
         if let Some(m) = new.mac {
             if !m.is_unicast() {
@@ -134,7 +145,7 @@ impl Service {
         let mtu = self.endpoint_mtu(network).await?;
         let ip = match new.address {
             Address::Allocate(requested) => {
-                let ip = ipam::allocate(&self.store, network, &new.id, requested).await?;
+                let ip = self.claim_address(network, &new.id, requested).await?;
                 undo.claimed = Some(ip);
                 ip
             }
@@ -219,6 +230,11 @@ impl Service {
                 new.id, network.name
             )));
         }
+        // Another host may have added the same name at once, under its own prefix: the
+        // earliest record is the endpoint's everywhere.
+        if !self.holds_name(&network.name, &new.id, key).await? {
+            return Err(exists(&new.id, &network.name));
+        }
         Ok(Published {
             network: network.clone(),
             ip,
@@ -245,13 +261,49 @@ impl Service {
             Vec::new()
         };
         if (undo.record || undo.claimed.is_some())
-            && let Err(error) =
-                ipam::delete_releasing(&self.store, &records, &new.network, undo.claimed, &new.id)
-                    .await
+            && let Err(error) = self
+                .delete_releasing(&records, &new.network, undo.claimed, &new.id)
+                .await
         {
             // The claim stays: the address is lost until someone removes it, never doubled.
             tracing::warn!(%error, endpoint = %new.id, "undo: cannot release the address");
         }
+    }
+
+    /// Whether this host's record under `key` is the endpoint's (the earliest of every
+    /// host's), judged once the reconciler has applied its create revision.
+    async fn holds_name(&self, network: &str, id: &str, key: &str) -> Result<bool, ServiceError> {
+        let Some(kv) = self.store.get(key).await? else {
+            return Ok(false);
+        };
+        self.control
+            .wait_applied(kv.create_revision, APPLY_TIMEOUT)
+            .await?;
+        let keys = self.control.endpoint_keys(network, id).await?;
+        Ok(keys.first().is_some_and(|k| k.key == key))
+    }
+
+    /// The keys of this host's record of an endpoint (two while it moves to the per-host
+    /// layout), never another host's of the same name.
+    pub async fn own_endpoint_keys(
+        &self,
+        network: &str,
+        id: &str,
+    ) -> Result<Vec<String>, ServiceError> {
+        let me = self.host.name.as_str();
+        let known = self.control.endpoint_keys(network, id).await?;
+        // One the store may have and the reconciler not yet (an add that just failed).
+        let current = self.layout().endpoint(me, network, id);
+        let unknown = !known.iter().any(|k| k.key == current);
+        let mut keys: Vec<String> = known
+            .into_iter()
+            .filter(|k| k.host.as_deref() == Some(me))
+            .map(|k| k.key)
+            .collect();
+        if unknown {
+            keys.push(current);
+        }
+        Ok(keys)
     }
 
     /// The MTU of an endpoint of `network` on this host.
@@ -306,12 +358,12 @@ impl Service {
         id: &str,
         release: Option<(Ipv4Addr, &str)>,
     ) -> Result<(), ServiceError> {
-        let key = keys::endpoint(network, id);
+        let records = self.own_endpoint_keys(network, id).await?;
         let (ip, owner) = match release {
             Some((ip, owner)) => (Some(ip), owner),
             None => (None, ""),
         };
-        ipam::delete_releasing(&self.store, std::slice::from_ref(&key), network, ip, owner).await?;
+        self.delete_releasing(&records, network, ip, owner).await?;
         if let Some(dns) = &self.dns {
             dns.withdraw(network, id);
         }

@@ -1,5 +1,6 @@
 //! Removing what a host that is gone for good left in the store: its endpoint records and its
-//! address claims. A live host's lease holds its record; while it does, nothing is removed.
+//! address claims, under its own prefix and in the shared layout. A live host's lease holds
+//! its record; while it does, nothing is removed.
 
 use netd_store::{
     Backend, ipam, keys,
@@ -31,8 +32,24 @@ impl Service {
             )));
         }
         let mut removed = HostRemoval::default();
+        // Its own prefix: everything under it is its.
+        let own = self.store.list(&keys::host_prefix(name)).await?.kvs;
+        for kv in &own {
+            match keys::parse(&kv.key) {
+                Some(keys::Key::Endpoint { .. }) => removed.endpoints += 1,
+                Some(keys::Key::Claim { .. }) => removed.claims += 1,
+                _ => {}
+            }
+        }
+        let own: Vec<String> = own.into_iter().map(|kv| kv.key).collect();
+        // Keys at a time, as a transaction takes them (etcd's default --max-txn-ops is 128).
+        for chunk in own.chunks(64) {
+            self.store.delete_all(chunk).await?;
+        }
+        // What it wrote in the shared layout (a netd from before the per-host one, or one that
+        // has not moved its keys yet).
         for kv in self.store.list(keys::ENDPOINTS).await?.kvs {
-            let Some(keys::Key::Endpoint { network, id }) = keys::parse(&kv.key) else {
+            let Some(keys::Key::Endpoint { network, id, .. }) = keys::parse(&kv.key) else {
                 continue;
             };
             // A record that does not decode is no host's: `netd status` counts it as invalid.
@@ -42,27 +59,22 @@ impl Service {
             if record.host != name {
                 continue;
             }
-            let deleted = ipam::delete_releasing(
-                &self.store,
-                std::slice::from_ref(&kv.key),
-                network,
-                Some(record.ip),
-                id,
-            )
-            .await?;
+            let claim = keys::ipam(network, record.ip);
+            let deleted = self
+                .store
+                .delete_with_claim(std::slice::from_ref(&kv.key), &claim, id.as_bytes())
+                .await?;
             removed.endpoints += 1;
             removed.claims += deleted.saturating_sub(1);
         }
         // Addresses it handed to Docker, bound to an endpoint or not.
         for kv in self.store.list(keys::IPAM).await?.kvs {
-            let Some(keys::Key::Ipam { network, ip }) = keys::parse(&kv.key) else {
-                continue;
-            };
-            let (Ok(ip), Ok(owner)) = (ip.parse(), std::str::from_utf8(&kv.value)) else {
-                continue;
-            };
             if ipam::docker_claim(name, &kv.value).is_some()
-                && ipam::release(&self.store, network, ip, owner).await?
+                && self
+                    .store
+                    .delete_with_claim(&[], &kv.key, &kv.value)
+                    .await?
+                    == 1
             {
                 removed.claims += 1;
             }

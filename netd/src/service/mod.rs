@@ -2,6 +2,7 @@
 //! ...`) and the Docker frontend call the same operations here. Each one is a sequence of
 //! store writes and intents to the reconciler, undone in reverse when a step fails.
 
+mod claims;
 pub mod endpoints;
 mod error;
 pub mod hosts;

@@ -13,7 +13,7 @@ use netd_store::{
     },
 };
 
-use super::{Service, ServiceError};
+use super::{APPLY_TIMEOUT, Service, ServiceError};
 use crate::api::{CreateNetwork, SubnetSpec};
 
 fn parse_cidr(text: &str, what: &str) -> Result<Ipv4Net, ServiceError> {
@@ -230,35 +230,46 @@ impl Service {
         Ok((record, kv))
     }
 
-    /// Removes a network nobody uses any more, with its VNI and address claims.
+    /// Removes a network nobody uses any more, with its VNI and the address claims this host
+    /// may remove. Other hosts' claims (under their own prefixes, which a confined host cannot
+    /// write) hold nothing once the network is gone, and each host removes its own
+    /// (`daemon/own_keys.rs`).
     pub async fn network_rm(&self, name: &str) -> Result<(), ServiceError> {
         let (record, _) = self.network_load(name).await?;
-        let endpoints = self.store.list(&keys::endpoints_of(name)).await?;
-        if !endpoints.kvs.is_empty() {
-            let names: Vec<&str> = endpoints
-                .kvs
-                .iter()
-                .filter_map(|kv| kv.key.rsplit('/').next())
-                .collect();
+        // Every host's endpoints of it, from the reconciler once it has caught up with now.
+        let now = self.store.list(&keys::network(name)).await?.revision;
+        self.control.wait_applied(now, APPLY_TIMEOUT).await?;
+        let found = self.control.network_keys(name).await?;
+        let mut names: Vec<&str> = found
+            .endpoints
+            .iter()
+            .filter_map(|key| key.rsplit('/').next())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        if !names.is_empty() {
             return Err(ServiceError::in_use(format!(
                 "network {name:?} is in use by {} endpoint(s): {}",
                 names.len(),
                 names.join(", ")
             )));
         }
-        let mut doomed = vec![keys::network(name), keys::vni(record.vni)];
-        doomed.extend(
-            self.store
-                .list(&keys::ipam_of(name))
-                .await?
-                .kvs
-                .into_iter()
-                .map(|kv| kv.key),
-        );
+        self.store
+            .delete_all(&[keys::network(name), keys::vni(record.vni)])
+            .await?;
+        let mine = keys::host_prefix(&self.host.name);
+        let claims: Vec<String> = found
+            .claims
+            .into_iter()
+            .filter(|key| key.starts_with(&mine) || key.starts_with(keys::IPAM))
+            .collect();
         // etcd takes at most 128 operations per transaction: a big network's claims go in
-        // several, the network record and VNI in the first.
-        for chunk in doomed.chunks(128) {
-            self.store.delete_all(chunk).await?;
+        // several.
+        for chunk in claims.chunks(128) {
+            if let Err(error) = self.store.delete_all(chunk).await {
+                tracing::warn!(%error, network = name, "network removed; some of its address claims were not (they hold nothing now)");
+                break;
+            }
         }
         Ok(())
     }

@@ -138,6 +138,13 @@ fn status(daemon: &Daemon, member: Option<String>) -> Status {
             url: daemon.options.store.clone(),
             revision: summary.revision,
             member,
+            keys: if summary.shared_layout_hosts.is_empty() {
+                "per-host"
+            } else {
+                "shared"
+            }
+            .into(),
+            shared_layout_hosts: summary.shared_layout_hosts.to_vec(),
         },
         hosts,
         networks: summary.networks.len(),
