@@ -2194,9 +2194,11 @@ mod monitor {
     }
 }
 
-/// Every endpoint record and claim in the store as (kind, network, name, value), whichever
-/// layout holds it, with the host whose prefix it is under.
-fn owned_by_layout(c: &Cluster) -> Vec<(Option<String>, (OwnedKind, String, String, String))> {
+/// An endpoint record or claim as (kind, network, name, value), whichever layout holds it.
+type OwnedRecord = (OwnedKind, String, String, String);
+
+/// Every endpoint record and claim in the store, with the host whose prefix it is under.
+fn owned_by_layout(c: &Cluster) -> Vec<(Option<String>, OwnedRecord)> {
     c.store_owned()
         .unwrap()
         .into_iter()
@@ -2260,7 +2262,7 @@ fn a_store_in_the_shared_layout_moves_under_each_host_with_nothing_lost() {
         "both hosts to move their keys under their own prefix",
     )
     .unwrap();
-    let records = |owned: &[(Option<String>, (OwnedKind, String, String, String))]| {
+    let records = |owned: &[(Option<String>, OwnedRecord)]| {
         let mut records: Vec<_> = owned.iter().map(|(_, r)| r.clone()).collect();
         records.sort();
         records
