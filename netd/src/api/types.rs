@@ -481,6 +481,7 @@ mod tests {
                     "url": "etcd://127.0.0.1:2379",
                     "revision": 42,
                     "member": null,
+                    "keys": "per-host",
                 },
                 "hosts": { "h1": { "vtep": "10.0.0.1", "netd": "0.1.0" } },
                 "networks": 2,
