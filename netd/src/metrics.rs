@@ -69,6 +69,8 @@ pub struct Sources {
     pub pin_dir: PathBuf,
     pub control: Control,
     pub health: Arc<Health>,
+    /// Names across hosts, unless the daemon runs without (`--no-dns`).
+    pub dns: Option<crate::dns::Dns>,
 }
 
 impl fmt::Debug for Sources {
@@ -133,6 +135,8 @@ struct Snapshot {
     endpoints_remote: usize,
     /// What this host's endpoints sent and received; empty when it cannot be read.
     traffic: Vec<EndpointTraffic>,
+    /// DNS queries and connections turned away, by reason (`None`: no DNS).
+    dns_turned_away: Option<[(&'static str, u64); 5]>,
 }
 
 /// One endpoint of this host and its packets and bytes.
@@ -195,6 +199,7 @@ impl Snapshot {
             endpoints_local: summary.programmed_local,
             endpoints_remote: summary.programmed_remote,
             traffic: read_traffic(&sources.pin_dir),
+            dns_turned_away: sources.dns.as_ref().map(crate::dns::Dns::turned_away),
         }
     }
 
@@ -236,6 +241,21 @@ impl Snapshot {
         for (location, count) in endpoints {
             let labels = [("location", location)];
             ConstGauge::new(count as i64).encode(metric.encode_family(&labels)?)?;
+        }
+        if let Some(counts) = &self.dns_turned_away {
+            let mut metric = encoder.encode_descriptor(
+                "dns_turned_away",
+                "DNS queries and TCP connections netd's DNS turned away, by reason: busy (no \
+                 forwarding slot left), rate (over the source's rate), tcp_refused (no \
+                 connection slot left), tcp_idle (closed idle), not_served (REFUSED: not one \
+                 of the listener's own)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, count) in counts {
+                let labels = [("reason", *reason)];
+                ConstCounter::new(*count).encode(metric.encode_family(&labels)?)?;
+            }
         }
         encode_traffic(&mut encoder, &self.traffic)
     }
@@ -401,6 +421,7 @@ mod tests {
             endpoints_local: 0,
             endpoints_remote: 0,
             traffic: Vec::new(),
+            dns_turned_away: None,
         }
     }
 
@@ -441,8 +462,17 @@ mod tests {
                     },
                 })
                 .into(),
+            dns_turned_away: Some([
+                ("busy", 1),
+                ("rate", 2),
+                ("tcp_refused", 0),
+                ("tcp_idle", 4),
+                ("not_served", 5),
+            ]),
         });
         for line in [
+            "netd_dns_turned_away_total{reason=\"rate\"} 2",
+            "netd_dns_turned_away_total{reason=\"not_served\"} 5",
             "# TYPE netd_datapath_packets_total counter",
             "netd_datapath_packets_total{event=\"rx\"} 7",
             "netd_map_entries{map=\"NETD_FDB\"} 3",

@@ -32,6 +32,8 @@ fn cluster(tag: &str) -> (Cluster, FakeUpstream) {
             "--no-docker".into(),
             "--dns-upstream".into(),
             upstream_arg.clone(),
+            "--metrics-address".into(),
+            METRICS.to_string(),
         ])
     })
     .unwrap();
@@ -41,6 +43,22 @@ fn cluster(tag: &str) -> (Cluster, FakeUpstream) {
 }
 
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
+
+/// Every host is a namespace of its own: any port of its loopback is free.
+const METRICS: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+
+/// Queries host `i`'s DNS answered REFUSED (not one of the listener's own), from /metrics.
+fn not_served(c: &Cluster, i: usize) -> u64 {
+    let (code, scrape) =
+        netd_tests::cluster::http(&c.hosts[i].ns.path(), METRICS, "GET", "/metrics").unwrap();
+    assert_eq!(code, 200, "{scrape}");
+    let series = r#"netd_dns_turned_away_total{reason="not_served"} "#;
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series:?} in\n{scrape}"))
+}
 
 fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Ipv4Addr {
     let netns = c.containers[container].name.clone();
@@ -338,12 +356,16 @@ fn dns_does_not_answer_whoever_reaches_169_254_53_53() {
             &host.vtep.to_string(),
         ])
         .unwrap();
+    let refused_before = not_served(&c, 0);
     let answer = ask(&c.switch, DNS_IP, "example.test").expect("an answer to the LAN");
     assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
     assert!(addresses(&answer).is_empty());
+    // ...counted in /metrics (the host's own query below, answered, is not).
+    assert_eq!(not_served(&c, 0), refused_before + 1);
     // ...while the host itself and a container behind one of its bridges get their answers.
     let answer = ask(&host.ns, DNS_IP, "example.test").expect("an answer to the host");
     assert_eq!(addresses(&answer), vec![OUTSIDE]);
+    assert_eq!(not_served(&c, 0), refused_before + 1);
     let bridged = Netns::new("wb").unwrap();
     host.ns
         .ip(&["link", "add", "brt", "type", "bridge"])

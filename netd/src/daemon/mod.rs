@@ -257,6 +257,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
             pin_dir: options.pin_dir.clone(),
             control: control.clone(),
             health: health.clone(),
+            dns: service.dns.clone(),
         };
         let metrics = Arc::new(crate::metrics::Metrics::new(sources, batch_duration));
         tracing::info!(address = ?options.metrics_address, "serving /metrics");

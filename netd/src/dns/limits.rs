@@ -58,6 +58,18 @@ impl Counters {
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Each count by the reason /metrics gives it.
+    pub fn by_reason(&self) -> [(&'static str, u64); 5] {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        [
+            ("busy", read(&self.dropped_busy)),
+            ("rate", read(&self.dropped_rate)),
+            ("tcp_refused", read(&self.tcp_refused)),
+            ("tcp_idle", read(&self.tcp_idle_closed)),
+            ("not_served", read(&self.refused)),
+        ]
+    }
 }
 
 /// The daemon's totals, shared by every listener.

@@ -228,6 +228,11 @@ impl Dns {
     }
 
     /// Stops serving an endpoint; a namespace left without endpoints loses its server.
+    /// Queries and connections turned away since the daemon started, by reason.
+    pub fn turned_away(&self) -> [(&'static str, u64); 5] {
+        self.inner.shared.counters.by_reason()
+    }
+
     pub fn withdraw(&self, network: &str, endpoint: &str) {
         let key = (network.to_string(), endpoint.to_string());
         let mut unserved = Vec::new();

@@ -97,14 +97,23 @@ impl Service {
     /// Whether this host's claim under `key` holds `ip`, judged once the reconciler has applied
     /// its create revision.
     async fn holds(&self, network: &str, ip: Ipv4Addr, key: &str) -> Result<bool, ServiceError> {
+        if !self.wait_created_key_applied(key).await? {
+            return Ok(false);
+        }
+        let claims = self.control.claims_of(network, ip).await?;
+        Ok(claims.first().is_some_and(|c| c.key == key))
+    }
+
+    /// Waits until the reconciler has applied the creation of `key` (so every key created
+    /// before it is in its state too); `false` when the key is gone.
+    pub(super) async fn wait_created_key_applied(&self, key: &str) -> Result<bool, ServiceError> {
         let Some(kv) = self.store.get(key).await? else {
             return Ok(false);
         };
         self.control
             .wait_applied(kv.create_revision, APPLY_TIMEOUT)
             .await?;
-        let claims = self.control.claims_of(network, ip).await?;
-        Ok(claims.first().is_some_and(|c| c.key == key))
+        Ok(true)
     }
 
     /// This host's claims of `ip` made for `owner`, in either layout.

@@ -273,12 +273,9 @@ impl Service {
     /// Whether this host's record under `key` is the endpoint's (the earliest of every
     /// host's), judged once the reconciler has applied its create revision.
     async fn holds_name(&self, network: &str, id: &str, key: &str) -> Result<bool, ServiceError> {
-        let Some(kv) = self.store.get(key).await? else {
+        if !self.wait_created_key_applied(key).await? {
             return Ok(false);
-        };
-        self.control
-            .wait_applied(kv.create_revision, APPLY_TIMEOUT)
-            .await?;
+        }
         let keys = self.control.endpoint_keys(network, id).await?;
         Ok(keys.first().is_some_and(|k| k.key == key))
     }
