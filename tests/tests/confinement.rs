@@ -9,10 +9,12 @@
 //! identity (etcd: its client certificate; Consul: its token) writes its record and what is
 //! under its own prefix, reads everything, and is refused everything else, in one line.
 //!
-//! The store tests hold today. The daemon test (`etcd::two_confined_daemons_...`) is written
-//! for the layout in which a host's endpoints and claims live under its own prefix: with the
-//! layout of today (`/netd/v1/endpoints/`, `/netd/v1/ipam/`) a confined daemon is refused its
-//! first endpoint, and the test fails there.
+//! The daemon tests (`two_confined_daemons_...`, on each store) are written for the layout in
+//! which a host's endpoints and claims live under its own prefix: with the layout of today
+//! (`/netd/v1/endpoints/`, `/netd/v1/ipam/`) a confined daemon registers and creates the
+//! network, then is refused its first endpoint, and the tests fail there.
+//! `etcd::reads_outside_a_hosts_permission_are_refused_not_an_outage` fails until netd's etcd
+//! backend takes a watch etcd cancels for a permission as a refusal, not an outage.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use netd_store::{
 };
 use netd_tests::{
     access::{self, Grants},
+    cluster::{Cluster, StoreServer},
     stores::{ConsulSettings, EtcdSettings, StoreKind, StoreLab, StoreSetup},
 };
 
@@ -279,13 +282,125 @@ async fn each_host_writes_only_its_own(h1: &Store, h2: &Store, admin: &Store) ->
     (lease1, lease2)
 }
 
+/// The identities of the daemon tests: hosts h1 (which may create networks) and h2, and an
+/// admin.
+fn daemon_grants() -> Grants {
+    Grants::new(&["h1", "h2"], &["h1"], &["admin"])
+}
+
+/// What a store client needs to be one identity: TLS files (etcd: its certificate), a token
+/// (Consul).
+struct Identity {
+    files: TlsFiles,
+    token: Option<String>,
+}
+
+/// Runs `work` with a client of the cluster's store as `who`, from the switch's namespace,
+/// where the store listens.
+fn store_as<T: Send + 'static, Fut>(
+    c: &Cluster,
+    who: Identity,
+    work: impl FnOnce(Store) -> Fut + Send + 'static,
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let url = c.store_url.clone();
+    access::run_in(&c.switch.path(), move || async move {
+        let token = who.token;
+        let env = move |name: &str| token.clone().filter(|_| name == "CONSUL_HTTP_TOKEN");
+        let store = StoreConfig::new(&url, &who.files, env)?.connect().await?;
+        work(store).await
+    })
+}
+
+/// The seed's network, from host h1, which holds the networks role.
+const NETWORK: &[&str] = &[
+    "network",
+    "create",
+    "-d",
+    "overlay",
+    "--subnet",
+    "172.31.0.0/16",
+    "--gateway",
+    "172.31.0.2",
+    "mynet",
+];
+
+/// Two daemons started in `c`, each with only its own identity (h1's also holds the networks
+/// role): both register, a network from h1, an endpoint on each host, a ping across; then h1's
+/// identity cannot delete h2's endpoint record, which the admin's sees still there.
+fn two_confined_daemons(c: &mut Cluster, identity: impl Fn(&Cluster, &str) -> Identity) {
+    c.wait_registered(0, 2).unwrap();
+    c.wait_registered(1, 2).unwrap();
+    c.netd(0, NETWORK).unwrap();
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            let nets: Vec<netd::api::Network> = c.netd_as(1, &["network", "ls"]).ok()?;
+            (nets.len() == 1).then_some(())
+        },
+        "host h2 to list the network",
+    )
+    .unwrap();
+    let n1 = c.container().unwrap();
+    let n2 = c.container().unwrap();
+    let mut ips = Vec::new();
+    for (host, ns, name) in [(0, n1, "a"), (1, n2, "b")] {
+        let netns = c.containers[ns].name.clone();
+        let added: netd::api::Endpoint = c
+            .netd_as(
+                host,
+                &[
+                    "endpoint",
+                    "add",
+                    "--network",
+                    "mynet",
+                    "--netns",
+                    &netns,
+                    name,
+                ],
+            )
+            .unwrap_or_else(|e| panic!("endpoint {name} on h{}: {e:#}", host + 1));
+        ips.push(added.ip.to_string());
+    }
+    netd_tests::wait_until(
+        Duration::from_secs(5),
+        || {
+            c.containers[n1]
+                .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &ips[1]])
+                .ok()
+        },
+        "a ping from h1's container to h2's",
+    )
+    .unwrap();
+
+    let h2_keys = store_as(c, identity(c, "admin"), |store| async move {
+        Ok(store.list("/netd/v1/hosts/h2/").await?.kvs)
+    })
+    .unwrap();
+    let endpoint = h2_keys
+        .iter()
+        .find(|kv| kv.key.contains("/endpoints/"))
+        .unwrap_or_else(|| panic!("no endpoint of h2 under its prefix: {h2_keys:?}"))
+        .key
+        .clone();
+    let key = endpoint.clone();
+    store_as(c, identity(c, "h1"), |store| async move {
+        denied("h1 deletes h2's endpoint", store.delete_all(&[key])).await;
+        Ok(())
+    })
+    .unwrap();
+    let still = store_as(c, identity(c, "admin"), |store| async move {
+        Ok(store.get(&endpoint).await?)
+    })
+    .unwrap();
+    assert!(still.is_some(), "h2's endpoint record is gone");
+}
+
 mod etcd {
     use super::*;
-    use netd_tests::{
-        access::run_in,
-        cluster::{Cluster, StoreServer},
-        stores::Etcd,
-    };
+    use netd_tests::{access::run_in, stores::Etcd};
 
     /// An etcd started as its docs start one with client certificates (`--cert-file
     /// --key-file --client-cert-auth --trusted-ca-file`): the subject, with auth enabled by
@@ -363,41 +478,7 @@ mod etcd {
         });
     }
 
-    /// The seed's network from host h1, which holds the networks role.
-    const NETWORK: &[&str] = &[
-        "network",
-        "create",
-        "-d",
-        "overlay",
-        "--subnet",
-        "172.31.0.0/16",
-        "--gateway",
-        "172.31.0.2",
-        "mynet",
-    ];
-
-    /// Runs `work` with a store client of the cluster's etcd whose certificate names `name`,
-    /// from the switch's namespace, where etcd listens.
-    fn store_as<T: Send + 'static, Fut>(
-        c: &Cluster,
-        name: &str,
-        work: impl FnOnce(Store) -> Fut + Send + 'static,
-    ) -> anyhow::Result<T>
-    where
-        Fut: std::future::Future<Output = anyhow::Result<T>>,
-    {
-        let etcd = c.store_server.as_ref().and_then(StoreServer::etcd).unwrap();
-        let files = etcd.client_identity(name)?.unwrap();
-        let url = c.store_url.clone();
-        run_in(&c.switch.path(), move || async move {
-            let store = StoreConfig::new(&url, &files, |_| None)?.connect().await?;
-            work(store).await
-        })
-    }
-
-    /// Two daemons, each with only its own certificate (h1's role also holds the networks
-    /// role): a network from h1, an endpoint on each host, a ping across; then h1's identity
-    /// cannot delete h2's endpoint record.
+    /// Two daemons, each with only its own certificate ([`two_confined_daemons`]).
     ///
     /// Expected to fail until a host's endpoints and claims live under `/netd/v1/hosts/<h>/`:
     /// with today's layout h1's first endpoint is refused (`/netd/v1/endpoints/...`).
@@ -409,85 +490,26 @@ mod etcd {
         let endpoint = etcd.client_url();
         run_in(&c.switch.path(), move || async move {
             let mut client = access::etcd::connect_as(&endpoint, &root).await?;
-            access::etcd::confine(
-                &mut client,
-                &Grants::new(&["h1", "h2"], &["h1"], &["admin"]),
-            )
-            .await
+            access::etcd::confine(&mut client, &daemon_grants()).await
         })
         .unwrap();
+        let identity = |c: &Cluster, name: &str| Identity {
+            files: c
+                .store_server
+                .as_ref()
+                .and_then(StoreServer::etcd)
+                .unwrap()
+                .client_identity(name)
+                .unwrap()
+                .unwrap(),
+            token: None,
+        };
         // Each daemon gets its own certificate: hosts are named h1, h2 in the order added.
         for host in ["h1", "h2"] {
-            let etcd = c.store_server.as_ref().and_then(StoreServer::etcd).unwrap();
-            c.store_tls = etcd.client_identity(host).unwrap().unwrap();
+            c.store_tls = identity(&c, host).files;
             c.add_unregistered_host(Some(10), &[]).unwrap();
         }
-        c.wait_registered(0, 2).unwrap();
-        c.wait_registered(1, 2).unwrap();
-
-        c.netd(0, NETWORK).unwrap();
-        netd_tests::wait_until(
-            Duration::from_secs(5),
-            || {
-                let nets: Vec<netd::api::Network> = c.netd_as(1, &["network", "ls"]).ok()?;
-                (nets.len() == 1).then_some(())
-            },
-            "host h2 to list the network",
-        )
-        .unwrap();
-        let n1 = c.container().unwrap();
-        let n2 = c.container().unwrap();
-        let mut ips = Vec::new();
-        for (host, ns, name) in [(0, n1, "a"), (1, n2, "b")] {
-            let netns = c.containers[ns].name.clone();
-            let added: netd::api::Endpoint = c
-                .netd_as(
-                    host,
-                    &[
-                        "endpoint",
-                        "add",
-                        "--network",
-                        "mynet",
-                        "--netns",
-                        &netns,
-                        name,
-                    ],
-                )
-                .unwrap_or_else(|e| panic!("endpoint {name} on h{}: {e:#}", host + 1));
-            ips.push(added.ip.to_string());
-        }
-        netd_tests::wait_until(
-            Duration::from_secs(5),
-            || {
-                c.containers[n1]
-                    .exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", &ips[1]])
-                    .ok()
-            },
-            "a ping from h1's container to h2's",
-        )
-        .unwrap();
-
-        let h2_keys = store_as(&c, "admin", |store| async move {
-            Ok(store.list("/netd/v1/hosts/h2/").await?.kvs)
-        })
-        .unwrap();
-        let endpoint = h2_keys
-            .iter()
-            .find(|kv| kv.key.contains("/endpoints/"))
-            .unwrap_or_else(|| panic!("no endpoint of h2 under its prefix: {h2_keys:?}"))
-            .key
-            .clone();
-        let key = endpoint.clone();
-        store_as(&c, "h1", |store| async move {
-            denied("h1 deletes h2's endpoint", store.delete_all(&[key])).await;
-            Ok(())
-        })
-        .unwrap();
-        let still = store_as(&c, "admin", |store| async move {
-            Ok(store.get(&endpoint).await?)
-        })
-        .unwrap();
-        assert!(still.is_some(), "h2's endpoint record is gone");
+        two_confined_daemons(&mut c, identity);
     }
 }
 
@@ -534,5 +556,41 @@ mod consul {
             h1.revoke(&lease2.id).await.unwrap();
             assert!(h1.get(H2_RECORD).await.unwrap().is_none());
         });
+    }
+
+    /// Two daemons, each with only its own token ([`two_confined_daemons`]). netd reads the
+    /// token from `CONSUL_HTTP_TOKEN_FILE` when it starts, and the lab starts its daemons with
+    /// the test's environment: the variable names each host's file while its daemon starts.
+    ///
+    /// Expected to fail until a host's endpoints and claims live under `/netd/v1/hosts/<h>/`:
+    /// with today's layout h1's first endpoint is refused (`/netd/v1/endpoints/...`).
+    #[test]
+    fn two_confined_daemons_reach_each_other_and_not_each_others_keys() {
+        let mut c = Cluster::new("cfk", 0, setup(), 10).expect("cluster");
+        let consul = c
+            .store_server
+            .as_ref()
+            .and_then(StoreServer::consul)
+            .unwrap();
+        let tokens =
+            access::consul::confine(consul, MASTER, &c.dir.0.join("acl"), &daemon_grants())
+                .unwrap();
+        for host in ["h1", "h2"] {
+            let file = c.dir.0.join(format!("{host}.token"));
+            std::fs::write(&file, access::token(&tokens, host).unwrap()).unwrap();
+            // SAFETY: no other thread of this test process runs now (nextest runs each test
+            // in a process of its own; the fixture's store threads have ended), so none reads
+            // the environment while it changes.
+            unsafe { std::env::set_var("CONSUL_HTTP_TOKEN_FILE", &file) };
+            let added = c.add_unregistered_host(Some(10), &[]);
+            // SAFETY: as above.
+            unsafe { std::env::remove_var("CONSUL_HTTP_TOKEN_FILE") };
+            added.unwrap();
+        }
+        let identity = |_: &Cluster, name: &str| Identity {
+            files: TlsFiles::default(),
+            token: Some(access::token(&tokens, name).unwrap().to_owned()),
+        };
+        two_confined_daemons(&mut c, identity);
     }
 }
