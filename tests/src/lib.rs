@@ -9,6 +9,7 @@
     reason = "test fixtures: a failed expectation is a failed test"
 )]
 
+pub mod access;
 pub mod bench;
 pub mod bulk;
 pub mod cluster;

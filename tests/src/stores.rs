@@ -170,6 +170,24 @@ impl StoreServer {
         }
     }
 
+    /// The etcd server, if that is what runs (the first member of a cluster).
+    pub fn etcd(&self) -> Option<&Etcd> {
+        match self {
+            Self::Etcd(etcd) => Some(etcd),
+            Self::EtcdCluster(members) => members.first(),
+            _ => None,
+        }
+    }
+
+    /// The Consul server, if that is what runs (the first server of a cluster).
+    pub fn consul(&self) -> Option<&Consul> {
+        match self {
+            Self::Consul(consul) => Some(consul),
+            Self::ConsulCluster(servers) => servers.first(),
+            _ => None,
+        }
+    }
+
     pub fn stop(&mut self) {
         match self {
             Self::Etcd(s) => s.stop(),
@@ -251,6 +269,15 @@ impl StoreLab {
     pub fn consul(&self) -> Option<&Consul> {
         match &self.server {
             Some(StoreServer::Consul(consul)) => Some(consul),
+            _ => None,
+        }
+    }
+
+    /// The etcd server, for the tests that need more than its URL (client certificates of
+    /// their own).
+    pub fn etcd(&self) -> Option<&Etcd> {
+        match &self.server {
+            Some(StoreServer::Etcd(etcd)) => Some(etcd),
             _ => None,
         }
     }
@@ -448,6 +475,41 @@ impl Consul {
         format!("{}://{}", servers_scheme(&self.settings), self.address())
     }
 
+    /// Runs Consul's CLI against this server as an operator would, from inside its namespace,
+    /// with `token` (`CONSUL_HTTP_TOKEN`) and what its TLS settings ask for (`CONSUL_CACERT`,
+    /// and the client certificate with `verify_incoming`); returns its stdout.
+    pub fn cli(&self, token: &str, args: &[&str]) -> anyhow::Result<String> {
+        let scheme = if self.settings.tls { "https" } else { "http" };
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns])
+            .arg(consul_bin())
+            .args(args)
+            .env("CONSUL_HTTP_ADDR", format!("{scheme}://{}", self.address()))
+            .env("CONSUL_HTTP_TOKEN", token);
+        if self.settings.tls {
+            command.env("CONSUL_CACERT", self.ca_file());
+        }
+        if self.settings.verify_incoming {
+            let client = self.client_cert();
+            command
+                .env("CONSUL_CLIENT_CERT", client.cert)
+                .env("CONSUL_CLIENT_KEY", client.key);
+        }
+        let out = command
+            .stdin(Stdio::null())
+            .output()
+            .context("cannot run consul")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "consul {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// The CA that signed the server's certificate (with `settings.tls`).
     pub fn ca_file(&self) -> PathBuf {
         self.tls_dir().join("consul-agent-ca.pem")
@@ -631,6 +693,9 @@ struct EtcdTls {
     server: CertFiles,
     /// For the clients, with `client_cert_auth`: the server requires it.
     client: Option<CertFiles>,
+    /// The lab's CA, shared by the members of a cluster: it signs more client certificates
+    /// for the tests whose subject is who a client is ([`Etcd::client_identity`]).
+    pki: std::sync::Arc<Pki>,
 }
 
 impl EtcdTls {
@@ -639,7 +704,7 @@ impl EtcdTls {
         if !settings.tls {
             return Ok(Vec::new());
         }
-        let pki = Pki::new(dir, "netd-lab-etcd-ca")?;
+        let pki = std::sync::Arc::new(Pki::new(dir, "netd-lab-etcd-ca")?);
         let client = if settings.client_cert_auth {
             Some(pki.client("netd")?)
         } else {
@@ -651,6 +716,7 @@ impl EtcdTls {
                     ca: pki.ca.clone(),
                     server: pki.server(&format!("etcd-{ip}"), ip)?,
                     client: client.clone(),
+                    pki: pki.clone(),
                 })
             })
             .collect()
@@ -745,8 +811,19 @@ impl Etcd {
         }
     }
 
+    /// What a client whose certificate names `name` (its common name) needs: the CA and a
+    /// client certificate signed by the lab's CA. etcd with `--client-cert-auth` and auth
+    /// enabled takes that name as the client's user (tests/src/access.rs). `None` without TLS.
+    pub fn client_identity(&self, name: &str) -> anyhow::Result<Option<TlsFiles>> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let client = tls.pki.client(name)?;
+        Ok(Some(files(tls.ca.clone(), Some(&client))))
+    }
+
     /// `http://IP:2379`, or `https://`.
-    fn client_url(&self) -> String {
+    pub fn client_url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}:2379", self.ip)
     }

@@ -102,6 +102,7 @@ impl Tier {
             Tier::Labs => Runner::Nextest {
                 binaries: &[
                     "cluster",
+                    "confinement",
                     "control_plane",
                     "macvlan",
                     "names",
