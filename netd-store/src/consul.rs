@@ -349,7 +349,7 @@ impl ConsulStore {
             )
             .await?;
         if !answer.status.is_success() {
-            return Err(Self::refused(&answer, "a status request"));
+            return Err(store.refused(&answer, "a status request"));
         }
         Ok(store)
     }
@@ -498,12 +498,12 @@ impl ConsulStore {
     }
 
     /// The error for an answer that is not a success: Consul refused `request`.
-    fn refused(answer: &Answer, request: &str) -> StoreError {
+    fn refused(&self, answer: &Answer, request: &str) -> StoreError {
         let body = String::from_utf8_lossy(&answer.body);
         // A follower passes the leader's error on behind this; the error is the leader's.
         let reason = body.trim().trim_start_matches("rpc error making call: ");
         if answer.status == StatusCode::FORBIDDEN {
-            return permission_denied(request, reason);
+            return permission_denied(request, reason, self.token.is_some());
         }
         if reason.is_empty() {
             return StoreError::refused(request, answer.status.to_string());
@@ -525,12 +525,12 @@ impl ConsulStore {
 
     /// The entries of a KV read of `what`, as Consul has them (with their sessions); none when
     /// nothing is there.
-    fn raw_entries(answer: &Answer, what: &str) -> Result<Vec<Entry>> {
+    fn raw_entries(&self, answer: &Answer, what: &str) -> Result<Vec<Entry>> {
         if answer.status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         if !answer.status.is_success() {
-            return Err(Self::refused(answer, &format!("a read of {what}")));
+            return Err(self.refused(answer, &format!("a read of {what}")));
         }
         serde_json::from_slice(&answer.body)
             .map_err(|e| StoreError::Other(format!("Consul's KV answer does not parse: {e}")))
@@ -538,7 +538,7 @@ impl ConsulStore {
 
     /// The keys and values of a KV read of `what`.
     fn entries(&self, answer: &Answer, what: &str) -> Result<Vec<KeyValue>> {
-        let entries = Self::raw_entries(answer, what)?;
+        let entries = self.raw_entries(answer, what)?;
         let mut kvs = Vec::with_capacity(entries.len());
         for entry in entries {
             kvs.extend(self.key_value(entry)?);
@@ -551,7 +551,7 @@ impl ConsulStore {
         let answer = self
             .read_entries(&format!("kv/{}", self.consul_key(key)?), &[])
             .await?;
-        Ok(Self::raw_entries(&answer, key)?.into_iter().next())
+        Ok(self.raw_entries(&answer, key)?.into_iter().next())
     }
 
     /// Runs one transaction.
@@ -593,11 +593,15 @@ impl ConsulStore {
                 // The ACLs refused an operation: not a failed check, and no caller may take it
                 // for one ("the address is taken").
                 if let Some(denied) = errors.iter().find(|e| e.what.contains("Permission denied")) {
-                    return Err(permission_denied("a transaction", &denied.what));
+                    return Err(permission_denied(
+                        "a transaction",
+                        &denied.what,
+                        self.token.is_some(),
+                    ));
                 }
                 Ok(Txn::Failed(errors))
             }
-            _ => Err(Self::refused(&answer, "a transaction")),
+            _ => Err(self.refused(&answer, "a transaction")),
         }
     }
 
@@ -668,7 +672,7 @@ impl ConsulStore {
             )
             .await?;
         if !answer.status.is_success() {
-            return Err(Self::refused(&answer, "a session create"));
+            return Err(self.refused(&answer, "a session create"));
         }
         let created: SessionCreated = serde_json::from_slice(&answer.body).map_err(|e| {
             StoreError::Other(format!("Consul's session answer does not parse: {e}"))
@@ -688,7 +692,7 @@ impl ConsulStore {
             )
             .await?;
         if !answer.status.is_success() {
-            return Err(Self::refused(&answer, "a session destroy"));
+            return Err(self.refused(&answer, "a session destroy"));
         }
         Ok(())
     }
@@ -960,7 +964,7 @@ impl Backend for ConsulStore {
         match answer.status {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(StoreError::LeaseLost(lease.clone())),
-            _ => Err(Self::refused(&answer, "a session renewal")),
+            _ => Err(self.refused(&answer, "a session renewal")),
         }
     }
 
@@ -1021,14 +1025,15 @@ fn refusal(what: &str, lease: Option<&LeaseId>, errors: &[TxnError]) -> StoreErr
     StoreError::refused(format!("the write of {what}"), reasons.join("; "))
 }
 
-fn permission_denied(request: &str, reason: &str) -> StoreError {
-    StoreError::refused(
-        request,
-        format!(
-            "{reason} (set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE to a token with key and \
-             session write access)"
-        ),
-    )
+/// Consul's ACLs refused `request`: without a token, say how to give one; with one, that its
+/// policy is what refuses (a confined host writing outside its prefix, docs/stores.md).
+fn permission_denied(request: &str, reason: &str, has_token: bool) -> StoreError {
+    let what_to_do = if has_token {
+        "the ACL token's policy does not allow it"
+    } else {
+        "set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE to a token with key and session write access"
+    };
+    StoreError::refused(request, format!("{reason} ({what_to_do})"))
 }
 
 /// Sorts a Consul 5xx (or 429) answer by what the caller can do. Consul answers 500 for

@@ -586,18 +586,26 @@ impl Backend for EtcdStore {
 enum Ended {
     Compacted(i64),
     Unavailable(String),
+    /// etcd's access control does not let this client read what it watches: asking again
+    /// fails the same way, so it is a refusal, not an outage.
+    Refused(String),
 }
 
 impl Ended {
     /// The end a response announces, if it does: compaction, or a cancellation by etcd (for
-    /// instance when the member lost its leader), after which no event comes.
+    /// instance when the member lost its leader, or a permission this client lacks), after
+    /// which no event comes.
     fn from_response(resp: &WatchResponse) -> Option<Self> {
         if resp.compact_revision() > 0 {
             Some(Self::Compacted(resp.compact_revision()))
         } else if resp.canceled() {
+            let reason = resp.cancel_reason();
+            // etcd says only this, in its cancel reason (etcdserver's ErrPermissionDenied).
+            if reason.to_lowercase().contains("permission denied") {
+                return Some(Self::Refused(reason.to_string()));
+            }
             Some(Self::Unavailable(format!(
-                "watch canceled by etcd: {}",
-                resp.cancel_reason()
+                "watch canceled by etcd: {reason}"
             )))
         } else {
             None
@@ -608,6 +616,7 @@ impl Ended {
         match self {
             Self::Compacted(rev) => StoreError::Compacted(*rev),
             Self::Unavailable(msg) => StoreError::Unavailable(msg.clone()),
+            Self::Refused(reason) => StoreError::refused("watch", reason.clone()),
         }
     }
 }

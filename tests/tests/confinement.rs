@@ -9,12 +9,11 @@
 //! identity (etcd: its client certificate; Consul: its token) writes its record and what is
 //! under its own prefix, reads everything, and is refused everything else, in one line.
 //!
-//! The daemon tests (`two_confined_daemons_...`, on each store) are written for the layout in
-//! which a host's endpoints and claims live under its own prefix: with the layout of today
-//! (`/netd/v1/endpoints/`, `/netd/v1/ipam/`) a confined daemon registers and creates the
-//! network, then is refused its first endpoint, and the tests fail there.
-//! `etcd::reads_outside_a_hosts_permission_are_refused_not_an_outage` fails until netd's etcd
-//! backend takes a watch etcd cancels for a permission as a refusal, not an outage.
+//! The daemon tests (`two_confined_daemons_...`, on each store) failed before the per-host key
+//! layout: a confined daemon registered and created the network, then was refused its first
+//! endpoint under `/netd/v1/endpoints/`.
+//! `etcd::reads_outside_a_hosts_permission_are_refused_not_an_outage` failed while netd's etcd
+//! backend took a watch etcd cancels for a permission as an outage.
 
 use std::time::{Duration, Instant};
 
@@ -479,9 +478,6 @@ mod etcd {
     }
 
     /// Two daemons, each with only its own certificate ([`two_confined_daemons`]).
-    ///
-    /// Expected to fail until a host's endpoints and claims live under `/netd/v1/hosts/<h>/`:
-    /// with today's layout h1's first endpoint is refused (`/netd/v1/endpoints/...`).
     #[test]
     fn two_confined_daemons_reach_each_other_and_not_each_others_keys() {
         let mut c = Cluster::new("cfd", 0, setup(), 10).expect("cluster");
@@ -550,6 +546,14 @@ mod consul {
                 connect(&lab.url, &files, Some(token("admin"))).await,
             );
             let (_, lease2) = each_host_writes_only_its_own(&h1, &h2, &admin).await;
+            // The refusal names the token's policy as the cause: the token was given.
+            let refused = h1.put("/netd/v1/hosts/h2/x", b"x").await.unwrap_err();
+            assert!(
+                refused
+                    .to_string()
+                    .contains("the ACL token's policy does not allow it"),
+                "{refused}"
+            );
 
             // Not confined: h1 renews and ends h2's session, and h2's record goes with it.
             h1.keep_alive(&lease2.id).await.unwrap();
@@ -561,9 +565,6 @@ mod consul {
     /// Two daemons, each with only its own token ([`two_confined_daemons`]). netd reads the
     /// token from `CONSUL_HTTP_TOKEN_FILE` when it starts, and the lab starts its daemons with
     /// the test's environment: the variable names each host's file while its daemon starts.
-    ///
-    /// Expected to fail until a host's endpoints and claims live under `/netd/v1/hosts/<h>/`:
-    /// with today's layout h1's first endpoint is refused (`/netd/v1/endpoints/...`).
     #[test]
     fn two_confined_daemons_reach_each_other_and_not_each_others_keys() {
         let mut c = Cluster::new("cfk", 0, setup(), 10).expect("cluster");
