@@ -97,6 +97,27 @@ pub async fn wait_until_async<T, P: Probe<T>, F: std::future::Future<Output = P>
     }
 }
 
+/// Collects a store watch's events until there are `n`, failing after 15 s, or when a batch
+/// brings more than `n`.
+pub async fn watch_events<W: netd_store::Watch>(
+    watch: &mut W,
+    n: usize,
+) -> Vec<netd_store::WatchEvent> {
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while events.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let batch = match tokio::time::timeout(left, watch.next()).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(error)) => panic!("the watch failed after {events:?}: {error}"),
+            Err(_) => panic!("only {events:?} within 15 s"),
+        };
+        events.extend(batch);
+    }
+    assert_eq!(events.len(), n, "more events than expected: {events:?}");
+    events
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

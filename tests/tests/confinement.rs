@@ -17,9 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use netd_store::{
-    Backend, Expect, Lease, Store, StoreConfig, StoreError, Watch, WatchEvent, tls::TlsFiles,
-};
+use netd_store::{Backend, Expect, Lease, Store, StoreConfig, StoreError, tls::TlsFiles};
 use netd_tests::{
     access::{self, Grants},
     cluster::{Cluster, StoreServer},
@@ -72,21 +70,6 @@ async fn denied<T: std::fmt::Debug>(
         "{what}: {line}"
     );
     assert!(took < Duration::from_secs(3), "{what}: took {took:?}");
-}
-
-/// Collects a watch's events until there are `n` (failing after 15 s).
-async fn next_events<W: Watch>(watch: &mut W, n: usize) -> Vec<WatchEvent> {
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while events.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let batch = tokio::time::timeout(left, watch.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {events:?} within 15 s"))
-            .unwrap();
-        events.extend(batch);
-    }
-    events
 }
 
 const H1_RECORD: &str = "/netd/v1/hosts/h1";
@@ -144,7 +127,7 @@ async fn each_host_writes_only_its_own(h1: &Store, h2: &Store, admin: &Store) ->
             .await
             .unwrap()
     );
-    let mut seen: Vec<String> = next_events(&mut watch, 3)
+    let mut seen: Vec<String> = netd_tests::wait::watch_events(&mut watch, 3)
         .await
         .iter()
         .map(|e| e.key().to_owned())

@@ -20,22 +20,6 @@ use netd_tests::{
     wait_until_async,
 };
 
-/// Collects a watch's events until there are `n` (failing after 15 s).
-async fn next_events<W: Watch>(watch: &mut W, n: usize) -> Vec<WatchEvent> {
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while events.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let batch = tokio::time::timeout(left, watch.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {events:?} within 15 s"))
-            .unwrap();
-        events.extend(batch);
-    }
-    assert_eq!(events.len(), n, "more events than expected: {events:?}");
-    events
-}
-
 fn kv(key: &str, value: &[u8]) -> (String, Vec<u8>) {
     (key.to_owned(), value.to_vec())
 }
@@ -46,7 +30,7 @@ async fn a_put_is_watched(store: &Store) {
     let page = store.list_page("/netd/v1/", None, None).await.unwrap();
     let mut watch = store.watch("/netd/v1/", page.revision + 1).await.unwrap();
     store.put("/netd/v1/networks/b", b"2").await.unwrap();
-    let events = next_events(&mut watch, 1).await;
+    let events = netd_tests::wait::watch_events(&mut watch, 1).await;
     assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.key == "/netd/v1/networks/b"));
 }
 
@@ -156,7 +140,7 @@ mod etcd {
                 .delete_all(&["/w/a".into(), "/w/before".into()])
                 .await
                 .unwrap();
-            let events = next_events(&mut watch, 5).await;
+            let events = netd_tests::wait::watch_events(&mut watch, 5).await;
             let r4 = events[3].revision();
             assert!(r4 > r3);
             let put = |key: &str, value: &[u8], create_revision, mod_revision| {
@@ -505,7 +489,7 @@ mod consul {
                 .put("/netd/v1/endpoints/n/e00007", b"changed")
                 .await
                 .unwrap();
-            let events = next_events(&mut watch, 1).await;
+            let events = netd_tests::wait::watch_events(&mut watch, 1).await;
             assert!(matches!(&events[0], WatchEvent::Put(kv) if kv.value == b"changed"));
         });
     }
