@@ -31,6 +31,22 @@ pub use crate::stores::{
     StoreSetup, consul_bin,
 };
 
+/// The seed's network (`docker network create -d overlay --subnet 172.31.0.0/16 --gateway
+/// 172.31.0.2 -o mtu=1200 mynet`), as `netd` arguments.
+pub const SEED_NETWORK: &[&str] = &[
+    "network",
+    "create",
+    "-d",
+    "overlay",
+    "--subnet",
+    "172.31.0.0/16",
+    "--gateway",
+    "172.31.0.2",
+    "-o",
+    "mtu=1200",
+    "mynet",
+];
+
 /// One simulated host with its daemon.
 pub struct ClusterHost {
     pub name: String,
@@ -302,6 +318,23 @@ impl Cluster {
             path,
             body,
         )
+    }
+
+    /// `netd endpoint add` on host `i`: endpoint `name` of `network` in container `container`
+    /// (`extra`: more flags, before the name).
+    pub fn endpoint_add(
+        &self,
+        i: usize,
+        network: &str,
+        container: usize,
+        name: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<netd::api::Endpoint> {
+        let netns = self.containers[container].name.clone();
+        let mut args = vec!["endpoint", "add", "--network", network, "--netns", &netns];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.netd_as(i, &args)
     }
 
     /// A new container namespace (removed with the cluster).

@@ -17,24 +17,11 @@ use std::net::Ipv4Addr;
 use netd::api::{Endpoint, ErrorKind, LinkState, Network, Status};
 use netd_tests::{
     cluster::{
-        Cluster, ConsulSettings, EtcdSettings, OwnedKind, STORE_MEMBERS, StoreKind, StoreSetup,
+        Cluster, ConsulSettings, EtcdSettings, OwnedKind, SEED_NETWORK, STORE_MEMBERS, StoreKind,
+        StoreSetup,
     },
     netns::iperf3,
 };
-
-const SEED_NET: &[&str] = &[
-    "network",
-    "create",
-    "-d",
-    "overlay",
-    "--subnet",
-    "172.31.0.0/16",
-    "--gateway",
-    "172.31.0.2",
-    "-o",
-    "mtu=1200",
-    "mynet",
-];
 
 fn ping(cluster: &Cluster, container: usize, to: &str) -> anyhow::Result<String> {
     cluster.containers[container].exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", to])
@@ -48,7 +35,7 @@ fn endpoint_ip(cluster: &Cluster, host: usize, args: &[&str]) -> String {
 /// The seed's scenario: a network created on host 1 is used on host 2.
 fn network_created_on_one_host_is_used_on_another(store: StoreKind) {
     let mut c = Cluster::new("cl", 2, store, 10).expect("cluster");
-    c.netd(0, SEED_NET).unwrap();
+    c.netd(0, SEED_NETWORK).unwrap();
     let c1 = c.container().unwrap();
     let c2 = c.container().unwrap();
     let ns1 = c.containers[c1].name.clone();
@@ -126,11 +113,7 @@ fn fdb_macs(c: &Cluster, i: usize) -> Vec<String> {
 }
 
 fn add(c: &Cluster, host: usize, net: &str, ns: usize, name: &str, extra: &[&str]) -> Endpoint {
-    let netns = c.containers[ns].name.clone();
-    let mut args = vec!["endpoint", "add", "--network", net, "--netns", &netns];
-    args.extend_from_slice(extra);
-    args.push(name);
-    c.netd_as(host, &args).unwrap()
+    c.endpoint_add(host, net, ns, name, extra).unwrap()
 }
 
 #[test]
@@ -545,7 +528,7 @@ fn exhaustion_and_bad_input_are_clear_errors() {
 
 fn endpoint_rm_on_one_host_removes_it_everywhere(store: StoreKind) {
     let mut c = Cluster::new("rm", 2, store, 10).unwrap();
-    c.netd(0, SEED_NET).unwrap();
+    c.netd(0, SEED_NETWORK).unwrap();
     // Host 2 programs mynet's peers because it has an endpoint of its own there.
     let watcher = c.container().unwrap();
     add(&c, 1, "mynet", watcher, "watcher", &[]);
@@ -581,7 +564,7 @@ fn a_dead_hosts_endpoints_are_purged_within_the_lease_ttl(store: StoreKind) {
     let granted = status.store.lease.ttl_seconds;
     let expected = if store == StoreKind::Consul { 20 } else { 3 };
     assert_eq!(granted, expected, "the lease TTL host 2 was granted");
-    c.netd(0, SEED_NET).unwrap();
+    c.netd(0, SEED_NETWORK).unwrap();
     let watcher = c.container().unwrap();
     add(&c, 0, "mynet", watcher, "watcher", &[]);
     let n2 = c.container().unwrap();
@@ -644,7 +627,7 @@ fn connected_on_with(
         Ok(args)
     };
     let mut c = Cluster::new_with(tag, 2, store, lease_ttl, args).unwrap();
-    c.netd(0, SEED_NET).unwrap();
+    c.netd(0, SEED_NETWORK).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
     let ip1 = add(&c, hosts[0], "mynet", n1, "a", &[]).ip.to_string();
@@ -955,7 +938,7 @@ fn restarts_on_the_netlink_attach_path_lose_no_packet() {
         ])
     })
     .unwrap();
-    c.netd(0, SEED_NET).unwrap();
+    c.netd(0, SEED_NETWORK).unwrap();
     let (n1, n2) = (c.container().unwrap(), c.container().unwrap());
     add(&c, 0, "mynet", n1, "a", &[]);
     let ip2 = add(&c, 1, "mynet", n2, "b", &[]).ip.to_string();
@@ -1189,7 +1172,7 @@ fn netd_at_its_defaults_works_on_a_consul_server_at_its_defaults() {
         // What a dead host's records take to go: twice Consul's 10 s minimum session TTL.
         assert_eq!(lease.ttl_seconds, 20, "host {host}: {lease:?}");
     }
-    c.netd(0, SEED_NET).unwrap();
+    c.netd(0, SEED_NETWORK).unwrap();
     let n1 = c.container().unwrap();
     let n2 = c.container().unwrap();
     let ip1 = add(&c, 0, "mynet", n1, "a", &[]).ip.to_string();

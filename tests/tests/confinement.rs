@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use netd_store::{Backend, Expect, Lease, Store, StoreConfig, StoreError, tls::TlsFiles};
 use netd_tests::{
     access::{self, Grants},
-    cluster::{Cluster, StoreServer},
+    cluster::{Cluster, SEED_NETWORK, StoreServer},
     stores::{ConsulSettings, EtcdSettings, StoreKind, StoreLab, StoreSetup},
 };
 
@@ -296,26 +296,14 @@ where
     })
 }
 
-/// The seed's network, from host h1, which holds the networks role.
-const NETWORK: &[&str] = &[
-    "network",
-    "create",
-    "-d",
-    "overlay",
-    "--subnet",
-    "172.31.0.0/16",
-    "--gateway",
-    "172.31.0.2",
-    "mynet",
-];
-
 /// Two daemons started in `c`, each with only its own identity (h1's also holds the networks
 /// role): both register, a network from h1, an endpoint on each host, a ping across; then h1's
 /// identity cannot delete h2's endpoint record, which the admin's sees still there.
 fn two_confined_daemons(c: &mut Cluster, identity: impl Fn(&Cluster, &str) -> Identity) {
     c.wait_registered(0, 2).unwrap();
     c.wait_registered(1, 2).unwrap();
-    c.netd(0, NETWORK).unwrap();
+    // The seed's network, from host h1, which holds the networks role.
+    c.netd(0, SEED_NETWORK).unwrap();
     netd_tests::wait_until(
         Duration::from_secs(5),
         || {
@@ -329,20 +317,8 @@ fn two_confined_daemons(c: &mut Cluster, identity: impl Fn(&Cluster, &str) -> Id
     let n2 = c.container().unwrap();
     let mut ips = Vec::new();
     for (host, ns, name) in [(0, n1, "a"), (1, n2, "b")] {
-        let netns = c.containers[ns].name.clone();
-        let added: netd::api::Endpoint = c
-            .netd_as(
-                host,
-                &[
-                    "endpoint",
-                    "add",
-                    "--network",
-                    "mynet",
-                    "--netns",
-                    &netns,
-                    name,
-                ],
-            )
+        let added = c
+            .endpoint_add(host, "mynet", ns, name, &[])
             .unwrap_or_else(|e| panic!("endpoint {name} on h{}: {e:#}", host + 1));
         ips.push(added.ip.to_string());
     }

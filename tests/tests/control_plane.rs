@@ -17,20 +17,7 @@ use netd_tests::{
 };
 
 fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Endpoint {
-    let netns = c.containers[container].name.clone();
-    c.netd_as(
-        host,
-        &[
-            "endpoint",
-            "add",
-            "--network",
-            network,
-            "--netns",
-            &netns,
-            name,
-        ],
-    )
-    .unwrap()
+    c.endpoint_add(host, network, container, name, &[]).unwrap()
 }
 
 fn map<'a>(status: &'a Status, name: &str) -> &'a MapStatus {

@@ -61,22 +61,9 @@ fn not_served(c: &Cluster, i: usize) -> u64 {
 }
 
 fn add(c: &Cluster, host: usize, network: &str, container: usize, name: &str) -> Ipv4Addr {
-    let netns = c.containers[container].name.clone();
-    let v: Endpoint = c
-        .netd_as(
-            host,
-            &[
-                "endpoint",
-                "add",
-                "--network",
-                network,
-                "--netns",
-                &netns,
-                name,
-            ],
-        )
-        .unwrap();
-    v.ip
+    c.endpoint_add(host, network, container, name, &[])
+        .unwrap()
+        .ip
 }
 
 #[test]

@@ -149,19 +149,7 @@ pub fn run(config: &FloodBench) -> anyhow::Result<()> {
 }
 
 fn add(c: &Cluster, host: usize, ns: usize, name: &str) -> anyhow::Result<Endpoint> {
-    let netns = c.containers[ns].name.clone();
-    c.netd_as(
-        host,
-        &[
-            "endpoint",
-            "add",
-            "--network",
-            "mynet",
-            "--netns",
-            &netns,
-            name,
-        ],
-    )
+    c.endpoint_add(host, "mynet", ns, name, &[])
 }
 
 fn ms(d: Option<Duration>) -> String {

@@ -50,23 +50,7 @@ fn demo() -> anyhow::Result<()> {
     }
 
     step("the seed's network, created once on host 1")?;
-    netd(
-        &c,
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--subnet",
-            "172.31.0.0/16",
-            "--gateway",
-            "172.31.0.2",
-            "-o",
-            "mtu=1200",
-            "mynet",
-        ],
-    )?;
+    netd(&c, 0, netd_tests::cluster::SEED_NETWORK)?;
     netd_tests::wait_until(
         Duration::from_secs(10),
         || {
