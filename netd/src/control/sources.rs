@@ -100,15 +100,22 @@ pub struct Claim {
     pub owner: String,
 }
 
-/// Every address claim, per (network, address), earliest first.
+/// Every address claim, per network and address, earliest first. By network first: an
+/// allocation asks for one network's taken addresses, which must not cost a pass over every
+/// claim of every network.
 #[derive(Debug, Default)]
 pub struct Claims {
-    by_address: HashMap<(Name, Ipv4Addr), Vec<Claim>>,
+    by_network: HashMap<Name, HashMap<Ipv4Addr, Vec<Claim>>>,
 }
 
 impl Claims {
     pub fn put(&mut self, network: &Name, ip: Ipv4Addr, claim: Claim) {
-        let claims = self.by_address.entry((network.clone(), ip)).or_default();
+        let claims = self
+            .by_network
+            .entry(network.clone())
+            .or_default()
+            .entry(ip)
+            .or_default();
         claims.retain(|c| c.key != claim.key);
         let at = claims
             .partition_point(|c| (c.create_revision, &c.key) < (claim.create_revision, &claim.key));
@@ -116,20 +123,26 @@ impl Claims {
     }
 
     pub fn delete(&mut self, network: &Name, ip: Ipv4Addr, key: &str) {
-        let address = (network.clone(), ip);
-        if let Some(claims) = self.by_address.get_mut(&address) {
+        let Some(addresses) = self.by_network.get_mut(network) else {
+            return;
+        };
+        if let Some(claims) = addresses.get_mut(&ip) {
             claims.retain(|c| c.key != key);
             if claims.is_empty() {
-                self.by_address.remove(&address);
+                addresses.remove(&ip);
             }
+        }
+        if addresses.is_empty() {
+            self.by_network.remove(network);
         }
     }
 
     /// The claims of an address that count (created since `since`, the network's create
     /// revision), earliest (the holder) first.
     pub fn of(&self, network: &str, ip: Ipv4Addr, since: i64) -> Vec<Claim> {
-        self.by_address
-            .get(&(Name::from(network), ip))
+        self.by_network
+            .get(network)
+            .and_then(|addresses| addresses.get(&ip))
             .into_iter()
             .flatten()
             .filter(|c| c.create_revision >= since)
@@ -139,27 +152,27 @@ impl Claims {
 
     /// The addresses of `network` that a claim created since `since` holds.
     pub fn taken(&self, network: &str, since: i64) -> Vec<Ipv4Addr> {
-        self.by_address
-            .iter()
-            .filter(|((n, _), claims)| {
-                &**n == network && claims.iter().any(|c| c.create_revision >= since)
-            })
-            .map(|((_, ip), _)| *ip)
+        self.by_network
+            .get(network)
+            .into_iter()
+            .flatten()
+            .filter(|(_, claims)| claims.iter().any(|c| c.create_revision >= since))
+            .map(|(ip, _)| *ip)
             .collect()
     }
 
     /// Every claim of a network (leftovers included).
-    pub fn of_network<'a>(&'a self, network: &'a str) -> impl Iterator<Item = &'a Claim> + 'a {
-        self.by_address
-            .iter()
-            .filter(move |((n, _), _)| &**n == network)
-            .flat_map(|(_, claims)| claims.iter())
+    pub fn of_network<'a>(&'a self, network: &str) -> impl Iterator<Item = &'a Claim> + 'a {
+        self.by_network
+            .get(network)
+            .into_iter()
+            .flat_map(|addresses| addresses.values().flatten())
     }
 
     /// Every claim, with its network.
     pub fn iter(&self) -> impl Iterator<Item = (&Name, &Claim)> {
-        self.by_address
-            .iter()
-            .flat_map(|((n, _), claims)| claims.iter().map(move |c| (n, c)))
+        self.by_network.iter().flat_map(|(network, addresses)| {
+            addresses.values().flatten().map(move |c| (network, c))
+        })
     }
 }
